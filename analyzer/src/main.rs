@@ -1,0 +1,3 @@
+//! The `analyzer` command line: a thin shell over the analyzer library.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! The monitor specification language (see docs/spec-language.md): parser, checker, compiler and evaluator as separate phases, with no I/O, so the analyzer runs it over recorded traces and the recorder runs it live.

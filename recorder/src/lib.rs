@@ -1,0 +1,18 @@
+//! The recorder library: scenario files, the compose lifecycle, Docker sensors, fault injection and
+//! the recording loop. The `recorder` binary is a thin shell over it.
+//!
+//! Module map: [`scenario`] (the TOML scenario and its validation), [`compose`] (the compose CLI and
+//! container discovery through bollard), [`docker`] (events, logs and stats sensors), [`sink`] (the
+//! event channel every sensor writes into), [`sensor`] (the plug-in hook for protocol sensors),
+//! [`faults`] (fault injection, owned by the faults helper), [`run`] (the run loop tying it all
+//! together).
+
+pub mod compose;
+pub mod docker;
+pub mod faults;
+pub mod run;
+pub mod scenario;
+pub mod sensor;
+pub mod sink;
+
+pub use sink::EventSink;

@@ -1,0 +1,133 @@
+//! `manifest.json`: what was run, on what, with which sensors and faults, and how it ended.
+//!
+//! The manifest is written when the trace is created and rewritten (atomically, via a temporary
+//! file and rename) as the run learns more: containers and addresses after `up`, the outcome at
+//! the end. Every field is optional or defaulted on read so that older traces stay readable.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole manifest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Manifest {
+    /// Trace format version ([`crate::FORMAT_VERSION`] when written by this crate).
+    pub format_version: u32,
+    /// Unique id of the run (also the default trace directory name).
+    pub run_id: String,
+    /// When recording started / ended, UTC nanoseconds (ended is absent while recording, or when
+    /// the recorder was killed).
+    pub started_ns: Option<i64>,
+    pub ended_ns: Option<i64>,
+    /// Name and version of the program that wrote the trace, e.g. `recorder 0.1.0`.
+    pub recorder_version: String,
+    pub host: HostInfo,
+    pub compose: ComposeInfo,
+    /// The sensor configuration as given in the scenario (secrets redacted).
+    pub sensors: serde_json::Value,
+    /// The experiment or timed schedule that was run, as given in the scenario.
+    pub schedule: serde_json::Value,
+    /// Seed for every random choice the recorder made.
+    pub seed: Option<u64>,
+    /// How the run ended; absent while recording or when the recorder was killed.
+    pub outcome: Option<Outcome>,
+    /// Free-form extra facts (for forward compatibility: readers keep unknown keys here).
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// Facts about the machine that recorded the trace.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HostInfo {
+    pub hostname: String,
+    pub os: String,
+    pub kernel: String,
+    pub docker_version: String,
+    pub docker_api_version: String,
+    /// The compose command used: `docker compose` or `docker-compose`, with its version.
+    pub compose_command: String,
+    /// Kernel features the fault injector probed (e.g. `netem: false`).
+    pub features: BTreeMap<String, bool>,
+}
+
+/// The compose project as run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ComposeInfo {
+    pub project: String,
+    pub files: Vec<ComposeFile>,
+    /// Output of `compose config` (environment values that look like secrets redacted).
+    pub resolved_config: String,
+    /// Service name -> its containers.
+    pub services: BTreeMap<String, ServiceInfo>,
+    /// Compose network name (as in the compose file) -> facts.
+    pub networks: BTreeMap<String, NetworkInfo>,
+}
+
+/// One compose file with the hash of its content.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ComposeFile {
+    pub path: String,
+    pub sha256: String,
+}
+
+/// A compose service.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServiceInfo {
+    pub image: String,
+    pub containers: Vec<ContainerInfo>,
+}
+
+/// A container of a service.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub image_id: String,
+    /// Compose network name -> IPv4 address of the container on it.
+    pub addresses: BTreeMap<String, String>,
+    /// Hostname and aliases the container answers to.
+    pub aliases: Vec<String>,
+}
+
+/// A network of the project.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NetworkInfo {
+    /// Docker's network id and full name (`<project>_<name>`).
+    pub id: String,
+    pub docker_name: String,
+    pub driver: String,
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    /// The host bridge interface, when known (e.g. `br-1a2b3c4d5e6f`).
+    pub bridge: Option<String>,
+}
+
+/// How the run ended.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Outcome {
+    /// `completed`, `failed` (an expect step failed), `timeout`, `interrupted`, or `error`.
+    pub status: String,
+    pub message: Option<String>,
+    /// Combined online verdict, when an experiment ran: `accept`, `fail`, `inconclusive`.
+    pub verdict: Option<String>,
+}
+
+/// Names of environment variables whose values are redacted in the manifest.
+pub fn is_secret_name(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    ["PASSWORD", "SECRET", "TOKEN", "KEY"]
+        .iter()
+        .any(|w| upper.contains(w))
+}
+
+/// The value that replaces a redacted secret.
+pub const REDACTED: &str = "<redacted>";
