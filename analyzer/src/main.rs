@@ -1,3 +1,103 @@
-//! The `analyzer` command line: a thin shell over the analyzer library.
+//! The `analyzer` command line: a thin shell over the analyzer library. Parses arguments (clap
+//! usage errors exit 64, not clap's 2), runs the command, prints any error as one line on stderr
+//! and exits with the code of `docs/exit-codes.md`.
 
-fn main() {}
+use std::io::Write;
+
+use analyzer::{check, events, exit, generate, info};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "analyzer",
+    version,
+    about = "Inspect chaos traces and judge them against monitor specifications"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Summarise a trace: manifest, time span, counts per source and service, faults.
+    Info(info::InfoArgs),
+    /// List the events of a trace, filtered.
+    Events(events::EventsArgs),
+    /// Judge traces against monitor specifications.
+    Check(check::CheckArgs),
+    /// Finalize a trace left by a killed recorder (sort the event log into Parquet).
+    Finalize {
+        /// The trace directory.
+        trace: std::path::PathBuf,
+    },
+    /// Write a synthetic trace (tests and benchmarks).
+    #[command(hide = true)]
+    Generate(generate::GenerateArgs),
+}
+
+/// Errors are printed on one line (`docs/exit-codes.md`).
+fn one_line(s: &str) -> String {
+    s.split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn report(e: &anyhow::Error) -> i32 {
+    if let Some(a) = e.downcast_ref::<analyzer::Error>() {
+        if a.is_broken_pipe() {
+            return exit::OK;
+        }
+        eprintln!("error: {}", one_line(&a.to_string()));
+        return a.exit_code();
+    }
+    if let Some(t) = e.downcast_ref::<trace::TraceError>() {
+        eprintln!("error: {}", one_line(&t.to_string()));
+        return match t {
+            trace::TraceError::Invalid(_) => exit::RUNTIME,
+            _ => exit::UNREADABLE_TRACE,
+        };
+    }
+    eprintln!("error: {}", one_line(&format!("{e:#}")));
+    exit::RUNTIME
+}
+
+fn run(cli: Cli) -> anyhow::Result<i32> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let code = match cli.command {
+        Command::Info(a) => info::run(&a, &mut out)?,
+        Command::Events(a) => events::run(&a, &mut out)?,
+        Command::Finalize { trace } => analyzer::finalize_cmd(&trace, &mut out)?,
+        Command::Generate(a) => generate::run(&a, &mut out)?,
+        Command::Check(a) => {
+            out.flush().ok();
+            drop(out);
+            return check::run(&a).map_err(anyhow::Error::from);
+        }
+    };
+    out.flush().map_err(analyzer::Error::output)?;
+    Ok(code)
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    let code = match run(cli) {
+        Ok(c) => c,
+        Err(e) => report(&e),
+    };
+    std::process::exit(code);
+}

@@ -9,7 +9,9 @@
 
 pub mod compose;
 pub mod docker;
+pub mod experiment;
 pub mod faults;
+pub mod probes;
 pub mod run;
 pub mod scenario;
 pub mod sensor;

@@ -1,3 +1,166 @@
-//! The `recorder` command line: a thin shell over the recorder library.
+//! The `recorder` command line: a thin shell over the recorder library. `run` records a
+//! scenario, `check` validates one without starting anything, `cleanup` removes what a killed
+//! recorder left behind. Exit codes follow docs/exit-codes.md (clap's usage errors map to 64).
 
-fn main() {}
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use recorder::run::{exit, RunOptions};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "recorder",
+    version,
+    about = "Run a compose system under a fault schedule and record everything into a trace."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Bring the project up, run the experiment or schedule, record a trace, tear down.
+    Run {
+        /// The scenario file (TOML, see docs/scenario.md).
+        scenario: PathBuf,
+        /// Trace directory (overrides the scenario's `output`; `{run_id}` is replaced).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Compose project name (overrides the scenario's).
+        #[arg(short, long)]
+        project: Option<String>,
+        /// Random seed (overrides the scenario's).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// No progress line, even on a terminal.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Validate a scenario (and its specs) against the compose configuration; start nothing.
+    Check { scenario: PathBuf },
+    /// Remove containers, networks and host rules left by a killed recorder.
+    Cleanup {
+        /// The compose project to clean.
+        #[arg(short, long, conflicts_with = "all")]
+        project: Option<String>,
+        /// Every project a recorder left (names starting with `ctk`, or registered by a run).
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => exit::USAGE,
+            };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(exit::ENV);
+        }
+    };
+    let code = rt.block_on(async_main(cli));
+    // sensor tasks may still be parked on Docker streams; do not wait for them
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    std::process::exit(code);
+}
+
+async fn async_main(cli: Cli) -> i32 {
+    match cli.command {
+        Cmd::Run {
+            scenario,
+            output,
+            project,
+            seed,
+            quiet,
+        } => {
+            let o = recorder::run::run(RunOptions {
+                scenario,
+                output,
+                project,
+                seed,
+                quiet,
+                check_only: false,
+            })
+            .await;
+            report(&o);
+            o.exit_code
+        }
+        Cmd::Check { scenario } => {
+            let o = recorder::run::run(RunOptions {
+                scenario,
+                check_only: true,
+                quiet: true,
+                ..RunOptions::default()
+            })
+            .await;
+            if o.exit_code == 0 {
+                if let Some(m) = &o.message {
+                    println!("{m}");
+                }
+            } else {
+                report(&o);
+            }
+            o.exit_code
+        }
+        Cmd::Cleanup { project, all } => {
+            match recorder::run::cleanup(project.as_deref(), all).await {
+                Ok(lines) => {
+                    if lines.is_empty() {
+                        println!("nothing to clean up");
+                    }
+                    for l in lines {
+                        println!("{l}");
+                    }
+                    0
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    if e.starts_with("give") {
+                        exit::USAGE
+                    } else {
+                        exit::ENV
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn report(o: &recorder::run::RunOutcome) {
+    let Some(dir) = &o.trace_dir else {
+        // refused before anything started: one error per line
+        if let Some(m) = &o.message {
+            for l in m.lines() {
+                eprintln!("error: {l}");
+            }
+        }
+        return;
+    };
+    println!("trace: {}", dir.display());
+    println!("status: {} (exit {})", o.status, o.exit_code);
+    if let Some(v) = &o.verdict {
+        println!("verdict: {v}");
+    }
+    for v in &o.verdicts {
+        println!("  {v}");
+    }
+    let per: Vec<String> = o.events.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!("events: {}", per.join(" "));
+    if let Some(m) = &o.message {
+        eprintln!("{}: {m}", if o.exit_code == 0 { "note" } else { "error" });
+    }
+}

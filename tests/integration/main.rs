@@ -1,1 +1,11 @@
 //! The one integration-test binary (ripgrep style): every end-to-end test lives in a module here.
+mod check_cli;
+mod demo_cluster;
+mod faults;
+mod recorder_common;
+mod recorder_logs;
+mod recorder_teardown;
+mod sensors_docker;
+mod trace_cli;
+mod trace_compat;
+mod trace_sigkill;

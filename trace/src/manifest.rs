@@ -131,3 +131,81 @@ pub fn is_secret_name(name: &str) -> bool {
 
 /// The value that replaces a redacted secret.
 pub const REDACTED: &str = "<redacted>";
+
+impl Manifest {
+    /// Reads `manifest.json` from a trace directory (no version check; see [`Manifest::check_version`]).
+    pub fn read(dir: &std::path::Path) -> Result<Manifest, crate::TraceError> {
+        let path = dir.join(crate::files::MANIFEST);
+        let text = std::fs::read(&path).map_err(|e| crate::TraceError::io(&path, e))?;
+        serde_json::from_slice(&text).map_err(|source| crate::TraceError::Manifest { path, source })
+    }
+
+    /// Fails with [`crate::TraceError::NewerVersion`] when the manifest claims a format version
+    /// newer than [`crate::FORMAT_VERSION`]. Version 0 (absent) is read as 1.
+    pub fn check_version(&self, dir: &std::path::Path) -> Result<(), crate::TraceError> {
+        if self.format_version > crate::FORMAT_VERSION {
+            return Err(crate::TraceError::NewerVersion {
+                path: dir.join(crate::files::MANIFEST),
+                found: self.format_version,
+                supported: crate::FORMAT_VERSION,
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes `manifest.json` atomically (temporary file, fsync, rename).
+    pub fn write_atomic(&self, dir: &std::path::Path) -> Result<(), crate::TraceError> {
+        use std::io::Write;
+        let path = dir.join(crate::files::MANIFEST);
+        let tmp = dir.join(".manifest.json.tmp");
+        let text = serde_json::to_vec_pretty(self).map_err(|e| {
+            crate::TraceError::Invalid(format!(
+                "{}: cannot serialise manifest: {e}",
+                path.display()
+            ))
+        })?;
+        let mut f = std::fs::File::create(&tmp).map_err(|e| crate::TraceError::io(&tmp, e))?;
+        f.write_all(&text)
+            .and_then(|_| f.write_all(b"\n"))
+            .and_then(|_| f.sync_all())
+            .map_err(|e| crate::TraceError::io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| crate::TraceError::io(&path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_and_unknown_fields_round_trip() {
+        let m: Manifest =
+            serde_json::from_str(r#"{"format_version":1,"run_id":"r","future_field":{"x":1}}"#)
+                .unwrap();
+        assert_eq!(m.run_id, "r");
+        assert_eq!(m.extra["future_field"]["x"], 1);
+        let back = serde_json::to_value(&m).unwrap();
+        assert_eq!(back["future_field"]["x"], 1);
+    }
+
+    #[test]
+    fn newer_version_is_refused_and_atomic_write_reads_back() {
+        let d = tempfile::tempdir().unwrap();
+        let m = Manifest {
+            format_version: 99,
+            ..Default::default()
+        };
+        m.write_atomic(d.path()).unwrap();
+        let r = Manifest::read(d.path()).unwrap();
+        let e = r.check_version(d.path()).unwrap_err().to_string();
+        assert!(e.contains("format version 99 is newer"), "{e}");
+        assert!(e.contains("manifest.json"), "{e}");
+    }
+
+    #[test]
+    fn secret_names() {
+        assert!(is_secret_name("db_password"));
+        assert!(is_secret_name("API_KEY"));
+        assert!(!is_secret_name("HOME"));
+    }
+}

@@ -1,0 +1,194 @@
+//! Text report: one line per monitor and experiment step with its verdict, then the explanation
+//! of every fail and inconclusive (deciding event, guard values, path, timeout, pending, context).
+
+use super::Context;
+use crate::check::Judged;
+use monitor::{fmt_ts, EventInfo, Explanation, MonitorResult, Verdict};
+use std::io::Write;
+
+fn tag(v: Option<Verdict>) -> &'static str {
+    match v {
+        Some(Verdict::Accept) => "ok  ",
+        Some(Verdict::Fail) => "FAIL",
+        Some(Verdict::Inconclusive) => "INCO",
+        None => "----",
+    }
+}
+
+fn rel(ts: i64, start: Option<i64>) -> String {
+    match start {
+        Some(s) => format!("+{:.3}s", (ts - s) as f64 / 1e9),
+        None => fmt_ts(ts),
+    }
+}
+
+/// One event as a line.
+pub fn event_line(e: &EventInfo, start: Option<i64>) -> String {
+    format!(
+        "{} {} seq {} {} {} {} {}",
+        rel(e.ts_ns, start),
+        fmt_ts(e.ts_ns),
+        e.seq,
+        e.source,
+        e.service.as_deref().unwrap_or("-"),
+        e.kind,
+        e.excerpt
+    )
+}
+
+/// The explanation as indented lines.
+pub fn explain(e: &Explanation, start: Option<i64>, ctx: &[Context], indent: &str) -> Vec<String> {
+    let mut l = Vec::new();
+    l.push(format!("{indent}reason: {}", e.reason));
+    let mut what = format!("{indent}monitor: {} in state `{}`", e.monitor, e.state);
+    if let Some(k) = &e.key {
+        what.push_str(&format!(" (key {k})"));
+    }
+    l.push(what);
+    if let Some(d) = &e.deciding_event {
+        l.push(format!("{indent}deciding event: {}", event_line(d, start)));
+    }
+    if let Some(h) = &e.handler {
+        l.push(format!("{indent}handler: {h}"));
+    }
+    if !e.guard_values.is_empty() {
+        l.push(format!("{indent}the guard saw:"));
+        for g in &e.guard_values {
+            l.push(format!("{indent}  {} = {}", g.expr, g.value));
+        }
+    }
+    if let Some(t) = &e.timeout {
+        let by = t
+            .armed_by_seq
+            .map(|s| format!(" by seq {s}"))
+            .unwrap_or_default();
+        l.push(format!(
+            "{indent}timeout: state `{}` armed at {}{by}, due at {}",
+            t.state,
+            rel(t.armed_ns, start),
+            rel(t.deadline_ns, start)
+        ));
+    }
+    if let Some(p) = &e.pending {
+        l.push(format!("{indent}pending: {p}"));
+    }
+    if !e.path.is_empty() {
+        l.push(format!("{indent}path:"));
+        for t in &e.path {
+            let by = t
+                .seq
+                .map(|s| format!("seq {s}"))
+                .unwrap_or_else(|| "timeout".into());
+            l.push(format!(
+                "{indent}  {} -> {} at {} ({by}) by `{}`",
+                t.from,
+                t.to,
+                rel(t.ts_ns, start),
+                t.handler
+            ));
+        }
+    }
+    if let Some(d) = &e.deciding_event {
+        if let Some(c) = ctx.iter().find(|c| c.seq == d.seq) {
+            if !c.events.is_empty() {
+                l.push(format!(
+                    "{indent}around it ({}, faults, notes):",
+                    c.services.join(", ")
+                ));
+                for ev in &c.events {
+                    let mark = if ev.ts_ns > d.ts_ns || (ev.ts_ns == d.ts_ns && ev.seq > d.seq) {
+                        "after "
+                    } else {
+                        "before"
+                    };
+                    l.push(format!("{indent}  {mark} {}", event_line(ev, start)));
+                }
+            }
+        }
+    }
+    l
+}
+
+fn monitor_lines(
+    w: &mut dyn Write,
+    m: &MonitorResult,
+    start: Option<i64>,
+    ctx: &[Context],
+    indent: &str,
+) -> std::io::Result<()> {
+    if m.verdict == Verdict::Accept {
+        return Ok(());
+    }
+    if !m.children.is_empty() {
+        for c in &m.children {
+            writeln!(w, "{indent}{} {}", tag(Some(c.verdict)), c.name)?;
+            monitor_lines(w, c, start, ctx, &format!("{indent}  "))?;
+        }
+        if let Some(e) = &m.explanation {
+            for line in explain(e, start, ctx, indent) {
+                writeln!(w, "{line}")?;
+            }
+        }
+        return Ok(());
+    }
+    if let Some(e) = &m.explanation {
+        for line in explain(e, start, ctx, indent) {
+            writeln!(w, "{line}")?;
+        }
+    }
+    Ok(())
+}
+
+pub fn write(w: &mut dyn Write, judged: &[Judged]) -> std::io::Result<()> {
+    for j in judged {
+        let r = &j.report;
+        let start = r.start_ns;
+        writeln!(
+            w,
+            "trace {} ({} events, {} .. {})",
+            j.trace.display(),
+            r.events,
+            start.map(fmt_ts).unwrap_or_default(),
+            fmt_ts(r.end_ns)
+        )?;
+        for m in &r.monitors {
+            writeln!(w, "  {} monitor {}", tag(Some(m.verdict)), m.name)?;
+            monitor_lines(w, m, start, &j.context, "      ")?;
+        }
+        for e in &r.experiments {
+            writeln!(w, "  {} experiment {}", tag(Some(e.verdict)), e.name)?;
+            for s in &e.steps {
+                let when = s
+                    .end_ns
+                    .map(|t| format!("  [{}]", rel(t, start)))
+                    .unwrap_or_default();
+                writeln!(
+                    w,
+                    "    {} {:>2}. {}{when}",
+                    tag(s.verdict),
+                    s.index + 1,
+                    s.text
+                )?;
+                if s.verdict.is_some_and(|v| v != Verdict::Accept) {
+                    if let Some(m) = &s.monitor {
+                        monitor_lines(w, m, start, &j.context, "          ")?;
+                    } else if let Some(rs) = &s.reason {
+                        writeln!(w, "          reason: {rs}")?;
+                    }
+                }
+            }
+            if let Some(rs) = &e.reason {
+                writeln!(w, "    => {rs}")?;
+            }
+        }
+        writeln!(w, "  verdict: {}", r.verdict)?;
+    }
+    if judged.len() > 1 {
+        writeln!(
+            w,
+            "verdict: {}",
+            Verdict::combine(judged.iter().map(|j| j.report.verdict))
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,269 @@
+//! The syntax tree the parser produces. Every node keeps its span so that the checker, the
+//! compiled machines and the explanations can point back at the source.
+// Syntax-tree enums are built once per spec, never on the hot path: variant sizes do not matter.
+#![allow(clippy::large_enum_variant)]
+
+use crate::diag::Span;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lit {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Dur(i64),
+    Str(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinOp {
+    Or,
+    And,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    In,
+    NotIn,
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quant {
+    All,
+    Any,
+    Count,
+}
+
+#[derive(Debug, Clone)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub enum ExprKind {
+    Lit(Lit),
+    Name(String),
+    List(Vec<Expr>),
+    Field(Box<Expr>, String),
+    Index(Box<Expr>, Box<Expr>),
+    Call(String, Vec<Expr>),
+    Neg(Box<Expr>),
+    Not(Box<Expr>),
+    Bin(BinOp, Box<Expr>, Box<Expr>),
+    Match {
+        negated: bool,
+        lhs: Box<Expr>,
+        regex: String,
+        regex_span: Span,
+    },
+    Quant {
+        q: Quant,
+        var: String,
+        list: Box<Expr>,
+        body: Box<Expr>,
+    },
+    If(Box<Expr>, Box<Expr>, Box<Expr>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    /// `None` = `event` (any source).
+    pub source: Option<String>,
+    pub kind: Option<String>,
+    pub from: Option<Expr>,
+    pub guard: Option<Expr>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub enum Terminal {
+    Stay,
+    Goto {
+        state: String,
+        state_span: Span,
+        timeout: Option<Expr>,
+    },
+    Accept(Option<Expr>),
+    Fail(Option<Expr>),
+    Inconclusive(Option<Expr>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Actions {
+    pub sets: Vec<(String, Span, Expr)>,
+    pub terminal: Terminal,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub enum On {
+    Event(Pattern),
+    Timeout,
+    End,
+}
+
+#[derive(Debug, Clone)]
+pub struct Handler {
+    pub on: On,
+    pub actions: Actions,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub struct StateDecl {
+    pub name: String,
+    pub span: Span,
+    pub timeout: Option<Expr>,
+    pub handlers: Vec<Handler>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ty {
+    Bool,
+    Int,
+    Float,
+    Str,
+    Dur,
+    List,
+    Any,
+}
+
+impl Ty {
+    pub fn name(self) -> &'static str {
+        match self {
+            Ty::Bool => "bool",
+            Ty::Int => "int",
+            Ty::Float => "float",
+            Ty::Str => "str",
+            Ty::Dur => "duration",
+            Ty::List => "list",
+            Ty::Any => "any",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Param {
+    pub name: String,
+    pub span: Span,
+    pub ty: Ty,
+    pub variadic: bool,
+    pub default: Option<Expr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Agg {
+    Count,
+    Sum,
+    Mean,
+    Min,
+    Max,
+}
+
+#[derive(Debug, Clone)]
+pub enum WindowSize {
+    Events(u64),
+    Time(Expr),
+}
+
+#[derive(Debug, Clone)]
+pub struct WindowDecl {
+    pub name: String,
+    pub span: Span,
+    pub agg: Agg,
+    pub expr: Option<Expr>,
+    pub size: WindowSize,
+    pub of: Option<Pattern>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MExpr {
+    pub kind: MExprKind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone)]
+pub enum MExprKind {
+    And(Box<MExpr>, Box<MExpr>),
+    Or(Box<MExpr>, Box<MExpr>),
+    Not(Box<MExpr>),
+    Ref {
+        name: String,
+        name_span: Span,
+        args: Vec<Expr>,
+        at: Option<Expr>,
+    },
+    Always(Pattern),
+    Never(Pattern),
+    Eventually(Pattern, Option<Expr>),
+    After(Pattern, Pattern, Option<Expr>),
+    Stable(Expr, Option<Pattern>),
+}
+
+#[derive(Debug, Clone)]
+pub enum MonitorBody {
+    Machine {
+        vars: Vec<(String, Span, Expr)>,
+        windows: Vec<WindowDecl>,
+        states: Vec<StateDecl>,
+    },
+    Expr(MExpr),
+}
+
+#[derive(Debug, Clone)]
+pub struct MonitorDecl {
+    pub name: String,
+    pub span: Span,
+    pub params: Vec<Param>,
+    pub per: Option<Expr>,
+    pub body: MonitorBody,
+}
+
+#[derive(Debug, Clone)]
+pub enum TargetDecl {
+    Service(Expr),
+    Container(Expr),
+    Network(Expr),
+    Services(Vec<Expr>),
+    Random(Vec<Expr>),
+    Between(Vec<Expr>, Vec<Expr>),
+    FromTo(Vec<Expr>, Vec<Expr>),
+}
+
+#[derive(Debug, Clone)]
+pub enum StepDecl {
+    Expect {
+        m: MExpr,
+        within: Option<Expr>,
+        span: Span,
+    },
+    Do {
+        action: String,
+        args: Vec<(String, Expr)>,
+        target: TargetDecl,
+        dur: Option<Expr>,
+        span: Span,
+    },
+    Note(String),
+}
+
+#[derive(Debug, Clone)]
+pub enum Item {
+    Import(String, Span),
+    Let(String, Span, Expr),
+    Def(String, Span, Vec<(String, Span)>, Expr),
+    Monitor(MonitorDecl),
+    Experiment {
+        name: String,
+        span: Span,
+        steps: Vec<StepDecl>,
+    },
+}

@@ -1,0 +1,1445 @@
+//! The evaluator: instances of compiled machines fed events in trace order, timeouts in trace
+//! time, per-key instances, windows, compositions, and the explanations of every decision.
+//! The hot path (an event that matches nothing or a guard over borrowed fields) allocates
+//! nothing.
+
+use crate::ast::{Agg, BinOp, Quant};
+use crate::ir::*;
+use crate::report::*;
+use crate::value::{Value, V};
+use serde_json::Value as J;
+use std::cell::OnceCell;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::rc::Rc;
+use trace::EventRef;
+
+const PATH_MAX: usize = 32;
+const TRACE_MAX: usize = 24;
+
+/// The per-event lazily parsed `data`.
+pub(crate) type JsonCell = OnceCell<Option<J>>;
+
+pub(crate) struct Ctx<'a> {
+    ev: Option<EventRef<'a>>,
+    json: &'a JsonCell,
+    params: &'a [Value],
+    vars: &'a [Value],
+    wins: &'a [WinState],
+    win_defs: &'a [WindowC],
+    caps_saved: &'a [Value],
+    caps_now: Vec<Option<V<'a>>>,
+    locals: Vec<V<'a>>,
+    here: Option<&'a str>,
+    key: &'a Value,
+    trace: Option<Vec<GuardValue>>,
+}
+
+fn s<'a>(o: Option<&'a str>) -> V<'a> {
+    o.map(V::Str).unwrap_or(V::Null)
+}
+
+impl<'a> Ctx<'a> {
+    fn data(&self) -> V<'a> {
+        let Some(ev) = self.ev else { return V::Null };
+        let Some(d) = ev.data else { return V::Null };
+        match self.json.get_or_init(|| serde_json::from_str(d).ok()) {
+            Some(j) => V::of_json(j),
+            None => V::Null,
+        }
+    }
+
+    pub(crate) fn eval(&mut self, x: &'a X) -> V<'a> {
+        let v = self.eval_inner(x);
+        if let (Some(t), Some(text)) = (&mut self.trace, &x.text) {
+            if t.len() < TRACE_MAX && !t.iter().any(|g| *g.expr == **text) {
+                t.push(GuardValue {
+                    expr: text.to_string(),
+                    value: v.show(),
+                });
+            }
+        }
+        v
+    }
+
+    fn eval_inner(&mut self, x: &'a X) -> V<'a> {
+        match &x.k {
+            Ex::Const(v) => V::of(v),
+            Ex::Ts => self.ev.map(|e| V::Int(e.ts_ns)).unwrap_or(V::Null),
+            Ex::Seq => self.ev.map(|e| V::Int(e.seq as i64)).unwrap_or(V::Null),
+            Ex::Source => s(self.ev.map(|e| e.source)),
+            Ex::Service => s(self.ev.and_then(|e| e.service)),
+            Ex::Container => s(self.ev.and_then(|e| e.container)),
+            Ex::Kind => s(self.ev.map(|e| e.kind)),
+            Ex::Message => s(self.ev.and_then(|e| e.message)),
+            Ex::Data => self.data(),
+            Ex::Here => s(self.here),
+            Ex::Key => V::of(self.key),
+            Ex::Param(i) => self.params.get(*i as usize).map(V::of).unwrap_or(V::Null),
+            Ex::Var(i) => self.vars.get(*i as usize).map(V::of).unwrap_or(V::Null),
+            Ex::Win(i) => win_value(&self.win_defs[*i as usize], &self.wins[*i as usize]),
+            Ex::Cap(i) => {
+                if let Some(Some(v)) = self.caps_now.get(*i as usize) {
+                    return v.clone();
+                }
+                self.caps_saved
+                    .get(*i as usize)
+                    .map(V::of)
+                    .unwrap_or(V::Null)
+            }
+            Ex::Local(i) => self.locals.get(*i as usize).cloned().unwrap_or(V::Null),
+            Ex::Field(b, f) => self.eval(b).field(f),
+            Ex::Index(b, i) => {
+                let bv = self.eval(b);
+                let iv = self.eval(i);
+                bv.index(&iv)
+            }
+            Ex::List(items) => V::L(Rc::new(items.iter().map(|i| self.eval(i)).collect())),
+            Ex::Neg(a) => match self.eval(a) {
+                V::Int(i) => V::Int(-i),
+                V::Float(f) => V::Float(-f),
+                _ => V::Null,
+            },
+            Ex::Not(a) => match self.eval(a) {
+                V::Bool(b) => V::Bool(!b),
+                _ => V::Null,
+            },
+            Ex::Bin(op, a, b) => self.bin(*op, a, b),
+            Ex::Match {
+                negated,
+                lhs,
+                re,
+                caps,
+            } => {
+                let l = self.eval(lhs);
+                let r = match &l {
+                    V::Str(hay) => {
+                        if caps.is_empty() {
+                            re.is_match(hay)
+                        } else {
+                            match re.captures(hay) {
+                                Some(c) => {
+                                    for (g, slot) in caps {
+                                        if let Some(m) = c.get(*g) {
+                                            self.set_cap(*slot, V::Str(&hay[m.range()]));
+                                        }
+                                    }
+                                    true
+                                }
+                                None => false,
+                            }
+                        }
+                    }
+                    V::S(hay) => match re.captures(hay) {
+                        Some(c) => {
+                            for (g, slot) in caps {
+                                if let Some(m) = c.get(*g) {
+                                    self.set_cap(*slot, V::S(Rc::from(m.as_str())));
+                                }
+                            }
+                            true
+                        }
+                        None => false,
+                    },
+                    _ => return V::Bool(*negated),
+                };
+                V::Bool(r != *negated)
+            }
+            Ex::Quant {
+                q,
+                local,
+                list,
+                body,
+            } => {
+                let l = self.eval(list);
+                let Some(n) = l.list_len() else {
+                    return if *q == Quant::Count {
+                        V::Null
+                    } else {
+                        V::Bool(false)
+                    };
+                };
+                let li = *local as usize;
+                if self.locals.len() <= li {
+                    self.locals.resize(li + 1, V::Null);
+                }
+                let mut count = 0i64;
+                for i in 0..n {
+                    self.locals[li] = l.list_get(i);
+                    let b = self.eval(body).truthy();
+                    match q {
+                        Quant::All if !b => return V::Bool(false),
+                        Quant::Any if b => return V::Bool(true),
+                        Quant::Count if b => count += 1,
+                        _ => {}
+                    }
+                }
+                match q {
+                    Quant::All => V::Bool(true),
+                    Quant::Any => V::Bool(false),
+                    Quant::Count => V::Int(count),
+                }
+            }
+            Ex::If(c, a, b) => {
+                if self.eval(c).truthy() {
+                    self.eval(a)
+                } else {
+                    self.eval(b)
+                }
+            }
+            Ex::Call(b, args) => self.call(*b, args),
+        }
+    }
+
+    fn set_cap(&mut self, slot: u16, v: V<'a>) {
+        let i = slot as usize;
+        if self.caps_now.len() <= i {
+            self.caps_now.resize(self.caps_saved.len().max(i + 1), None);
+        }
+        self.caps_now[i] = Some(v);
+    }
+
+    fn bin(&mut self, op: BinOp, a: &'a X, b: &'a X) -> V<'a> {
+        use BinOp::*;
+        match op {
+            And => {
+                let l = self.eval(a);
+                if !l.truthy() {
+                    return if l.is_null() { V::Null } else { V::Bool(false) };
+                }
+                let r = self.eval(b);
+                if let V::Bool(x) = r {
+                    V::Bool(x)
+                } else {
+                    V::Null
+                }
+            }
+            Or => {
+                let l = self.eval(a);
+                if l.truthy() {
+                    return V::Bool(true);
+                }
+                match self.eval(b) {
+                    V::Bool(x) => V::Bool(x),
+                    _ => V::Null,
+                }
+            }
+            _ => {
+                let l = self.eval(a);
+                let r = self.eval(b);
+                binop(op, &l, &r)
+            }
+        }
+    }
+
+    fn call(&mut self, b: Builtin, args: &'a [X]) -> V<'a> {
+        let a0 = args.first().map(|a| self.eval(a)).unwrap_or(V::Null);
+        let a1 = args.get(1).map(|a| self.eval(a)).unwrap_or(V::Null);
+        match b {
+            Builtin::Len => a0.len().map(V::Int).unwrap_or(V::Null),
+            Builtin::Int => match &a0 {
+                V::Int(i) => V::Int(*i),
+                V::Float(f) => V::Int(*f as i64),
+                V::Bool(b) => V::Int(*b as i64),
+                other => other
+                    .as_str()
+                    .and_then(|s| s.trim().parse::<i64>().ok())
+                    .map(V::Int)
+                    .unwrap_or(V::Null),
+            },
+            Builtin::Float => match &a0 {
+                V::Int(i) => V::Float(*i as f64),
+                V::Float(f) => V::Float(*f),
+                V::Bool(b) => V::Float(*b as i64 as f64),
+                other => other
+                    .as_str()
+                    .and_then(|s| s.trim().parse::<f64>().ok())
+                    .map(V::Float)
+                    .unwrap_or(V::Null),
+            },
+            Builtin::Str => match &a0 {
+                V::Str(_) | V::S(_) => a0,
+                V::Null => V::Null,
+                other => V::S(Rc::from(other.to_value().to_string().trim_matches('"'))),
+            },
+            Builtin::Bool => match &a0 {
+                V::Bool(b) => V::Bool(*b),
+                V::Null => V::Bool(false),
+                V::Int(i) => V::Bool(*i != 0),
+                other => match other.as_str() {
+                    Some("true") => V::Bool(true),
+                    Some("false") => V::Bool(false),
+                    _ => V::Null,
+                },
+            },
+            Builtin::Lower => a0
+                .as_str()
+                .map(|s| V::S(Rc::from(s.to_lowercase())))
+                .unwrap_or(V::Null),
+            Builtin::Upper => a0
+                .as_str()
+                .map(|s| V::S(Rc::from(s.to_uppercase())))
+                .unwrap_or(V::Null),
+            Builtin::Split => match (&a0, a1.as_str()) {
+                (V::Str(s), Some(sep)) if !sep.is_empty() => {
+                    V::L(Rc::new(s.split(sep).map(V::Str).collect()))
+                }
+                (V::S(s), Some(sep)) if !sep.is_empty() => {
+                    V::L(Rc::new(s.split(sep).map(|p| V::S(Rc::from(p))).collect()))
+                }
+                _ => V::Null,
+            },
+            Builtin::StartsWith => match (a0.as_str(), a1.as_str()) {
+                (Some(x), Some(y)) => V::Bool(x.starts_with(y)),
+                _ => V::Null,
+            },
+            Builtin::EndsWith => match (a0.as_str(), a1.as_str()) {
+                (Some(x), Some(y)) => V::Bool(x.ends_with(y)),
+                _ => V::Null,
+            },
+            Builtin::Contains => match (&a0, &a1) {
+                (V::Null, _) | (_, V::Null) => V::Null,
+                _ => V::Bool(a0.contains(&a1)),
+            },
+            Builtin::Keys => match &a0 {
+                V::J(J::Object(m)) => V::L(Rc::new(m.keys().map(|k| V::Str(k.as_str())).collect())),
+                _ => V::Null,
+            },
+            Builtin::Abs => match a0 {
+                V::Int(i) => V::Int(i.abs()),
+                V::Float(f) => V::Float(f.abs()),
+                _ => V::Null,
+            },
+            Builtin::Min | Builtin::Max => match a0.cmp(&a1) {
+                Some(o) => {
+                    let first = (o != std::cmp::Ordering::Greater) == (b == Builtin::Min);
+                    if first {
+                        a0
+                    } else {
+                        a1
+                    }
+                }
+                None => V::Null,
+            },
+            Builtin::IsNull => V::Bool(a0.is_null()),
+        }
+    }
+
+    fn matches(&mut self, p: &'a PatternC) -> bool {
+        let Some(ev) = self.ev else { return false };
+        if let Some(src) = &p.source {
+            if **src != *ev.source {
+                return false;
+            }
+        }
+        if let Some(k) = &p.kind {
+            if **k != *ev.kind {
+                return false;
+            }
+        }
+        if let Some(f) = &p.from {
+            let want = self.eval(f);
+            match (want.as_str(), ev.service) {
+                (Some(w), Some(s)) if w == s => {}
+                _ => return false,
+            }
+        }
+        match &p.guard {
+            Some(g) => self.eval(g).truthy(),
+            None => true,
+        }
+    }
+}
+
+fn binop<'a>(op: BinOp, l: &V<'a>, r: &V<'a>) -> V<'a> {
+    use std::cmp::Ordering::*;
+    use BinOp::*;
+    match op {
+        Eq => V::Bool(l.eq(r)),
+        Ne => V::Bool(!l.eq(r)),
+        Lt | Le | Gt | Ge => match l.cmp(r) {
+            Some(o) => V::Bool(match op {
+                Lt => o == Less,
+                Le => o != Greater,
+                Gt => o == Greater,
+                _ => o != Less,
+            }),
+            None => V::Bool(false),
+        },
+        In => V::Bool(r.contains(l)),
+        NotIn => V::Bool(!r.contains(l)),
+        Add | Sub | Mul | Div | Rem => {
+            if let (V::Int(a), V::Int(b)) = (l, r) {
+                return match op {
+                    Add => a.checked_add(*b).map(V::Int).unwrap_or(V::Null),
+                    Sub => a.checked_sub(*b).map(V::Int).unwrap_or(V::Null),
+                    Mul => a.checked_mul(*b).map(V::Int).unwrap_or(V::Null),
+                    Div if *b == 0 => V::Null,
+                    Div => V::Float(*a as f64 / *b as f64),
+                    _ => a.checked_rem(*b).map(V::Int).unwrap_or(V::Null),
+                };
+            }
+            if let (Some(a), Some(b)) = (l.as_f64(), r.as_f64()) {
+                return match op {
+                    Add => V::Float(a + b),
+                    Sub => V::Float(a - b),
+                    Mul => V::Float(a * b),
+                    Div if b == 0.0 => V::Null,
+                    Div => V::Float(a / b),
+                    _ if b == 0.0 => V::Null,
+                    _ => V::Float(a % b),
+                };
+            }
+            if op == Add {
+                if let (Some(a), Some(b)) = (l.as_str(), r.as_str()) {
+                    return V::S(Rc::from(format!("{a}{b}")));
+                }
+                if let (Some(n), Some(m)) = (l.list_len(), r.list_len()) {
+                    let mut v = Vec::with_capacity(n + m);
+                    v.extend((0..n).map(|i| l.list_get(i)));
+                    v.extend((0..m).map(|i| r.list_get(i)));
+                    return V::L(Rc::new(v));
+                }
+            }
+            V::Null
+        }
+        And | Or => V::Null,
+    }
+}
+
+// ---------------- windows ----------------
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WinState {
+    samples: VecDeque<(i64, f64)>,
+    sum: f64,
+    cap: usize,
+    span_ns: Option<i64>,
+}
+
+impl WinState {
+    fn evict(&mut self, now: i64) {
+        if let Some(d) = self.span_ns {
+            while let Some(&(t, v)) = self.samples.front() {
+                if t > now - d {
+                    break;
+                }
+                self.samples.pop_front();
+                self.sum -= v;
+            }
+            if self.samples.is_empty() {
+                self.sum = 0.0;
+            }
+        }
+    }
+    fn push(&mut self, ts: i64, v: f64) {
+        if self.span_ns.is_none() && self.samples.len() >= self.cap {
+            if let Some((_, old)) = self.samples.pop_front() {
+                self.sum -= old;
+            }
+        }
+        self.samples.push_back((ts, v));
+        self.sum += v;
+    }
+}
+
+fn win_value<'a>(d: &WindowC, w: &WinState) -> V<'a> {
+    let n = w.samples.len();
+    match d.agg {
+        Agg::Count => V::Int(w.sum.round() as i64),
+        Agg::Sum => V::Float(w.sum),
+        _ if n == 0 => V::Null,
+        Agg::Mean => V::Float(w.sum / n as f64),
+        Agg::Min => V::Float(w.samples.iter().map(|s| s.1).fold(f64::INFINITY, f64::min)),
+        Agg::Max => V::Float(
+            w.samples
+                .iter()
+                .map(|s| s.1)
+                .fold(f64::NEG_INFINITY, f64::max),
+        ),
+    }
+}
+
+// ---------------- instances and leaves ----------------
+
+#[derive(Debug, Clone)]
+pub(crate) struct Outcome {
+    pub verdict: Verdict,
+    pub at_ns: i64,
+    pub at_seq: Option<u64>,
+    pub explanation: Explanation,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Timer {
+    deadline: i64,
+    armed_ns: i64,
+    armed_seq: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PathEntry {
+    from: u16,
+    to: u16,
+    ts: i64,
+    seq: Option<u64>,
+    /// handler index, or u16::MAX for `on timeout`
+    handler: u16,
+}
+
+#[derive(Debug)]
+struct Inst {
+    state: u16,
+    vars: Vec<Value>,
+    caps: Vec<Value>,
+    wins: Vec<WinState>,
+    timer: Option<Timer>,
+    gen: u32,
+    done: Option<Outcome>,
+    path: VecDeque<PathEntry>,
+    entered_ns: i64,
+    entered_seq: Option<u64>,
+    key: Value,
+}
+
+/// What a fired handler decided, computed while the context borrows the instance.
+struct Effects {
+    sets: Vec<(u16, Value)>,
+    caps: Vec<(u16, Value)>,
+    term: Decision,
+}
+
+enum Decision {
+    Stay,
+    Goto(u16, Option<i64>),
+    Decide(Verdict, Option<String>, Vec<GuardValue>),
+}
+
+pub(crate) struct Leaf {
+    pub r: MonRef,
+    insts: Vec<Inst>,
+    keys: HashMap<Box<str>, u32>,
+    heap: BinaryHeap<Reverse<(i64, u32, u32)>>,
+    started: Option<i64>,
+    keybuf: String,
+    failed: Option<u32>,
+    no_key: Value,
+}
+
+impl Leaf {
+    pub fn new(r: MonRef) -> Leaf {
+        Leaf {
+            r,
+            insts: Vec::new(),
+            keys: HashMap::new(),
+            heap: BinaryHeap::new(),
+            started: None,
+            keybuf: String::new(),
+            failed: None,
+            no_key: Value::Null,
+        }
+    }
+
+    fn m(&self) -> &Machine {
+        &self.r.machine
+    }
+
+    pub fn start(&mut self, ts: i64) {
+        if self.started.is_some() {
+            return;
+        }
+        self.started = Some(ts);
+        if self.m().per.is_none() {
+            self.new_inst(Value::Null, ts, None);
+        }
+    }
+
+    fn new_inst(&mut self, key: Value, ts: i64, seq: Option<u64>) -> u32 {
+        let m = self.r.machine.clone();
+        let json = JsonCell::new();
+        let empty: [Value; 0] = [];
+        let mut vars = Vec::with_capacity(m.vars.len());
+        let mut wins = Vec::with_capacity(m.windows.len());
+        let timeout;
+        {
+            let mut ctx = Ctx {
+                ev: None,
+                json: &json,
+                params: &self.r.params,
+                vars: &empty,
+                wins: &[],
+                win_defs: &[],
+                caps_saved: &empty,
+                caps_now: Vec::new(),
+                locals: Vec::new(),
+                here: self.r.at.as_deref(),
+                key: &key,
+                trace: None,
+            };
+            for (_, e) in &m.vars {
+                let v = ctx.eval(e).to_value();
+                vars.push(v);
+            }
+            for w in &m.windows {
+                let (cap, span_ns) = match &w.size {
+                    WinSize::Events(n) => (*n, None),
+                    WinSize::Time(e) => (
+                        0,
+                        match ctx.eval(e) {
+                            V::Int(d) => Some(d),
+                            _ => Some(0),
+                        },
+                    ),
+                };
+                wins.push(WinState {
+                    samples: VecDeque::new(),
+                    sum: 0.0,
+                    cap,
+                    span_ns,
+                });
+            }
+            timeout = m
+                .states
+                .first()
+                .and_then(|s| s.timeout.as_ref())
+                .and_then(|t| match ctx.eval(t) {
+                    V::Int(d) => Some(d),
+                    _ => None,
+                });
+        }
+        let idx = self.insts.len() as u32;
+        let mut inst = Inst {
+            state: 0,
+            vars,
+            caps: vec![Value::Null; m.n_caps],
+            wins,
+            timer: None,
+            gen: 0,
+            done: None,
+            path: VecDeque::new(),
+            entered_ns: ts,
+            entered_seq: seq,
+            key,
+        };
+        if let Some(d) = timeout {
+            inst.timer = Some(Timer {
+                deadline: ts.saturating_add(d),
+                armed_ns: ts,
+                armed_seq: seq,
+            });
+            self.heap.push(Reverse((ts.saturating_add(d), idx, 0)));
+        }
+        self.insts.push(inst);
+        idx
+    }
+
+    pub fn decided(&self) -> Option<&Outcome> {
+        if self.m().per.is_none() {
+            self.insts.first().and_then(|i| i.done.as_ref())
+        } else {
+            self.failed
+                .and_then(|i| self.insts[i as usize].done.as_ref())
+        }
+    }
+
+    /// Fires every timeout due strictly before `ts` (or at/before it when `inclusive`).
+    pub fn advance_to(&mut self, ts: i64, inclusive: bool) {
+        while let Some(&Reverse((dl, idx, gen))) = self.heap.peek() {
+            if dl > ts || (!inclusive && dl == ts) {
+                break;
+            }
+            self.heap.pop();
+            if self.decided().is_some() {
+                self.heap.clear();
+                return;
+            }
+            let inst = &self.insts[idx as usize];
+            if inst.gen != gen || inst.done.is_some() || inst.timer.is_none() {
+                continue;
+            }
+            self.fire_timeout(idx, dl);
+        }
+    }
+
+    fn fire_timeout(&mut self, idx: u32, now: i64) {
+        let m = self.r.machine.clone();
+        let inst = &self.insts[idx as usize];
+        let timer = inst.timer;
+        let st = &m.states[inst.state as usize];
+        let json = JsonCell::new();
+        let eff = match &st.on_timeout {
+            Some((acts, _)) => {
+                let mut ctx = Ctx {
+                    ev: None,
+                    json: &json,
+                    params: &self.r.params,
+                    vars: &inst.vars,
+                    wins: &inst.wins,
+                    win_defs: &m.windows,
+                    caps_saved: &inst.caps,
+                    caps_now: Vec::new(),
+                    locals: Vec::new(),
+                    here: self.r.at.as_deref(),
+                    key: &inst.key,
+                    trace: None,
+                };
+                effects(&mut ctx, &m, acts, now)
+            }
+            None => Effects {
+                sets: Vec::new(),
+                caps: Vec::new(),
+                term: Decision::Decide(
+                    Verdict::Fail,
+                    Some(format!("timeout in state `{}`", st.name)),
+                    Vec::new(),
+                ),
+            },
+        };
+        let handler_text = st
+            .on_timeout
+            .as_ref()
+            .map(|h| h.1.clone())
+            .unwrap_or_else(|| format!("(no `on timeout` in state `{}`)", st.name));
+        self.insts[idx as usize].timer = None;
+        self.apply(idx, eff, now, None, u16::MAX, handler_text, timer);
+    }
+
+    /// Offers one event. `json` is the event's shared lazily parsed `data`.
+    pub fn observe(&mut self, ev: &EventRef<'_>, json: &JsonCell) {
+        if self.decided().is_some() {
+            return;
+        }
+        if let Some(at) = &self.r.at {
+            if ev.service != Some(&**at) {
+                return;
+            }
+        }
+        let m = self.r.machine.clone();
+        if let Some(srcs) = &m.sources {
+            if !srcs.iter().any(|s| **s == *ev.source) {
+                return;
+            }
+        }
+        let idx = match &m.per {
+            None => 0,
+            Some(kx) => {
+                let key = {
+                    let mut ctx = Ctx {
+                        ev: Some(*ev),
+                        json,
+                        params: &self.r.params,
+                        vars: &[],
+                        wins: &[],
+                        win_defs: &[],
+                        caps_saved: &[],
+                        caps_now: Vec::new(),
+                        locals: Vec::new(),
+                        here: self.r.at.as_deref(),
+                        key: &self.no_key,
+                        trace: None,
+                    };
+                    let k = ctx.eval(kx);
+                    self.keybuf.clear();
+                    match &k {
+                        V::Null => return,
+                        V::Str(s) => self.keybuf.push_str(s),
+                        V::S(s) => self.keybuf.push_str(s),
+                        V::Int(i) => {
+                            use std::fmt::Write;
+                            let _ = write!(self.keybuf, "{i}");
+                        }
+                        other => self.keybuf.push_str(&other.to_value().to_string()),
+                    }
+                    k.to_value_if_new(self.keys.contains_key(self.keybuf.as_str()))
+                };
+                match self.keys.get(self.keybuf.as_str()) {
+                    Some(i) => *i,
+                    None => {
+                        let i = self.new_inst(key.unwrap_or(Value::Null), ev.ts_ns, Some(ev.seq));
+                        self.keys.insert(self.keybuf.clone().into_boxed_str(), i);
+                        i
+                    }
+                }
+            }
+        };
+        if self
+            .insts
+            .get(idx as usize)
+            .is_none_or(|i| i.done.is_some())
+        {
+            return;
+        }
+        // windows
+        for (wi, wd) in m.windows.iter().enumerate() {
+            self.insts[idx as usize].wins[wi].evict(ev.ts_ns);
+            let sample = {
+                let inst = &self.insts[idx as usize];
+                let mut ctx = Ctx {
+                    ev: Some(*ev),
+                    json,
+                    params: &self.r.params,
+                    vars: &inst.vars,
+                    wins: &inst.wins,
+                    win_defs: &m.windows,
+                    caps_saved: &inst.caps,
+                    caps_now: Vec::new(),
+                    locals: Vec::new(),
+                    here: self.r.at.as_deref(),
+                    key: &inst.key,
+                    trace: None,
+                };
+                let ok = match &wd.of {
+                    Some(p) => ctx.matches(p),
+                    None => true,
+                };
+                if !ok {
+                    None
+                } else {
+                    match &wd.expr {
+                        None => Some(1.0),
+                        Some(e) => match ctx.eval(e) {
+                            V::Bool(b) => Some(b as i64 as f64),
+                            v => v.as_f64(),
+                        },
+                    }
+                }
+            };
+            if let Some(x) = sample {
+                self.insts[idx as usize].wins[wi].push(ev.ts_ns, x);
+            }
+        }
+        // handlers
+        let inst = &self.insts[idx as usize];
+        let st = &m.states[inst.state as usize];
+        let mut fired = None;
+        {
+            let mut ctx = Ctx {
+                ev: Some(*ev),
+                json,
+                params: &self.r.params,
+                vars: &inst.vars,
+                wins: &inst.wins,
+                win_defs: &m.windows,
+                caps_saved: &inst.caps,
+                caps_now: Vec::new(),
+                locals: Vec::new(),
+                here: self.r.at.as_deref(),
+                key: &inst.key,
+                trace: None,
+            };
+            for (hi, h) in st.handlers.iter().enumerate() {
+                ctx.caps_now.iter_mut().for_each(|c| *c = None);
+                if ctx.matches(&h.pat) {
+                    let mut eff = effects(&mut ctx, &m, &h.actions, ev.ts_ns);
+                    if let Decision::Decide(_, _, gv) = &mut eff.term {
+                        // re-run the pattern with tracing to show what the guard saw
+                        let mut t = Ctx {
+                            ev: Some(*ev),
+                            json,
+                            params: &self.r.params,
+                            vars: &inst.vars,
+                            wins: &inst.wins,
+                            win_defs: &m.windows,
+                            caps_saved: &inst.caps,
+                            caps_now: Vec::new(),
+                            locals: Vec::new(),
+                            here: self.r.at.as_deref(),
+                            key: &inst.key,
+                            trace: Some(Vec::new()),
+                        };
+                        t.matches(&h.pat);
+                        *gv = t.trace.take().unwrap_or_default();
+                    }
+                    fired = Some((hi as u16, eff, h.text.clone()));
+                    break;
+                }
+            }
+        }
+        if let Some((hi, eff, text)) = fired {
+            let timer = self.insts[idx as usize].timer;
+            self.apply(idx, eff, ev.ts_ns, Some(ev), hi, text, timer);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn apply(
+        &mut self,
+        idx: u32,
+        eff: Effects,
+        now: i64,
+        ev: Option<&EventRef<'_>>,
+        handler: u16,
+        handler_text: String,
+        timer: Option<Timer>,
+    ) {
+        let m = self.r.machine.clone();
+        let inst = &mut self.insts[idx as usize];
+        for (i, v) in eff.sets {
+            inst.vars[i as usize] = v;
+        }
+        for (i, v) in eff.caps {
+            inst.caps[i as usize] = v;
+        }
+        match eff.term {
+            Decision::Stay => {}
+            Decision::Goto(to, t) => {
+                if inst.path.len() == PATH_MAX {
+                    inst.path.pop_front();
+                }
+                inst.path.push_back(PathEntry {
+                    from: inst.state,
+                    to,
+                    ts: now,
+                    seq: ev.map(|e| e.seq),
+                    handler,
+                });
+                inst.state = to;
+                inst.gen = inst.gen.wrapping_add(1);
+                inst.entered_ns = now;
+                inst.entered_seq = ev.map(|e| e.seq);
+                inst.timer = t.map(|d| Timer {
+                    deadline: now.saturating_add(d),
+                    armed_ns: now,
+                    armed_seq: ev.map(|e| e.seq),
+                });
+                if let Some(tm) = inst.timer {
+                    self.heap.push(Reverse((tm.deadline, idx, inst.gen)));
+                }
+            }
+            Decision::Decide(verdict, msg, guard_values) => {
+                let st = &m.states[inst.state as usize];
+                let reason = msg.unwrap_or_else(|| match (verdict, ev) {
+                    (Verdict::Fail, None) => format!("timeout in state `{}`", st.name),
+                    (v, _) => format!("{v} in state `{}`", st.name),
+                });
+                let mut services: Vec<String> = self.r.at.iter().map(|s| s.to_string()).collect();
+                if let Some(s) = ev.and_then(|e| e.service) {
+                    services.push(s.to_string());
+                }
+                services.sort();
+                services.dedup();
+                let explanation = Explanation {
+                    reason,
+                    monitor: self.r.display.clone(),
+                    key: if m.per.is_some() {
+                        Some(show_key(&inst.key))
+                    } else {
+                        None
+                    },
+                    state: st.name.clone(),
+                    decided_ns: Some(now),
+                    deciding_event: ev.map(EventInfo::of),
+                    handler: Some(handler_text),
+                    guard_values,
+                    path: path_of(&m, &inst.path),
+                    timeout: if ev.is_none() {
+                        timer.map(|t| TimeoutInfo {
+                            state: st.name.clone(),
+                            armed_ns: t.armed_ns,
+                            armed_by_seq: t.armed_seq,
+                            deadline_ns: t.deadline,
+                        })
+                    } else {
+                        None
+                    },
+                    pending: None,
+                    services,
+                };
+                inst.timer = None;
+                inst.gen = inst.gen.wrapping_add(1);
+                inst.done = Some(Outcome {
+                    verdict,
+                    at_ns: now,
+                    at_seq: ev.map(|e| e.seq),
+                    explanation,
+                });
+                if verdict == Verdict::Fail && m.per.is_some() && self.failed.is_none() {
+                    self.failed = Some(idx);
+                }
+            }
+        }
+    }
+
+    /// Ends the run: due timeouts fire, undecided instances take their `on end` verdict or are
+    /// inconclusive. Returns the leaf's outcome.
+    pub fn finish(&mut self, end_ns: i64) -> Outcome {
+        if self.started.is_none() {
+            self.start(end_ns);
+        }
+        self.advance_to(end_ns, true);
+        if let Some(o) = self.decided() {
+            return o.clone();
+        }
+        let m = self.r.machine.clone();
+        for idx in 0..self.insts.len() {
+            if self.insts[idx].done.is_some() {
+                continue;
+            }
+            self.end_inst(idx as u32, end_ns);
+        }
+        if self.insts.is_empty() {
+            // no key ever seen: judge a fresh instance at the end
+            let idx = self.new_inst(Value::Null, end_ns, None);
+            self.end_inst(idx, end_ns);
+            let mut o = self.insts[idx as usize]
+                .done
+                .clone()
+                .unwrap_or_else(|| inconclusive(&self.r.display, "no event", end_ns));
+            o.explanation.key = None;
+            if o.verdict == Verdict::Inconclusive {
+                o.explanation.pending = Some(format!(
+                    "no event produced a `per` key; initial state `{}` undecided",
+                    m.states.first().map(|s| s.name.as_str()).unwrap_or("?")
+                ));
+            }
+            return o;
+        }
+        // combine instances: fail > inconclusive > accept; the explanation of the first worst
+        let mut best: Option<&Outcome> = None;
+        let mut n_acc = 0;
+        for i in &self.insts {
+            if let Some(o) = &i.done {
+                if o.verdict == Verdict::Accept {
+                    n_acc += 1;
+                }
+                if best.is_none_or(|b| o.verdict > b.verdict) {
+                    best = Some(o);
+                }
+            }
+        }
+        let mut o = best
+            .cloned()
+            .unwrap_or_else(|| inconclusive(&self.r.display, "no instance", end_ns));
+        if m.per.is_some() && o.verdict == Verdict::Accept {
+            o.explanation.reason = format!("all {n_acc} instance(s) accepted");
+            o.explanation.key = None;
+        }
+        o
+    }
+
+    fn end_inst(&mut self, idx: u32, end_ns: i64) {
+        let m = self.r.machine.clone();
+        let inst = &self.insts[idx as usize];
+        let st = &m.states[inst.state as usize];
+        match &st.on_end {
+            Some((acts, text)) => {
+                let json = JsonCell::new();
+                let mut ctx = Ctx {
+                    ev: None,
+                    json: &json,
+                    params: &self.r.params,
+                    vars: &inst.vars,
+                    wins: &inst.wins,
+                    win_defs: &m.windows,
+                    caps_saved: &inst.caps,
+                    caps_now: Vec::new(),
+                    locals: Vec::new(),
+                    here: self.r.at.as_deref(),
+                    key: &inst.key,
+                    trace: None,
+                };
+                let eff = effects(&mut ctx, &m, acts, end_ns);
+                let eff = match eff.term {
+                    Decision::Decide(v, msg, g) => Effects {
+                        sets: eff.sets,
+                        caps: eff.caps,
+                        term: Decision::Decide(
+                            v,
+                            Some(msg.unwrap_or_else(|| {
+                                format!(
+                                    "trace ended in state `{}`, which {}s at the end",
+                                    st.name, v
+                                )
+                            })),
+                            g,
+                        ),
+                    },
+                    other => Effects {
+                        sets: eff.sets,
+                        caps: eff.caps,
+                        term: other,
+                    },
+                };
+                let text = text.clone();
+                self.apply(idx, eff, end_ns, None, u16::MAX, text, None);
+                if let Some(o) = &mut self.insts[idx as usize].done {
+                    o.explanation.timeout = None;
+                }
+            }
+            None => {
+                let mut pending =
+                    format!("in state `{}` since {}", st.name, fmt_ts(inst.entered_ns));
+                if let Some(seq) = inst.entered_seq {
+                    pending.push_str(&format!(" (event seq {seq})"));
+                }
+                if let Some(t) = inst.timer {
+                    pending.push_str(&format!(
+                        "; timeout armed at {} due at {} (after the end of the trace)",
+                        fmt_ts(t.armed_ns),
+                        fmt_ts(t.deadline)
+                    ));
+                }
+                let waiting: Vec<String> = st
+                    .handlers
+                    .iter()
+                    .filter(|h| !matches!(h.actions.term, TermC::Stay))
+                    .map(|h| format!("`{}`", h.text))
+                    .collect();
+                if !waiting.is_empty() {
+                    pending.push_str(&format!("; waiting for {}", waiting.join(" or ")));
+                }
+                let mut services: Vec<String> = self.r.at.iter().map(|s| s.to_string()).collect();
+                services.sort();
+                let explanation = Explanation {
+                    reason: format!("`{}` had not decided when its window ended", self.r.display),
+                    monitor: self.r.display.clone(),
+                    key: if m.per.is_some() {
+                        Some(show_key(&inst.key))
+                    } else {
+                        None
+                    },
+                    state: st.name.clone(),
+                    decided_ns: Some(end_ns),
+                    path: path_of(&m, &inst.path),
+                    timeout: inst.timer.map(|t| TimeoutInfo {
+                        state: st.name.clone(),
+                        armed_ns: t.armed_ns,
+                        armed_by_seq: t.armed_seq,
+                        deadline_ns: t.deadline,
+                    }),
+                    pending: Some(pending),
+                    services,
+                    ..Default::default()
+                };
+                let inst = &mut self.insts[idx as usize];
+                inst.done = Some(Outcome {
+                    verdict: Verdict::Inconclusive,
+                    at_ns: end_ns,
+                    at_seq: None,
+                    explanation,
+                });
+            }
+        }
+    }
+}
+
+trait ToValueIfNew {
+    fn to_value_if_new(&self, exists: bool) -> Option<Value>;
+}
+impl ToValueIfNew for V<'_> {
+    fn to_value_if_new(&self, exists: bool) -> Option<Value> {
+        if exists {
+            None
+        } else {
+            Some(self.to_value())
+        }
+    }
+}
+
+fn show_key(v: &Value) -> String {
+    match v {
+        Value::Str(s) => s.to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn inconclusive(display: &str, why: &str, end_ns: i64) -> Outcome {
+    Outcome {
+        verdict: Verdict::Inconclusive,
+        at_ns: end_ns,
+        at_seq: None,
+        explanation: Explanation {
+            reason: format!("{display}: {why}"),
+            monitor: display.to_string(),
+            decided_ns: Some(end_ns),
+            ..Default::default()
+        },
+    }
+}
+
+/// Renders trace time (UTC, RFC 3339 with nanoseconds).
+pub fn fmt_ts(ns: i64) -> String {
+    let secs = ns.div_euclid(1_000_000_000);
+    let nanos = ns.rem_euclid(1_000_000_000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // civil from days (Howard Hinnant)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if mo <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
+        sod / 3600,
+        (sod % 3600) / 60,
+        sod % 60,
+        nanos
+    )
+}
+
+fn path_of(m: &Machine, p: &VecDeque<PathEntry>) -> Vec<Transition> {
+    p.iter()
+        .map(|e| {
+            let from = &m.states[e.from as usize];
+            Transition {
+                from: from.name.clone(),
+                to: m.states[e.to as usize].name.clone(),
+                ts_ns: e.ts,
+                seq: e.seq,
+                handler: if e.handler == u16::MAX {
+                    from.on_timeout
+                        .as_ref()
+                        .map(|h| h.1.clone())
+                        .unwrap_or_else(|| "on timeout".into())
+                } else {
+                    from.handlers
+                        .get(e.handler as usize)
+                        .map(|h| h.text.clone())
+                        .unwrap_or_default()
+                },
+            }
+        })
+        .collect()
+}
+
+fn effects<'a>(ctx: &mut Ctx<'a>, m: &'a Machine, acts: &'a ActionsC, _now: i64) -> Effects {
+    let sets: Vec<(u16, Value)> = acts
+        .sets
+        .iter()
+        .map(|(i, e)| (*i, ctx.eval(e).to_value()))
+        .collect();
+    let mut caps = Vec::new();
+    for (i, c) in ctx.caps_now.iter().enumerate() {
+        if let Some(v) = c {
+            caps.push((i as u16, v.to_value()));
+        }
+    }
+    let msg = |ctx: &mut Ctx<'a>, e: &'a Option<X>| {
+        e.as_ref().map(|x| match ctx.eval(x) {
+            V::Str(s) => s.to_string(),
+            V::S(s) => s.to_string(),
+            other => other.show(),
+        })
+    };
+    let term = match &acts.term {
+        TermC::Stay => Decision::Stay,
+        TermC::Goto(to, t) => {
+            let d = match t {
+                Some(t) => dur(ctx.eval(t)),
+                None => m.states[*to as usize]
+                    .timeout
+                    .as_ref()
+                    .and_then(|t| dur(ctx.eval(t))),
+            };
+            Decision::Goto(*to, d)
+        }
+        TermC::Accept(x) => Decision::Decide(Verdict::Accept, msg(ctx, x), Vec::new()),
+        TermC::Fail(x) => Decision::Decide(Verdict::Fail, msg(ctx, x), Vec::new()),
+        TermC::Inconclusive(x) => Decision::Decide(Verdict::Inconclusive, msg(ctx, x), Vec::new()),
+    };
+    Effects { sets, caps, term }
+}
+
+fn dur(v: V<'_>) -> Option<i64> {
+    match v {
+        V::Int(d) => Some(d.max(0)),
+        V::Float(f) => Some(f.max(0.0) as i64),
+        _ => None,
+    }
+}
+
+// ---------------- composition ----------------
+
+pub(crate) enum Node {
+    Leaf(Box<Leaf>),
+    And(Box<Node>, Box<Node>, Option<Outcome>),
+    Or(Box<Node>, Box<Node>, Option<Outcome>),
+    Not(Box<Node>, Option<Outcome>),
+}
+
+fn earliest(a: &Outcome, b: &Outcome) -> bool {
+    (a.at_ns, a.at_seq.unwrap_or(u64::MAX)) <= (b.at_ns, b.at_seq.unwrap_or(u64::MAX))
+}
+
+impl Node {
+    pub fn build(e: &MonExpr) -> Node {
+        match e {
+            MonExpr::Ref(r) => Node::Leaf(Box::new(Leaf::new(r.clone()))),
+            MonExpr::And(a, b) => {
+                Node::And(Box::new(Node::build(a)), Box::new(Node::build(b)), None)
+            }
+            MonExpr::Or(a, b) => Node::Or(Box::new(Node::build(a)), Box::new(Node::build(b)), None),
+            MonExpr::Not(a) => Node::Not(Box::new(Node::build(a)), None),
+        }
+    }
+
+    pub fn decided(&self) -> Option<&Outcome> {
+        match self {
+            Node::Leaf(l) => l.decided(),
+            Node::And(_, _, o) | Node::Or(_, _, o) | Node::Not(_, o) => o.as_ref(),
+        }
+    }
+
+    pub fn start(&mut self, ts: i64) {
+        match self {
+            Node::Leaf(l) => l.start(ts),
+            Node::And(a, b, _) | Node::Or(a, b, _) => {
+                a.start(ts);
+                b.start(ts);
+            }
+            Node::Not(a, _) => a.start(ts),
+        }
+    }
+
+    pub fn observe(&mut self, ev: &EventRef<'_>, json: &JsonCell) {
+        if self.decided().is_some() {
+            return;
+        }
+        match self {
+            Node::Leaf(l) => l.observe(ev, json),
+            Node::And(a, b, _) | Node::Or(a, b, _) => {
+                a.observe(ev, json);
+                b.observe(ev, json);
+            }
+            Node::Not(a, _) => a.observe(ev, json),
+        }
+        self.update();
+    }
+
+    pub fn advance_to(&mut self, ts: i64, inclusive: bool) {
+        if self.decided().is_some() {
+            return;
+        }
+        match self {
+            Node::Leaf(l) => l.advance_to(ts, inclusive),
+            Node::And(a, b, _) | Node::Or(a, b, _) => {
+                a.advance_to(ts, inclusive);
+                b.advance_to(ts, inclusive);
+            }
+            Node::Not(a, _) => a.advance_to(ts, inclusive),
+        }
+        self.update();
+    }
+
+    fn update(&mut self) {
+        match self {
+            Node::Leaf(_) => {}
+            Node::And(a, b, o) if o.is_none() => {
+                *o = combine_early(true, a.decided().cloned(), b.decided().cloned())
+            }
+            Node::Or(a, b, o) if o.is_none() => {
+                *o = combine_early(false, a.decided().cloned(), b.decided().cloned())
+            }
+            Node::Not(a, o) if o.is_none() => {
+                if let Some(x) = a.decided() {
+                    *o = Some(negate(x));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Final outcome and the result tree.
+    pub fn finish(&mut self, end_ns: i64, name: &str) -> MonitorResult {
+        match self {
+            Node::Leaf(l) => {
+                let o = l.finish(end_ns);
+                MonitorResult {
+                    name: name.to_string(),
+                    verdict: o.verdict,
+                    explanation: Some(o.explanation),
+                    children: vec![],
+                }
+            }
+            Node::And(a, b, o) => finish_bin(true, a, b, o, end_ns, name),
+            Node::Or(a, b, o) => finish_bin(false, a, b, o, end_ns, name),
+            Node::Not(a, o) => {
+                let ra = a.finish(end_ns, &a.name());
+                let verdict = o.as_ref().map(|x| x.verdict).unwrap_or(ra.verdict.negate());
+                let expl = ra.primary_explanation().map(|e| Explanation {
+                    reason: format!("negated: {} ({})", e.reason, ra.verdict),
+                    ..e.clone()
+                });
+                MonitorResult {
+                    name: name.to_string(),
+                    verdict,
+                    explanation: expl,
+                    children: vec![ra],
+                }
+            }
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Node::Leaf(l) => l.r.display.clone(),
+            Node::And(a, b, _) => format!("{} and {}", a.name(), b.name()),
+            Node::Or(a, b, _) => format!("({} or {})", a.name(), b.name()),
+            Node::Not(a, _) => format!("not {}", a.name()),
+        }
+    }
+}
+
+fn finish_bin(
+    is_and: bool,
+    a: &mut Node,
+    b: &mut Node,
+    o: &Option<Outcome>,
+    end_ns: i64,
+    name: &str,
+) -> MonitorResult {
+    let ra = a.finish(end_ns, &a.name());
+    let rb = b.finish(end_ns, &b.name());
+    let verdict = match o {
+        Some(x) => x.verdict,
+        None if is_and => ra.verdict.max(rb.verdict),
+        None => or_verdict(ra.verdict, rb.verdict),
+    };
+    MonitorResult {
+        name: name.to_string(),
+        verdict,
+        explanation: None,
+        children: vec![ra, rb],
+    }
+}
+
+fn or_verdict(a: Verdict, b: Verdict) -> Verdict {
+    use Verdict::*;
+    match (a, b) {
+        (Accept, _) | (_, Accept) => Accept,
+        (Inconclusive, _) | (_, Inconclusive) => Inconclusive,
+        _ => Fail,
+    }
+}
+
+fn combine_early(is_and: bool, a: Option<Outcome>, b: Option<Outcome>) -> Option<Outcome> {
+    let (short, full) = if is_and {
+        (Verdict::Fail, Verdict::Accept)
+    } else {
+        (Verdict::Accept, Verdict::Fail)
+    };
+    match (a, b) {
+        (Some(x), Some(y)) if x.verdict == short && y.verdict == short => {
+            Some(if earliest(&x, &y) { x } else { y })
+        }
+        (Some(x), _) if x.verdict == short => Some(x),
+        (_, Some(y)) if y.verdict == short => Some(y),
+        (Some(x), Some(y)) if x.verdict == full && y.verdict == full => {
+            Some(if earliest(&x, &y) { y } else { x })
+        }
+        _ => None,
+    }
+}
+
+fn negate(o: &Outcome) -> Outcome {
+    let mut n = o.clone();
+    n.verdict = o.verdict.negate();
+    n.explanation.reason = format!("negated: {} ({})", o.explanation.reason, o.verdict);
+    n
+}

@@ -1,0 +1,470 @@
+//! Experiments: [`LiveStep`] runs one `expect` step on incoming events (the recorder uses it
+//! live, the analyzer offline), and [`ExperimentJudge`] reconstructs a recorded run from the
+//! trace: expect windows, `do` steps matched to the recorder's fault events, notes.
+
+use crate::eval::{fmt_ts, JsonCell, Node, Outcome};
+use crate::ir::{ExpectStep, Experiment, FaultCall, FaultTarget, Step};
+use crate::report::*;
+use crate::value::fmt_dur;
+use serde_json::Value as J;
+use trace::EventRef;
+
+/// One `expect` step running on events as they come.
+pub struct LiveStep {
+    node: Node,
+    text: String,
+    within_ns: Option<i64>,
+    start_ns: Option<i64>,
+    timed_out: Option<Outcome>,
+    services: Vec<String>,
+}
+
+impl LiveStep {
+    pub fn new(step: &ExpectStep) -> LiveStep {
+        LiveStep {
+            node: Node::build(&step.monitor),
+            text: step.text.clone(),
+            within_ns: step
+                .within
+                .map(|d| d.as_nanos().min(i64::MAX as u128) as i64),
+            start_ns: None,
+            timed_out: None,
+            services: step.monitor.services(),
+        }
+    }
+
+    /// Starts the step at `ts` (otherwise it starts at the first event or time it is given).
+    pub fn start(&mut self, ts: i64) {
+        if self.start_ns.is_none() {
+            self.start_ns = Some(ts);
+            self.node.start(ts);
+        }
+    }
+
+    pub fn start_ns(&self) -> Option<i64> {
+        self.start_ns
+    }
+
+    fn deadline(&self) -> Option<i64> {
+        Some(self.start_ns?.saturating_add(self.within_ns?))
+    }
+
+    /// Advances trace time: fires timeouts due before `ts` and the `within` limit.
+    pub fn advance_to(&mut self, ts: i64) {
+        self.advance(ts, false);
+    }
+
+    fn advance(&mut self, ts: i64, inclusive: bool) {
+        self.start(ts);
+        if self.verdict().is_some() {
+            return;
+        }
+        match self.deadline() {
+            Some(dl) if dl < ts || (inclusive && dl == ts) => {
+                self.node.advance_to(dl, true);
+                if self.node.decided().is_none() {
+                    let w = self.within_ns.unwrap_or(0);
+                    self.timed_out = Some(Outcome {
+                        verdict: Verdict::Fail,
+                        at_ns: dl,
+                        at_seq: None,
+                        explanation: Explanation {
+                            reason: format!("`{}` did not accept within {}", self.text, fmt_dur(w)),
+                            monitor: self.text.clone(),
+                            state: "within".into(),
+                            decided_ns: Some(dl),
+                            timeout: Some(TimeoutInfo {
+                                state: "within".into(),
+                                armed_ns: self.start_ns.unwrap_or(dl - w),
+                                armed_by_seq: None,
+                                deadline_ns: dl,
+                            }),
+                            services: self.services.clone(),
+                            ..Default::default()
+                        },
+                    });
+                }
+            }
+            _ => self.node.advance_to(ts, inclusive),
+        }
+    }
+
+    /// Offers one event (in trace order).
+    pub fn observe(&mut self, ev: &EventRef<'_>) {
+        let json = JsonCell::new();
+        self.observe_with(ev, &json);
+    }
+
+    pub(crate) fn observe_with(&mut self, ev: &EventRef<'_>, json: &JsonCell) {
+        self.advance(ev.ts_ns, false);
+        if self.verdict().is_some() {
+            return;
+        }
+        self.node.observe(ev, json);
+    }
+
+    /// The verdict as soon as it is decided.
+    pub fn verdict(&self) -> Option<Verdict> {
+        if let Some(t) = &self.timed_out {
+            return Some(t.verdict);
+        }
+        self.node.decided().map(|o| o.verdict)
+    }
+
+    /// When (and by which event) the step decided.
+    pub fn decided_at(&self) -> Option<(i64, Option<u64>)> {
+        self.timed_out
+            .as_ref()
+            .or(self.node.decided())
+            .map(|o| (o.at_ns, o.at_seq))
+    }
+
+    /// Ends the step at `end_ns` and explains the result.
+    pub fn finish(&mut self, end_ns: i64) -> MonitorResult {
+        self.advance(end_ns, true);
+        let mut r = self.node.finish(end_ns, &self.text);
+        if let Some(t) = &self.timed_out {
+            r.verdict = Verdict::Fail;
+            let mut e = t.explanation.clone();
+            if let Some(inner) = r.primary_explanation() {
+                if inner.pending.is_some() {
+                    e.pending = inner.pending.clone();
+                    e.path = inner.path.clone();
+                    e.state = format!("within (monitor in state `{}`)", inner.state);
+                }
+            }
+            r.explanation = Some(e);
+        }
+        r
+    }
+}
+
+/// Does this fault event record the given `do` step? Returns the phase when it does.
+pub fn fault_matches<'e>(call: &FaultCall, ev: &EventRef<'e>, data: Option<&J>) -> Option<String> {
+    if ev.source != "fault" || ev.kind != call.action {
+        return None;
+    }
+    let phase = data
+        .and_then(|d| d.get("phase"))
+        .and_then(J::as_str)
+        .unwrap_or("applied")
+        .to_string();
+    let target = data.and_then(|d| d.get("target"));
+    let list = |k: &str| -> Vec<String> {
+        target
+            .and_then(|t| t.get(k))
+            .and_then(J::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let services = {
+        let mut s = list("services");
+        if let Some(x) = ev.service {
+            s.push(x.to_string());
+        }
+        s
+    };
+    let has_all = |want: &[String]| want.iter().all(|w| services.contains(w));
+    let ok = match &call.target {
+        FaultTarget::Service(s) => services.contains(s),
+        FaultTarget::Container(c) => {
+            ev.container == Some(c.as_str()) || list("containers").contains(c)
+        }
+        FaultTarget::Network(n) => list("networks").contains(n),
+        FaultTarget::Services(v) => has_all(v),
+        FaultTarget::Random(v) => services.iter().any(|s| v.contains(s)),
+        FaultTarget::Between(a, b) | FaultTarget::FromTo(a, b) => has_all(a) && has_all(b),
+    };
+    ok.then_some(phase)
+}
+
+enum Phase {
+    Step(usize),
+    Done,
+}
+
+/// Judges one experiment offline over a recorded trace, in one pass.
+pub struct ExperimentJudge {
+    exp: std::sync::Arc<Experiment>,
+    phase: Phase,
+    window_start: Option<i64>,
+    live: Option<LiveStep>,
+    results: Vec<StepResult>,
+    stop_reason: Option<(Verdict, String)>,
+}
+
+impl ExperimentJudge {
+    pub fn new(exp: &Experiment) -> ExperimentJudge {
+        let results = exp
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| StepResult {
+                index: i,
+                kind: s.kind().into(),
+                text: s.text(),
+                verdict: None,
+                start_ns: None,
+                end_ns: None,
+                reason: None,
+                monitor: None,
+                fault: None,
+            })
+            .collect();
+        ExperimentJudge {
+            exp: std::sync::Arc::new(exp.clone()),
+            phase: Phase::Step(0),
+            window_start: None,
+            live: None,
+            results,
+            stop_reason: None,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.exp.name
+    }
+
+    /// The next `do` step after step `i`, if any.
+    fn next_do(exp: &Experiment, i: usize) -> Option<&FaultCall> {
+        exp.steps[i + 1..].iter().find_map(|s| match s {
+            Step::Do(f) => Some(f),
+            _ => None,
+        })
+    }
+
+    fn skip_notes(&mut self, ts: i64) {
+        while let Phase::Step(i) = self.phase {
+            match self.exp.steps.get(i) {
+                None => {
+                    self.phase = Phase::Done;
+                }
+                Some(Step::Note(_)) => {
+                    let r = &mut self.results[i];
+                    r.verdict = Some(Verdict::Accept);
+                    r.start_ns = self.window_start.or(Some(ts));
+                    r.end_ns = r.start_ns;
+                    self.phase = Phase::Step(i + 1);
+                }
+                Some(_) => return,
+            }
+        }
+    }
+
+    pub fn advance_to(&mut self, ts: i64) {
+        if self.window_start.is_none() {
+            self.window_start = Some(ts);
+        }
+        if let Some(l) = &mut self.live {
+            l.advance_to(ts);
+        }
+        self.check_live();
+    }
+
+    fn check_live(&mut self) {
+        let Phase::Step(i) = self.phase else { return };
+        let Some(l) = &mut self.live else { return };
+        let Some(v) = l.verdict() else { return };
+        let (at, _) = l.decided_at().unwrap_or((0, None));
+        let mut r = l.finish(at);
+        r.verdict = v;
+        let res = &mut self.results[i];
+        res.verdict = Some(v);
+        res.end_ns = Some(at);
+        res.reason = r.primary_explanation().map(|e| e.reason.clone());
+        res.monitor = Some(r);
+        self.live = None;
+        self.window_start = Some(at);
+        if v == Verdict::Accept {
+            self.phase = Phase::Step(i + 1);
+        } else {
+            self.stop(
+                v,
+                format!("step {} `{}` {}", i + 1, self.exp.steps[i].text(), v),
+            );
+        }
+    }
+
+    fn stop(&mut self, v: Verdict, why: String) {
+        self.stop_reason = Some((v, why));
+        self.phase = Phase::Done;
+    }
+
+    pub fn observe(&mut self, ev: &EventRef<'_>) {
+        let json = JsonCell::new();
+        self.observe_with(ev, &json);
+    }
+
+    pub(crate) fn observe_with(&mut self, ev: &EventRef<'_>, json: &JsonCell) {
+        if self.window_start.is_none() {
+            self.window_start = Some(ev.ts_ns);
+        }
+        self.skip_notes(ev.ts_ns);
+        let Phase::Step(i) = self.phase else { return };
+        let data = || -> Option<&J> {
+            ev.data?;
+            json.get_or_init(|| ev.data.and_then(|d| serde_json::from_str(d).ok()))
+                .as_ref()
+        };
+        let exp = self.exp.clone();
+        match &exp.steps[i] {
+            Step::Expect(e) => {
+                if self.live.is_none() {
+                    let mut l = LiveStep::new(e);
+                    l.start(self.window_start.unwrap_or(ev.ts_ns));
+                    self.live = Some(l);
+                    self.results[i].start_ns = self.window_start;
+                }
+                // the fault of the next `do` closes this window
+                if ev.source == "fault" {
+                    if let Some(next) = Self::next_do(&exp, i) {
+                        if fault_matches(next, ev, data()).is_some() {
+                            if let Some(l) = &mut self.live {
+                                l.advance_to(ev.ts_ns);
+                            }
+                            self.check_live();
+                            if matches!(self.phase, Phase::Step(j) if j == i) {
+                                if let Some(mut l) = self.live.take() {
+                                    // still undecided when the next fault was injected
+                                    let r = l.finish(ev.ts_ns);
+                                    let res = &mut self.results[i];
+                                    res.verdict = Some(r.verdict);
+                                    res.end_ns = Some(ev.ts_ns);
+                                    res.reason = Some(format!("undecided when the next fault `{}` was recorded at {} (seq {}): {}", next.text, fmt_ts(ev.ts_ns), ev.seq, r.primary_explanation().map(|e| e.reason.clone()).unwrap_or_default()));
+                                    let v = r.verdict;
+                                    res.monitor = Some(r);
+                                    self.window_start = Some(ev.ts_ns);
+                                    if v == Verdict::Accept {
+                                        self.phase = Phase::Step(i + 1);
+                                    } else {
+                                        self.stop(v, format!("step {} `{}` {}", i + 1, e.text, v));
+                                        return;
+                                    }
+                                }
+                            }
+                            // re-offer the fault event to the following steps
+                            self.observe_with(ev, json);
+                            return;
+                        }
+                    }
+                }
+                if let Some(l) = &mut self.live {
+                    l.observe_with(ev, json);
+                }
+                self.check_live();
+            }
+            Step::Do(call) => {
+                if self.results[i].start_ns.is_none() {
+                    self.results[i].start_ns = self.window_start;
+                }
+                if let Some(phase) = fault_matches(call, ev, data()) {
+                    let res = &mut self.results[i];
+                    match phase.as_str() {
+                        "applied" => {
+                            res.verdict = Some(Verdict::Accept);
+                            res.end_ns = Some(ev.ts_ns);
+                            res.fault = Some(EventInfo::of(ev));
+                            res.reason = Some(format!(
+                                "fault recorded at {} (seq {})",
+                                fmt_ts(ev.ts_ns),
+                                ev.seq
+                            ));
+                            self.window_start = Some(ev.ts_ns);
+                            self.phase = Phase::Step(i + 1);
+                            self.skip_notes(ev.ts_ns);
+                        }
+                        "failed" => {
+                            let err = data()
+                                .and_then(|d| d.get("error"))
+                                .and_then(J::as_str)
+                                .unwrap_or("unknown error")
+                                .to_string();
+                            res.verdict = Some(Verdict::Inconclusive);
+                            res.end_ns = Some(ev.ts_ns);
+                            res.fault = Some(EventInfo::of(ev));
+                            let why = format!("`{}` was recorded as failed: {err}", call.text);
+                            res.reason = Some(why.clone());
+                            self.stop(Verdict::Inconclusive, why);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Step::Note(_) => {}
+        }
+    }
+
+    pub fn finish(&mut self, end_ns: i64) -> ExperimentResult {
+        if self.window_start.is_none() {
+            self.window_start = Some(end_ns);
+        }
+        self.skip_notes(end_ns);
+        if let Phase::Step(i) = self.phase {
+            let exp = self.exp.clone();
+            match &exp.steps[i] {
+                Step::Expect(e) => {
+                    if self.live.is_none() {
+                        let mut l = LiveStep::new(e);
+                        l.start(self.window_start.unwrap_or(end_ns));
+                        self.live = Some(l);
+                        self.results[i].start_ns = self.window_start;
+                    }
+                    if let Some(mut l) = self.live.take() {
+                        let r = l.finish(end_ns);
+                        let res = &mut self.results[i];
+                        res.verdict = Some(r.verdict);
+                        res.end_ns = Some(l.decided_at().map(|d| d.0).unwrap_or(end_ns));
+                        res.reason = r.primary_explanation().map(|e| e.reason.clone());
+                        let v = r.verdict;
+                        res.monitor = Some(r);
+                        if v != Verdict::Accept {
+                            self.stop(v, format!("step {} `{}` {}", i + 1, e.text, v));
+                        } else {
+                            self.phase = Phase::Step(i + 1);
+                        }
+                    }
+                }
+                Step::Do(call) => {
+                    let why = format!("no fault record matching `{}` (source=fault, kind={}, phase=applied) after {}", call.text, call.action, self.window_start.map(fmt_ts).unwrap_or_default());
+                    let res = &mut self.results[i];
+                    res.verdict = Some(Verdict::Inconclusive);
+                    res.reason = Some(why.clone());
+                    res.start_ns = res.start_ns.or(self.window_start);
+                    self.stop(Verdict::Inconclusive, why);
+                }
+                Step::Note(_) => {}
+            }
+            if let Phase::Step(j) = self.phase {
+                if j < self.exp.steps.len() {
+                    // the accepted last expect left steps behind: they were never reached
+                    let why = format!(
+                        "trace ended before step {} `{}`",
+                        j + 1,
+                        self.exp.steps[j].text()
+                    );
+                    self.skip_notes(end_ns);
+                    if let Phase::Step(k) = self.phase {
+                        if k < self.exp.steps.len() {
+                            self.stop(Verdict::Inconclusive, why);
+                        }
+                    }
+                }
+            }
+        }
+        let judged: Vec<Verdict> = self.results.iter().filter_map(|r| r.verdict).collect();
+        let mut verdict = Verdict::combine(judged);
+        if let Some((v, _)) = &self.stop_reason {
+            verdict = verdict.max(*v);
+        }
+        ExperimentResult {
+            name: self.exp.name.clone(),
+            verdict,
+            reason: self.stop_reason.as_ref().map(|s| s.1.clone()),
+            steps: self.results.clone(),
+        }
+    }
+}

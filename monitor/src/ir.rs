@@ -1,0 +1,316 @@
+//! The compiled form: expressions with resolved slots, state machines, monitor expressions and
+//! experiment steps. Produced by `compile`, consumed by `eval` and `experiment`.
+
+use crate::ast::{Agg, BinOp, Quant};
+use crate::diag::{Location, Span};
+use crate::value::Value;
+use regex::Regex;
+use serde::Serialize;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Builtin {
+    Len,
+    Int,
+    Float,
+    Str,
+    Bool,
+    Lower,
+    Upper,
+    Split,
+    StartsWith,
+    EndsWith,
+    Contains,
+    Keys,
+    Abs,
+    Min,
+    Max,
+    IsNull,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct X {
+    pub k: Ex,
+    /// Source text, kept for the nodes whose values explanations show.
+    pub text: Option<Box<str>>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Ex {
+    Const(Value),
+    Ts,
+    Seq,
+    Source,
+    Service,
+    Container,
+    Kind,
+    Message,
+    Data,
+    Here,
+    Key,
+    Param(u16),
+    Var(u16),
+    Win(u16),
+    Cap(u16),
+    Local(u16),
+    Field(Box<X>, Box<str>),
+    Index(Box<X>, Box<X>),
+    List(Vec<X>),
+    Call(Builtin, Vec<X>),
+    Neg(Box<X>),
+    Not(Box<X>),
+    Bin(BinOp, Box<X>, Box<X>),
+    Match {
+        negated: bool,
+        lhs: Box<X>,
+        re: Regex,
+        caps: Vec<(usize, u16)>,
+    },
+    Quant {
+        q: Quant,
+        local: u16,
+        list: Box<X>,
+        body: Box<X>,
+    },
+    If(Box<X>, Box<X>, Box<X>),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct PatternC {
+    pub source: Option<Box<str>>,
+    pub kind: Option<Box<str>>,
+    pub from: Option<X>,
+    pub guard: Option<X>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum TermC {
+    Stay,
+    Goto(u16, Option<X>),
+    Accept(Option<X>),
+    Fail(Option<X>),
+    Inconclusive(Option<X>),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ActionsC {
+    pub sets: Vec<(u16, X)>,
+    pub term: TermC,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct HandlerC {
+    pub pat: PatternC,
+    pub actions: ActionsC,
+    pub text: String,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct StateC {
+    pub name: String,
+    pub timeout: Option<X>,
+    pub handlers: Vec<HandlerC>,
+    pub on_timeout: Option<(ActionsC, String)>,
+    pub on_end: Option<(ActionsC, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum WinSize {
+    Events(usize),
+    Time(X),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct WindowC {
+    pub agg: Agg,
+    pub expr: Option<X>,
+    pub size: WinSize,
+    pub of: Option<PatternC>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ParamC {
+    pub name: String,
+    pub ty: crate::ast::Ty,
+    pub variadic: bool,
+    pub default: Option<Value>,
+}
+
+/// One compiled state machine (a `monitor` with states, or a temporal form).
+#[derive(Debug)]
+pub struct Machine {
+    pub(crate) params: Vec<ParamC>,
+    pub(crate) per: Option<X>,
+    pub(crate) vars: Vec<(String, X)>,
+    pub(crate) windows: Vec<WindowC>,
+    pub(crate) states: Vec<StateC>,
+    pub(crate) n_caps: usize,
+    /// A prefilter: if every handler of every state and every window names a source, the set
+    /// of sources; events from other sources are skipped before any instance work.
+    pub(crate) sources: Option<Vec<Box<str>>>,
+}
+
+/// A monitor instantiated with argument values (and optionally restricted to one service).
+#[derive(Debug, Clone)]
+pub struct MonRef {
+    pub(crate) machine: Arc<Machine>,
+    pub(crate) params: Arc<[Value]>,
+    pub(crate) at: Option<Arc<str>>,
+    pub display: String,
+}
+
+/// A monitor expression: an instantiated monitor or a composition.
+#[derive(Debug, Clone)]
+pub enum MonExpr {
+    Ref(MonRef),
+    And(Box<MonExpr>, Box<MonExpr>),
+    Or(Box<MonExpr>, Box<MonExpr>),
+    Not(Box<MonExpr>),
+}
+
+impl MonExpr {
+    /// The readable form, e.g. `inCluster(left-a, left-b) at left-a and not stable(10s)`.
+    pub fn display(&self) -> String {
+        match self {
+            MonExpr::Ref(r) => r.display.clone(),
+            MonExpr::And(a, b) => format!("{} and {}", a.display_inner(), b.display_inner()),
+            MonExpr::Or(a, b) => format!("{} or {}", a.display_inner(), b.display_inner()),
+            MonExpr::Not(a) => format!("not {}", a.display_inner()),
+        }
+    }
+    fn display_inner(&self) -> String {
+        match self {
+            MonExpr::Ref(r) => r.display.clone(),
+            MonExpr::Not(_) => self.display(),
+            _ => format!("({})", self.display()),
+        }
+    }
+    /// The services named by `at` anywhere in the expression.
+    pub fn services(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        self.collect_services(&mut v);
+        v.sort();
+        v.dedup();
+        v
+    }
+    fn collect_services(&self, v: &mut Vec<String>) {
+        match self {
+            MonExpr::Ref(r) => v.extend(r.at.as_deref().map(str::to_string)),
+            MonExpr::And(a, b) | MonExpr::Or(a, b) => {
+                a.collect_services(v);
+                b.collect_services(v);
+            }
+            MonExpr::Not(a) => a.collect_services(v),
+        }
+    }
+}
+
+/// A literal value in a fault call's arguments.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Literal {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Duration(std::time::Duration),
+    List(Vec<Literal>),
+}
+
+/// The target of a fault step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum FaultTarget {
+    Service(String),
+    Container(String),
+    Network(String),
+    Services(Vec<String>),
+    Random(Vec<String>),
+    /// Symmetric partition between two groups of services.
+    Between(Vec<String>, Vec<String>),
+    /// One-way partition: traffic from the first group to the second is cut.
+    FromTo(Vec<String>, Vec<String>),
+}
+
+/// A `do` step: what the recorder must inject.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FaultCall {
+    pub action: String,
+    pub args: Vec<(String, Literal)>,
+    pub target: FaultTarget,
+    pub duration: Option<std::time::Duration>,
+    /// Where the step is written.
+    pub span: Location,
+    /// The step as written, e.g. `do pause on right-a`.
+    pub text: String,
+}
+
+/// An `expect` step.
+#[derive(Debug, Clone)]
+pub struct ExpectStep {
+    pub monitor: MonExpr,
+    pub within: Option<std::time::Duration>,
+    pub span: Location,
+    pub text: String,
+}
+
+/// One step of an experiment.
+#[derive(Debug, Clone)]
+pub enum Step {
+    Expect(ExpectStep),
+    Do(FaultCall),
+    Note(String),
+}
+
+impl Step {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Step::Expect(_) => "expect",
+            Step::Do(_) => "do",
+            Step::Note(_) => "note",
+        }
+    }
+    pub fn text(&self) -> String {
+        match self {
+            Step::Expect(e) => e.text.clone(),
+            Step::Do(f) => f.text.clone(),
+            Step::Note(n) => format!("note {n:?}"),
+        }
+    }
+}
+
+/// A compiled experiment.
+#[derive(Debug, Clone)]
+pub struct Experiment {
+    pub name: String,
+    pub steps: Vec<Step>,
+    pub location: Location,
+}
+
+/// A monitor name as declared, with what is needed to run it at the top level.
+#[derive(Debug, Clone)]
+pub struct MonitorInfo {
+    pub name: String,
+    pub params: Vec<String>,
+    pub location: Location,
+    /// Set when every parameter has a default, so the monitor can be judged on its own.
+    pub runnable: Option<MonExpr>,
+}
+
+/// A compiled, checked specification: everything the runner needs.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub monitors: Vec<MonitorInfo>,
+    pub experiments: Vec<Experiment>,
+    pub(crate) _span_dummy: Option<Span>,
+}
+
+impl Spec {
+    pub fn monitor(&self, name: &str) -> Option<&MonitorInfo> {
+        self.monitors.iter().find(|m| m.name == name)
+    }
+    pub fn experiment(&self, name: &str) -> Option<&Experiment> {
+        self.experiments.iter().find(|e| e.name == name)
+    }
+}

@@ -1,0 +1,201 @@
+//! Verdicts, explanations and reports: what the runner hands back, serialisable for
+//! `--format json` and rendered by the analyzer's reporters.
+
+use crate::value::excerpt;
+use serde::Serialize;
+use trace::EventRef;
+
+/// The three verdicts. Ordered so that `max` combines them as fail > inconclusive > accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Accept,
+    Inconclusive,
+    Fail,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Accept => "accept",
+            Verdict::Inconclusive => "inconclusive",
+            Verdict::Fail => "fail",
+        }
+    }
+    /// fail > inconclusive > accept; accept for nothing.
+    pub fn combine(vs: impl IntoIterator<Item = Verdict>) -> Verdict {
+        vs.into_iter().max().unwrap_or(Verdict::Accept)
+    }
+    pub fn negate(self) -> Verdict {
+        match self {
+            Verdict::Accept => Verdict::Fail,
+            Verdict::Fail => Verdict::Accept,
+            Verdict::Inconclusive => Verdict::Inconclusive,
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An event as shown in explanations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventInfo {
+    pub ts_ns: i64,
+    pub seq: u64,
+    pub source: String,
+    pub service: Option<String>,
+    pub container: Option<String>,
+    pub kind: String,
+    /// The message, or else an excerpt of `data`.
+    pub excerpt: String,
+}
+
+impl EventInfo {
+    pub fn of(ev: &EventRef<'_>) -> EventInfo {
+        let ex = match (ev.message, ev.data) {
+            (Some(m), _) if !m.is_empty() => excerpt(m, 200),
+            (_, Some(d)) => excerpt(d, 200),
+            _ => String::new(),
+        };
+        EventInfo {
+            ts_ns: ev.ts_ns,
+            seq: ev.seq,
+            source: ev.source.to_string(),
+            service: ev.service.map(str::to_string),
+            container: ev.container.map(str::to_string),
+            kind: ev.kind.to_string(),
+            excerpt: ex,
+        }
+    }
+}
+
+/// One state change of an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Transition {
+    pub from: String,
+    pub to: String,
+    pub ts_ns: i64,
+    /// The event that caused it (`None` for a timeout).
+    pub seq: Option<u64>,
+    /// The handler that fired (source text).
+    pub handler: String,
+}
+
+/// A value a guard saw: the sub-expression as written and its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GuardValue {
+    pub expr: String,
+    pub value: String,
+}
+
+/// A timeout that decided or was pending.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TimeoutInfo {
+    pub state: String,
+    pub armed_ns: i64,
+    /// The event whose handler armed it (`None` when armed at start).
+    pub armed_by_seq: Option<u64>,
+    pub deadline_ns: i64,
+}
+
+/// Why a monitor (or step) got its verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct Explanation {
+    pub reason: String,
+    /// The monitor instance, e.g. `inCluster(left-a, left-b) at left-a`.
+    pub monitor: String,
+    /// The instance key for `per` monitors.
+    pub key: Option<String>,
+    /// The state the instance was in when it decided (or at the end).
+    pub state: String,
+    pub decided_ns: Option<i64>,
+    pub deciding_event: Option<EventInfo>,
+    /// The handler that decided, as written.
+    pub handler: Option<String>,
+    pub guard_values: Vec<GuardValue>,
+    /// The last transitions (at most 32), oldest first.
+    pub path: Vec<Transition>,
+    pub timeout: Option<TimeoutInfo>,
+    /// For inconclusive: what was still pending.
+    pub pending: Option<String>,
+    /// Services the explanation concerns (the `at` service and the deciding event's service).
+    pub services: Vec<String>,
+}
+
+/// The verdict of one monitor expression (a composition has children).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MonitorResult {
+    pub name: String,
+    pub verdict: Verdict,
+    pub explanation: Option<Explanation>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<MonitorResult>,
+}
+
+impl MonitorResult {
+    /// The explanation that matters for this verdict: its own, or the first child's with the
+    /// same verdict.
+    pub fn primary_explanation(&self) -> Option<&Explanation> {
+        if let Some(e) = &self.explanation {
+            return Some(e);
+        }
+        self.children
+            .iter()
+            .filter(|c| c.verdict == self.verdict)
+            .find_map(|c| c.primary_explanation())
+    }
+    /// Every service involved anywhere in the result.
+    pub fn services(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .explanation
+            .iter()
+            .flat_map(|e| e.services.clone())
+            .collect();
+        for c in &self.children {
+            v.extend(c.services());
+        }
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+/// One step of a judged experiment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepResult {
+    pub index: usize,
+    pub kind: String,
+    pub text: String,
+    /// `None` when the step was not reached.
+    pub verdict: Option<Verdict>,
+    pub start_ns: Option<i64>,
+    pub end_ns: Option<i64>,
+    pub reason: Option<String>,
+    /// For `expect`: the monitors' result.
+    pub monitor: Option<MonitorResult>,
+    /// For `do`: the matched fault event.
+    pub fault: Option<EventInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExperimentResult {
+    pub name: String,
+    pub verdict: Verdict,
+    pub reason: Option<String>,
+    pub steps: Vec<StepResult>,
+}
+
+/// Everything `Runner::finish` returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub verdict: Verdict,
+    pub monitors: Vec<MonitorResult>,
+    pub experiments: Vec<ExperimentResult>,
+    pub start_ns: Option<i64>,
+    pub end_ns: i64,
+    pub events: u64,
+}

@@ -1,0 +1,172 @@
+//! The [`Runner`]: every selected monitor and experiment of a [`Spec`], fed one trace in order.
+
+use crate::eval::{JsonCell, Node};
+use crate::experiment::ExperimentJudge;
+use crate::ir::Spec;
+use crate::report::{Report, Verdict};
+use trace::EventRef;
+
+/// What to judge. Empty lists and `all == false`: every experiment and every monitor without
+/// parameters.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub monitors: Vec<String>,
+    pub experiments: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectError {
+    #[error("no monitor named `{0}` in the spec (known: {1})")]
+    UnknownMonitor(String, String),
+    #[error("no experiment named `{0}` in the spec (known: {1})")]
+    UnknownExperiment(String, String),
+    #[error("monitor `{0}` needs arguments ({1}); use it from an experiment or a composition")]
+    NeedsArguments(String, String),
+}
+
+pub struct Runner {
+    monitors: Vec<(String, Node)>,
+    experiments: Vec<ExperimentJudge>,
+    start: Option<i64>,
+    last_ts: i64,
+    events: u64,
+}
+
+impl Runner {
+    pub fn new(spec: &Spec, sel: &Selection) -> Result<Runner, SelectError> {
+        let mut monitors = Vec::new();
+        let mut experiments = Vec::new();
+        let default = sel.monitors.is_empty() && sel.experiments.is_empty();
+        let known_m = || {
+            spec.monitors
+                .iter()
+                .map(|m| m.name.clone())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let known_e = || {
+            spec.experiments
+                .iter()
+                .map(|m| m.name.clone())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if default {
+            for m in &spec.monitors {
+                if m.params.is_empty() {
+                    if let Some(e) = &m.runnable {
+                        monitors.push((m.name.clone(), Node::build(e)));
+                    }
+                }
+            }
+            experiments.extend(spec.experiments.iter().map(ExperimentJudge::new));
+        } else {
+            for n in &sel.monitors {
+                let m = spec
+                    .monitor(n)
+                    .ok_or_else(|| SelectError::UnknownMonitor(n.clone(), known_m()))?;
+                let e = m
+                    .runnable
+                    .as_ref()
+                    .ok_or_else(|| SelectError::NeedsArguments(n.clone(), m.params.join(", ")))?;
+                monitors.push((m.name.clone(), Node::build(e)));
+            }
+            for n in &sel.experiments {
+                let e = spec
+                    .experiment(n)
+                    .ok_or_else(|| SelectError::UnknownExperiment(n.clone(), known_e()))?;
+                experiments.push(ExperimentJudge::new(e));
+            }
+        }
+        Ok(Runner {
+            monitors,
+            experiments,
+            start: None,
+            last_ts: i64::MIN,
+            events: 0,
+        })
+    }
+
+    /// Number of monitors and experiments being judged.
+    pub fn len(&self) -> usize {
+        self.monitors.len() + self.experiments.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn start(&mut self, ts: i64) {
+        if self.start.is_none() {
+            self.start = Some(ts);
+            for (_, n) in &mut self.monitors {
+                n.start(ts);
+            }
+            for e in &mut self.experiments {
+                e.advance_to(ts);
+            }
+        }
+    }
+
+    /// Fires every timeout due before `ts`.
+    pub fn advance_to(&mut self, ts: i64) {
+        self.start(ts);
+        if ts <= self.last_ts {
+            return;
+        }
+        self.last_ts = ts;
+        for (_, n) in &mut self.monitors {
+            n.advance_to(ts, false);
+        }
+        for e in &mut self.experiments {
+            e.advance_to(ts);
+        }
+    }
+
+    /// Offers one event; events must come in `(ts_ns, seq)` order.
+    pub fn observe(&mut self, ev: &EventRef<'_>) {
+        self.advance_to(ev.ts_ns);
+        self.events += 1;
+        let json = JsonCell::new();
+        for (_, n) in &mut self.monitors {
+            n.observe(ev, &json);
+        }
+        for e in &mut self.experiments {
+            e.observe_with(ev, &json);
+        }
+    }
+
+    /// True when every monitor and experiment step has decided (a live caller may stop early).
+    pub fn all_monitors_decided(&self) -> bool {
+        self.monitors.iter().all(|(_, n)| n.decided().is_some())
+    }
+
+    /// Ends the run at `end_ns` (the trace end) and returns the report.
+    pub fn finish(mut self, end_ns: i64) -> Report {
+        self.start(end_ns);
+        let monitors: Vec<_> = self
+            .monitors
+            .iter_mut()
+            .map(|(name, n)| n.finish(end_ns, name))
+            .collect();
+        let experiments: Vec<_> = self
+            .experiments
+            .iter_mut()
+            .map(|e| e.finish(end_ns))
+            .collect();
+        let verdict = Verdict::combine(
+            monitors
+                .iter()
+                .map(|m| m.verdict)
+                .chain(experiments.iter().map(|e| e.verdict)),
+        );
+        Report {
+            verdict,
+            monitors,
+            experiments,
+            start_ns: self.start,
+            end_ns,
+            events: self.events,
+        }
+    }
+}

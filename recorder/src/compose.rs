@@ -1,0 +1,594 @@
+//! The compose lifecycle: the compose CLI (`docker compose` v2 or `docker-compose` v1) for
+//! `config`, `up -d` and `down -v --remove-orphans`, and everything about the running project that
+//! is read through the Docker API (bollard): containers found by the compose labels (never by
+//! parsing names), readiness (running, and healthy where a health check exists), addresses and
+//! networks for the manifest, and the cleanup of what a killed recorder left behind.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bollard::query_parameters::{
+    InspectNetworkOptions, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
+    RemoveContainerOptionsBuilder,
+};
+use bollard::Docker;
+use tokio::process::Command;
+use trace::manifest::{ComposeInfo, ContainerInfo, NetworkInfo, ServiceInfo};
+
+/// Compose label naming the project of a container or network.
+pub const LABEL_PROJECT: &str = "com.docker.compose.project";
+/// Compose label naming the service of a container.
+pub const LABEL_SERVICE: &str = "com.docker.compose.service";
+/// Compose label naming a network as written in the compose file.
+pub const LABEL_NETWORK: &str = "com.docker.compose.network";
+
+/// Errors of the compose lifecycle.
+#[derive(Debug, thiserror::Error)]
+pub enum ComposeError {
+    #[error("no compose command found (tried `docker compose` and `docker-compose`)")]
+    NoCompose,
+    #[error("`{cmd}` failed ({status}): {stderr}")]
+    Command {
+        cmd: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("cannot run `{cmd}`: {source}")]
+    Spawn { cmd: String, source: std::io::Error },
+    #[error("docker api: {0}")]
+    Docker(#[from] bollard::errors::Error),
+    #[error("containers not ready after {timeout:?}: {what}")]
+    NotReady { timeout: Duration, what: String },
+}
+
+/// The compose command line found on this machine.
+#[derive(Debug, Clone)]
+pub struct ComposeCli {
+    /// Program and leading args: `["docker", "compose"]` or `["docker-compose"]`.
+    argv: Vec<String>,
+    /// Version text as printed by `version --short` (or the first line of `version`).
+    pub version: String,
+}
+
+impl ComposeCli {
+    /// Finds `docker compose` (v2) or `docker-compose` (v1), in that order.
+    pub async fn detect() -> Result<ComposeCli, ComposeError> {
+        for argv in [vec!["docker", "compose"], vec!["docker-compose"]] {
+            let mut c = Command::new(argv[0]);
+            c.args(&argv[1..]).arg("version").kill_on_drop(true);
+            if let Ok(out) = c.output().await {
+                if out.status.success() {
+                    let text = String::from_utf8_lossy(&out.stdout);
+                    let version = text.lines().next().unwrap_or("").trim().to_string();
+                    return Ok(ComposeCli {
+                        argv: argv.iter().map(|s| s.to_string()).collect(),
+                        version,
+                    });
+                }
+            }
+        }
+        Err(ComposeError::NoCompose)
+    }
+
+    /// `docker compose` or `docker-compose`, with the version.
+    pub fn describe(&self) -> String {
+        format!("{} ({})", self.argv.join(" "), self.version)
+    }
+
+    fn command(&self, files: &[PathBuf], project: &str) -> Command {
+        let mut c = Command::new(&self.argv[0]);
+        c.args(&self.argv[1..]);
+        for f in files {
+            c.arg("-f").arg(f);
+        }
+        c.arg("-p").arg(project);
+        c.kill_on_drop(true);
+        c.stdin(std::process::Stdio::null());
+        c
+    }
+
+    async fn run(
+        &self,
+        files: &[PathBuf],
+        project: &str,
+        args: &[&str],
+    ) -> Result<String, ComposeError> {
+        let mut c = self.command(files, project);
+        c.args(args);
+        let cmd = format!("{} {}", self.argv.join(" "), args.join(" "));
+        let out = c.output().await.map_err(|source| ComposeError::Spawn {
+            cmd: cmd.clone(),
+            source,
+        })?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let stderr = stderr.trim();
+            let tail: Vec<&str> = stderr.lines().rev().take(6).collect();
+            Err(ComposeError::Command {
+                cmd,
+                status: out.status.to_string(),
+                stderr: tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
+            })
+        }
+    }
+
+    /// `config`: the resolved configuration.
+    pub async fn config(&self, files: &[PathBuf], project: &str) -> Result<String, ComposeError> {
+        self.run(files, project, &["config"]).await
+    }
+
+    /// `config --services`: the service names.
+    pub async fn services(
+        &self,
+        files: &[PathBuf],
+        project: &str,
+    ) -> Result<Vec<String>, ComposeError> {
+        let out = self.run(files, project, &["config", "--services"]).await?;
+        Ok(out
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// `up -d`.
+    pub async fn up(&self, files: &[PathBuf], project: &str) -> Result<(), ComposeError> {
+        self.run(files, project, &["up", "-d", "--no-build"])
+            .await
+            .map(|_| ())
+    }
+
+    /// `down -v --remove-orphans`.
+    pub async fn down(&self, files: &[PathBuf], project: &str) -> Result<(), ComposeError> {
+        self.run(
+            files,
+            project,
+            &["down", "-v", "--remove-orphans", "-t", "3"],
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+/// Redacts values of environment variables whose names look like secrets (see
+/// [`trace::manifest::is_secret_name`]) in `compose config` YAML output. Handles the map form
+/// (`NAME: value`) and the list form (`- NAME=value`).
+pub fn redact_config(yaml: &str) -> String {
+    let mut out = String::with_capacity(yaml.len());
+    for line in yaml.lines() {
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        let redacted = if let Some(item) = trimmed.strip_prefix("- ") {
+            match item.split_once('=') {
+                Some((k, _)) if is_env_name(k) && trace::manifest::is_secret_name(k) => {
+                    Some(format!("{indent}- {k}={}", trace::manifest::REDACTED))
+                }
+                _ => None,
+            }
+        } else {
+            match trimmed.split_once(':') {
+                Some((k, v))
+                    if !v.trim().is_empty()
+                        && is_env_name(k.trim_matches(|c| c == '"' || c == '\''))
+                        && trace::manifest::is_secret_name(k) =>
+                {
+                    Some(format!("{indent}{k}: {}", trace::manifest::REDACTED))
+                }
+                _ => None,
+            }
+        };
+        out.push_str(redacted.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+fn is_env_name(k: &str) -> bool {
+    !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// SHA-256 of a file's content, hex.
+pub fn file_sha256(p: &Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    let bytes = std::fs::read(p)?;
+    Ok(hex::encode(sha2::Sha256::digest(&bytes)))
+}
+
+/// What the recorder knows about one running container of the project.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerFacts {
+    pub id: String,
+    /// Name without the leading `/`.
+    pub name: String,
+    pub service: String,
+    pub image: String,
+    pub image_id: String,
+    /// Host pid of the container's init process (0 when not running).
+    pub pid: i64,
+    pub running: bool,
+    pub paused: bool,
+    pub tty: bool,
+    /// `None`: no health check; otherwise docker's health status (starting, healthy, unhealthy).
+    pub health: Option<String>,
+    /// Compose network name -> IPv4 address.
+    pub addresses: BTreeMap<String, String>,
+    pub aliases: Vec<String>,
+}
+
+/// A network of the project.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkFacts {
+    /// Name as in the compose file.
+    pub name: String,
+    pub info: NetworkInfo,
+}
+
+/// The project as seen through the Docker API.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProjectState {
+    pub containers: Vec<ContainerFacts>,
+    pub networks: Vec<NetworkFacts>,
+}
+
+impl ProjectState {
+    /// The manifest's compose section (services, containers, networks); project, files and
+    /// config are filled by the caller.
+    pub fn fill(&self, c: &mut ComposeInfo) {
+        c.services.clear();
+        for f in &self.containers {
+            let s = c
+                .services
+                .entry(f.service.clone())
+                .or_insert_with(|| ServiceInfo {
+                    image: f.image.clone(),
+                    containers: Vec::new(),
+                });
+            s.containers.push(ContainerInfo {
+                id: f.id.clone(),
+                name: f.name.clone(),
+                image: f.image.clone(),
+                image_id: f.image_id.clone(),
+                addresses: f.addresses.clone(),
+                aliases: f.aliases.clone(),
+            });
+        }
+        c.networks = self
+            .networks
+            .iter()
+            .map(|n| (n.name.clone(), n.info.clone()))
+            .collect();
+    }
+
+    /// The container with this id.
+    pub fn by_id(&self, id: &str) -> Option<&ContainerFacts> {
+        self.containers.iter().find(|c| c.id == id)
+    }
+}
+
+fn project_filter(project: &str) -> std::collections::HashMap<String, Vec<String>> {
+    let mut f = std::collections::HashMap::new();
+    f.insert(
+        "label".to_string(),
+        vec![format!("{LABEL_PROJECT}={project}")],
+    );
+    f
+}
+
+/// Ids of every container (running or not) labelled with the project.
+pub async fn container_ids(docker: &Docker, project: &str) -> Result<Vec<String>, ComposeError> {
+    let opts = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&project_filter(project))
+        .build();
+    let list = docker.list_containers(Some(opts)).await?;
+    Ok(list.into_iter().filter_map(|c| c.id).collect())
+}
+
+/// Inspects one container into [`ContainerFacts`]; `None` when it is gone or not of a compose
+/// service.
+pub async fn inspect_container(
+    docker: &Docker,
+    id: &str,
+) -> Result<Option<ContainerFacts>, ComposeError> {
+    let c = match docker.inspect_container(id, None).await {
+        Ok(c) => c,
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let config = c.config.unwrap_or_default();
+    let labels = config.labels.clone().unwrap_or_default();
+    let Some(service) = labels.get(LABEL_SERVICE).cloned() else {
+        return Ok(None);
+    };
+    let state = c.state.unwrap_or_default();
+    let mut addresses = BTreeMap::new();
+    let mut aliases = Vec::new();
+    let nets = c
+        .network_settings
+        .and_then(|n| n.networks)
+        .unwrap_or_default();
+    for (docker_net, ep) in nets {
+        // Compose names networks `<project>_<name>`; the manifest keys them by the compose name.
+        let project = labels.get(LABEL_PROJECT).map(String::as_str).unwrap_or("");
+        let name = docker_net
+            .strip_prefix(&format!("{project}_"))
+            .unwrap_or(&docker_net)
+            .to_string();
+        if let Some(ip) = ep.ip_address.filter(|s| !s.is_empty()) {
+            addresses.insert(name, ip);
+        }
+        for a in ep.aliases.unwrap_or_default() {
+            if !aliases.contains(&a) {
+                aliases.push(a);
+            }
+        }
+    }
+    Ok(Some(ContainerFacts {
+        id: c.id.unwrap_or_else(|| id.to_string()),
+        name: c
+            .name
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string(),
+        service,
+        image: config.image.unwrap_or_default(),
+        image_id: c.image.unwrap_or_default(),
+        pid: state.pid.unwrap_or(0),
+        running: state.running.unwrap_or(false),
+        paused: state.paused.unwrap_or(false),
+        tty: config.tty.unwrap_or(false),
+        health: state
+            .health
+            .and_then(|h| h.status)
+            .map(|s| s.to_string())
+            .filter(|s| !s.is_empty() && s != "none"),
+        addresses,
+        aliases,
+    }))
+}
+
+/// Every container and network of the project, from the compose labels.
+pub async fn discover(docker: &Docker, project: &str) -> Result<ProjectState, ComposeError> {
+    let mut containers = Vec::new();
+    for id in container_ids(docker, project).await? {
+        if let Some(f) = inspect_container(docker, &id).await? {
+            containers.push(f);
+        }
+    }
+    containers.sort_by(|a, b| (&a.service, &a.name).cmp(&(&b.service, &b.name)));
+    let opts = ListNetworksOptionsBuilder::default()
+        .filters(&project_filter(project))
+        .build();
+    let mut networks = Vec::new();
+    for n in docker.list_networks(Some(opts)).await? {
+        let Some(id) = n.id.clone() else { continue };
+        let full = match docker
+            .inspect_network(&id, None::<InspectNetworkOptions>)
+            .await
+        {
+            Ok(x) => x,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let docker_name = full.name.clone().unwrap_or_default();
+        let labels = full.labels.clone().unwrap_or_default();
+        let name = labels.get(LABEL_NETWORK).cloned().unwrap_or_else(|| {
+            docker_name
+                .strip_prefix(&format!("{project}_"))
+                .unwrap_or(&docker_name)
+                .to_string()
+        });
+        let ipam = full.ipam.and_then(|i| i.config).unwrap_or_default();
+        let first = ipam
+            .into_iter()
+            .find(|c| c.subnet.as_deref().is_some_and(|s| s.contains('.')));
+        let options = full.options.unwrap_or_default();
+        let bridge = options
+            .get("com.docker.network.bridge.name")
+            .cloned()
+            .or_else(|| {
+                (full.driver.as_deref() == Some("bridge"))
+                    .then(|| format!("br-{}", &id[..id.len().min(12)]))
+            });
+        networks.push(NetworkFacts {
+            name,
+            info: NetworkInfo {
+                id: id.clone(),
+                docker_name,
+                driver: full.driver.unwrap_or_default(),
+                subnet: first.as_ref().and_then(|c| c.subnet.clone()),
+                gateway: first.and_then(|c| c.gateway),
+                bridge,
+            },
+        });
+    }
+    networks.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(ProjectState {
+        containers,
+        networks,
+    })
+}
+
+/// Waits until every service has at least one container, all running, and healthy where a health
+/// check exists. Returns the project state at that moment.
+pub async fn wait_ready(
+    docker: &Docker,
+    project: &str,
+    services: &[String],
+    timeout: Duration,
+) -> Result<ProjectState, ComposeError> {
+    let start = Instant::now();
+    loop {
+        let st = discover(docker, project).await?;
+        let mut missing = Vec::new();
+        for s in services {
+            let cs: Vec<&ContainerFacts> =
+                st.containers.iter().filter(|c| &c.service == s).collect();
+            if cs.is_empty() {
+                missing.push(format!("{s}: no container"));
+            }
+            for c in cs {
+                if !c.running {
+                    missing.push(format!("{}: not running", c.name));
+                } else if let Some(h) = &c.health {
+                    if h != "healthy" {
+                        missing.push(format!("{}: {h}", c.name));
+                    }
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(st);
+        }
+        if start.elapsed() >= timeout {
+            return Err(ComposeError::NotReady {
+                timeout,
+                what: missing.join(", "),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Directory where running recorders register their project names, so `recorder cleanup --all`
+/// finds projects with custom names too.
+pub fn registry_dir() -> PathBuf {
+    std::env::temp_dir().join("chaos-recorder-projects")
+}
+
+/// Registers a project as in use by this recorder.
+pub fn register_project(project: &str) {
+    let d = registry_dir();
+    let _ = std::fs::create_dir_all(&d);
+    let _ = std::fs::write(d.join(project), std::process::id().to_string());
+}
+
+/// Unregisters a project after teardown.
+pub fn unregister_project(project: &str) {
+    let _ = std::fs::remove_file(registry_dir().join(project));
+}
+
+/// Projects with leftovers: labelled containers or networks whose project is registered or
+/// starts with `ctk` (the default prefix).
+pub async fn leftover_projects(docker: &Docker) -> Result<Vec<String>, ComposeError> {
+    let registered: Vec<String> = std::fs::read_dir(registry_dir())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut f = std::collections::HashMap::new();
+    f.insert("label".to_string(), vec![LABEL_PROJECT.to_string()]);
+    let mut found = std::collections::BTreeSet::new();
+    let cs = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&f)
+                .build(),
+        ))
+        .await?;
+    for c in cs {
+        if let Some(p) = c.labels.as_ref().and_then(|l| l.get(LABEL_PROJECT)) {
+            found.insert(p.clone());
+        }
+    }
+    for n in docker
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::default().filters(&f).build(),
+        ))
+        .await?
+    {
+        if let Some(p) = n.labels.as_ref().and_then(|l| l.get(LABEL_PROJECT)) {
+            found.insert(p.clone());
+        }
+    }
+    let mut out: Vec<String> = found
+        .into_iter()
+        .filter(|p| p.starts_with("ctk") || registered.contains(p))
+        .collect();
+    for r in registered {
+        if !out.contains(&r) {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+/// What a cleanup removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CleanupReport {
+    pub containers: Vec<String>,
+    pub networks: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+/// Removes every container (forced, with anonymous volumes) and network labelled with the project.
+pub async fn remove_project(docker: &Docker, project: &str) -> Result<CleanupReport, ComposeError> {
+    let mut rep = CleanupReport::default();
+    let opts = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&project_filter(project))
+        .build();
+    for c in docker.list_containers(Some(opts)).await? {
+        let Some(id) = c.id else { continue };
+        let name = c
+            .names
+            .and_then(|n| n.first().cloned())
+            .unwrap_or_else(|| id.clone())
+            .trim_start_matches('/')
+            .to_string();
+        let ro = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        match docker.remove_container(&id, Some(ro)).await {
+            Ok(()) => rep.containers.push(name),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {}
+            Err(e) => rep.errors.push(format!("container {name}: {e}")),
+        }
+    }
+    let nopts = ListNetworksOptionsBuilder::default()
+        .filters(&project_filter(project))
+        .build();
+    for n in docker.list_networks(Some(nopts)).await? {
+        let Some(id) = n.id else { continue };
+        let name = n.name.unwrap_or_else(|| id.clone());
+        match docker.remove_network(&id).await {
+            Ok(()) => rep.networks.push(name),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {}
+            Err(e) => rep.errors.push(format!("network {name}: {e}")),
+        }
+    }
+    Ok(rep)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_secret_env_values_in_both_forms() {
+        let y = "services:\n  db:\n    environment:\n      POSTGRES_PASSWORD: hunter2\n      MODE: fast\n    command:\n    - API_TOKEN=abc\n    - PLAIN=1\n";
+        let r = redact_config(y);
+        assert!(!r.contains("hunter2"), "{r}");
+        assert!(!r.contains("abc"), "{r}");
+        assert!(r.contains("POSTGRES_PASSWORD: <redacted>"), "{r}");
+        assert!(r.contains("- API_TOKEN=<redacted>"), "{r}");
+        assert!(r.contains("MODE: fast"), "{r}");
+        assert!(r.contains("- PLAIN=1"), "{r}");
+    }
+}

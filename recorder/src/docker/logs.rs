@@ -1,0 +1,567 @@
+//! Container logs: the pure line logic (daemon timestamps, partial lines, de-duplication across
+//! re-attachments) and the follower task that streams one container's logs into the sink,
+//! re-attaching after a restart with nothing lost and nothing duplicated.
+//!
+//! With `timestamps=true` every log entry the daemon returns starts with its RFC 3339 nanosecond
+//! timestamp and a space. A non-TTY container's stream is multiplexed into stdout and stderr
+//! frames, one entry each; an entry without a trailing newline is a partial line (the daemon
+//! splits long lines, or the program had not finished the line) and is buffered until the rest
+//! arrives or the stream ends. A TTY container's stream is raw (kind `tty`), lines end in `\r\n`.
+//!
+//! Re-attaching uses `since` (whole seconds in this API) and then skips entries already seen:
+//! every entry older than the last one seen, and as many entries stamped exactly like the last one
+//! as were seen before.
+
+use std::time::Duration;
+
+use bollard::container::LogOutput;
+use bollard::query_parameters::LogsOptionsBuilder;
+use bollard::Docker;
+use futures_util::StreamExt;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use trace::Event;
+
+use crate::sink::{now_ns, EventSink};
+
+/// Which stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StreamKind {
+    Stdout,
+    Stderr,
+    /// A TTY container: one raw stream, no stdout/stderr split.
+    Tty,
+}
+
+impl StreamKind {
+    /// The event `kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamKind::Stdout => "stdout",
+            StreamKind::Stderr => "stderr",
+            StreamKind::Tty => "tty",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            StreamKind::Stdout => 0,
+            StreamKind::Stderr => 1,
+            StreamKind::Tty => 2,
+        }
+    }
+}
+
+/// One complete log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// The daemon's timestamp of the (first part of the) line.
+    pub ts_ns: i64,
+    pub kind: StreamKind,
+    pub line: String,
+}
+
+/// Parses the daemon's RFC 3339 timestamp at the start of an entry; returns it and the rest
+/// (after the separating space).
+pub fn split_timestamp(entry: &[u8]) -> Option<(i64, &[u8])> {
+    let sp = entry.iter().take(40).position(|b| *b == b' ')?;
+    let ts = std::str::from_utf8(&entry[..sp]).ok()?;
+    if !ts.as_bytes().first().is_some_and(u8::is_ascii_digit) {
+        return None;
+    }
+    let dt = chrono::DateTime::parse_from_rfc3339(ts).ok()?;
+    let ns = dt.timestamp_nanos_opt()?;
+    Some((ns, &entry[sp + 1..]))
+}
+
+/// Where a follower is in a container's log: the timestamp of the last entry taken and how many
+/// entries carried exactly that timestamp. Survives re-attachments.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogPosition {
+    pub last_ts: i64,
+    pub count_at_last: u64,
+}
+
+impl LogPosition {
+    /// The `since` to ask for when re-attaching (whole seconds, rounded down).
+    pub fn since_secs(&self) -> i32 {
+        if self.last_ts <= 0 {
+            0
+        } else {
+            i32::try_from(self.last_ts.div_euclid(1_000_000_000)).unwrap_or(i32::MAX)
+        }
+    }
+
+    fn advance(&mut self, ts: i64) {
+        if ts == self.last_ts {
+            self.count_at_last += 1;
+        } else if ts > self.last_ts {
+            self.last_ts = ts;
+            self.count_at_last = 1;
+        }
+    }
+}
+
+/// De-duplication for one attachment: skips entries the previous attachments already took.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    skip_ts: i64,
+    skip_n: u64,
+    seen_at_skip_ts: u64,
+}
+
+impl Replay {
+    /// Starts a new attachment from a position.
+    pub fn new(pos: &LogPosition) -> Replay {
+        Replay {
+            skip_ts: pos.last_ts,
+            skip_n: pos.count_at_last,
+            seen_at_skip_ts: 0,
+        }
+    }
+
+    /// Whether an entry with this timestamp is new (and then the position advances).
+    pub fn admit(&mut self, ts: i64, pos: &mut LogPosition) -> bool {
+        if ts < self.skip_ts {
+            return false;
+        }
+        if ts == self.skip_ts {
+            self.seen_at_skip_ts += 1;
+            if self.seen_at_skip_ts <= self.skip_n {
+                return false;
+            }
+        }
+        pos.advance(ts);
+        true
+    }
+}
+
+/// Turns frames into complete lines: strips timestamps, joins partial entries, de-duplicates.
+#[derive(Debug, Default)]
+pub struct LineAssembler {
+    pending: [Option<(i64, Vec<u8>)>; 3],
+    /// The last piece of this stream ended without a newline and may continue in raw bytes
+    /// (a raw TTY stream cut at an arbitrary byte).
+    open: [bool; 3],
+    /// Bytes of a raw piece too short to tell whether it starts with a timestamp.
+    raw: [Vec<u8>; 3],
+    pub position: LogPosition,
+    replay: Option<Replay>,
+}
+
+impl LineAssembler {
+    /// A new assembler starting at the beginning of the log.
+    pub fn new() -> LineAssembler {
+        LineAssembler::default()
+    }
+
+    /// Begins a new attachment: flushes what is pending (the old stream ended) into `out` and arms
+    /// de-duplication against everything taken so far.
+    pub fn reattach(&mut self, out: &mut Vec<LogLine>) {
+        self.flush(out);
+        self.replay = Some(Replay::new(&self.position));
+    }
+
+    /// Feeds one frame of the given stream. `fallback_ts` stamps entries without a timestamp.
+    pub fn push(
+        &mut self,
+        kind: StreamKind,
+        frame: &[u8],
+        fallback_ts: i64,
+        out: &mut Vec<LogLine>,
+    ) {
+        let i = kind.index();
+        for piece in frame.split_inclusive(|b| *b == b'\n') {
+            let joined;
+            let piece: &[u8] = if self.raw[i].is_empty() {
+                piece
+            } else {
+                let mut v = std::mem::take(&mut self.raw[i]);
+                v.extend_from_slice(piece);
+                joined = v;
+                &joined
+            };
+            let complete = piece.last() == Some(&b'\n');
+            let body = if complete {
+                &piece[..piece.len() - 1]
+            } else {
+                piece
+            };
+            let stamped = split_timestamp(body);
+            let continuation = self.open[i] && self.pending[i].is_some();
+            if stamped.is_none() && !complete && !continuation && body.len() < 40 {
+                // a raw stream cut inside the timestamp: wait for the rest
+                self.raw[i] = body.to_vec();
+                continue;
+            }
+            match stamped {
+                None if continuation => {
+                    if let Some((_, buf)) = self.pending[i].as_mut() {
+                        buf.extend_from_slice(body);
+                    }
+                }
+                _ => {
+                    let (ts, text) = stamped.unwrap_or((fallback_ts, body));
+                    let admitted = match self.replay.as_mut() {
+                        Some(r) => r.admit(ts, &mut self.position),
+                        None => {
+                            self.position.advance(ts);
+                            true
+                        }
+                    };
+                    if !admitted {
+                        self.open[i] = false;
+                        continue;
+                    }
+                    match self.pending[i].as_mut() {
+                        Some((_, buf)) => buf.extend_from_slice(text),
+                        None => self.pending[i] = Some((ts, text.to_vec())),
+                    }
+                }
+            }
+            self.open[i] = !complete;
+            if complete {
+                if let Some((ts, buf)) = self.pending[i].take() {
+                    out.push(make_line(ts, kind, buf));
+                }
+            }
+        }
+    }
+
+    /// Emits every pending partial line (the stream ended).
+    pub fn flush(&mut self, out: &mut Vec<LogLine>) {
+        for kind in [StreamKind::Stdout, StreamKind::Stderr, StreamKind::Tty] {
+            let i = kind.index();
+            self.open[i] = false;
+            let raw = std::mem::take(&mut self.raw[i]);
+            if !raw.is_empty() {
+                match self.pending[i].as_mut() {
+                    Some((_, buf)) => buf.extend_from_slice(&raw),
+                    None => self.pending[i] = Some((now_ns(), raw)),
+                }
+            }
+            if let Some((ts, buf)) = self.pending[i].take() {
+                out.push(make_line(ts, kind, buf));
+            }
+        }
+    }
+}
+
+fn make_line(ts_ns: i64, kind: StreamKind, mut buf: Vec<u8>) -> LogLine {
+    if buf.last() == Some(&b'\r') {
+        buf.pop();
+    }
+    let line = match String::from_utf8(buf) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    };
+    LogLine { ts_ns, kind, line }
+}
+
+/// Identity of the container a follower serves.
+#[derive(Debug, Clone)]
+pub struct FollowTarget {
+    pub id: String,
+    pub name: String,
+    pub service: String,
+    pub tty: bool,
+}
+
+fn emit_lines(sink: &EventSink, t: &FollowTarget, lines: &mut Vec<LogLine>) {
+    for l in lines.drain(..) {
+        sink.emit(
+            Event::new(l.ts_ns, "log", l.kind.as_str())
+                .service(t.service.clone())
+                .container(t.name.clone())
+                .message(l.line),
+        );
+    }
+}
+
+/// Reads the container's log from the current position: following when `follow`, to the current
+/// end otherwise. Returns when the stream ends (container stopped), on error, or on `stop`.
+async fn attach(
+    docker: &Docker,
+    t: &FollowTarget,
+    asm: &mut LineAssembler,
+    sink: &EventSink,
+    follow: bool,
+    stop: &CancellationToken,
+) -> Result<(), bollard::errors::Error> {
+    let mut out = Vec::new();
+    asm.reattach(&mut out);
+    emit_lines(sink, t, &mut out);
+    let opts = LogsOptionsBuilder::default()
+        .follow(follow)
+        .stdout(true)
+        .stderr(true)
+        .timestamps(true)
+        .since(asm.position.since_secs())
+        .build();
+    let mut stream = docker.logs(&t.id, Some(opts));
+    loop {
+        let item = tokio::select! {
+            biased;
+            _ = stop.cancelled(), if follow => break,
+            item = stream.next() => item,
+        };
+        let Some(item) = item else { break };
+        let item = item?;
+        let (kind, bytes) = match item {
+            LogOutput::StdOut { message } => (StreamKind::Stdout, message),
+            LogOutput::StdErr { message } => (StreamKind::Stderr, message),
+            LogOutput::Console { message } => (StreamKind::Tty, message),
+            LogOutput::StdIn { .. } => continue,
+        };
+        let kind = if t.tty { StreamKind::Tty } else { kind };
+        asm.push(kind, &bytes, now_ns(), &mut out);
+        emit_lines(sink, t, &mut out);
+    }
+    asm.flush(&mut out);
+    emit_lines(sink, t, &mut out);
+    Ok(())
+}
+
+/// Follows one container's logs until `stop`, re-attaching whenever `restarted` changes (the
+/// supervisor bumps it on every start of the container) or the stream breaks while the container
+/// still runs. On `stop` it reads the log once more to its end, so lines printed just before the
+/// stop are not lost.
+pub async fn follow(
+    docker: Docker,
+    t: FollowTarget,
+    sink: EventSink,
+    mut restarted: watch::Receiver<u64>,
+    stop: CancellationToken,
+) {
+    let mut asm = LineAssembler::new();
+    let mut failures = 0u32;
+    while !stop.is_cancelled() {
+        restarted.borrow_and_update();
+        match attach(&docker, &t, &mut asm, &sink, true, &stop).await {
+            Ok(()) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                if failures == 1 || failures.is_multiple_of(20) {
+                    sink.emit(
+                        Event::new(now_ns(), "recorder", "sensor_error")
+                            .service(t.service.clone())
+                            .container(t.name.clone())
+                            .message(format!("logs of {}: {e}", t.name))
+                            .data(&serde_json::json!({"sensor": "logs", "error": e.to_string()})),
+                    );
+                }
+            }
+        }
+        if stop.is_cancelled() {
+            break;
+        }
+        // The stream ended: the container stopped, or the connection broke. Wait for a restart
+        // signal, or re-check on a short tick (a broken stream of a running container).
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = restarted.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                if !is_running(&docker, &t.id).await {
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = restarted.changed() => {}
+                    }
+                }
+            }
+        }
+    }
+    // Final read to the current end of the log.
+    if let Err(e) = attach(&docker, &t, &mut asm, &sink, false, &stop).await {
+        sink.emit(
+            Event::new(now_ns(), "recorder", "sensor_error")
+                .service(t.service.clone())
+                .container(t.name.clone())
+                .message(format!("final read of the logs of {}: {e}", t.name))
+                .data(&serde_json::json!({"sensor": "logs", "error": e.to_string()})),
+        );
+    }
+}
+
+async fn is_running(docker: &Docker, id: &str) -> bool {
+    match docker.inspect_container(id, None).await {
+        Ok(c) => c.state.and_then(|s| s.running).unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T1: &str = "2024-05-01T10:00:00.000000001Z";
+    const T2: &str = "2024-05-01T10:00:00.000000002Z";
+    const T3: &str = "2024-05-01T10:00:01.5Z";
+
+    fn ns(t: &str) -> i64 {
+        split_timestamp(format!("{t} x").as_bytes())
+            .map(|x| x.0)
+            .unwrap_or(-1)
+    }
+
+    fn lines(out: &[LogLine]) -> Vec<(i64, &str, &str)> {
+        out.iter()
+            .map(|l| (l.ts_ns, l.kind.as_str(), l.line.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn timestamps_parse_to_nanoseconds() {
+        assert_eq!(ns(T1), 1_714_557_600_000_000_001);
+        assert_eq!(ns(T3), 1_714_557_601_500_000_000);
+        assert!(split_timestamp(b"hello world").is_none());
+        assert!(split_timestamp(b"2024-13-01T00:00:00Z x").is_none());
+    }
+
+    #[test]
+    fn complete_entries_become_lines_per_stream() {
+        let mut a = LineAssembler::new();
+        let mut out = Vec::new();
+        a.push(
+            StreamKind::Stdout,
+            format!("{T1} line 1\n").as_bytes(),
+            0,
+            &mut out,
+        );
+        a.push(
+            StreamKind::Stderr,
+            format!("{T2} oops\n").as_bytes(),
+            0,
+            &mut out,
+        );
+        assert_eq!(
+            lines(&out),
+            vec![(ns(T1), "stdout", "line 1"), (ns(T2), "stderr", "oops")]
+        );
+    }
+
+    #[test]
+    fn partial_entries_are_joined_with_the_first_timestamp() {
+        let mut a = LineAssembler::new();
+        let mut out = Vec::new();
+        a.push(
+            StreamKind::Stdout,
+            format!("{T1} hello ").as_bytes(),
+            0,
+            &mut out,
+        );
+        // another stream interleaves; must not disturb the partial stdout line
+        a.push(
+            StreamKind::Stderr,
+            format!("{T2} err\n").as_bytes(),
+            0,
+            &mut out,
+        );
+        assert_eq!(out.len(), 1);
+        a.push(
+            StreamKind::Stdout,
+            format!("{T2} world\n").as_bytes(),
+            0,
+            &mut out,
+        );
+        assert_eq!(lines(&out)[1], (ns(T1), "stdout", "hello world"));
+    }
+
+    #[test]
+    fn partial_line_at_stream_end_is_flushed() {
+        let mut a = LineAssembler::new();
+        let mut out = Vec::new();
+        a.push(
+            StreamKind::Stdout,
+            format!("{T1} no newline").as_bytes(),
+            0,
+            &mut out,
+        );
+        assert!(out.is_empty());
+        a.flush(&mut out);
+        assert_eq!(lines(&out), vec![(ns(T1), "stdout", "no newline")]);
+    }
+
+    #[test]
+    fn tty_raw_bytes_split_anywhere_and_crlf() {
+        let mut a = LineAssembler::new();
+        let mut out = Vec::new();
+        let all = format!("{T1} first\r\n{T2} second\r\n{T3} thi");
+        let (x, y) = all.as_bytes().split_at(20);
+        a.push(StreamKind::Tty, x, 0, &mut out);
+        a.push(StreamKind::Tty, y, 0, &mut out);
+        a.push(StreamKind::Tty, b"rd\r\n", 0, &mut out);
+        assert_eq!(
+            lines(&out),
+            vec![
+                (ns(T1), "tty", "first"),
+                (ns(T2), "tty", "second"),
+                (ns(T3), "tty", "third")
+            ]
+        );
+    }
+
+    #[test]
+    fn reattach_skips_what_was_seen_including_equal_timestamps() {
+        let mut a = LineAssembler::new();
+        let mut out = Vec::new();
+        a.push(
+            StreamKind::Stdout,
+            format!("{T1} a\n{T2} b\n{T2} c\n").as_bytes(),
+            0,
+            &mut out,
+        );
+        assert_eq!(out.len(), 3);
+        // the daemon replays from the whole second: everything again plus new lines
+        a.reattach(&mut out);
+        a.push(
+            StreamKind::Stdout,
+            format!("{T1} a\n").as_bytes(),
+            0,
+            &mut out,
+        );
+        a.push(
+            StreamKind::Stdout,
+            format!("{T2} b\n").as_bytes(),
+            0,
+            &mut out,
+        );
+        a.push(
+            StreamKind::Stderr,
+            format!("{T2} c\n").as_bytes(),
+            0,
+            &mut out,
+        );
+        a.push(
+            StreamKind::Stdout,
+            format!("{T2} d\n").as_bytes(),
+            0,
+            &mut out,
+        );
+        a.push(
+            StreamKind::Stdout,
+            format!("{T3} e\n").as_bytes(),
+            0,
+            &mut out,
+        );
+        let got: Vec<&str> = out.iter().map(|l| l.line.as_str()).collect();
+        assert_eq!(got, vec!["a", "b", "c", "d", "e"]);
+        // and again: nothing new
+        a.reattach(&mut out);
+        a.push(
+            StreamKind::Stdout,
+            format!("{T1} a\n{T2} b\n{T2} c\n{T2} d\n{T3} e\n").as_bytes(),
+            0,
+            &mut out,
+        );
+        assert_eq!(out.len(), 5);
+        assert_eq!(a.position.since_secs(), 1_714_557_601);
+    }
+
+    #[test]
+    fn entries_without_timestamp_use_the_fallback() {
+        let mut a = LineAssembler::new();
+        let mut out = Vec::new();
+        a.push(StreamKind::Stdout, b"plain\n", 42, &mut out);
+        assert_eq!(lines(&out), vec![(42, "stdout", "plain")]);
+    }
+}

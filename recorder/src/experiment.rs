@@ -1,0 +1,469 @@
+//! Running an experiment live: steps in order; `note` writes a note event, `do` asks the fault
+//! injector (which writes the fault events) and schedules the revert after `for D`, `expect` runs
+//! the step's monitors on the incoming events and the next step starts when they accept; a fail
+//! or the `within` timeout ends the experiment. Every step is bracketed by `recorder`/`step`
+//! events (phase start/end, with the verdict on the end of an `expect`).
+//!
+//! The monitor crate provides compilation and the live judge; this module converts its steps into
+//! [`ExpStep`]s and drives them. The live judge is behind the [`LiveJudge`] trait so the executor
+//! does not depend on the engine's internals.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use trace::Event;
+
+use crate::compose::ProjectState;
+use crate::faults::FaultRequest;
+use crate::run::{to_fault_target, PlanContext, PlanResult};
+use crate::scenario::Target;
+use crate::sink::now_ns;
+
+/// A live judge of one `expect` step.
+pub trait LiveJudge: Send {
+    /// Feeds one appended event (with its seq).
+    fn observe(&mut self, ev: &Event);
+    /// Advances the judge's clock (timeouts fire).
+    fn advance_to(&mut self, ts_ns: i64);
+    /// `Some("accept" | "fail")` once decided.
+    fn verdict(&self) -> Option<String>;
+    /// A one-line explanation of the verdict (ends the judge).
+    fn explain(&mut self) -> String;
+}
+
+/// Makes a fresh judge when the step starts; the argument is the start of the step's window (the
+/// end of the previous step, UTC ns).
+pub type JudgeFactory = Arc<dyn Fn(i64) -> Box<dyn LiveJudge> + Send + Sync>;
+
+/// One experiment step, ready to run.
+#[derive(Clone)]
+pub enum ExpStep {
+    Expect {
+        text: String,
+        within: Option<Duration>,
+        judge: JudgeFactory,
+    },
+    Do {
+        text: String,
+        action: String,
+        args: Vec<(String, serde_json::Value)>,
+        target: Target,
+        duration: Option<Duration>,
+    },
+    Note(String),
+}
+
+impl ExpStep {
+    fn kind(&self) -> &'static str {
+        match self {
+            ExpStep::Expect { .. } => "expect",
+            ExpStep::Do { .. } => "do",
+            ExpStep::Note(_) => "note",
+        }
+    }
+    fn text(&self) -> String {
+        match self {
+            ExpStep::Expect { text, .. } | ExpStep::Do { text, .. } => text.clone(),
+            ExpStep::Note(n) => format!("note {n:?}"),
+        }
+    }
+}
+
+/// A compiled experiment.
+#[derive(Clone)]
+pub struct Compiled {
+    pub name: String,
+    pub steps: Vec<ExpStep>,
+}
+
+/// Compiles the experiment `name` from the spec files and checks every `do` step against the
+/// compose services and the fault injector's validator. Every error is returned.
+pub fn compile(
+    specs: &[PathBuf],
+    name: &str,
+    services: &[String],
+) -> Result<Compiled, Vec<String>> {
+    let c = live::compile(specs, name)?;
+    let mut errs = Vec::new();
+    for (i, s) in c.steps.iter().enumerate() {
+        if let ExpStep::Do {
+            text,
+            action,
+            args,
+            target,
+            duration,
+        } = s
+        {
+            let req = FaultRequest {
+                action: action.clone(),
+                args: args.clone(),
+                target: to_fault_target(target),
+                duration: *duration,
+                experiment: Some(name.to_string()),
+                step: Some(i),
+                intended_ns: 0,
+            };
+            if let Err(e) = crate::faults::validate(&req, services) {
+                errs.push(format!("experiment {name}, step {i} `{text}`: {e}"));
+            }
+        }
+    }
+    if errs.is_empty() {
+        Ok(c)
+    } else {
+        Err(errs)
+    }
+}
+
+fn step_event(
+    exp: &str,
+    index: usize,
+    s: &ExpStep,
+    phase: &str,
+    verdict: Option<&str>,
+    message: Option<String>,
+) -> Event {
+    let mut ev = Event::new(now_ns(), "recorder", "step")
+        .message(message.unwrap_or_else(|| format!("{phase} step {index}: {}", s.text())))
+        .data(&serde_json::json!({
+            "experiment": exp,
+            "step": index,
+            "step_kind": s.kind(),
+            "phase": phase,
+            "verdict": verdict,
+            "text": s.text(),
+        }));
+    ev.service = None;
+    ev
+}
+
+/// Runs the experiment; returns the combined verdict and one line per step.
+pub async fn run(
+    ctx: &PlanContext,
+    c: Compiled,
+    name: &str,
+    mut live: Option<mpsc::UnboundedReceiver<Event>>,
+    _state: &ProjectState,
+) -> PlanResult {
+    let mut verdicts = Vec::new();
+    let mut overall = "accept".to_string();
+    let mut reverts = Vec::new();
+    let mut error = None;
+    let total = c.steps.len();
+    let mut window_start_ns = now_ns();
+    for (i, step) in c.steps.iter().enumerate() {
+        ctx.progress
+            .set(format!("step {}/{}: {}", i + 1, total, step.text()));
+        ctx.sink
+            .emit(step_event(name, i, step, "start", None, None));
+        match step {
+            ExpStep::Note(text) => {
+                ctx.sink.emit(
+                    Event::new(now_ns(), "note", "note")
+                        .message(text.clone())
+                        .data(&serde_json::json!({
+                            "experiment": name, "step": i
+                        })),
+                );
+                ctx.sink.emit(step_event(name, i, step, "end", None, None));
+                window_start_ns = now_ns();
+            }
+            ExpStep::Do {
+                action,
+                args,
+                target,
+                duration,
+                ..
+            } => {
+                let Some(inj) = ctx.injector.clone() else {
+                    let m = format!(
+                        "fault injector unavailable: {}",
+                        ctx.injector_error.clone().unwrap_or_default()
+                    );
+                    ctx.sink.emit(step_event(
+                        name,
+                        i,
+                        step,
+                        "end",
+                        Some("inconclusive"),
+                        Some(m.clone()),
+                    ));
+                    verdicts.push(format!("step {i} {}: error: {m}", step.text()));
+                    error = Some(m);
+                    overall = "inconclusive".into();
+                    break;
+                };
+                let req = FaultRequest {
+                    action: action.clone(),
+                    args: args.clone(),
+                    target: to_fault_target(target),
+                    duration: *duration,
+                    experiment: Some(name.to_string()),
+                    step: Some(i),
+                    intended_ns: now_ns(),
+                };
+                // the next expect is judged from the moment the fault started to be applied
+                window_start_ns = req.intended_ns;
+                let applied = inj.lock().await.apply(&req).await;
+                match applied {
+                    Ok(id) => {
+                        if let Some(d) = *duration {
+                            let inj2 = inj.clone();
+                            reverts.push(tokio::spawn(async move {
+                                tokio::time::sleep(d).await;
+                                inj2.lock().await.revert(id).await;
+                            }));
+                        }
+                        ctx.sink.emit(step_event(name, i, step, "end", None, None));
+                    }
+                    Err(e) => {
+                        let m = format!("step {i} `{}`: {e}", step.text());
+                        ctx.sink.emit(step_event(
+                            name,
+                            i,
+                            step,
+                            "end",
+                            Some("inconclusive"),
+                            Some(m.clone()),
+                        ));
+                        verdicts.push(format!("step {i} {}: error: {e}", step.text()));
+                        error = Some(m);
+                        overall = "inconclusive".into();
+                        break;
+                    }
+                }
+            }
+            ExpStep::Expect { within, judge, .. } => {
+                let mut j = judge(window_start_ns);
+                let started = tokio::time::Instant::now();
+                let deadline = within.map(|w| started + w);
+                let mut tick = tokio::time::interval(Duration::from_millis(100));
+                // The step's window starts where the previous step ended (as offline): events
+                // already queued from before that belong to earlier steps; the rest are judged,
+                // in trace order.
+                if let Some(l) = live.as_mut() {
+                    let mut early = Vec::new();
+                    while let Ok(ev) = l.try_recv() {
+                        if ev.ts_ns >= window_start_ns {
+                            early.push(ev);
+                        }
+                    }
+                    early.sort_by_key(|e| (e.ts_ns, e.seq));
+                    for ev in &early {
+                        j.observe(ev);
+                    }
+                }
+                let verdict = loop {
+                    if let Some(v) = j.verdict() {
+                        break v;
+                    }
+                    let ev = async {
+                        match live.as_mut() {
+                            Some(l) => l.recv().await,
+                            None => std::future::pending().await,
+                        }
+                    };
+                    tokio::select! {
+                        ev = ev => match ev {
+                            Some(ev) => j.observe(&ev),
+                            None => live = None,
+                        },
+                        _ = tick.tick() => j.advance_to(now_ns()),
+                        _ = async {
+                            match deadline {
+                                Some(d) => tokio::time::sleep_until(d).await,
+                                None => std::future::pending().await,
+                            }
+                        } => {
+                            j.advance_to(now_ns());
+                            break j.verdict().unwrap_or_else(|| "fail".to_string());
+                        }
+                    }
+                };
+                window_start_ns = now_ns();
+                let explain = j.explain();
+                let timed_out =
+                    deadline.is_some_and(|d| tokio::time::Instant::now() >= d) && verdict == "fail";
+                let m = if timed_out {
+                    format!(
+                        "step {i} `{}`: fail (within {:?} expired): {explain}",
+                        step.text(),
+                        within.unwrap_or_default()
+                    )
+                } else {
+                    format!("step {i} `{}`: {verdict}: {explain}", step.text())
+                };
+                ctx.sink.emit(step_event(
+                    name,
+                    i,
+                    step,
+                    "end",
+                    Some(&verdict),
+                    Some(m.clone()),
+                ));
+                verdicts.push(m);
+                if verdict != "accept" {
+                    overall = verdict;
+                    break;
+                }
+            }
+        }
+    }
+    // a fault with `for D` is reverted on time even at the end of the experiment
+    if overall == "accept" {
+        for r in reverts {
+            let _ = r.await;
+        }
+    }
+    PlanResult {
+        verdict: Some(overall),
+        verdicts,
+        error,
+    }
+}
+
+/// The monitor-crate side: compiling spec files and the live judge.
+mod live {
+    use super::*;
+    use monitor::{FaultTarget as MTarget, Literal, LiveStep, SourceFile, Step, Verdict};
+
+    /// How far behind the wall clock the judge's time runs, so events still in the pipeline
+    /// (daemon timestamps are slightly older than their arrival) are not overtaken by timeouts.
+    const LAG_NS: i64 = 250_000_000;
+
+    struct Judge {
+        step: LiveStep,
+    }
+
+    impl LiveJudge for Judge {
+        fn observe(&mut self, ev: &Event) {
+            self.step.observe(&ev.as_ref());
+        }
+        fn advance_to(&mut self, ts_ns: i64) {
+            self.step.advance_to(ts_ns - LAG_NS);
+        }
+        fn verdict(&self) -> Option<String> {
+            self.step.verdict().and_then(|v| match v {
+                Verdict::Accept => Some("accept".to_string()),
+                Verdict::Fail => Some("fail".to_string()),
+                Verdict::Inconclusive => None,
+            })
+        }
+        fn explain(&mut self) -> String {
+            let at = self
+                .step
+                .decided_at()
+                .map(|d| d.0)
+                .unwrap_or_else(|| now_ns() - LAG_NS);
+            let r = self.step.finish(at);
+            r.primary_explanation()
+                .map(|e| e.reason.clone())
+                .unwrap_or_else(|| r.verdict.as_str().to_string())
+        }
+    }
+
+    fn literal(l: &Literal) -> serde_json::Value {
+        match l {
+            Literal::Null => serde_json::Value::Null,
+            Literal::Bool(b) => (*b).into(),
+            Literal::Int(i) => (*i).into(),
+            Literal::Float(f) => serde_json::json!(f),
+            Literal::Str(s) => s.clone().into(),
+            Literal::Duration(d) => format!("{}ms", d.as_millis()).into(),
+            Literal::List(v) => v.iter().map(literal).collect::<Vec<_>>().into(),
+        }
+    }
+
+    fn target(t: &MTarget) -> Target {
+        match t {
+            MTarget::Service(s) => Target::Service(s.clone()),
+            MTarget::Container(s) => Target::Container(s.clone()),
+            MTarget::Network(s) => Target::Network(s.clone()),
+            MTarget::Services(v) => Target::Services(v.clone()),
+            MTarget::Random(v) => Target::Random(v.clone()),
+            MTarget::Between(a, b) => Target::Between(a.clone(), b.clone()),
+            MTarget::FromTo(a, b) => Target::FromTo(a.clone(), b.clone()),
+        }
+    }
+
+    /// Compiles the experiment with the monitor crate (imports resolved relative to the
+    /// importing file).
+    pub fn compile(specs: &[PathBuf], name: &str) -> Result<Compiled, Vec<String>> {
+        let mut files = Vec::new();
+        let mut errs = Vec::new();
+        for p in specs {
+            match std::fs::read_to_string(p) {
+                Ok(t) => files.push(SourceFile::new(p.display().to_string(), t)),
+                Err(e) => errs.push(format!("{}: cannot read spec: {e}", p.display())),
+            }
+        }
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        let resolver = |import: &str, from: &str| -> Option<SourceFile> {
+            let base = std::path::Path::new(from)
+                .parent()
+                .unwrap_or(std::path::Path::new("."));
+            let p = base.join(import);
+            std::fs::read_to_string(&p)
+                .ok()
+                .map(|t| SourceFile::new(p.display().to_string(), t))
+        };
+        let spec = monitor::compile(&files, &resolver)
+            .map_err(|d| vec![d.render().trim_end().to_string()])?;
+        let Some(exp) = spec.experiment(name) else {
+            let known: Vec<&str> = spec.experiments.iter().map(|e| e.name.as_str()).collect();
+            return Err(vec![format!(
+                "no experiment `{name}` in {} (experiments: {})",
+                specs
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )]);
+        };
+        let steps = exp
+            .steps
+            .iter()
+            .map(|s| match s {
+                Step::Note(n) => ExpStep::Note(n.clone()),
+                Step::Do(f) => ExpStep::Do {
+                    text: f.text.clone(),
+                    action: f.action.clone(),
+                    args: f
+                        .args
+                        .iter()
+                        .map(|(k, v)| (k.clone(), literal(v)))
+                        .collect(),
+                    target: target(&f.target),
+                    duration: f.duration,
+                },
+                Step::Expect(e) => {
+                    let (text, within) = (e.text.clone(), e.within);
+                    let e = Arc::new(e.clone());
+                    let judge: JudgeFactory = Arc::new(move |start_ns| {
+                        let mut step = LiveStep::new(&e);
+                        step.start(start_ns);
+                        Box::new(Judge { step }) as Box<dyn LiveJudge>
+                    });
+                    ExpStep::Expect {
+                        text,
+                        within,
+                        judge,
+                    }
+                }
+            })
+            .collect();
+        Ok(Compiled {
+            name: name.to_string(),
+            steps,
+        })
+    }
+}

@@ -1,0 +1,746 @@
+//! Fault actions as data: the table of known actions, their arguments and defaults, and the
+//! parsing of a [`FaultRequest`]'s `(name, value)` arguments into a typed [`Action`]. Validation
+//! of a whole request ([`validate`]) lives here too, so a scenario is refused before anything
+//! starts.
+
+use std::collections::BTreeSet;
+
+use serde_json::{json, Value};
+
+use super::rules::{normalize_signal, parse_duration, parse_rate, parse_size, Direction, Netem};
+use super::{FaultRequest, FaultTarget};
+
+/// A fault action with its arguments checked and defaults filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Send a signal to the container's main process (`docker kill -s`).
+    Kill { signal: String },
+    /// Stop (SIGTERM, then SIGKILL after `timeout_s`).
+    Stop { timeout_s: Option<i32> },
+    /// Start a stopped container.
+    Start,
+    /// Restart (stop with `timeout_s`, then start).
+    Restart { timeout_s: Option<i32> },
+    /// Freeze every process of the container (cgroup freezer).
+    Pause,
+    /// Thaw a paused container.
+    Unpause,
+    /// Disconnect from one compose network (or from every network when `network` is `None`).
+    Disconnect { network: Option<String> },
+    /// Connect (back) to one compose network (or to every network a recorded disconnect removed).
+    Connect { network: Option<String> },
+    /// Cut traffic with iptables DROP rules inside the network namespaces.
+    Partition,
+    /// Remove the partitions touching the target.
+    Heal,
+    /// Drop a random share of packets (`probability` 0..=1).
+    Loss {
+        probability: f64,
+        direction: Direction,
+    },
+    /// Token-bucket rate limit on the egress of the target's interfaces.
+    Bandwidth {
+        rate_bps: u64,
+        burst_bytes: u64,
+        latency_ms: u64,
+    },
+    /// netem: delay/jitter/duplicate/corrupt/reorder (needs `sch_netem` in the kernel).
+    Netem(Netem),
+    /// Run a command inside the container through the Docker exec API.
+    Exec {
+        cmd: Vec<String>,
+        user: Option<String>,
+        detach: bool,
+        timeout_ms: u64,
+        undo: Option<Vec<String>>,
+    },
+    /// Change memory/CPU limits (`docker update`); restored on revert.
+    Limits(Limits),
+}
+
+/// New resource limits; `None` fields stay as they are.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Limits {
+    pub memory: Option<i64>,
+    pub memory_swap: Option<i64>,
+    pub nano_cpus: Option<i64>,
+    pub cpu_shares: Option<i64>,
+    pub pids_limit: Option<i64>,
+}
+
+/// Every action name the injector knows, with the arguments it takes.
+pub const ACTIONS: &[(&str, &[&str])] = &[
+    ("kill", &["signal"]),
+    ("stop", &["timeout"]),
+    ("start", &[]),
+    ("restart", &["timeout"]),
+    ("pause", &[]),
+    ("unpause", &[]),
+    ("disconnect", &["network"]),
+    ("connect", &["network"]),
+    ("partition", &[]),
+    ("heal", &[]),
+    ("loss", &["percent", "probability", "direction"]),
+    ("bandwidth", &["rate", "burst", "latency"]),
+    (
+        "netem",
+        &["delay", "jitter", "loss", "duplicate", "corrupt", "reorder"],
+    ),
+    ("delay", &["delay", "jitter"]),
+    ("jitter", &["delay", "jitter"]),
+    ("duplicate", &["percent"]),
+    ("corrupt", &["percent"]),
+    ("reorder", &["percent", "delay"]),
+    ("exec", &["cmd", "user", "detach", "timeout", "undo"]),
+    (
+        "limits",
+        &["memory", "memory_swap", "cpus", "cpu_shares", "pids"],
+    ),
+];
+
+/// True for actions that act on network namespaces (iptables or tc).
+pub fn is_netns_action(a: &Action) -> bool {
+    matches!(
+        a,
+        Action::Partition | Action::Loss { .. } | Action::Bandwidth { .. } | Action::Netem(_)
+    )
+}
+
+fn get<'a>(args: &'a [(String, Value)], name: &str) -> Option<&'a Value> {
+    args.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
+fn as_str(name: &str, v: &Value) -> Result<String, String> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        other => Err(format!("argument `{name}` must be a string, got {other}")),
+    }
+}
+
+fn as_f64(name: &str, v: &Value) -> Result<f64, String> {
+    match v {
+        Value::Number(n) => n
+            .as_f64()
+            .ok_or_else(|| format!("argument `{name}` is not a number: {n}")),
+        Value::String(s) => s
+            .trim()
+            .trim_end_matches('%')
+            .parse::<f64>()
+            .map_err(|_| format!("argument `{name}` must be a number, got {s:?}")),
+        other => Err(format!("argument `{name}` must be a number, got {other}")),
+    }
+}
+
+fn as_bool(name: &str, v: &Value) -> Result<bool, String> {
+    match v {
+        Value::Bool(b) => Ok(*b),
+        Value::String(s) if s == "true" => Ok(true),
+        Value::String(s) if s == "false" => Ok(false),
+        other => Err(format!(
+            "argument `{name}` must be true or false, got {other}"
+        )),
+    }
+}
+
+/// A duration argument in milliseconds: a string with a unit (`100ms`, `2s`), a `{"ns": n}`
+/// object, or a bare number taken in `bare_unit_ms` milliseconds.
+fn as_ms(name: &str, v: &Value, bare_unit_ms: f64) -> Result<f64, String> {
+    match v {
+        Value::Number(n) => n
+            .as_f64()
+            .filter(|x| x.is_finite() && *x >= 0.0)
+            .map(|x| x * bare_unit_ms)
+            .ok_or_else(|| format!("argument `{name}` must be a non-negative duration: {n}")),
+        Value::String(s) => parse_duration(s)
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .ok_or_else(|| {
+                format!("argument `{name}` must be a duration like \"100ms\" or \"2s\", got {s:?}")
+            }),
+        Value::Object(o) => match o.get("ns").and_then(Value::as_f64) {
+            Some(ns) if ns >= 0.0 => Ok(ns / 1e6),
+            _ => Err(format!("argument `{name}` must be a duration, got {v}")),
+        },
+        other => Err(format!("argument `{name}` must be a duration, got {other}")),
+    }
+}
+
+fn percent(name: &str, v: &Value) -> Result<f64, String> {
+    let p = as_f64(name, v)?;
+    if !(0.0..=100.0).contains(&p) {
+        return Err(format!(
+            "argument `{name}` must be between 0 and 100, got {p}"
+        ));
+    }
+    Ok(p)
+}
+
+fn command(name: &str, v: &Value) -> Result<Vec<String>, String> {
+    let cmd: Vec<String> = match v {
+        Value::String(s) => s.split_whitespace().map(str::to_string).collect(),
+        Value::Array(a) => a
+            .iter()
+            .map(|x| match x {
+                Value::String(s) => Ok(s.clone()),
+                Value::Number(n) => Ok(n.to_string()),
+                other => Err(format!("argument `{name}` holds a non-string: {other}")),
+            })
+            .collect::<Result<_, _>>()?,
+        other => {
+            return Err(format!(
+                "argument `{name}` must be a command string or a list of strings, got {other}"
+            ))
+        }
+    };
+    if cmd.is_empty() {
+        return Err(format!("argument `{name}` is an empty command"));
+    }
+    Ok(cmd)
+}
+
+fn timeout_s(args: &[(String, Value)]) -> Result<Option<i32>, String> {
+    match get(args, "timeout") {
+        None => Ok(None),
+        Some(v) => {
+            let ms = as_ms("timeout", v, 1000.0)?;
+            Ok(Some((ms / 1000.0).ceil().min(3600.0) as i32))
+        }
+    }
+}
+
+/// Parses an action and its arguments. Unknown actions, unknown argument names and bad values are
+/// errors naming the action and the argument.
+pub fn parse_action(action: &str, args: &[(String, Value)]) -> Result<Action, String> {
+    let Some((_, known)) = ACTIONS.iter().find(|(n, _)| *n == action) else {
+        let names: Vec<&str> = ACTIONS.iter().map(|(n, _)| *n).collect();
+        return Err(format!(
+            "unknown fault action `{action}` (known: {})",
+            names.join(", ")
+        ));
+    };
+    let mut seen = BTreeSet::new();
+    for (k, _) in args {
+        if !known.contains(&k.as_str()) {
+            return Err(if known.is_empty() {
+                format!("fault `{action}` takes no arguments, got `{k}`")
+            } else {
+                format!(
+                    "fault `{action}` has no argument `{k}` (it takes: {})",
+                    known.join(", ")
+                )
+            });
+        }
+        if !seen.insert(k.as_str()) {
+            return Err(format!("fault `{action}`: argument `{k}` given twice"));
+        }
+    }
+    let ctx = |e: String| format!("fault `{action}`: {e}");
+    let a = match action {
+        "kill" => {
+            let signal = match get(args, "signal") {
+                None => "SIGKILL".to_string(),
+                Some(v) => {
+                    let s = as_str("signal", v).map_err(ctx)?;
+                    normalize_signal(&s)
+                        .ok_or_else(|| ctx(format!("`{s}` is not a Linux signal")))?
+                }
+            };
+            Action::Kill { signal }
+        }
+        "stop" => Action::Stop {
+            timeout_s: timeout_s(args).map_err(ctx)?,
+        },
+        "start" => Action::Start,
+        "restart" => Action::Restart {
+            timeout_s: timeout_s(args).map_err(ctx)?,
+        },
+        "pause" => Action::Pause,
+        "unpause" => Action::Unpause,
+        "disconnect" | "connect" => {
+            let network = match get(args, "network") {
+                None => None,
+                Some(v) => Some(as_str("network", v).map_err(ctx)?),
+            };
+            if action == "disconnect" {
+                Action::Disconnect { network }
+            } else {
+                Action::Connect { network }
+            }
+        }
+        "partition" => Action::Partition,
+        "heal" => Action::Heal,
+        "loss" => {
+            let probability = match (get(args, "percent"), get(args, "probability")) {
+                (Some(_), Some(_)) => {
+                    return Err(ctx("give `percent` or `probability`, not both".into()))
+                }
+                (Some(v), None) => percent("percent", v).map_err(ctx)? / 100.0,
+                (None, Some(v)) => {
+                    let p = as_f64("probability", v).map_err(ctx)?;
+                    if !(0.0..=1.0).contains(&p) {
+                        return Err(ctx(format!(
+                            "argument `probability` must be between 0 and 1, got {p}"
+                        )));
+                    }
+                    p
+                }
+                (None, None) => {
+                    return Err(ctx("needs `percent` (0-100) or `probability` (0-1)".into()))
+                }
+            };
+            let direction = match get(args, "direction") {
+                None => Direction::Ingress,
+                Some(v) => {
+                    let s = as_str("direction", v).map_err(ctx)?;
+                    Direction::parse(&s).ok_or_else(|| {
+                        ctx(format!(
+                            "argument `direction` must be egress, ingress or both, got {s:?}"
+                        ))
+                    })?
+                }
+            };
+            Action::Loss {
+                probability,
+                direction,
+            }
+        }
+        "bandwidth" => {
+            let rate_bps = match get(args, "rate") {
+                None => return Err(ctx("needs `rate` (e.g. \"1mbit\")".into())),
+                Some(Value::Number(n)) => n
+                    .as_f64()
+                    .filter(|x| *x >= 1.0)
+                    .map(|x| x as u64)
+                    .ok_or_else(|| ctx(format!("argument `rate` must be positive, got {n}")))?,
+                Some(v) => {
+                    let s = as_str("rate", v).map_err(ctx)?;
+                    parse_rate(&s).ok_or_else(|| {
+                        ctx(format!(
+                            "argument `rate` must look like \"1mbit\", \"500kbit\" or \"1mbps\", got {s:?}"
+                        ))
+                    })?
+                }
+            };
+            let burst_bytes = match get(args, "burst") {
+                None => (rate_bps / 8 / 100).max(3028),
+                Some(Value::Number(n)) => n.as_u64().filter(|x| *x > 0).ok_or_else(|| {
+                    ctx(format!("argument `burst` must be positive bytes, got {n}"))
+                })?,
+                Some(v) => {
+                    let s = as_str("burst", v).map_err(ctx)?;
+                    parse_size(&s)
+                        .map(|x| x as u64)
+                        .ok_or_else(|| ctx(format!("argument `burst` must be a size, got {s:?}")))?
+                }
+            };
+            let latency_ms = match get(args, "latency") {
+                None => 100,
+                Some(v) => as_ms("latency", v, 1.0).map_err(ctx)?.max(1.0) as u64,
+            };
+            Action::Bandwidth {
+                rate_bps,
+                burst_bytes,
+                latency_ms,
+            }
+        }
+        "netem" | "delay" | "jitter" | "duplicate" | "corrupt" | "reorder" => {
+            let mut n = Netem::default();
+            if let Some(v) = get(args, "delay") {
+                n.delay_ms = Some(as_ms("delay", v, 1.0).map_err(ctx)?);
+            }
+            if let Some(v) = get(args, "jitter") {
+                n.jitter_ms = Some(as_ms("jitter", v, 1.0).map_err(ctx)?);
+            }
+            let pct = |key: &str| -> Result<Option<f64>, String> {
+                match get(args, key) {
+                    None => Ok(None),
+                    Some(v) => percent(key, v).map(Some),
+                }
+            };
+            match action {
+                "netem" => {
+                    n.loss_pct = pct("loss").map_err(ctx)?;
+                    n.duplicate_pct = pct("duplicate").map_err(ctx)?;
+                    n.corrupt_pct = pct("corrupt").map_err(ctx)?;
+                    n.reorder_pct = pct("reorder").map_err(ctx)?;
+                }
+                "duplicate" => n.duplicate_pct = pct("percent").map_err(ctx)?,
+                "corrupt" => n.corrupt_pct = pct("percent").map_err(ctx)?,
+                "reorder" => n.reorder_pct = pct("percent").map_err(ctx)?,
+                _ => {}
+            }
+            let required = match action {
+                "delay" => n.delay_ms.is_some(),
+                "jitter" => n.jitter_ms.is_some(),
+                "duplicate" => n.duplicate_pct.is_some(),
+                "corrupt" => n.corrupt_pct.is_some(),
+                "reorder" => n.reorder_pct.is_some(),
+                _ => n != Netem::default(),
+            };
+            if !required {
+                let need = match action {
+                    "delay" => "`delay` (e.g. \"100ms\")",
+                    "jitter" => "`jitter` (e.g. \"10ms\")",
+                    "duplicate" | "corrupt" | "reorder" => "`percent`",
+                    _ => "at least one of delay, jitter, loss, duplicate, corrupt, reorder",
+                };
+                return Err(ctx(format!("needs {need}")));
+            }
+            if action == "jitter" && n.delay_ms.is_none() {
+                // Jitter varies a delay; without one, use the jitter itself as the base delay.
+                n.delay_ms = n.jitter_ms;
+            }
+            Action::Netem(n)
+        }
+        "exec" => {
+            let cmd = match get(args, "cmd") {
+                None => return Err(ctx("needs `cmd` (a string or a list of strings)".into())),
+                Some(v) => command("cmd", v).map_err(ctx)?,
+            };
+            let user = match get(args, "user") {
+                None => None,
+                Some(v) => Some(as_str("user", v).map_err(ctx)?),
+            };
+            let detach = match get(args, "detach") {
+                None => false,
+                Some(v) => as_bool("detach", v).map_err(ctx)?,
+            };
+            let timeout_ms = match get(args, "timeout") {
+                None => 30_000,
+                Some(v) => as_ms("timeout", v, 1000.0).map_err(ctx)?.max(1.0) as u64,
+            };
+            let undo = match get(args, "undo") {
+                None => None,
+                Some(v) => Some(command("undo", v).map_err(ctx)?),
+            };
+            Action::Exec {
+                cmd,
+                user,
+                detach,
+                timeout_ms,
+                undo,
+            }
+        }
+        "limits" => {
+            let size = |key: &str| -> Result<Option<i64>, String> {
+                match get(args, key) {
+                    None => Ok(None),
+                    Some(Value::Number(n)) => n
+                        .as_i64()
+                        .filter(|x| *x > 0 || key == "memory_swap" && *x == -1)
+                        .map(Some)
+                        .ok_or_else(|| format!("argument `{key}` must be positive bytes, got {n}")),
+                    Some(v) => {
+                        let s = as_str(key, v)?;
+                        if key == "memory_swap" && s.trim() == "-1" {
+                            return Ok(Some(-1));
+                        }
+                        parse_size(&s).map(Some).ok_or_else(|| {
+                            format!("argument `{key}` must be a size like \"256m\", got {s:?}")
+                        })
+                    }
+                }
+            };
+            let mut l = Limits {
+                memory: size("memory").map_err(ctx)?,
+                memory_swap: size("memory_swap").map_err(ctx)?,
+                ..Default::default()
+            };
+            if let Some(v) = get(args, "cpus") {
+                let c = as_f64("cpus", v).map_err(ctx)?;
+                if !(c > 0.0 && c <= 1024.0) {
+                    return Err(ctx(format!("argument `cpus` must be > 0, got {c}")));
+                }
+                l.nano_cpus = Some((c * 1e9) as i64);
+            }
+            if let Some(v) = get(args, "cpu_shares") {
+                let c = as_f64("cpu_shares", v).map_err(ctx)?;
+                if !(2.0..=262144.0).contains(&c) {
+                    return Err(ctx(format!(
+                        "argument `cpu_shares` must be between 2 and 262144, got {c}"
+                    )));
+                }
+                l.cpu_shares = Some(c as i64);
+            }
+            if let Some(v) = get(args, "pids") {
+                let c = as_f64("pids", v).map_err(ctx)?;
+                if c < 1.0 {
+                    return Err(ctx(format!("argument `pids` must be >= 1, got {c}")));
+                }
+                l.pids_limit = Some(c as i64);
+            }
+            if l == Limits::default() {
+                return Err(ctx(
+                    "needs at least one of memory, memory_swap, cpus, cpu_shares, pids".into(),
+                ));
+            }
+            Action::Limits(l)
+        }
+        _ => return Err(format!("unknown fault action `{action}`")),
+    };
+    Ok(a)
+}
+
+/// The parameters recorded in a fault event for an action (defaults filled in).
+pub fn params_json(a: &Action) -> Value {
+    match a {
+        Action::Kill { signal } => json!({ "signal": signal }),
+        Action::Stop { timeout_s } | Action::Restart { timeout_s } => {
+            json!({ "timeout_s": timeout_s })
+        }
+        Action::Start | Action::Pause | Action::Unpause | Action::Partition | Action::Heal => {
+            json!({})
+        }
+        Action::Disconnect { network } | Action::Connect { network } => {
+            json!({ "network": network })
+        }
+        Action::Loss {
+            probability,
+            direction,
+        } => json!({
+            "probability": probability,
+            "percent": probability * 100.0,
+            "direction": direction.as_str(),
+        }),
+        Action::Bandwidth {
+            rate_bps,
+            burst_bytes,
+            latency_ms,
+        } => json!({ "rate_bps": rate_bps, "burst_bytes": burst_bytes, "latency_ms": latency_ms }),
+        Action::Netem(n) => json!({
+            "delay_ms": n.delay_ms, "jitter_ms": n.jitter_ms, "loss_pct": n.loss_pct,
+            "duplicate_pct": n.duplicate_pct, "corrupt_pct": n.corrupt_pct,
+            "reorder_pct": n.reorder_pct,
+        }),
+        Action::Exec {
+            cmd,
+            user,
+            detach,
+            timeout_ms,
+            undo,
+        } => json!({
+            "cmd": cmd, "user": user, "detach": detach, "timeout_ms": timeout_ms, "undo": undo,
+        }),
+        Action::Limits(l) => json!({
+            "memory": l.memory, "memory_swap": l.memory_swap, "nano_cpus": l.nano_cpus,
+            "cpu_shares": l.cpu_shares, "pids_limit": l.pids_limit,
+        }),
+    }
+}
+
+/// The service names a target mentions.
+pub fn target_services(t: &FaultTarget) -> Vec<&str> {
+    match t {
+        FaultTarget::Service(s) => vec![s.as_str()],
+        FaultTarget::Services(v) | FaultTarget::Random(v) => v.iter().map(String::as_str).collect(),
+        FaultTarget::Between(a, b) | FaultTarget::FromTo(a, b) => {
+            a.iter().chain(b.iter()).map(String::as_str).collect()
+        }
+        FaultTarget::Container(_) | FaultTarget::Network(_) => Vec::new(),
+    }
+}
+
+/// Checks a request before anything starts: the action is known, its arguments are valid, the
+/// target names known services and has a shape the action accepts.
+pub fn validate(req: &FaultRequest, services: &[String]) -> Result<(), String> {
+    let action = parse_action(&req.action, &req.args)?;
+    for s in target_services(&req.target) {
+        if !services.iter().any(|x| x == s) {
+            let mut known: Vec<&str> = services.iter().map(String::as_str).collect();
+            known.sort();
+            return Err(format!(
+                "fault `{}`: unknown service `{s}` (the compose project has: {})",
+                req.action,
+                known.join(", ")
+            ));
+        }
+    }
+    match &req.target {
+        FaultTarget::Services(v) | FaultTarget::Random(v) if v.is_empty() => {
+            return Err(format!("fault `{}`: the target list is empty", req.action));
+        }
+        FaultTarget::Between(a, b) | FaultTarget::FromTo(a, b) => {
+            if !matches!(action, Action::Partition) {
+                return Err(format!(
+                    "fault `{}`: `between`/`from ... to` targets are for `partition` only",
+                    req.action
+                ));
+            }
+            if a.is_empty() || b.is_empty() {
+                return Err(format!(
+                    "fault `{}`: both sides of a partition need at least one service",
+                    req.action
+                ));
+            }
+            if let Some(s) = a.iter().find(|s| b.contains(s)) {
+                return Err(format!(
+                    "fault `{}`: service `{s}` is on both sides of the partition",
+                    req.action
+                ));
+            }
+        }
+        FaultTarget::Container(c) if c.trim().is_empty() => {
+            return Err(format!("fault `{}`: empty container name", req.action));
+        }
+        FaultTarget::Network(n) if n.trim().is_empty() => {
+            return Err(format!("fault `{}`: empty network name", req.action));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(k: &str, v: Value) -> (String, Value) {
+        (k.to_string(), v)
+    }
+
+    fn req(action: &str, args: Vec<(String, Value)>, target: FaultTarget) -> FaultRequest {
+        FaultRequest {
+            action: action.into(),
+            args,
+            target,
+            duration: None,
+            experiment: None,
+            step: None,
+            intended_ns: 0,
+        }
+    }
+
+    fn svcs() -> Vec<String> {
+        vec!["left-a".into(), "left-b".into(), "right-a".into()]
+    }
+
+    #[test]
+    fn parses_actions_with_defaults() {
+        assert_eq!(
+            parse_action("kill", &[]),
+            Ok(Action::Kill {
+                signal: "SIGKILL".into()
+            })
+        );
+        assert_eq!(
+            parse_action("kill", &[a("signal", json!("term"))]),
+            Ok(Action::Kill {
+                signal: "SIGTERM".into()
+            })
+        );
+        assert_eq!(
+            parse_action("loss", &[a("percent", json!(30))]),
+            Ok(Action::Loss {
+                probability: 0.3,
+                direction: Direction::Ingress
+            })
+        );
+        assert_eq!(
+            parse_action("stop", &[a("timeout", json!("2s"))]),
+            Ok(Action::Stop { timeout_s: Some(2) })
+        );
+        assert_eq!(
+            parse_action("bandwidth", &[a("rate", json!("1mbit"))]),
+            Ok(Action::Bandwidth {
+                rate_bps: 1_000_000,
+                burst_bytes: 3028,
+                latency_ms: 100
+            })
+        );
+        match parse_action(
+            "delay",
+            &[a("delay", json!("100ms")), a("jitter", json!(10))],
+        ) {
+            Ok(Action::Netem(n)) => {
+                assert_eq!(n.delay_ms, Some(100.0));
+                assert_eq!(n.jitter_ms, Some(10.0));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        match parse_action("exec", &[a("cmd", json!("/demo-node --version"))]) {
+            Ok(Action::Exec {
+                cmd, timeout_ms, ..
+            }) => {
+                assert_eq!(cmd, vec!["/demo-node", "--version"]);
+                assert_eq!(timeout_ms, 30_000);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        match parse_action(
+            "limits",
+            &[a("memory", json!("64m")), a("cpus", json!(0.5))],
+        ) {
+            Ok(Action::Limits(l)) => {
+                assert_eq!(l.memory, Some(64 << 20));
+                assert_eq!(l.nano_cpus, Some(500_000_000));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn refuses_bad_actions_and_arguments_with_clear_messages() {
+        let e = parse_action("explode", &[]).unwrap_err();
+        assert!(e.contains("unknown fault action `explode`"), "{e}");
+        let e = parse_action("pause", &[a("hard", json!(true))]).unwrap_err();
+        assert!(e.contains("takes no arguments"), "{e}");
+        let e = parse_action("loss", &[a("percnt", json!(3))]).unwrap_err();
+        assert!(e.contains("no argument `percnt`"), "{e}");
+        let e = parse_action("loss", &[a("percent", json!(130))]).unwrap_err();
+        assert!(e.contains("between 0 and 100"), "{e}");
+        let e = parse_action("loss", &[]).unwrap_err();
+        assert!(e.contains("needs `percent`"), "{e}");
+        let e = parse_action("kill", &[a("signal", json!("SIGFOO"))]).unwrap_err();
+        assert!(e.contains("not a Linux signal"), "{e}");
+        let e = parse_action("bandwidth", &[a("rate", json!("quick"))]).unwrap_err();
+        assert!(e.contains("argument `rate`"), "{e}");
+        let e = parse_action("delay", &[]).unwrap_err();
+        assert!(e.contains("needs `delay`"), "{e}");
+        let e = parse_action("limits", &[]).unwrap_err();
+        assert!(e.contains("at least one"), "{e}");
+        let e = parse_action("exec", &[a("cmd", json!([]))]).unwrap_err();
+        assert!(e.contains("empty command"), "{e}");
+    }
+
+    #[test]
+    fn validate_checks_services_and_target_shapes() {
+        let s = svcs();
+        assert_eq!(
+            validate(
+                &req("pause", vec![], FaultTarget::Service("left-a".into())),
+                &s
+            ),
+            Ok(())
+        );
+        let e = validate(
+            &req("pause", vec![], FaultTarget::Service("nope".into())),
+            &s,
+        )
+        .unwrap_err();
+        assert!(e.contains("unknown service `nope`"), "{e}");
+        assert!(e.contains("left-a, left-b, right-a"), "{e}");
+        let between = FaultTarget::Between(vec!["left-a".into()], vec!["right-a".into()]);
+        assert_eq!(
+            validate(&req("partition", vec![], between.clone()), &s),
+            Ok(())
+        );
+        let e = validate(&req("pause", vec![], between), &s).unwrap_err();
+        assert!(e.contains("for `partition` only"), "{e}");
+        let both = FaultTarget::FromTo(vec!["left-a".into()], vec!["left-a".into()]);
+        let e = validate(&req("partition", vec![], both), &s).unwrap_err();
+        assert!(e.contains("both sides"), "{e}");
+        let e = validate(&req("kill", vec![], FaultTarget::Random(vec![])), &s).unwrap_err();
+        assert!(e.contains("empty"), "{e}");
+        assert_eq!(
+            validate(
+                &req(
+                    "loss",
+                    vec![a("percent", json!(30))],
+                    FaultTarget::Network("middle".into())
+                ),
+                &s
+            ),
+            Ok(())
+        );
+    }
+}

@@ -1,0 +1,1049 @@
+//! `recorder run`: the run loop. Validates the scenario, creates the trace, starts the writer
+//! task (a dedicated thread owning the [`trace::TraceWriter`], fed by the [`EventSink`] channel,
+//! flushing on a 100 ms tick), brings the project up, starts the sensors, executes the plan (an
+//! experiment or a timed schedule) under the time limit, and ALWAYS tears down: faults reverted,
+//! sensors drained, `compose down`, leftovers removed, trace finalized — on success, on a failed
+//! step, on an error, on Ctrl-C/SIGTERM, and when a task panics.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use trace::manifest::{ComposeFile, Outcome};
+use trace::{Event, FinalizeSummary, Manifest, PacketRecord, TraceError, TraceWriter};
+
+use crate::compose::{self, ComposeCli, ProjectState};
+use crate::docker::{DockerSensors, DockerSensorsConfig};
+use crate::experiment;
+use crate::faults::{self, FaultInjector, FaultRequest, FaultTarget};
+use crate::scenario::{LoadedScenario, Plan, Resolved, ScheduledFault, Target};
+use crate::sensor::{PacketSink, SensorContext, SensorRegistry};
+use crate::sink::{now_ns, EventReceiver, EventSink};
+
+/// The fault injector shared by the plan, the revert timers and the restart watcher.
+pub type SharedInjector = Arc<tokio::sync::Mutex<FaultInjector>>;
+
+/// Exit codes (docs/exit-codes.md).
+pub mod exit {
+    pub const ACCEPT: i32 = 0;
+    pub const FAIL: i32 = 1;
+    pub const INCONCLUSIVE: i32 = 2;
+    pub const BAD_SCENARIO: i32 = 3;
+    pub const TRACE: i32 = 4;
+    pub const ENV: i32 = 5;
+    pub const USAGE: i32 = 64;
+    pub const INTERRUPTED: i32 = 130;
+}
+
+/// Options of `recorder run` beyond the scenario file.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub scenario: PathBuf,
+    /// Overrides the scenario's output directory.
+    pub output: Option<PathBuf>,
+    /// Overrides the project name.
+    pub project: Option<String>,
+    /// Overrides the seed.
+    pub seed: Option<u64>,
+    /// Force the progress line off even on a terminal.
+    pub quiet: bool,
+    /// Only validate the scenario (needs the compose CLI for the service list), start nothing.
+    pub check_only: bool,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub exit_code: i32,
+    pub status: String,
+    pub message: Option<String>,
+    pub trace_dir: Option<PathBuf>,
+    pub verdict: Option<String>,
+    /// One line per online verdict (experiment steps).
+    pub verdicts: Vec<String>,
+    pub events: BTreeMap<String, u64>,
+}
+
+impl RunOutcome {
+    fn early(code: i32, status: &str, message: String) -> RunOutcome {
+        RunOutcome {
+            exit_code: code,
+            status: status.into(),
+            message: Some(message),
+            trace_dir: None,
+            verdict: None,
+            verdicts: Vec::new(),
+            events: BTreeMap::new(),
+        }
+    }
+}
+
+/// A unique run id: UTC time plus pid and a few clock bits.
+pub fn new_run_id() -> String {
+    let now = chrono::Utc::now();
+    let salt = (now_ns() as u64 ^ u64::from(std::process::id()).rotate_left(17)) & 0xffff;
+    format!("{}-{:04x}", now.format("%Y%m%dT%H%M%S"), salt)
+}
+
+// ---------------------------------------------------------------------------------------------
+// writer task
+
+type ManifestEdit = Box<dyn FnOnce(&mut Manifest) + Send>;
+
+enum WriterCmd {
+    Manifest(ManifestEdit),
+    Finish(oneshot::Sender<Result<FinalizeSummary, TraceError>>),
+}
+
+/// Handle on the writer thread.
+#[derive(Clone)]
+pub struct WriterHandle {
+    cmd: mpsc::UnboundedSender<WriterCmd>,
+    error: Arc<Mutex<Option<String>>>,
+}
+
+impl WriterHandle {
+    /// Applies an edit to the manifest (rewritten atomically by the writer).
+    pub fn update_manifest(&self, f: impl FnOnce(&mut Manifest) + Send + 'static) {
+        let _ = self.cmd.send(WriterCmd::Manifest(Box::new(f)));
+    }
+
+    /// Drains every queued event, then finalizes the trace.
+    pub async fn finish(&self) -> Result<FinalizeSummary, String> {
+        let (tx, rx) = oneshot::channel();
+        if self.cmd.send(WriterCmd::Finish(tx)).is_err() {
+            return Err(self
+                .first_error()
+                .unwrap_or_else(|| "trace writer stopped".into()));
+        }
+        match rx.await {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(self
+                .first_error()
+                .unwrap_or_else(|| "trace writer stopped".into())),
+        }
+    }
+
+    /// The first write error, if any.
+    pub fn first_error(&self) -> Option<String> {
+        match self.error.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+}
+
+/// Starts the writer on its own thread. `live` receives every appended event with its seq (for
+/// the live monitors of `expect` steps).
+pub fn spawn_writer(
+    mut writer: TraceWriter,
+    mut rx: EventReceiver,
+    mut packets: mpsc::UnboundedReceiver<Vec<PacketRecord>>,
+    live: Option<mpsc::UnboundedSender<Event>>,
+) -> std::io::Result<WriterHandle> {
+    let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<WriterCmd>();
+    let error = Arc::new(Mutex::new(None::<String>));
+    let err2 = error.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()?;
+    std::thread::Builder::new()
+        .name("trace-writer".into())
+        .spawn(move || {
+            let note_err = |e: &dyn std::fmt::Display| {
+                if let Ok(mut g) = err2.lock() {
+                    if g.is_none() {
+                        *g = Some(e.to_string());
+                    }
+                }
+            };
+            rt.block_on(async move {
+                let mut buf: Vec<Event> = Vec::with_capacity(4096);
+                let mut tick = tokio::time::interval(Duration::from_millis(100));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut events_open = true;
+                let mut packets_open = true;
+                let append_all = |writer: &mut TraceWriter, buf: &mut Vec<Event>| {
+                    for ev in buf.drain(..) {
+                        match &live {
+                            Some(l) => {
+                                let mut copy = ev.clone();
+                                match writer.append(ev) {
+                                    Ok(seq) => {
+                                        copy.seq = seq;
+                                        let _ = l.send(copy);
+                                    }
+                                    Err(e) => note_err(&e),
+                                }
+                            }
+                            None => {
+                                if let Err(e) = writer.append(ev) {
+                                    note_err(&e);
+                                }
+                            }
+                        }
+                    }
+                };
+                loop {
+                    tokio::select! {
+                        biased;
+                        cmd = cmd_rx.recv() => match cmd {
+                            Some(WriterCmd::Manifest(f)) => {
+                                if let Err(e) = writer.update_manifest(f) {
+                                    note_err(&e);
+                                }
+                            }
+                            Some(WriterCmd::Finish(done)) => {
+                                rx.close();
+                                loop {
+                                    buf.clear();
+                                    if rx.drain_into(&mut buf, 65536) == 0 {
+                                        break;
+                                    }
+                                    append_all(&mut writer, &mut buf);
+                                }
+                                while let Ok(p) = packets.try_recv() {
+                                    if let Err(e) = writer.add_packets(p) {
+                                        note_err(&e);
+                                    }
+                                }
+                                let _ = done.send(writer.finish());
+                                return;
+                            }
+                            None => {
+                                // every handle dropped without finish: flush and leave the log as is
+                                let _ = writer.flush();
+                                return;
+                            }
+                        },
+                        n = rx.recv_many(&mut buf, 8192), if events_open => {
+                            if n == 0 {
+                                events_open = false;
+                            } else {
+                                append_all(&mut writer, &mut buf);
+                            }
+                        }
+                        p = packets.recv(), if packets_open => match p {
+                            Some(p) => {
+                                if let Err(e) = writer.add_packets(p) {
+                                    note_err(&e);
+                                }
+                            }
+                            None => packets_open = false,
+                        },
+                        _ = tick.tick() => {
+                            if let Err(e) = writer.flush() {
+                                note_err(&e);
+                            }
+                        }
+                    }
+                }
+            });
+        })?;
+    Ok(WriterHandle { cmd: cmd_tx, error })
+}
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+/// Converts a scenario target to the fault injector's.
+pub fn to_fault_target(t: &Target) -> FaultTarget {
+    match t {
+        Target::Service(s) => FaultTarget::Service(s.clone()),
+        Target::Container(s) => FaultTarget::Container(s.clone()),
+        Target::Network(s) => FaultTarget::Network(s.clone()),
+        Target::Services(v) => FaultTarget::Services(v.clone()),
+        Target::Random(v) => FaultTarget::Random(v.clone()),
+        Target::Between(a, b) => FaultTarget::Between(a.clone(), b.clone()),
+        Target::FromTo(a, b) => FaultTarget::FromTo(a.clone(), b.clone()),
+    }
+}
+
+fn schedule_request(f: &ScheduledFault, intended_ns: i64) -> FaultRequest {
+    FaultRequest {
+        action: f.action.clone(),
+        args: f
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        target: to_fault_target(&f.target),
+        duration: f.duration,
+        experiment: None,
+        step: None,
+        intended_ns,
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Resolves `{run_id}` in the output pattern; default `traces/<run_id>`.
+fn output_dir(opts: &RunOptions, sc: &LoadedScenario, run_id: &str) -> PathBuf {
+    if let Some(o) = &opts.output {
+        return PathBuf::from(o.to_string_lossy().replace("{run_id}", run_id));
+    }
+    match &sc.scenario.output {
+        Some(o) => {
+            let p = PathBuf::from(o.replace("{run_id}", run_id));
+            if p.is_absolute() {
+                p
+            } else {
+                sc.path.parent().map(|d| d.join(&p)).unwrap_or(p)
+            }
+        }
+        None => PathBuf::from("traces").join(run_id),
+    }
+}
+
+/// Whether progress goes to the terminal.
+fn progress_enabled(opts: &RunOptions) -> bool {
+    !opts.quiet && std::io::stderr().is_terminal()
+}
+
+/// Shared status for the progress line.
+#[derive(Default)]
+pub struct Progress {
+    pub step: Mutex<String>,
+}
+
+impl Progress {
+    /// Sets the current step description.
+    pub fn set(&self, s: impl Into<String>) {
+        if let Ok(mut g) = self.step.lock() {
+            *g = s.into();
+        }
+    }
+    fn get(&self) -> String {
+        self.step.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+}
+
+fn spawn_progress(
+    sink: &EventSink,
+    progress: Arc<Progress>,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let stats = sink.stats().clone();
+    tokio::spawn(async move {
+        let start = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            let per: Vec<String> = stats
+                .per_source()
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            eprint!(
+                "\r\x1b[K[{:>6.1}s] {} | {}",
+                start.elapsed().as_secs_f64(),
+                progress.get(),
+                per.join(" ")
+            );
+        }
+        eprint!("\r\x1b[K");
+    })
+}
+
+fn recorder_event(kind: &str, message: impl Into<String>, data: serde_json::Value) -> Event {
+    Event::new(now_ns(), "recorder", kind)
+        .message(message)
+        .data(&data)
+}
+
+/// Waits for Ctrl-C or SIGTERM and cancels `token`.
+fn spawn_signal_watch(token: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        let _ = tokio::signal::ctrl_c().await;
+                        token.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        token.cancel();
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// the run
+
+/// What the plan execution reports.
+#[derive(Debug, Clone)]
+pub struct PlanResult {
+    /// accept / fail / inconclusive for an experiment; `None` for a schedule or record-only run.
+    pub verdict: Option<String>,
+    /// One line per judged step.
+    pub verdicts: Vec<String>,
+    /// Set when a fault could not be applied (exit 5).
+    pub error: Option<String>,
+}
+
+/// Everything the plan needs while running.
+pub struct PlanContext {
+    pub sink: EventSink,
+    pub injector: Option<SharedInjector>,
+    pub injector_error: Option<String>,
+    pub progress: Arc<Progress>,
+    /// Appended events with seqs (experiment mode only).
+    pub live: Option<mpsc::UnboundedReceiver<Event>>,
+    pub start: Instant,
+}
+
+/// Validates the scenario against the compose configuration; every error is returned.
+async fn validate(
+    sc: &LoadedScenario,
+    resolved: &Resolved,
+    cli: &ComposeCli,
+    project: &str,
+) -> Result<(Vec<String>, Option<experiment::Compiled>), Vec<String>> {
+    let services = cli
+        .services(&resolved.compose_files, project)
+        .await
+        .map_err(|e| vec![format!("{}: compose configuration: {e}", sc.path.display())])?;
+    let mut errs = Vec::new();
+    let check = |f: &ScheduledFault| faults::validate(&schedule_request(f, 0), &services);
+    if let Err(e) = sc.check_against(&services, &check) {
+        errs.extend(e.0.iter().map(|x| x.to_string()));
+    }
+    let mut compiled = None;
+    if let Plan::Experiment { specs, name, .. } = &resolved.plan {
+        match experiment::compile(specs, name, &services) {
+            Ok(c) => compiled = Some(c),
+            Err(mut e) => errs.append(&mut e),
+        }
+    }
+    if errs.is_empty() {
+        Ok((services, compiled))
+    } else {
+        Err(errs)
+    }
+}
+
+/// Runs a scenario to the end. Never panics on bad input; always tears down what it started.
+pub async fn run(opts: RunOptions) -> RunOutcome {
+    let interrupt = CancellationToken::new();
+    spawn_signal_watch(interrupt.clone());
+
+    // 1. scenario
+    let sc = match LoadedScenario::load(&opts.scenario) {
+        Ok(s) => s,
+        Err(e) => return RunOutcome::early(exit::BAD_SCENARIO, "invalid", e.to_string()),
+    };
+    let resolved = match sc.resolve() {
+        Ok(r) => r,
+        Err(e) => return RunOutcome::early(exit::BAD_SCENARIO, "invalid", e.to_string()),
+    };
+    let run_id = new_run_id();
+    let project = opts
+        .project
+        .clone()
+        .or_else(|| resolved.project.clone())
+        .unwrap_or_else(|| format!("ctk{}", run_id.replace(['T', '-'], "").to_lowercase()));
+    let seed = opts
+        .seed
+        .or(sc.scenario.seed)
+        .unwrap_or_else(|| now_ns() as u64);
+
+    // 2. environment
+    let cli = match ComposeCli::detect().await {
+        Ok(c) => c,
+        Err(e) => return RunOutcome::early(exit::ENV, "error", e.to_string()),
+    };
+    let (services, compiled) = match validate(&sc, &resolved, &cli, &project).await {
+        Ok(v) => v,
+        Err(errs) => return RunOutcome::early(exit::BAD_SCENARIO, "invalid", errs.join("\n")),
+    };
+    if opts.check_only {
+        return RunOutcome::early(
+            exit::ACCEPT,
+            "valid",
+            format!("{}: scenario is valid", sc.path.display()),
+        );
+    }
+    let docker = match bollard::Docker::connect_with_local_defaults() {
+        Ok(d) => match d.negotiate_version().await {
+            Ok(d) => d,
+            Err(e) => return RunOutcome::early(exit::ENV, "error", format!("docker engine: {e}")),
+        },
+        Err(e) => return RunOutcome::early(exit::ENV, "error", format!("docker engine: {e}")),
+    };
+
+    // 3. trace
+    let trace_dir = output_dir(&opts, &sc, &run_id);
+    let mut manifest = Manifest {
+        format_version: trace::FORMAT_VERSION,
+        run_id: run_id.clone(),
+        started_ns: Some(now_ns()),
+        recorder_version: format!("recorder {}", env!("CARGO_PKG_VERSION")),
+        seed: Some(seed),
+        ..Manifest::default()
+    };
+    manifest.host.hostname = hostname();
+    manifest.host.os = std::env::consts::OS.to_string();
+    manifest.host.kernel = kernel();
+    manifest.host.compose_command = cli.describe();
+    manifest.host.features = faults::host_features().await;
+    if let Ok(v) = docker.version().await {
+        manifest.host.docker_version = v.version.unwrap_or_default();
+        manifest.host.docker_api_version = v.api_version.unwrap_or_default();
+    }
+    manifest.compose.project = project.clone();
+    manifest.compose.files = resolved
+        .compose_files
+        .iter()
+        .map(|p| ComposeFile {
+            path: p.display().to_string(),
+            sha256: compose::file_sha256(p).unwrap_or_default(),
+        })
+        .collect();
+    manifest.sensors = serde_json::to_value(&sc.scenario.sensors).unwrap_or_default();
+    manifest.schedule = match (&sc.scenario.experiment, sc.scenario.schedule.is_empty()) {
+        (Some(x), _) => serde_json::json!({"experiment": x}),
+        (None, false) => serde_json::json!({"schedule": sc.scenario.schedule}),
+        _ => serde_json::Value::Null,
+    };
+    if let Some(parent) = trace_dir.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let writer = match TraceWriter::create(&trace_dir, manifest) {
+        Ok(w) => w,
+        Err(e) => {
+            return RunOutcome::early(
+                exit::TRACE,
+                "error",
+                format!("{}: {e}", trace_dir.display()),
+            )
+        }
+    };
+    let (sink, rx) = EventSink::channel();
+    let (packet_sink, packet_rx) = PacketSink::channel();
+    let (live_tx, live_rx) = if compiled.is_some() {
+        let (a, b) = mpsc::unbounded_channel();
+        (Some(a), Some(b))
+    } else {
+        (None, None)
+    };
+    let writer = match spawn_writer(writer, rx, packet_rx, live_tx) {
+        Ok(w) => w,
+        Err(e) => {
+            return RunOutcome::early(
+                exit::TRACE,
+                "error",
+                format!("{}: writer thread: {e}", trace_dir.display()),
+            )
+        }
+    };
+
+    // from here on, teardown always runs
+    let progress = Arc::new(Progress::default());
+    let progress_stop = CancellationToken::new();
+    let progress_task = progress_enabled(&opts)
+        .then(|| spawn_progress(&sink, progress.clone(), progress_stop.clone()));
+    compose::register_project(&project);
+    sink.emit(recorder_event(
+        "run",
+        format!("run {run_id} of project {project} started"),
+        serde_json::json!({"phase": "start", "run_id": run_id, "project": project, "seed": seed}),
+    ));
+
+    let mut session = Session {
+        docker: docker.clone(),
+        cli: cli.clone(),
+        files: resolved.compose_files.clone(),
+        project: project.clone(),
+        sink: sink.clone(),
+        writer: writer.clone(),
+        docker_sensors: None,
+        injector: None,
+        sensor_stop: CancellationToken::new(),
+        sensor_tasks: Vec::new(),
+    };
+
+    let body = async {
+        let start_ns = now_ns();
+        let cfg = DockerSensorsConfig {
+            events: sc.scenario.sensors.events,
+            logs: sc.scenario.sensors.logs,
+            stats_interval: resolved.stats_interval,
+        };
+        let (ds, mut starts) =
+            DockerSensors::start(docker.clone(), &project, sink.clone(), cfg, start_ns);
+        session.docker_sensors = Some(ds);
+
+        progress.set("compose config");
+        match cli.config(&resolved.compose_files, &project).await {
+            Ok(cfg) => {
+                let red = compose::redact_config(&cfg);
+                writer.update_manifest(move |m| m.compose.resolved_config = red);
+            }
+            Err(e) => return Err((exit::ENV, "error", e.to_string())),
+        }
+        progress.set("compose up");
+        if let Err(e) = cli.up(&resolved.compose_files, &project).await {
+            return Err((exit::ENV, "error", e.to_string()));
+        }
+        progress.set("waiting for containers");
+        let state =
+            match compose::wait_ready(&docker, &project, &services, resolved.up_timeout).await {
+                Ok(s) => s,
+                Err(e) => return Err((exit::ENV, "error", e.to_string())),
+            };
+        let st2 = state.clone();
+        writer.update_manifest(move |m| st2.fill(&mut m.compose));
+        sink.emit(recorder_event(
+            "ready",
+            format!("{} containers ready", state.containers.len()),
+            serde_json::json!({"containers": state.containers.iter().map(|c| &c.name).collect::<Vec<_>>()}),
+        ));
+        if let Some(ds) = &session.docker_sensors {
+            ds.attach(&state.containers);
+        }
+
+        // protocol sensors
+        let mut manifest_now = Manifest::default();
+        manifest_now.compose.project = project.clone();
+        state.fill(&mut manifest_now.compose);
+        let ctx = SensorContext {
+            docker: docker.clone(),
+            project: project.clone(),
+            containers: state.containers.clone(),
+            networks: state.networks.clone(),
+            manifest: Arc::new(manifest_now),
+            pcap_dir: trace_dir.join(trace::files::PCAP_DIR),
+            packets: packet_sink.clone(),
+        };
+        start_sensors(&mut session, &sc, &ctx);
+
+        // faults
+        let (injector, injector_error) =
+            match FaultInjector::new(docker.clone(), &project, sink.clone(), seed) {
+                Ok(i) => (Some(Arc::new(tokio::sync::Mutex::new(i))), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+        session.injector = injector.clone();
+        if let Some(inj) = injector.clone() {
+            // restarts wipe netns impairments: let the injector re-apply or record them
+            tokio::spawn(async move {
+                while let Some(s) = starts.recv().await {
+                    inj.lock().await.on_container_restart(&s.id).await;
+                }
+            });
+        }
+
+        let pctx = PlanContext {
+            sink: sink.clone(),
+            injector,
+            injector_error,
+            progress: progress.clone(),
+            live: live_rx,
+            start: Instant::now(),
+        };
+        Ok(execute_plan(pctx, &resolved, compiled, &state).await)
+    };
+
+    let limit = resolved.time_limit;
+    // a panic anywhere in the body must still lead to teardown
+    let body = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(body));
+    let result = tokio::select! {
+        r = body => Some(match r {
+            Ok(r) => r,
+            Err(_) => Err((exit::ENV, "error", "internal error: the run loop panicked".to_string())),
+        }),
+        _ = interrupt.cancelled() => None,
+        _ = tokio::time::sleep(limit) => Some(Err((exit::INCONCLUSIVE, "timeout", format!("time limit of {limit:?} reached")))),
+    };
+    let (code, status, message, verdict, verdicts) = match result {
+        None => (
+            exit::INTERRUPTED,
+            "interrupted".to_string(),
+            Some("interrupted by signal".to_string()),
+            None,
+            Vec::new(),
+        ),
+        Some(Err((c, s, m))) => (c, s.to_string(), Some(m), None, Vec::new()),
+        Some(Ok(p)) => {
+            if let Some(e) = p.error {
+                (exit::ENV, "error".into(), Some(e), p.verdict, p.verdicts)
+            } else {
+                let code = match p.verdict.as_deref() {
+                    Some("fail") => exit::FAIL,
+                    Some("inconclusive") => exit::INCONCLUSIVE,
+                    _ => exit::ACCEPT,
+                };
+                let status = if code == exit::FAIL {
+                    "failed"
+                } else {
+                    "completed"
+                };
+                (code, status.into(), None, p.verdict, p.verdicts)
+            }
+        }
+    };
+
+    progress.set("teardown");
+    let teardown_errors = session.teardown().await;
+    progress_stop.cancel();
+    if let Some(t) = progress_task {
+        let _ = t.await;
+    }
+    let ended = now_ns();
+    let outcome = Outcome {
+        status: status.clone(),
+        message: message.clone(),
+        verdict: verdict.clone(),
+    };
+    let td_err = teardown_errors.clone();
+    writer.update_manifest(move |m| {
+        m.ended_ns = Some(ended);
+        m.outcome = Some(outcome);
+        if !td_err.is_empty() {
+            m.extra
+                .insert("teardown_errors".into(), serde_json::json!(td_err));
+        }
+    });
+    let events = sink.stats().per_source();
+    drop(sink);
+    drop(session);
+    let fin = writer.finish().await;
+    compose::unregister_project(&project);
+    let mut out = RunOutcome {
+        exit_code: code,
+        status,
+        message,
+        trace_dir: Some(trace_dir.clone()),
+        verdict,
+        verdicts,
+        events,
+    };
+    if !teardown_errors.is_empty() {
+        let m = format!("teardown: {}", teardown_errors.join("; "));
+        out.message = Some(match out.message {
+            Some(x) => format!("{x}; {m}"),
+            None => m,
+        });
+        if out.exit_code == exit::ACCEPT {
+            out.exit_code = exit::ENV;
+        }
+    }
+    if let Err(e) = fin {
+        out.message = Some(format!(
+            "{}: cannot finalize trace: {e}",
+            trace_dir.display()
+        ));
+        if out.exit_code != exit::INTERRUPTED {
+            out.exit_code = exit::TRACE;
+        }
+    }
+    out
+}
+
+fn start_sensors(session: &mut Session, sc: &LoadedScenario, ctx: &SensorContext) {
+    let reg = SensorRegistry::builtin();
+    let cfg = &sc.scenario.sensors;
+    let asked: Vec<&str> = [
+        ("jmx", cfg.jmx.is_some()),
+        ("http", !cfg.http.is_empty()),
+        ("prom", !cfg.prom.is_empty()),
+        ("exec", !cfg.exec.is_empty()),
+        ("pcap", cfg.pcap.is_some()),
+    ]
+    .into_iter()
+    .filter(|(_, on)| *on)
+    .map(|(n, _)| n)
+    .collect();
+    let names = reg.names();
+    for a in asked {
+        if !names.contains(&a) {
+            session.sink.emit(recorder_event(
+                "sensor_error",
+                format!("sensor `{a}` is configured but not available in this build"),
+                serde_json::json!({"sensor": a, "error": "not available"}),
+            ));
+        }
+    }
+    match reg.build(cfg, ctx) {
+        Ok(sensors) => {
+            for s in sensors {
+                let name = s.name().to_string();
+                let fut = s.run(
+                    ctx.clone(),
+                    session.sink.clone(),
+                    session.sensor_stop.clone(),
+                );
+                let sink = session.sink.clone();
+                session.sensor_tasks.push(tokio::spawn(async move {
+                    // a panicking sensor must not take the run down: record it
+                    if let Err(e) = tokio::spawn(fut).await {
+                        sink.emit(recorder_event(
+                            "sensor_error",
+                            format!("sensor {name} stopped: {e}"),
+                            serde_json::json!({"sensor": name, "error": e.to_string()}),
+                        ));
+                    }
+                }));
+            }
+        }
+        Err(errs) => {
+            for e in errs {
+                session.sink.emit(recorder_event(
+                    "sensor_error",
+                    e.clone(),
+                    serde_json::json!({"error": e}),
+                ));
+            }
+        }
+    }
+}
+
+/// What teardown needs; dropped after teardown.
+struct Session {
+    docker: bollard::Docker,
+    cli: ComposeCli,
+    files: Vec<PathBuf>,
+    project: String,
+    sink: EventSink,
+    #[allow(dead_code)]
+    writer: WriterHandle,
+    docker_sensors: Option<DockerSensors>,
+    injector: Option<SharedInjector>,
+    sensor_stop: CancellationToken,
+    sensor_tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Session {
+    /// Reverts faults, drains sensors, takes the project down, removes leftovers. Returns the
+    /// problems met (teardown goes on past each).
+    async fn teardown(&mut self) -> Vec<String> {
+        let mut errs = Vec::new();
+        self.sink.emit(recorder_event(
+            "teardown",
+            "teardown started",
+            serde_json::json!({"phase": "start"}),
+        ));
+        if let Some(inj) = &self.injector {
+            let revert = async { inj.lock().await.revert_all().await };
+            if tokio::time::timeout(Duration::from_secs(60), revert)
+                .await
+                .is_err()
+            {
+                errs.push("reverting faults timed out".to_string());
+            }
+        }
+        self.sensor_stop.cancel();
+        for t in self.sensor_tasks.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+        if let Some(ds) = &self.docker_sensors {
+            ds.stop_followers().await;
+        }
+        match tokio::time::timeout(
+            Duration::from_secs(120),
+            self.cli.down(&self.files, &self.project),
+        )
+        .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => errs.push(e.to_string()),
+            Err(_) => errs.push("compose down timed out".into()),
+        }
+        // whatever down left (e.g. containers it did not know about)
+        match compose::remove_project(&self.docker, &self.project).await {
+            Ok(r) => {
+                if !r.containers.is_empty() || !r.networks.is_empty() {
+                    self.sink.emit(recorder_event(
+                        "cleanup",
+                        format!("removed leftovers: {:?} {:?}", r.containers, r.networks),
+                        serde_json::json!({"containers": r.containers, "networks": r.networks}),
+                    ));
+                }
+                errs.extend(r.errors);
+            }
+            Err(e) => errs.push(format!("cleanup: {e}")),
+        }
+        if let Err(e) = faults::cleanup_host(&self.project).await {
+            errs.push(format!("host rules cleanup: {e}"));
+        }
+        if let Some(ds) = self.docker_sensors.take() {
+            ds.stop_events().await;
+        }
+        self.sink.emit(recorder_event(
+            "teardown",
+            "teardown done",
+            serde_json::json!({"phase": "end", "errors": errs}),
+        ));
+        errs
+    }
+}
+
+/// Runs the plan: record only, a timed schedule, or an experiment.
+async fn execute_plan(
+    mut ctx: PlanContext,
+    resolved: &Resolved,
+    compiled: Option<experiment::Compiled>,
+    state: &ProjectState,
+) -> PlanResult {
+    match &resolved.plan {
+        Plan::RecordOnly => {
+            ctx.progress.set("recording");
+            let d = resolved.duration.unwrap_or(resolved.time_limit);
+            tokio::time::sleep(d).await;
+            PlanResult {
+                verdict: None,
+                verdicts: Vec::new(),
+                error: None,
+            }
+        }
+        Plan::Schedule(faults) => run_schedule(&ctx, faults, resolved.duration).await,
+        Plan::Experiment { name, settle, .. } => {
+            let Some(compiled) = compiled else {
+                return PlanResult {
+                    verdict: Some("inconclusive".into()),
+                    verdicts: Vec::new(),
+                    error: Some("experiment not compiled".into()),
+                };
+            };
+            tokio::time::sleep(*settle).await;
+            let live = ctx.live.take();
+            experiment::run(&ctx, compiled, name, live, state).await
+        }
+    }
+}
+
+async fn run_schedule(
+    ctx: &PlanContext,
+    faults: &[ScheduledFault],
+    duration: Option<Duration>,
+) -> PlanResult {
+    let mut last_end = Duration::ZERO;
+    let mut reverts = Vec::new();
+    let base_ns = now_ns();
+    for f in faults {
+        let Some(inj) = ctx.injector.clone() else {
+            return PlanResult {
+                verdict: None,
+                verdicts: Vec::new(),
+                error: Some(format!(
+                    "fault injector unavailable: {}",
+                    ctx.injector_error.clone().unwrap_or_default()
+                )),
+            };
+        };
+        let due = ctx.start + f.at;
+        ctx.progress.set(format!(
+            "waiting for fault #{} ({}) at {:?}",
+            f.index, f.action, f.at
+        ));
+        tokio::time::sleep_until(due.into()).await;
+        ctx.progress.set(format!("fault #{} {}", f.index, f.action));
+        let intended = base_ns + i64::try_from(f.at.as_nanos()).unwrap_or(i64::MAX);
+        let req = schedule_request(f, intended);
+        let applied = inj.lock().await.apply(&req).await;
+        match applied {
+            Ok(id) => {
+                if let Some(d) = f.duration {
+                    last_end = last_end.max(f.at + d);
+                    let inj2 = inj.clone();
+                    reverts.push(tokio::spawn(async move {
+                        tokio::time::sleep_until((due + d).into()).await;
+                        inj2.lock().await.revert(id).await;
+                    }));
+                } else {
+                    last_end = last_end.max(f.at);
+                }
+            }
+            Err(e) => {
+                return PlanResult {
+                    verdict: None,
+                    verdicts: Vec::new(),
+                    error: Some(format!("fault #{} `{}`: {e}", f.index, f.action)),
+                };
+            }
+        }
+    }
+    for r in reverts {
+        let _ = r.await;
+    }
+    let until = duration.unwrap_or(last_end + Duration::from_secs(2));
+    ctx.progress.set("recording");
+    tokio::time::sleep_until((ctx.start + until).into()).await;
+    PlanResult {
+        verdict: None,
+        verdicts: Vec::new(),
+        error: None,
+    }
+}
+
+/// `recorder cleanup`: removes containers and networks of the given (or every leftover) project,
+/// and the host rules the fault injector left.
+pub async fn cleanup(project: Option<&str>, all: bool) -> Result<Vec<String>, String> {
+    let docker = bollard::Docker::connect_with_local_defaults()
+        .map_err(|e| format!("docker engine: {e}"))?
+        .negotiate_version()
+        .await
+        .map_err(|e| format!("docker engine: {e}"))?;
+    let projects: Vec<String> = match (project, all) {
+        (Some(p), _) => vec![p.to_string()],
+        (None, true) => compose::leftover_projects(&docker)
+            .await
+            .map_err(|e| e.to_string())?,
+        (None, false) => return Err("give --project P or --all".into()),
+    };
+    let mut lines = Vec::new();
+    for p in projects {
+        let r = compose::remove_project(&docker, &p)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Err(e) = faults::cleanup_host(&p).await {
+            lines.push(format!("{p}: host rules: {e}"));
+        }
+        compose::unregister_project(&p);
+        lines.push(format!(
+            "{p}: removed {} containers, {} networks{}",
+            r.containers.len(),
+            r.networks.len(),
+            if r.errors.is_empty() {
+                String::new()
+            } else {
+                format!(" (errors: {})", r.errors.join("; "))
+            }
+        ));
+    }
+    Ok(lines)
+}
+
+/// The relative or absolute path shown in the summary.
+pub fn display_path(p: &Path) -> String {
+    p.display().to_string()
+}

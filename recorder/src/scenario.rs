@@ -1,0 +1,955 @@
+//! The scenario file (TOML, see docs/scenario.md): what to bring up, what to watch, what to do to
+//! it, for how long, with which seed, and where the trace goes.
+//!
+//! Parsing rejects unknown keys and reports `file:line:col: message`; [`Scenario::validate`]
+//! checks everything that can be checked before anything starts (files exist, durations parse,
+//! named services exist in the compose configuration, fault actions are known to the injector).
+//! Nothing here touches Docker: the caller passes the compose service list in.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+/// A scenario error with its location (file, 1-based line and column) when known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScenarioError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file.display(),
+                self.line,
+                self.col,
+                self.message
+            )
+        } else {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        }
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+/// All errors found in a scenario (validation reports every problem, not only the first).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", display_errors(.0))]
+pub struct ScenarioErrors(pub Vec<ScenarioError>);
+
+fn display_errors(v: &[ScenarioError]) -> String {
+    v.iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The whole scenario as written.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Overall time limit of the run, e.g. "5m" (default 10m).
+    #[serde(default)]
+    pub time_limit: Option<Spanned<String>>,
+    /// Seed for every random choice (random targets); default: derived from the clock, recorded.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Trace directory; `{run_id}` is replaced by the run id. Default `traces/{run_id}`.
+    #[serde(default)]
+    pub output: Option<String>,
+    pub compose: ComposeSection,
+    #[serde(default)]
+    pub sensors: SensorsSection,
+    /// Run an experiment from spec files.
+    #[serde(default)]
+    pub experiment: Option<ExperimentSection>,
+    /// Or a plain timed schedule of faults.
+    #[serde(default)]
+    pub schedule: Vec<ScheduleEntry>,
+    /// For a plain schedule: how long to keep recording after start (default: until the last
+    /// fault has been reverted plus 2s).
+    #[serde(default)]
+    pub duration: Option<Spanned<String>>,
+}
+
+/// `[compose]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComposeSection {
+    /// Compose files, relative to the scenario file.
+    pub files: Vec<Spanned<String>>,
+    /// Project name; default `ctk<run-id>`.
+    #[serde(default)]
+    pub project: Option<String>,
+    /// Seconds to wait for containers to run (and be healthy); default 120.
+    #[serde(default)]
+    pub up_timeout: Option<Spanned<String>>,
+}
+
+/// `[sensors]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SensorsSection {
+    /// Container logs (default true).
+    #[serde(default = "yes")]
+    pub logs: bool,
+    /// Docker events (default true).
+    #[serde(default = "yes")]
+    pub events: bool,
+    /// Container stats (default true) and their interval (default "1s").
+    #[serde(default = "yes")]
+    pub stats: bool,
+    #[serde(default)]
+    pub stats_interval: Option<Spanned<String>>,
+    #[serde(default)]
+    pub jmx: Option<JmxConfig>,
+    #[serde(default)]
+    pub http: Vec<HttpConfig>,
+    #[serde(default)]
+    pub prom: Vec<PromConfig>,
+    #[serde(default)]
+    pub exec: Vec<ExecConfig>,
+    #[serde(default)]
+    pub pcap: Option<PcapConfig>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for SensorsSection {
+    fn default() -> Self {
+        SensorsSection {
+            logs: true,
+            events: true,
+            stats: true,
+            stats_interval: None,
+            jmx: None,
+            http: Vec::new(),
+            prom: Vec::new(),
+            exec: Vec::new(),
+            pcap: None,
+        }
+    }
+}
+
+/// `[sensors.jmx]`: Jolokia polling of MBeans.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JmxConfig {
+    pub services: Vec<Spanned<String>>,
+    #[serde(default = "jmx_port")]
+    pub port: u16,
+    #[serde(default = "jmx_path")]
+    pub path: String,
+    #[serde(default)]
+    pub interval: Option<Spanned<String>>,
+    #[serde(default)]
+    pub mbeans: Vec<MBeanConfig>,
+}
+
+fn jmx_port() -> u16 {
+    8778
+}
+fn jmx_path() -> String {
+    "/jolokia".to_string()
+}
+
+/// One MBean to read, with the attributes wanted (empty: all).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MBeanConfig {
+    pub mbean: String,
+    #[serde(default)]
+    pub attributes: Vec<String>,
+}
+
+/// `[[sensors.http]]`: an HTTP GET probe.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub service: Spanned<String>,
+    pub port: u16,
+    #[serde(default = "root_path")]
+    pub path: String,
+    #[serde(default)]
+    pub interval: Option<Spanned<String>>,
+}
+
+fn root_path() -> String {
+    "/".to_string()
+}
+
+/// `[[sensors.prom]]`: a Prometheus scrape.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromConfig {
+    pub service: Spanned<String>,
+    pub port: u16,
+    #[serde(default = "metrics_path")]
+    pub path: String,
+    #[serde(default)]
+    pub interval: Option<Spanned<String>>,
+    /// Metric families to keep (empty: all).
+    #[serde(default)]
+    pub families: Vec<String>,
+}
+
+fn metrics_path() -> String {
+    "/metrics".to_string()
+}
+
+/// `[[sensors.exec]]`: a command run in a container periodically.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecConfig {
+    pub service: Spanned<String>,
+    pub cmd: Vec<String>,
+    #[serde(default)]
+    pub interval: Option<Spanned<String>>,
+}
+
+/// `[sensors.pcap]`: packet capture.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PcapConfig {
+    #[serde(default)]
+    pub services: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub containers: Vec<String>,
+    #[serde(default)]
+    pub networks: Vec<String>,
+    #[serde(default = "snaplen")]
+    pub snaplen: u32,
+}
+
+fn snaplen() -> u32 {
+    128
+}
+
+/// `[experiment]`: run a named experiment from spec files.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentSection {
+    /// Spec files, relative to the scenario file.
+    pub specs: Vec<Spanned<String>>,
+    pub name: Spanned<String>,
+    /// Time to wait after `up` before the first step (default "0s").
+    #[serde(default)]
+    pub settle: Option<Spanned<String>>,
+}
+
+/// One `[[schedule]]` entry.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleEntry {
+    /// Offset from the start of the schedule (after `up`), e.g. "5s".
+    pub at: Spanned<String>,
+    /// The fault action (pause, kill, partition, loss …).
+    pub fault: Spanned<String>,
+    pub target: Spanned<TargetSpec>,
+    #[serde(default)]
+    pub params: BTreeMap<String, serde_json::Value>,
+    /// Revert after this long (optional).
+    #[serde(default)]
+    pub duration: Option<Spanned<String>>,
+}
+
+/// A fault target as written in a schedule entry: a string names a service; tables name the other
+/// forms.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum TargetSpec {
+    Service(String),
+    Table(TargetTable),
+}
+
+/// The table forms of a target; exactly one form must be given.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetTable {
+    #[serde(default)]
+    pub service: Option<String>,
+    #[serde(default)]
+    pub container: Option<String>,
+    #[serde(default)]
+    pub network: Option<String>,
+    #[serde(default)]
+    pub services: Option<Vec<String>>,
+    #[serde(default)]
+    pub random: Option<Vec<String>>,
+    /// Symmetric partition: `between = [["a"], ["b", "c"]]`.
+    #[serde(default)]
+    pub between: Option<(Vec<String>, Vec<String>)>,
+    /// One-way partition: `from = ["a"], to = ["b"]`.
+    #[serde(default)]
+    pub from: Option<Vec<String>>,
+    #[serde(default)]
+    pub to: Option<Vec<String>>,
+}
+
+/// A resolved fault target (mirrors `monitor::FaultTarget`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Target {
+    Service(String),
+    Container(String),
+    Network(String),
+    Services(Vec<String>),
+    Random(Vec<String>),
+    Between(Vec<String>, Vec<String>),
+    FromTo(Vec<String>, Vec<String>),
+}
+
+impl Target {
+    /// Service names this target refers to (for validation against the compose config).
+    pub fn services(&self) -> Vec<&str> {
+        match self {
+            Target::Service(s) => vec![s.as_str()],
+            Target::Container(_) | Target::Network(_) => vec![],
+            Target::Services(v) | Target::Random(v) => v.iter().map(String::as_str).collect(),
+            Target::Between(a, b) | Target::FromTo(a, b) => {
+                a.iter().chain(b.iter()).map(String::as_str).collect()
+            }
+        }
+    }
+}
+
+impl TargetSpec {
+    /// The resolved target, or what is wrong with the table.
+    pub fn resolve(&self) -> Result<Target, String> {
+        let t = match self {
+            TargetSpec::Service(s) => return Ok(Target::Service(s.clone())),
+            TargetSpec::Table(t) => t,
+        };
+        let mut forms = Vec::new();
+        if let Some(s) = &t.service {
+            forms.push(Target::Service(s.clone()));
+        }
+        if let Some(s) = &t.container {
+            forms.push(Target::Container(s.clone()));
+        }
+        if let Some(s) = &t.network {
+            forms.push(Target::Network(s.clone()));
+        }
+        if let Some(s) = &t.services {
+            forms.push(Target::Services(s.clone()));
+        }
+        if let Some(s) = &t.random {
+            if s.is_empty() {
+                return Err("random target needs at least one service".into());
+            }
+            forms.push(Target::Random(s.clone()));
+        }
+        if let Some((a, b)) = &t.between {
+            forms.push(Target::Between(a.clone(), b.clone()));
+        }
+        match (&t.from, &t.to) {
+            (Some(a), Some(b)) => forms.push(Target::FromTo(a.clone(), b.clone())),
+            (None, None) => {}
+            _ => return Err("a one-way partition target needs both `from` and `to`".into()),
+        }
+        match forms.len() {
+            1 => Ok(forms.remove(0)),
+            0 => Err("empty target: give one of service, container, network, services, random, between, from/to".into()),
+            _ => Err("target has more than one form; give exactly one".into()),
+        }
+    }
+}
+
+/// Parses a duration like `250ms`, `5s`, `2m`, `1h`, `1m30s`, `1.5s`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("duration `{t}` has no unit (use ms, s, m or h)"))?;
+        if num_end == 0 {
+            return Err(format!("bad duration `{t}`: expected a number"));
+        }
+        let num: f64 = rest[..num_end]
+            .parse()
+            .map_err(|_| format!("bad duration `{t}`: bad number"))?;
+        let after = &rest[num_end..];
+        let unit_end = after
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(after.len());
+        let unit = &after[..unit_end];
+        let scale = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" | "min" => 60.0,
+            "h" => 3600.0,
+            _ => {
+                return Err(format!(
+                    "bad duration `{t}`: unknown unit `{unit}` (use ms, s, m or h)"
+                ))
+            }
+        };
+        total += Duration::from_secs_f64(num * scale);
+        rest = &after[unit_end..];
+    }
+    Ok(total)
+}
+
+/// 1-based line and column of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let off = offset.min(text.len());
+    let before = &text[..off];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, col)
+}
+
+/// A loaded scenario: the parsed text plus where it came from, so errors can point into it.
+#[derive(Debug, Clone)]
+pub struct LoadedScenario {
+    pub path: PathBuf,
+    pub text: String,
+    pub scenario: Scenario,
+}
+
+/// The experiment/schedule part, resolved.
+#[derive(Debug, Clone)]
+pub enum Plan {
+    /// Just record until the time limit or `duration`.
+    RecordOnly,
+    /// A timed fault schedule.
+    Schedule(Vec<ScheduledFault>),
+    /// An experiment from spec files (compiled by the run loop).
+    Experiment {
+        specs: Vec<PathBuf>,
+        name: String,
+        settle: Duration,
+    },
+}
+
+/// One resolved entry of a timed schedule.
+#[derive(Debug, Clone)]
+pub struct ScheduledFault {
+    pub index: usize,
+    pub at: Duration,
+    pub action: String,
+    pub target: Target,
+    pub params: BTreeMap<String, serde_json::Value>,
+    pub duration: Option<Duration>,
+}
+
+/// Everything [`LoadedScenario::resolve`] computes: absolute paths and parsed durations.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub compose_files: Vec<PathBuf>,
+    pub project: Option<String>,
+    pub up_timeout: Duration,
+    pub time_limit: Duration,
+    pub duration: Option<Duration>,
+    pub stats_interval: Option<Duration>,
+    pub plan: Plan,
+}
+
+impl LoadedScenario {
+    /// Reads and parses a scenario file.
+    pub fn load(path: &Path) -> Result<LoadedScenario, ScenarioErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ScenarioErrors(vec![ScenarioError {
+                file: path.to_path_buf(),
+                line: 0,
+                col: 0,
+                message: format!("cannot read scenario: {e}"),
+            }])
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses scenario text; `path` is used for error locations and relative paths.
+    pub fn parse(path: &Path, text: &str) -> Result<LoadedScenario, ScenarioErrors> {
+        match toml::from_str::<Scenario>(text) {
+            Ok(scenario) => Ok(LoadedScenario {
+                path: path.to_path_buf(),
+                text: text.to_string(),
+                scenario,
+            }),
+            Err(e) => {
+                let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
+                Err(ScenarioErrors(vec![ScenarioError {
+                    file: path.to_path_buf(),
+                    line,
+                    col,
+                    message: e.message().trim().to_string(),
+                }]))
+            }
+        }
+    }
+
+    fn err_at(&self, span: Range<usize>, message: impl Into<String>) -> ScenarioError {
+        let (line, col) = line_col(&self.text, span.start);
+        ScenarioError {
+            file: self.path.clone(),
+            line,
+            col,
+            message: message.into(),
+        }
+    }
+
+    fn base_dir(&self) -> PathBuf {
+        self.path
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+
+    fn dur(
+        &self,
+        v: &Option<Spanned<String>>,
+        default: Option<Duration>,
+        errs: &mut Vec<ScenarioError>,
+    ) -> Option<Duration> {
+        match v {
+            None => default,
+            Some(s) => match parse_duration(s.get_ref()) {
+                Ok(d) => Some(d),
+                Err(m) => {
+                    errs.push(self.err_at(s.span(), m));
+                    default
+                }
+            },
+        }
+    }
+
+    /// Resolves paths and durations and checks what needs no outside knowledge. Collects every
+    /// error.
+    pub fn resolve(&self) -> Result<Resolved, ScenarioErrors> {
+        let sc = &self.scenario;
+        let mut errs = Vec::new();
+        let base = self.base_dir();
+        if sc.compose.files.is_empty() {
+            errs.push(ScenarioError {
+                file: self.path.clone(),
+                line: 0,
+                col: 0,
+                message: "[compose] files is empty".into(),
+            });
+        }
+        let mut compose_files = Vec::new();
+        for f in &sc.compose.files {
+            let p = base.join(f.get_ref());
+            if !p.is_file() {
+                errs.push(self.err_at(f.span(), format!("compose file {} not found", p.display())));
+            }
+            compose_files.push(p);
+        }
+        if let Some(p) = &sc.compose.project {
+            let ok = !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+                && p.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+            if !ok {
+                errs.push(ScenarioError {
+                    file: self.path.clone(),
+                    line: 0,
+                    col: 0,
+                    message: format!(
+                        "bad project name `{p}`: use lowercase letters, digits, - and _"
+                    ),
+                });
+            }
+        }
+        let up_timeout = self
+            .dur(
+                &sc.compose.up_timeout,
+                Some(Duration::from_secs(120)),
+                &mut errs,
+            )
+            .unwrap_or(Duration::from_secs(120));
+        let time_limit = self
+            .dur(&sc.time_limit, Some(Duration::from_secs(600)), &mut errs)
+            .unwrap_or(Duration::from_secs(600));
+        let duration = self.dur(&sc.duration, None, &mut errs);
+        let stats_interval = if sc.sensors.stats {
+            self.dur(
+                &sc.sensors.stats_interval,
+                Some(Duration::from_secs(1)),
+                &mut errs,
+            )
+        } else {
+            None
+        };
+        if let Some(j) = &sc.sensors.jmx {
+            self.dur(&j.interval, None, &mut errs);
+        }
+        for h in &sc.sensors.http {
+            self.dur(&h.interval, None, &mut errs);
+        }
+        for h in &sc.sensors.prom {
+            self.dur(&h.interval, None, &mut errs);
+        }
+        for h in &sc.sensors.exec {
+            self.dur(&h.interval, None, &mut errs);
+            if h.cmd.is_empty() {
+                errs.push(self.err_at(h.service.span(), "exec sensor has an empty cmd"));
+            }
+        }
+
+        let plan = match (&sc.experiment, sc.schedule.is_empty()) {
+            (Some(_), false) => {
+                errs.push(ScenarioError {
+                    file: self.path.clone(),
+                    line: 0,
+                    col: 0,
+                    message: "give either [experiment] or [[schedule]], not both".into(),
+                });
+                Plan::RecordOnly
+            }
+            (Some(x), true) => {
+                let mut specs = Vec::new();
+                for s in &x.specs {
+                    let p = base.join(s.get_ref());
+                    if !p.is_file() {
+                        errs.push(
+                            self.err_at(s.span(), format!("spec file {} not found", p.display())),
+                        );
+                    }
+                    specs.push(p);
+                }
+                if x.specs.is_empty() {
+                    errs.push(self.err_at(x.name.span(), "[experiment] specs is empty"));
+                }
+                let settle = self
+                    .dur(&x.settle, Some(Duration::ZERO), &mut errs)
+                    .unwrap_or_default();
+                Plan::Experiment {
+                    specs,
+                    name: x.name.get_ref().clone(),
+                    settle,
+                }
+            }
+            (None, true) => Plan::RecordOnly,
+            (None, false) => {
+                let mut out = Vec::new();
+                for (index, e) in sc.schedule.iter().enumerate() {
+                    let at = self
+                        .dur(&Some(e.at.clone()), None, &mut errs)
+                        .unwrap_or_default();
+                    let duration = self.dur(&e.duration, None, &mut errs);
+                    let target = match e.target.get_ref().resolve() {
+                        Ok(t) => t,
+                        Err(m) => {
+                            errs.push(self.err_at(e.target.span(), m));
+                            continue;
+                        }
+                    };
+                    out.push(ScheduledFault {
+                        index,
+                        at,
+                        action: e.fault.get_ref().clone(),
+                        target,
+                        params: e.params.clone(),
+                        duration,
+                    });
+                }
+                out.sort_by_key(|f| (f.at, f.index));
+                Plan::Schedule(out)
+            }
+        };
+        if errs.is_empty() {
+            Ok(Resolved {
+                compose_files,
+                project: sc.compose.project.clone(),
+                up_timeout,
+                time_limit,
+                duration,
+                stats_interval,
+                plan,
+            })
+        } else {
+            Err(ScenarioErrors(errs))
+        }
+    }
+
+    /// Checks every service name the scenario mentions against the compose services, and every
+    /// scheduled fault with `check_fault` (the fault injector's validator: action known, params
+    /// valid). Collects every error.
+    pub fn check_against(
+        &self,
+        services: &[String],
+        check_fault: &dyn Fn(&ScheduledFault) -> Result<(), String>,
+    ) -> Result<(), ScenarioErrors> {
+        let sc = &self.scenario;
+        let mut errs = Vec::new();
+        let known = |s: &str| services.iter().any(|x| x == s);
+        let check_svc = |s: &Spanned<String>, what: &str, errs: &mut Vec<ScenarioError>| {
+            if !known(s.get_ref()) {
+                errs.push(self.err_at(
+                    s.span(),
+                    format!(
+                        "{what}: no service `{}` in the compose configuration (services: {})",
+                        s.get_ref(),
+                        services.join(", ")
+                    ),
+                ));
+            }
+        };
+        if let Some(j) = &sc.sensors.jmx {
+            for s in &j.services {
+                check_svc(s, "jmx sensor", &mut errs);
+            }
+        }
+        for h in &sc.sensors.http {
+            check_svc(&h.service, "http sensor", &mut errs);
+        }
+        for h in &sc.sensors.prom {
+            check_svc(&h.service, "prom sensor", &mut errs);
+        }
+        for h in &sc.sensors.exec {
+            check_svc(&h.service, "exec sensor", &mut errs);
+        }
+        if let Some(p) = &sc.sensors.pcap {
+            for s in &p.services {
+                check_svc(s, "pcap sensor", &mut errs);
+            }
+        }
+        if let Ok(Resolved {
+            plan: Plan::Schedule(faults),
+            ..
+        }) = self.resolve()
+        {
+            for f in &faults {
+                let entry = &sc.schedule[f.index];
+                for s in f.target.services() {
+                    if !known(s) {
+                        errs.push(self.err_at(
+                            entry.target.span(),
+                            format!(
+                                "fault target: no service `{s}` in the compose configuration (services: {})",
+                                services.join(", ")
+                            ),
+                        ));
+                    }
+                }
+                if let Err(m) = check_fault(f) {
+                    errs.push(self.err_at(entry.fault.span(), m));
+                }
+            }
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(ScenarioErrors(errs))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_with_compose() -> tempfile::TempDir {
+        let d = tempfile::tempdir().expect("tempdir");
+        std::fs::write(d.path().join("compose.yml"), "services: {}\n").expect("write");
+        std::fs::write(d.path().join("x.spec"), "").expect("write");
+        d
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn full_scenario_parses_and_resolves() {
+        let d = dir_with_compose();
+        let text = r#"
+time_limit = "2m"
+seed = 7
+output = "out/{run_id}"
+
+[compose]
+files = ["compose.yml"]
+project = "ctk-test"
+
+[sensors]
+stats_interval = "2s"
+
+[sensors.jmx]
+services = ["a"]
+interval = "1s"
+[[sensors.jmx.mbeans]]
+mbean = "akka:type=Cluster"
+attributes = ["ClusterStatus"]
+
+[[sensors.http]]
+service = "a"
+port = 8080
+path = "/health"
+
+[[schedule]]
+at = "5s"
+fault = "pause"
+target = "a"
+duration = "3s"
+
+[[schedule]]
+at = "1s"
+fault = "partition"
+target = { between = [["a"], ["b"]] }
+"#;
+        let p = d.path().join("s.toml");
+        let l = LoadedScenario::parse(&p, text).expect("parses");
+        let r = l.resolve().expect("resolves");
+        assert_eq!(r.time_limit, Duration::from_secs(120));
+        assert_eq!(r.stats_interval, Some(Duration::from_secs(2)));
+        assert_eq!(l.scenario.sensors.jmx.as_ref().map(|j| j.port), Some(8778));
+        match r.plan {
+            Plan::Schedule(f) => {
+                assert_eq!(f.len(), 2);
+                assert_eq!(f[0].action, "partition");
+                assert_eq!(
+                    f[0].target,
+                    Target::Between(vec!["a".into()], vec!["b".into()])
+                );
+                assert_eq!(f[1].duration, Some(Duration::from_secs(3)));
+            }
+            other => panic!("unexpected plan {other:?}"),
+        }
+        let ok = |_: &ScheduledFault| Ok(());
+        assert!(l.check_against(&["a".into(), "b".into()], &ok).is_ok());
+        let e = l
+            .check_against(&["a".into()], &ok)
+            .expect_err("b is unknown");
+        assert_eq!(e.0.len(), 1);
+        assert_eq!((e.0[0].line, e.0[0].col), (34, 10));
+        assert!(
+            e.0[0].message.contains("no service `b`"),
+            "{}",
+            e.0[0].message
+        );
+        let bad = |f: &ScheduledFault| {
+            if f.action == "pause" {
+                Err("unknown fault action `pause`".to_string())
+            } else {
+                Ok(())
+            }
+        };
+        let e = l
+            .check_against(&["a".into(), "b".into()], &bad)
+            .expect_err("pause refused");
+        assert_eq!((e.0[0].line, e.0[0].col), (27, 9));
+    }
+
+    #[test]
+    fn unknown_key_points_at_line_and_column() {
+        let text = "[compose]\nfiles = [\"c.yml\"]\nprojet = \"x\"\n";
+        let e = LoadedScenario::parse(Path::new("s.toml"), text).expect_err("unknown key");
+        assert_eq!((e.0[0].line, e.0[0].col), (3, 1));
+        assert!(
+            e.0[0].message.contains("unknown field `projet`"),
+            "{}",
+            e.0[0].message
+        );
+        assert!(e.to_string().starts_with("s.toml:3:1: "), "{e}");
+    }
+
+    #[test]
+    fn missing_files_and_bad_durations_are_all_reported() {
+        let d = dir_with_compose();
+        let text = r#"
+time_limit = "ten minutes"
+[compose]
+files = ["compose.yml", "missing.yml"]
+[[schedule]]
+at = "5"
+fault = "kill"
+target = { service = "a", network = "n" }
+"#;
+        let l = LoadedScenario::parse(&d.path().join("s.toml"), text).expect("parses");
+        let e = l.resolve().expect_err("invalid");
+        let msgs: Vec<String> =
+            e.0.iter()
+                .map(|x| format!("{}:{} {}", x.line, x.col, x.message))
+                .collect();
+        assert_eq!(e.0.len(), 4, "{msgs:?}");
+        assert!(msgs[0].starts_with("4:25 compose file"), "{msgs:?}");
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with("2:14 ") && m.contains("ten minutes")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with("6:6 ") && m.contains("no unit")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter().any(|m| m.contains("more than one form")),
+            "{msgs:?}"
+        );
+    }
+
+    #[test]
+    fn experiment_and_schedule_are_exclusive() {
+        let d = dir_with_compose();
+        let text = r#"
+[compose]
+files = ["compose.yml"]
+[experiment]
+specs = ["x.spec"]
+name = "E"
+[[schedule]]
+at = "1s"
+fault = "pause"
+target = "a"
+"#;
+        let l = LoadedScenario::parse(&d.path().join("s.toml"), text).expect("parses");
+        let e = l.resolve().expect_err("both");
+        assert!(e.to_string().contains("not both"), "{e}");
+    }
+
+    #[test]
+    fn experiment_resolves_spec_paths() {
+        let d = dir_with_compose();
+        let text = "[compose]\nfiles = [\"compose.yml\"]\n[experiment]\nspecs = [\"x.spec\"]\nname = \"E\"\nsettle = \"2s\"\n";
+        let l = LoadedScenario::parse(&d.path().join("s.toml"), text).expect("parses");
+        match l.resolve().expect("ok").plan {
+            Plan::Experiment {
+                specs,
+                name,
+                settle,
+            } => {
+                assert_eq!(specs, vec![d.path().join("x.spec")]);
+                assert_eq!(name, "E");
+                assert_eq!(settle, Duration::from_secs(2));
+            }
+            other => panic!("unexpected plan {other:?}"),
+        }
+    }
+}

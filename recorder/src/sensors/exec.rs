@@ -1,0 +1,159 @@
+//! The `exec` sensor: runs a command in each container of a service at an interval through the
+//! Docker exec API, and records stdout (parsed as JSON when it is JSON), stderr and the exit code
+//! as `exec` events (see `sensors::probe::ExecOutput`).
+
+use std::time::{Duration, Instant};
+
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use futures_util::future::{join_all, BoxFuture};
+use futures_util::{FutureExt, StreamExt};
+use sensors::probe::ExecOutput;
+
+use super::{check_service, interval, ticker};
+use crate::scenario::SensorsSection;
+use crate::sensor::{Sensor, SensorContext, Stop};
+use crate::sink::{now_ns, EventSink};
+
+pub(crate) fn factory(
+    cfg: &SensorsSection,
+    ctx: &SensorContext,
+) -> Result<Vec<Box<dyn Sensor>>, String> {
+    let mut out: Vec<Box<dyn Sensor>> = Vec::new();
+    for e in &cfg.exec {
+        check_service(ctx, e.service.get_ref())?;
+        if e.cmd.is_empty() {
+            return Err(format!(
+                "exec probe on {:?} has an empty cmd",
+                e.service.get_ref()
+            ));
+        }
+        out.push(Box::new(ExecSensor {
+            service: e.service.get_ref().clone(),
+            cmd: e.cmd.clone(),
+            every: interval(&e.interval)?,
+        }));
+    }
+    Ok(out)
+}
+
+struct ExecSensor {
+    service: String,
+    cmd: Vec<String>,
+    every: Duration,
+}
+
+/// Largest output kept per stream while reading (the event keeps less, see `sensors::probe`).
+const MAX_READ: usize = 1 << 20;
+
+async fn run_exec(
+    docker: &bollard::Docker,
+    container: &str,
+    cmd: &[String],
+    timeout: Duration,
+) -> ExecOutput {
+    let start = Instant::now();
+    let mut out = ExecOutput {
+        command: cmd.to_vec(),
+        ..Default::default()
+    };
+    let created = match docker
+        .create_exec(
+            container,
+            CreateExecOptions::<String> {
+                cmd: Some(cmd.to_vec()),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            out.error = Some(format!("exec create in {container}: {e}"));
+            return out;
+        }
+    };
+    let collect = async {
+        match docker.start_exec(&created.id, None).await {
+            Ok(StartExecResults::Attached { mut output, .. }) => {
+                while let Some(chunk) = output.next().await {
+                    match chunk {
+                        Ok(bollard::container::LogOutput::StdErr { message }) => {
+                            if out.stderr.len() < MAX_READ {
+                                out.stderr.extend_from_slice(&message);
+                            }
+                        }
+                        Ok(other) => {
+                            if out.stdout.len() < MAX_READ {
+                                out.stdout.extend_from_slice(&other.into_bytes());
+                            }
+                        }
+                        Err(e) => {
+                            out.error = Some(format!("exec output from {container}: {e}"));
+                            break;
+                        }
+                    }
+                }
+            }
+            Ok(StartExecResults::Detached) => out.error = Some("exec started detached".into()),
+            Err(e) => out.error = Some(format!("exec start in {container}: {e}")),
+        }
+    };
+    if tokio::time::timeout(timeout, collect).await.is_err() {
+        out.error = Some(format!("command did not finish within {timeout:?}"));
+    }
+    // The exit code is set once the process is reaped; poll briefly.
+    for _ in 0..25 {
+        match docker.inspect_exec(&created.id).await {
+            Ok(i) if i.running != Some(true) => {
+                out.exit_code = i.exit_code;
+                break;
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(_) => break,
+        }
+    }
+    out.duration = start.elapsed();
+    out
+}
+
+impl Sensor for ExecSensor {
+    fn name(&self) -> &str {
+        "exec"
+    }
+
+    fn run(
+        self: Box<Self>,
+        ctx: SensorContext,
+        sink: EventSink,
+        stop: Stop,
+    ) -> BoxFuture<'static, ()> {
+        async move {
+            let targets: Vec<(String, String)> = ctx
+                .containers_of(&self.service)
+                .map(|c| (c.id.clone(), c.name.clone()))
+                .collect();
+            let timeout = self
+                .every
+                .clamp(Duration::from_secs(1), Duration::from_secs(30));
+            let mut tick = ticker(self.every);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let runs = targets.iter().map(|(id, _)| {
+                    let ts = now_ns();
+                    let d = ctx.docker.clone();
+                    let cmd = self.cmd.clone();
+                    async move { (ts, run_exec(&d, id, &cmd, timeout).await) }
+                });
+                for ((_, name), (ts, out)) in targets.iter().zip(join_all(runs).await) {
+                    sink.emit(out.to_event(ts, &self.service, Some(name)));
+                }
+            }
+        }
+        .boxed()
+    }
+}

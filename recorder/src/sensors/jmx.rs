@@ -1,0 +1,138 @@
+//! The `jmx` sensor: polls the Jolokia agent of each container of the configured services with
+//! one bulk read per interval, at `http://<container address>:<port><path>`; one `jmx` event per
+//! container and MBean per poll, errors as `jmx`/`error` events (see `sensors::jolokia`).
+
+use std::time::Duration;
+
+use futures_util::future::{join_all, BoxFuture};
+use futures_util::FutureExt;
+use sensors::jolokia::{JolokiaClient, MBeanRead, ReadOutcome};
+
+use super::{address_of, check_service, interval, is_unreachable, refresh, ticker};
+use crate::compose::ContainerFacts;
+use crate::scenario::SensorsSection;
+use crate::sensor::{Sensor, SensorContext, Stop};
+use crate::sink::{now_ns, EventSink};
+
+pub(crate) fn factory(
+    cfg: &SensorsSection,
+    ctx: &SensorContext,
+) -> Result<Vec<Box<dyn Sensor>>, String> {
+    let Some(j) = &cfg.jmx else {
+        return Ok(Vec::new());
+    };
+    if j.mbeans.is_empty() {
+        return Err("[sensors.jmx] lists no mbeans".into());
+    }
+    let every = interval(&j.interval)?;
+    let reads: Vec<MBeanRead> = j
+        .mbeans
+        .iter()
+        .map(|m| MBeanRead {
+            mbean: m.mbean.clone(),
+            attributes: m.attributes.clone(),
+            path: None,
+        })
+        .collect();
+    let path = if j.path.starts_with('/') {
+        j.path.clone()
+    } else {
+        format!("/{}", j.path)
+    };
+    let mut out: Vec<Box<dyn Sensor>> = Vec::new();
+    for s in &j.services {
+        check_service(ctx, s.get_ref())?;
+        out.push(Box::new(JmxSensor {
+            service: s.get_ref().clone(),
+            port: j.port,
+            path: path.clone(),
+            every,
+            reads: reads.clone(),
+        }));
+    }
+    Ok(out)
+}
+
+struct JmxSensor {
+    service: String,
+    port: u16,
+    path: String,
+    every: Duration,
+    reads: Vec<MBeanRead>,
+}
+
+fn url(addr: &str, port: u16, path: &str) -> String {
+    format!("http://{addr}:{port}{path}")
+}
+
+impl Sensor for JmxSensor {
+    fn name(&self) -> &str {
+        "jmx"
+    }
+
+    fn run(
+        self: Box<Self>,
+        ctx: SensorContext,
+        sink: EventSink,
+        stop: Stop,
+    ) -> BoxFuture<'static, ()> {
+        async move {
+            let mut targets: Vec<ContainerFacts> =
+                ctx.containers_of(&self.service).cloned().collect();
+            let timeout = self
+                .every
+                .clamp(Duration::from_millis(200), Duration::from_secs(5));
+            let mut tick = ticker(self.every);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let polls = targets.iter().map(|c| {
+                    let reads = self.reads.clone();
+                    let addr = address_of(c);
+                    let (port, path) = (self.port, self.path.clone());
+                    async move {
+                        let ts = now_ns();
+                        let outcomes = match addr {
+                            Some(a) => {
+                                JolokiaClient {
+                                    url: url(&a, port, &path),
+                                    timeout,
+                                }
+                                .poll(&reads)
+                                .await
+                            }
+                            None => reads
+                                .iter()
+                                .map(|r| ReadOutcome::Error {
+                                    mbean: r.mbean.clone(),
+                                    status: None,
+                                    error_type: "no_address".into(),
+                                    error: "container has no address on a compose network".into(),
+                                })
+                                .collect(),
+                        };
+                        (ts, outcomes)
+                    }
+                });
+                let results = join_all(polls).await;
+                for (c, (ts, outcomes)) in targets.iter_mut().zip(results) {
+                    let mut stale = false;
+                    for o in &outcomes {
+                        if let ReadOutcome::Error { error_type, .. } = o {
+                            stale |= is_unreachable(error_type) || error_type == "no_address";
+                        }
+                        sink.emit(o.to_event(ts, &self.service, Some(&c.name)));
+                    }
+                    if stale {
+                        if let Some(f) = refresh(&ctx.docker, &c.id).await {
+                            *c = f;
+                        }
+                    }
+                }
+            }
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what a fresh machine lacks for the tests and the demo: host tools the recorder drives
+# (iptables, tc, nsenter, tcpdump), tshark for the packet reference test, the Python packages of the
+# compatibility test, and a running Docker engine. Idempotent and quiet when all is there.
+set -euo pipefail
+
+need_apt=()
+command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)
+command -v tc >/dev/null 2>&1 || need_apt+=(iproute2)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+command -v nsenter >/dev/null 2>&1 || need_apt+=(util-linux)
+command -v tcpdump >/dev/null 2>&1 || need_apt+=(tcpdump)
+command -v tshark >/dev/null 2>&1 || need_apt+=(tshark)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing ${need_apt[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections 2>/dev/null || true
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+if ! python3 -c 'import pyarrow, duckdb, pytest' >/dev/null 2>&1; then
+  echo "setup: installing pyarrow duckdb pytest" >&2
+  python3 -m pip install -q --disable-pip-version-check pyarrow duckdb pytest
+fi
+
+if ! docker version >/dev/null 2>&1; then
+  echo "setup: starting the Docker engine" >&2
+  (service docker start || systemctl start docker) >/dev/null 2>&1 || true
+  for _ in $(seq 1 30); do docker version >/dev/null 2>&1 && break; sleep 1; done
+fi

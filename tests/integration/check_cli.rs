@@ -1,0 +1,203 @@
+//! End-to-end tests of `analyzer check`: the seed split-brain experiment over the committed
+//! fixture trace and generated traces, exit codes (0/1/2/3/4/64), spec validation with compiler
+//! style diagnostics, `--format json` and `--junit`.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+fn run(args: &[&str]) -> Output {
+    integration_tests::run(&integration_tests::bin("analyzer"), args)
+}
+
+fn root() -> PathBuf {
+    integration_tests::workspace_root()
+}
+
+fn p(rel: &str) -> String {
+    root().join(rel).to_string_lossy().into_owned()
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn generate(dir: &Path, scenario: &str) {
+    let o = run(&["generate", &dir.to_string_lossy(), "--scenario", scenario]);
+    assert!(o.status.success(), "generate failed: {}", err(&o));
+}
+
+#[test]
+fn split_brain_fixture_accepts_the_seed_experiment() {
+    let o = run(&[
+        "check",
+        &p("traces/fixtures/v1-split-brain"),
+        "--spec",
+        &p("specs/split-brain.spec"),
+        "--experiment",
+        "AutoDownSplitBrain",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
+    let s = out(&o);
+    assert!(s.contains("ok   experiment AutoDownSplitBrain"), "{s}");
+    assert!(s.contains("do partition on network middle"), "{s}");
+    assert_eq!(
+        s.lines()
+            .filter(|l| l.trim_start().starts_with("ok "))
+            .count(),
+        15,
+        "{s}"
+    );
+}
+
+#[test]
+fn wrong_expectation_fails_with_the_deciding_event_and_context() {
+    let o = run(&[
+        "check",
+        &p("traces/fixtures/v1-split-brain"),
+        "--spec",
+        &p("specs/split-brain.spec"),
+        "--experiment",
+        "ClusterSurvivesPartition",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+    let s = out(&o);
+    assert!(
+        s.contains("FAIL  3. expect staysInCluster(cluster_nodes) at left-a"),
+        "{s}"
+    );
+    assert!(
+        s.contains("deciding event:") && s.contains("jmx left-a akka:type=Cluster"),
+        "{s}"
+    );
+    assert!(
+        s.contains("the guard saw:") && s.contains("none_unreachable = false"),
+        "{s}"
+    );
+    assert!(s.contains("around it (left-a, faults, notes):"), "{s}");
+    // the same as JSON, with the deciding event's seq
+    let o = run(&[
+        "check",
+        &p("traces/fixtures/v1-split-brain"),
+        "--spec",
+        &p("specs/split-brain.spec"),
+        "--experiment",
+        "ClusterSurvivesPartition",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json output");
+    assert_eq!(v["verdict"], "fail");
+    let step = &v["traces"][0]["report"]["experiments"][0]["steps"][2];
+    assert_eq!(step["verdict"], "fail");
+    let seq = step["monitor"]["explanation"]["deciding_event"]["seq"]
+        .as_u64()
+        .expect("seq");
+    // that event is a left-a ClusterStatus poll showing unreachable members
+    let ev = run(&[
+        "events",
+        &p("traces/fixtures/v1-split-brain"),
+        "--source",
+        "jmx",
+        "--service",
+        "left-a",
+        "--format",
+        "jsonl",
+    ]);
+    let line = out(&ev)
+        .lines()
+        .find(|l| l.contains(&format!("\"seq\":{seq},")))
+        .map(str::to_string)
+        .expect("deciding event in trace");
+    assert!(line.contains("\"unreachable\":[{"), "{line}");
+}
+
+#[test]
+fn junit_has_one_case_per_step_with_the_explanation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let junit = dir.path().join("out.xml");
+    let o = run(&[
+        "check",
+        &p("traces/fixtures/v1-split-brain"),
+        "--spec",
+        &p("specs/split-brain.spec"),
+        "--junit",
+        &junit.to_string_lossy(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    let x = std::fs::read_to_string(&junit).expect("junit written");
+    assert!(x.starts_with("<?xml"));
+    assert_eq!(x.matches("<testcase ").count(), 14 + 3, "{x}");
+    assert_eq!(x.matches("<failure ").count(), 1, "{x}");
+    assert!(x.contains("deciding event:"), "{x}");
+}
+
+#[test]
+fn inconclusive_when_the_fault_was_never_recorded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t = dir.path().join("healthy");
+    generate(&t, "healthy");
+    let o = run(&[
+        "check",
+        &t.to_string_lossy(),
+        "--spec",
+        &p("specs/split-brain.spec"),
+        "--experiment",
+        "AutoDownSplitBrain",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}{}", out(&o), err(&o));
+    assert!(
+        out(&o).contains("no fault record matching `do pause on right-a`"),
+        "{}",
+        out(&o)
+    );
+}
+
+#[test]
+fn spec_errors_are_reported_like_a_compiler_with_exit_3() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join("bad.spec");
+    std::fs::write(
+        &f,
+        "monitor m {\n  state a {\n    on log where mesage ~ \"x\" => goto b\n  }\n}\n",
+    )
+    .expect("write");
+    let o = run(&["check", "--spec", &f.to_string_lossy()]);
+    assert_eq!(o.status.code(), Some(3));
+    let e = err(&o);
+    assert!(e.contains("error: unknown name `mesage`"), "{e}");
+    assert!(e.contains("bad.spec:3:18"), "{e}");
+    assert!(e.contains("hint: did you mean `message`?"), "{e}");
+    assert!(e.contains("error: unknown state `b`"), "{e}");
+    assert!(e.contains("^^^^^^"), "{e}");
+    // a valid spec alone validates with exit 0
+    let o = run(&["check", "--spec", &p("specs/split-brain.spec")]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(out(&o).contains("spec ok"));
+}
+
+#[test]
+fn unreadable_trace_and_bad_selection_exit_codes() {
+    let o = run(&[
+        "check",
+        "/nonexistent/trace",
+        "--spec",
+        &p("specs/split-brain.spec"),
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", err(&o));
+    assert!(!err(&o).contains("panicked"));
+    let o = run(&[
+        "check",
+        &p("traces/fixtures/v1-healthy"),
+        "--spec",
+        &p("specs/split-brain.spec"),
+        "--monitor",
+        "nope",
+    ]);
+    assert_eq!(o.status.code(), Some(64), "{}", err(&o));
+    assert!(err(&o).contains("no monitor named `nope`"), "{}", err(&o));
+}

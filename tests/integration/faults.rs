@@ -1,0 +1,828 @@
+//! Fault injection against real containers (the project's chatter image, FROM scratch, no tools
+//! inside): partitions stop traffic and healing restores it, loss drops about the asked share,
+//! pause/unpause, kill with a signal, the clear netem error on kernels without it, exec and
+//! limits, cleanup of rules a dropped injector left behind, and no rules after `revert_all`.
+//! Also the (ignored) timing benchmark run by scripts/bench-faults.sh.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use integration_tests::{
+    compose_command, ensure_images, require_docker, unique_project, ProjectGuard, DEMO_IMAGE,
+};
+use recorder::faults::{
+    cleanup_host, FaultError, FaultId, FaultInjector, FaultRequest, FaultTarget,
+};
+use recorder::sink::{EventReceiver, EventSink};
+use serde_json::{json, Value};
+
+/// Two chatters `a` and `b` on network `middle` sending each other numbered UDP messages every
+/// `interval_ms`, plus `c` (also on `middle`, sending to nobody) when `with_c`.
+fn compose_yaml(interval_ms: u64, with_c: bool) -> String {
+    let svc = |id: &str, peers: &str| {
+        format!(
+            r#"  {id}:
+    image: {DEMO_IMAGE}
+    command: ["chatter", "--then", "wait"]
+    environment:
+      ID: {id}
+      RATE: "1"
+      PEERS: "{peers}"
+      PEER_INTERVAL: "{interval_ms}ms"
+      LISTEN_PORT: "7000"
+    networks: [middle]
+    stop_grace_period: 1s
+"#
+        )
+    };
+    let mut y = String::from("version: \"2.4\"\nservices:\n");
+    y.push_str(&svc("a", "b:7000"));
+    y.push_str(&svc("b", "a:7000"));
+    if with_c {
+        y.push_str(&svc("c", ""));
+    }
+    y.push_str("networks:\n  middle: {}\n");
+    y
+}
+
+/// A running compose project; torn down (with its rules) when dropped.
+struct Project {
+    name: String,
+    _dir: tempfile::TempDir,
+    _guard: ProjectGuard,
+}
+
+fn up(tag: &str, yaml: &str) -> Project {
+    ensure_images();
+    let name = unique_project(tag);
+    let guard = ProjectGuard::new(name.clone());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("compose.yml");
+    std::fs::write(&file, yaml).expect("write compose file");
+    let cmd = compose_command();
+    let out = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .args(["-p", &name, "-f"])
+        .arg(&file)
+        .args(["up", "-d"])
+        .output()
+        .expect("run compose");
+    assert!(
+        out.status.success(),
+        "compose up failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Project {
+        name,
+        _dir: dir,
+        _guard: guard,
+    }
+}
+
+fn sh(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The container id of a service (by compose labels).
+fn container(project: &str, service: &str) -> String {
+    let out = sh(
+        "docker",
+        &[
+            "ps",
+            "-aq",
+            "--no-trunc",
+            "--filter",
+            &format!("label=com.docker.compose.project={project}"),
+            "--filter",
+            &format!("label=com.docker.compose.service={service}"),
+        ],
+    );
+    let id = out
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!id.is_empty(), "no container for service {service}");
+    id
+}
+
+fn pid(container: &str) -> String {
+    sh("docker", &["inspect", "-f", "{{.State.Pid}}", container])
+        .trim()
+        .to_string()
+}
+
+/// `iptables -S` inside the container's network namespace, from the host.
+fn netns_iptables(container: &str) -> String {
+    sh(
+        "nsenter",
+        &["-t", &pid(container), "-n", "iptables", "-w", "-S"],
+    )
+}
+
+/// Lines of `iptables -S` beyond the default policies.
+fn extra_rules(container: &str) -> Vec<String> {
+    netns_iptables(container)
+        .lines()
+        .filter(|l| !l.starts_with("-P "))
+        .map(str::to_string)
+        .collect()
+}
+
+fn netns_qdiscs(container: &str) -> String {
+    sh(
+        "nsenter",
+        &["-t", &pid(container), "-n", "tc", "qdisc", "show"],
+    )
+}
+
+fn logs(container: &str) -> String {
+    let out = Command::new("docker")
+        .args(["logs", container])
+        .output()
+        .expect("docker logs");
+    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+    s.push_str(&String::from_utf8_lossy(&out.stderr));
+    s
+}
+
+/// Sequence numbers of `recv <me> seq=N from=<from>` lines.
+fn received(container: &str, me: &str, from: &str) -> BTreeSet<u64> {
+    let prefix = format!("recv {me} seq=");
+    let from = format!("from={from}");
+    logs(container)
+        .lines()
+        .filter(|l| l.starts_with(&prefix) && l.split_whitespace().any(|w| w == from))
+        .filter_map(|l| l[prefix.len()..].split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// Sequence numbers of `send <me> seq=N to=<to>` lines.
+fn sent(container: &str, me: &str, to: &str) -> BTreeSet<u64> {
+    let prefix = format!("send {me} seq=");
+    let to = format!("to={to}");
+    logs(container)
+        .lines()
+        .filter(|l| l.starts_with(&prefix) && l.split_whitespace().any(|w| w.starts_with(&to)))
+        .filter_map(|l| l[prefix.len()..].split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// Waits until `f` holds (bounded), panicking with `what` otherwise.
+async fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while t0.elapsed() < timeout {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn injector(project: &str, seed: u64) -> (FaultInjector, EventReceiver) {
+    let docker = bollard::Docker::connect_with_local_defaults()
+        .expect("docker client")
+        .negotiate_version()
+        .await
+        .expect("docker version negotiation");
+    let (sink, rx) = EventSink::channel();
+    let inj = FaultInjector::new(docker, project, sink, seed).expect("injector");
+    (inj, rx)
+}
+
+fn req(action: &str, args: Value, target: FaultTarget) -> FaultRequest {
+    let args = match args {
+        Value::Object(m) => m.into_iter().collect(),
+        _ => Vec::new(),
+    };
+    FaultRequest {
+        action: action.into(),
+        args,
+        target,
+        duration: None,
+        experiment: Some("faults-test".into()),
+        step: Some(1),
+        intended_ns: recorder::sink::now_ns(),
+    }
+}
+
+fn svc(s: &str) -> FaultTarget {
+    FaultTarget::Service(s.into())
+}
+
+fn drain(rx: &mut EventReceiver) -> Vec<(String, Value, trace::Event)> {
+    let mut v = Vec::new();
+    rx.drain_into(&mut v, usize::MAX);
+    v.into_iter()
+        .filter(|e| e.source == "fault")
+        .map(|e| {
+            let d: Value = serde_json::from_str(e.data.as_deref().unwrap_or("null")).expect("json");
+            (e.kind.clone(), d, e)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_stops_traffic_and_heal_restores_it() {
+    require_docker!();
+    let p = up("fpart", &compose_yaml(20, true));
+    let (a, b, c) = (
+        container(&p.name, "a"),
+        container(&p.name, "b"),
+        container(&p.name, "c"),
+    );
+    wait_for(
+        "a and b to exchange messages",
+        Duration::from_secs(20),
+        || received(&a, "a", "b").len() > 5 && received(&b, "b", "a").len() > 5,
+    )
+    .await;
+    let (mut inj, mut rx) = injector(&p.name, 7).await;
+
+    let id = inj
+        .apply(&req(
+            "partition",
+            json!({}),
+            FaultTarget::Between(vec!["a".into()], vec!["b".into()]),
+        ))
+        .await
+        .expect("partition applied");
+    let rules_a = netns_iptables(&a);
+    let chain = format!("CTK-{}-I", inj.tags().hash);
+    assert!(rules_a.contains(&chain), "{rules_a}");
+    assert!(rules_a.contains("-j DROP"), "{rules_a}");
+    assert!(extra_rules(&c).is_empty(), "c is not in the partition");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (ra, rb) = (received(&a, "a", "b").len(), received(&b, "b", "a").len());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (ra2, rb2) = (received(&a, "a", "b").len(), received(&b, "b", "a").len());
+    assert_eq!((ra2, rb2), (ra, rb), "messages crossed the partition");
+    // The senders kept trying (so the silence is the partition, not a dead sender).
+    assert!(sent(&a, "a", "b").len() > 50);
+
+    inj.revert(id).await;
+    assert!(extra_rules(&a).is_empty(), "{:?}", extra_rules(&a));
+    assert!(extra_rules(&b).is_empty(), "{:?}", extra_rules(&b));
+    wait_for(
+        "traffic to resume after healing",
+        Duration::from_secs(10),
+        || received(&a, "a", "b").len() > ra + 10 && received(&b, "b", "a").len() > rb + 10,
+    )
+    .await;
+
+    // Isolating the whole network, then healing it with `heal`.
+    let id2 = inj
+        .apply(&req(
+            "partition",
+            json!({}),
+            FaultTarget::Network("middle".into()),
+        ))
+        .await
+        .expect("network partition");
+    assert!(!extra_rules(&c).is_empty(), "c is on middle");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ra = received(&a, "a", "b").len();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        received(&a, "a", "b").len(),
+        ra,
+        "messages crossed the network partition"
+    );
+    let heal = inj
+        .apply(&req(
+            "heal",
+            json!({}),
+            FaultTarget::Network("middle".into()),
+        ))
+        .await
+        .expect("heal");
+    assert!(inj.active().is_empty(), "heal closed the partition");
+    for x in [&a, &b, &c] {
+        assert!(extra_rules(x).is_empty(), "{:?}", extra_rules(x));
+    }
+    wait_for("traffic after heal", Duration::from_secs(10), || {
+        received(&a, "a", "b").len() > ra + 10
+    })
+    .await;
+
+    let evs = drain(&mut rx);
+    let phases: Vec<(String, String, String)> = evs
+        .iter()
+        .map(|(k, d, _)| {
+            (
+                k.clone(),
+                d["fault_id"].as_str().unwrap_or("").to_string(),
+                d["phase"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        phases,
+        vec![
+            ("partition".into(), id.to_string(), "applied".into()),
+            ("partition".into(), id.to_string(), "reverted".into()),
+            ("partition".into(), id2.to_string(), "applied".into()),
+            ("heal".into(), heal.to_string(), "applied".into()),
+        ]
+    );
+    let (_, d, ev) = &evs[0];
+    assert_eq!(d["experiment"], "faults-test");
+    assert_eq!(d["step"], 1);
+    assert_eq!(d["target"]["services"], json!(["a", "b"]));
+    assert_eq!(d["target"]["containers"].as_array().map(Vec::len), Some(2));
+    assert_eq!(d["error"], Value::Null);
+    let (i, s, e) = (
+        d["intended_ns"].as_i64().unwrap_or(0),
+        d["started_ns"].as_i64().unwrap_or(0),
+        d["ended_ns"].as_i64().unwrap_or(0),
+    );
+    assert!(i <= s && s <= e, "{i} {s} {e}");
+    assert_eq!(ev.ts_ns, s);
+    assert_eq!(evs[3].1["params"]["reverts"], json!([id2.to_string()]));
+    assert_eq!(evs[2].1["target"]["networks"], json!(["middle"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loss_drops_about_the_asked_share_and_revert_all_leaves_nothing() {
+    require_docker!();
+    let p = up("floss", &compose_yaml(8, false));
+    let (a, b) = (container(&p.name, "a"), container(&p.name, "b"));
+    wait_for("b to hear a", Duration::from_secs(20), || {
+        received(&b, "b", "a").len() > 5
+    })
+    .await;
+    let (mut inj, mut rx) = injector(&p.name, 1).await;
+    // Ingress loss at b: what a sends to b arrives about half the time (a sees no error).
+    inj.apply(&req("loss", json!({"percent": 50}), svc("b")))
+        .await
+        .expect("loss applied");
+    let r = netns_iptables(&b);
+    assert!(r.contains("--mode random --probability 0.5"), "{r}");
+    // Also a bandwidth limit (tbf) on b's egress, to see revert_all take it away too.
+    inj.apply(&req("bandwidth", json!({"rate": "10mbit"}), svc("b")))
+        .await
+        .expect("bandwidth applied");
+    let q = netns_qdiscs(&b);
+    assert!(
+        q.contains("tbf") && q.contains(&inj.tags().tc_handle_str()),
+        "{q}"
+    );
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = sent(&a, "a", "b");
+    let lo = before.iter().next_back().copied().unwrap_or(0) + 1;
+    wait_for("300 messages under loss", Duration::from_secs(30), || {
+        sent(&a, "a", "b").range(lo..).count() >= 300
+    })
+    .await;
+    let window: Vec<u64> = sent(&a, "a", "b").range(lo..).copied().collect();
+    let hi = window[window.len() - 1];
+    // Let the last messages arrive before counting.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got = received(&b, "b", "a").range(lo..=hi).count();
+    let n = window.len() as f64;
+    let share = got as f64 / n;
+    // 50% drop: received share ~ Binomial(n, 0.5)/n; sd = 0.5/sqrt(n) <= 0.029 for n >= 300.
+    // Accept +-0.15 (more than 5 sd): a broken rule gives ~1.0 or ~0.0.
+    assert!(
+        (0.35..=0.65).contains(&share),
+        "received {got} of {n} messages ({share:.3}), expected about half"
+    );
+
+    inj.revert_all().await;
+    assert!(inj.active().is_empty());
+    assert!(extra_rules(&a).is_empty(), "{:?}", extra_rules(&a));
+    assert!(extra_rules(&b).is_empty(), "{:?}", extra_rules(&b));
+    let q = netns_qdiscs(&a);
+    assert!(!q.contains("tbf"), "{q}");
+    let evs = drain(&mut rx);
+    let reverted = evs
+        .iter()
+        .filter(|(_, d, _)| d["phase"] == "reverted")
+        .count();
+    assert_eq!(reverted, 2, "{evs:?}");
+    assert!(evs.iter().all(|(_, d, _)| d["error"].is_null()), "{evs:?}");
+    assert_eq!(evs[0].1["params"]["probability"], json!(0.5));
+    assert_eq!(evs[0].1["params"]["direction"], "ingress");
+    assert_eq!(evs[0].2.service.as_deref(), Some("b"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_unpause_and_kill_with_a_signal() {
+    require_docker!();
+    let p = up("fpause", &compose_yaml(20, false));
+    let (a, b) = (container(&p.name, "a"), container(&p.name, "b"));
+    wait_for("b to hear a", Duration::from_secs(20), || {
+        received(&b, "b", "a").len() > 5
+    })
+    .await;
+    let since = sh("date", &["+%s"]).trim().to_string();
+    let (mut inj, mut rx) = injector(&p.name, 3).await;
+    let pause = inj
+        .apply(&req("pause", json!({}), svc("a")))
+        .await
+        .expect("pause");
+    assert_eq!(
+        sh("docker", &["inspect", "-f", "{{.State.Paused}}", &a]).trim(),
+        "true"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let n = received(&b, "b", "a").len();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(received(&b, "b", "a").len(), n, "a sent while paused");
+    let unpause = inj
+        .apply(&req("unpause", json!({}), svc("a")))
+        .await
+        .expect("unpause");
+    assert_eq!(
+        sh("docker", &["inspect", "-f", "{{.State.Paused}}", &a]).trim(),
+        "false"
+    );
+    assert!(inj.active().is_empty(), "unpause closed the pause");
+    wait_for("a to talk again", Duration::from_secs(10), || {
+        received(&b, "b", "a").len() > n + 5
+    })
+    .await;
+
+    // kill with SIGTERM and a duration: revert starts it again.
+    let mut k = req("kill", json!({"signal": "TERM"}), svc("b"));
+    k.duration = Some(Duration::from_secs(1));
+    let kill = inj.apply(&k).await.expect("kill");
+    wait_for("b to exit", Duration::from_secs(10), || {
+        sh("docker", &["inspect", "-f", "{{.State.Running}}", &b]).trim() == "false"
+    })
+    .await;
+    inj.revert(kill).await;
+    assert_eq!(
+        sh("docker", &["inspect", "-f", "{{.State.Running}}", &b]).trim(),
+        "true"
+    );
+    let until = (sh("date", &["+%s"]).trim().parse::<u64>().unwrap_or(0) + 1).to_string();
+    let events = sh(
+        "docker",
+        &[
+            "events",
+            "--since",
+            &since,
+            "--until",
+            &until,
+            "--filter",
+            &format!("container={b}"),
+            "--format",
+            "{{.Action}} {{index .Actor.Attributes \"signal\"}}",
+        ],
+    );
+    let actions: Vec<&str> = events.lines().map(str::trim).collect();
+    assert!(actions.contains(&"kill 15"), "{events}");
+    assert!(actions.iter().any(|l| l.starts_with("die")), "{events}");
+    assert!(actions.iter().any(|l| l.starts_with("start")), "{events}");
+
+    let evs = drain(&mut rx);
+    let ids: Vec<String> = evs
+        .iter()
+        .map(|(k, d, _)| {
+            format!(
+                "{k} {} {}",
+                d["fault_id"].as_str().unwrap_or(""),
+                d["phase"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            format!("pause {pause} applied"),
+            format!("unpause {unpause} applied"),
+            format!("kill {kill} applied"),
+            format!("kill {kill} reverted"),
+        ]
+    );
+    assert_eq!(evs[2].1["params"]["signal"], "SIGTERM");
+    assert_eq!(evs[2].1["params"]["duration_ms"], 1000);
+    assert_eq!(evs[1].1["params"]["reverts"], json!([pause.to_string()]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn netem_is_a_clear_error_where_the_kernel_lacks_it() {
+    require_docker!();
+    let p = up("fnetem", &compose_yaml(200, false));
+    let a = container(&p.name, "a");
+    let (mut inj, mut rx) = injector(&p.name, 1).await;
+    let has_netem = inj.features().await.get("netem").copied().unwrap_or(false);
+    let r = inj
+        .apply(&req(
+            "delay",
+            json!({"delay": "100ms", "jitter": "10ms"}),
+            svc("a"),
+        ))
+        .await;
+    let evs = drain(&mut rx);
+    assert_eq!(evs.len(), 1);
+    if has_netem {
+        let id: FaultId = r.expect("netem applies where the kernel has it");
+        assert!(netns_qdiscs(&a).contains("netem"));
+        inj.revert(id).await;
+        assert!(!netns_qdiscs(&a).contains("netem"));
+    } else {
+        let e = r.expect_err("no netem on this kernel");
+        assert!(matches!(e, FaultError::Unsupported(_)), "{e:?}");
+        let msg = e.to_string();
+        assert!(msg.contains("sch_netem"), "{msg}");
+        assert!(msg.contains("netem"), "{msg}");
+        let (k, d, _) = &evs[0];
+        assert_eq!(k, "delay");
+        assert_eq!(d["phase"], "failed");
+        assert!(
+            d["error"].as_str().unwrap_or("").contains("sch_netem"),
+            "{d}"
+        );
+        // Nothing was left in the namespace.
+        assert!(!netns_qdiscs(&a).contains(&inj.tags().tc_handle_str()));
+        assert!(inj.active().is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_host_removes_rules_a_dropped_injector_left() {
+    require_docker!();
+    let p = up("fclean", &compose_yaml(200, true));
+    let (a, b, c) = (
+        container(&p.name, "a"),
+        container(&p.name, "b"),
+        container(&p.name, "c"),
+    );
+    {
+        let (mut inj, _rx) = injector(&p.name, 1).await;
+        inj.apply(&req(
+            "partition",
+            json!({}),
+            FaultTarget::FromTo(vec!["a".into()], vec!["b".into()]),
+        ))
+        .await
+        .expect("one-way partition");
+        inj.apply(&req(
+            "loss",
+            json!({"probability": 0.2, "direction": "both"}),
+            svc("c"),
+        ))
+        .await
+        .expect("loss");
+        inj.apply(&req("bandwidth", json!({"rate": "1mbit"}), svc("c")))
+            .await
+            .expect("bandwidth");
+        inj.apply(&req("pause", json!({}), svc("b")))
+            .await
+            .expect("pause");
+        // Dropped here without reverting, like a killed recorder.
+    }
+    assert!(extra_rules(&a).is_empty(), "one-way: a is untouched");
+    assert!(netns_iptables(&b).contains("-s "), "b drops ingress from a");
+    assert!(netns_qdiscs(&c).contains("tbf"));
+    let rep = cleanup_host(&p.name).await.expect("cleanup");
+    assert_eq!(rep.containers_checked, 3, "{rep:?}");
+    assert_eq!(rep.chains_removed, 4, "{rep:?}");
+    assert_eq!(rep.qdiscs_removed, 1, "{rep:?}");
+    // Jumps: 2 in b and 2 in c; rules: 1 in b, 2 in c.
+    assert_eq!(rep.rules_removed, 7, "{rep:?}");
+    assert_eq!(rep.unpaused.len(), 1, "{rep:?}");
+    assert!(rep.errors.is_empty(), "{rep:?}");
+    for x in [&a, &b, &c] {
+        assert!(extra_rules(x).is_empty(), "{:?}", extra_rules(x));
+        assert!(!netns_qdiscs(x).contains("tbf"));
+    }
+    // A second run finds nothing.
+    let again = cleanup_host(&p.name).await.expect("cleanup again");
+    assert_eq!(
+        (
+            again.rules_removed,
+            again.chains_removed,
+            again.qdiscs_removed
+        ),
+        (0, 0, 0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_limits_restart_and_random_choice() {
+    require_docker!();
+    let p = up("fexec", &compose_yaml(50, false));
+    let a = container(&p.name, "a");
+    let b = container(&p.name, "b");
+    let (mut inj, mut rx) = injector(&p.name, 11).await;
+
+    // exec with a binary that exists in the FROM scratch image.
+    inj.apply(&req(
+        "exec",
+        json!({"cmd": ["/demo-node", "version"]}),
+        svc("a"),
+    ))
+    .await
+    .expect("exec");
+    let e = inj
+        .apply(&req(
+            "exec",
+            json!({"cmd": "/demo-node no-such-mode"}),
+            svc("a"),
+        ))
+        .await
+        .expect_err("non-zero exit is a failure");
+    assert!(e.to_string().contains("exited with"), "{e}");
+
+    // limits: applied, then restored on revert.
+    let id = inj
+        .apply(&req(
+            "limits",
+            json!({"memory": "64m", "cpus": 0.5}),
+            svc("a"),
+        ))
+        .await
+        .expect("limits");
+    let hc = sh(
+        "docker",
+        &[
+            "inspect",
+            "-f",
+            "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}",
+            &a,
+        ],
+    );
+    assert_eq!(hc.trim(), "67108864 500000000");
+    inj.revert(id).await;
+    let hc = sh(
+        "docker",
+        &[
+            "inspect",
+            "-f",
+            "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}",
+            &a,
+        ],
+    );
+    let v: Vec<i64> = hc
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    assert!(
+        v.len() == 2 && v[0] > 1 << 40 && v[1] >= 1_000_000_000,
+        "{hc}"
+    );
+
+    // A partition survives a restart of one side: re-applied in the new namespace.
+    let part = inj
+        .apply(&req(
+            "partition",
+            json!({}),
+            FaultTarget::Between(vec!["a".into()], vec!["b".into()]),
+        ))
+        .await
+        .expect("partition");
+    let old_pid = pid(&b);
+    inj.apply(&req("restart", json!({"timeout": 1}), svc("b")))
+        .await
+        .expect("restart");
+    assert_ne!(pid(&b), old_pid);
+    assert!(
+        !extra_rules(&b).is_empty(),
+        "partition re-applied in b's new namespace"
+    );
+    // Idempotent: a second notification for the same start changes nothing.
+    inj.on_container_restart(&b).await;
+    inj.revert(part).await;
+    assert!(extra_rules(&a).is_empty() && extra_rules(&b).is_empty());
+
+    // Random choice: recorded, and the same seed picks the same service.
+    let pick = |seed: u64| {
+        let name = p.name.clone();
+        async move {
+            let (mut inj, mut rx) = injector(&name, seed).await;
+            inj.apply(&req(
+                "exec",
+                json!({"cmd": ["/demo-node", "version"]}),
+                FaultTarget::Random(vec!["a".into(), "b".into()]),
+            ))
+            .await
+            .expect("random exec");
+            let evs = drain(&mut rx);
+            (
+                evs[0].1["target"]["chosen"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                evs[0].1["params"]["seed"].clone(),
+            )
+        }
+    };
+    let (c1, s1) = pick(99).await;
+    let (c2, _) = pick(99).await;
+    assert!(c1 == "a" || c1 == "b", "{c1}");
+    assert_eq!(c1, c2);
+    assert_eq!(s1, json!(99));
+
+    let evs = drain(&mut rx);
+    let phases: Vec<String> = evs
+        .iter()
+        .map(|(k, d, _)| format!("{k} {}", d["phase"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        phases,
+        vec![
+            "exec applied",
+            "exec failed",
+            "limits applied",
+            "limits reverted",
+            "partition applied",
+            "partition reapplied",
+            "restart applied",
+            "partition reverted",
+        ]
+    );
+    assert_eq!(evs[0].1["params"]["results"][0]["exit_code"], 0);
+    assert!(evs
+        .iter()
+        .all(|(_, d, _)| d["phase"] == "failed" || d["error"].is_null()));
+}
+
+/// Fault timing accuracy (scripts/bench-faults.sh): faults scheduled on a timer, measured from
+/// the intended instant to the start and to the end of the apply. Prints p50/p99.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run by scripts/bench-faults.sh"]
+async fn bench_fault_timing() {
+    require_docker!();
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let p = up("fbench", &compose_yaml(100, false));
+    let (mut inj, mut rx) = injector(&p.name, 1).await;
+    let plan: Vec<(&str, Value, FaultTarget)> = vec![
+        ("pause", json!({}), svc("a")),
+        ("unpause", json!({}), svc("a")),
+        ("loss", json!({"percent": 10}), svc("a")),
+        (
+            "partition",
+            json!({}),
+            FaultTarget::Between(vec!["a".into()], vec!["b".into()]),
+        ),
+        ("bandwidth", json!({"rate": "10mbit"}), svc("b")),
+    ];
+    // One fault (and its revert) per slot; a slot is long enough that a slow apply does not
+    // delay the next one, so "start" measures the scheduler and "end" the apply itself.
+    const SLOT_MS: u64 = 250;
+    let t0 = tokio::time::Instant::now() + Duration::from_millis(500);
+    let wall0 = recorder::sink::now_ns() + 500_000_000;
+    let mut k = 0u64;
+    for _ in 0..rounds {
+        for (action, args, target) in &plan {
+            let at = t0 + Duration::from_millis(SLOT_MS * k);
+            let mut r = req(action, args.clone(), target.clone());
+            r.intended_ns = wall0 + (SLOT_MS * 1_000_000 * k) as i64;
+            tokio::time::sleep_until(at).await;
+            let id = inj.apply(&r).await.expect("apply");
+            if !matches!(*action, "pause" | "unpause") {
+                inj.revert(id).await;
+            }
+            k += 1;
+        }
+    }
+    inj.revert_all().await;
+    let evs = drain(&mut rx);
+    let mut by: std::collections::BTreeMap<String, (Vec<f64>, Vec<f64>)> = Default::default();
+    for (kind, d, _) in &evs {
+        let phase = d["phase"].as_str().unwrap_or("");
+        if phase != "applied" {
+            continue;
+        }
+        let i = d["intended_ns"].as_i64().unwrap_or(0);
+        let s = d["started_ns"].as_i64().unwrap_or(0);
+        let e = d["ended_ns"].as_i64().unwrap_or(0);
+        for key in [kind.clone(), "all".to_string()] {
+            let ent = by.entry(key).or_default();
+            ent.0.push((s - i) as f64 / 1e6);
+            ent.1.push((e - i) as f64 / 1e6);
+        }
+    }
+    let q = |v: &mut Vec<f64>, p: f64| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[((v.len() as f64 - 1.0) * p).round() as usize]
+    };
+    println!("fault timing over {rounds} rounds (ms from intended time)");
+    println!(
+        "{:<10} {:>5} {:>10} {:>10} {:>10} {:>10}",
+        "action", "n", "start p50", "start p99", "end p50", "end p99"
+    );
+    for (kind, (mut s, mut e)) in by {
+        let n = s.len();
+        println!(
+            "{kind:<10} {n:>5} {:>10.2} {:>10.2} {:>10.2} {:>10.2}",
+            q(&mut s, 0.5),
+            q(&mut s, 0.99),
+            q(&mut e, 0.5),
+            q(&mut e, 0.99)
+        );
+    }
+}

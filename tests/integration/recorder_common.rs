@@ -1,0 +1,94 @@
+//! Helpers shared by the recorder's end-to-end tests: a chatter compose project and scenario in a
+//! temporary directory, running `recorder run`, and reading the resulting trace.
+
+use std::path::{Path, PathBuf};
+
+use integration_tests::{bin, DEMO_IMAGE};
+use trace::{Event, ReadOptions, Trace};
+
+/// A compose file with chatter services `a` and `b` (numbered lines, every 3rd on stderr,
+/// numbering resumed across restarts through a file in the container).
+pub fn chatter_compose(rate: u32) -> String {
+    format!(
+        r#"version: "2.4"
+services:
+  a:
+    image: {DEMO_IMAGE}
+    command: ["chatter", "--then", "wait"]
+    environment:
+      ID: a
+      RATE: "{rate}"
+      STDERR_EVERY: "3"
+      RESUME_FILE: /resume
+      LISTEN_PORT: "0"
+    stop_grace_period: 2s
+  b:
+    image: {DEMO_IMAGE}
+    command: ["chatter", "--then", "wait"]
+    environment:
+      ID: b
+      RATE: "{rate}"
+      LISTEN_PORT: "0"
+      API_TOKEN: do-not-record-me
+    stop_grace_period: 2s
+"#
+    )
+}
+
+/// Writes `compose.yml` and `scenario.toml` into a fresh temp dir; returns it and the scenario
+/// path. `body` is appended after the `[compose]` section.
+pub fn write_scenario(
+    project: &str,
+    compose: &str,
+    top: &str,
+    body: &str,
+) -> (tempfile::TempDir, PathBuf) {
+    let d = tempfile::tempdir().expect("tempdir");
+    std::fs::write(d.path().join("compose.yml"), compose).expect("write compose");
+    let text = format!(
+        "{top}\noutput = \"trace\"\n\n[compose]\nfiles = [\"compose.yml\"]\nproject = \"{project}\"\nup_timeout = \"60s\"\n\n{body}\n"
+    );
+    let p = d.path().join("scenario.toml");
+    std::fs::write(&p, text).expect("write scenario");
+    (d, p)
+}
+
+/// Runs `recorder run SCENARIO`; returns the exit code, stdout and stderr.
+pub fn run_recorder(scenario: &Path) -> (i32, String, String) {
+    let out = std::process::Command::new(bin("recorder"))
+        .args(["run", "--quiet"])
+        .arg(scenario)
+        .output()
+        .expect("run recorder");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Every event of a trace, in trace order.
+pub fn read_events(dir: &Path) -> Vec<Event> {
+    let t = Trace::open(dir).unwrap_or_else(|e| panic!("open trace {}: {e}", dir.display()));
+    let mut v = Vec::new();
+    for b in t.events(&ReadOptions::default()).expect("events") {
+        let b = b.expect("batch");
+        v.extend(b.iter().map(|e| e.to_owned()));
+    }
+    v
+}
+
+/// The numbers of `line N <id>` log lines of one chatter, in trace order, with their timestamps
+/// and streams.
+pub fn numbered_lines(events: &[Event], id: &str) -> Vec<(u64, i64, String)> {
+    let suffix = format!(" {id}");
+    events
+        .iter()
+        .filter(|e| e.source == "log")
+        .filter_map(|e| {
+            let m = e.message.as_deref()?;
+            let rest = m.strip_prefix("line ")?.strip_suffix(&suffix)?;
+            Some((rest.parse().ok()?, e.ts_ns, e.kind.clone()))
+        })
+        .collect()
+}

@@ -1,0 +1,320 @@
+//! Recorder teardown: nothing left behind after SIGINT or a fault that fails; a scenario with
+//! errors refused before anything starts; `recorder cleanup` removes a killed run's leftovers.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use integration_tests::{
+    bin, compose_command, ensure_images, project_containers, project_networks, require_docker,
+    unique_project, ProjectGuard,
+};
+
+use crate::recorder_common::{chatter_compose, read_events, run_recorder, write_scenario};
+
+#[test]
+fn sigint_tears_down_and_finalizes() {
+    require_docker!();
+    ensure_images();
+    let project = unique_project("sigint");
+    let _guard = ProjectGuard::new(&project);
+    let (dir, scenario) =
+        write_scenario(&project, &chatter_compose(20), "time_limit = \"120s\"", "");
+    let mut child = Command::new(bin("recorder"))
+        .args(["run", "--quiet"])
+        .arg(&scenario)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn recorder");
+    // wait until the project runs and logs are being recorded
+    let start = Instant::now();
+    while project_containers(&project).len() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "containers never came up"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "recorder did not exit after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(130));
+    assert!(project_containers(&project).is_empty(), "containers left");
+    assert!(project_networks(&project).is_empty(), "networks left");
+    let t = trace::Trace::open(&dir.path().join("trace")).expect("trace");
+    assert!(t.is_finalized());
+    assert_eq!(
+        t.manifest().outcome.as_ref().map(|o| o.status.as_str()),
+        Some("interrupted")
+    );
+    let ev = read_events(&dir.path().join("trace"));
+    assert!(ev.iter().any(|e| e.source == "log"
+        && e.message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("line 1 "))));
+}
+
+#[test]
+fn failing_fault_tears_down_with_exit_5() {
+    require_docker!();
+    ensure_images();
+    let project = unique_project("failstep");
+    let _guard = ProjectGuard::new(&project);
+    let (dir, scenario) = write_scenario(
+        &project,
+        &chatter_compose(20),
+        "time_limit = \"60s\"",
+        r#"
+[[schedule]]
+at = "1s"
+fault = "pause"
+target = "b"
+duration = "30s"
+
+[[schedule]]
+at = "2s"
+fault = "exec"
+target = "a"
+params = { cmd = ["/no-such-program"] }
+"#,
+    );
+    let (code, out, err) = run_recorder(&scenario);
+    assert_eq!(code, 5, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(project_containers(&project).is_empty(), "containers left");
+    assert!(project_networks(&project).is_empty(), "networks left");
+    let ev = read_events(&dir.path().join("trace"));
+    // the pause applied before the failure was reverted before teardown
+    let phases: Vec<String> = ev
+        .iter()
+        .filter(|e| e.source == "fault" && e.kind == "pause")
+        .filter_map(|e| serde_json::from_str::<serde_json::Value>(e.data.as_deref()?).ok())
+        .filter_map(|d| d["phase"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(phases, vec!["applied", "reverted"]);
+}
+
+#[test]
+fn invalid_scenario_is_refused_before_anything_starts() {
+    require_docker!();
+    let project = unique_project("invalid");
+    let _guard = ProjectGuard::new(&project);
+    let (dir, scenario) = write_scenario(
+        &project,
+        &chatter_compose(20),
+        "time_limit = \"60s\"",
+        r#"
+[[schedule]]
+at = "1s"
+fault = "pause"
+target = "no-such-service"
+
+[[schedule]]
+at = "2s"
+fault = "levitate"
+target = "a"
+"#,
+    );
+    let (code, _out, err) = run_recorder(&scenario);
+    assert_eq!(code, 3, "stderr:\n{err}");
+    assert!(err.contains("no-such-service"), "{err}");
+    assert!(err.contains("levitate"), "{err}");
+    assert!(
+        err.contains("scenario.toml:"),
+        "errors must point into the file: {err}"
+    );
+    assert!(project_containers(&project).is_empty());
+    assert!(project_networks(&project).is_empty());
+    assert!(
+        !dir.path().join("trace").exists(),
+        "no trace for a refused scenario"
+    );
+
+    // an unknown key, with line and column
+    std::fs::write(
+        &scenario,
+        "[compose]\nfiles = [\"compose.yml\"]\nprojekt = \"x\"\n",
+    )
+    .expect("write");
+    let (code, _out, err) = run_recorder(&scenario);
+    assert_eq!(code, 3);
+    assert!(err.contains("scenario.toml:3:1:"), "{err}");
+}
+
+#[test]
+fn cleanup_removes_leftovers_by_project_label() {
+    require_docker!();
+    ensure_images();
+    let project = unique_project("cleanup");
+    let _guard = ProjectGuard::new(&project);
+    let d = tempfile::tempdir().expect("tempdir");
+    std::fs::write(d.path().join("compose.yml"), chatter_compose(5)).expect("write");
+    let cc = compose_command();
+    let st = Command::new(&cc[0])
+        .args(&cc[1..])
+        .args(["-f", "compose.yml", "-p", &project, "up", "-d"])
+        .current_dir(d.path())
+        .output()
+        .expect("compose up");
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    assert_eq!(project_containers(&project).len(), 2);
+    let out = Command::new(bin("recorder"))
+        .args(["cleanup", "--project", &project])
+        .output()
+        .expect("cleanup");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("removed 2 containers"));
+    assert!(project_containers(&project).is_empty());
+    assert!(project_networks(&project).is_empty());
+    // usage error without a project
+    let out = Command::new(bin("recorder"))
+        .args(["cleanup"])
+        .output()
+        .expect("cleanup");
+    assert_eq!(out.status.code(), Some(64));
+}
+
+const EXPERIMENT_SPEC: &str = r#"
+monitor sawLine(n: int) = eventually log where message == "line " + str(n) + " a" within 30s
+monitor resumed = eventually log where message ~ "^start a first=[1-9][0-9]*" within 30s
+monitor neverSeen = eventually log where message == "no such line" within 2s
+
+experiment Gated {
+  expect sawLine(20)
+  note "about to restart a"
+  do restart on a
+  expect resumed
+}
+
+experiment Failing {
+  expect sawLine(5)
+  do pause on b for 60s
+  expect neverSeen
+  note "not reached"
+}
+"#;
+
+fn step_events(ev: &[trace::Event]) -> Vec<(u64, String, String, Option<String>)> {
+    ev.iter()
+        .filter(|e| e.source == "recorder" && e.kind == "step")
+        .filter_map(|e| serde_json::from_str::<serde_json::Value>(e.data.as_deref()?).ok())
+        .map(|d| {
+            (
+                d["step"].as_u64().unwrap_or(99),
+                d["step_kind"].as_str().unwrap_or("").to_string(),
+                d["phase"].as_str().unwrap_or("").to_string(),
+                d["verdict"].as_str().map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn experiment_steps_are_gated_live_and_a_failing_step_tears_down() {
+    require_docker!();
+    ensure_images();
+    // gated: every step runs, in order, and the run accepts
+    let project = unique_project("gated");
+    let _guard = ProjectGuard::new(&project);
+    let (dir, scenario) = write_scenario(
+        &project,
+        &chatter_compose(50),
+        "time_limit = \"120s\"",
+        "[experiment]\nspecs = [\"exp.spec\"]\nname = \"Gated\"\n",
+    );
+    std::fs::write(dir.path().join("exp.spec"), EXPERIMENT_SPEC).expect("write spec");
+    let (code, out, err) = run_recorder(&scenario);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("verdict: accept"), "{out}");
+    let ev = read_events(&dir.path().join("trace"));
+    let steps = step_events(&ev);
+    let ends: Vec<(u64, Option<String>)> = steps
+        .iter()
+        .filter(|s| s.2 == "end")
+        .map(|s| (s.0, s.3.clone()))
+        .collect();
+    assert_eq!(
+        ends,
+        vec![
+            (0, Some("accept".into())),
+            (1, None),
+            (2, None),
+            (3, Some("accept".into()))
+        ]
+    );
+    assert!(ev
+        .iter()
+        .any(|e| e.source == "note" && e.message.as_deref() == Some("about to restart a")));
+    // the restart came after step 0 accepted, i.e. after line 20 of a
+    let line20 = ev
+        .iter()
+        .position(|e| e.message.as_deref() == Some("line 20 a"))
+        .expect("line 20");
+    let restart = ev
+        .iter()
+        .position(|e| e.source == "fault" && e.kind == "restart")
+        .expect("restart fault");
+    assert!(line20 < restart);
+    assert!(project_containers(&project).is_empty());
+
+    // failing: exit 1, later steps not run, the pause reverted, nothing left
+    let project = unique_project("failing");
+    let _guard2 = ProjectGuard::new(&project);
+    let (dir, scenario) = write_scenario(
+        &project,
+        &chatter_compose(50),
+        "time_limit = \"120s\"",
+        "[experiment]\nspecs = [\"exp.spec\"]\nname = \"Failing\"\n",
+    );
+    std::fs::write(dir.path().join("exp.spec"), EXPERIMENT_SPEC).expect("write spec");
+    let (code, out, err) = run_recorder(&scenario);
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    let ev = read_events(&dir.path().join("trace"));
+    let steps = step_events(&ev);
+    assert!(steps
+        .iter()
+        .any(|s| s.0 == 2 && s.2 == "end" && s.3.as_deref() == Some("fail")));
+    assert!(
+        !steps.iter().any(|s| s.0 == 3),
+        "step after the failure ran"
+    );
+    assert!(!ev.iter().any(|e| e.source == "note"));
+    let phases: Vec<String> = ev
+        .iter()
+        .filter(|e| e.source == "fault" && e.kind == "pause")
+        .filter_map(|e| serde_json::from_str::<serde_json::Value>(e.data.as_deref()?).ok())
+        .filter_map(|d| d["phase"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(phases, vec!["applied", "reverted"]);
+    assert!(project_containers(&project).is_empty(), "containers left");
+    assert!(project_networks(&project).is_empty(), "networks left");
+    let t = trace::Trace::open(&dir.path().join("trace")).expect("trace");
+    assert_eq!(
+        t.manifest()
+            .outcome
+            .as_ref()
+            .and_then(|o| o.verdict.as_deref()),
+        Some("fail")
+    );
+}

@@ -1,0 +1,706 @@
+//! The streaming reader: [`Trace::open`] and [`Trace::events`].
+//!
+//! A finalized trace is read from `events.parquet` row group by row group, with column
+//! projection, row groups outside `since/until` skipped by their `ts_ns` statistics, so memory is
+//! bounded by a row group whatever the trace size. An unfinalized trace (a recorder still running
+//! or killed) is read from its `events.arrows` log, sorted on the fly with the bounded-memory
+//! external sort (runs spilled to the system temporary directory). With `include_packets`, the
+//! rows of `packets.parquet` are merged into the stream as `source = "packet"` events.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int32Type, Int64Type, UInt64Type};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray, UInt64Array,
+};
+use arrow_schema::DataType;
+use parquet::arrow::arrow_reader::{
+    ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+    RowFilter,
+};
+use parquet::arrow::ProjectionMask;
+use parquet::file::statistics::Statistics;
+
+use crate::sort::{sort_log, LogReader};
+use crate::{files, schema, Event, EventRef, Manifest, PacketRecord, TraceError};
+
+/// Which optional columns to read. `ts_ns`, `seq` and `source` are always read; a column not
+/// read shows as `None` (or `""` for `kind`) in the [`EventRef`]s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Columns {
+    pub service: bool,
+    pub container: bool,
+    pub kind: bool,
+    pub message: bool,
+    pub data: bool,
+}
+
+impl Columns {
+    /// Every column.
+    pub const ALL: Columns = Columns {
+        service: true,
+        container: true,
+        kind: true,
+        message: true,
+        data: true,
+    };
+    /// Only `ts_ns`, `seq` and `source`.
+    pub const NONE: Columns = Columns {
+        service: false,
+        container: false,
+        kind: false,
+        message: false,
+        data: false,
+    };
+
+    fn names(&self) -> Vec<&'static str> {
+        let mut v = vec!["ts_ns", "seq", "source"];
+        for (on, name) in [
+            (self.service, "service"),
+            (self.container, "container"),
+            (self.kind, "kind"),
+            (self.message, "message"),
+            (self.data, "data"),
+        ] {
+            if on {
+                v.push(name);
+            }
+        }
+        v
+    }
+}
+
+impl Default for Columns {
+    fn default() -> Self {
+        Columns::ALL
+    }
+}
+
+/// What to read. `Default` reads every event (no packets) with every column.
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    /// Column projection.
+    pub columns: Columns,
+    /// Only events whose `source` is one of these (`None`: all).
+    pub sources: Option<Vec<String>>,
+    /// Only events with `ts_ns >= since_ns`.
+    pub since_ns: Option<i64>,
+    /// Only events with `ts_ns < until_ns` (exclusive).
+    pub until_ns: Option<i64>,
+    /// Merge the rows of `packets.parquet` into the stream as `source = "packet"` events.
+    pub include_packets: bool,
+    /// Rows per batch (0: the default, 8192).
+    pub batch_size: usize,
+}
+
+impl ReadOptions {
+    fn batch_size(&self) -> usize {
+        if self.batch_size == 0 {
+            8192
+        } else {
+            self.batch_size
+        }
+    }
+
+    fn keeps_source(&self, s: &str) -> bool {
+        self.sources
+            .as_ref()
+            .is_none_or(|v| v.iter().any(|x| x == s))
+    }
+
+    fn in_range(&self, ts: i64) -> bool {
+        self.since_ns.is_none_or(|s| ts >= s) && self.until_ns.is_none_or(|u| ts < u)
+    }
+}
+
+/// An open trace directory.
+#[derive(Debug)]
+pub struct Trace {
+    dir: PathBuf,
+    manifest: Manifest,
+    events: Option<ArrowReaderMetadata>,
+    packets: Option<ArrowReaderMetadata>,
+}
+
+fn load_parquet(path: &Path, required: &[&str]) -> Result<ArrowReaderMetadata, TraceError> {
+    let f = File::open(path).map_err(|e| TraceError::io(path, e))?;
+    let meta = ArrowReaderMetadata::load(&f, ArrowReaderOptions::new())
+        .map_err(|e| TraceError::corrupt(path, e))?;
+    let version = meta
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|k| k.key == schema::FORMAT_VERSION_KEY))
+        .and_then(|k| k.value.as_deref())
+        .map(|v| {
+            v.trim()
+                .parse::<u32>()
+                .map_err(|_| TraceError::corrupt(path, format!("bad format version {v:?}")))
+        })
+        .transpose()?;
+    if let Some(v) = version {
+        if v > crate::FORMAT_VERSION {
+            return Err(TraceError::NewerVersion {
+                path: path.to_path_buf(),
+                found: v,
+                supported: crate::FORMAT_VERSION,
+            });
+        }
+    }
+    for c in required {
+        if meta.schema().column_with_name(c).is_none() {
+            return Err(TraceError::corrupt(path, format!("missing column {c}")));
+        }
+    }
+    Ok(meta)
+}
+
+fn ts_stats(meta: &ArrowReaderMetadata, rg: usize) -> Option<(i64, i64)> {
+    let descr = meta.metadata().file_metadata().schema_descr();
+    let idx = (0..descr.num_columns()).find(|&i| descr.column(i).name() == "ts_ns")?;
+    match meta.metadata().row_group(rg).column(idx).statistics()? {
+        Statistics::Int64(s) => Some((*s.min_opt()?, *s.max_opt()?)),
+        _ => None,
+    }
+}
+
+impl Trace {
+    /// Opens a trace directory: reads and version-checks the manifest and the Parquet footers.
+    pub fn open(dir: &Path) -> Result<Trace, TraceError> {
+        if !dir.exists() {
+            return Err(TraceError::NotFound {
+                path: dir.to_path_buf(),
+            });
+        }
+        if !dir.is_dir() {
+            return Err(TraceError::NotATrace {
+                path: dir.to_path_buf(),
+                reason: "not a directory".into(),
+            });
+        }
+        let manifest_path = dir.join(files::MANIFEST);
+        if !manifest_path.exists() {
+            return Err(TraceError::NotATrace {
+                path: dir.to_path_buf(),
+                reason: "no manifest.json".into(),
+            });
+        }
+        let manifest = Manifest::read(dir)?;
+        manifest.check_version(dir)?;
+        let ev_path = dir.join(files::EVENTS_PARQUET);
+        let log_path = dir.join(files::EVENTS_LOG);
+        let events = if ev_path.exists() {
+            Some(load_parquet(&ev_path, &["ts_ns", "seq", "source", "kind"])?)
+        } else if log_path.exists() {
+            // Validate the log's header now so errors surface at open.
+            LogReader::open(&log_path, schema::event_log_schema())?;
+            None
+        } else {
+            return Err(TraceError::NotATrace {
+                path: dir.to_path_buf(),
+                reason: "no events.parquet or events.arrows".into(),
+            });
+        };
+        let pk_path = dir.join(files::PACKETS_PARQUET);
+        let packets = if pk_path.exists() {
+            Some(load_parquet(&pk_path, &["ts_ns", "seq", "protocol"])?)
+        } else {
+            None
+        };
+        Ok(Trace {
+            dir: dir.to_path_buf(),
+            manifest,
+            events,
+            packets,
+        })
+    }
+
+    /// The trace directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// True when `events.parquet` exists (the writer finished or the trace was finalized).
+    pub fn is_finalized(&self) -> bool {
+        self.events.is_some()
+    }
+
+    /// True when the trace holds packets (finalized or still in the spool).
+    pub fn has_packets(&self) -> bool {
+        self.packets.is_some() || self.dir.join(files::PACKETS_LOG).exists()
+    }
+
+    /// For a finalized trace: (rows, first ts, last ts, row groups) from the Parquet footer.
+    pub fn parquet_facts(&self) -> Option<(u64, Option<i64>, Option<i64>, usize)> {
+        let m = self.events.as_ref()?;
+        let md = m.metadata();
+        let n = md.num_row_groups();
+        let mut first = None;
+        let mut last = None;
+        for rg in 0..n {
+            if let Some((lo, hi)) = ts_stats(m, rg) {
+                first = Some(first.map_or(lo, |f: i64| f.min(lo)));
+                last = Some(last.map_or(hi, |l: i64| l.max(hi)));
+            }
+        }
+        Some((md.file_metadata().num_rows().max(0) as u64, first, last, n))
+    }
+
+    /// Streams events in `(ts_ns, seq)` order.
+    pub fn events(&self, opts: &ReadOptions) -> Result<EventStream, TraceError> {
+        let raw: Box<dyn Iterator<Item = Result<RecordBatch, TraceError>> + Send> =
+            match &self.events {
+                Some(meta) => Box::new(self.parquet_batches(
+                    meta,
+                    &self.dir.join(files::EVENTS_PARQUET),
+                    &opts.columns.names(),
+                    opts,
+                )?),
+                None => {
+                    let mut log = LogReader::open(
+                        &self.dir.join(files::EVENTS_LOG),
+                        schema::event_log_schema(),
+                    )?;
+                    Box::new(sort_log(&mut log, None, crate::finalize::SORT_RUN_BYTES)?)
+                }
+            };
+        let path = self.dir.join(if self.events.is_some() {
+            files::EVENTS_PARQUET
+        } else {
+            files::EVENTS_LOG
+        });
+        let o = opts.clone();
+        let mut past_end = false;
+        let events = raw.filter_map(move |b| {
+            if past_end {
+                return None;
+            }
+            let b = match b {
+                Ok(b) => b,
+                Err(e) => return Some(Err(e)),
+            };
+            match EventBatch::from_record_batch(&b, &o) {
+                Ok((batch, last_ts)) => {
+                    if o.until_ns.is_some_and(|u| last_ts.is_some_and(|t| t >= u)) {
+                        past_end = true;
+                    }
+                    (!batch.is_empty()).then_some(Ok(batch))
+                }
+                Err(m) => Some(Err(TraceError::corrupt(&path, m))),
+            }
+        });
+        if !(opts.include_packets && opts.keeps_source("packet") && self.has_packets()) {
+            return Ok(EventStream {
+                inner: Box::new(events),
+            });
+        }
+        let o = opts.clone();
+        let packets = self.packets()?.map(move |r| {
+            r.map(|ps| {
+                ps.into_iter()
+                    .filter(|p| o.in_range(p.ts_ns))
+                    .map(|p| p.to_event())
+                    .collect::<Vec<_>>()
+            })
+        });
+        Ok(EventStream {
+            inner: Box::new(MergeWithPackets::new(
+                Box::new(events),
+                Box::new(packets),
+                opts.batch_size(),
+            )),
+        })
+    }
+
+    /// Streams the packet records in `(ts_ns, seq)` order (empty when the trace has none).
+    pub fn packets(&self) -> Result<PacketStream, TraceError> {
+        let (raw, path): (
+            Box<dyn Iterator<Item = Result<RecordBatch, TraceError>> + Send>,
+            PathBuf,
+        ) = match &self.packets {
+            Some(meta) => {
+                let p = self.dir.join(files::PACKETS_PARQUET);
+                (
+                    Box::new(self.parquet_batches(meta, &p, &[], &ReadOptions::default())?),
+                    p,
+                )
+            }
+            None => {
+                let p = self.dir.join(files::PACKETS_LOG);
+                if !p.exists() {
+                    return Ok(PacketStream {
+                        inner: Box::new(std::iter::empty()),
+                    });
+                }
+                let mut log = LogReader::open(&p, crate::packets::packet_log_schema())?;
+                (
+                    Box::new(sort_log(&mut log, None, crate::finalize::SORT_RUN_BYTES)?),
+                    p,
+                )
+            }
+        };
+        Ok(PacketStream {
+            inner: Box::new(raw.map(move |b| {
+                b.and_then(|b| {
+                    crate::packets::packets_from_batch(&b)
+                        .map_err(|m| TraceError::corrupt(&path, m))
+                })
+            })),
+        })
+    }
+
+    /// Record batches of a Parquet file: only row groups overlapping the time range, only the
+    /// named columns (all when empty).
+    fn parquet_batches(
+        &self,
+        meta: &ArrowReaderMetadata,
+        path: &Path,
+        columns: &[&str],
+        opts: &ReadOptions,
+    ) -> Result<impl Iterator<Item = Result<RecordBatch, TraceError>> + Send + 'static, TraceError>
+    {
+        let f = File::open(path).map_err(|e| TraceError::io(path, e))?;
+        let n = meta.metadata().num_row_groups();
+        let groups: Vec<usize> = (0..n)
+            .filter(|&rg| match ts_stats(meta, rg) {
+                Some((lo, hi)) => {
+                    opts.since_ns.is_none_or(|s| hi >= s) && opts.until_ns.is_none_or(|u| lo < u)
+                }
+                None => true,
+            })
+            .collect();
+        let mut b = ParquetRecordBatchReaderBuilder::new_with_metadata(f, meta.clone())
+            .with_batch_size(opts.batch_size())
+            .with_row_groups(groups);
+        if let (Some(sources), Ok(idx)) = (opts.sources.clone(), meta.schema().index_of("source")) {
+            // Decode `source` first and the other columns only for the rows that pass.
+            let mask = ProjectionMask::roots(meta.parquet_schema(), [idx]);
+            let pred = ArrowPredicateFn::new(mask, move |b: RecordBatch| {
+                let col = b.column(0);
+                let keep = |s: &str| sources.iter().any(|x| x == s);
+                let out: BooleanArray =
+                    match col.data_type() {
+                        DataType::Dictionary(k, _) if **k == DataType::Int32 => {
+                            let d = col.as_dictionary::<Int32Type>();
+                            let vals = arrow::compute::cast(d.values(), &DataType::Utf8)?;
+                            let vals = vals.as_string::<i32>();
+                            let hit: Vec<bool> = (0..vals.len())
+                                .map(|i| vals.is_valid(i) && keep(vals.value(i)))
+                                .collect();
+                            d.keys()
+                                .iter()
+                                .map(|k| {
+                                    Some(k.is_some_and(|k| {
+                                        hit.get(k as usize).copied().unwrap_or(false)
+                                    }))
+                                })
+                                .collect()
+                        }
+                        _ => {
+                            let c = arrow::compute::cast(col, &DataType::Utf8)?;
+                            c.as_string::<i32>()
+                                .iter()
+                                .map(|v| Some(v.is_some_and(keep)))
+                                .collect()
+                        }
+                    };
+                Ok(out)
+            });
+            b = b.with_row_filter(RowFilter::new(vec![Box::new(pred)]));
+        }
+        if !columns.is_empty() {
+            let schema = meta.schema();
+            let idx: Vec<usize> = columns
+                .iter()
+                .filter_map(|c| schema.index_of(c).ok())
+                .collect();
+            b = b.with_projection(ProjectionMask::roots(meta.parquet_schema(), idx));
+        }
+        let reader = b.build().map_err(|e| TraceError::corrupt(path, e))?;
+        let path = path.to_path_buf();
+        Ok(reader.map(move |r| r.map_err(|e| TraceError::corrupt(&path, e))))
+    }
+}
+
+/// Batches of events in `(ts_ns, seq)` order.
+pub struct EventStream {
+    inner: Box<dyn Iterator<Item = Result<EventBatch, TraceError>> + Send>,
+}
+
+impl Iterator for EventStream {
+    type Item = Result<EventBatch, TraceError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.inner.next()
+    }
+}
+
+/// Batches of packet records in `(ts_ns, seq)` order.
+pub struct PacketStream {
+    inner: Box<dyn Iterator<Item = Result<Vec<PacketRecord>, TraceError>> + Send>,
+}
+
+impl Iterator for PacketStream {
+    type Item = Result<Vec<PacketRecord>, TraceError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.inner.next()
+    }
+}
+
+/// A string column as stored: plain, dictionary-encoded, or not read.
+enum StrCol {
+    Absent,
+    Plain(StringArray),
+    Dict(Int32Array, StringArray),
+}
+
+impl StrCol {
+    fn from(c: Option<&ArrayRef>, name: &str) -> Result<StrCol, String> {
+        let Some(c) = c else {
+            return Ok(StrCol::Absent);
+        };
+        match c.data_type() {
+            DataType::Utf8 => Ok(StrCol::Plain(c.as_string::<i32>().clone())),
+            DataType::Dictionary(k, v) if **k == DataType::Int32 && **v == DataType::Utf8 => {
+                let d = c.as_dictionary::<Int32Type>();
+                Ok(StrCol::Dict(
+                    d.keys().clone(),
+                    d.values().as_string::<i32>().clone(),
+                ))
+            }
+            _ => arrow::compute::cast(c, &DataType::Utf8)
+                .map(|a| StrCol::Plain(a.as_string::<i32>().clone()))
+                .map_err(|e| format!("column {name}: {e}")),
+        }
+    }
+
+    #[inline]
+    fn get(&self, i: usize) -> Option<&str> {
+        match self {
+            StrCol::Absent => None,
+            StrCol::Plain(a) => a.is_valid(i).then(|| a.value(i)),
+            StrCol::Dict(k, v) => {
+                if k.is_valid(i) {
+                    let j = k.value(i);
+                    (j >= 0 && (j as usize) < v.len()).then(|| v.value(j as usize))
+                } else {
+                    None
+                }
+            }
+        }
+    }
+}
+
+struct ArrowCols {
+    ts: Int64Array,
+    seq: UInt64Array,
+    source: StrCol,
+    service: StrCol,
+    container: StrCol,
+    kind: StrCol,
+    message: StrCol,
+    data: StrCol,
+}
+
+enum Rows {
+    Arrow {
+        cols: Box<ArrowCols>,
+        sel: Option<Vec<u32>>,
+    },
+    Owned(Vec<Event>),
+}
+
+/// A batch of events, in order. Borrow events with [`EventBatch::get`] or [`EventBatch::iter`].
+pub struct EventBatch {
+    rows: Rows,
+}
+
+impl EventBatch {
+    /// Wraps owned events (assumed in order).
+    pub fn from_events(events: Vec<Event>) -> EventBatch {
+        EventBatch {
+            rows: Rows::Owned(events),
+        }
+    }
+
+    /// Builds a batch from a record batch of either trace shape, applying the source and time
+    /// filters and the column projection of `opts`. Also returns the batch's last `ts_ns`.
+    fn from_record_batch(
+        b: &RecordBatch,
+        opts: &ReadOptions,
+    ) -> Result<(EventBatch, Option<i64>), String> {
+        let prim = |name: &str| {
+            b.column_by_name(name)
+                .ok_or_else(|| format!("missing column {name}"))
+        };
+        let ts = prim("ts_ns")?
+            .as_primitive_opt::<Int64Type>()
+            .ok_or("ts_ns is not int64")?
+            .clone();
+        let seq = prim("seq")?
+            .as_primitive_opt::<UInt64Type>()
+            .ok_or("seq is not uint64")?
+            .clone();
+        let c = &opts.columns;
+        let opt = |on: bool, name: &str| {
+            if on {
+                StrCol::from(b.column_by_name(name), name)
+            } else {
+                Ok(StrCol::Absent)
+            }
+        };
+        let cols = ArrowCols {
+            source: StrCol::from(Some(prim("source")?), "source")?,
+            service: opt(c.service, "service")?,
+            container: opt(c.container, "container")?,
+            kind: opt(c.kind, "kind")?,
+            message: opt(c.message, "message")?,
+            data: opt(c.data, "data")?,
+            ts,
+            seq,
+        };
+        let n = cols.ts.len();
+        let last = (n > 0).then(|| cols.ts.value(n - 1));
+        let filtering =
+            opts.sources.is_some() || opts.since_ns.is_some() || opts.until_ns.is_some();
+        let sel = if filtering {
+            let v: Vec<u32> = (0..n)
+                .filter(|&i| {
+                    opts.in_range(cols.ts.value(i))
+                        && cols.source.get(i).is_some_and(|s| opts.keeps_source(s))
+                })
+                .map(|i| i as u32)
+                .collect();
+            (v.len() < n).then_some(v)
+        } else {
+            None
+        };
+        Ok((
+            EventBatch {
+                rows: Rows::Arrow {
+                    cols: Box::new(cols),
+                    sel,
+                },
+            },
+            last,
+        ))
+    }
+
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        match &self.rows {
+            Rows::Arrow { cols, sel } => sel.as_ref().map_or(cols.ts.len(), |s| s.len()),
+            Rows::Owned(v) => v.len(),
+        }
+    }
+
+    /// True when the batch holds no event.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The `i`-th event. Panics when `i >= len()` (like slice indexing).
+    #[inline]
+    pub fn get(&self, i: usize) -> EventRef<'_> {
+        match &self.rows {
+            Rows::Arrow { cols, sel } => {
+                let r = sel.as_ref().map_or(i, |s| s[i] as usize);
+                EventRef {
+                    ts_ns: cols.ts.value(r),
+                    seq: cols.seq.value(r),
+                    source: cols.source.get(r).unwrap_or(""),
+                    service: cols.service.get(r),
+                    container: cols.container.get(r),
+                    kind: cols.kind.get(r).unwrap_or(""),
+                    message: cols.message.get(r),
+                    data: cols.data.get(r),
+                }
+            }
+            Rows::Owned(v) => v[i].as_ref(),
+        }
+    }
+
+    /// The events in order.
+    pub fn iter(&self) -> impl Iterator<Item = EventRef<'_>> + '_ {
+        (0..self.len()).map(move |i| self.get(i))
+    }
+}
+
+/// Merges the event stream with packet events by `(ts_ns, seq)` into owned batches.
+struct MergeWithPackets {
+    events: Box<dyn Iterator<Item = Result<EventBatch, TraceError>> + Send>,
+    packets: Box<dyn Iterator<Item = Result<Vec<Event>, TraceError>> + Send>,
+    ev_buf: std::collections::VecDeque<Event>,
+    pk_buf: std::collections::VecDeque<Event>,
+    ev_done: bool,
+    pk_done: bool,
+    batch: usize,
+}
+
+impl MergeWithPackets {
+    fn new(
+        events: Box<dyn Iterator<Item = Result<EventBatch, TraceError>> + Send>,
+        packets: Box<dyn Iterator<Item = Result<Vec<Event>, TraceError>> + Send>,
+        batch: usize,
+    ) -> Self {
+        MergeWithPackets {
+            events,
+            packets,
+            ev_buf: Default::default(),
+            pk_buf: Default::default(),
+            ev_done: false,
+            pk_done: false,
+            batch,
+        }
+    }
+
+    fn refill(&mut self) -> Result<(), TraceError> {
+        while self.ev_buf.is_empty() && !self.ev_done {
+            match self.events.next() {
+                Some(b) => self.ev_buf.extend(b?.iter().map(|e| e.to_owned())),
+                None => self.ev_done = true,
+            }
+        }
+        while self.pk_buf.is_empty() && !self.pk_done {
+            match self.packets.next() {
+                Some(b) => self.pk_buf.extend(b?),
+                None => self.pk_done = true,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for MergeWithPackets {
+    type Item = Result<EventBatch, TraceError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut out = Vec::with_capacity(self.batch);
+        while out.len() < self.batch {
+            if let Err(e) = self.refill() {
+                self.ev_done = true;
+                self.pk_done = true;
+                return Some(Err(e));
+            }
+            let take_ev = match (self.ev_buf.front(), self.pk_buf.front()) {
+                (None, None) => break,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some(a), Some(b)) => (a.ts_ns, a.seq) <= (b.ts_ns, b.seq),
+            };
+            let e = if take_ev {
+                self.ev_buf.pop_front()
+            } else {
+                self.pk_buf.pop_front()
+            };
+            out.extend(e);
+        }
+        (!out.is_empty()).then(|| Ok(EventBatch::from_events(out)))
+    }
+}

@@ -1,0 +1,177 @@
+//! Arrow schemas of the trace files and conversions between [`Event`]s and Arrow record batches.
+//!
+//! Two shapes exist for events: the *log* shape (plain `Utf8` columns, no `time` column) used by
+//! the append-only `events.arrows` while recording, and the *table* shape (dictionary-encoded
+//! low-cardinality columns plus a `time` column) stored in `events.parquet`. Readers accept
+//! either, and tolerate extra columns and other string encodings written by other tools.
+
+use std::sync::{Arc, OnceLock};
+
+use arrow_array::builder::{Int64Builder, StringBuilder, UInt64Builder};
+use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, TimestampNanosecondArray};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use crate::Event;
+
+/// Key of the Parquet/IPC key-value metadata entry holding the format version.
+pub const FORMAT_VERSION_KEY: &str = "chaos_trace.format_version";
+
+/// The low-cardinality string columns of `events.parquet`, dictionary-encoded.
+pub const DICT_COLUMNS: [&str; 4] = ["source", "service", "container", "kind"];
+
+fn dict_type() -> DataType {
+    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+}
+
+fn versioned(fields: Vec<Field>) -> SchemaRef {
+    let meta: std::collections::HashMap<String, String> = [(
+        FORMAT_VERSION_KEY.to_string(),
+        crate::FORMAT_VERSION.to_string(),
+    )]
+    .into_iter()
+    .collect();
+    Arc::new(Schema::new_with_metadata(fields, meta))
+}
+
+/// Schema of the append-only event log (`events.arrows`).
+pub fn event_log_schema() -> SchemaRef {
+    static S: OnceLock<SchemaRef> = OnceLock::new();
+    S.get_or_init(|| {
+        versioned(vec![
+            Field::new("ts_ns", DataType::Int64, false),
+            Field::new("seq", DataType::UInt64, false),
+            Field::new("source", DataType::Utf8, false),
+            Field::new("service", DataType::Utf8, true),
+            Field::new("container", DataType::Utf8, true),
+            Field::new("kind", DataType::Utf8, false),
+            Field::new("message", DataType::Utf8, true),
+            Field::new("data", DataType::Utf8, true),
+        ])
+    })
+    .clone()
+}
+
+/// Schema of `events.parquet` (format v1).
+pub fn event_table_schema() -> SchemaRef {
+    static S: OnceLock<SchemaRef> = OnceLock::new();
+    S.get_or_init(|| {
+        versioned(vec![
+            Field::new("ts_ns", DataType::Int64, false),
+            Field::new(
+                "time",
+                DataType::Timestamp(TimeUnit::Nanosecond, None),
+                false,
+            ),
+            Field::new("seq", DataType::UInt64, false),
+            Field::new("source", dict_type(), false),
+            Field::new("service", dict_type(), true),
+            Field::new("container", dict_type(), true),
+            Field::new("kind", dict_type(), false),
+            Field::new("message", DataType::Utf8, true),
+            Field::new("data", DataType::Utf8, true),
+        ])
+    })
+    .clone()
+}
+
+/// Builds a log-shaped record batch from events (their `seq` must already be assigned).
+pub fn events_to_log_batch<'a>(events: impl ExactSizeIterator<Item = &'a Event>) -> RecordBatch {
+    let n = events.len();
+    let mut ts = Int64Builder::with_capacity(n);
+    let mut seq = UInt64Builder::with_capacity(n);
+    let mut source = StringBuilder::with_capacity(n, n * 6);
+    let mut service = StringBuilder::with_capacity(n, n * 8);
+    let mut container = StringBuilder::with_capacity(n, n * 12);
+    let mut kind = StringBuilder::with_capacity(n, n * 8);
+    let mut message = StringBuilder::with_capacity(n, n * 64);
+    let mut data = StringBuilder::with_capacity(n, n * 16);
+    for e in events {
+        ts.append_value(e.ts_ns);
+        seq.append_value(e.seq);
+        source.append_value(&e.source);
+        service.append_option(e.service.as_deref());
+        container.append_option(e.container.as_deref());
+        kind.append_value(&e.kind);
+        message.append_option(e.message.as_deref());
+        data.append_option(e.data.as_deref());
+    }
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(ts.finish()),
+        Arc::new(seq.finish()),
+        Arc::new(source.finish()),
+        Arc::new(service.finish()),
+        Arc::new(container.finish()),
+        Arc::new(kind.finish()),
+        Arc::new(message.finish()),
+        Arc::new(data.finish()),
+    ];
+    // The columns match the schema by construction.
+    RecordBatch::try_new(event_log_schema(), cols)
+        .unwrap_or_else(|e| unreachable!("event log batch: {e}"))
+}
+
+/// The `time` column for a `ts_ns` column: the same values as Timestamp(ns) without a time zone.
+pub fn time_column(ts: &Int64Array) -> ArrayRef {
+    Arc::new(TimestampNanosecondArray::new(
+        ts.values().clone(),
+        ts.nulls().cloned(),
+    ))
+}
+
+/// Converts a log-shaped batch (or any batch holding the log columns by name) into the
+/// `events.parquet` table shape.
+pub fn log_to_table_batch(batch: &RecordBatch) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    let schema = event_table_schema();
+    let mut cols: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for f in schema.fields() {
+        if f.name() == "time" {
+            let ts = batch
+                .column_by_name("ts_ns")
+                .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+                .ok_or_else(|| {
+                    arrow_schema::ArrowError::SchemaError("missing ts_ns column".into())
+                })?;
+            cols.push(time_column(ts));
+            continue;
+        }
+        let c = batch.column_by_name(f.name()).ok_or_else(|| {
+            arrow_schema::ArrowError::SchemaError(format!("missing {} column", f.name()))
+        })?;
+        if c.data_type() == f.data_type() {
+            cols.push(c.clone());
+        } else {
+            cols.push(arrow::compute::cast(c, f.data_type())?);
+        }
+    }
+    RecordBatch::try_new(schema, cols)
+}
+
+/// The number of rows of `batch`, a helper for generic code.
+pub fn rows(batch: &RecordBatch) -> usize {
+    batch.num_rows()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_batch_converts_to_table_shape() {
+        let mut e = Event::new(5, "log", "stdout").service("a").message("hello");
+        e.seq = 7;
+        let b = events_to_log_batch([e].iter());
+        let t = log_to_table_batch(&b).unwrap();
+        assert_eq!(t.schema(), event_table_schema());
+        assert_eq!(t.num_rows(), 1);
+        assert!(matches!(
+            t.column(3).data_type(),
+            DataType::Dictionary(_, _)
+        ));
+        let time = t
+            .column(1)
+            .as_any()
+            .downcast_ref::<TimestampNanosecondArray>()
+            .unwrap();
+        assert_eq!(time.value(0), 5);
+    }
+}

@@ -1,0 +1,527 @@
+//! Reading append-only Arrow IPC logs, and the external sort of record batches by
+//! `(ts_ns, seq)` with bounded memory.
+//!
+//! [`RunSorter`] buffers incoming batches up to a byte budget, sorts each buffer into a *run*
+//! spilled to a temporary IPC file, and [`Merged`] k-way merges the runs back (holding one batch
+//! per run). When everything fits in one buffer nothing is spilled. Both finalization and reading
+//! an unfinalized trace use it. Batches only need `ts_ns` (Int64) and `seq` (UInt64) columns.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+
+use arrow::compute::interleave_record_batch;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int64Type, UInt64Type};
+use arrow_array::{Int64Array, RecordBatch, UInt64Array};
+use arrow_ipc::reader::StreamReader;
+use arrow_ipc::writer::StreamWriter;
+use arrow_schema::SchemaRef;
+
+use crate::TraceError;
+
+/// Rows per batch produced by sorting and merging.
+pub(crate) const OUT_BATCH: usize = 8192;
+
+/// Rows per batch inside a spilled run: the merge holds one such batch per run, so smaller
+/// batches keep the merge's memory low when there are many runs.
+const RUN_BATCH: usize = 2048;
+
+/// Reads an append-only IPC log written by the trace writer, tolerating a truncated tail (a
+/// writer killed mid-write): the incomplete last message is dropped and `truncated` set.
+pub(crate) struct LogReader {
+    path: PathBuf,
+    reader: Option<StreamReader<BufReader<File>>>,
+    schema: SchemaRef,
+    pub(crate) truncated: bool,
+}
+
+impl LogReader {
+    /// Opens a log. An empty file (a writer killed before its first write reached the disk)
+    /// reads as no rows of `default_schema`, marked truncated.
+    pub(crate) fn open(path: &Path, default_schema: SchemaRef) -> Result<LogReader, TraceError> {
+        let f = File::open(path).map_err(|e| TraceError::io(path, e))?;
+        let len = f.metadata().map_err(|e| TraceError::io(path, e))?.len();
+        if len == 0 {
+            return Ok(LogReader {
+                path: path.to_path_buf(),
+                reader: None,
+                schema: default_schema,
+                truncated: true,
+            });
+        }
+        let reader = StreamReader::try_new(BufReader::with_capacity(1 << 20, f), None)
+            .map_err(|e| TraceError::corrupt(path, format!("not an arrow ipc stream: {e}")))?;
+        let schema = reader.schema();
+        for need in ["ts_ns", "seq"] {
+            if schema.column_with_name(need).is_none() {
+                return Err(TraceError::corrupt(
+                    path,
+                    format!("log has no {need} column"),
+                ));
+            }
+        }
+        Ok(LogReader {
+            path: path.to_path_buf(),
+            reader: Some(reader),
+            schema,
+            truncated: false,
+        })
+    }
+
+    pub(crate) fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Iterator for LogReader {
+    type Item = RecordBatch;
+
+    fn next(&mut self) -> Option<RecordBatch> {
+        let r = self.reader.as_mut()?;
+        match r.next() {
+            Some(Ok(b)) => Some(b),
+            Some(Err(_)) => {
+                // An incomplete message at the end of a log left by a killed writer.
+                self.truncated = true;
+                self.reader = None;
+                None
+            }
+            None => {
+                self.reader = None;
+                None
+            }
+        }
+    }
+}
+
+fn key_cols(b: &RecordBatch, path: &Path) -> Result<(Int64Array, UInt64Array), TraceError> {
+    let ts = b
+        .column_by_name("ts_ns")
+        .and_then(|c| c.as_primitive_opt::<Int64Type>())
+        .ok_or_else(|| TraceError::corrupt(path, "ts_ns is not an int64 column"))?;
+    let seq = b
+        .column_by_name("seq")
+        .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+        .ok_or_else(|| TraceError::corrupt(path, "seq is not a uint64 column"))?;
+    Ok((ts.clone(), seq.clone()))
+}
+
+/// Sorts batches into runs within a memory budget.
+pub(crate) struct RunSorter {
+    schema: SchemaRef,
+    /// Where runs are spilled (removed on drop).
+    tmp: tempfile::TempDir,
+    runs: Vec<PathBuf>,
+    buffered: Vec<RecordBatch>,
+    buffered_bytes: usize,
+    budget: usize,
+    /// Names the data in errors.
+    origin: PathBuf,
+}
+
+impl RunSorter {
+    /// A sorter spilling into a new temporary directory under `tmp_parent` (the system temporary
+    /// directory when `None`), keeping at most about `budget` bytes of input in memory.
+    pub(crate) fn new(
+        schema: SchemaRef,
+        tmp_parent: Option<&Path>,
+        budget: usize,
+        origin: &Path,
+    ) -> Result<RunSorter, TraceError> {
+        let tmp = match tmp_parent {
+            Some(p) => tempfile::Builder::new()
+                .prefix(".sort-")
+                .tempdir_in(p)
+                .map_err(|e| TraceError::io(p, e))?,
+            None => tempfile::Builder::new()
+                .prefix("trace-sort-")
+                .tempdir()
+                .map_err(|e| TraceError::io(&std::env::temp_dir(), e))?,
+        };
+        Ok(RunSorter {
+            schema,
+            tmp,
+            runs: Vec::new(),
+            buffered: Vec::new(),
+            buffered_bytes: 0,
+            budget,
+            origin: origin.to_path_buf(),
+        })
+    }
+
+    pub(crate) fn push(&mut self, batch: RecordBatch) -> Result<(), TraceError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        if batch.schema().fields() != self.schema.fields() {
+            return Err(TraceError::corrupt(
+                &self.origin,
+                "batch schema differs from the log schema",
+            ));
+        }
+        self.buffered_bytes += batch.get_array_memory_size();
+        self.buffered.push(batch);
+        if self.buffered_bytes >= self.budget {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    fn sorted_order(&self) -> Result<Vec<(usize, usize)>, TraceError> {
+        let mut keys: Vec<(i64, u64, u32, u32)> = Vec::new();
+        let mut sorted = true;
+        let mut last = (i64::MIN, 0u64);
+        for (bi, b) in self.buffered.iter().enumerate() {
+            let (ts, seq) = key_cols(b, &self.origin)?;
+            for r in 0..b.num_rows() {
+                let k = (ts.value(r), seq.value(r));
+                if k < last {
+                    sorted = false;
+                }
+                last = k;
+                keys.push((k.0, k.1, bi as u32, r as u32));
+            }
+        }
+        if !sorted {
+            keys.sort_unstable();
+        }
+        Ok(keys
+            .into_iter()
+            .map(|(_, _, b, r)| (b as usize, r as usize))
+            .collect())
+    }
+
+    fn spill(&mut self) -> Result<(), TraceError> {
+        if self.buffered.is_empty() {
+            return Ok(());
+        }
+        let order = self.sorted_order()?;
+        let path = self
+            .tmp
+            .path()
+            .join(format!("run-{:05}.arrows", self.runs.len()));
+        let f = File::create(&path).map_err(|e| TraceError::io(&path, e))?;
+        let werr = |e: arrow_schema::ArrowError| {
+            TraceError::corrupt(&path, format!("cannot write sort run: {e}"))
+        };
+        let mut w = StreamWriter::try_new(BufWriter::with_capacity(1 << 20, f), &self.schema)
+            .map_err(werr)?;
+        let refs: Vec<&RecordBatch> = self.buffered.iter().collect();
+        for chunk in order.chunks(RUN_BATCH) {
+            let b = interleave_record_batch(&refs, chunk).map_err(werr)?;
+            w.write(&b).map_err(werr)?;
+        }
+        w.finish().map_err(werr)?;
+        self.runs.push(path);
+        self.buffered.clear();
+        self.buffered_bytes = 0;
+        Ok(())
+    }
+
+    /// The sorted stream of everything pushed.
+    pub(crate) fn finish(mut self) -> Result<Merged, TraceError> {
+        if self.runs.is_empty() {
+            let order = self.sorted_order()?;
+            return Ok(Merged {
+                inner: MergedInner::Memory {
+                    batches: std::mem::take(&mut self.buffered),
+                    order,
+                    pos: 0,
+                },
+                _tmp: Some(self.tmp),
+            });
+        }
+        self.spill()?;
+        let mut cursors = Vec::with_capacity(self.runs.len());
+        for p in &self.runs {
+            let f = File::open(p).map_err(|e| TraceError::io(p, e))?;
+            let r = StreamReader::try_new(BufReader::with_capacity(256 << 10, f), None)
+                .map_err(|e| TraceError::corrupt(p, format!("cannot read sort run: {e}")))?;
+            let mut c = Cursor {
+                path: p.clone(),
+                reader: r,
+                batch: None,
+                ts: Int64Array::from(Vec::<i64>::new()),
+                seq: UInt64Array::from(Vec::<u64>::new()),
+                pos: 0,
+            };
+            if c.load()? {
+                cursors.push(c);
+            }
+        }
+        let mut heap = BinaryHeap::with_capacity(cursors.len());
+        for (i, c) in cursors.iter().enumerate() {
+            heap.push(Reverse((c.key(), i)));
+        }
+        Ok(Merged {
+            inner: MergedInner::Runs {
+                cursors,
+                heap,
+                done: false,
+            },
+            _tmp: Some(self.tmp),
+        })
+    }
+}
+
+struct Cursor {
+    path: PathBuf,
+    reader: StreamReader<BufReader<File>>,
+    batch: Option<RecordBatch>,
+    ts: Int64Array,
+    seq: UInt64Array,
+    pos: usize,
+}
+
+impl Cursor {
+    /// Loads the next non-empty batch; false at the end of the run.
+    fn load(&mut self) -> Result<bool, TraceError> {
+        loop {
+            match self.reader.next() {
+                None => {
+                    self.batch = None;
+                    return Ok(false);
+                }
+                Some(Err(e)) => {
+                    return Err(TraceError::corrupt(
+                        &self.path,
+                        format!("cannot read sort run: {e}"),
+                    ))
+                }
+                Some(Ok(b)) if b.num_rows() == 0 => continue,
+                Some(Ok(b)) => {
+                    let (ts, seq) = key_cols(&b, &self.path)?;
+                    self.ts = ts;
+                    self.seq = seq;
+                    self.batch = Some(b);
+                    self.pos = 0;
+                    return Ok(true);
+                }
+            }
+        }
+    }
+
+    fn key(&self) -> (i64, u64) {
+        (self.ts.value(self.pos), self.seq.value(self.pos))
+    }
+}
+
+enum MergedInner {
+    Memory {
+        batches: Vec<RecordBatch>,
+        order: Vec<(usize, usize)>,
+        pos: usize,
+    },
+    Runs {
+        cursors: Vec<Cursor>,
+        heap: BinaryHeap<Reverse<((i64, u64), usize)>>,
+        done: bool,
+    },
+}
+
+/// Sorted batches of [`OUT_BATCH`] rows (the last may be shorter).
+pub(crate) struct Merged {
+    inner: MergedInner,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Merged {
+    fn next_runs(
+        cursors: &mut [Cursor],
+        heap: &mut BinaryHeap<Reverse<((i64, u64), usize)>>,
+    ) -> Result<Option<RecordBatch>, TraceError> {
+        if heap.is_empty() {
+            return Ok(None);
+        }
+        // Batches referenced by this output chunk: every cursor's current batch, plus batches
+        // loaded while building the chunk.
+        let mut batches: Vec<RecordBatch> = Vec::with_capacity(cursors.len() + 4);
+        let mut slot: Vec<usize> = vec![usize::MAX; cursors.len()];
+        for (i, c) in cursors.iter().enumerate() {
+            if let Some(b) = &c.batch {
+                slot[i] = batches.len();
+                batches.push(b.clone());
+            }
+        }
+        let mut idx: Vec<(usize, usize)> = Vec::with_capacity(OUT_BATCH);
+        while idx.len() < OUT_BATCH {
+            let Some(Reverse((_, ci))) = heap.pop() else {
+                break;
+            };
+            let bound = heap.peek().map(|Reverse((k, _))| *k);
+            let c = &mut cursors[ci];
+            // Take consecutive rows of this run while they stay below every other run's head.
+            loop {
+                idx.push((slot[ci], c.pos));
+                c.pos += 1;
+                let n = c.batch.as_ref().map_or(0, |b| b.num_rows());
+                if c.pos >= n {
+                    if c.load()? {
+                        slot[ci] = batches.len();
+                        if let Some(b) = &c.batch {
+                            batches.push(b.clone());
+                        }
+                        heap.push(Reverse((c.key(), ci)));
+                    }
+                    break;
+                }
+                if idx.len() >= OUT_BATCH || bound.is_some_and(|b| c.key() > b) {
+                    heap.push(Reverse((c.key(), ci)));
+                    break;
+                }
+            }
+        }
+        let refs: Vec<&RecordBatch> = batches.iter().collect();
+        let out = interleave_record_batch(&refs, &idx)
+            .map_err(|e| TraceError::Invalid(format!("merge failed: {e}")))?;
+        Ok(Some(out))
+    }
+}
+
+impl Iterator for Merged {
+    type Item = Result<RecordBatch, TraceError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.inner {
+            MergedInner::Memory {
+                batches,
+                order,
+                pos,
+            } => {
+                if *pos >= order.len() {
+                    batches.clear();
+                    return None;
+                }
+                let end = (*pos + OUT_BATCH).min(order.len());
+                let refs: Vec<&RecordBatch> = batches.iter().collect();
+                let r = interleave_record_batch(&refs, &order[*pos..end])
+                    .map_err(|e| TraceError::Invalid(format!("sort failed: {e}")));
+                *pos = end;
+                Some(r)
+            }
+            MergedInner::Runs {
+                cursors,
+                heap,
+                done,
+            } => {
+                if *done {
+                    return None;
+                }
+                match Self::next_runs(cursors, heap) {
+                    Ok(Some(b)) => Some(Ok(b)),
+                    Ok(None) => {
+                        *done = true;
+                        None
+                    }
+                    Err(e) => {
+                        *done = true;
+                        Some(Err(e))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sorts everything a log holds; `budget` bytes per in-memory run.
+pub(crate) fn sort_log(
+    log: &mut LogReader,
+    tmp_parent: Option<&Path>,
+    budget: usize,
+) -> Result<Merged, TraceError> {
+    let origin = log.path().to_path_buf();
+    let mut s = RunSorter::new(log.schema(), tmp_parent, budget, &origin)?;
+    for b in log.by_ref() {
+        s.push(b)?;
+    }
+    s.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{schema, Event};
+
+    fn batch(keys: &[(i64, u64)]) -> RecordBatch {
+        let evs: Vec<Event> = keys
+            .iter()
+            .map(|&(t, s)| {
+                let mut e = Event::new(t, "log", "stdout").message(format!("{t}/{s}"));
+                e.seq = s;
+                e
+            })
+            .collect();
+        schema::events_to_log_batch(evs.iter())
+    }
+
+    fn keys(m: Merged) -> Vec<(i64, u64)> {
+        let mut out = Vec::new();
+        for b in m {
+            let b = b.unwrap();
+            let (ts, seq) = key_cols(&b, Path::new("x")).unwrap();
+            for i in 0..b.num_rows() {
+                out.push((ts.value(i), seq.value(i)));
+            }
+        }
+        out
+    }
+
+    fn pseudo_random_keys(n: usize, seed: u64) -> Vec<(i64, u64)> {
+        let mut x = seed;
+        (0..n as u64)
+            .map(|s| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                ((x % 1000) as i64, s)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn in_memory_and_spilled_sorts_agree_with_a_plain_sort() {
+        let input = pseudo_random_keys(50_000, 42);
+        let mut expected = input.clone();
+        expected.sort();
+        for budget in [usize::MAX, 200_000] {
+            let mut s =
+                RunSorter::new(schema::event_log_schema(), None, budget, Path::new("x")).unwrap();
+            for chunk in input.chunks(3000) {
+                s.push(batch(chunk)).unwrap();
+            }
+            if budget != usize::MAX {
+                assert!(
+                    s.runs.len() > 3,
+                    "expected spilled runs, got {}",
+                    s.runs.len()
+                );
+            }
+            assert_eq!(keys(s.finish().unwrap()), expected, "budget {budget}");
+        }
+    }
+
+    #[test]
+    fn merge_keeps_rows_together() {
+        let input = pseudo_random_keys(20_000, 7);
+        let mut s =
+            RunSorter::new(schema::event_log_schema(), None, 100_000, Path::new("x")).unwrap();
+        for chunk in input.chunks(1000) {
+            s.push(batch(chunk)).unwrap();
+        }
+        for b in s.finish().unwrap() {
+            let b = b.unwrap();
+            let (ts, seq) = key_cols(&b, Path::new("x")).unwrap();
+            let msg = b.column_by_name("message").unwrap().as_string::<i32>();
+            for i in 0..b.num_rows() {
+                assert_eq!(msg.value(i), format!("{}/{}", ts.value(i), seq.value(i)));
+            }
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! End-to-end tests of the crate: writer → log → finalize → reader, across the failure modes.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::gen::{self, GenConfig, Scenario};
+use crate::{
+    files, finalize, Columns, Event, Manifest, ReadOptions, Trace, TraceError, TraceWriter,
+};
+
+fn read_all(t: &Trace, o: &ReadOptions) -> Vec<Event> {
+    let mut v = Vec::new();
+    for b in t.events(o).unwrap() {
+        let b = b.unwrap();
+        assert!(!b.is_empty());
+        v.extend(b.iter().map(|e| e.to_owned()));
+    }
+    v
+}
+
+fn sorted(mut v: Vec<Event>) -> Vec<Event> {
+    v.sort_by_key(|e| (e.ts_ns, e.seq));
+    v
+}
+
+fn cfg() -> GenConfig {
+    GenConfig {
+        duration: Duration::from_secs(30),
+        log_rate: 50.0,
+        scenario: Scenario::gc_pause("right-a", Duration::from_secs(10), Duration::from_secs(8)),
+        disorder: Duration::from_millis(80),
+        ..Default::default()
+    }
+}
+
+/// Writes the generated events and returns them with their assigned seqs.
+fn write_unfinished(dir: &Path, c: &GenConfig) -> (TraceWriter, Vec<Event>) {
+    let mut w = TraceWriter::create(dir, gen::manifest(c)).unwrap();
+    let mut all = Vec::new();
+    for mut e in gen::events(c) {
+        e.seq = w.append(e.clone()).unwrap();
+        all.push(e);
+    }
+    (w, all)
+}
+
+#[test]
+fn written_events_come_back_sorted_and_intact() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut w, all) = write_unfinished(d.path(), &cfg());
+    // Unfinalized: read from the log, sorted on the fly.
+    w.flush().unwrap();
+    let t = Trace::open(d.path()).unwrap();
+    assert!(!t.is_finalized());
+    let expected = sorted(all.clone());
+    assert_eq!(read_all(&t, &ReadOptions::default()), expected);
+    let s = w.finish().unwrap();
+    assert_eq!(s.events, all.len() as u64);
+    assert!(!d.path().join(files::EVENTS_LOG).exists());
+    let t = Trace::open(d.path()).unwrap();
+    assert!(t.is_finalized());
+    assert_eq!(read_all(&t, &ReadOptions::default()), expected);
+    assert_eq!(t.parquet_facts().unwrap().0, all.len() as u64);
+    // Finalizing again changes nothing.
+    let again = finalize(d.path()).unwrap();
+    assert!(again.already_finalized);
+    assert_eq!(again.events, s.events);
+}
+
+#[test]
+fn filters_and_projection() {
+    let d = tempfile::tempdir().unwrap();
+    let c = GenConfig {
+        duration: Duration::from_secs(200),
+        log_rate: 400.0,
+        ..cfg()
+    };
+    let s = gen::write_trace(d.path(), &c).unwrap();
+    assert!(
+        s.row_groups > 1,
+        "want several row groups, got {}",
+        s.row_groups
+    );
+    let t = Trace::open(d.path()).unwrap();
+    let all = read_all(&t, &ReadOptions::default());
+    let since = c.start_ns + 50_000_000_000;
+    let until = c.start_ns + 60_000_000_000;
+    let o = ReadOptions {
+        since_ns: Some(since),
+        until_ns: Some(until),
+        sources: Some(vec!["jmx".into(), "fault".into()]),
+        ..Default::default()
+    };
+    let got = read_all(&t, &o);
+    let want: Vec<Event> = all
+        .iter()
+        .filter(|e| {
+            e.ts_ns >= since && e.ts_ns < until && (e.source == "jmx" || e.source == "fault")
+        })
+        .cloned()
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(got, want);
+    let o = ReadOptions {
+        columns: Columns::NONE,
+        ..Default::default()
+    };
+    let got = read_all(&t, &o);
+    assert_eq!(got.len(), all.len());
+    assert!(got.iter().all(|e| e.message.is_none()
+        && e.data.is_none()
+        && e.service.is_none()
+        && e.kind.is_empty()));
+    assert_eq!(
+        got.iter().map(|e| (e.ts_ns, e.seq)).collect::<Vec<_>>(),
+        all.iter().map(|e| (e.ts_ns, e.seq)).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn packets_merge_into_the_event_stream() {
+    let d = tempfile::tempdir().unwrap();
+    let c = GenConfig {
+        packet_rate: 100.0,
+        ..cfg()
+    };
+    let s = gen::write_trace(d.path(), &c).unwrap();
+    assert!(s.packets > 1000, "{s:?}");
+    let t = Trace::open(d.path()).unwrap();
+    let plain = read_all(&t, &ReadOptions::default());
+    let merged = read_all(
+        &t,
+        &ReadOptions {
+            include_packets: true,
+            ..Default::default()
+        },
+    );
+    assert_eq!(merged.len() as u64, plain.len() as u64 + s.packets);
+    assert!(merged
+        .windows(2)
+        .all(|w| (w[0].ts_ns, w[0].seq) < (w[1].ts_ns, w[1].seq)));
+    let p = merged.iter().find(|e| e.source == "packet").unwrap();
+    assert_eq!(p.kind, "tcp");
+    let data: serde_json::Value = serde_json::from_str(p.data.as_deref().unwrap()).unwrap();
+    assert_eq!(data["dst_port"], 2552);
+    assert!(data["tcp_flags"].is_string() && data["tcp_flags_bits"].is_number());
+    // Seqs are unique across events and packets.
+    let mut seqs: Vec<u64> = merged.iter().map(|e| e.seq).collect();
+    seqs.sort();
+    seqs.dedup();
+    assert_eq!(seqs.len(), merged.len());
+    let only = read_all(
+        &t,
+        &ReadOptions {
+            include_packets: true,
+            sources: Some(vec!["packet".into()]),
+            ..Default::default()
+        },
+    );
+    assert_eq!(only.len() as u64, s.packets);
+}
+
+#[test]
+fn a_truncated_log_is_read_up_to_the_last_complete_batch_and_finalizes() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut w, all) = write_unfinished(d.path(), &cfg());
+    w.flush().unwrap();
+    std::mem::forget(w); // as if killed: no finish, no end-of-stream marker
+    let log = d.path().join(files::EVENTS_LOG);
+    let len = std::fs::metadata(&log).unwrap().len();
+    // Cut into the last message.
+    let f = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
+    f.set_len(len - 100).unwrap();
+    let t = Trace::open(d.path()).unwrap();
+    let got = read_all(&t, &ReadOptions::default());
+    assert!(
+        got.len() < all.len() && got.len() + TraceWriter::MAX_BUFFERED >= all.len(),
+        "{} of {}",
+        got.len(),
+        all.len()
+    );
+    assert!(got
+        .windows(2)
+        .all(|w| (w[0].ts_ns, w[0].seq) < (w[1].ts_ns, w[1].seq)));
+    let s = finalize(d.path()).unwrap();
+    assert!(s.truncated_log);
+    assert_eq!(s.events, got.len() as u64);
+    assert_eq!(
+        read_all(&Trace::open(d.path()).unwrap(), &ReadOptions::default()),
+        got
+    );
+}
+
+#[test]
+fn bad_input_gets_errors_naming_the_file() {
+    let d = tempfile::tempdir().unwrap();
+    let missing = d.path().join("nope");
+    assert!(matches!(
+        Trace::open(&missing),
+        Err(TraceError::NotFound { .. })
+    ));
+    let e = Trace::open(d.path()).unwrap_err();
+    assert!(e.to_string().contains("not a trace"), "{e}");
+
+    let c = GenConfig {
+        duration: Duration::from_secs(5),
+        ..Default::default()
+    };
+    gen::write_trace(&d.path().join("t"), &c).unwrap();
+    let t = d.path().join("t");
+    let pq = t.join(files::EVENTS_PARQUET);
+    let bytes = std::fs::read(&pq).unwrap();
+    std::fs::write(&pq, &bytes[..bytes.len() / 2]).unwrap();
+    let e = Trace::open(&t).unwrap_err().to_string();
+    assert!(e.contains("events.parquet"), "{e}");
+    std::fs::write(&pq, b"hello").unwrap();
+    let e = Trace::open(&t).unwrap_err().to_string();
+    assert!(e.contains("events.parquet"), "{e}");
+
+    let mut m = Manifest::read(&t).unwrap();
+    m.format_version = crate::FORMAT_VERSION + 1;
+    m.write_atomic(&t).unwrap();
+    assert!(matches!(
+        Trace::open(&t),
+        Err(TraceError::NewerVersion { .. })
+    ));
+    std::fs::write(t.join(files::MANIFEST), b"{not json").unwrap();
+    let e = Trace::open(&t).unwrap_err().to_string();
+    assert!(
+        e.contains("manifest.json") && e.contains("invalid manifest"),
+        "{e}"
+    );
+}
+
+#[test]
+fn writer_refuses_to_overwrite_a_trace() {
+    let d = tempfile::tempdir().unwrap();
+    let w = TraceWriter::create(d.path(), Manifest::default()).unwrap();
+    drop(w);
+    assert!(TraceWriter::create(d.path(), Manifest::default()).is_err());
+}
+
+#[test]
+fn manifest_updates_are_visible_and_flush_interval_applies() {
+    let d = tempfile::tempdir().unwrap();
+    let mut w = TraceWriter::create(d.path(), Manifest::default()).unwrap();
+    w.update_manifest(|m| m.run_id = "abc".into()).unwrap();
+    assert_eq!(Manifest::read(d.path()).unwrap().run_id, "abc");
+    w.append(Event::new(1, "note", "note").message("first"))
+        .unwrap();
+    std::thread::sleep(TraceWriter::FLUSH_INTERVAL + Duration::from_millis(20));
+    w.append(Event::new(2, "note", "note").message("second"))
+        .unwrap();
+    // Both are on disk now without an explicit flush.
+    let t = Trace::open(d.path()).unwrap();
+    assert_eq!(read_all(&t, &ReadOptions::default()).len(), 2);
+    std::mem::forget(w);
+}
+
+#[test]
+fn an_empty_log_reads_as_no_events_and_finalizes() {
+    let d = tempfile::tempdir().unwrap();
+    let w = TraceWriter::create(d.path(), Manifest::default()).unwrap();
+    std::mem::forget(w);
+    // As if killed before the stream header reached the file.
+    std::fs::write(d.path().join(files::EVENTS_LOG), b"").unwrap();
+    let t = Trace::open(d.path()).unwrap();
+    assert!(read_all(&t, &ReadOptions::default()).is_empty());
+    let s = finalize(d.path()).unwrap();
+    assert_eq!(s.events, 0);
+    assert!(s.truncated_log);
+    assert!(read_all(&Trace::open(d.path()).unwrap(), &ReadOptions::default()).is_empty());
+}
