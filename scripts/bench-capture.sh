@@ -6,7 +6,8 @@
 # chatter in the tx container: PEER_COUNT messages, PEER_INTERVAL apart; 0 = as fast as possible).
 # Traffic goes only between the two containers. Prints, per run: messages sent (sender's own
 # `send` lines), messages received by rx (its `recv` log lines in the trace), the UDP tx->rx packets
-# in packets.parquet per capture, and tcpdump's kernel drop counts.
+# in packets.parquet per capture, tcpdump's kernel drop counts, and rx's UDP RcvbufErrors (messages
+# the receiving application lost to a full socket buffer: not capture loss).
 #
 # Usage: scripts/bench-capture.sh [--runs "COUNT:INTERVAL ..."] [--keep]
 #   --runs   space-separated runs, default "20000:100us 100000:0"
@@ -74,8 +75,8 @@ networks:
   net: {}
 EOF
 
-printf '%-8s %-9s %9s %9s %9s | %-28s %9s %9s %9s\n' \
-  count interval sent recv send_s capture udp_tx_rx captured k_drops
+printf '%-8s %-9s %9s %9s %9s %9s | %-12s %9s %9s %9s\n' \
+  count interval sent recv rx_bufdrop send_s capture udp_tx_rx captured k_drops
 for run in $RUNS; do
   count="${run%%:*}"
   interval="${run#*:}"
@@ -118,8 +119,14 @@ EOF
   fi
   t0=$(date +%s.%N)
   docker exec "$tx" /demo-node chatter --id burst --count 1 --peers rx --peer-count "$count" \
-    --peer-interval "$interval" --listen-port 0 >"$dir/sender.log" 2>&1 || true
+    --peer-interval "$interval" --listen-port 7000 >"$dir/sender.log" 2>&1 || true
   t1=$(date +%s.%N)
+  # rx's UDP counters (its network namespace's /proc/net/snmp): RcvbufErrors = datagrams the
+  # kernel dropped because rx's socket buffer was full (the application, not the capture)
+  rxid=$(docker ps -q --filter "label=com.docker.compose.project=$project" \
+    --filter "label=com.docker.compose.service=rx")
+  rxpid=$(docker inspect -f '{{.State.Pid}}' "$rxid" 2>/dev/null || echo 0)
+  if [ "$rxpid" != 0 ]; then cp "/proc/$rxpid/net/snmp" "$dir/rx-snmp.txt" 2>/dev/null || true; fi
   if ! wait "$rec"; then
     echo "bench-capture.sh: recorder run exited non-zero; output:" >&2
     cat "$dir/recorder.out" >&2
@@ -134,6 +141,12 @@ d, count, interval, t0, t1 = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.ar
 sent = sum(1 for l in open(f"{d}/sender.log") if l.startswith("send burst seq="))
 errors = sum(1 for l in open(f"{d}/sender.log") if l.startswith("send-error"))
 recv = len({json.loads(l)["message"] for l in open(f"{d}/recv.jsonl") if "from=burst" in l})
+bufdrop = "?"
+try:
+    udp_lines = [l.split() for l in open(f"{d}/rx-snmp.txt") if l.startswith("Udp:")]
+    bufdrop = dict(zip(udp_lines[0][1:], udp_lines[1][1:])).get("RcvbufErrors", "?")
+except (OSError, IndexError):
+    pass
 udp = collections.Counter()
 for l in open(f"{d}/packets.jsonl"):
     p = json.loads(l)["data"]
@@ -148,9 +161,9 @@ first = True
 for cap in sorted(stats):
     s = stats[cap]
     name = cap.rsplit("_", 2)[-2] if cap.count("_") >= 2 else cap
-    left = (f"{count:<8} {interval:<9} {sent:>9} {recv:>9} {t1 - t0:>9.2f}" if first
-            else " " * 48)
-    print(f"{left} | {name:<28} {udp[cap]:>9} {s.get('captured', '?'):>9} {s.get('dropped_by_kernel', '?'):>9}")
+    left = (f"{count:<8} {interval:<9} {sent:>9} {recv:>9} {bufdrop:>9} {t1 - t0:>9.2f}" if first
+            else " " * 58)
+    print(f"{left} | {name:<12} {udp[cap]:>9} {s.get('captured', '?'):>9} {s.get('dropped_by_kernel', '?'):>9}")
     first = False
 if errors:
     print(f"  ({errors} send errors)")

@@ -45,7 +45,8 @@ for threads in (1, None):
     con = duckdb.connect()
     if threads:
         con.execute(f"set threads={threads}")
-    label = f"threads={threads or con.execute('select current_setting(\'threads\')').fetchone()[0]}"
+    nthreads = threads or con.execute("select current_setting('threads')").fetchone()[0]
+    label = f"threads={nthreads}"
     for name, q, ours in (("keys", q_keys, ks), ("all columns", q_all, as_)):
         t0 = time.perf_counter(); r = con.execute(q, [path]).fetchone(); dt = time.perf_counter() - t0
         print(f"   duckdb {label:<10} {name:<12} {dt:7.2f}s  rows={r[0]}  ours/duckdb time ratio = {ours/dt:.2f}")

@@ -477,14 +477,16 @@ struct Timer {
     armed_seq: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct PathEntry {
     from: u16,
     to: u16,
     ts: i64,
-    seq: Option<u64>,
     /// handler index, or u16::MAX for `on timeout`
     handler: u16,
+    /// Compact copy of the event that caused it (`None` for a timeout). The ring of entries is
+    /// bounded (PATH_MAX) and its allocations are reused.
+    event: Option<EventInfo>,
 }
 
 #[derive(Debug)]
@@ -883,15 +885,23 @@ impl Leaf {
         match eff.term {
             Decision::Stay => {}
             Decision::Goto(to, t) => {
+                let mut reuse = None;
                 if inst.path.len() == PATH_MAX {
-                    inst.path.pop_front();
+                    reuse = inst.path.pop_front().and_then(|p| p.event);
                 }
+                let event = ev.map(|e| match reuse {
+                    Some(mut info) => {
+                        info.refill(e);
+                        info
+                    }
+                    None => EventInfo::of(e),
+                });
                 inst.path.push_back(PathEntry {
                     from: inst.state,
                     to,
                     ts: now,
-                    seq: ev.map(|e| e.seq),
                     handler,
+                    event,
                 });
                 inst.state = to;
                 inst.gen = inst.gen.wrapping_add(1);
@@ -1191,7 +1201,8 @@ fn path_of(m: &Machine, p: &VecDeque<PathEntry>) -> Vec<Transition> {
                 from: from.name.clone(),
                 to: m.states[e.to as usize].name.clone(),
                 ts_ns: e.ts,
-                seq: e.seq,
+                seq: e.event.as_ref().map(|x| x.seq),
+                event: e.event.clone(),
                 handler: if e.handler == u16::MAX {
                     from.on_timeout
                         .as_ref()

@@ -140,15 +140,14 @@ impl LiveStep {
 }
 
 /// Does this fault event record the given `do` step? Returns the phase when it does.
+///
+/// Matches by action (`kind`) and target only; [`fault_matches_step`] prefers the
+/// `data.experiment` / `data.step` identity the recorder writes.
 pub fn fault_matches<'e>(call: &FaultCall, ev: &EventRef<'e>, data: Option<&J>) -> Option<String> {
     if ev.source != "fault" || ev.kind != call.action {
         return None;
     }
-    let phase = data
-        .and_then(|d| d.get("phase"))
-        .and_then(J::as_str)
-        .unwrap_or("applied")
-        .to_string();
+    let phase = fault_phase(data);
     let target = data.and_then(|d| d.get("target"));
     let list = |k: &str| -> Vec<String> {
         target
@@ -180,6 +179,38 @@ pub fn fault_matches<'e>(call: &FaultCall, ev: &EventRef<'e>, data: Option<&J>) 
         FaultTarget::Between(a, b) | FaultTarget::FromTo(a, b) => has_all(a) && has_all(b),
     };
     ok.then_some(phase)
+}
+
+fn fault_phase(data: Option<&J>) -> String {
+    data.and_then(|d| d.get("phase"))
+        .and_then(J::as_str)
+        .unwrap_or("applied")
+        .to_string()
+}
+
+/// Does this fault event record step `step` (0-based index in the experiment's steps) of
+/// experiment `experiment`, which is `call`? When the recorder filled `data.experiment` and
+/// `data.step` (it does for every experiment step), they decide: the event records this step
+/// exactly when both are equal (and `kind` is the action). A fault event without them (a
+/// scheduled fault, an older recorder) falls back to [`fault_matches`] (action + target).
+/// Returns the phase when it matches.
+pub fn fault_matches_step<'e>(
+    experiment: &str,
+    step: usize,
+    call: &FaultCall,
+    ev: &EventRef<'e>,
+    data: Option<&J>,
+) -> Option<String> {
+    if ev.source != "fault" {
+        return None;
+    }
+    let exp = data.and_then(|d| d.get("experiment")).and_then(J::as_str);
+    let idx = data.and_then(|d| d.get("step")).and_then(J::as_u64);
+    match (exp, idx) {
+        (Some(e), Some(i)) => (e == experiment && i == step as u64 && ev.kind == call.action)
+            .then(|| fault_phase(data)),
+        _ => fault_matches(call, ev, data),
+    }
 }
 
 enum Phase {
@@ -229,12 +260,15 @@ impl ExperimentJudge {
         &self.exp.name
     }
 
-    /// The next `do` step after step `i`, if any.
-    fn next_do(exp: &Experiment, i: usize) -> Option<&FaultCall> {
-        exp.steps[i + 1..].iter().find_map(|s| match s {
-            Step::Do(f) => Some(f),
-            _ => None,
-        })
+    /// The next `do` step after step `i`, if any, with its index.
+    fn next_do(exp: &Experiment, i: usize) -> Option<(usize, &FaultCall)> {
+        exp.steps[i + 1..]
+            .iter()
+            .enumerate()
+            .find_map(|(k, s)| match s {
+                Step::Do(f) => Some((i + 1 + k, f)),
+                _ => None,
+            })
     }
 
     fn skip_notes(&mut self, ts: i64) {
@@ -321,8 +355,8 @@ impl ExperimentJudge {
                 }
                 // the fault of the next `do` closes this window
                 if ev.source == "fault" {
-                    if let Some(next) = Self::next_do(&exp, i) {
-                        if fault_matches(next, ev, data()).is_some() {
+                    if let Some((ni, next)) = Self::next_do(&exp, i) {
+                        if fault_matches_step(&exp.name, ni, next, ev, data()).is_some() {
                             if let Some(l) = &mut self.live {
                                 l.advance_to(ev.ts_ns);
                             }
@@ -361,7 +395,7 @@ impl ExperimentJudge {
                 if self.results[i].start_ns.is_none() {
                     self.results[i].start_ns = self.window_start;
                 }
-                if let Some(phase) = fault_matches(call, ev, data()) {
+                if let Some(phase) = fault_matches_step(&exp.name, i, call, ev, data()) {
                     let res = &mut self.results[i];
                     match phase.as_str() {
                         "applied" => {

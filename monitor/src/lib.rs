@@ -24,7 +24,7 @@ mod value;
 pub use compile::{check, compile};
 pub use diag::{Diagnostic, Diagnostics, Location, SourceFile};
 pub use eval::fmt_ts;
-pub use experiment::{fault_matches, ExperimentJudge, LiveStep};
+pub use experiment::{fault_matches, fault_matches_step, ExperimentJudge, LiveStep};
 pub use ir::{
     ExpectStep, Experiment, FaultCall, FaultTarget, Literal, MonExpr, MonitorInfo, Spec, Step,
 };

@@ -1,7 +1,7 @@
 //! Verdicts, explanations and reports: what the runner hands back, serialisable for
 //! `--format json` and rendered by the analyzer's reporters.
 
-use crate::value::excerpt;
+use crate::value::excerpt_into;
 use serde::Serialize;
 use trace::EventRef;
 
@@ -56,22 +56,50 @@ pub struct EventInfo {
 
 impl EventInfo {
     pub fn of(ev: &EventRef<'_>) -> EventInfo {
-        let ex = match (ev.message, ev.data) {
-            (Some(m), _) if !m.is_empty() => excerpt(m, 200),
-            (_, Some(d)) => excerpt(d, 200),
-            _ => String::new(),
+        let mut e = EventInfo {
+            ts_ns: 0,
+            seq: 0,
+            source: String::new(),
+            service: None,
+            container: None,
+            kind: String::new(),
+            excerpt: String::new(),
         };
-        EventInfo {
-            ts_ns: ev.ts_ns,
-            seq: ev.seq,
-            source: ev.source.to_string(),
-            service: ev.service.map(str::to_string),
-            container: ev.container.map(str::to_string),
-            kind: ev.kind.to_string(),
-            excerpt: ex,
+        e.refill(ev);
+        e
+    }
+
+    /// Overwrites this copy with `ev`, reusing its allocations (the runner keeps a bounded ring
+    /// of these per instance, so steady state allocates nothing).
+    pub fn refill(&mut self, ev: &EventRef<'_>) {
+        fn opt(slot: &mut Option<String>, v: Option<&str>) {
+            match (slot.as_mut(), v) {
+                (Some(s), Some(v)) => {
+                    s.clear();
+                    s.push_str(v);
+                }
+                (None, Some(v)) => *slot = Some(v.to_string()),
+                (_, None) => *slot = None,
+            }
+        }
+        self.ts_ns = ev.ts_ns;
+        self.seq = ev.seq;
+        self.source.clear();
+        self.source.push_str(ev.source);
+        opt(&mut self.service, ev.service);
+        opt(&mut self.container, ev.container);
+        self.kind.clear();
+        self.kind.push_str(ev.kind);
+        match (ev.message, ev.data) {
+            (Some(m), _) if !m.is_empty() => excerpt_into(&mut self.excerpt, m, EXCERPT_CHARS),
+            (_, Some(d)) => excerpt_into(&mut self.excerpt, d, EXCERPT_CHARS),
+            _ => self.excerpt.clear(),
         }
     }
 }
+
+/// Characters of message or `data` kept in an [`EventInfo`].
+pub const EXCERPT_CHARS: usize = 200;
 
 /// One state change of an instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -83,6 +111,10 @@ pub struct Transition {
     pub seq: Option<u64>,
     /// The handler that fired (source text).
     pub handler: String,
+    /// A compact copy of the event that caused it (time, source, service, kind, message or
+    /// `data` excerpt); `None` for a timeout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<EventInfo>,
 }
 
 /// A value a guard saw: the sub-expression as written and its value.

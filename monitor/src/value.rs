@@ -301,11 +301,19 @@ impl<'a> V<'a> {
 
 /// Cuts text to at most `n` characters, marking the cut.
 pub fn excerpt(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(n).collect();
-        t.push('…');
-        t
+    let mut t = String::new();
+    excerpt_into(&mut t, s, n);
+    t
+}
+
+/// [`excerpt`] into a reused buffer (cleared first).
+pub fn excerpt_into(t: &mut String, s: &str, n: usize) {
+    t.clear();
+    match s.char_indices().nth(n) {
+        None => t.push_str(s),
+        Some((cut, _)) => {
+            t.push_str(&s[..cut]);
+            t.push('…');
+        }
     }
 }

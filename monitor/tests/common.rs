@@ -113,3 +113,60 @@ pub fn fault(
     }
     e.message(format!("{action} {services:?} {networks:?}"))
 }
+
+/// Compiles `src` as a file next to the seed specs, so it can `import "akka.spec"` etc.
+pub fn with_seed_imports(src: &str) -> Spec {
+    let dir = specs_dir();
+    let file = dir.join("inline-test.spec");
+    match compile(
+        &[SourceFile::new(file.to_string_lossy(), src)],
+        &resolve,
+    ) {
+        Ok(s) => s,
+        Err(d) => panic!("inline spec does not compile:\n{}", d.render()),
+    }
+}
+
+/// A packet event built the way the trace reader merges `packets.parquet` rows in
+/// (`PacketRecord::to_event`). `flags`: tcpdump-style, e.g. "S", "S.", "P.".
+#[allow(clippy::too_many_arguments)]
+pub fn packet(
+    seq: u64,
+    secs: f64,
+    src: &str,
+    sport: u16,
+    dst: &str,
+    dport: u16,
+    flags: &str,
+) -> Event {
+    use trace::packets::tcp_flags as f;
+    let mut bits = 0u8;
+    for c in flags.chars() {
+        bits |= match c {
+            'S' => f::SYN,
+            'F' => f::FIN,
+            'R' => f::RST,
+            'P' => f::PSH,
+            '.' => f::ACK,
+            _ => 0,
+        };
+    }
+    let rec = trace::PacketRecord {
+        ts_ns: T0 + (secs * S as f64) as i64,
+        seq,
+        capture: "net-middle".into(),
+        interface: "br-middle".into(),
+        network: "ipv4".into(),
+        protocol: "tcp".into(),
+        src_addr: Some(format!("10.5.0.{}", src.len())),
+        dst_addr: Some(format!("10.5.0.{}", dst.len() + 10)),
+        src_port: Some(sport),
+        dst_port: Some(dport),
+        length: 74,
+        captured_length: 74,
+        tcp_flags: Some(bits),
+        src_service: Some(src.into()),
+        dst_service: Some(dst.into()),
+    };
+    rec.to_event()
+}

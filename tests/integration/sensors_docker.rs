@@ -131,7 +131,10 @@ snaplen = 256
 "#,
     );
     let (code, stdout, stderr) = run_recorder(&scenario);
-    assert_eq!(code, 0, "recorder run failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(
+        code, 0,
+        "recorder run failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
     assert!(
         project_containers(&project).is_empty(),
         "the recorder left containers of {project} behind"
@@ -172,8 +175,14 @@ snaplen = 256
             );
         }
         let formed = polls.iter().any(|p| {
-            let members = p["ClusterStatus"]["members"].as_array().cloned().unwrap_or_default();
-            let mut addrs: Vec<&str> = members.iter().filter_map(|m| m["address"].as_str()).collect();
+            let members = p["ClusterStatus"]["members"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let mut addrs: Vec<&str> = members
+                .iter()
+                .filter_map(|m| m["address"].as_str())
+                .collect();
             addrs.sort();
             addrs
                 == [
@@ -218,10 +227,17 @@ snaplen = 256
             "jsonl",
         ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let jsonl = String::from_utf8_lossy(&out.stdout);
     let n_jmx = events.iter().filter(|e| e.source == "jmx").count();
-    assert_eq!(jsonl.lines().filter(|l| !l.trim().is_empty()).count(), n_jmx);
+    assert_eq!(
+        jsonl.lines().filter(|l| !l.trim().is_empty()).count(),
+        n_jmx
+    );
 
     // --- pcap
     if !(have("tcpdump") && have("nsenter")) {
@@ -257,9 +273,15 @@ snaplen = 256
         .filter(|p| p.extension().is_some_and(|x| x == "pcap"))
         .collect();
     files.sort();
-    assert_eq!(files.len(), 3, "expected n1, n2 and net-net captures: {files:?}");
+    assert_eq!(
+        files.len(),
+        3,
+        "expected n1, n2 and net-net captures: {files:?}"
+    );
     assert!(
-        files.iter().any(|f| f.file_stem().is_some_and(|s| s == "net-net")),
+        files
+            .iter()
+            .any(|f| f.file_stem().is_some_and(|s| s == "net-net")),
         "{files:?}"
     );
     let packets = all_packets(&trace_dir);
@@ -311,7 +333,9 @@ snaplen = 256
         .collect();
     assert_eq!(stopped.len(), 3, "{stopped:?}");
     assert!(
-        stopped.iter().all(|d| d["stats"]["dropped_by_kernel"].is_u64()),
+        stopped
+            .iter()
+            .all(|d| d["stats"]["dropped_by_kernel"].is_u64()),
         "{stopped:?}"
     );
 }
@@ -369,7 +393,10 @@ interval = "1s"
 "#,
     );
     let (code, stdout, stderr) = run_recorder(&scenario);
-    assert_eq!(code, 0, "recorder run failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(
+        code, 0,
+        "recorder run failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
     let events = read_events(&dir.path().join("trace"));
     let http: Vec<Value> = events
         .iter()
@@ -378,13 +405,20 @@ interval = "1s"
         .collect();
     let ok: Vec<&Value> = http
         .iter()
-        .filter(|d| d["url"].as_str().is_some_and(|u| u.ends_with("/jolokia/version")))
+        .filter(|d| {
+            d["url"]
+                .as_str()
+                .is_some_and(|u| u.ends_with("/jolokia/version"))
+        })
         .collect();
     assert!(ok.len() >= 2, "http events: {http:?}");
     for d in &ok {
         assert_eq!(d["status"], 200, "{d}");
         assert!(d["latency_ms"].is_number(), "{d}");
-        assert!(d["body"]["value"]["agent"].is_string(), "JSON body kept: {d}");
+        assert!(
+            d["body"]["value"]["agent"].is_string(),
+            "JSON body kept: {d}"
+        );
     }
     let missing: Vec<&Value> = http
         .iter()
@@ -406,7 +440,9 @@ interval = "1s"
     for d in &version {
         assert_eq!(d["exit_code"], 0, "{d}");
         assert!(
-            d["stdout"].as_str().is_some_and(|s| s.starts_with("demo-node ")),
+            d["stdout"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("demo-node ")),
             "{d}"
         );
     }

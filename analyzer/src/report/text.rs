@@ -86,6 +86,9 @@ pub fn explain(e: &Explanation, start: Option<i64>, ctx: &[Context], indent: &st
                 rel(t.ts_ns, start),
                 t.handler
             ));
+            if let Some(ev) = &t.event {
+                l.push(format!("{indent}      event: {}", event_line(ev, start)));
+            }
         }
     }
     if let Some(d) = &e.deciding_event {

@@ -124,7 +124,14 @@ pub struct Record {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Message {
-    /// Sent to seed nodes until a gossip containing the sender arrives.
+    /// Sent to every seed node by a node that wants to join; members answer `InitJoinAck`.
+    InitJoin {
+        from: UniqueAddress,
+    },
+    InitJoinAck {
+        from: UniqueAddress,
+    },
+    /// Sent to the first seed that acknowledged, until a gossip containing the sender arrives.
     Join {
         from: UniqueAddress,
         roles: Vec<String>,
@@ -141,7 +148,10 @@ pub enum Message {
 impl Message {
     pub fn from(&self) -> &UniqueAddress {
         match self {
-            Message::Join { from, .. } | Message::Gossip { from, .. } => from,
+            Message::InitJoin { from }
+            | Message::InitJoinAck { from }
+            | Message::Join { from, .. }
+            | Message::Gossip { from, .. } => from,
         }
     }
 }
@@ -183,6 +193,8 @@ pub struct Node {
     unreachable_since: BTreeMap<UniqueAddress, u64>,
     last_tick: Option<u64>,
     last_join_sent: Option<u64>,
+    /// The seed that acknowledged our InitJoin (Akka's JoinSeedNodeProcess), and since when.
+    join_target: Option<(Address, u64)>,
     leader: Option<Address>,
     duties_msg: Option<String>,
     logs: Vec<String>,
@@ -212,6 +224,7 @@ impl Node {
             unreachable_since: BTreeMap::new(),
             last_tick: None,
             last_join_sent: None,
+            join_target: None,
             leader: None,
             duties_msg: None,
             logs: Vec::new(),
@@ -219,7 +232,12 @@ impl Node {
         let me = n.me().address.clone();
         let first_seed = n.settings.seeds.first().is_none_or(|s| *s == me);
         let other_seeds = n.settings.seeds.iter().any(|s| *s != me);
-        n.log(format!("Starting up, cluster node [{me}]"));
+        n.log(format!(
+            "Starting up, Akka version [demo-node {}] ...",
+            env!("CARGO_PKG_VERSION")
+        ));
+        n.log("Registered cluster JMX MBean [akka:type=Cluster]".into());
+        n.log("Started up successfully".into());
         if first_seed && !other_seeds {
             n.form_cluster();
         }
@@ -304,23 +322,42 @@ impl Node {
             Phase::Joining => {
                 let me = self.me().address.clone();
                 let first_seed = self.settings.seeds.first() == Some(&me);
+                let retry = self.settings.join_retry_ms;
+                if let Some((_, since)) = &self.join_target {
+                    if now.saturating_sub(*since) >= 5 * retry {
+                        // The acknowledged seed never welcomed us: start over.
+                        self.join_target = None;
+                    }
+                }
                 if first_seed
+                    && self.join_target.is_none()
                     && now.saturating_sub(self.started_ms) >= self.settings.seed_timeout_ms
                 {
                     self.form_cluster();
                 } else if self
                     .last_join_sent
-                    .is_none_or(|t| now.saturating_sub(t) >= self.settings.join_retry_ms)
+                    .is_none_or(|t| now.saturating_sub(t) >= retry)
                 {
                     self.last_join_sent = Some(now);
-                    for s in self.settings.seeds.iter().filter(|s| **s != me) {
-                        out.push((
-                            s.clone(),
+                    let me_node = self.me().clone();
+                    match &self.join_target {
+                        Some((target, _)) => out.push((
+                            target.clone(),
                             Message::Join {
-                                from: self.me().clone(),
+                                from: me_node,
                                 roles: self.settings.roles.clone(),
                             },
-                        ));
+                        )),
+                        None => {
+                            for s in self.settings.seeds.iter().filter(|s| **s != me) {
+                                out.push((
+                                    s.clone(),
+                                    Message::InitJoin {
+                                        from: me_node.clone(),
+                                    },
+                                ));
+                            }
+                        }
                     }
                 }
             }
@@ -357,6 +394,29 @@ impl Node {
             };
         }
         match msg {
+            Message::InitJoin { from } => {
+                if self.phase == Phase::Member {
+                    let ack = Message::InitJoinAck {
+                        from: self.me().clone(),
+                    };
+                    vec![(from.address, ack)]
+                } else {
+                    Vec::new()
+                }
+            }
+            Message::InitJoinAck { from } => {
+                if self.phase == Phase::Joining && self.join_target.is_none() {
+                    self.join_target = Some((from.address.clone(), now));
+                    self.last_join_sent = Some(now);
+                    let join = Message::Join {
+                        from: self.me().clone(),
+                        roles: self.settings.roles.clone(),
+                    };
+                    vec![(from.address, join)]
+                } else {
+                    Vec::new()
+                }
+            }
             Message::Join { from, roles } => self.on_join(from, roles, now),
             Message::Gossip {
                 from,
@@ -1099,6 +1159,47 @@ mod tests {
         s.paused.clear();
         s.step(2000);
         assert_eq!(s.up_members("right-a"), vec!["left-a", "right-a"]);
+    }
+
+    #[test]
+    fn inconsistent_seed_order_forms_two_clusters() {
+        // SplitBrain2Seed: the left nodes list left-a first, the right nodes right-a first.
+        let mut nodes = Vec::new();
+        let order = [
+            ("left-a", ["left-a", "right-a"]),
+            ("left-b", ["left-a", "right-a"]),
+            ("right-a", ["right-a", "left-a"]),
+            ("right-b", ["right-a", "left-a"]),
+        ];
+        for (i, (h, seeds)) in order.iter().enumerate() {
+            nodes.push(Node::new(settings(h, 10 + i as u64, seeds), 0));
+        }
+        let mut s = Sim {
+            nodes,
+            now: 0,
+            cut: BTreeSet::new(),
+            paused: BTreeSet::new(),
+            logs: Vec::new(),
+        };
+        s.step(5000);
+        // Each first seed forms its own cluster; a joiner joins whichever seed acknowledges first,
+        // so the two clusters are disjoint and together hold all four nodes.
+        let left = s.up_members("left-a");
+        let right = s.up_members("right-a");
+        assert!(left.contains(&"left-a".to_string()) && !left.contains(&"right-a".to_string()));
+        assert!(right.contains(&"right-a".to_string()) && !right.contains(&"left-a".to_string()));
+        let mut all: Vec<String> = left.iter().chain(right.iter()).cloned().collect();
+        all.sort();
+        assert_eq!(all, ALL.to_vec());
+        for h in ["left-b", "right-b"] {
+            let theirs = s.up_members(h);
+            assert!(theirs == left || theirs == right, "{h} sees {theirs:?}");
+        }
+        assert!(s
+            .logs
+            .iter()
+            .any(|l| l
+                == "Cluster Node [akka.tcp://TestCluster@left-a:2552] - Started up successfully"));
     }
 
     #[test]

@@ -446,7 +446,8 @@ mod tests {
             .into_iter()
             .enumerate()
             .map(|(i, udp)| {
-                let jolokia = if i == 0 {
+                // Jolokia on the seed (the observer below), never on the node that gets muted.
+                let jolokia = if addr(ports[i]) == seed {
                     let l = TcpListener::bind("127.0.0.1:0").unwrap();
                     jolokia_addr = Some(l.local_addr().unwrap());
                     Some(l)

@@ -52,6 +52,20 @@ pub enum FaultTarget {
     FromTo(Vec<String>, Vec<String>),
 }
 
+impl From<monitor::FaultTarget> for FaultTarget {
+    fn from(t: monitor::FaultTarget) -> FaultTarget {
+        match t {
+            monitor::FaultTarget::Service(s) => FaultTarget::Service(s),
+            monitor::FaultTarget::Container(s) => FaultTarget::Container(s),
+            monitor::FaultTarget::Network(s) => FaultTarget::Network(s),
+            monitor::FaultTarget::Services(v) => FaultTarget::Services(v),
+            monitor::FaultTarget::Random(v) => FaultTarget::Random(v),
+            monitor::FaultTarget::Between(a, b) => FaultTarget::Between(a, b),
+            monitor::FaultTarget::FromTo(a, b) => FaultTarget::FromTo(a, b),
+        }
+    }
+}
+
 /// One fault to apply: an experiment's `do` step or a timed schedule entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FaultRequest {
@@ -127,6 +141,9 @@ pub fn validate(req: &FaultRequest, services: &[String]) -> Result<(), String> {
 pub async fn host_features() -> BTreeMap<String, bool> {
     host::probe_features().await
 }
+
+/// One container's share of a network fault: its iptables rules and its tc commands per device.
+type NetPlan<'a> = (&'a ContainerInfo, Vec<Rule>, Vec<(String, Vec<String>)>);
 
 /// What was installed in one container's namespace for one fault.
 #[derive(Debug, Clone)]
@@ -794,7 +811,7 @@ impl FaultInjector {
         let fid = id.to_string();
         let tags = &self.tags;
         // (container, rules, tc args per device)
-        let mut plan: Vec<(&ContainerInfo, Vec<Rule>, Vec<(String, Vec<String>)>)> = Vec::new();
+        let mut plan: Vec<NetPlan<'_>> = Vec::new();
         let mut involved: Vec<&ContainerInfo> = resolved.all();
         match action {
             Action::Partition => {
@@ -932,8 +949,7 @@ impl FaultInjector {
                 let r: Result<(), FaultError> = async {
                     if !rs.is_empty() {
                         self.ensure_chains_cached(&inst.container_id, pid).await?;
-                        host::iptables_batch(pid, &rules::restore_script(tags, "-A", &rs))
-                            .await?;
+                        host::iptables_batch(pid, &rules::restore_script(tags, "-A", &rs)).await?;
                         inst.rules = rs;
                     }
                     for (dev, args) in &tcs {
@@ -1004,7 +1020,12 @@ impl FaultInjector {
     /// Creates the project's chains in a namespace once (remembered per container and PID).
     async fn ensure_chains_cached(&self, container: &str, pid: i64) -> Result<(), FaultError> {
         let key = (container.to_string(), pid);
-        if self.chains.lock().map(|s| s.contains(&key)).unwrap_or(false) {
+        if self
+            .chains
+            .lock()
+            .map(|s| s.contains(&key))
+            .unwrap_or(false)
+        {
             return Ok(());
         }
         host::ensure_chains(pid, &self.tags).await?;
