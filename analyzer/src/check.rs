@@ -86,7 +86,12 @@ pub fn judge(
     let t = Trace::open(dir)?;
     let mut runner = Runner::new(spec, sel).map_err(|e| crate::Error::Usage(e.to_string()))?;
     let mut last = None;
-    for batch in t.events(&ReadOptions::default())? {
+    // packet summaries are merged into the stream only when some monitor can match them
+    let opts = ReadOptions {
+        include_packets: runner.may_observe("packet"),
+        ..Default::default()
+    };
+    for batch in t.events(&opts)? {
         let batch = batch?;
         for ev in batch.iter() {
             runner.observe(&ev);

@@ -462,6 +462,38 @@ fn win_value<'a>(d: &WindowC, w: &WinState) -> V<'a> {
 
 // ---------------- instances and leaves ----------------
 
+/// A small fast hasher for per-key instance lookup (keys are short strings; no untrusted-input
+/// DoS concern worth SipHash's cost on the per-event path). FxHash's multiply-rotate.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FxBuild;
+
+pub(crate) struct Fx(u64);
+
+impl std::hash::BuildHasher for FxBuild {
+    type Hasher = Fx;
+    fn build_hasher(&self) -> Fx {
+        Fx(0)
+    }
+}
+
+impl std::hash::Hasher for Fx {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(b)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(K);
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Outcome {
     pub verdict: Verdict,
@@ -520,7 +552,7 @@ enum Decision {
 pub(crate) struct Leaf {
     pub r: MonRef,
     insts: Vec<Inst>,
-    keys: HashMap<Box<str>, u32>,
+    keys: HashMap<Box<str>, u32, FxBuild>,
     heap: BinaryHeap<Reverse<(i64, u32, u32)>>,
     started: Option<i64>,
     keybuf: String,
@@ -533,7 +565,7 @@ impl Leaf {
         Leaf {
             r,
             insts: Vec::new(),
-            keys: HashMap::new(),
+            keys: HashMap::default(),
             heap: BinaryHeap::new(),
             started: None,
             keybuf: String::new(),
@@ -633,6 +665,20 @@ impl Leaf {
         }
         self.insts.push(inst);
         idx
+    }
+
+    /// Timers superseded by a state change stay in the heap until popped (lazy deletion);
+    /// when they outnumber the instances (each has at most one live timer) they are dropped,
+    /// so the heap stays bounded by live monitor state, not by how many timers were armed.
+    fn compact_timers(&mut self) {
+        if self.heap.len() > 2 * self.insts.len() + 64 {
+            let insts = &self.insts;
+            self.heap.retain(|Reverse((_, idx, gen))| {
+                insts
+                    .get(*idx as usize)
+                    .is_some_and(|i| i.gen == *gen && i.timer.is_some() && i.done.is_none())
+            });
+        }
     }
 
     pub fn decided(&self) -> Option<&Outcome> {
@@ -852,7 +898,13 @@ impl Leaf {
                         t.matches(&h.pat);
                         *gv = t.trace.take().unwrap_or_default();
                     }
-                    fired = Some((hi as u16, eff, h.text.clone()));
+                    // the handler's text is only shown for decisions (path entries name
+                    // the handler by index): no copy per transition
+                    let text = match eff.term {
+                        Decision::Decide(..) => h.text.clone(),
+                        _ => String::new(),
+                    };
+                    fired = Some((hi as u16, eff, text));
                     break;
                 }
             }
@@ -914,6 +966,7 @@ impl Leaf {
                 });
                 if let Some(tm) = inst.timer {
                     self.heap.push(Reverse((tm.deadline, idx, inst.gen)));
+                    self.compact_timers();
                 }
             }
             Decision::Decide(verdict, msg, guard_values) => {

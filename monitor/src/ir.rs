@@ -185,6 +185,19 @@ impl MonExpr {
             _ => format!("({})", self.display()),
         }
     }
+    /// Could any monitor in the expression react to an event of `source`? (False only when
+    /// every machine's handlers and windows name other sources.)
+    pub fn may_observe(&self, source: &str) -> bool {
+        match self {
+            MonExpr::Ref(r) => r
+                .machine
+                .sources
+                .as_ref()
+                .is_none_or(|v| v.iter().any(|s| &**s == source)),
+            MonExpr::And(a, b) | MonExpr::Or(a, b) => a.may_observe(source) || b.may_observe(source),
+            MonExpr::Not(a) => a.may_observe(source),
+        }
+    }
     /// The services named by `at` anywhere in the expression.
     pub fn services(&self) -> Vec<String> {
         let mut v = Vec::new();

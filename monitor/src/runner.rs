@@ -2,7 +2,7 @@
 
 use crate::eval::{JsonCell, Node};
 use crate::experiment::ExperimentJudge;
-use crate::ir::Spec;
+use crate::ir::{MonExpr, Spec, Step};
 use crate::report::{Report, Verdict};
 use trace::EventRef;
 
@@ -24,7 +24,16 @@ pub enum SelectError {
     NeedsArguments(String, String),
 }
 
+fn expects(e: &crate::ir::Experiment) -> impl Iterator<Item = MonExpr> + '_ {
+    e.steps.iter().filter_map(|s| match s {
+        Step::Expect(x) => Some(x.monitor.clone()),
+        _ => None,
+    })
+}
+
 pub struct Runner {
+    /// The selected monitor expressions (for [`Runner::may_observe`]).
+    exprs: Vec<MonExpr>,
     monitors: Vec<(String, Node)>,
     experiments: Vec<ExperimentJudge>,
     start: Option<i64>,
@@ -36,6 +45,7 @@ impl Runner {
     pub fn new(spec: &Spec, sel: &Selection) -> Result<Runner, SelectError> {
         let mut monitors = Vec::new();
         let mut experiments = Vec::new();
+        let mut exprs = Vec::new();
         let default = sel.monitors.is_empty() && sel.experiments.is_empty();
         let known_m = || {
             spec.monitors
@@ -55,11 +65,15 @@ impl Runner {
             for m in &spec.monitors {
                 if m.params.is_empty() {
                     if let Some(e) = &m.runnable {
+                        exprs.push(e.clone());
                         monitors.push((m.name.clone(), Node::build(e)));
                     }
                 }
             }
-            experiments.extend(spec.experiments.iter().map(ExperimentJudge::new));
+            for e in &spec.experiments {
+                exprs.extend(expects(e));
+                experiments.push(ExperimentJudge::new(e));
+            }
         } else {
             for n in &sel.monitors {
                 let m = spec
@@ -69,22 +83,33 @@ impl Runner {
                     .runnable
                     .as_ref()
                     .ok_or_else(|| SelectError::NeedsArguments(n.clone(), m.params.join(", ")))?;
+                exprs.push(e.clone());
                 monitors.push((m.name.clone(), Node::build(e)));
             }
             for n in &sel.experiments {
                 let e = spec
                     .experiment(n)
                     .ok_or_else(|| SelectError::UnknownExperiment(n.clone(), known_e()))?;
+                exprs.extend(expects(e));
                 experiments.push(ExperimentJudge::new(e));
             }
         }
         Ok(Runner {
+            exprs,
             monitors,
             experiments,
             start: None,
             last_ts: i64::MIN,
             events: 0,
         })
+    }
+
+    /// Could any selected monitor or experiment react to events of `source`? A caller may skip
+    /// reading sources nobody observes (e.g. the analyzer merges packet events in only when
+    /// this is true for `packet`). Experiments always observe `fault` events.
+    pub fn may_observe(&self, source: &str) -> bool {
+        (source == "fault" && !self.experiments.is_empty())
+            || self.exprs.iter().any(|e| e.may_observe(source))
     }
 
     /// Number of monitors and experiments being judged.

@@ -309,6 +309,11 @@ pub fn excerpt(s: &str, n: usize) -> String {
 /// [`excerpt`] into a reused buffer (cleared first).
 pub fn excerpt_into(t: &mut String, s: &str, n: usize) {
     t.clear();
+    if s.len() <= n {
+        // at most n bytes, so at most n characters
+        t.push_str(s);
+        return;
+    }
     match s.char_indices().nth(n) {
         None => t.push_str(s),
         Some((cut, _)) => {

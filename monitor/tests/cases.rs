@@ -320,3 +320,108 @@ fn expect_window_ends_at_the_next_recorded_fault() {
     let r = run(&spec, experiment("e"), &evs, None);
     assert_eq!(r.experiments[0].verdict, Inconclusive);
 }
+
+/// A fault event the recorder wrote for step `step` of experiment `exp` (`None`: a scheduled
+/// fault, `experiment` and `step` null).
+fn step_fault(seq: u64, secs: f64, action: &str, service: &str, id: Option<(&str, u64)>) -> Event {
+    ev(seq, secs, "fault", action)
+        .service(service)
+        .message(format!("{action} {service}"))
+        .data(&json!({
+            "fault_id": format!("f{seq}"), "phase": "applied",
+            "experiment": id.map(|i| i.0), "step": id.map(|i| i.1),
+            "target": {"services": [service], "containers": [], "networks": []},
+            "params": {}, "intended_ns": 0, "started_ns": 0, "ended_ns": 0, "error": null
+        }))
+}
+
+#[test]
+fn do_steps_match_faults_by_experiment_and_step_first() {
+    let spec = spec("monitor saw(x: str) = eventually log where message == x\nexperiment e {\n expect saw(\"a\")\n do pause on s1\n expect saw(\"b\")\n do pause on s1\n expect saw(\"c\")\n}");
+    let judge = |evs: Vec<Event>| {
+        let r = run(&spec, experiment("e"), &evs, None);
+        let x = &r.experiments[0];
+        let faults: Vec<Option<u64>> = x
+            .steps
+            .iter()
+            .filter(|s| s.kind == "do")
+            .map(|s| s.fault.as_ref().map(|f| f.seq))
+            .collect();
+        (x.verdict, faults)
+    };
+    // identity filled by the recorder: steps 1 and 3 (0-based) matched to their own records
+    assert_eq!(
+        judge(vec![
+            log(1, 0.0, "s", "a"),
+            step_fault(2, 1.0, "pause", "s1", Some(("e", 1))),
+            log(3, 2.0, "s", "b"),
+            step_fault(4, 3.0, "pause", "s1", Some(("e", 3))),
+            log(5, 4.0, "s", "c"),
+        ]),
+        (Accept, vec![Some(2), Some(4)])
+    );
+    // a record of another experiment with the same action and target is not this step's
+    assert_eq!(
+        judge(vec![
+            log(1, 0.0, "s", "a"),
+            step_fault(2, 1.0, "pause", "s1", Some(("other", 1))),
+            log(3, 2.0, "s", "b"),
+        ]),
+        (Inconclusive, vec![None, None])
+    );
+    // the record of step 3 does not satisfy step 1, even with the same action and target:
+    // step 1 stays unmatched, so the first expect runs on to the end (where it accepted)
+    assert_eq!(
+        judge(vec![
+            log(1, 0.0, "s", "a"),
+            step_fault(2, 1.0, "pause", "s1", Some(("e", 3))),
+            log(3, 2.0, "s", "b"),
+        ]),
+        (Inconclusive, vec![None, None])
+    );
+    // the identity wins over the target: the recorder's record of step 1 matches even if its
+    // target lists other services (e.g. a resolved random target)
+    assert_eq!(
+        judge(vec![
+            log(1, 0.0, "s", "a"),
+            step_fault(2, 1.0, "pause", "s9", Some(("e", 1))),
+            log(3, 2.0, "s", "b"),
+            step_fault(4, 3.0, "pause", "s1", None),
+            log(5, 4.0, "s", "c"),
+        ]),
+        (Accept, vec![Some(2), Some(4)])
+    );
+    // no identity (null experiment/step): falls back to action + target
+    assert_eq!(
+        judge(vec![
+            log(1, 0.0, "s", "a"),
+            step_fault(2, 1.0, "pause", "s2", None),
+            step_fault(3, 1.5, "pause", "s1", None),
+            log(4, 2.0, "s", "b"),
+            step_fault(5, 3.0, "unpause", "s1", None),
+            step_fault(6, 3.5, "pause", "s1", None),
+            log(7, 4.0, "s", "c"),
+        ]),
+        (Accept, vec![Some(3), Some(6)])
+    );
+}
+
+#[test]
+fn fault_matches_step_prefers_identity() {
+    let spec = spec("experiment e {\n do pause on s1\n}");
+    let monitor::Step::Do(call) = &spec.experiment("e").expect("e").steps[0] else {
+        panic!("not a do step")
+    };
+    let check = |e: &Event| {
+        let data: Option<serde_json::Value> =
+            e.data.as_deref().and_then(|d| serde_json::from_str(d).ok());
+        monitor::fault_matches_step("e", 0, call, &e.as_ref(), data.as_ref())
+    };
+    assert_eq!(check(&step_fault(1, 0.0, "pause", "s1", Some(("e", 0)))).as_deref(), Some("applied"));
+    assert_eq!(check(&step_fault(1, 0.0, "pause", "zz", Some(("e", 0)))).as_deref(), Some("applied"));
+    assert_eq!(check(&step_fault(1, 0.0, "pause", "s1", Some(("e", 1)))), None);
+    assert_eq!(check(&step_fault(1, 0.0, "pause", "s1", Some(("f", 0)))), None);
+    assert_eq!(check(&step_fault(1, 0.0, "kill", "s1", Some(("e", 0)))), None);
+    assert_eq!(check(&step_fault(1, 0.0, "pause", "s1", None)).as_deref(), Some("applied"));
+    assert_eq!(check(&step_fault(1, 0.0, "pause", "s2", None)), None);
+}

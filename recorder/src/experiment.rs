@@ -2,7 +2,14 @@
 //! injector (which writes the fault events) and schedules the revert after `for D`, `expect` runs
 //! the step's monitors on the incoming events and the next step starts when they accept; a fail
 //! or the `within` timeout ends the experiment. Every step is bracketed by `recorder`/`step`
-//! events (phase start/end, with the verdict on the end of an `expect`).
+//! events (phase start/end; the end carries the step's verdict: an `expect`'s verdict, `accept`
+//! for a note and for an applied fault, `inconclusive` for a fault that could not be applied).
+//!
+//! Step windows follow the offline judge (`monitor::ExperimentJudge`, what `analyzer check
+//! --experiment` runs) so that both reach the same verdicts on the same events: an `expect` is
+//! judged on the events from the end of the previous step, which is the timestamp of the fault
+//! event after a `do` (its `started_ns`), the deciding event's timestamp (or the expired
+//! deadline) after an `expect`, and unchanged by a `note`.
 //!
 //! The monitor crate provides compilation and the live judge; this module converts its steps into
 //! [`ExpStep`]s and drives them. The live judge is behind the [`LiveJudge`] trait so the executor
@@ -29,6 +36,14 @@ pub trait LiveJudge: Send {
     fn advance_to(&mut self, ts_ns: i64);
     /// `Some("accept" | "fail")` once decided.
     fn verdict(&self) -> Option<String>;
+    /// The trace time of the decision (the deciding event's timestamp, or the expired
+    /// timeout's deadline), once decided.
+    fn decided_ns(&self) -> Option<i64>;
+    /// How long after the step's `within` the judge may still be waiting for events stamped
+    /// before the deadline (the pipeline lag it allows for).
+    fn lag(&self) -> Duration {
+        Duration::ZERO
+    }
     /// A one-line explanation of the verdict (ends the judge).
     fn explain(&mut self) -> String;
 }
@@ -153,6 +168,8 @@ pub async fn run(
     let mut error = None;
     let total = c.steps.len();
     let mut window_start_ns = now_ns();
+    // appended events received but not yet judged (they belong to a later step)
+    let mut backlog: Vec<Event> = Vec::new();
     for (i, step) in c.steps.iter().enumerate() {
         ctx.progress
             .set(format!("step {}/{}: {}", i + 1, total, step.text()));
@@ -167,8 +184,9 @@ pub async fn run(
                             "experiment": name, "step": i
                         })),
                 );
-                ctx.sink.emit(step_event(name, i, step, "end", None, None));
-                window_start_ns = now_ns();
+                // a note does not move the window (offline it is satisfied at once)
+                ctx.sink
+                    .emit(step_event(name, i, step, "end", Some("accept"), None));
             }
             ExpStep::Do {
                 action,
@@ -204,9 +222,13 @@ pub async fn run(
                     step: Some(i),
                     intended_ns: now_ns(),
                 };
-                // the next expect is judged from the moment the fault started to be applied
-                window_start_ns = req.intended_ns;
-                let applied = inj.lock().await.apply(&req).await;
+                let (applied, started_ns) = {
+                    let mut g = inj.lock().await;
+                    let r = g.apply(&req).await;
+                    (r, g.last_started_ns())
+                };
+                // the next expect is judged from the fault event's timestamp, as offline
+                window_start_ns = started_ns.unwrap_or(req.intended_ns);
                 match applied {
                     Ok(id) => {
                         if let Some(d) = *duration {
@@ -216,7 +238,8 @@ pub async fn run(
                                 inj2.lock().await.revert(id).await;
                             }));
                         }
-                        ctx.sink.emit(step_event(name, i, step, "end", None, None));
+                        ctx.sink
+                            .emit(step_event(name, i, step, "end", Some("accept"), None));
                     }
                     Err(e) => {
                         let m = format!("step {i} `{}`: {e}", step.text());
@@ -238,23 +261,35 @@ pub async fn run(
             ExpStep::Expect { within, judge, .. } => {
                 let mut j = judge(window_start_ns);
                 let started = tokio::time::Instant::now();
-                let deadline = within.map(|w| started + w);
+                // The judge decides `within` in trace time from the window start; the wall
+                // clock only bounds the wait, a little past it so that events stamped before
+                // the deadline but still in the pipeline are seen (as they are offline).
+                let deadline = within.map(|w| {
+                    let behind = Duration::from_nanos(
+                        u64::try_from(now_ns().saturating_sub(window_start_ns)).unwrap_or(0),
+                    );
+                    started + w.saturating_sub(behind) + j.lag() + Duration::from_millis(50)
+                });
                 let mut tick = tokio::time::interval(Duration::from_millis(100));
                 // The step's window starts where the previous step ended (as offline): events
                 // already queued from before that belong to earlier steps; the rest are judged,
-                // in trace order.
+                // in trace order, up to the deciding one (what follows it is the next step's).
                 if let Some(l) = live.as_mut() {
-                    let mut early = Vec::new();
                     while let Ok(ev) = l.try_recv() {
-                        if ev.ts_ns >= window_start_ns {
-                            early.push(ev);
-                        }
-                    }
-                    early.sort_by_key(|e| (e.ts_ns, e.seq));
-                    for ev in &early {
-                        j.observe(ev);
+                        backlog.push(ev);
                     }
                 }
+                backlog.retain(|e| e.ts_ns >= window_start_ns);
+                backlog.sort_by_key(|e| (e.ts_ns, e.seq));
+                let mut taken = 0;
+                for ev in backlog.iter() {
+                    if j.verdict().is_some() {
+                        break;
+                    }
+                    j.observe(ev);
+                    taken += 1;
+                }
+                backlog.drain(..taken);
                 let verdict = loop {
                     if let Some(v) = j.verdict() {
                         break v;
@@ -282,7 +317,8 @@ pub async fn run(
                         }
                     }
                 };
-                window_start_ns = now_ns();
+                // the next step's window starts where this one was decided, as offline
+                window_start_ns = j.decided_ns().unwrap_or_else(now_ns);
                 let explain = j.explain();
                 let timed_out =
                     deadline.is_some_and(|d| tokio::time::Instant::now() >= d) && verdict == "fail";
@@ -343,6 +379,12 @@ mod live {
         }
         fn advance_to(&mut self, ts_ns: i64) {
             self.step.advance_to(ts_ns - LAG_NS);
+        }
+        fn decided_ns(&self) -> Option<i64> {
+            self.step.decided_at().map(|d| d.0)
+        }
+        fn lag(&self) -> Duration {
+            Duration::from_nanos(LAG_NS as u64)
         }
         fn verdict(&self) -> Option<String> {
             self.step.verdict().and_then(|v| match v {

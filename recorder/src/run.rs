@@ -514,7 +514,8 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
     manifest.host.os = std::env::consts::OS.to_string();
     manifest.host.kernel = kernel();
     manifest.host.compose_command = cli.describe();
-    manifest.host.features = faults::host_features().await;
+    let host_features = faults::host_features().await;
+    manifest.host.features = host_features.clone();
     if let Ok(v) = docker.version().await {
         manifest.host.docker_version = v.version.unwrap_or_default();
         manifest.host.docker_api_version = v.api_version.unwrap_or_default();
@@ -649,7 +650,12 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
         // faults
         let (injector, injector_error) =
             match FaultInjector::new(docker.clone(), &project, sink.clone(), seed) {
-                Ok(i) => (Some(Arc::new(tokio::sync::Mutex::new(i))), None),
+                Ok(mut i) => {
+                    i.set_features(host_features.clone());
+                    // the first fault should not pay for inspecting the project
+                    let _ = i.prepare().await;
+                    (Some(Arc::new(tokio::sync::Mutex::new(i))), None)
+                }
                 Err(e) => (None, Some(e.to_string())),
             };
         session.injector = injector.clone();
@@ -948,7 +954,8 @@ async fn run_schedule(
 ) -> PlanResult {
     let mut last_end = Duration::ZERO;
     let mut reverts = Vec::new();
-    let base_ns = now_ns();
+    // the wall-clock time of `ctx.start`, the instant the offsets count from
+    let base_ns = now_ns() - i64::try_from(ctx.start.elapsed().as_nanos()).unwrap_or(0);
     for f in faults {
         let Some(inj) = ctx.injector.clone() else {
             return PlanResult {

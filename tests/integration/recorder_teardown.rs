@@ -258,8 +258,8 @@ fn experiment_steps_are_gated_live_and_a_failing_step_tears_down() {
         ends,
         vec![
             (0, Some("accept".into())),
-            (1, None),
-            (2, None),
+            (1, Some("accept".into())),
+            (2, Some("accept".into())),
             (3, Some("accept".into()))
         ]
     );

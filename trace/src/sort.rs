@@ -113,6 +113,17 @@ fn key_cols(b: &RecordBatch, path: &Path) -> Result<(Int64Array, UInt64Array), T
     Ok((ts.clone(), seq.clone()))
 }
 
+/// Bytes of data a batch holds. Not `get_array_memory_size`: batches decoded from IPC share one
+/// message buffer between all their arrays, which that counts once per array.
+fn logical_size(b: &RecordBatch) -> usize {
+    fn data_size(d: &arrow::array::ArrayData) -> usize {
+        d.buffers().iter().map(|x| x.len()).sum::<usize>()
+            + d.nulls().map_or(0, |n| n.buffer().len())
+            + d.child_data().iter().map(data_size).sum::<usize>()
+    }
+    b.columns().iter().map(|c| data_size(&c.to_data())).sum()
+}
+
 /// Sorts batches into runs within a memory budget.
 pub(crate) struct RunSorter {
     schema: SchemaRef,
@@ -166,7 +177,7 @@ impl RunSorter {
                 "batch schema differs from the log schema",
             ));
         }
-        self.buffered_bytes += batch.get_array_memory_size();
+        self.buffered_bytes += logical_size(&batch);
         self.buffered.push(batch);
         if self.buffered_bytes >= self.budget {
             self.spill()?;
@@ -242,7 +253,7 @@ impl RunSorter {
         let mut cursors = Vec::with_capacity(self.runs.len());
         for p in &self.runs {
             let f = File::open(p).map_err(|e| TraceError::io(p, e))?;
-            let r = StreamReader::try_new(BufReader::with_capacity(256 << 10, f), None)
+            let r = StreamReader::try_new(BufReader::with_capacity(64 << 10, f), None)
                 .map_err(|e| TraceError::corrupt(p, format!("cannot read sort run: {e}")))?;
             let mut c = Cursor {
                 path: p.clone(),

@@ -1,7 +1,9 @@
-//! Host side of network faults: running the host's `iptables`, `tc` and `nsenter` binaries inside
-//! a container's network namespace (entered through the container's PID), probing which kernel
-//! features exist (netem, tbf, the iptables `statistic` match), and removing everything a project
-//! left in a namespace. Target images need no tools: every binary here is the host's.
+//! Host side of network faults: running the host's `iptables` and `tc` binaries inside a
+//! container's network namespace (the child joins `/proc/PID/ns/net` with `setns` between fork
+//! and exec, so no `nsenter` process is spawned), checking that a PID still belongs to a container
+//! (without asking the Docker engine), probing which kernel features exist (netem, tbf, the
+//! iptables `statistic` match), and removing everything a project left in a namespace. Target
+//! images need no tools: every binary here is the host's.
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -26,8 +28,52 @@ pub async fn run_input(
     args: &[String],
     input: Option<&str>,
 ) -> Result<String, FaultError> {
-    let shown = format!("{program} {}", args.join(" "));
-    let mut child = Command::new(program)
+    run_in(None, program, args, input).await
+}
+
+/// Opens the network namespace of process `pid` (`/proc/PID/ns/net`).
+fn open_netns(pid: i64) -> Result<std::fs::File, FaultError> {
+    let path = format!("/proc/{pid}/ns/net");
+    std::fs::File::open(&path).map_err(|e| FaultError::Command {
+        command: format!("open {path}"),
+        message: if e.kind() == std::io::ErrorKind::NotFound {
+            format!("process {pid} is gone (the container stopped or restarted)")
+        } else {
+            e.to_string()
+        },
+    })
+}
+
+/// Runs `program` (in the network namespace of `netns_pid` when given), with optional stdin;
+/// returns stdout, a non-zero exit is an error carrying stderr.
+async fn run_in(
+    netns_pid: Option<i64>,
+    program: &str,
+    args: &[String],
+    input: Option<&str>,
+) -> Result<String, FaultError> {
+    let shown = match netns_pid {
+        Some(pid) => format!("{program} {} (in the netns of pid {pid})", args.join(" ")),
+        None => format!("{program} {}", args.join(" ")),
+    };
+    let mut cmd = Command::new(program);
+    // Kept open until the child has been spawned (its fd is used between fork and exec).
+    let ns = netns_pid.map(open_netns).transpose()?;
+    if let Some(f) = &ns {
+        use std::os::fd::AsRawFd;
+        let fd = f.as_raw_fd();
+        // SAFETY: the closure runs in the forked child before exec and only makes the
+        // async-signal-safe `setns` system call on a descriptor the parent keeps open.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let spawned = cmd
         .args(args)
         .stdin(if input.is_some() {
             Stdio::piped()
@@ -37,8 +83,9 @@ pub async fn run_input(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| FaultError::Command {
+        .spawn();
+    drop(ns);
+    let mut child = spawned.map_err(|e| FaultError::Command {
             command: shown.clone(),
             message: if e.kind() == std::io::ErrorKind::NotFound {
                 format!(
@@ -88,16 +135,22 @@ pub async fn run_input(
     }
 }
 
-/// Runs a host program inside the network namespace of process `pid`.
+/// Runs a host program inside the network namespace of process `pid` (like `nsenter -t PID -n`,
+/// without the extra process).
 pub async fn in_netns(pid: i64, program: &str, args: &[String]) -> Result<String, FaultError> {
-    let mut v = vec![
-        "-t".to_string(),
-        pid.to_string(),
-        "-n".to_string(),
-        program.to_string(),
-    ];
-    v.extend(args.iter().cloned());
-    run("nsenter", &v).await
+    run_in(Some(pid), program, args, None).await
+}
+
+/// True when process `pid` still runs inside container `container_id` (its cgroup path names
+/// the container), read from `/proc` without asking the engine. False when the process is gone
+/// or belongs to something else (a restarted container has a new PID).
+pub fn pid_belongs_to(pid: i64, container_id: &str) -> bool {
+    if pid <= 0 || container_id.len() < 12 {
+        return false;
+    }
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .map(|t| t.contains(container_id))
+        .unwrap_or(false)
 }
 
 /// `iptables ARGS` in the namespace of `pid`.
@@ -108,15 +161,8 @@ pub async fn iptables(pid: i64, args: &[String]) -> Result<String, FaultError> {
 /// Applies an `iptables-restore --noflush` script (see [`rules::restore_script`]) in the
 /// namespace of `pid`: all rules in one transaction.
 pub async fn iptables_batch(pid: i64, script: &str) -> Result<String, FaultError> {
-    let args = [
-        "-t".to_string(),
-        pid.to_string(),
-        "-n".to_string(),
-        "iptables-restore".to_string(),
-        "--noflush".to_string(),
-        "-w".to_string(),
-    ];
-    run_input("nsenter", &args, Some(script)).await
+    let args = ["--noflush".to_string(), "-w".to_string()];
+    run_in(Some(pid), "iptables-restore", &args, Some(script)).await
 }
 
 /// `tc ARGS` in the namespace of `pid`, with netem's "unknown qdisc" turned into a clear error.

@@ -199,6 +199,14 @@ pub struct FaultInjector {
     features: Option<BTreeMap<String, bool>>,
     /// Namespaces (container id, PID) where the project's chains exist.
     chains: std::sync::Mutex<BTreeSet<(String, i64)>>,
+    /// The project's containers and networks as last inspected: reused between faults (an
+    /// inspection costs several engine round trips) and refreshed when it may be out of date
+    /// (after the injector's own kill/stop/start/restart/disconnect/connect, a container restart,
+    /// a PID that no longer belongs to its container, a target that resolves to nothing).
+    view: Option<ProjectView>,
+    view_stale: bool,
+    /// `started_ns` of the last [`FaultInjector::apply`] (the fault event's timestamp).
+    last_started_ns: Option<i64>,
 }
 
 fn docker_err(what: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> FaultError {
@@ -263,7 +271,59 @@ impl FaultInjector {
             active: BTreeMap::new(),
             features: None,
             chains: std::sync::Mutex::new(BTreeSet::new()),
+            view: None,
+            view_stale: true,
+            last_started_ns: None,
         })
+    }
+
+    /// Inspects the project once ahead of the first fault, so the first fault does not pay for
+    /// it (faults reuse the inspection while it is current).
+    pub async fn prepare(&mut self) -> Result<(), FaultError> {
+        self.refresh_view().await.map(|_| ())
+    }
+
+    /// Gives the injector host features probed elsewhere (e.g. for the manifest), so it does not
+    /// probe again.
+    pub fn set_features(&mut self, features: BTreeMap<String, bool>) {
+        if !features.is_empty() {
+            self.features = Some(features);
+        }
+    }
+
+    async fn refresh_view(&mut self) -> Result<ProjectView, FaultError> {
+        let view = resolve::snapshot(&self.docker, &self.project).await?;
+        self.view = Some(view.clone());
+        self.view_stale = false;
+        Ok(view)
+    }
+
+    /// Resolves a target against the cached project view when it is still current, else
+    /// against a fresh inspection. `check_pids`: every container's PID must still belong to it
+    /// (network faults act on namespaces by PID). The random choice is made once either way.
+    async fn resolve_target(
+        &mut self,
+        target: &FaultTarget,
+        check_pids: bool,
+    ) -> Result<(ProjectView, Resolved), FaultError> {
+        if let (Some(view), false) = (&self.view, self.view_stale) {
+            let mut rng = self.rng.clone();
+            if let Ok(r) = resolve::resolve(view, &self.project, target, &mut rng) {
+                let current = !r.all().is_empty()
+                    && (!check_pids
+                        || view.containers.iter().all(|c| {
+                            c.live_pid()
+                                .is_some_and(|p| host::pid_belongs_to(p, &c.id))
+                        }));
+                if current {
+                    self.rng = rng;
+                    return Ok((view.clone(), r));
+                }
+            }
+        }
+        let view = self.refresh_view().await?;
+        let r = resolve::resolve(&view, &self.project, target, &mut self.rng)?;
+        Ok((view, r))
     }
 
     /// Checks a request before anything starts (see [`validate`]).
@@ -277,6 +337,11 @@ impl FaultInjector {
             self.features = Some(host::probe_features().await);
         }
         self.features.clone().unwrap_or_default()
+    }
+
+    /// When the last [`Self::apply`] started: the timestamp of its `applied`/`failed` event.
+    pub fn last_started_ns(&self) -> Option<i64> {
+        self.last_started_ns
     }
 
     /// Faults applied and not yet reverted.
@@ -344,6 +409,7 @@ impl FaultInjector {
     /// partly applied is rolled back.
     pub async fn apply(&mut self, req: &FaultRequest) -> Result<FaultId, FaultError> {
         let started_ns = now_ns();
+        self.last_started_ns = Some(started_ns);
         let id = FaultId(self.next_id);
         self.next_id += 1;
         let mut params = json!({});
@@ -353,17 +419,39 @@ impl FaultInjector {
             .apply_inner(id, req, &mut params, &mut target, &mut single)
             .await;
         let ended_ns = now_ns();
+        let r = self.record_apply(
+            id, req, result, &target, &params, &single, started_ns, ended_ns,
+        );
+        // Off the clock of this fault: bring the view up to date for the next one.
+        if self.view_stale {
+            let _ = self.refresh_view().await;
+        }
+        r
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record_apply(
+        &mut self,
+        id: FaultId,
+        req: &FaultRequest,
+        result: Result<Option<Active>, FaultError>,
+        target: &Value,
+        params: &Value,
+        single: &Option<(String, String)>,
+        started_ns: i64,
+        ended_ns: i64,
+    ) -> Result<FaultId, FaultError> {
         match result {
             Ok(Some(active)) => {
                 self.emit(
-                    id, req, "applied", &target, &params, &single, started_ns, ended_ns, None,
+                    id, req, "applied", target, params, single, started_ns, ended_ns, None,
                 );
                 self.active.insert(id, active);
                 Ok(id)
             }
             Ok(None) => {
                 self.emit(
-                    id, req, "applied", &target, &params, &single, started_ns, ended_ns, None,
+                    id, req, "applied", target, params, single, started_ns, ended_ns, None,
                 );
                 Ok(id)
             }
@@ -373,9 +461,9 @@ impl FaultInjector {
                     id,
                     req,
                     "failed",
-                    &target,
-                    &params,
-                    &single,
+                    target,
+                    params,
+                    single,
                     started_ns,
                     ended_ns,
                     Some(msg),
@@ -409,8 +497,23 @@ impl FaultInjector {
                 ));
             }
         }
-        let view = resolve::snapshot(&self.docker, &self.project).await?;
-        let resolved = resolve::resolve(&view, &self.project, &req.target, &mut self.rng)?;
+        let is_net = matches!(
+            action,
+            Action::Partition | Action::Loss { .. } | Action::Bandwidth { .. } | Action::Netem(_)
+        );
+        let (view, resolved) = self.resolve_target(&req.target, is_net).await?;
+        // Actions that change containers' PIDs, addresses or endpoints outdate the view.
+        if matches!(
+            action,
+            Action::Kill { .. }
+                | Action::Stop { .. }
+                | Action::Start
+                | Action::Restart { .. }
+                | Action::Disconnect { .. }
+                | Action::Connect { .. }
+        ) {
+            self.view_stale = true;
+        }
         *target = target_json(&resolved);
         let all = resolved.all();
         if all.len() == 1 {
@@ -925,10 +1028,21 @@ impl FaultInjector {
             }
             _ => {}
         }
-        // Every namespace is changed concurrently: one iptables-restore (and one tc per
-        // interface) per container, chains created once per namespace.
-        let mut jobs = Vec::new();
+        // One entry per container (a container named twice gets one transaction).
+        let mut merged: Vec<NetPlan<'_>> = Vec::new();
         for (c, rs, tcs) in plan {
+            match merged.iter_mut().find(|(m, _, _)| m.id == c.id) {
+                Some((_, mrs, mtcs)) => {
+                    mrs.extend(rs);
+                    mtcs.extend(tcs);
+                }
+                None => merged.push((c, rs, tcs)),
+            }
+        }
+        // Every namespace is changed concurrently: one iptables-restore (creating the project's
+        // chains in the same transaction the first time) and one tc per interface per container.
+        let mut jobs = Vec::new();
+        for (c, rs, tcs) in merged {
             if rs.is_empty() && tcs.is_empty() {
                 continue;
             }
@@ -948,8 +1062,12 @@ impl FaultInjector {
                 };
                 let r: Result<(), FaultError> = async {
                     if !rs.is_empty() {
-                        self.ensure_chains_cached(&inst.container_id, pid).await?;
-                        host::iptables_batch(pid, &rules::restore_script(tags, "-A", &rs)).await?;
+                        let setup = !self.has_chains(&inst.container_id, pid);
+                        let script = rules::restore_script_with(tags, "-A", &rs, setup, false);
+                        host::iptables_batch(pid, &script).await?;
+                        if setup {
+                            self.set_chains(&inst.container_id, pid, true);
+                        }
                         inst.rules = rs;
                     }
                     for (dev, args) in &tcs {
@@ -985,17 +1103,44 @@ impl FaultInjector {
     }
 
     /// Removes installed rules and qdiscs from namespaces that still exist (same PID); rules in
-    /// namespaces that died with a restart are gone already.
+    /// namespaces that died with a restart are gone already. Where no active fault keeps rules
+    /// in a namespace, the project's chains go in the same transaction as the last rules.
     async fn remove_installs(&self, installs: &[NetInstall]) -> Result<(), FaultError> {
         let jobs = installs.iter().map(|inst| async move {
-            if self.current_pid(&inst.container_id).await != Some(inst.pid) {
+            if !self.namespace_alive(&inst.container_id, inst.pid).await {
+                self.set_chains(&inst.container_id, inst.pid, false);
                 return Ok(());
             }
             let mut first_err = None;
             if !inst.rules.is_empty() {
-                let script = rules::restore_script(&self.tags, "-D", &inst.rules);
-                if let Err(e) = host::iptables_batch(inst.pid, &script).await {
-                    first_err.get_or_insert(e);
+                let teardown = self.has_chains(&inst.container_id, inst.pid)
+                    && !self.rules_kept(&inst.container_id)
+                    && installs
+                        .iter()
+                        .filter(|o| o.container_id == inst.container_id && !o.rules.is_empty())
+                        .count()
+                        == 1;
+                let script = rules::restore_script_with(&self.tags, "-D", &inst.rules, false, teardown);
+                match host::iptables_batch(inst.pid, &script).await {
+                    Ok(_) if teardown => self.set_chains(&inst.container_id, inst.pid, false),
+                    Ok(_) => {}
+                    Err(e) if teardown => {
+                        // e.g. a duplicated jump: delete the rules alone, then the chains the
+                        // slow way (every copy of the jump).
+                        let script = rules::restore_script(&self.tags, "-D", &inst.rules);
+                        match host::iptables_batch(inst.pid, &script).await {
+                            Ok(_) => {
+                                host::drop_chains(inst.pid, &self.tags).await;
+                                self.set_chains(&inst.container_id, inst.pid, false);
+                            }
+                            Err(_) => {
+                                first_err.get_or_insert(e);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        first_err.get_or_insert(e);
+                    }
                 }
             }
             for dev in &inst.qdisc_devs {
@@ -1017,22 +1162,39 @@ impl FaultInjector {
         first
     }
 
-    /// Creates the project's chains in a namespace once (remembered per container and PID).
-    async fn ensure_chains_cached(&self, container: &str, pid: i64) -> Result<(), FaultError> {
-        let key = (container.to_string(), pid);
-        if self
-            .chains
+    /// Whether the project's chains were created in this namespace.
+    fn has_chains(&self, container: &str, pid: i64) -> bool {
+        self.chains
             .lock()
-            .map(|s| s.contains(&key))
+            .map(|s| s.contains(&(container.to_string(), pid)))
             .unwrap_or(false)
-        {
-            return Ok(());
-        }
-        host::ensure_chains(pid, &self.tags).await?;
+    }
+
+    fn set_chains(&self, container: &str, pid: i64, present: bool) {
         if let Ok(mut s) = self.chains.lock() {
-            s.insert(key);
+            let key = (container.to_string(), pid);
+            if present {
+                s.insert(key);
+            } else {
+                s.remove(&key);
+            }
         }
-        Ok(())
+    }
+
+    /// Whether an active fault keeps iptables rules in this container's namespace.
+    fn rules_kept(&self, container: &str) -> bool {
+        self.active.values().any(|a| match &a.undo {
+            Undo::Net { installs, .. } => installs
+                .iter()
+                .any(|i| i.container_id == container && !i.rules.is_empty()),
+            _ => false,
+        })
+    }
+
+    /// Whether process `pid` is still the main process of `container` (read from `/proc`;
+    /// asks the engine only when `/proc` does not say so).
+    async fn namespace_alive(&self, container: &str, pid: i64) -> bool {
+        host::pid_belongs_to(pid, container) || self.current_pid(container).await == Some(pid)
     }
 
     async fn current_pid(&self, container: &str) -> Option<i64> {
@@ -1045,23 +1207,22 @@ impl FaultInjector {
     }
 
     /// Drops the project's chains from these containers' namespaces when no active fault has
-    /// rules there any more.
+    /// rules there any more (what [`Self::remove_installs`] could not remove with the rules).
     async fn drop_empty_chains(&self, container_ids: &[String]) {
         for c in container_ids {
-            let busy = self.active.values().any(|a| match &a.undo {
-                Undo::Net { installs, .. } => installs
-                    .iter()
-                    .any(|i| &i.container_id == c && !i.rules.is_empty()),
-                _ => false,
-            });
-            if busy {
+            if self.rules_kept(c) {
                 continue;
             }
-            if let Some(pid) = self.current_pid(c).await {
-                host::drop_chains(pid, &self.tags).await;
-            }
-            if let Ok(mut s) = self.chains.lock() {
-                s.retain(|(id, _)| id != c);
+            let pids: Vec<i64> = self
+                .chains
+                .lock()
+                .map(|s| s.iter().filter(|(id, _)| id == c).map(|(_, p)| *p).collect())
+                .unwrap_or_default();
+            for pid in pids {
+                if self.namespace_alive(c, pid).await {
+                    host::drop_chains(pid, &self.tags).await;
+                }
+                self.set_chains(c, pid, false);
             }
         }
     }
@@ -1243,7 +1404,11 @@ impl FaultInjector {
     /// Call when a container (re)started: network impairments in namespaces the restart replaced
     /// are applied again (`reapplied` event), or recorded as `cleared` when that fails.
     pub async fn on_container_restart(&mut self, container_id: &str) {
+        self.view_stale = true;
         self.reapply_for(container_id).await;
+        if self.view_stale {
+            let _ = self.refresh_view().await;
+        }
     }
 
     async fn reapply_for(&mut self, container: &str) {
@@ -1295,6 +1460,8 @@ impl FaultInjector {
                     self.remove_installs(installs).await.ok();
                 }
                 let view = resolve::snapshot(&self.docker, &self.project).await?;
+                self.view = Some(view.clone());
+                self.view_stale = false;
                 let mut rng = SeededRng::new(self.seed);
                 let resolved = resolve::resolve(&view, &self.project, &a.fixed_target, &mut rng)?;
                 let (installs, involved) =

@@ -152,22 +152,60 @@ impl Rule {
 /// An `iptables-restore --noflush` script applying `op` (`-A` or `-D`) to every rule in one
 /// transaction (one process per namespace instead of one per rule).
 pub fn restore_script(tags: &Tags, op: &str, rules: &[Rule]) -> String {
+    restore_script_with(tags, op, rules, false, false)
+}
+
+fn push_args(out: &mut String, args: &[String]) {
+    for a in args {
+        out.push(' ');
+        if a.is_empty() || a.contains([' ', '"', '\\', '\'']) {
+            out.push('"');
+            out.push_str(&a.replace('\\', "\\\\").replace('"', "\\\""));
+            out.push('"');
+        } else {
+            out.push_str(a);
+        }
+    }
+}
+
+/// [`restore_script`], optionally creating the project's two chains and the jumps into them
+/// first (`setup`: the namespace has none yet; all in the same transaction), or removing the
+/// jumps and the chains after the rules (`teardown`: these were the namespace's last rules).
+/// Either way the whole script commits or fails as one.
+pub fn restore_script_with(
+    tags: &Tags,
+    op: &str,
+    rules: &[Rule],
+    setup: bool,
+    teardown: bool,
+) -> String {
     let mut out = String::from("*filter\n");
+    if setup {
+        for dir in [Dir::Egress, Dir::Ingress] {
+            out.push_str(&format!(":{} - [0:0]\n", tags.chain(dir)));
+        }
+        for dir in [Dir::Egress, Dir::Ingress] {
+            out.push_str(&format!("-I {} 1", dir.builtin()));
+            push_args(&mut out, &jump_spec(tags, dir));
+            out.push('\n');
+        }
+    }
     for r in rules {
         out.push_str(op);
         out.push(' ');
         out.push_str(&tags.chain(r.dir));
-        for a in &r.spec {
-            out.push(' ');
-            if a.is_empty() || a.contains([' ', '"', '\\', '\'']) {
-                out.push('"');
-                out.push_str(&a.replace('\\', "\\\\").replace('"', "\\\""));
-                out.push('"');
-            } else {
-                out.push_str(a);
-            }
-        }
+        push_args(&mut out, &r.spec);
         out.push('\n');
+    }
+    if teardown {
+        for dir in [Dir::Egress, Dir::Ingress] {
+            out.push_str(&format!("-D {}", dir.builtin()));
+            push_args(&mut out, &jump_spec(tags, dir));
+            out.push('\n');
+        }
+        for dir in [Dir::Egress, Dir::Ingress] {
+            out.push_str(&format!("-X {}\n", tags.chain(dir)));
+        }
     }
     out.push_str("COMMIT\n");
     out
