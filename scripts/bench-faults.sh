@@ -116,7 +116,7 @@ for l in sys.stdin:
         by[k][0].append((s - i) / 1e6); by[k][1].append((t - i) / 1e6)
 def q(v, p):
     v = sorted(v); return v[round((len(v) - 1) * p)]
-print(f"{\"action\":<10} {\"n\":>5} {\"start p50\":>10} {\"start p99\":>10} {\"end p50\":>10} {\"end p99\":>10} {\"end max\":>10}")
+print("%-10s %5s %10s %10s %10s %10s %10s" % ("action", "n", "start p50", "start p99", "end p50", "end p99", "end max"))
 for k in sorted(by, key=lambda k: (k == "all", k)):
     s, t = by[k]
     print(f"{k:<10} {len(s):>5} {q(s,.5):>10.2f} {q(s,.99):>10.2f} {q(t,.5):>10.2f} {q(t,.99):>10.2f} {max(t):>10.2f}")

@@ -211,15 +211,24 @@ fn start_listener(
     cfg: &Chatter,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
+    // Listen on UDP and TCP alike, whatever PROTO the senders use.
     let id = cfg.id.clone();
     let port = cfg.listen_port;
-    if cfg.tcp {
-        let l = TcpListener::bind(("0.0.0.0", port))?;
-        l.set_nonblocking(true)?;
-        Ok(std::thread::spawn(move || loop {
-            if stop.load(Ordering::SeqCst) {
-                return;
+    let l = TcpListener::bind(("0.0.0.0", port))?;
+    l.set_nonblocking(true)?;
+    let u = UdpSocket::bind(("0.0.0.0", port))?;
+    u.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let (uid, ustop) = (id.clone(), stop.clone());
+    let udp_thread = std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while !ustop.load(Ordering::SeqCst) {
+            if let Ok((n, addr)) = u.recv_from(&mut buf) {
+                log_received(&uid, &String::from_utf8_lossy(&buf[..n]), addr);
             }
+        }
+    });
+    Ok(std::thread::spawn(move || {
+        while !stop.load(Ordering::SeqCst) {
             match l.accept() {
                 Ok((s, addr)) => {
                     let id = id.clone();
@@ -228,19 +237,9 @@ fn start_listener(
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(20)),
             }
-        }))
-    } else {
-        let s = UdpSocket::bind(("0.0.0.0", port))?;
-        s.set_read_timeout(Some(Duration::from_millis(100)))?;
-        Ok(std::thread::spawn(move || {
-            let mut buf = [0u8; 2048];
-            while !stop.load(Ordering::SeqCst) {
-                if let Ok((n, addr)) = s.recv_from(&mut buf) {
-                    log_received(&id, &String::from_utf8_lossy(&buf[..n]), addr);
-                }
-            }
-        }))
-    }
+        }
+        let _ = udp_thread.join();
+    }))
 }
 
 fn tcp_reader(s: TcpStream, addr: SocketAddr, id: &str, stop: &AtomicBool) {
@@ -286,6 +285,7 @@ struct Peer {
     name: String,
     addr: Option<SocketAddr>,
     last_resolve: Option<Instant>,
+    resolve_error: Option<String>,
     tcp: Option<TcpStream>,
 }
 
@@ -307,6 +307,7 @@ fn peer_sender(cfg: &Chatter, stop: &AtomicBool) {
             name: p.clone(),
             addr: None,
             last_resolve: None,
+            resolve_error: None,
             tcp: None,
         })
         .collect();
@@ -337,25 +338,34 @@ fn peer_sender(cfg: &Chatter, stop: &AtomicBool) {
 
 fn send_one(cfg: &Chatter, udp: &UdpSocket, p: &mut Peer, seq: u64) {
     let id = &cfg.id;
-    if p.addr.is_none()
-        && p.last_resolve
-            .is_none_or(|t| t.elapsed() >= Duration::from_millis(500))
-    {
+    // Resolve at first use, then every 2 s (a restarted peer may have a new address), and at
+    // most every 500 ms while it does not resolve.
+    let due = match (p.addr, p.last_resolve) {
+        (_, None) => true,
+        (None, Some(t)) => t.elapsed() >= Duration::from_millis(500),
+        (Some(_), Some(t)) => t.elapsed() >= Duration::from_secs(2),
+    };
+    if due {
         p.last_resolve = Some(Instant::now());
         match util::resolve(&p.name, cfg.listen_port) {
-            Ok(a) => p.addr = Some(a),
+            Ok(a) => {
+                if p.addr != Some(a) {
+                    p.tcp = None;
+                }
+                p.addr = Some(a);
+                p.resolve_error = None;
+            }
             Err(e) => {
-                util::out(&format!(
-                    "send-error {id} seq={seq} to={} error={e}",
-                    p.name
-                ));
-                return;
+                p.addr = None;
+                p.tcp = None;
+                p.resolve_error = Some(e);
             }
         }
     }
     let Some(addr) = p.addr else {
+        let e = p.resolve_error.as_deref().unwrap_or("unresolved");
         util::out(&format!(
-            "send-error {id} seq={seq} to={} error=unresolved",
+            "send-error {id} seq={seq} to={} error={e}",
             p.name
         ));
         return;
@@ -370,7 +380,6 @@ fn send_one(cfg: &Chatter, udp: &UdpSocket, p: &mut Peer, seq: u64) {
                     p.tcp = Some(s);
                 }
                 Err(e) => {
-                    p.addr = None;
                     util::out(&format!(
                         "send-error {id} seq={seq} to={} error={e}",
                         p.name
@@ -389,8 +398,9 @@ fn send_one(cfg: &Chatter, udp: &UdpSocket, p: &mut Peer, seq: u64) {
     match res {
         Ok(()) => util::out(&format!("send {id} seq={seq} to={}", p.name)),
         Err(e) => {
+            // Reconnect (TCP) and re-resolve before the next message.
             p.tcp = None;
-            p.addr = None;
+            p.last_resolve = None;
             util::out(&format!(
                 "send-error {id} seq={seq} to={} error={e}",
                 p.name

@@ -189,11 +189,13 @@ fn fault_phase(data: Option<&J>) -> String {
 }
 
 /// Does this fault event record step `step` (0-based index in the experiment's steps) of
-/// experiment `experiment`, which is `call`? When the recorder filled `data.experiment` and
-/// `data.step` (it does for every experiment step), they decide: the event records this step
-/// exactly when both are equal (and `kind` is the action). A fault event without them (a
-/// scheduled fault, an older recorder) falls back to [`fault_matches`] (action + target).
-/// Returns the phase when it matches.
+/// experiment `experiment`, which is `call`? When the recorder filled `data.experiment` with
+/// this experiment and `data.step` equal to `step` (it does for every experiment step), the
+/// identity decides: the event records this step when `kind` is the action, whatever its
+/// target lists (e.g. a resolved random choice). Any other fault event (a scheduled fault, an
+/// older recorder, another experiment, or another step index because the experiment was edited
+/// since the trace was recorded) falls back to [`fault_matches`] (action + target), so old
+/// traces can be re-judged against new experiments. Returns the phase when it matches.
 pub fn fault_matches_step<'e>(
     experiment: &str,
     step: usize,
@@ -207,8 +209,11 @@ pub fn fault_matches_step<'e>(
     let exp = data.and_then(|d| d.get("experiment")).and_then(J::as_str);
     let idx = data.and_then(|d| d.get("step")).and_then(J::as_u64);
     match (exp, idx) {
-        (Some(e), Some(i)) => (e == experiment && i == step as u64 && ev.kind == call.action)
-            .then(|| fault_phase(data)),
+        (Some(e), Some(i)) if e == experiment && i == step as u64 => {
+            (ev.kind == call.action).then(|| fault_phase(data))
+        }
+        // Another step's record, or one without step data: match by action and target, so a
+        // trace recorded with an older version of the experiment can still be re-judged.
         _ => fault_matches(call, ev, data),
     }
 }

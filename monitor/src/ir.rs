@@ -194,7 +194,9 @@ impl MonExpr {
                 .sources
                 .as_ref()
                 .is_none_or(|v| v.iter().any(|s| &**s == source)),
-            MonExpr::And(a, b) | MonExpr::Or(a, b) => a.may_observe(source) || b.may_observe(source),
+            MonExpr::And(a, b) | MonExpr::Or(a, b) => {
+                a.may_observe(source) || b.may_observe(source)
+            }
             MonExpr::Not(a) => a.may_observe(source),
         }
     }

@@ -360,21 +360,33 @@ fn do_steps_match_faults_by_experiment_and_step_first() {
         ]),
         (Accept, vec![Some(2), Some(4)])
     );
-    // a record of another experiment with the same action and target is not this step's
+    // a record of another experiment (a trace re-judged against a different experiment) is
+    // matched by action and target: the pause of s1 is this step's, a pause of s2 is not
     assert_eq!(
         judge(vec![
             log(1, 0.0, "s", "a"),
-            step_fault(2, 1.0, "pause", "s1", Some(("other", 1))),
-            log(3, 2.0, "s", "b"),
+            step_fault(2, 1.0, "pause", "s2", Some(("other", 1))),
+            step_fault(3, 1.5, "pause", "s1", Some(("other", 4))),
+            log(4, 2.0, "s", "b"),
         ]),
-        (Inconclusive, vec![None, None])
+        (Inconclusive, vec![Some(3), None])
     );
-    // the record of step 3 does not satisfy step 1, even with the same action and target:
-    // step 1 stays unmatched, so the first expect runs on to the end (where it accepted)
+    // a record naming another step of this experiment (the experiment was edited since the
+    // trace was recorded, shifting step indices) falls back to action + target: it satisfies
+    // step 1, and step 3 then has no record of its own
     assert_eq!(
         judge(vec![
             log(1, 0.0, "s", "a"),
             step_fault(2, 1.0, "pause", "s1", Some(("e", 3))),
+            log(3, 2.0, "s", "b"),
+        ]),
+        (Inconclusive, vec![Some(2), None])
+    );
+    // ... but not when its target differs: then it is no record of step 1
+    assert_eq!(
+        judge(vec![
+            log(1, 0.0, "s", "a"),
+            step_fault(2, 1.0, "pause", "s2", Some(("e", 3))),
             log(3, 2.0, "s", "b"),
         ]),
         (Inconclusive, vec![None, None])
@@ -417,11 +429,39 @@ fn fault_matches_step_prefers_identity() {
             e.data.as_deref().and_then(|d| serde_json::from_str(d).ok());
         monitor::fault_matches_step("e", 0, call, &e.as_ref(), data.as_ref())
     };
-    assert_eq!(check(&step_fault(1, 0.0, "pause", "s1", Some(("e", 0)))).as_deref(), Some("applied"));
-    assert_eq!(check(&step_fault(1, 0.0, "pause", "zz", Some(("e", 0)))).as_deref(), Some("applied"));
-    assert_eq!(check(&step_fault(1, 0.0, "pause", "s1", Some(("e", 1)))), None);
-    assert_eq!(check(&step_fault(1, 0.0, "pause", "s1", Some(("f", 0)))), None);
-    assert_eq!(check(&step_fault(1, 0.0, "kill", "s1", Some(("e", 0)))), None);
-    assert_eq!(check(&step_fault(1, 0.0, "pause", "s1", None)).as_deref(), Some("applied"));
+    assert_eq!(
+        check(&step_fault(1, 0.0, "pause", "s1", Some(("e", 0)))).as_deref(),
+        Some("applied")
+    );
+    assert_eq!(
+        check(&step_fault(1, 0.0, "pause", "zz", Some(("e", 0)))).as_deref(),
+        Some("applied")
+    );
+    // another step's record: action + target decide
+    assert_eq!(
+        check(&step_fault(1, 0.0, "pause", "s1", Some(("e", 1)))).as_deref(),
+        Some("applied")
+    );
+    assert_eq!(
+        check(&step_fault(1, 0.0, "pause", "s2", Some(("e", 1)))),
+        None
+    );
+    // recorded for another experiment: action + target
+    assert_eq!(
+        check(&step_fault(1, 0.0, "pause", "s1", Some(("f", 7)))).as_deref(),
+        Some("applied")
+    );
+    assert_eq!(
+        check(&step_fault(1, 0.0, "pause", "s2", Some(("f", 0)))),
+        None
+    );
+    assert_eq!(
+        check(&step_fault(1, 0.0, "kill", "s1", Some(("e", 0)))),
+        None
+    );
+    assert_eq!(
+        check(&step_fault(1, 0.0, "pause", "s1", None)).as_deref(),
+        Some("applied")
+    );
     assert_eq!(check(&step_fault(1, 0.0, "pause", "s2", None)), None);
 }

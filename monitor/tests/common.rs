@@ -118,10 +118,7 @@ pub fn fault(
 pub fn with_seed_imports(src: &str) -> Spec {
     let dir = specs_dir();
     let file = dir.join("inline-test.spec");
-    match compile(
-        &[SourceFile::new(file.to_string_lossy(), src)],
-        &resolve,
-    ) {
+    match compile(&[SourceFile::new(file.to_string_lossy(), src)], &resolve) {
         Ok(s) => s,
         Err(d) => panic!("inline spec does not compile:\n{}", d.render()),
     }

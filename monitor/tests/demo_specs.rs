@@ -85,7 +85,12 @@ fn hello_world_sequence() {
     let mut interleaved = Vec::new();
     for (i, l) in HELLO.iter().enumerate() {
         interleaved.push(log(2 * i as u64 + 1, i as f64, "hello", l));
-        interleaved.push(log(2 * i as u64 + 2, i as f64 + 0.5, "other", "1. unrelated"));
+        interleaved.push(log(
+            2 * i as u64 + 2,
+            i as f64 + 0.5,
+            "other",
+            "1. unrelated",
+        ));
     }
     let skipped = {
         let mut l = HELLO.to_vec();
@@ -100,44 +105,129 @@ fn hello_world_sequence() {
     judge_all(
         src,
         vec![
-            Case { name: "all six lines in order accept at the last", monitor: "h",
-                   events: hello(1, 0.0, 0.0, "hello", &HELLO), end: None, verdict: Accept, seq: Some(6) },
-            Case { name: "unrelated lines and other services are ignored", monitor: "h",
-                   events: noisy, end: None, verdict: Accept, seq: Some(8) },
-            Case { name: "other services' numbered lines are not ours", monitor: "h",
-                   events: interleaved, end: None, verdict: Accept, seq: Some(11) },
-            Case { name: "a skipped line fails at the line after the gap", monitor: "h",
-                   events: hello(1, 0.0, 0.1, "hello", &skipped), end: None, verdict: Fail, seq: Some(4) },
-            Case { name: "a repeated line fails at the repeat", monitor: "h",
-                   events: hello(1, 0.0, 0.1, "hello", &[HELLO[0], HELLO[1], HELLO[2], HELLO[2]]), end: None, verdict: Fail, seq: Some(4) },
-            Case { name: "the second line before the greeting: fails at the next line", monitor: "h",
-                   events: hello(1, 0.0, 0.1, "hello", &swapped), end: None, verdict: Fail, seq: Some(3) },
-            Case { name: "output stops halfway: the gap timeout fails", monitor: "h",
-                   events: hello(1, 0.0, 0.1, "hello", &HELLO[..3]), end: Some(30.0), verdict: Fail, seq: None },
-            Case { name: "stopped halfway at the trace end: inconclusive", monitor: "h",
-                   events: hello(1, 0.0, 0.1, "hello", &HELLO[..3]), end: Some(5.0), verdict: Inconclusive, seq: None },
-            Case { name: "slower than the gap parameter fails", monitor: "quick",
-                   events: hello(1, 0.0, 2.0, "hello", &HELLO), end: None, verdict: Fail, seq: None },
-            Case { name: "within the gap parameter accepts", monitor: "quick",
-                   events: hello(1, 0.0, 0.9, "hello", &HELLO), end: None, verdict: Accept, seq: Some(6) },
-            Case { name: "no hello output at all", monitor: "h",
-                   events: vec![log(1, 0.0, "hello", "x")], end: None, verdict: Inconclusive, seq: None },
+            Case {
+                name: "all six lines in order accept at the last",
+                monitor: "h",
+                events: hello(1, 0.0, 0.0, "hello", &HELLO),
+                end: None,
+                verdict: Accept,
+                seq: Some(6),
+            },
+            Case {
+                name: "unrelated lines and other services are ignored",
+                monitor: "h",
+                events: noisy,
+                end: None,
+                verdict: Accept,
+                seq: Some(8),
+            },
+            Case {
+                name: "other services' numbered lines are not ours",
+                monitor: "h",
+                events: interleaved,
+                end: None,
+                verdict: Accept,
+                seq: Some(11),
+            },
+            Case {
+                name: "a skipped line fails at the line after the gap",
+                monitor: "h",
+                events: hello(1, 0.0, 0.1, "hello", &skipped),
+                end: None,
+                verdict: Fail,
+                seq: Some(4),
+            },
+            Case {
+                name: "a repeated line fails at the repeat",
+                monitor: "h",
+                events: hello(
+                    1,
+                    0.0,
+                    0.1,
+                    "hello",
+                    &[HELLO[0], HELLO[1], HELLO[2], HELLO[2]],
+                ),
+                end: None,
+                verdict: Fail,
+                seq: Some(4),
+            },
+            Case {
+                name: "the second line before the greeting: fails at the next line",
+                monitor: "h",
+                events: hello(1, 0.0, 0.1, "hello", &swapped),
+                end: None,
+                verdict: Fail,
+                seq: Some(3),
+            },
+            Case {
+                name: "output stops halfway: the gap timeout fails",
+                monitor: "h",
+                events: hello(1, 0.0, 0.1, "hello", &HELLO[..3]),
+                end: Some(30.0),
+                verdict: Fail,
+                seq: None,
+            },
+            Case {
+                name: "stopped halfway at the trace end: inconclusive",
+                monitor: "h",
+                events: hello(1, 0.0, 0.1, "hello", &HELLO[..3]),
+                end: Some(5.0),
+                verdict: Inconclusive,
+                seq: None,
+            },
+            Case {
+                name: "slower than the gap parameter fails",
+                monitor: "quick",
+                events: hello(1, 0.0, 2.0, "hello", &HELLO),
+                end: None,
+                verdict: Fail,
+                seq: None,
+            },
+            Case {
+                name: "within the gap parameter accepts",
+                monitor: "quick",
+                events: hello(1, 0.0, 0.9, "hello", &HELLO),
+                end: None,
+                verdict: Accept,
+                seq: Some(6),
+            },
+            Case {
+                name: "no hello output at all",
+                monitor: "h",
+                events: vec![log(1, 0.0, "hello", "x")],
+                end: None,
+                verdict: Inconclusive,
+                seq: None,
+            },
         ],
     );
 }
 
 #[test]
 fn hello_world_timeout_explains_the_missing_line() {
-    let spec = with_seed_imports("import \"hello-world.spec\"\nmonitor h = helloWorld(2s) at hello\n");
-    let r = run(&spec, monitors(&["h"]), &hello(1, 0.0, 0.5, "hello", &HELLO[..4]), Some(T0 + 10 * S));
+    let spec =
+        with_seed_imports("import \"hello-world.spec\"\nmonitor h = helloWorld(2s) at hello\n");
+    let r = run(
+        &spec,
+        monitors(&["h"]),
+        &hello(1, 0.0, 0.5, "hello", &HELLO[..4]),
+        Some(T0 + 10 * S),
+    );
     let e = r.monitors[0].explanation.as_ref().expect("explanation");
     assert_eq!(r.monitors[0].verdict, Fail);
     assert!(e.reason.contains("`3. `"), "{}", e.reason);
     let t = e.timeout.as_ref().expect("timeout");
     // armed by the 4th line ("2. ...", seq 4 at 1.5s), due 2s later
-    assert_eq!((t.armed_by_seq, t.deadline_ns), (Some(4), T0 + 3_500_000_000));
+    assert_eq!(
+        (t.armed_by_seq, t.deadline_ns),
+        (Some(4), T0 + 3_500_000_000)
+    );
     // every transition carries the line that caused it
-    let lines: Vec<_> = e.path.iter().map(|t| t.event.as_ref().map(|x| x.excerpt.as_str())).collect();
+    let lines: Vec<_> = e
+        .path
+        .iter()
+        .map(|t| t.event.as_ref().map(|x| x.excerpt.as_str()))
+        .collect();
     assert_eq!(lines.first().copied().flatten(), Some(HELLO[0]));
     assert_eq!(lines.last().copied().flatten(), Some(HELLO[3]));
 }
@@ -171,32 +261,102 @@ fn ping_loss_windows() {
     two.extend(pings(101, 0.5, "pinger-b", &thirty));
     two.sort_by_key(|e| (e.ts_ns, e.seq));
     let mut with_summary = pings(1, 0.0, "pinger", &"r".repeat(20));
-    with_summary.push(log(21, 20.0, "pinger", "ping summary sent=20 received=20 loss=0.0%"));
-    with_summary.push(log(22, 20.0, "pinger", "ping-start pinger listen=7001 proto=udp target=peer"));
+    with_summary.push(log(
+        21,
+        20.0,
+        "pinger",
+        "ping summary sent=20 received=20 loss=0.0%",
+    ));
+    with_summary.push(log(
+        22,
+        20.0,
+        "pinger",
+        "ping-start pinger listen=7001 proto=udp target=peer",
+    ));
     judge_all(
         src,
         vec![
-            Case { name: "clean pings accept the clean check", monitor: "clean",
-                   events: pings(1, 0.0, "pinger", &"r".repeat(30)), end: None, verdict: Accept, seq: None },
-            Case { name: "summary and start lines are not probes", monitor: "clean",
-                   events: with_summary, end: None, verdict: Accept, seq: None },
-            Case { name: "one timeout fails the clean check once 20 probes are in", monitor: "clean",
-                   events: pings(1, 0.0, "pinger", &format!("rrt{}", "r".repeat(27))), end: None, verdict: Fail, seq: Some(20) },
-            Case { name: "a late timeout fails the clean check at that probe", monitor: "clean",
-                   events: pings(1, 0.0, "pinger", &format!("{}e", "r".repeat(24))), end: None, verdict: Fail, seq: Some(25) },
-            Case { name: "30% loss is lossy", monitor: "lossy",
-                   events: pings(1, 0.0, "pinger", &thirty), end: None, verdict: Accept, seq: None },
-            Case { name: "30% loss is within [0.2, 0.4]", monitor: "mid",
-                   events: pings(1, 0.0, "pinger", &thirty), end: None, verdict: Accept, seq: None },
-            Case { name: "no loss is not lossy: fails at the 20th probe", monitor: "lossy",
-                   events: pings(1, 0.0, "pinger", &"r".repeat(30)), end: None, verdict: Fail, seq: Some(20) },
+            Case {
+                name: "clean pings accept the clean check",
+                monitor: "clean",
+                events: pings(1, 0.0, "pinger", &"r".repeat(30)),
+                end: None,
+                verdict: Accept,
+                seq: None,
+            },
+            Case {
+                name: "summary and start lines are not probes",
+                monitor: "clean",
+                events: with_summary,
+                end: None,
+                verdict: Accept,
+                seq: None,
+            },
+            Case {
+                name: "one timeout fails the clean check once 20 probes are in",
+                monitor: "clean",
+                events: pings(1, 0.0, "pinger", &format!("rrt{}", "r".repeat(27))),
+                end: None,
+                verdict: Fail,
+                seq: Some(20),
+            },
+            Case {
+                name: "a late timeout fails the clean check at that probe",
+                monitor: "clean",
+                events: pings(1, 0.0, "pinger", &format!("{}e", "r".repeat(24))),
+                end: None,
+                verdict: Fail,
+                seq: Some(25),
+            },
+            Case {
+                name: "30% loss is lossy",
+                monitor: "lossy",
+                events: pings(1, 0.0, "pinger", &thirty),
+                end: None,
+                verdict: Accept,
+                seq: None,
+            },
+            Case {
+                name: "30% loss is within [0.2, 0.4]",
+                monitor: "mid",
+                events: pings(1, 0.0, "pinger", &thirty),
+                end: None,
+                verdict: Accept,
+                seq: None,
+            },
+            Case {
+                name: "no loss is not lossy: fails at the 20th probe",
+                monitor: "lossy",
+                events: pings(1, 0.0, "pinger", &"r".repeat(30)),
+                end: None,
+                verdict: Fail,
+                seq: Some(20),
+            },
             // window over probes 14..33 holds 13 timeouts (65% > 60%): fails at probe 33
-            Case { name: "a loss burst fails when the window exceeds 60%", monitor: "capped",
-                   events: pings(1, 0.0, "pinger", &burst), end: None, verdict: Fail, seq: Some(33) },
-            Case { name: "fewer than 20 probes: inconclusive", monitor: "lossy",
-                   events: pings(1, 0.0, "pinger", "rrtrrt"), end: None, verdict: Inconclusive, seq: None },
-            Case { name: "windows are per service", monitor: "clean",
-                   events: two, end: None, verdict: Fail, seq: Some(120) },
+            Case {
+                name: "a loss burst fails when the window exceeds 60%",
+                monitor: "capped",
+                events: pings(1, 0.0, "pinger", &burst),
+                end: None,
+                verdict: Fail,
+                seq: Some(33),
+            },
+            Case {
+                name: "fewer than 20 probes: inconclusive",
+                monitor: "lossy",
+                events: pings(1, 0.0, "pinger", "rrtrrt"),
+                end: None,
+                verdict: Inconclusive,
+                seq: None,
+            },
+            Case {
+                name: "windows are per service",
+                monitor: "clean",
+                events: two,
+                end: None,
+                verdict: Fail,
+                seq: Some(120),
+            },
         ],
     );
 }
@@ -257,20 +417,62 @@ fn no_tcp_during_partition() {
     judge_all(
         src,
         vec![
-            Case { name: "traffic without a partition is fine", monitor: "cut",
-                   events: before(), end: None, verdict: Accept, seq: None },
-            Case { name: "a segment while the partition holds fails at it", monitor: "cut",
-                   events: leak, end: None, verdict: Fail, seq: Some(8) },
-            Case { name: "traffic after the heal is fine", monitor: "cut",
-                   events: healed, end: None, verdict: Accept, seq: None },
-            Case { name: "traffic after the partition was reverted is fine", monitor: "cut",
-                   events: reverted, end: None, verdict: Accept, seq: None },
-            Case { name: "segments within the grace period are tolerated", monitor: "graceful",
-                   events: in_grace.clone(), end: None, verdict: Accept, seq: None },
-            Case { name: "without grace the first segment after the cut fails", monitor: "cut",
-                   events: in_grace, end: None, verdict: Fail, seq: Some(5) },
-            Case { name: "a failed partition never held", monitor: "cut",
-                   events: failed_fault, end: None, verdict: Accept, seq: None },
+            Case {
+                name: "traffic without a partition is fine",
+                monitor: "cut",
+                events: before(),
+                end: None,
+                verdict: Accept,
+                seq: None,
+            },
+            Case {
+                name: "a segment while the partition holds fails at it",
+                monitor: "cut",
+                events: leak,
+                end: None,
+                verdict: Fail,
+                seq: Some(8),
+            },
+            Case {
+                name: "traffic after the heal is fine",
+                monitor: "cut",
+                events: healed,
+                end: None,
+                verdict: Accept,
+                seq: None,
+            },
+            Case {
+                name: "traffic after the partition was reverted is fine",
+                monitor: "cut",
+                events: reverted,
+                end: None,
+                verdict: Accept,
+                seq: None,
+            },
+            Case {
+                name: "segments within the grace period are tolerated",
+                monitor: "graceful",
+                events: in_grace.clone(),
+                end: None,
+                verdict: Accept,
+                seq: None,
+            },
+            Case {
+                name: "without grace the first segment after the cut fails",
+                monitor: "cut",
+                events: in_grace,
+                end: None,
+                verdict: Fail,
+                seq: Some(5),
+            },
+            Case {
+                name: "a failed partition never held",
+                monitor: "cut",
+                events: failed_fault,
+                end: None,
+                verdict: Accept,
+                seq: None,
+            },
         ],
     );
 }
@@ -306,18 +508,54 @@ fn syn_answered_within_a_second() {
     judge_all(
         src,
         vec![
-            Case { name: "every SYN answered in time", monitor: "syn",
-                   events: ok, end: None, verdict: Accept, seq: None },
-            Case { name: "a refused connection fails when its limit passes", monitor: "syn",
-                   events: unanswered, end: None, verdict: Fail, seq: None },
-            Case { name: "the clock runs from the first SYN", monitor: "syn",
-                   events: retransmit, end: None, verdict: Fail, seq: None },
-            Case { name: "a late SYN-ACK fails at 1s", monitor: "syn",
-                   events: late.clone(), end: None, verdict: Fail, seq: None },
-            Case { name: "the same SYN-ACK is within a 3s limit", monitor: "slow",
-                   events: late, end: None, verdict: Accept, seq: None },
-            Case { name: "a SYN still unanswered at the trace end is inconclusive", monitor: "syn",
-                   events: vec![packet(1, 0.0, "client", 40000, "server", 80, "S")], end: Some(0.5), verdict: Inconclusive, seq: None },
+            Case {
+                name: "every SYN answered in time",
+                monitor: "syn",
+                events: ok,
+                end: None,
+                verdict: Accept,
+                seq: None,
+            },
+            Case {
+                name: "a refused connection fails when its limit passes",
+                monitor: "syn",
+                events: unanswered,
+                end: None,
+                verdict: Fail,
+                seq: None,
+            },
+            Case {
+                name: "the clock runs from the first SYN",
+                monitor: "syn",
+                events: retransmit,
+                end: None,
+                verdict: Fail,
+                seq: None,
+            },
+            Case {
+                name: "a late SYN-ACK fails at 1s",
+                monitor: "syn",
+                events: late.clone(),
+                end: None,
+                verdict: Fail,
+                seq: None,
+            },
+            Case {
+                name: "the same SYN-ACK is within a 3s limit",
+                monitor: "slow",
+                events: late,
+                end: None,
+                verdict: Accept,
+                seq: None,
+            },
+            Case {
+                name: "a SYN still unanswered at the trace end is inconclusive",
+                monitor: "syn",
+                events: vec![packet(1, 0.0, "client", 40000, "server", 80, "S")],
+                end: Some(0.5),
+                verdict: Inconclusive,
+                seq: None,
+            },
         ],
     );
 }
@@ -337,7 +575,18 @@ fn syn_timeout_names_the_connection_and_the_syn() {
     assert_eq!(e.key.as_deref(), Some("40002"));
     assert_eq!(e.decided_ns, Some(T0 + 3 * S));
     assert_eq!(e.timeout.as_ref().and_then(|t| t.armed_by_seq), Some(3));
-    let syn = e.path.last().and_then(|t| t.event.as_ref()).expect("the SYN");
-    assert_eq!((syn.seq, syn.source.as_str(), syn.kind.as_str()), (3, "packet", "tcp"));
-    assert!(syn.excerpt.contains("\"src_port\":40002"), "{}", syn.excerpt);
+    let syn = e
+        .path
+        .last()
+        .and_then(|t| t.event.as_ref())
+        .expect("the SYN");
+    assert_eq!(
+        (syn.seq, syn.source.as_str(), syn.kind.as_str()),
+        (3, "packet", "tcp")
+    );
+    assert!(
+        syn.excerpt.contains("\"src_port\":40002"),
+        "{}",
+        syn.excerpt
+    );
 }

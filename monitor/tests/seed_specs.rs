@@ -175,14 +175,14 @@ fn split_brain_with_a_stuck_node_fails_at_the_deviating_poll() {
     let m = last.monitor.as_ref().expect("monitor result");
     let ex = m.primary_explanation().expect("explanation");
     assert!(
-        ex.reason.contains("did not accept within 2m"),
+        ex.reason.contains("did not accept within 1m"),
         "{}",
         ex.reason
     );
     // the within limit is measured from the partition fault at 16s
     assert_eq!(
         ex.timeout.as_ref().map(|t| t.deadline_ns),
-        Some(T0 + 136 * S)
+        Some(T0 + 76 * S)
     );
 }
 
@@ -264,8 +264,8 @@ fn seed_cluster_monitors_judge_views() {
     assert_eq!(v[0], ("u", Verdict::Accept, Some(2)));
     assert_eq!(v[1], ("n", Verdict::Accept, Some(3)));
     assert_eq!(v[2], ("o", Verdict::Accept, Some(3)));
-    // inCluster(left-a, left-b): complete at seq 1, an unreachable member at seq 2 sends it back
-    // to forming, the view at seq 3 holds until the end (+10s): accepted by the settle timeout
+    // inCluster(left-a, left-b): seq 1 and 2 still hold right-a and right-b (not exactly the
+    // two nodes), the view at seq 3 holds until the end (+10s): accepted by the settle timeout
     assert_eq!(v[3], ("i", Verdict::Accept, None));
     let path = &r.monitors[3]
         .explanation
@@ -278,10 +278,6 @@ fn seed_cluster_monitors_judge_views() {
         .collect();
     assert_eq!(
         states,
-        vec![
-            ("forming", "stable", Some(1)),
-            ("stable", "forming", Some(2)),
-            ("forming", "stable", Some(3))
-        ]
+        vec![("forming", "stable", Some(3))]
     );
 }

@@ -157,6 +157,11 @@ pub struct JmxConfig {
     pub interval: Option<Spanned<String>>,
     #[serde(default)]
     pub mbeans: Vec<MBeanConfig>,
+    /// Compose networks to reach the containers on, in order of preference (a container is
+    /// polled at its address on the first of these it is attached to, else on its first
+    /// network by name). Keeps the sensor off a network that a fault cuts.
+    #[serde(default)]
+    pub networks: Vec<String>,
 }
 
 fn jmx_port() -> u16 {

@@ -92,3 +92,64 @@ pub fn numbered_lines(events: &[Event], id: &str) -> Vec<(u64, i64, String)> {
         })
         .collect()
 }
+
+/// A compose file with chatter services `a` and `b` on network `middle`, printing `rate` numbered
+/// lines per second and sending each other numbered UDP messages every `peer_interval_ms`
+/// (`send <me> seq=N to=<peer>` / `recv <me> seq=N from=<peer>` log lines).
+pub fn peer_compose(rate: u32, peer_interval_ms: u64) -> String {
+    let svc = |id: &str, peer: &str| {
+        format!(
+            r#"  {id}:
+    image: {DEMO_IMAGE}
+    command: ["chatter", "--then", "wait"]
+    environment:
+      ID: {id}
+      RATE: "{rate}"
+      PEERS: "{peer}:7000"
+      PEER_INTERVAL: "{peer_interval_ms}ms"
+      LISTEN_PORT: "7000"
+    networks: [middle]
+    stop_grace_period: 1s
+"#
+        )
+    };
+    format!(
+        "version: \"2.4\"\nservices:\n{}{}networks:\n  middle: {{}}\n",
+        svc("a", "b"),
+        svc("b", "a")
+    )
+}
+
+/// `(seq, ts_ns)` of the log lines `<verb> <me> seq=N <dir>=<peer>` of service `me`, in trace
+/// order (`verb` is `send` with `dir` `to`, or `recv` with `dir` `from`).
+pub fn peer_messages(events: &[Event], verb: &str, me: &str, peer: &str) -> Vec<(u64, i64)> {
+    let prefix = format!("{verb} {me} seq=");
+    let dir = if verb == "send" { "to" } else { "from" };
+    let tag = format!("{dir}={peer}");
+    events
+        .iter()
+        .filter(|e| e.source == "log" && e.service.as_deref() == Some(me))
+        .filter_map(|e| {
+            let m = e.message.as_deref()?;
+            let rest = m.strip_prefix(&prefix)?;
+            let mut words = rest.split_whitespace();
+            let seq = words.next()?.parse().ok()?;
+            // `to=b:7000` (the peer as configured) or `from=b` (its id)
+            words
+                .any(|w| w == tag || w.strip_prefix(tag.as_str()).is_some_and(|r| r.starts_with(':')))
+                .then_some((seq, e.ts_ns))
+        })
+        .collect()
+}
+
+/// The fault events of a trace as `(kind, data)`.
+pub fn fault_events(events: &[Event]) -> Vec<(String, serde_json::Value)> {
+    events
+        .iter()
+        .filter(|e| e.source == "fault")
+        .filter_map(|e| {
+            let d = serde_json::from_str(e.data.as_deref()?).ok()?;
+            Some((e.kind.clone(), d))
+        })
+        .collect()
+}

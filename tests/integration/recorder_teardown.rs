@@ -292,9 +292,12 @@ fn experiment_steps_are_gated_live_and_a_failing_step_tears_down() {
     assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
     let ev = read_events(&dir.path().join("trace"));
     let steps = step_events(&ev);
-    assert!(steps
-        .iter()
-        .any(|s| s.0 == 2 && s.2 == "end" && s.3.as_deref() == Some("fail")));
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.0 == 2 && s.2 == "end" && s.3.as_deref() == Some("fail")),
+        "{steps:?}\n{out}"
+    );
     assert!(
         !steps.iter().any(|s| s.0 == 3),
         "step after the failure ran"

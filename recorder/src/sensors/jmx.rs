@@ -1,6 +1,7 @@
 //! The `jmx` sensor: polls the Jolokia agent of each container of the configured services with
 //! one bulk read per interval, at `http://<container address>:<port><path>`; one `jmx` event per
-//! container and MBean per poll, errors as `jmx`/`error` events (see `sensors::jolokia`).
+//! container and MBean per poll, errors as `jmx`/`error` events (see `sensors::jolokia`). The
+//! address is the one on the first of the configured `networks` the container is attached to.
 
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use futures_util::future::{join_all, BoxFuture};
 use futures_util::FutureExt;
 use sensors::jolokia::{JolokiaClient, MBeanRead, ReadOutcome};
 
-use super::{address_of, check_service, interval, is_unreachable, refresh, ticker};
+use super::{address_on, check_networks, check_service, interval, is_unreachable, refresh, ticker};
 use crate::compose::ContainerFacts;
 use crate::scenario::SensorsSection;
 use crate::sensor::{Sensor, SensorContext, Stop};
@@ -39,6 +40,7 @@ pub(crate) fn factory(
     } else {
         format!("/{}", j.path)
     };
+    check_networks(ctx, "[sensors.jmx] networks", &j.networks)?;
     let mut out: Vec<Box<dyn Sensor>> = Vec::new();
     for s in &j.services {
         check_service(ctx, s.get_ref())?;
@@ -48,6 +50,7 @@ pub(crate) fn factory(
             path: path.clone(),
             every,
             reads: reads.clone(),
+            networks: j.networks.clone(),
         }));
     }
     Ok(out)
@@ -59,6 +62,8 @@ struct JmxSensor {
     path: String,
     every: Duration,
     reads: Vec<MBeanRead>,
+    /// Preferred compose networks to reach the containers on.
+    networks: Vec<String>,
 }
 
 fn url(addr: &str, port: u16, path: &str) -> String {
@@ -90,7 +95,7 @@ impl Sensor for JmxSensor {
                 }
                 let polls = targets.iter().map(|c| {
                     let reads = self.reads.clone();
-                    let addr = address_of(c);
+                    let addr = address_on(c, &self.networks);
                     let (port, path) = (self.port, self.path.clone());
                     async move {
                         let ts = now_ns();

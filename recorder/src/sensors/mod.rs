@@ -61,10 +61,36 @@ pub(crate) fn check_service(ctx: &SensorContext, service: &str) -> Result<(), St
 
 /// The address to reach a container at: its first address on a compose network.
 pub(crate) fn address_of(c: &ContainerFacts) -> Option<String> {
-    c.addresses
-        .values()
+    address_on(c, &[])
+}
+
+/// The address to reach a container at: on the first of `preferred` (compose network names) it
+/// is attached to, else its first address on a compose network.
+pub(crate) fn address_on(c: &ContainerFacts, preferred: &[String]) -> Option<String> {
+    preferred
+        .iter()
+        .filter_map(|n| c.addresses.get(n))
+        .chain(c.addresses.values())
         .find(|a| !a.is_empty())
         .map(|a| a.split('/').next().unwrap_or(a).to_string())
+}
+
+/// Checks that every network named by a sensor exists in the project.
+pub(crate) fn check_networks(
+    ctx: &SensorContext,
+    what: &str,
+    networks: &[String],
+) -> Result<(), String> {
+    for n in networks {
+        if !ctx.networks.iter().any(|x| &x.name == n) {
+            let known: Vec<&str> = ctx.networks.iter().map(|x| x.name.as_str()).collect();
+            return Err(format!(
+                "{what}: unknown network {n:?} (the project has: {})",
+                known.join(", ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A ticker that skips missed ticks (a slow poll never causes a burst afterwards).
