@@ -7,10 +7,11 @@
 pub mod report;
 
 use crate::exit;
-use monitor::{Report, Runner, Selection, SourceFile, Spec, Verdict};
+use monitor::{EventInfo, Needs, Report, Runner, Selection, SourceFile, Spec, Verdict};
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use trace::{ReadOptions, Trace};
+use trace::{Columns, ReadOptions, Trace};
 
 /// Report format of `check`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -42,6 +43,10 @@ pub struct CheckArgs {
     /// Events of context shown before and after each deciding event.
     #[arg(long, default_value_t = 5)]
     pub context: usize,
+    /// Debugging aid: read every column of every event instead of only what the selected
+    /// monitors need (the report must be the same; tests compare the two).
+    #[arg(long, hide = true)]
+    pub read_all_columns: bool,
 }
 
 /// One judged trace with the context events of its failures.
@@ -76,26 +81,83 @@ pub fn load_spec(paths: &[PathBuf]) -> Result<Spec, (i32, String)> {
     monitor::compile(&files, &resolver).map_err(|d| (exit::BAD_SPEC, d.render()))
 }
 
-/// Replays one trace through the runner.
+/// Replays one trace through the runner, reading only what the selected monitors need.
 pub fn judge(
     spec: &Spec,
     sel: &Selection,
     dir: &Path,
     context: usize,
 ) -> Result<Judged, crate::Error> {
+    judge_reading(spec, sel, dir, context, false)
+}
+
+/// Replays one trace through the runner. Unless `read_all_columns`, a finalized trace is read
+/// with the columns and sources the selection needs ([`Runner::needs`]): events of other
+/// sources only move trace time, which the runner is given from the Parquet footer instead
+/// (first and last `ts_ns`, row count); the events the report shows are then re-read with
+/// every column ([`refill_shown_events`]), so the report is the same either way.
+pub fn judge_reading(
+    spec: &Spec,
+    sel: &Selection,
+    dir: &Path,
+    context: usize,
+    read_all_columns: bool,
+) -> Result<Judged, crate::Error> {
     let t = Trace::open(dir)?;
     let mut runner = Runner::new(spec, sel).map_err(|e| crate::Error::Usage(e.to_string()))?;
-    let mut last = None;
+    // an unfinalized trace is sorted on the fly from its log: projection would save little
+    let needs = if read_all_columns || !t.is_finalized() {
+        Needs::everything()
+    } else {
+        runner.needs()
+    };
+    // skipping sources needs the trace's first/last time and event count from the footer
+    let facts = t.parquet_facts();
+    let skip = match (&needs.sources, facts) {
+        (Some(srcs), Some((rows, Some(first), Some(last), _))) => {
+            Some((srcs.iter().cloned().collect::<Vec<_>>(), rows, first, last))
+        }
+        _ => None,
+    };
     // packet summaries are merged into the stream only when some monitor can match them
     let opts = ReadOptions {
         include_packets: runner.may_observe("packet"),
+        columns: needs.columns(),
+        sources: skip.as_ref().map(|s| s.0.clone()),
         ..Default::default()
     };
-    for batch in t.events(&opts)? {
-        let batch = batch?;
-        for ev in batch.iter() {
-            runner.observe(&ev);
-            last = Some(ev.ts_ns);
+    let mut last = None;
+    let mut packets = 0u64;
+    match &skip {
+        None => {
+            for batch in t.events(&opts)? {
+                let batch = batch?;
+                for ev in batch.iter() {
+                    runner.observe(&ev);
+                    last = Some(ev.ts_ns);
+                }
+            }
+        }
+        Some((_, _, first, trace_last)) => {
+            let (first, trace_last) = (*first, *trace_last);
+            // start at the trace's first event, observed or not
+            let mut started = false;
+            for batch in t.events(&opts)? {
+                let batch = batch?;
+                for ev in batch.iter() {
+                    if !started {
+                        runner.advance_to(first.min(ev.ts_ns));
+                        started = true;
+                    }
+                    packets += u64::from(ev.source == "packet");
+                    runner.observe(&ev);
+                    last = Some(ev.ts_ns);
+                }
+            }
+            if !started {
+                runner.advance_to(first);
+            }
+            last = Some(last.map_or(trace_last, |l: i64| l.max(trace_last)));
         }
     }
     let m = t.manifest();
@@ -103,13 +165,72 @@ pub fn judge(
         (Some(a), Some(b)) => a.max(b),
         (a, b) => a.or(b).or(m.started_ns).unwrap_or(0),
     };
-    let report = runner.finish(end);
+    let mut report = runner.finish(end);
+    if let Some((_, rows, _, _)) = &skip {
+        // every event of the trace counts, observed or skipped
+        report.events = rows + packets;
+    }
+    if needs.columns() != Columns::ALL {
+        refill_shown_events(&t, &mut report)?;
+    }
     let ctx = report::gather_context(&t, &report, context)?;
     Ok(Judged {
         trace: dir.to_path_buf(),
         report,
         context: ctx,
     })
+}
+
+/// Re-reads, with every column, the events a report shows (deciding events, transitions,
+/// matched faults) and puts them back into it: one targeted read per cluster of nearby times,
+/// row groups outside each window skipped by their statistics. Packet events are merged in
+/// whole by the reader and need no re-read.
+pub fn refill_shown_events(t: &Trace, report: &mut Report) -> Result<(), trace::TraceError> {
+    let shown: Vec<(i64, u64, String)> = report
+        .shown_events()
+        .into_iter()
+        .filter(|e| e.2 != "packet")
+        .collect();
+    if shown.is_empty() {
+        return Ok(());
+    }
+    // events closer than about one row group's time span are read in one window
+    let gap = match t.parquet_facts() {
+        Some((_, Some(a), Some(b), n)) if n > 0 => (b.saturating_sub(a) / n as i64).max(0),
+        _ => 0,
+    };
+    let mut windows: Vec<(i64, i64, Vec<String>, Vec<u64>)> = Vec::new();
+    for (ts, seq, src) in shown {
+        match windows.last_mut() {
+            Some(w) if ts.saturating_sub(w.1) <= gap => {
+                w.1 = ts;
+                if !w.2.contains(&src) {
+                    w.2.push(src);
+                }
+                w.3.push(seq);
+            }
+            _ => windows.push((ts, ts, vec![src], vec![seq])),
+        }
+    }
+    let mut full: HashMap<u64, EventInfo> = HashMap::new();
+    for (lo, hi, sources, seqs) in windows {
+        let opts = ReadOptions {
+            since_ns: Some(lo),
+            until_ns: Some(hi.saturating_add(1)),
+            sources: Some(sources),
+            ..Default::default()
+        };
+        for b in t.events(&opts)? {
+            let b = b?;
+            for ev in b.iter() {
+                if seqs.contains(&ev.seq) {
+                    full.insert(ev.seq, EventInfo::of(&ev));
+                }
+            }
+        }
+    }
+    report.refill_events(|seq| full.get(&seq).cloned());
+    Ok(())
 }
 
 /// Runs `analyzer check`, returning the exit code.
@@ -169,7 +290,13 @@ pub fn run(args: &CheckArgs) -> Result<i32, crate::Error> {
     }
     let mut judged = Vec::new();
     for t in &args.traces {
-        judged.push(judge(&spec, &sel, t, args.context)?);
+        judged.push(judge_reading(
+            &spec,
+            &sel,
+            t,
+            args.context,
+            args.read_all_columns,
+        )?);
     }
     match args.format {
         CheckFormat::Text => {

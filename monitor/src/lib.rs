@@ -16,6 +16,7 @@ mod eval;
 mod experiment;
 mod ir;
 mod lexer;
+mod needs;
 mod parser;
 mod report;
 mod runner;
@@ -28,6 +29,7 @@ pub use experiment::{fault_matches, fault_matches_step, ExperimentJudge, LiveSte
 pub use ir::{
     ExpectStep, Experiment, FaultCall, FaultTarget, Literal, MonExpr, MonitorInfo, Spec, Step,
 };
+pub use needs::Needs;
 pub use report::{
     EventInfo, ExperimentResult, Explanation, GuardValue, MonitorResult, Report, StepResult,
     TimeoutInfo, Transition, Verdict,

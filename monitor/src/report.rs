@@ -231,3 +231,89 @@ pub struct Report {
     pub end_ns: i64,
     pub events: u64,
 }
+
+impl Report {
+    /// The events the report shows (deciding events, the events of path transitions, matched
+    /// faults) as `(ts_ns, seq, source)`, in trace order, without duplicates.
+    pub fn shown_events(&self) -> Vec<(i64, u64, String)> {
+        fn walk(m: &MonitorResult, v: &mut Vec<(i64, u64, String)>) {
+            if let Some(x) = &m.explanation {
+                let path = x.path.iter().filter_map(|t| t.event.as_ref());
+                for e in x.deciding_event.iter().chain(path) {
+                    v.push((e.ts_ns, e.seq, e.source.clone()));
+                }
+            }
+            for c in &m.children {
+                walk(c, v);
+            }
+        }
+        let mut v = Vec::new();
+        for m in &self.monitors {
+            walk(m, &mut v);
+        }
+        for x in &self.experiments {
+            for s in &x.steps {
+                if let Some(m) = &s.monitor {
+                    walk(m, &mut v);
+                }
+                if let Some(e) = &s.fault {
+                    v.push((e.ts_ns, e.seq, e.source.clone()));
+                }
+            }
+        }
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Replaces every shown event with `full(seq)` when it gives one, e.g. a copy re-read with
+    /// every column when the run read fewer (see [`crate::Needs`]). A refilled deciding event's
+    /// service joins its explanation's `services`, as it would have when judged with every
+    /// column, so the report is the same as one judged from full events.
+    pub fn refill_events(&mut self, full: impl Fn(u64) -> Option<EventInfo>) {
+        self.visit_events(&mut |e: &mut EventInfo, services: &mut Vec<String>| {
+            if let Some(f) = full(e.seq) {
+                *e = f;
+            }
+            if let Some(s) = &e.service {
+                if !services.contains(s) {
+                    services.push(s.clone());
+                    services.sort();
+                }
+            }
+        });
+    }
+
+    /// Calls `f` on every shown event; for a deciding event with its explanation's services,
+    /// otherwise with a scratch list.
+    fn visit_events(&mut self, f: &mut dyn FnMut(&mut EventInfo, &mut Vec<String>)) {
+        fn walk(m: &mut MonitorResult, f: &mut dyn FnMut(&mut EventInfo, &mut Vec<String>)) {
+            if let Some(x) = &mut m.explanation {
+                if let Some(d) = &mut x.deciding_event {
+                    f(d, &mut x.services);
+                }
+                for t in &mut x.path {
+                    if let Some(e) = &mut t.event {
+                        f(e, &mut Vec::new());
+                    }
+                }
+            }
+            for c in &mut m.children {
+                walk(c, f);
+            }
+        }
+        for m in &mut self.monitors {
+            walk(m, f);
+        }
+        for x in &mut self.experiments {
+            for s in &mut x.steps {
+                if let Some(m) = &mut s.monitor {
+                    walk(m, f);
+                }
+                if let Some(e) = &mut s.fault {
+                    f(e, &mut Vec::new());
+                }
+            }
+        }
+    }
+}

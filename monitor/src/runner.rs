@@ -3,6 +3,7 @@
 use crate::eval::{JsonCell, Node};
 use crate::experiment::ExperimentJudge;
 use crate::ir::{MonExpr, Spec, Step};
+use crate::needs::Needs;
 use crate::report::{Report, Verdict};
 use trace::EventRef;
 
@@ -110,6 +111,21 @@ impl Runner {
     pub fn may_observe(&self, source: &str) -> bool {
         (source == "fault" && !self.experiments.is_empty())
             || self.exprs.iter().any(|e| e.may_observe(source))
+    }
+
+    /// The event columns and sources the selected monitors and experiments read (see
+    /// [`Needs`]; the events kept for explanations are not counted: re-read them with
+    /// [`Report::refill_events`] when reading fewer columns). Events of other sources change
+    /// nothing but trace time, which [`Runner::advance_to`] gives without them.
+    pub fn needs(&self) -> Needs {
+        let mut n = Needs::nothing();
+        for e in &self.exprs {
+            n.merge(&Needs::of_expr(e));
+        }
+        if !self.experiments.is_empty() {
+            n.merge(&Needs::experiment());
+        }
+        n
     }
 
     /// Number of monitors and experiments being judged.

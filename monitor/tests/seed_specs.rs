@@ -136,6 +136,43 @@ fn split_brain_experiment_accepts_the_seed_scenario() {
     assert_eq!(last, Some(T0 + 23 * S + 300_000_000));
 }
 
+/// A partition that changes nothing (every view stays whole) must not pass for a split: the
+/// views still hold all four nodes, so `inCluster(left-a, left-b)` never accepts and the last step
+/// fails at its `within` limit.
+#[test]
+fn split_brain_partition_without_effect_fails() {
+    let spec = seed_spec("split-brain.spec");
+    let mut events = split_brain_trace(true, true);
+    let cut = events
+        .iter()
+        .position(|e| e.source == "fault" && e.kind == "partition")
+        .expect("partition fault");
+    let all = ["left-a", "left-b", "right-a", "right-b"];
+    events.truncate(cut + 1);
+    let mut seq = events.last().map_or(0, |e| e.seq);
+    for t in 17..40 {
+        for (i, n) in all.iter().enumerate() {
+            seq += 1;
+            events.push(cluster(seq, t as f64 + i as f64 / 10.0, n, &all, &[]));
+        }
+    }
+    let r = run(
+        &spec,
+        experiment("AutoDownSplitBrain"),
+        &events,
+        Some(T0 + 200 * S),
+    );
+    let e = &r.experiments[0];
+    assert_eq!(e.verdict, Verdict::Fail, "{e:#?}");
+    let last = e
+        .steps
+        .iter()
+        .rev()
+        .find(|s| s.verdict.is_some())
+        .expect("a judged step");
+    assert_eq!((last.kind.as_str(), last.index), ("expect", 12), "{e:#?}");
+}
+
 #[test]
 fn split_brain_without_fault_record_is_inconclusive() {
     let spec = seed_spec("split-brain.spec");
@@ -276,8 +313,5 @@ fn seed_cluster_monitors_judge_views() {
         .iter()
         .map(|t| (t.from.as_str(), t.to.as_str(), t.seq))
         .collect();
-    assert_eq!(
-        states,
-        vec![("forming", "stable", Some(3))]
-    );
+    assert_eq!(states, vec![("forming", "stable", Some(3))]);
 }

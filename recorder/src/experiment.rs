@@ -154,6 +154,21 @@ fn step_event(
     ev
 }
 
+/// Moves every event already queued on `live` into `backlog` (those of the current window).
+fn drain(
+    live: &mut Option<mpsc::UnboundedReceiver<Event>>,
+    backlog: &mut Vec<Event>,
+    window_start_ns: i64,
+) {
+    if let Some(l) = live.as_mut() {
+        while let Ok(ev) = l.try_recv() {
+            if ev.ts_ns >= window_start_ns {
+                backlog.push(ev);
+            }
+        }
+    }
+}
+
 /// Runs the experiment; returns the combined verdict and one line per step.
 pub async fn run(
     ctx: &PlanContext,
@@ -173,8 +188,12 @@ pub async fn run(
     for (i, step) in c.steps.iter().enumerate() {
         ctx.progress
             .set(format!("step {}/{}: {}", i + 1, total, step.text()));
-        ctx.sink
-            .emit(step_event(name, i, step, "start", None, None));
+        let start = step_event(name, i, step, "start", None, None);
+        if i == 0 {
+            // the experiment's first window opens with its first step event
+            window_start_ns = start.ts_ns;
+        }
+        ctx.sink.emit(start);
         match step {
             ExpStep::Note(text) => {
                 ctx.sink.emit(
@@ -270,30 +289,31 @@ pub async fn run(
                     );
                     started + w.saturating_sub(behind) + j.lag() + Duration::from_millis(50)
                 });
-                let mut tick = tokio::time::interval(Duration::from_millis(100));
+                let mut tick = tokio::time::interval(Duration::from_millis(20));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 // The step's window starts where the previous step ended (as offline): events
-                // already queued from before that belong to earlier steps; the rest are judged,
-                // in trace order, up to the deciding one (what follows it is the next step's).
-                if let Some(l) = live.as_mut() {
-                    while let Ok(ev) = l.try_recv() {
-                        backlog.push(ev);
-                    }
-                }
+                // queued from before that belong to earlier steps. The rest are judged in trace
+                // order, (ts, seq), like offline: events arrive in the order the sensors
+                // delivered them (log streams, docker events and probes interleave loosely), so
+                // they wait in `backlog` until the judge's clock (the wall clock minus its lag)
+                // has passed their timestamp, and are then fed sorted, up to the deciding one;
+                // what follows it is the next step's.
+                let lag_ns = i64::try_from(j.lag().as_nanos()).unwrap_or(0);
                 backlog.retain(|e| e.ts_ns >= window_start_ns);
-                backlog.sort_by_key(|e| (e.ts_ns, e.seq));
-                let mut taken = 0;
-                for ev in backlog.iter() {
-                    if j.verdict().is_some() {
-                        break;
-                    }
-                    j.observe(ev);
-                    taken += 1;
-                }
-                backlog.drain(..taken);
+                let release =
+                    |j: &mut Box<dyn LiveJudge>, backlog: &mut Vec<Event>, horizon: i64| {
+                        backlog.sort_by_key(|e| (e.ts_ns, e.seq));
+                        let mut taken = 0;
+                        for ev in backlog.iter() {
+                            if ev.ts_ns > horizon || j.verdict().is_some() {
+                                break;
+                            }
+                            j.observe(ev);
+                            taken += 1;
+                        }
+                        backlog.drain(..taken);
+                    };
                 let verdict = loop {
-                    if let Some(v) = j.verdict() {
-                        break v;
-                    }
                     let ev = async {
                         match live.as_mut() {
                             Some(l) => l.recv().await,
@@ -302,17 +322,38 @@ pub async fn run(
                     };
                     tokio::select! {
                         ev = ev => match ev {
-                            Some(ev) => j.observe(&ev),
+                            Some(ev) => {
+                                if ev.ts_ns >= window_start_ns {
+                                    backlog.push(ev);
+                                }
+                            }
                             None => live = None,
                         },
-                        _ = tick.tick() => j.advance_to(now_ns()),
+                        // release, advance and look at the verdict on a short tick (the first
+                        // one fires at once)
+                        _ = tick.tick() => {
+                            drain(&mut live, &mut backlog, window_start_ns);
+                            let now = now_ns();
+                            release(&mut j, &mut backlog, now - lag_ns);
+                            if j.verdict().is_none() {
+                                j.advance_to(now);
+                            }
+                            if let Some(v) = j.verdict() {
+                                break v;
+                            }
+                        }
                         _ = async {
                             match deadline {
                                 Some(d) => tokio::time::sleep_until(d).await,
                                 None => std::future::pending().await,
                             }
                         } => {
-                            j.advance_to(now_ns());
+                            drain(&mut live, &mut backlog, window_start_ns);
+                            let now = now_ns();
+                            release(&mut j, &mut backlog, now - lag_ns);
+                            if j.verdict().is_none() {
+                                j.advance_to(now);
+                            }
                             break j.verdict().unwrap_or_else(|| "fail".to_string());
                         }
                     }

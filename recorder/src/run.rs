@@ -652,9 +652,14 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
             match FaultInjector::new(docker.clone(), &project, sink.clone(), seed) {
                 Ok(mut i) => {
                     i.set_features(host_features.clone());
-                    // the first fault should not pay for inspecting the project
-                    let _ = i.prepare().await;
-                    (Some(Arc::new(tokio::sync::Mutex::new(i))), None)
+                    let inj = Arc::new(tokio::sync::Mutex::new(i));
+                    // the first fault should not pay for inspecting the project; nor should the
+                    // plan wait for it (a fault that comes first waits on the lock)
+                    let warm = inj.clone();
+                    tokio::spawn(async move {
+                        let _ = warm.lock().await.prepare().await;
+                    });
+                    (Some(inj), None)
                 }
                 Err(e) => (None, Some(e.to_string())),
             };

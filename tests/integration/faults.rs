@@ -2,7 +2,8 @@
 //! inside): partitions stop traffic and healing restores it, loss drops about the asked share,
 //! pause/unpause, kill with a signal, the clear netem error on kernels without it, exec and
 //! limits, cleanup of rules a dropped injector left behind, and no rules after `revert_all`.
-//! Also the (ignored) timing benchmark run by scripts/bench-faults.sh.
+//! Also an (ignored) injector-level timing benchmark; the end-to-end one (through `recorder run`)
+//! is scripts/bench-faults.sh.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -747,10 +748,13 @@ async fn exec_limits_restart_and_random_choice() {
         .all(|(_, d, _)| d["phase"] == "failed" || d["error"].is_null()));
 }
 
-/// Fault timing accuracy (scripts/bench-faults.sh): faults scheduled on a timer, measured from
-/// the intended instant to the start and to the end of the apply. Prints p50/p99.
+/// Fault timing accuracy of the injector alone (no run loop, no sensors): faults scheduled on a
+/// timer, measured from the intended instant to the start and to the end of the apply. Prints
+/// p50/p99. Run: `cargo test -p integration-tests --test integration -- --ignored --exact
+/// faults::bench_fault_timing --nocapture` (BENCH_ROUNDS, default 100). The end-to-end figures in
+/// docs/performance.md come from scripts/bench-faults.sh.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "benchmark: run by scripts/bench-faults.sh"]
+#[ignore = "benchmark: cargo test ... -- --ignored faults::bench_fault_timing"]
 async fn bench_fault_timing() {
     require_docker!();
     let rounds: usize = std::env::var("BENCH_ROUNDS")

@@ -136,7 +136,11 @@ pub fn peer_messages(events: &[Event], verb: &str, me: &str, peer: &str) -> Vec<
             let seq = words.next()?.parse().ok()?;
             // `to=b:7000` (the peer as configured) or `from=b` (its id)
             words
-                .any(|w| w == tag || w.strip_prefix(tag.as_str()).is_some_and(|r| r.starts_with(':')))
+                .any(|w| {
+                    w == tag
+                        || w.strip_prefix(tag.as_str())
+                            .is_some_and(|r| r.starts_with(':'))
+                })
                 .then_some((seq, e.ts_ns))
         })
         .collect()

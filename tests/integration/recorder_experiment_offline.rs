@@ -153,7 +153,10 @@ fn live_and_offline_verdicts_agree_on_every_step() {
     assert_eq!(code, 0, "{out}");
     let (acode, offline) = compare(dir.path(), "Agree", 11);
     assert_eq!(acode, 0, "{offline:?}");
-    assert!(offline.iter().all(|v| v.as_deref() == Some("accept")), "{offline:?}");
+    assert!(
+        offline.iter().all(|v| v.as_deref() == Some("accept")),
+        "{offline:?}"
+    );
 
     let (dir, code, out) = record("fails", "Fails");
     assert_eq!(code, 1, "{out}");

@@ -26,10 +26,16 @@ fn fault_window(faults: &[(String, serde_json::Value)], kind: &str) -> (i64, i64
     };
     let applied = phase("applied");
     let reverted = phase("reverted");
-    assert!(applied["error"].is_null() && reverted["error"].is_null(), "{faults:?}");
+    assert!(
+        applied["error"].is_null() && reverted["error"].is_null(),
+        "{faults:?}"
+    );
     let from = applied["ended_ns"].as_i64().expect("ended_ns");
     let to = reverted["started_ns"].as_i64().expect("started_ns");
-    assert!(to > from + 1000 * MS, "{kind} window too short: {applied} {reverted}");
+    assert!(
+        to > from + 1000 * MS,
+        "{kind} window too short: {applied} {reverted}"
+    );
     (from, to)
 }
 
@@ -75,27 +81,44 @@ duration = "6s"
         let in_window = |ts: i64, a: i64, b: i64| ts > a && ts < b;
         // before the partition: the peers talk
         let before: Vec<_> = recv.iter().filter(|r| r.1 < p_from - 200 * MS).collect();
-        assert!(before.len() > 20, "{me} heard {peer} {} times before the partition", before.len());
+        assert!(
+            before.len() > 20,
+            "{me} heard {peer} {} times before the partition",
+            before.len()
+        );
         // during: nothing sent while the rules were in place arrives (100 ms margin each side)
         let cut: Vec<u64> = sent
             .iter()
             .filter(|s| in_window(s.1, p_from + 100 * MS, p_to - 100 * MS))
             .map(|s| s.0)
             .collect();
-        assert!(cut.len() > 50, "{peer} sent only {} messages during the partition", cut.len());
+        assert!(
+            cut.len() > 50,
+            "{peer} sent only {} messages during the partition",
+            cut.len()
+        );
         let leaked: Vec<&u64> = cut.iter().filter(|s| got.contains(s)).collect();
-        assert!(leaked.is_empty(), "{me} received {leaked:?} from {peer} during the partition");
+        assert!(
+            leaked.is_empty(),
+            "{me} received {leaked:?} from {peer} during the partition"
+        );
         let heard_during = recv
             .iter()
             .filter(|r| in_window(r.1, p_from + 100 * MS, p_to))
             .count();
-        assert_eq!(heard_during, 0, "{me} logged receptions from {peer} during the partition");
+        assert_eq!(
+            heard_during, 0,
+            "{me} logged receptions from {peer} during the partition"
+        );
         // after the heal: traffic resumes within 2 s
         let after = recv
             .iter()
             .filter(|r| in_window(r.1, p_to, p_to + 2000 * MS))
             .count();
-        assert!(after > 20, "{me} heard {peer} only {after} times in the 2 s after the heal");
+        assert!(
+            after > 20,
+            "{me} heard {peer} only {after} times in the 2 s after the heal"
+        );
         // outside any fault, nothing is lost
         let clean: Vec<u64> = sent
             .iter()

@@ -201,14 +201,14 @@ monitor resumed = eventually log where message ~ "^start a first=[1-9][0-9]*" wi
 monitor neverSeen = eventually log where message == "no such line" within 2s
 
 experiment Gated {
-  expect sawLine(20)
+  expect sawLine(100)
   note "about to restart a"
   do restart on a
   expect resumed
 }
 
 experiment Failing {
-  expect sawLine(5)
+  expect sawLine(100)
   do pause on b for 60s
   expect neverSeen
   note "not reached"
@@ -266,16 +266,16 @@ fn experiment_steps_are_gated_live_and_a_failing_step_tears_down() {
     assert!(ev
         .iter()
         .any(|e| e.source == "note" && e.message.as_deref() == Some("about to restart a")));
-    // the restart came after step 0 accepted, i.e. after line 20 of a
-    let line20 = ev
+    // the restart came after step 0 accepted, i.e. after line 100 of a
+    let line100 = ev
         .iter()
-        .position(|e| e.message.as_deref() == Some("line 20 a"))
-        .expect("line 20");
+        .position(|e| e.message.as_deref() == Some("line 100 a"))
+        .expect("line 100");
     let restart = ev
         .iter()
         .position(|e| e.source == "fault" && e.kind == "restart")
         .expect("restart fault");
-    assert!(line20 < restart);
+    assert!(line100 < restart);
     assert!(project_containers(&project).is_empty());
 
     // failing: exit 1, later steps not run, the pause reverted, nothing left

@@ -277,6 +277,10 @@ impl Trace {
             files::EVENTS_LOG
         });
         let o = opts.clone();
+        // the Parquet row filter has already kept only the wanted sources (see parquet_batches)
+        let sources_done = self.events.as_ref().is_some_and(|m| {
+            opts.sources.is_some() && m.schema().index_of("source").is_ok()
+        });
         let mut past_end = false;
         let events = raw.filter_map(move |b| {
             if past_end {
@@ -286,7 +290,7 @@ impl Trace {
                 Ok(b) => b,
                 Err(e) => return Some(Err(e)),
             };
-            match EventBatch::from_record_batch(&b, &o) {
+            match EventBatch::from_record_batch(&b, &o, sources_done) {
                 Ok((batch, last_ts)) => {
                     if o.until_ns.is_some_and(|u| last_ts.is_some_and(|t| t >= u)) {
                         past_end = true;
@@ -531,9 +535,11 @@ impl EventBatch {
 
     /// Builds a batch from a record batch of either trace shape, applying the source and time
     /// filters and the column projection of `opts`. Also returns the batch's last `ts_ns`.
+    /// `sources_done`: the rows already passed the source filter (no per-row re-check).
     fn from_record_batch(
         b: &RecordBatch,
         opts: &ReadOptions,
+        sources_done: bool,
     ) -> Result<(EventBatch, Option<i64>), String> {
         let prim = |name: &str| {
             b.column_by_name(name)
@@ -567,19 +573,21 @@ impl EventBatch {
         };
         let n = cols.ts.len();
         let last = (n > 0).then(|| cols.ts.value(n - 1));
-        let filtering =
-            opts.sources.is_some() || opts.since_ns.is_some() || opts.until_ns.is_some();
-        let sel = if filtering {
-            let v: Vec<u32> = (0..n)
-                .filter(|&i| {
-                    opts.in_range(cols.ts.value(i))
-                        && cols.source.get(i).is_some_and(|s| opts.keeps_source(s))
-                })
-                .map(|i| i as u32)
-                .collect();
-            (v.len() < n).then_some(v)
-        } else {
-            None
+        let check_source = opts.sources.is_some() && !sources_done;
+        // rows come in ts order: when the first and last are in the range, all are
+        let check_time = (opts.since_ns.is_some() || opts.until_ns.is_some())
+            && n > 0
+            && !(opts.in_range(cols.ts.value(0)) && opts.in_range(cols.ts.value(n - 1)));
+        let sel = match (check_source, check_time) {
+            (false, false) => None,
+            (true, false) => select(n, |i| {
+                cols.source.get(i).is_some_and(|s| opts.keeps_source(s))
+            }),
+            (false, true) => select(n, |i| opts.in_range(cols.ts.value(i))),
+            (true, true) => select(n, |i| {
+                opts.in_range(cols.ts.value(i))
+                    && cols.source.get(i).is_some_and(|s| opts.keeps_source(s))
+            }),
         };
         Ok((
             EventBatch {
@@ -630,6 +638,12 @@ impl EventBatch {
     pub fn iter(&self) -> impl Iterator<Item = EventRef<'_>> + '_ {
         (0..self.len()).map(move |i| self.get(i))
     }
+}
+
+/// The rows `0..n` that pass `keep`, or `None` when all do.
+fn select(n: usize, keep: impl Fn(usize) -> bool) -> Option<Vec<u32>> {
+    let v: Vec<u32> = (0..n).filter(|&i| keep(i)).map(|i| i as u32).collect();
+    (v.len() < n).then_some(v)
 }
 
 /// Merges the event stream with packet events by `(ts_ns, seq)` into owned batches.

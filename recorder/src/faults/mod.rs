@@ -311,10 +311,10 @@ impl FaultInjector {
             if let Ok(r) = resolve::resolve(view, &self.project, target, &mut rng) {
                 let current = !r.all().is_empty()
                     && (!check_pids
-                        || view.containers.iter().all(|c| {
-                            c.live_pid()
-                                .is_some_and(|p| host::pid_belongs_to(p, &c.id))
-                        }));
+                        || view
+                            .containers
+                            .iter()
+                            .all(|c| c.live_pid().is_some_and(|p| host::pid_belongs_to(p, &c.id))));
                 if current {
                     self.rng = rng;
                     return Ok((view.clone(), r));
@@ -1120,7 +1120,8 @@ impl FaultInjector {
                         .filter(|o| o.container_id == inst.container_id && !o.rules.is_empty())
                         .count()
                         == 1;
-                let script = rules::restore_script_with(&self.tags, "-D", &inst.rules, false, teardown);
+                let script =
+                    rules::restore_script_with(&self.tags, "-D", &inst.rules, false, teardown);
                 match host::iptables_batch(inst.pid, &script).await {
                     Ok(_) if teardown => self.set_chains(&inst.container_id, inst.pid, false),
                     Ok(_) => {}
@@ -1216,7 +1217,12 @@ impl FaultInjector {
             let pids: Vec<i64> = self
                 .chains
                 .lock()
-                .map(|s| s.iter().filter(|(id, _)| id == c).map(|(_, p)| *p).collect())
+                .map(|s| {
+                    s.iter()
+                        .filter(|(id, _)| id == c)
+                        .map(|(_, p)| *p)
+                        .collect()
+                })
                 .unwrap_or_default();
             for pid in pids {
                 if self.namespace_alive(c, pid).await {

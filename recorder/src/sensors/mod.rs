@@ -208,6 +208,33 @@ mod tests {
         assert!(errs[3].contains("unknown network"), "{errs:?}");
     }
 
+    #[test]
+    fn preferred_networks_choose_the_polled_address() {
+        let mut c = container("right-a", "p_right-a_1", "172.30.0.4");
+        c.addresses.insert("right".into(), "172.31.0.2".into());
+        // by name, `middle` comes first; a preference for left/right avoids it
+        assert_eq!(address_of(&c).as_deref(), Some("172.30.0.4"));
+        let pref = ["left".to_string(), "right".to_string()];
+        assert_eq!(address_on(&c, &pref).as_deref(), Some("172.31.0.2"));
+        // none of the preferred networks: the first address
+        assert_eq!(
+            address_on(&c, &["left".to_string()]).as_deref(),
+            Some("172.30.0.4")
+        );
+        let mut reg = SensorRegistry::new();
+        register(&mut reg);
+        let cx = ctx(vec![c]);
+        let ok = section(
+            r#"jmx = { services = ["right-a"], networks = ["middle"], mbeans = [{ mbean = "a:b=c" }] }"#,
+        );
+        assert_eq!(reg.build(&ok, &cx).map(|v| v.len()).ok(), Some(1));
+        let bad = section(
+            r#"jmx = { services = ["right-a"], networks = ["nowhere"], mbeans = [{ mbean = "a:b=c" }] }"#,
+        );
+        let errs = reg.build(&bad, &cx).err().expect("unknown network refused");
+        assert!(errs[0].contains("unknown network \"nowhere\""), "{errs:?}");
+    }
+
     /// The jmx sensor against a tiny Jolokia-speaking server on loopback: one bulk POST per poll,
     /// one `jmx` event per MBean with ClusterStatus parsed, and an error event for the 404.
     #[tokio::test]
