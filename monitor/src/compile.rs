@@ -968,6 +968,10 @@ impl<'f> Compiler<'f> {
                     }
                     _ => {}
                 }
+                let b = match (b, xs.first()) {
+                    (Builtin::Str, Some((_, Ty::Dur))) => Builtin::StrDur,
+                    (b, _) => b,
+                };
                 (Ex::Call(b, xs.into_iter().map(|a| a.0).collect()), rt, true)
             }
             ExprKind::Neg(a) => {

@@ -262,6 +262,10 @@ impl<'a> Ctx<'a> {
                 V::Null => V::Null,
                 other => V::S(Rc::from(other.to_value().to_string().trim_matches('"'))),
             },
+            Builtin::StrDur => match &a0 {
+                V::Int(ns) => V::S(Rc::from(crate::value::fmt_dur(*ns).as_str())),
+                _ => V::Null,
+            },
             Builtin::Bool => match &a0 {
                 V::Bool(b) => V::Bool(*b),
                 V::Null => V::Bool(false),

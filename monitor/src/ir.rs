@@ -14,6 +14,8 @@ pub(crate) enum Builtin {
     Int,
     Float,
     Str,
+    /// `str(d)` of a duration: rendered as `3s`, `250ms` (chosen by the checker from the type).
+    StrDur,
     Bool,
     Lower,
     Upper,

@@ -92,7 +92,12 @@ impl Needs {
             kind: true,
             message: false,
             data: true,
-            sources: Some(["fault", "recorder"].iter().map(|s| s.to_string()).collect()),
+            sources: Some(
+                ["fault", "recorder"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            ),
         }
     }
 
@@ -174,10 +179,7 @@ impl Needs {
         }
         match &a.term {
             TermC::Stay => {}
-            TermC::Goto(_, x)
-            | TermC::Accept(x)
-            | TermC::Fail(x)
-            | TermC::Inconclusive(x) => {
+            TermC::Goto(_, x) | TermC::Accept(x) | TermC::Fail(x) | TermC::Inconclusive(x) => {
                 if let Some(x) = x {
                     self.add_x(x);
                 }

@@ -31,6 +31,8 @@ fn cases() -> Vec<Case> {
         seq,
     };
     vec![
+        c("str of a duration renders its unit", "monitor m = eventually log where message == \"waited \" + str(2500ms) and str(3s) == \"3s\"",
+          vec![log(1, 0.0, "a", "waited 2500000000"), log(2, 1.0, "a", "waited 2500ms")], None, Accept, Some(2)),
         c("field comparison", "monitor m = never docker \"die\" where service == \"db\"",
           vec![ev(1, 0.0, "docker", "die").service("web"), ev(2, 1.0, "docker", "die").service("db")], None, Fail, Some(2)),
         c("kind and source filter", "monitor m = never docker \"die\"",

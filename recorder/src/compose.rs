@@ -120,17 +120,23 @@ impl ComposeCli {
         self.run(files, project, &["config"]).await
     }
 
-    /// `config --services`: the service names.
+    /// `config --services`: the service names `up` starts. Compose v1 lists services of
+    /// profiles that are not enabled too (v2 does not); they are dropped here using the
+    /// resolved configuration and `COMPOSE_PROFILES`, so the recorder never waits for a service
+    /// that `up` does not create.
     pub async fn services(
         &self,
         files: &[PathBuf],
         project: &str,
     ) -> Result<Vec<String>, ComposeError> {
         let out = self.run(files, project, &["config", "--services"]).await?;
+        let config = self.config(files, project).await?;
+        let profiles = std::env::var("COMPOSE_PROFILES").unwrap_or_default();
+        let inactive = inactive_profile_services(&config, &profiles);
         Ok(out
             .lines()
             .map(str::trim)
-            .filter(|l| !l.is_empty())
+            .filter(|l| !l.is_empty() && !inactive.iter().any(|s| s == l))
             .map(str::to_string)
             .collect())
     }
@@ -152,6 +158,41 @@ impl ComposeCli {
         .await
         .map(|_| ())
     }
+}
+
+/// Services of the resolved configuration `config_yaml` that declare `profiles`, none of which
+/// is enabled in `enabled` (the comma-separated `COMPOSE_PROFILES` value; `*` enables all).
+/// A configuration that does not parse yields no services: the caller then waits for all.
+pub fn inactive_profile_services(config_yaml: &str, enabled: &str) -> Vec<String> {
+    let enabled: Vec<&str> = enabled
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    if enabled.contains(&"*") {
+        return Vec::new();
+    }
+    let Ok(doc) = serde_yaml_ng::from_str::<serde_json::Value>(config_yaml) else {
+        return Vec::new();
+    };
+    let Some(services) = doc.get("services").and_then(|s| s.as_object()) else {
+        return Vec::new();
+    };
+    services
+        .iter()
+        .filter(|(_, svc)| {
+            svc.get("profiles")
+                .and_then(|p| p.as_array())
+                .is_some_and(|ps| {
+                    !ps.is_empty()
+                        && !ps
+                            .iter()
+                            .filter_map(|p| p.as_str())
+                            .any(|p| enabled.contains(&p))
+                })
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 /// Redacts values of environment variables whose names look like secrets (see
@@ -579,6 +620,16 @@ pub async fn remove_project(docker: &Docker, project: &str) -> Result<CleanupRep
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn services_of_disabled_profiles_are_not_waited_for() {
+        let y = "services:\n  hog:\n    image: x\n  greedy:\n    image: x\n    profiles:\n    - greedy\n  dbg:\n    image: x\n    profiles: [debug, greedy]\n";
+        assert_eq!(inactive_profile_services(y, ""), vec!["greedy", "dbg"]);
+        assert_eq!(inactive_profile_services(y, "debug"), vec!["greedy"]);
+        assert!(inactive_profile_services(y, "greedy").is_empty());
+        assert!(inactive_profile_services(y, "*").is_empty());
+        assert!(inactive_profile_services("not: [yaml", "").is_empty());
+    }
 
     #[test]
     fn redacts_secret_env_values_in_both_forms() {

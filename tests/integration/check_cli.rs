@@ -261,5 +261,9 @@ fn reading_only_needed_columns_gives_the_same_report() {
         }
     }
     // most pairs judge something (a spec of only parameterised monitors judges nothing)
-    assert!(judged * 2 > cases.len(), "{judged} of {} judged", cases.len());
+    assert!(
+        judged * 2 > cases.len(),
+        "{judged} of {} judged",
+        cases.len()
+    );
 }

@@ -278,9 +278,10 @@ impl Trace {
         });
         let o = opts.clone();
         // the Parquet row filter has already kept only the wanted sources (see parquet_batches)
-        let sources_done = self.events.as_ref().is_some_and(|m| {
-            opts.sources.is_some() && m.schema().index_of("source").is_ok()
-        });
+        let sources_done = self
+            .events
+            .as_ref()
+            .is_some_and(|m| opts.sources.is_some() && m.schema().index_of("source").is_ok());
         let mut past_end = false;
         let events = raw.filter_map(move |b| {
             if past_end {
