@@ -317,3 +317,60 @@ impl Report {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(seq: u64, service: Option<&str>, excerpt: &str) -> EventInfo {
+        EventInfo {
+            ts_ns: seq as i64 * 10,
+            seq,
+            source: "jmx".into(),
+            service: service.map(Into::into),
+            container: None,
+            kind: String::new(),
+            excerpt: excerpt.into(),
+        }
+    }
+
+    #[test]
+    fn refill_replaces_shown_events_and_restores_the_deciding_service() {
+        let expl = Explanation {
+            deciding_event: Some(info(7, None, "")),
+            path: vec![Transition {
+                from: "a".into(),
+                to: "b".into(),
+                ts_ns: 30,
+                seq: Some(3),
+                handler: String::new(),
+                event: Some(info(3, None, "")),
+            }],
+            services: vec!["x".into()],
+            ..Default::default()
+        };
+        let mut r = Report {
+            verdict: Verdict::Fail,
+            monitors: vec![MonitorResult {
+                name: "m".into(),
+                verdict: Verdict::Fail,
+                explanation: Some(expl),
+                children: vec![],
+            }],
+            experiments: vec![],
+            start_ns: Some(0),
+            end_ns: 100,
+            events: 9,
+        };
+        assert_eq!(
+            r.shown_events(),
+            vec![(30, 3, "jmx".to_string()), (70, 7, "jmx".to_string())]
+        );
+        r.refill_events(|seq| (seq == 7 || seq == 3).then(|| info(seq, Some("left-a"), "full")));
+        let e = r.monitors[0].explanation.as_ref().unwrap();
+        assert_eq!(e.deciding_event, Some(info(7, Some("left-a"), "full")));
+        assert_eq!(e.path[0].event, Some(info(3, Some("left-a"), "full")));
+        // the deciding event's service joins, sorted; a path event's does not
+        assert_eq!(e.services, vec!["left-a".to_string(), "x".to_string()]);
+    }
+}

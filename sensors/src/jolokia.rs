@@ -1,7 +1,9 @@
 //! Jolokia (JMX over HTTP) client: builds read requests, sends one bulk POST per poll, parses the
 //! replies (per-request status in bulk replies, whole-request error objects), parses attribute
 //! values that are JSON inside a string (Akka's `ClusterStatus`) into structure, and turns each
-//! outcome into a `jmx` event as the brief specifies. Also the `!` escaping of GET URL paths.
+//! outcome into a `jmx` event as the brief specifies. Also the `!` escaping of GET URL paths and
+//! single GET reads. Checked against replies of the real Jolokia request handler (jolokia-core
+//! 1.7.1): recorded fixtures and a live agent in the tests.
 //!
 //! Transport failures, timeouts and malformed replies never surface as panics or aborted polls:
 //! [`JolokiaClient::poll`] always returns one outcome per configured MBean.
@@ -404,6 +406,23 @@ pub fn parse_bulk_reply(
     }
 }
 
+/// Parses the reply to one read sent alone (a GET of [`MBeanRead::get_path`] or a POST of
+/// [`MBeanRead::to_json`]): a single response object. A non-200 `status` in it is that read's
+/// error outcome (as in a bulk reply); only an unparseable body or a non-object is `Err`.
+pub fn parse_single_reply(read: &MBeanRead, body: &[u8]) -> Result<ReadOutcome, JolokiaError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        let text = String::from_utf8_lossy(body);
+        JolokiaError::Malformed(format!("{e} in {:?}", http::truncate(&text, 120)))
+    })?;
+    match v {
+        Value::Object(_) => Ok(one_response(read, &v)),
+        other => Err(JolokiaError::Malformed(format!(
+            "reply to a single request is {}",
+            type_name(&other)
+        ))),
+    }
+}
+
 /// What a `version` request reports.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentVersion {
@@ -517,6 +536,26 @@ impl JolokiaClient {
                     .map(|r| ReadOutcome::error(&r.mbean, status, &e.error_type(), e.to_string()))
                     .collect()
             }
+        }
+    }
+
+    /// One read as a GET of [`MBeanRead::get_path`] under the base URL (the `!`-escaped URL form).
+    /// A per-request error (e.g. 404 for an MBean not registered) is an error outcome; transport
+    /// errors and unparseable replies are `Err`.
+    pub async fn read_get(&self, read: &MBeanRead) -> Result<ReadOutcome, JolokiaError> {
+        let url = format!("{}{}", self.url.trim_end_matches('/'), read.get_path());
+        let req = Request {
+            timeout: self.timeout,
+            ..Request::get(&url)
+        };
+        let resp = http::send(&req).await?;
+        match parse_single_reply(read, &resp.body) {
+            Err(JolokiaError::Malformed(m)) if resp.status != 200 => Err(JolokiaError::Agent {
+                status: resp.status as i64,
+                error_type: format!("http_{}", resp.status),
+                error: m,
+            }),
+            other => other,
         }
     }
 

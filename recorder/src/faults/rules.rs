@@ -666,6 +666,39 @@ mod tests {
     }
 
     #[test]
+    fn restore_script_sets_up_and_tears_down_chains_in_the_same_transaction() {
+        let t = tags();
+        let rs = partition_rules(&t, "f4", &["10.0.0.9".to_string()], &[Dir::Ingress]);
+        let (o, i) = (t.chain(Dir::Egress), t.chain(Dir::Ingress));
+        let jump =
+            |b: &str, c: &str| format!("{b} -m comment --comment {} -j {c}", t.jump_comment());
+        let add = restore_script_with(&t, "-A", &rs, true, false);
+        let lines: Vec<&str> = add.lines().collect();
+        assert_eq!(lines[0], "*filter");
+        assert_eq!(lines[1], format!(":{o} - [0:0]"));
+        assert_eq!(lines[2], format!(":{i} - [0:0]"));
+        assert_eq!(lines[3], format!("-I {}", jump("OUTPUT 1", &o)));
+        assert_eq!(lines[4], format!("-I {}", jump("INPUT 1", &i)));
+        assert!(lines[5].starts_with(&format!("-A {i} ")), "{add}");
+        assert_eq!(lines[6], "COMMIT");
+        assert_eq!(lines.len(), 7);
+        // chains declared before the jumps that use them, rules after both
+        let del = restore_script_with(&t, "-D", &rs, false, true);
+        let lines: Vec<&str> = del.lines().collect();
+        assert!(lines[1].starts_with(&format!("-D {i} ")), "{del}");
+        assert_eq!(lines[2], format!("-D {}", jump("OUTPUT", &o)));
+        assert_eq!(lines[3], format!("-D {}", jump("INPUT", &i)));
+        assert_eq!(lines[4], format!("-X {o}"));
+        assert_eq!(lines[5], format!("-X {i}"));
+        assert_eq!(lines[6], "COMMIT");
+        // without set-up or tear-down: the rules alone, as before
+        assert_eq!(
+            restore_script_with(&t, "-A", &rs, false, false),
+            restore_script(&t, "-A", &rs)
+        );
+    }
+
+    #[test]
     fn random_drop_uses_statistic_match() {
         let t = tags();
         let r = drop_random(&t, "f3", Dir::Egress, 0.5, Some("172.30.0.0/16"));
