@@ -105,6 +105,15 @@ pub fn judge_reading(
 ) -> Result<Judged, crate::Error> {
     let t = Trace::open(dir)?;
     let mut runner = Runner::new(spec, sel).map_err(|e| crate::Error::Usage(e.to_string()))?;
+    // the experiment the recorder ran is judged from where the recorder started it
+    if let Some(name) = t
+        .manifest()
+        .schedule
+        .pointer("/experiment/name")
+        .and_then(|n| n.as_str())
+    {
+        runner.recorded_experiment(name);
+    }
     // an unfinalized trace is sorted on the fly from its log: projection would save little
     let needs = if read_all_columns || !t.is_finalized() {
         Needs::everything()

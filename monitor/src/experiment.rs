@@ -231,6 +231,8 @@ pub struct ExperimentJudge {
     live: Option<LiveStep>,
     results: Vec<StepResult>,
     stop_reason: Option<(Verdict, String)>,
+    /// Waiting for the recorder's step-0 start event (see [`Self::start_at_recorded_start`]).
+    await_recorded_start: bool,
 }
 
 impl ExperimentJudge {
@@ -258,11 +260,32 @@ impl ExperimentJudge {
             live: None,
             results,
             stop_reason: None,
+            await_recorded_start: false,
         }
     }
 
     pub fn name(&self) -> &str {
         &self.exp.name
+    }
+
+    /// The trace was recorded running this experiment: judge it from the moment the recorder
+    /// started it (its step-0 `start` event: `source = "recorder"`, `kind = "step"`,
+    /// `data.experiment` = the name, `data.step = 0`, `data.phase = "start"`), as the recorder
+    /// did live, instead of from the first event of the trace. Events before it (the system
+    /// starting up) are ignored; without that event every step stays not run (inconclusive).
+    pub fn start_at_recorded_start(&mut self) {
+        self.await_recorded_start = true;
+    }
+
+    /// Is `ev` the recorder's start of this experiment's step 0?
+    fn is_recorded_start(&self, ev: &EventRef<'_>, data: Option<&J>) -> bool {
+        ev.source == "recorder"
+            && ev.kind == "step"
+            && data.is_some_and(|d| {
+                d.get("experiment").and_then(J::as_str) == Some(self.exp.name.as_str())
+                    && d.get("step").and_then(J::as_u64) == Some(0)
+                    && d.get("phase").and_then(J::as_str) == Some("start")
+            })
     }
 
     /// The next `do` step after step `i`, if any, with its index.
@@ -295,6 +318,9 @@ impl ExperimentJudge {
     }
 
     pub fn advance_to(&mut self, ts: i64) {
+        if self.await_recorded_start {
+            return;
+        }
         if self.window_start.is_none() {
             self.window_start = Some(ts);
         }
@@ -339,6 +365,22 @@ impl ExperimentJudge {
     }
 
     pub(crate) fn observe_with(&mut self, ev: &EventRef<'_>, json: &JsonCell) {
+        if self.await_recorded_start {
+            if ev.source != "recorder" {
+                return;
+            }
+            let d = ev
+                .data
+                .and_then(|_| {
+                    json.get_or_init(|| ev.data.and_then(|d| serde_json::from_str(d).ok()))
+                        .as_ref()
+                });
+            if !self.is_recorded_start(ev, d) {
+                return;
+            }
+            self.await_recorded_start = false;
+            self.window_start = Some(ev.ts_ns);
+        }
         if self.window_start.is_none() {
             self.window_start = Some(ev.ts_ns);
         }
@@ -438,6 +480,15 @@ impl ExperimentJudge {
     }
 
     pub fn finish(&mut self, end_ns: i64) -> ExperimentResult {
+        if self.await_recorded_start {
+            self.stop(
+                Verdict::Inconclusive,
+                format!(
+                    "the trace was recorded for experiment `{}` but holds no recorder event starting it (source=recorder, kind=step, step 0, phase=start)",
+                    self.exp.name
+                ),
+            );
+        }
         if self.window_start.is_none() {
             self.window_start = Some(end_ns);
         }

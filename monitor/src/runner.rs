@@ -128,6 +128,18 @@ impl Runner {
         n
     }
 
+    /// The trace was recorded running experiment `name` (the manifest's
+    /// `schedule.experiment.name`): its judge starts at the recorder's start of the experiment,
+    /// as the recorder judged it live (see [`ExperimentJudge::start_at_recorded_start`]).
+    /// Other experiments are judged from the start of the trace. Call before the first event.
+    pub fn recorded_experiment(&mut self, name: &str) {
+        for e in &mut self.experiments {
+            if e.name() == name {
+                e.start_at_recorded_start();
+            }
+        }
+    }
+
     /// Number of monitors and experiments being judged.
     pub fn len(&self) -> usize {
         self.monitors.len() + self.experiments.len()

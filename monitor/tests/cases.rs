@@ -467,3 +467,48 @@ fn fault_matches_step_prefers_identity() {
     );
     assert_eq!(check(&step_fault(1, 0.0, "pause", "s2", None)), None);
 }
+
+/// A recorder step event for experiment `e`.
+fn step_event(seq: u64, secs: f64, step: u64, phase: &str) -> Event {
+    ev(seq, secs, "recorder", "step").data(&json!({
+        "experiment": "e", "step": step, "step_kind": "expect", "phase": phase, "verdict": null
+    }))
+}
+
+#[test]
+fn recorded_experiment_is_judged_from_the_recorders_start() {
+    let spec = spec(
+        "monitor saw(x: str) = eventually log where message == x\nexperiment e {\n expect saw(\"go\") within 2s\n}",
+    );
+    let judge = |events: &[Event], recorded: bool| {
+        let mut r = monitor::Runner::new(&spec, &experiment("e")).expect("runner");
+        if recorded {
+            r.recorded_experiment("e");
+        }
+        for e in events {
+            r.observe(&e.as_ref());
+        }
+        let end = events.last().map(|e| e.ts_ns).unwrap_or(T0);
+        let x = r.finish(end);
+        let x = &x.experiments[0];
+        (x.verdict, x.steps[0].start_ns, x.reason.clone())
+    };
+    // `go` printed while the system came up, before the recorder started the experiment; the
+    // expectation is not met afterwards within 2s: live this failed, offline it must too
+    let evs = vec![
+        log(1, 0.0, "a", "go"),
+        log(2, 5.0, "a", "booting"),
+        step_event(3, 10.0, 0, "start"),
+        log(4, 11.0, "a", "other"),
+        log(5, 13.0, "a", "late"),
+    ];
+    let (v, start, _) = judge(&evs, true);
+    assert_eq!((v, start), (Fail, Some(T0 + 10 * S)));
+    // judged from the first event of the trace (a trace of another experiment), `go` counts
+    let (v, start, _) = judge(&evs, false);
+    assert_eq!((v, start), (Accept, Some(T0)));
+    // recorded for this experiment but the start event is missing: nothing is judged
+    let (v, _, why) = judge(&evs[..2], true);
+    assert_eq!(v, Inconclusive);
+    assert!(why.unwrap_or_default().contains("no recorder event starting it"));
+}
