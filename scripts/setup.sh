@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks for the tests and the demo: host tools the recorder drives
-# (iptables, tc, nsenter, tcpdump), tshark for the packet reference test, the Python packages of the
-# compatibility test, and a running Docker engine. Idempotent and quiet when all is there.
+# (iptables, tc, nsenter, tcpdump), tshark for the packet reference test, Debian's jolokia-core jar
+# for the Jolokia conformance test, the Python packages of the compatibility test, and a running
+# Docker engine. Idempotent and quiet when all is there.
 set -euo pipefail
 
 need_apt=()
@@ -12,6 +13,9 @@ command -v nsenter >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v tcpdump >/dev/null 2>&1 || need_apt+=(tcpdump)
 command -v tshark >/dev/null 2>&1 || need_apt+=(tshark)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# The real Jolokia request handler for the live conformance test (sensors/tests/jolokia_real.rs).
+[ -f /usr/share/java/jolokia-core.jar ] || need_apt+=(libjolokia-core-java)
+command -v javac >/dev/null 2>&1 || need_apt+=(default-jdk-headless)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

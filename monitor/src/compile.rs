@@ -682,11 +682,16 @@ impl<'f> Compiler<'f> {
             }
             xe
         });
+        let fast = match from {
+            None => crate::fast::specialise(guard.as_ref()),
+            Some(_) => None,
+        };
         PatternC {
             source: p.source.as_deref().map(Into::into),
             kind: p.kind.as_deref().map(Into::into),
             from,
             guard,
+            fast,
         }
     }
 

@@ -8,7 +8,6 @@ use crate::ir::*;
 use crate::report::*;
 use crate::value::{Value, V};
 use serde_json::Value as J;
-use std::cell::OnceCell;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::rc::Rc;
@@ -18,7 +17,7 @@ const PATH_MAX: usize = 32;
 const TRACE_MAX: usize = 24;
 
 /// The per-event lazily parsed `data`.
-pub(crate) type JsonCell = OnceCell<Option<J>>;
+pub(crate) use crate::fast::JsonCell;
 
 pub(crate) struct Ctx<'a> {
     ev: Option<EventRef<'a>>,
@@ -41,10 +40,8 @@ fn s<'a>(o: Option<&'a str>) -> V<'a> {
 
 impl<'a> Ctx<'a> {
     fn data(&self) -> V<'a> {
-        let Some(ev) = self.ev else { return V::Null };
-        let Some(d) = ev.data else { return V::Null };
-        match self.json.get_or_init(|| serde_json::from_str(d).ok()) {
-            Some(j) => V::of_json(j),
+        match &self.ev {
+            Some(ev) => crate::fast::data_of(ev, self.json),
             None => V::Null,
         }
     }
@@ -341,6 +338,10 @@ impl<'a> Ctx<'a> {
                 return false;
             }
         }
+        // the specialised guard, unless the guard's values are being traced
+        if let (Some(f), None) = (&p.fast, &self.trace) {
+            return f.holds(&ev, self.json);
+        }
         if let Some(f) = &p.from {
             let want = self.eval(f);
             match (want.as_str(), ev.service) {
@@ -355,7 +356,28 @@ impl<'a> Ctx<'a> {
     }
 }
 
-fn binop<'a>(op: BinOp, l: &V<'a>, r: &V<'a>) -> V<'a> {
+/// The generic evaluator's verdict on a pattern (its `fast` form not used when `None`).
+#[cfg(test)]
+pub(crate) fn matches_generic(p: &PatternC, ev: &EventRef<'_>, json: &JsonCell) -> bool {
+    let key = Value::Null;
+    let mut ctx = Ctx {
+        ev: Some(*ev),
+        json,
+        params: &[],
+        vars: &[],
+        wins: &[],
+        win_defs: &[],
+        caps_saved: &[],
+        caps_now: Vec::new(),
+        locals: Vec::new(),
+        here: None,
+        key: &key,
+        trace: None,
+    };
+    ctx.matches(p)
+}
+
+pub(crate) fn binop<'a>(op: BinOp, l: &V<'a>, r: &V<'a>) -> V<'a> {
     use std::cmp::Ordering::*;
     use BinOp::*;
     match op {

@@ -83,6 +83,9 @@ pub(crate) struct PatternC {
     pub kind: Option<Box<str>>,
     pub from: Option<X>,
     pub guard: Option<X>,
+    /// The guard specialised (see [`crate::fast`]) when it has a common shape and there is no
+    /// `from`; evaluated instead of `guard` except when tracing guard values.
+    pub fast: Option<crate::fast::Fast>,
 }
 
 #[derive(Debug, Clone)]

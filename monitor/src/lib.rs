@@ -14,6 +14,7 @@ mod compile;
 mod diag;
 mod eval;
 mod experiment;
+mod fast;
 mod ir;
 mod lexer;
 mod needs;
