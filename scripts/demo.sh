@@ -10,7 +10,8 @@
 # Exit code: the analyzer's (0 accept, 1 fail, 2 inconclusive; docs/exit-codes.md), or the
 # recorder's when it could not leave a trace behind.
 # The recording needs root (iptables/nsenter in the containers' namespaces for the partition,
-# tcpdump for the packet capture): scripts/setup.sh installs the host tools.
+# tcpdump for the packet capture); missing host tools are installed (scripts/setup.sh
+# --host-tools) when run as root on a Debian-like machine.
 #
 # Usage: scripts/demo.sh [--sample]     (--sample: judge the committed sample even with Docker)
 set -euo pipefail
@@ -49,8 +50,16 @@ else
   for tool in iptables nsenter tcpdump; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
   done
+  if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing the host tools the recorder drives: ${missing[*]}"
+    bash scripts/setup.sh --host-tools
+    missing=()
+    for tool in iptables nsenter tcpdump; do
+      command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+    done
+  fi
   if [ ${#missing[@]} -gt 0 ]; then
-    echo "demo: missing host tools: ${missing[*]} (scripts/setup.sh installs them)" >&2
+    echo "demo: missing host tools: ${missing[*]} (scripts/setup.sh --host-tools installs them, as root)" >&2
     exit 5
   fi
   if [ "$(id -u)" != 0 ]; then

@@ -3,7 +3,12 @@
 # (iptables, tc, nsenter, tcpdump), tshark for the packet reference test, Debian's jolokia-core jar
 # for the Jolokia conformance test, the Python packages of the compatibility test, and a running
 # Docker engine. Idempotent and quiet when all is there.
+#
+# Usage: scripts/setup.sh [--host-tools]   (--host-tools: only what recording needs: iptables,
+#                                           iproute2, util-linux, tcpdump, and the engine)
 set -euo pipefail
+HOST_TOOLS_ONLY=0
+[ "${1:-}" = "--host-tools" ] && HOST_TOOLS_ONLY=1
 
 need_apt=()
 command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)
@@ -11,11 +16,13 @@ command -v tc >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v nsenter >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v tcpdump >/dev/null 2>&1 || need_apt+=(tcpdump)
-command -v tshark >/dev/null 2>&1 || need_apt+=(tshark)
-command -v curl >/dev/null 2>&1 || need_apt+=(curl)
-# The real Jolokia request handler for the live conformance test (sensors/tests/jolokia_real.rs).
-[ -f /usr/share/java/jolokia-core.jar ] || need_apt+=(libjolokia-core-java)
-command -v javac >/dev/null 2>&1 || need_apt+=(default-jdk-headless)
+if [ "$HOST_TOOLS_ONLY" = 0 ]; then
+  command -v tshark >/dev/null 2>&1 || need_apt+=(tshark)
+  command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+  # The real Jolokia request handler for the live conformance test (sensors/tests/jolokia_real.rs).
+  [ -f /usr/share/java/jolokia-core.jar ] || need_apt+=(libjolokia-core-java)
+  command -v javac >/dev/null 2>&1 || need_apt+=(default-jdk-headless)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
@@ -24,7 +31,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
-if ! python3 -c 'import pyarrow, duckdb, pytest' >/dev/null 2>&1; then
+if [ "$HOST_TOOLS_ONLY" = 0 ] && ! python3 -c 'import pyarrow, duckdb, pytest' >/dev/null 2>&1; then
   echo "setup: installing pyarrow duckdb pytest" >&2
   python3 -m pip install -q --disable-pip-version-check pyarrow duckdb pytest
 fi

@@ -369,12 +369,10 @@ impl ExperimentJudge {
             if ev.source != "recorder" {
                 return;
             }
-            let d = ev
-                .data
-                .and_then(|_| {
-                    json.get_or_init(|| ev.data.and_then(|d| serde_json::from_str(d).ok()))
-                        .as_ref()
-                });
+            let d = ev.data.and_then(|_| {
+                json.get_or_init(|| ev.data.and_then(|d| serde_json::from_str(d).ok()))
+                    .as_ref()
+            });
             if !self.is_recorded_start(ev, d) {
                 return;
             }

@@ -356,6 +356,7 @@ mod tests {
         crate::eval::matches_generic(&slow, ev, json)
     }
 
+    #[derive(Debug)]
     struct Ev {
         source: String,
         service: Option<String>,
