@@ -788,53 +788,18 @@ impl Leaf {
                 return;
             }
         }
-        let m = self.r.machine.clone();
-        if let Some(srcs) = &m.sources {
+        if let Some(srcs) = &self.r.machine.sources {
             if !srcs.iter().any(|s| **s == *ev.source) {
                 return;
             }
         }
-        let idx = match &m.per {
-            None => 0,
-            Some(kx) => {
-                let key = {
-                    let mut ctx = Ctx {
-                        ev: Some(*ev),
-                        json,
-                        params: &self.r.params,
-                        vars: &[],
-                        wins: &[],
-                        win_defs: &[],
-                        caps_saved: &[],
-                        caps_now: Vec::new(),
-                        locals: Vec::new(),
-                        here: self.r.at.as_deref(),
-                        key: &self.no_key,
-                        trace: None,
-                    };
-                    let k = ctx.eval(kx);
-                    self.keybuf.clear();
-                    match &k {
-                        V::Null => return,
-                        V::Str(s) => self.keybuf.push_str(s),
-                        V::S(s) => self.keybuf.push_str(s),
-                        V::Int(i) => {
-                            use std::fmt::Write;
-                            let _ = write!(self.keybuf, "{i}");
-                        }
-                        other => self.keybuf.push_str(&other.to_value().to_string()),
-                    }
-                    k.to_value_if_new(self.keys.contains_key(self.keybuf.as_str()))
-                };
-                match self.keys.get(self.keybuf.as_str()) {
-                    Some(i) => *i,
-                    None => {
-                        let i = self.new_inst(key.unwrap_or(Value::Null), ev.ts_ns, Some(ev.seq));
-                        self.keys.insert(self.keybuf.clone().into_boxed_str(), i);
-                        i
-                    }
-                }
+        let idx = if self.r.machine.per.is_some() {
+            match self.key_inst(ev, json) {
+                Some(i) => i,
+                None => return,
             }
+        } else {
+            0
         };
         if self
             .insts
@@ -843,25 +808,14 @@ impl Leaf {
         {
             return;
         }
+        // the machine is borrowed field by field, not cloned, on the per-event path
+        let m: &Machine = &self.r.machine;
         // windows
         for (wi, wd) in m.windows.iter().enumerate() {
             self.insts[idx as usize].wins[wi].evict(ev.ts_ns);
             let sample = {
                 let inst = &self.insts[idx as usize];
-                let mut ctx = Ctx {
-                    ev: Some(*ev),
-                    json,
-                    params: &self.r.params,
-                    vars: &inst.vars,
-                    wins: &inst.wins,
-                    win_defs: &m.windows,
-                    caps_saved: &inst.caps,
-                    caps_now: Vec::new(),
-                    locals: Vec::new(),
-                    here: self.r.at.as_deref(),
-                    key: &inst.key,
-                    trace: None,
-                };
+                let mut ctx = inst_ctx(&self.r, m, inst, ev, json, None);
                 let ok = match &wd.of {
                     Some(p) => ctx.matches(p),
                     None => true,
@@ -882,63 +836,88 @@ impl Leaf {
                 self.insts[idx as usize].wins[wi].push(ev.ts_ns, x);
             }
         }
-        // handlers
+        // handlers: a specialised pattern rejects the event without building a context
         let inst = &self.insts[idx as usize];
         let st = &m.states[inst.state as usize];
+        let mut ctx: Option<Ctx<'_>> = None;
         let mut fired = None;
-        {
-            let mut ctx = Ctx {
-                ev: Some(*ev),
-                json,
-                params: &self.r.params,
-                vars: &inst.vars,
-                wins: &inst.wins,
-                win_defs: &m.windows,
-                caps_saved: &inst.caps,
-                caps_now: Vec::new(),
-                locals: Vec::new(),
-                here: self.r.at.as_deref(),
-                key: &inst.key,
-                trace: None,
-            };
-            for (hi, h) in st.handlers.iter().enumerate() {
-                ctx.caps_now.iter_mut().for_each(|c| *c = None);
-                if ctx.matches(&h.pat) {
-                    let mut eff = effects(&mut ctx, &m, &h.actions, ev.ts_ns);
-                    if let Decision::Decide(_, _, gv) = &mut eff.term {
-                        // re-run the pattern with tracing to show what the guard saw
-                        let mut t = Ctx {
-                            ev: Some(*ev),
-                            json,
-                            params: &self.r.params,
-                            vars: &inst.vars,
-                            wins: &inst.wins,
-                            win_defs: &m.windows,
-                            caps_saved: &inst.caps,
-                            caps_now: Vec::new(),
-                            locals: Vec::new(),
-                            here: self.r.at.as_deref(),
-                            key: &inst.key,
-                            trace: Some(Vec::new()),
-                        };
-                        t.matches(&h.pat);
-                        *gv = t.trace.take().unwrap_or_default();
+        for (hi, h) in st.handlers.iter().enumerate() {
+            let hit_fast = match &h.pat.fast {
+                Some(f) => {
+                    if !source_kind_match(&h.pat, ev) || !f.holds(ev, json) {
+                        continue;
                     }
-                    // the handler's text is only shown for decisions (path entries name
-                    // the handler by index): no copy per transition
-                    let text = match eff.term {
-                        Decision::Decide(..) => h.text.clone(),
-                        _ => String::new(),
-                    };
-                    fired = Some((hi as u16, eff, text));
-                    break;
+                    true
                 }
+                None => false,
+            };
+            let c = ctx.get_or_insert_with(|| inst_ctx(&self.r, m, inst, ev, json, None));
+            c.caps_now.iter_mut().for_each(|c| *c = None);
+            if !hit_fast && !c.matches(&h.pat) {
+                continue;
             }
+            let mut eff = effects(c, m, &h.actions, ev.ts_ns);
+            if let Decision::Decide(_, _, gv) = &mut eff.term {
+                // re-run the pattern with tracing to show what the guard saw
+                let mut t = inst_ctx(&self.r, m, inst, ev, json, Some(Vec::new()));
+                t.matches(&h.pat);
+                *gv = t.trace.take().unwrap_or_default();
+            }
+            // the handler's text is only shown for decisions (path entries name
+            // the handler by index): no copy per transition
+            let text = match eff.term {
+                Decision::Decide(..) => h.text.clone(),
+                _ => String::new(),
+            };
+            fired = Some((hi as u16, eff, text));
+            break;
         }
+        drop(ctx);
         if let Some((hi, eff, text)) = fired {
             let timer = self.insts[idx as usize].timer;
             self.apply(idx, eff, ev.ts_ns, Some(ev), hi, text, timer);
         }
+    }
+
+    /// The instance of the event's `per` key, created on first sight; `None` when the key is
+    /// null.
+    fn key_inst(&mut self, ev: &EventRef<'_>, json: &JsonCell) -> Option<u32> {
+        let key = {
+            let Some(kx) = &self.r.machine.per else {
+                return Some(0);
+            };
+            let mut ctx = Ctx {
+                ev: Some(*ev),
+                json,
+                params: &self.r.params,
+                vars: &[],
+                wins: &[],
+                win_defs: &[],
+                caps_saved: &[],
+                caps_now: Vec::new(),
+                locals: Vec::new(),
+                here: self.r.at.as_deref(),
+                key: &self.no_key,
+                trace: None,
+            };
+            let k = ctx.eval(kx);
+            self.keybuf.clear();
+            match &k {
+                V::Null => return None,
+                V::Str(s) => self.keybuf.push_str(s),
+                V::S(s) => self.keybuf.push_str(s),
+                V::Int(i) => push_int(&mut self.keybuf, *i),
+                other => self.keybuf.push_str(&other.to_value().to_string()),
+            }
+            // one lookup for a known key; the owned key is built only for a new instance
+            if let Some(i) = self.keys.get(self.keybuf.as_str()) {
+                return Some(*i);
+            }
+            k.to_value()
+        };
+        let i = self.new_inst(key, ev.ts_ns, Some(ev.seq));
+        self.keys.insert(self.keybuf.clone().into_boxed_str(), i);
+        Some(i)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1212,16 +1191,24 @@ impl Leaf {
     }
 }
 
-trait ToValueIfNew {
-    fn to_value_if_new(&self, exists: bool) -> Option<Value>;
-}
-impl ToValueIfNew for V<'_> {
-    fn to_value_if_new(&self, exists: bool) -> Option<Value> {
-        if exists {
-            None
-        } else {
-            Some(self.to_value())
+/// Appends the decimal form of `i` (as `{i}` formats it) without the formatting machinery.
+fn push_int(buf: &mut String, i: i64) {
+    let mut digits = [0u8; 20];
+    let mut n = i.unsigned_abs();
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
         }
+    }
+    if i < 0 {
+        buf.push('-');
+    }
+    for &d in &digits[at..] {
+        buf.push(d as char);
     }
 }
 
@@ -1296,6 +1283,38 @@ fn path_of(m: &Machine, p: &VecDeque<PathEntry>) -> Vec<Transition> {
             }
         })
         .collect()
+}
+
+/// The evaluation context of an instance on an event.
+fn inst_ctx<'a>(
+    r: &'a MonRef,
+    m: &'a Machine,
+    inst: &'a Inst,
+    ev: &EventRef<'a>,
+    json: &'a JsonCell,
+    trace: Option<Vec<GuardValue>>,
+) -> Ctx<'a> {
+    Ctx {
+        ev: Some(*ev),
+        json,
+        params: &r.params,
+        vars: &inst.vars,
+        wins: &inst.wins,
+        win_defs: &m.windows,
+        caps_saved: &inst.caps,
+        caps_now: Vec::new(),
+        locals: Vec::new(),
+        here: r.at.as_deref(),
+        key: &inst.key,
+        trace,
+    }
+}
+
+/// The pattern's source and kind, checked before its guard.
+#[inline]
+fn source_kind_match(p: &PatternC, ev: &EventRef<'_>) -> bool {
+    p.source.as_deref().is_none_or(|s| s == ev.source)
+        && p.kind.as_deref().is_none_or(|k| k == ev.kind)
 }
 
 fn effects<'a>(ctx: &mut Ctx<'a>, m: &'a Machine, acts: &'a ActionsC, _now: i64) -> Effects {
@@ -1532,4 +1551,16 @@ fn negate(o: &Outcome) -> Outcome {
     n.verdict = o.verdict.negate();
     n.explanation.reason = format!("negated: {} ({})", o.explanation.reason, o.verdict);
     n
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn per_keys_format_integers_as_display_does() {
+        for i in [0, 7, -7, 10, 99, 100, -100, 123_456_789, i64::MAX, i64::MIN] {
+            let mut b = String::from("x");
+            super::push_int(&mut b, i);
+            assert_eq!(b, format!("x{i}"));
+        }
+    }
 }

@@ -114,7 +114,11 @@ pub(crate) enum Fast {
         negated: bool,
     },
     /// `ts`/`seq` compared with an integer (`seq` when `seq`), op in `== != < <= > >=`.
-    IntCmp { seq: bool, op: BinOp, val: i64 },
+    IntCmp {
+        seq: bool,
+        op: BinOp,
+        val: i64,
+    },
     /// Any other comparison of an operand with a constant, with the generic comparison rules;
     /// `swapped`: the constant is on the left.
     Cmp {
@@ -280,11 +284,9 @@ impl Fast {
             Fast::StrEq { f, val, ne } => {
                 Tri::of_bool(f.get(ev).is_some_and(|s| s == &**val) != *ne)
             }
-            Fast::StrIn { f, vals, negated } => Tri::of_bool(
-                f.get(ev)
-                    .is_some_and(|s| vals.iter().any(|v| &**v == s))
-                    != *negated,
-            ),
+            Fast::StrIn { f, vals, negated } => {
+                Tri::of_bool(f.get(ev).is_some_and(|s| vals.iter().any(|v| &**v == s)) != *negated)
+            }
             Fast::IntCmp { seq, op, val } => {
                 let x = if *seq { ev.seq as i64 } else { ev.ts_ns };
                 let o = x.cmp(val);
@@ -389,8 +391,20 @@ mod tests {
 
     fn scalar() -> impl Strategy<Value = String> {
         prop::sample::select(vec![
-            "1", "2", "-3", "2.0", "2.5", "\"a\"", "\"b\"", "\"2\"", "true", "false", "null",
-            "[1, 2]", "[\"a\"]", "{\"x\": 1}",
+            "1",
+            "2",
+            "-3",
+            "2.0",
+            "2.5",
+            "\"a\"",
+            "\"b\"",
+            "\"2\"",
+            "true",
+            "false",
+            "null",
+            "[1, 2]",
+            "[\"a\"]",
+            "{\"x\": 1}",
         ])
         .prop_map(String::from)
     }
@@ -510,7 +524,10 @@ mod tests {
     /// events where it holds and where it does not.
     fn check_node(g: &str, want: fn(&Fast) -> bool) {
         let p = pattern(g);
-        let f = p.fast.clone().unwrap_or_else(|| panic!("{g} not specialised"));
+        let f = p
+            .fast
+            .clone()
+            .unwrap_or_else(|| panic!("{g} not specialised"));
         assert!(want(&f), "{g}: unexpected node {f:?}");
         let a = ev0();
         let mut b = ev0();
@@ -533,10 +550,24 @@ mod tests {
     #[test]
     fn dedicated_nodes() {
         check_node("kind == \"oom\"", |f| {
-            matches!(f, Fast::StrEq { f: StrField::Kind, ne: false, .. })
+            matches!(
+                f,
+                Fast::StrEq {
+                    f: StrField::Kind,
+                    ne: false,
+                    ..
+                }
+            )
         });
         check_node("\"svc\" != service", |f| {
-            matches!(f, Fast::StrEq { f: StrField::Service, ne: true, .. })
+            matches!(
+                f,
+                Fast::StrEq {
+                    f: StrField::Service,
+                    ne: true,
+                    ..
+                }
+            )
         });
         check_node("kind in [\"oom\", \"die\"]", |f| {
             matches!(f, Fast::StrIn { negated: false, .. })
@@ -545,23 +576,51 @@ mod tests {
             matches!(f, Fast::StrIn { negated: true, .. })
         });
         check_node("seq < 10", |f| {
-            matches!(f, Fast::IntCmp { seq: true, op: BinOp::Lt, val: 10 })
+            matches!(
+                f,
+                Fast::IntCmp {
+                    seq: true,
+                    op: BinOp::Lt,
+                    val: 10
+                }
+            )
         });
         check_node("0 <= ts", |f| {
-            matches!(f, Fast::IntCmp { seq: false, op: BinOp::Ge, val: 0 })
+            matches!(
+                f,
+                Fast::IntCmp {
+                    seq: false,
+                    op: BinOp::Ge,
+                    val: 0
+                }
+            )
         });
         check_node("data.x >= 2", |f| {
-            matches!(f, Fast::Cmp { lhs: Operand::Data(_), .. })
+            matches!(
+                f,
+                Fast::Cmp {
+                    lhs: Operand::Data(_),
+                    ..
+                }
+            )
         });
-        check_node("data.y[\"z\"] == \"q\"", |f| {
-            matches!(f, Fast::Cmp { lhs: Operand::Data(p), .. } if p.len() == 2)
-        });
+        check_node(
+            "data.y[\"z\"] == \"q\"",
+            |f| matches!(f, Fast::Cmp { lhs: Operand::Data(p), .. } if p.len() == 2),
+        );
         check_node("message > \"a\"", |f| {
-            matches!(f, Fast::Cmp { lhs: Operand::Str(StrField::Message), .. })
+            matches!(
+                f,
+                Fast::Cmp {
+                    lhs: Operand::Str(StrField::Message),
+                    ..
+                }
+            )
         });
-        check_node("kind == \"oom\" and not (service == \"x\") or seq == 1", |f| {
-            matches!(f, Fast::Or(..))
-        });
+        check_node(
+            "kind == \"oom\" and not (service == \"x\") or seq == 1",
+            |f| matches!(f, Fast::Or(..)),
+        );
     }
 
     #[test]
@@ -571,8 +630,14 @@ mod tests {
             pattern("true and kind == \"a\"").fast,
             pattern("kind == \"a\"").fast
         );
-        assert_eq!(pattern("false and kind == \"a\"").fast, Some(Fast::Const(Tri::F)));
-        assert_eq!(pattern("\"a\" == \"b\" or seq < 3").fast, pattern("seq < 3").fast);
+        assert_eq!(
+            pattern("false and kind == \"a\"").fast,
+            Some(Fast::Const(Tri::F))
+        );
+        assert_eq!(
+            pattern("\"a\" == \"b\" or seq < 3").fast,
+            pattern("seq < 3").fast
+        );
         assert_eq!(pattern("not null").fast, Some(Fast::Const(Tri::N)));
     }
 

@@ -102,15 +102,28 @@ fn split_brain_trace(partition_ok: bool, with_pause_fault: bool) -> Vec<trace::E
     v
 }
 
+/// The seed's `AutoDownSplitBrain` experiment of `split-brain.spec` judged over `events`.
+fn run_auto_down(events: &[trace::Event], end: Option<i64>) -> monitor::Report {
+    run(
+        &seed_spec("split-brain.spec"),
+        experiment("AutoDownSplitBrain"),
+        events,
+        end,
+    )
+}
+
+/// The last step of an experiment that got a verdict.
+fn last_judged_step(e: &monitor::ExperimentResult) -> &monitor::StepResult {
+    e.steps
+        .iter()
+        .rev()
+        .find(|s| s.verdict.is_some())
+        .expect("a judged step")
+}
+
 #[test]
 fn split_brain_experiment_accepts_the_seed_scenario() {
-    let spec = seed_spec("split-brain.spec");
-    let r = run(
-        &spec,
-        experiment("AutoDownSplitBrain"),
-        &split_brain_trace(true, true),
-        None,
-    );
+    let r = run_auto_down(&split_brain_trace(true, true), None);
     let e = &r.experiments[0];
     assert_eq!(e.verdict, Verdict::Accept, "{:#?}", e);
     let kinds: Vec<_> = e
@@ -141,7 +154,6 @@ fn split_brain_experiment_accepts_the_seed_scenario() {
 /// fails at its `within` limit.
 #[test]
 fn split_brain_partition_without_effect_fails() {
-    let spec = seed_spec("split-brain.spec");
     let mut events = split_brain_trace(true, true);
     let cut = events
         .iter()
@@ -156,32 +168,16 @@ fn split_brain_partition_without_effect_fails() {
             events.push(cluster(seq, t as f64 + i as f64 / 10.0, n, &all, &[]));
         }
     }
-    let r = run(
-        &spec,
-        experiment("AutoDownSplitBrain"),
-        &events,
-        Some(T0 + 200 * S),
-    );
+    let r = run_auto_down(&events, Some(T0 + 200 * S));
     let e = &r.experiments[0];
     assert_eq!(e.verdict, Verdict::Fail, "{e:#?}");
-    let last = e
-        .steps
-        .iter()
-        .rev()
-        .find(|s| s.verdict.is_some())
-        .expect("a judged step");
+    let last = last_judged_step(e);
     assert_eq!((last.kind.as_str(), last.index), ("expect", 12), "{e:#?}");
 }
 
 #[test]
 fn split_brain_without_fault_record_is_inconclusive() {
-    let spec = seed_spec("split-brain.spec");
-    let r = run(
-        &spec,
-        experiment("AutoDownSplitBrain"),
-        &split_brain_trace(true, false),
-        None,
-    );
+    let r = run_auto_down(&split_brain_trace(true, false), None);
     let e = &r.experiments[0];
     assert_eq!(e.verdict, Verdict::Inconclusive);
     let reason = e.reason.clone().unwrap_or_default();
@@ -193,21 +189,10 @@ fn split_brain_without_fault_record_is_inconclusive() {
 
 #[test]
 fn split_brain_with_a_stuck_node_fails_at_the_deviating_poll() {
-    let spec = seed_spec("split-brain.spec");
-    let r = run(
-        &spec,
-        experiment("AutoDownSplitBrain"),
-        &split_brain_trace(false, true),
-        Some(T0 + 200 * S),
-    );
+    let r = run_auto_down(&split_brain_trace(false, true), Some(T0 + 200 * S));
     let e = &r.experiments[0];
     assert_eq!(e.verdict, Verdict::Fail, "{e:#?}");
-    let last = e
-        .steps
-        .iter()
-        .rev()
-        .find(|s| s.verdict.is_some())
-        .expect("a judged step");
+    let last = last_judged_step(e);
     assert_eq!(last.kind, "expect");
     let m = last.monitor.as_ref().expect("monitor result");
     let ex = m.primary_explanation().expect("explanation");

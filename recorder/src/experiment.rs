@@ -24,7 +24,7 @@ use trace::Event;
 
 use crate::compose::ProjectState;
 use crate::faults::FaultRequest;
-use crate::run::{to_fault_target, PlanContext, PlanResult};
+use crate::run::{PlanContext, PlanResult};
 use crate::scenario::Target;
 use crate::sink::now_ns;
 
@@ -114,7 +114,7 @@ pub fn compile(
             let req = FaultRequest {
                 action: action.clone(),
                 args: args.clone(),
-                target: to_fault_target(target),
+                target: target.clone(),
                 duration: *duration,
                 experiment: Some(name.to_string()),
                 step: Some(i),
@@ -214,11 +214,60 @@ pub async fn run(
                 duration,
                 ..
             } => {
-                let Some(inj) = ctx.injector.clone() else {
-                    let m = format!(
-                        "fault injector unavailable: {}",
-                        ctx.injector_error.clone().unwrap_or_default()
-                    );
+                // On failure: the step's end message and its line in the verdicts.
+                let failed: Option<(String, String)> = match ctx.injector.clone() {
+                    None => {
+                        let m = format!(
+                            "fault injector unavailable: {}",
+                            ctx.injector_error.clone().unwrap_or_default()
+                        );
+                        let line = format!("step {i} {}: error: {m}", step.text());
+                        Some((m, line))
+                    }
+                    Some(inj) => {
+                        let req = FaultRequest {
+                            action: action.clone(),
+                            args: args.clone(),
+                            target: target.clone(),
+                            duration: *duration,
+                            experiment: Some(name.to_string()),
+                            step: Some(i),
+                            intended_ns: now_ns(),
+                        };
+                        let (applied, started_ns) = {
+                            let mut g = inj.lock().await;
+                            let r = g.apply(&req).await;
+                            (r, g.last_started_ns())
+                        };
+                        // the next expect is judged from the fault event's timestamp, as offline
+                        window_start_ns = started_ns.unwrap_or(req.intended_ns);
+                        match applied {
+                            Ok(id) => {
+                                if let Some(d) = *duration {
+                                    let inj2 = inj.clone();
+                                    reverts.push(tokio::spawn(async move {
+                                        tokio::time::sleep(d).await;
+                                        inj2.lock().await.revert(id).await;
+                                    }));
+                                }
+                                ctx.sink.emit(step_event(
+                                    name,
+                                    i,
+                                    step,
+                                    "end",
+                                    Some("accept"),
+                                    None,
+                                ));
+                                None
+                            }
+                            Err(e) => Some((
+                                format!("step {i} `{}`: {e}", step.text()),
+                                format!("step {i} {}: error: {e}", step.text()),
+                            )),
+                        }
+                    }
+                };
+                if let Some((m, line)) = failed {
                     ctx.sink.emit(step_event(
                         name,
                         i,
@@ -227,54 +276,10 @@ pub async fn run(
                         Some("inconclusive"),
                         Some(m.clone()),
                     ));
-                    verdicts.push(format!("step {i} {}: error: {m}", step.text()));
+                    verdicts.push(line);
                     error = Some(m);
                     overall = "inconclusive".into();
                     break;
-                };
-                let req = FaultRequest {
-                    action: action.clone(),
-                    args: args.clone(),
-                    target: to_fault_target(target),
-                    duration: *duration,
-                    experiment: Some(name.to_string()),
-                    step: Some(i),
-                    intended_ns: now_ns(),
-                };
-                let (applied, started_ns) = {
-                    let mut g = inj.lock().await;
-                    let r = g.apply(&req).await;
-                    (r, g.last_started_ns())
-                };
-                // the next expect is judged from the fault event's timestamp, as offline
-                window_start_ns = started_ns.unwrap_or(req.intended_ns);
-                match applied {
-                    Ok(id) => {
-                        if let Some(d) = *duration {
-                            let inj2 = inj.clone();
-                            reverts.push(tokio::spawn(async move {
-                                tokio::time::sleep(d).await;
-                                inj2.lock().await.revert(id).await;
-                            }));
-                        }
-                        ctx.sink
-                            .emit(step_event(name, i, step, "end", Some("accept"), None));
-                    }
-                    Err(e) => {
-                        let m = format!("step {i} `{}`: {e}", step.text());
-                        ctx.sink.emit(step_event(
-                            name,
-                            i,
-                            step,
-                            "end",
-                            Some("inconclusive"),
-                            Some(m.clone()),
-                        ));
-                        verdicts.push(format!("step {i} {}: error: {e}", step.text()));
-                        error = Some(m);
-                        overall = "inconclusive".into();
-                        break;
-                    }
                 }
             }
             ExpStep::Expect { within, judge, .. } => {
@@ -404,7 +409,7 @@ pub async fn run(
 /// The monitor-crate side: compiling spec files and the live judge.
 mod live {
     use super::*;
-    use monitor::{FaultTarget as MTarget, Literal, LiveStep, SourceFile, Step, Verdict};
+    use monitor::{Literal, LiveStep, SourceFile, Step, Verdict};
 
     /// How far behind the wall clock the judge's time runs, so events still in the pipeline
     /// (daemon timestamps are slightly older than their arrival) are not overtaken by timeouts.
@@ -456,18 +461,6 @@ mod live {
             Literal::Str(s) => s.clone().into(),
             Literal::Duration(d) => format!("{}ms", d.as_millis()).into(),
             Literal::List(v) => v.iter().map(literal).collect::<Vec<_>>().into(),
-        }
-    }
-
-    fn target(t: &MTarget) -> Target {
-        match t {
-            MTarget::Service(s) => Target::Service(s.clone()),
-            MTarget::Container(s) => Target::Container(s.clone()),
-            MTarget::Network(s) => Target::Network(s.clone()),
-            MTarget::Services(v) => Target::Services(v.clone()),
-            MTarget::Random(v) => Target::Random(v.clone()),
-            MTarget::Between(a, b) => Target::Between(a.clone(), b.clone()),
-            MTarget::FromTo(a, b) => Target::FromTo(a.clone(), b.clone()),
         }
     }
 
@@ -525,7 +518,7 @@ mod live {
                         .iter()
                         .map(|(k, v)| (k.clone(), literal(v)))
                         .collect(),
-                    target: target(&f.target),
+                    target: f.target.clone(),
                     duration: f.duration,
                 },
                 Step::Expect(e) => {

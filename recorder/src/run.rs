@@ -19,8 +19,8 @@ use trace::{Event, FinalizeSummary, Manifest, PacketRecord, TraceError, TraceWri
 use crate::compose::{self, ComposeCli, ProjectState};
 use crate::docker::{DockerSensors, DockerSensorsConfig};
 use crate::experiment;
-use crate::faults::{self, FaultInjector, FaultRequest, FaultTarget};
-use crate::scenario::{LoadedScenario, Plan, Resolved, ScheduledFault, Target};
+use crate::faults::{self, FaultInjector, FaultRequest};
+use crate::scenario::{LoadedScenario, Plan, Resolved, ScheduledFault};
 use crate::sensor::{PacketSink, SensorContext, SensorRegistry};
 use crate::sink::{now_ns, EventReceiver, EventSink};
 
@@ -251,19 +251,6 @@ pub fn spawn_writer(
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-/// Converts a scenario target to the fault injector's.
-pub fn to_fault_target(t: &Target) -> FaultTarget {
-    match t {
-        Target::Service(s) => FaultTarget::Service(s.clone()),
-        Target::Container(s) => FaultTarget::Container(s.clone()),
-        Target::Network(s) => FaultTarget::Network(s.clone()),
-        Target::Services(v) => FaultTarget::Services(v.clone()),
-        Target::Random(v) => FaultTarget::Random(v.clone()),
-        Target::Between(a, b) => FaultTarget::Between(a.clone(), b.clone()),
-        Target::FromTo(a, b) => FaultTarget::FromTo(a.clone(), b.clone()),
-    }
-}
-
 fn schedule_request(f: &ScheduledFault, intended_ns: i64) -> FaultRequest {
     FaultRequest {
         action: f.action.clone(),
@@ -272,7 +259,7 @@ fn schedule_request(f: &ScheduledFault, intended_ns: i64) -> FaultRequest {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
-        target: to_fault_target(&f.target),
+        target: f.target.clone(),
         duration: f.duration,
         experiment: None,
         step: None,

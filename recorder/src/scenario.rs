@@ -304,31 +304,8 @@ pub struct TargetTable {
     pub to: Option<Vec<String>>,
 }
 
-/// A resolved fault target (mirrors `monitor::FaultTarget`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub enum Target {
-    Service(String),
-    Container(String),
-    Network(String),
-    Services(Vec<String>),
-    Random(Vec<String>),
-    Between(Vec<String>, Vec<String>),
-    FromTo(Vec<String>, Vec<String>),
-}
-
-impl Target {
-    /// Service names this target refers to (for validation against the compose config).
-    pub fn services(&self) -> Vec<&str> {
-        match self {
-            Target::Service(s) => vec![s.as_str()],
-            Target::Container(_) | Target::Network(_) => vec![],
-            Target::Services(v) | Target::Random(v) => v.iter().map(String::as_str).collect(),
-            Target::Between(a, b) | Target::FromTo(a, b) => {
-                a.iter().chain(b.iter()).map(String::as_str).collect()
-            }
-        }
-    }
-}
+/// A resolved fault target: the fault injector's (the spec language's) target.
+pub use crate::faults::FaultTarget as Target;
 
 impl TargetSpec {
     /// The resolved target, or what is wrong with the table.
@@ -743,7 +720,7 @@ impl LoadedScenario {
         {
             for f in &faults {
                 let entry = &sc.schedule[f.index];
-                for s in f.target.services() {
+                for s in crate::faults::spec::target_services(&f.target) {
                     if !known(s) {
                         errs.push(self.err_at(
                             entry.target.span(),

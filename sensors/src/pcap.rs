@@ -658,13 +658,15 @@ fn decode_arp(d: &[u8]) -> Decoded {
     out
 }
 
+/// The fixed header (`len` bytes) of an IP packet of `version`; `None` when `d` is not one.
+fn ip_header(d: &[u8], len: usize, version: u8) -> Option<&[u8]> {
+    d.get(..len).filter(|h| h[0] >> 4 == version)
+}
+
 fn decode_ipv4(d: &[u8]) -> Decoded {
-    let Some(h) = d.get(..20) else {
+    let Some(h) = ip_header(d, 20, 4) else {
         return Decoded::default();
     };
-    if h[0] >> 4 != 4 {
-        return Decoded::default();
-    }
     let ihl = ((h[0] & 0x0f) as usize) * 4;
     let mut out = Decoded {
         network: Network::Ipv4,
@@ -684,12 +686,9 @@ fn decode_ipv4(d: &[u8]) -> Decoded {
 }
 
 fn decode_ipv6(d: &[u8]) -> Decoded {
-    let Some(h) = d.get(..40) else {
+    let Some(h) = ip_header(d, 40, 6) else {
         return Decoded::default();
     };
-    if h[0] >> 4 != 6 {
-        return Decoded::default();
-    }
     let mut s = [0u8; 16];
     s.copy_from_slice(&h[8..24]);
     let mut t = [0u8; 16];

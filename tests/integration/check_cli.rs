@@ -17,12 +17,25 @@ fn p(rel: &str) -> String {
     root().join(rel).to_string_lossy().into_owned()
 }
 
+/// A committed fixture trace.
+fn fixture(name: &str) -> String {
+    p(&format!("traces/fixtures/{name}"))
+}
+
 fn out(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 fn err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `analyzer check TRACE --spec specs/split-brain.spec EXTRA...`.
+fn check_split_brain(trace: &str, extra: &[&str]) -> Output {
+    let spec = p("specs/split-brain.spec");
+    let mut args = vec!["check", trace, "--spec", &spec];
+    args.extend_from_slice(extra);
+    run(&args)
 }
 
 fn generate(dir: &Path, scenario: &str) {
@@ -32,14 +45,10 @@ fn generate(dir: &Path, scenario: &str) {
 
 #[test]
 fn split_brain_fixture_accepts_the_seed_experiment() {
-    let o = run(&[
-        "check",
-        &p("traces/fixtures/v1-split-brain"),
-        "--spec",
-        &p("specs/split-brain.spec"),
-        "--experiment",
-        "AutoDownSplitBrain",
-    ]);
+    let o = check_split_brain(
+        &fixture("v1-split-brain"),
+        &["--experiment", "AutoDownSplitBrain"],
+    );
     assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
     let s = out(&o);
     assert!(s.contains("ok   experiment AutoDownSplitBrain"), "{s}");
@@ -55,14 +64,10 @@ fn split_brain_fixture_accepts_the_seed_experiment() {
 
 #[test]
 fn wrong_expectation_fails_with_the_deciding_event_and_context() {
-    let o = run(&[
-        "check",
-        &p("traces/fixtures/v1-split-brain"),
-        "--spec",
-        &p("specs/split-brain.spec"),
-        "--experiment",
-        "ClusterSurvivesPartition",
-    ]);
+    let o = check_split_brain(
+        &fixture("v1-split-brain"),
+        &["--experiment", "ClusterSurvivesPartition"],
+    );
     assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
     let s = out(&o);
     assert!(
@@ -79,16 +84,15 @@ fn wrong_expectation_fails_with_the_deciding_event_and_context() {
     );
     assert!(s.contains("around it (left-a, faults, notes):"), "{s}");
     // the same as JSON, with the deciding event's seq
-    let o = run(&[
-        "check",
-        &p("traces/fixtures/v1-split-brain"),
-        "--spec",
-        &p("specs/split-brain.spec"),
-        "--experiment",
-        "ClusterSurvivesPartition",
-        "--format",
-        "json",
-    ]);
+    let o = check_split_brain(
+        &fixture("v1-split-brain"),
+        &[
+            "--experiment",
+            "ClusterSurvivesPartition",
+            "--format",
+            "json",
+        ],
+    );
     assert_eq!(o.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json output");
     assert_eq!(v["verdict"], "fail");
@@ -100,7 +104,7 @@ fn wrong_expectation_fails_with_the_deciding_event_and_context() {
     // that event is a left-a ClusterStatus poll showing unreachable members
     let ev = run(&[
         "events",
-        &p("traces/fixtures/v1-split-brain"),
+        &fixture("v1-split-brain"),
         "--source",
         "jmx",
         "--service",
@@ -120,14 +124,10 @@ fn wrong_expectation_fails_with_the_deciding_event_and_context() {
 fn junit_has_one_case_per_step_with_the_explanation() {
     let dir = tempfile::tempdir().expect("tempdir");
     let junit = dir.path().join("out.xml");
-    let o = run(&[
-        "check",
-        &p("traces/fixtures/v1-split-brain"),
-        "--spec",
-        &p("specs/split-brain.spec"),
-        "--junit",
-        &junit.to_string_lossy(),
-    ]);
+    let o = check_split_brain(
+        &fixture("v1-split-brain"),
+        &["--junit", &junit.to_string_lossy()],
+    );
     assert_eq!(o.status.code(), Some(1), "{}", err(&o));
     let x = std::fs::read_to_string(&junit).expect("junit written");
     assert!(x.starts_with("<?xml"));
@@ -141,14 +141,10 @@ fn inconclusive_when_the_fault_was_never_recorded() {
     let dir = tempfile::tempdir().expect("tempdir");
     let t = dir.path().join("healthy");
     generate(&t, "healthy");
-    let o = run(&[
-        "check",
+    let o = check_split_brain(
         &t.to_string_lossy(),
-        "--spec",
-        &p("specs/split-brain.spec"),
-        "--experiment",
-        "AutoDownSplitBrain",
-    ]);
+        &["--experiment", "AutoDownSplitBrain"],
+    );
     assert_eq!(o.status.code(), Some(2), "{}{}", out(&o), err(&o));
     assert!(
         out(&o).contains("no fault record matching `do pause on right-a`"),
@@ -182,22 +178,10 @@ fn spec_errors_are_reported_like_a_compiler_with_exit_3() {
 
 #[test]
 fn unreadable_trace_and_bad_selection_exit_codes() {
-    let o = run(&[
-        "check",
-        "/nonexistent/trace",
-        "--spec",
-        &p("specs/split-brain.spec"),
-    ]);
+    let o = check_split_brain("/nonexistent/trace", &[]);
     assert_eq!(o.status.code(), Some(4), "{}", err(&o));
     assert!(!err(&o).contains("panicked"));
-    let o = run(&[
-        "check",
-        &p("traces/fixtures/v1-healthy"),
-        "--spec",
-        &p("specs/split-brain.spec"),
-        "--monitor",
-        "nope",
-    ]);
+    let o = check_split_brain(&fixture("v1-healthy"), &["--monitor", "nope"]);
     assert_eq!(o.status.code(), Some(64), "{}", err(&o));
     assert!(err(&o).contains("no monitor named `nope`"), "{}", err(&o));
 }

@@ -112,6 +112,19 @@ fn container(project: &str, service: &str) -> String {
     id
 }
 
+/// `<memory> <nano cpus>` of a container's host config, as `docker inspect` prints them.
+fn memory_and_cpus(container: &str) -> String {
+    sh(
+        "docker",
+        &[
+            "inspect",
+            "-f",
+            "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}",
+            container,
+        ],
+    )
+}
+
 fn pid(container: &str) -> String {
     sh("docker", &["inspect", "-f", "{{.State.Pid}}", container])
         .trim()
@@ -217,6 +230,11 @@ fn svc(s: &str) -> FaultTarget {
     FaultTarget::Service(s.into())
 }
 
+/// The symmetric partition between services `a` and `b`.
+fn a_between_b() -> FaultTarget {
+    FaultTarget::Between(vec!["a".into()], vec!["b".into()])
+}
+
 fn drain(rx: &mut EventReceiver) -> Vec<(String, Value, trace::Event)> {
     let mut v = Vec::new();
     rx.drain_into(&mut v, usize::MAX);
@@ -233,11 +251,7 @@ fn drain(rx: &mut EventReceiver) -> Vec<(String, Value, trace::Event)> {
 async fn partition_stops_traffic_and_heal_restores_it() {
     require_docker!();
     let p = up("fpart", &compose_yaml(20, true));
-    let (a, b, c) = (
-        container(&p.name, "a"),
-        container(&p.name, "b"),
-        container(&p.name, "c"),
-    );
+    let [a, b, c] = ["a", "b", "c"].map(|s| container(&p.name, s));
     wait_for(
         "a and b to exchange messages",
         Duration::from_secs(20),
@@ -247,11 +261,7 @@ async fn partition_stops_traffic_and_heal_restores_it() {
     let (mut inj, mut rx) = injector(&p.name, 7).await;
 
     let id = inj
-        .apply(&req(
-            "partition",
-            json!({}),
-            FaultTarget::Between(vec!["a".into()], vec!["b".into()]),
-        ))
+        .apply(&req("partition", json!({}), a_between_b()))
         .await
         .expect("partition applied");
     let rules_a = netns_iptables(&a);
@@ -553,11 +563,7 @@ async fn netem_is_a_clear_error_where_the_kernel_lacks_it() {
 async fn cleanup_host_removes_rules_a_dropped_injector_left() {
     require_docker!();
     let p = up("fclean", &compose_yaml(200, true));
-    let (a, b, c) = (
-        container(&p.name, "a"),
-        container(&p.name, "b"),
-        container(&p.name, "c"),
-    );
+    let [a, b, c] = ["a", "b", "c"].map(|s| container(&p.name, s));
     {
         let (mut inj, _rx) = injector(&p.name, 1).await;
         inj.apply(&req(
@@ -644,26 +650,10 @@ async fn exec_limits_restart_and_random_choice() {
         ))
         .await
         .expect("limits");
-    let hc = sh(
-        "docker",
-        &[
-            "inspect",
-            "-f",
-            "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}",
-            &a,
-        ],
-    );
+    let hc = memory_and_cpus(&a);
     assert_eq!(hc.trim(), "67108864 500000000");
     inj.revert(id).await;
-    let hc = sh(
-        "docker",
-        &[
-            "inspect",
-            "-f",
-            "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}",
-            &a,
-        ],
-    );
+    let hc = memory_and_cpus(&a);
     let v: Vec<i64> = hc
         .split_whitespace()
         .filter_map(|x| x.parse().ok())
@@ -675,11 +665,7 @@ async fn exec_limits_restart_and_random_choice() {
 
     // A partition survives a restart of one side: re-applied in the new namespace.
     let part = inj
-        .apply(&req(
-            "partition",
-            json!({}),
-            FaultTarget::Between(vec!["a".into()], vec!["b".into()]),
-        ))
+        .apply(&req("partition", json!({}), a_between_b()))
         .await
         .expect("partition");
     let old_pid = pid(&b);
@@ -767,11 +753,7 @@ async fn bench_fault_timing() {
         ("pause", json!({}), svc("a")),
         ("unpause", json!({}), svc("a")),
         ("loss", json!({"percent": 10}), svc("a")),
-        (
-            "partition",
-            json!({}),
-            FaultTarget::Between(vec!["a".into()], vec!["b".into()]),
-        ),
+        ("partition", json!({}), a_between_b()),
         ("bandwidth", json!({"rate": "10mbit"}), svc("b")),
     ];
     // One fault (and its revert) per slot; a slot is long enough that a slow apply does not

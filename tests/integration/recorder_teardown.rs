@@ -98,13 +98,7 @@ params = { cmd = ["/no-such-program"] }
     assert!(project_networks(&project).is_empty(), "networks left");
     let ev = read_events(&dir.path().join("trace"));
     // the pause applied before the failure was reverted before teardown
-    let phases: Vec<String> = ev
-        .iter()
-        .filter(|e| e.source == "fault" && e.kind == "pause")
-        .filter_map(|e| serde_json::from_str::<serde_json::Value>(e.data.as_deref()?).ok())
-        .filter_map(|d| d["phase"].as_str().map(str::to_string))
-        .collect();
-    assert_eq!(phases, vec!["applied", "reverted"]);
+    assert_eq!(fault_phases(&ev, "pause"), vec!["applied", "reverted"]);
 }
 
 #[test]
@@ -215,6 +209,39 @@ experiment Failing {
 }
 "#;
 
+/// The `phase` of every `fault` event of kind `kind`, in trace order.
+fn fault_phases(ev: &[trace::Event], kind: &str) -> Vec<String> {
+    ev.iter()
+        .filter(|e| e.source == "fault" && e.kind == kind)
+        .filter_map(|e| serde_json::from_str::<serde_json::Value>(e.data.as_deref()?).ok())
+        .filter_map(|d| d["phase"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Runs experiment `name` of [`EXPERIMENT_SPEC`] on a fresh chatter project (named after it);
+/// returns the project, its guard (keep it alive), the scenario's directory and the recorder's
+/// exit code, stdout and stderr.
+fn run_experiment(
+    name: &str,
+) -> (
+    String,
+    ProjectGuard,
+    tempfile::TempDir,
+    (i32, String, String),
+) {
+    let project = unique_project(&name.to_lowercase());
+    let guard = ProjectGuard::new(&project);
+    let (dir, scenario) = write_scenario(
+        &project,
+        &chatter_compose(50),
+        "time_limit = \"120s\"",
+        &format!("[experiment]\nspecs = [\"exp.spec\"]\nname = \"{name}\"\n"),
+    );
+    std::fs::write(dir.path().join("exp.spec"), EXPERIMENT_SPEC).expect("write spec");
+    let run = run_recorder(&scenario);
+    (project, guard, dir, run)
+}
+
 fn step_events(ev: &[trace::Event]) -> Vec<(u64, String, String, Option<String>)> {
     ev.iter()
         .filter(|e| e.source == "recorder" && e.kind == "step")
@@ -235,16 +262,7 @@ fn experiment_steps_are_gated_live_and_a_failing_step_tears_down() {
     require_docker!();
     ensure_images();
     // gated: every step runs, in order, and the run accepts
-    let project = unique_project("gated");
-    let _guard = ProjectGuard::new(&project);
-    let (dir, scenario) = write_scenario(
-        &project,
-        &chatter_compose(50),
-        "time_limit = \"120s\"",
-        "[experiment]\nspecs = [\"exp.spec\"]\nname = \"Gated\"\n",
-    );
-    std::fs::write(dir.path().join("exp.spec"), EXPERIMENT_SPEC).expect("write spec");
-    let (code, out, err) = run_recorder(&scenario);
+    let (project, _guard, dir, (code, out, err)) = run_experiment("Gated");
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     assert!(out.contains("verdict: accept"), "{out}");
     let ev = read_events(&dir.path().join("trace"));
@@ -279,16 +297,7 @@ fn experiment_steps_are_gated_live_and_a_failing_step_tears_down() {
     assert!(project_containers(&project).is_empty());
 
     // failing: exit 1, later steps not run, the pause reverted, nothing left
-    let project = unique_project("failing");
-    let _guard2 = ProjectGuard::new(&project);
-    let (dir, scenario) = write_scenario(
-        &project,
-        &chatter_compose(50),
-        "time_limit = \"120s\"",
-        "[experiment]\nspecs = [\"exp.spec\"]\nname = \"Failing\"\n",
-    );
-    std::fs::write(dir.path().join("exp.spec"), EXPERIMENT_SPEC).expect("write spec");
-    let (code, out, err) = run_recorder(&scenario);
+    let (project, _guard2, dir, (code, out, err)) = run_experiment("Failing");
     assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
     let ev = read_events(&dir.path().join("trace"));
     let steps = step_events(&ev);
@@ -303,13 +312,7 @@ fn experiment_steps_are_gated_live_and_a_failing_step_tears_down() {
         "step after the failure ran"
     );
     assert!(!ev.iter().any(|e| e.source == "note"));
-    let phases: Vec<String> = ev
-        .iter()
-        .filter(|e| e.source == "fault" && e.kind == "pause")
-        .filter_map(|e| serde_json::from_str::<serde_json::Value>(e.data.as_deref()?).ok())
-        .filter_map(|d| d["phase"].as_str().map(str::to_string))
-        .collect();
-    assert_eq!(phases, vec!["applied", "reverted"]);
+    assert_eq!(fault_phases(&ev, "pause"), vec!["applied", "reverted"]);
     assert!(project_containers(&project).is_empty(), "containers left");
     assert!(project_networks(&project).is_empty(), "networks left");
     let t = trace::Trace::open(&dir.path().join("trace")).expect("trace");

@@ -5,6 +5,7 @@
 
 pub mod jolokia;
 pub mod membership;
+pub mod objectname;
 
 use crate::util::{self, Config};
 use membership::{Address, Message, Node, Phase, Settings, UniqueAddress, View};

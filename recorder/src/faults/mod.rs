@@ -33,38 +33,10 @@ use resolve::{ContainerInfo, ProjectView, Resolved, SeededRng};
 use rules::{Dir, Rule, Tags};
 pub use spec::{Action, Limits};
 
-/// Who a fault acts on. Mirrors `monitor::FaultTarget` (the spec language's target syntax).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FaultTarget {
-    /// Every container of one compose service.
-    Service(String),
-    /// One container, by name (or id prefix).
-    Container(String),
-    /// Every container on one compose network; for `partition`, every pair on that network.
-    Network(String),
-    /// Every container of several services.
-    Services(Vec<String>),
-    /// One service chosen at random (seeded) among these.
-    Random(Vec<String>),
-    /// Symmetric partition between two groups of services.
-    Between(Vec<String>, Vec<String>),
-    /// One-way partition: traffic from the first group to the second is dropped.
-    FromTo(Vec<String>, Vec<String>),
-}
-
-impl From<monitor::FaultTarget> for FaultTarget {
-    fn from(t: monitor::FaultTarget) -> FaultTarget {
-        match t {
-            monitor::FaultTarget::Service(s) => FaultTarget::Service(s),
-            monitor::FaultTarget::Container(s) => FaultTarget::Container(s),
-            monitor::FaultTarget::Network(s) => FaultTarget::Network(s),
-            monitor::FaultTarget::Services(v) => FaultTarget::Services(v),
-            monitor::FaultTarget::Random(v) => FaultTarget::Random(v),
-            monitor::FaultTarget::Between(a, b) => FaultTarget::Between(a, b),
-            monitor::FaultTarget::FromTo(a, b) => FaultTarget::FromTo(a, b),
-        }
-    }
-}
+/// Who a fault acts on: the spec language's target (`monitor::FaultTarget`), which scenario
+/// files and experiments both resolve to. For `partition` on a network, every pair on it; a
+/// `Random` target is one service chosen (seeded) among those listed.
+pub use monitor::FaultTarget;
 
 /// One fault to apply: an experiment's `do` step or a timed schedule entry.
 #[derive(Debug, Clone, PartialEq)]
@@ -749,6 +721,15 @@ impl FaultInjector {
         hits
     }
 
+    /// The Docker name of the project's network `n` (as written in compose or in full).
+    fn network_name(&self, view: &ProjectView, n: &str) -> Result<String, FaultError> {
+        view.network(&self.project, n)
+            .map(|x| x.name.clone())
+            .ok_or_else(|| {
+                FaultError::Target(format!("no network `{n}` in project {}", self.project))
+            })
+    }
+
     async fn disconnect(
         &self,
         view: &ProjectView,
@@ -761,16 +742,7 @@ impl FaultInjector {
             (None, FaultTarget::Network(n)) => Some(n.as_str()),
             _ => None,
         };
-        let only: Option<String> = match asked {
-            Some(n) => Some(
-                view.network(&self.project, n)
-                    .map(|x| x.name.clone())
-                    .ok_or_else(|| {
-                        FaultError::Target(format!("no network `{n}` in project {}", self.project))
-                    })?,
-            ),
-            _ => None,
-        };
+        let only = asked.map(|n| self.network_name(view, n)).transpose()?;
         let mut done: Vec<(String, String, EndpointSettings)> = Vec::new();
         for c in &resolved.a {
             for (net, ep) in &c.networks {
@@ -843,16 +815,7 @@ impl FaultInjector {
         network: Option<&str>,
     ) -> Result<Vec<FaultId>, FaultError> {
         let ids: Vec<String> = resolved.a.iter().map(|c| c.id.clone()).collect();
-        let wanted: Option<String> = match network {
-            Some(n) => Some(
-                view.network(&self.project, n)
-                    .map(|x| x.name.clone())
-                    .ok_or_else(|| {
-                        FaultError::Target(format!("no network `{n}` in project {}", self.project))
-                    })?,
-            ),
-            None => None,
-        };
+        let wanted = network.map(|n| self.network_name(view, n)).transpose()?;
         // Endpoints recorded by active disconnects of these containers.
         let mut plan: Vec<(FaultId, String, String, EndpointSettings)> = Vec::new();
         for (fid, a) in &self.active {

@@ -326,6 +326,21 @@ pub fn partition_rules(tags: &Tags, fault_id: &str, peers: &[String], dirs: &[Di
 
 /// `tc` arguments (after `tc`) that put a token bucket on an interface's egress as the root qdisc.
 pub fn tbf_add(tags: &Tags, dev: &str, rate_bps: u64, burst_bytes: u64, latency_ms: u64) -> Args {
+    let mut v = root_qdisc_add(tags, dev, "tbf");
+    v.extend([
+        s("rate"),
+        format!("{rate_bps}bit"),
+        s("burst"),
+        format!("{burst_bytes}b"),
+        s("latency"),
+        format!("{latency_ms}ms"),
+    ]);
+    v
+}
+
+/// `tc` arguments that add a `kind` qdisc as the root of an interface's egress, with our handle
+/// (its parameters follow).
+fn root_qdisc_add(tags: &Tags, dev: &str, kind: &str) -> Args {
     vec![
         s("qdisc"),
         s("add"),
@@ -334,13 +349,7 @@ pub fn tbf_add(tags: &Tags, dev: &str, rate_bps: u64, burst_bytes: u64, latency_
         s("root"),
         s("handle"),
         tags.tc_handle_str(),
-        s("tbf"),
-        s("rate"),
-        format!("{rate_bps}bit"),
-        s("burst"),
-        format!("{burst_bytes}b"),
-        s("latency"),
-        format!("{latency_ms}ms"),
+        s(kind),
     ]
 }
 
@@ -357,16 +366,7 @@ pub struct Netem {
 
 /// `tc` arguments that put netem on an interface's egress as the root qdisc.
 pub fn netem_add(tags: &Tags, dev: &str, n: &Netem) -> Args {
-    let mut v = vec![
-        s("qdisc"),
-        s("add"),
-        s("dev"),
-        s(dev),
-        s("root"),
-        s("handle"),
-        tags.tc_handle_str(),
-        s("netem"),
-    ];
+    let mut v = root_qdisc_add(tags, dev, "netem");
     // Reordering needs a delay to act on; netem's own rule.
     let delay = match (n.delay_ms, n.reorder_pct) {
         (Some(d), _) => Some(d),

@@ -5,11 +5,14 @@
 use std::time::{Duration, Instant};
 
 use bollard::exec::{CreateExecOptions, StartExecResults};
-use futures_util::future::{join_all, BoxFuture};
+use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use sensors::probe::ExecOutput;
 
-use super::{check_service, interval, ticker};
+use trace::Event;
+
+use super::{check_service, interval, poll_containers, ContainerProbe};
+use crate::compose::ContainerFacts;
 use crate::scenario::SensorsSection;
 use crate::sensor::{Sensor, SensorContext, Stop};
 use crate::sink::{now_ns, EventSink};
@@ -118,6 +121,24 @@ async fn run_exec(
     out
 }
 
+impl ContainerProbe for ExecSensor {
+    fn probe<'a>(
+        &'a self,
+        ctx: &'a SensorContext,
+        c: &'a ContainerFacts,
+    ) -> BoxFuture<'a, (Vec<Event>, bool)> {
+        let ts = now_ns();
+        let timeout = self
+            .every
+            .clamp(Duration::from_secs(1), Duration::from_secs(30));
+        async move {
+            let out = run_exec(&ctx.docker, &c.id, &self.cmd, timeout).await;
+            (vec![out.to_event(ts, &self.service, Some(&c.name))], false)
+        }
+        .boxed()
+    }
+}
+
 impl Sensor for ExecSensor {
     fn name(&self) -> &str {
         "exec"
@@ -129,31 +150,7 @@ impl Sensor for ExecSensor {
         sink: EventSink,
         stop: Stop,
     ) -> BoxFuture<'static, ()> {
-        async move {
-            let targets: Vec<(String, String)> = ctx
-                .containers_of(&self.service)
-                .map(|c| (c.id.clone(), c.name.clone()))
-                .collect();
-            let timeout = self
-                .every
-                .clamp(Duration::from_secs(1), Duration::from_secs(30));
-            let mut tick = ticker(self.every);
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tick.tick() => {}
-                }
-                let runs = targets.iter().map(|(id, _)| {
-                    let ts = now_ns();
-                    let d = ctx.docker.clone();
-                    let cmd = self.cmd.clone();
-                    async move { (ts, run_exec(&d, id, &cmd, timeout).await) }
-                });
-                for ((_, name), (ts, out)) in targets.iter().zip(join_all(runs).await) {
-                    sink.emit(out.to_event(ts, &self.service, Some(name)));
-                }
-            }
-        }
-        .boxed()
+        async move { poll_containers(&*self, &ctx, &self.service, self.every, &sink, &stop).await }
+            .boxed()
     }
 }

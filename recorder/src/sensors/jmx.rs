@@ -5,11 +5,16 @@
 
 use std::time::Duration;
 
-use futures_util::future::{join_all, BoxFuture};
+use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use sensors::jolokia::{JolokiaClient, MBeanRead, ReadOutcome};
 
-use super::{address_on, check_networks, check_service, interval, is_unreachable, refresh, ticker};
+use trace::Event;
+
+use super::{
+    address_on, check_networks, check_service, interval, is_unreachable, poll_containers,
+    ContainerProbe, NO_ADDRESS,
+};
 use crate::compose::ContainerFacts;
 use crate::scenario::SensorsSection;
 use crate::sensor::{Sensor, SensorContext, Stop};
@@ -70,6 +75,50 @@ fn url(addr: &str, port: u16, path: &str) -> String {
     format!("http://{addr}:{port}{path}")
 }
 
+impl ContainerProbe for JmxSensor {
+    fn probe<'a>(
+        &'a self,
+        _ctx: &'a SensorContext,
+        c: &'a ContainerFacts,
+    ) -> BoxFuture<'a, (Vec<Event>, bool)> {
+        async move {
+            let ts = now_ns();
+            let outcomes = match address_on(c, &self.networks) {
+                Some(a) => {
+                    JolokiaClient {
+                        url: url(&a, self.port, &self.path),
+                        timeout: self
+                            .every
+                            .clamp(Duration::from_millis(200), Duration::from_secs(5)),
+                    }
+                    .poll(&self.reads)
+                    .await
+                }
+                None => self
+                    .reads
+                    .iter()
+                    .map(|r| ReadOutcome::Error {
+                        mbean: r.mbean.clone(),
+                        status: None,
+                        error_type: "no_address".into(),
+                        error: NO_ADDRESS.into(),
+                    })
+                    .collect(),
+            };
+            let mut stale = false;
+            let mut events = Vec::with_capacity(outcomes.len());
+            for o in &outcomes {
+                if let ReadOutcome::Error { error_type, .. } = o {
+                    stale |= is_unreachable(error_type) || error_type == "no_address";
+                }
+                events.push(o.to_event(ts, &self.service, Some(&c.name)));
+            }
+            (events, stale)
+        }
+        .boxed()
+    }
+}
+
 impl Sensor for JmxSensor {
     fn name(&self) -> &str {
         "jmx"
@@ -81,63 +130,7 @@ impl Sensor for JmxSensor {
         sink: EventSink,
         stop: Stop,
     ) -> BoxFuture<'static, ()> {
-        async move {
-            let mut targets: Vec<ContainerFacts> =
-                ctx.containers_of(&self.service).cloned().collect();
-            let timeout = self
-                .every
-                .clamp(Duration::from_millis(200), Duration::from_secs(5));
-            let mut tick = ticker(self.every);
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tick.tick() => {}
-                }
-                let polls = targets.iter().map(|c| {
-                    let reads = self.reads.clone();
-                    let addr = address_on(c, &self.networks);
-                    let (port, path) = (self.port, self.path.clone());
-                    async move {
-                        let ts = now_ns();
-                        let outcomes = match addr {
-                            Some(a) => {
-                                JolokiaClient {
-                                    url: url(&a, port, &path),
-                                    timeout,
-                                }
-                                .poll(&reads)
-                                .await
-                            }
-                            None => reads
-                                .iter()
-                                .map(|r| ReadOutcome::Error {
-                                    mbean: r.mbean.clone(),
-                                    status: None,
-                                    error_type: "no_address".into(),
-                                    error: "container has no address on a compose network".into(),
-                                })
-                                .collect(),
-                        };
-                        (ts, outcomes)
-                    }
-                });
-                let results = join_all(polls).await;
-                for (c, (ts, outcomes)) in targets.iter_mut().zip(results) {
-                    let mut stale = false;
-                    for o in &outcomes {
-                        if let ReadOutcome::Error { error_type, .. } = o {
-                            stale |= is_unreachable(error_type) || error_type == "no_address";
-                        }
-                        sink.emit(o.to_event(ts, &self.service, Some(&c.name)));
-                    }
-                    if stale {
-                        if let Some(f) = refresh(&ctx.docker, &c.id).await {
-                            *c = f;
-                        }
-                    }
-                }
-            }
-        }
-        .boxed()
+        async move { poll_containers(&*self, &ctx, &self.service, self.every, &sink, &stop).await }
+            .boxed()
     }
 }

@@ -11,11 +11,14 @@ mod web;
 
 use std::time::Duration;
 
+use futures_util::future::{join_all, BoxFuture};
 use toml::Spanned;
+use trace::Event;
 
 use crate::compose::ContainerFacts;
 use crate::scenario::parse_duration;
-use crate::sensor::{SensorContext, SensorRegistry};
+use crate::sensor::{SensorContext, SensorRegistry, Stop};
+use crate::sink::EventSink;
 
 /// Adds the jmx, http, prom, exec and pcap factories.
 pub fn register(registry: &mut SensorRegistry) {
@@ -111,6 +114,68 @@ pub(crate) async fn refresh(docker: &bollard::Docker, id: &str) -> Option<Contai
 /// Whether an error type means the address may be stale.
 pub(crate) fn is_unreachable(error_type: &str) -> bool {
     matches!(error_type, "connection_refused" | "connect" | "timeout")
+}
+
+/// What a container has no address for: the message of the `no_address` error.
+pub(crate) const NO_ADDRESS: &str = "container has no address on a compose network";
+
+/// An `error` event of a probe of one container.
+pub(crate) fn error_event(
+    ts: i64,
+    source: &str,
+    service: &str,
+    container: &str,
+    message: impl Into<String>,
+    data: &serde_json::Value,
+) -> Event {
+    Event::new(ts, source, "error")
+        .service(service)
+        .container(container)
+        .message(message)
+        .data(data)
+}
+
+/// One poll of one container by a polling sensor.
+pub(crate) trait ContainerProbe: Sync {
+    /// The events of one poll of `c`, and `true` when its address may be stale (the container
+    /// is then re-resolved from Docker before the next poll).
+    fn probe<'a>(
+        &'a self,
+        ctx: &'a SensorContext,
+        c: &'a ContainerFacts,
+    ) -> BoxFuture<'a, (Vec<Event>, bool)>;
+}
+
+/// Polls every container of `service` at `every` until `stop`: all containers at once per tick,
+/// their events emitted in container order, and a container whose poll said its address may be
+/// stale re-resolved from Docker (after a restart its address changes).
+pub(crate) async fn poll_containers(
+    probe: &impl ContainerProbe,
+    ctx: &SensorContext,
+    service: &str,
+    every: Duration,
+    sink: &EventSink,
+    stop: &Stop,
+) {
+    let mut targets: Vec<ContainerFacts> = ctx.containers_of(service).cloned().collect();
+    let mut tick = ticker(every);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let results = join_all(targets.iter().map(|c| probe.probe(ctx, c))).await;
+        for (c, (evs, stale)) in targets.iter_mut().zip(results) {
+            for ev in evs {
+                sink.emit(ev);
+            }
+            if stale {
+                if let Some(f) = refresh(&ctx.docker, &c.id).await {
+                    *c = f;
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -5,14 +5,17 @@
 
 use std::time::Duration;
 
-use futures_util::future::{join_all, BoxFuture};
+use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use sensors::probe::http_get;
 use sensors::prom;
 use serde_json::json;
 use trace::Event;
 
-use super::{address_of, check_service, interval, is_unreachable, refresh, ticker};
+use super::{
+    address_of, check_service, error_event, interval, is_unreachable, poll_containers,
+    ContainerProbe, NO_ADDRESS,
+};
 use crate::compose::ContainerFacts;
 use crate::scenario::SensorsSection;
 use crate::sensor::{Sensor, SensorContext, Stop};
@@ -79,21 +82,33 @@ pub(crate) fn prom_factory(
     Ok(out)
 }
 
+impl ContainerProbe for WebSensor {
+    fn probe<'a>(
+        &'a self,
+        _ctx: &'a SensorContext,
+        c: &'a ContainerFacts,
+    ) -> BoxFuture<'a, (Vec<Event>, bool)> {
+        self.probe_web(c).boxed()
+    }
+}
+
 impl WebSensor {
     /// The events of one probe of one container; `true` when the address may be stale.
-    async fn probe(&self, c: &ContainerFacts, timeout: Duration) -> (Vec<Event>, bool) {
+    async fn probe_web(&self, c: &ContainerFacts) -> (Vec<Event>, bool) {
+        let timeout = self
+            .every
+            .clamp(Duration::from_millis(200), Duration::from_secs(5));
         let ts = now_ns();
         let source = if self.mode == Mode::Http {
             "http"
         } else {
             "prom"
         };
+        let error = |message: String, data: serde_json::Value| {
+            error_event(ts, source, &self.service, &c.name, message, &data)
+        };
         let Some(addr) = address_of(c) else {
-            let ev = Event::new(ts, source, "error")
-                .service(&self.service)
-                .container(&c.name)
-                .message("container has no address on a compose network")
-                .data(&json!({"error_type": "no_address"}));
+            let ev = error(NO_ADDRESS.into(), json!({"error_type": "no_address"}));
             return (vec![ev], true);
         };
         let url = format!("http://{addr}:{}{}", self.port, self.path);
@@ -119,30 +134,25 @@ impl WebSensor {
                     &self.families,
                 );
                 if !errs.is_empty() {
-                    evs.push(
-                        Event::new(ts, "prom", "error")
-                            .service(&self.service)
-                            .container(&c.name)
-                            .message(format!("{} bad exposition lines from {url}; first: {}", errs.len(), errs[0]))
-                            .data(&json!({"url": url, "error_type": "bad_exposition", "bad_lines": errs.iter().map(|e| e.line).take(20).collect::<Vec<_>>()})),
-                    );
+                    evs.push(error(
+                        format!("{} bad exposition lines from {url}; first: {}", errs.len(), errs[0]),
+                        json!({"url": url, "error_type": "bad_exposition", "bad_lines": errs.iter().map(|e| e.line).take(20).collect::<Vec<_>>()}),
+                    ));
                 }
                 (evs, false)
             }
             Ok(r) => (
-                vec![Event::new(ts, "prom", "error")
-                    .service(&self.service)
-                    .container(&c.name)
-                    .message(format!("scrape of {url} answered {}", r.status))
-                    .data(&json!({"url": url, "error_type": "http_status", "status": r.status}))],
+                vec![error(
+                    format!("scrape of {url} answered {}", r.status),
+                    json!({"url": url, "error_type": "http_status", "status": r.status}),
+                )],
                 false,
             ),
             Err(e) => (
-                vec![Event::new(ts, "prom", "error")
-                    .service(&self.service)
-                    .container(&c.name)
-                    .message(format!("scrape of {url} failed: {e}"))
-                    .data(&json!({"url": url, "error_type": e.kind()}))],
+                vec![error(
+                    format!("scrape of {url} failed: {e}"),
+                    json!({"url": url, "error_type": e.kind()}),
+                )],
                 stale,
             ),
         }
@@ -163,31 +173,7 @@ impl Sensor for WebSensor {
         sink: EventSink,
         stop: Stop,
     ) -> BoxFuture<'static, ()> {
-        async move {
-            let mut targets: Vec<ContainerFacts> =
-                ctx.containers_of(&self.service).cloned().collect();
-            let timeout = self
-                .every
-                .clamp(Duration::from_millis(200), Duration::from_secs(5));
-            let mut tick = ticker(self.every);
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tick.tick() => {}
-                }
-                let results = join_all(targets.iter().map(|c| self.probe(c, timeout))).await;
-                for (c, (evs, stale)) in targets.iter_mut().zip(results) {
-                    for ev in evs {
-                        sink.emit(ev);
-                    }
-                    if stale {
-                        if let Some(f) = refresh(&ctx.docker, &c.id).await {
-                            *c = f;
-                        }
-                    }
-                }
-            }
-        }
-        .boxed()
+        async move { poll_containers(&*self, &ctx, &self.service, self.every, &sink, &stop).await }
+            .boxed()
     }
 }
