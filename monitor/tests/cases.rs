@@ -510,5 +510,7 @@ fn recorded_experiment_is_judged_from_the_recorders_start() {
     // recorded for this experiment but the start event is missing: nothing is judged
     let (v, _, why) = judge(&evs[..2], true);
     assert_eq!(v, Inconclusive);
-    assert!(why.unwrap_or_default().contains("no recorder event starting it"));
+    assert!(why
+        .unwrap_or_default()
+        .contains("no recorder event starting it"));
 }
