@@ -129,16 +129,29 @@ impl ComposeCli {
         files: &[PathBuf],
         project: &str,
     ) -> Result<Vec<String>, ComposeError> {
+        self.services_and_config(files, project)
+            .await
+            .map(|(services, _)| services)
+    }
+
+    /// [`Self::services`] together with the resolved configuration (`config`) it was computed
+    /// from, for callers that also need e.g. the networks ([`project_networks`]).
+    pub async fn services_and_config(
+        &self,
+        files: &[PathBuf],
+        project: &str,
+    ) -> Result<(Vec<String>, String), ComposeError> {
         let out = self.run(files, project, &["config", "--services"]).await?;
         let config = self.config(files, project).await?;
         let profiles = std::env::var("COMPOSE_PROFILES").unwrap_or_default();
         let inactive = inactive_profile_services(&config, &profiles);
-        Ok(out
+        let services = out
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty() && !inactive.iter().any(|s| s == l))
             .map(str::to_string)
-            .collect())
+            .collect();
+        Ok((services, config))
     }
 
     /// `up -d`.
@@ -193,6 +206,36 @@ pub fn inactive_profile_services(config_yaml: &str, enabled: &str) -> Vec<String
         })
         .map(|(name, _)| name.clone())
         .collect()
+}
+
+/// The compose networks of the resolved configuration `config_yaml`, by their compose name (the
+/// key in the file, which is also the `com.docker.compose.network` label the recorder finds them
+/// by), sorted: the top-level `networks` keys, the networks services join, and `default` when a
+/// service joins no network explicitly and has no `network_mode` (compose then creates the
+/// implicit `<project>_default`; v2 writes it into `config`, v1 does not). `None` when the
+/// configuration does not parse as a mapping (the caller then cannot check network names).
+pub fn project_networks(config_yaml: &str) -> Option<Vec<String>> {
+    let doc = serde_yaml_ng::from_str::<serde_json::Value>(config_yaml).ok()?;
+    let doc = doc.as_object()?;
+    let mut out: Vec<String> = doc
+        .get("networks")
+        .and_then(|n| n.as_object())
+        .map(|n| n.keys().cloned().collect())
+        .unwrap_or_default();
+    let services = doc.get("services").and_then(|s| s.as_object());
+    for svc in services.into_iter().flat_map(|s| s.values()) {
+        match svc.get("networks") {
+            Some(serde_json::Value::Object(m)) => out.extend(m.keys().cloned()),
+            Some(serde_json::Value::Array(v)) => {
+                out.extend(v.iter().filter_map(|n| n.as_str()).map(str::to_string))
+            }
+            _ if svc.get("network_mode").is_none() => out.push("default".to_string()),
+            _ => {}
+        }
+    }
+    out.sort();
+    out.dedup();
+    Some(out)
 }
 
 /// Redacts values of environment variables whose names look like secrets (see
@@ -629,6 +672,29 @@ mod tests {
         assert!(inactive_profile_services(y, "greedy").is_empty());
         assert!(inactive_profile_services(y, "*").is_empty());
         assert!(inactive_profile_services("not: [yaml", "").is_empty());
+    }
+
+    #[test]
+    fn project_networks_include_the_implicit_default() {
+        // v1 style: no top-level networks, a service without `networks` joins `default`
+        let y = "services:\n  a:\n    image: x\n  b:\n    image: x\n    networks: [left]\nnetworks:\n  left: {}\n  middle:\n    driver: bridge\n";
+        assert_eq!(
+            project_networks(y),
+            Some(vec!["default".into(), "left".into(), "middle".into()])
+        );
+        // every service names its networks (map form): no implicit default
+        let y = "services:\n  a:\n    networks:\n      left:\n        aliases: [x]\n      right: null\nnetworks:\n  left: {}\n  right: {}\n";
+        assert_eq!(
+            project_networks(y),
+            Some(vec!["left".into(), "right".into()])
+        );
+        // v2 style: the default network is written out; network_mode services join none
+        let y = "name: p\nservices:\n  a:\n    networks:\n      default: null\n  h:\n    network_mode: host\nnetworks:\n  default:\n    name: p_default\n";
+        assert_eq!(project_networks(y), Some(vec!["default".into()]));
+        let y = "services:\n  h:\n    network_mode: host\n";
+        assert_eq!(project_networks(y), Some(Vec::new()));
+        assert_eq!(project_networks("not: [yaml"), None);
+        assert_eq!(project_networks("- a list"), None);
     }
 
     #[test]

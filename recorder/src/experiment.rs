@@ -62,6 +62,8 @@ pub enum ExpStep {
     },
     Do {
         text: String,
+        /// Where the step is written (`file:line:col`; empty when unknown).
+        at: String,
         action: String,
         args: Vec<(String, serde_json::Value)>,
         target: Target,
@@ -99,12 +101,14 @@ pub fn compile(
     specs: &[PathBuf],
     name: &str,
     services: &[String],
+    networks: Option<&[String]>,
 ) -> Result<Compiled, Vec<String>> {
     let c = live::compile(specs, name)?;
     let mut errs = Vec::new();
     for (i, s) in c.steps.iter().enumerate() {
         if let ExpStep::Do {
             text,
+            at,
             action,
             args,
             target,
@@ -121,7 +125,18 @@ pub fn compile(
                 intended_ns: 0,
             };
             if let Err(e) = crate::faults::validate(&req, services) {
-                errs.push(format!("experiment {name}, step {i} `{text}`: {e}"));
+                errs.push(format!(
+                    "{}experiment {name}, step {i} `{text}`: {e}",
+                    prefix(at)
+                ));
+            }
+            if let Some(networks) = networks {
+                for e in step_network_errors(&req, networks) {
+                    errs.push(format!(
+                        "{}experiment {name}, step {i} `{text}`: {e}",
+                        prefix(at)
+                    ));
+                }
             }
         }
     }
@@ -130,6 +145,37 @@ pub fn compile(
     } else {
         Err(errs)
     }
+}
+
+/// `at: ` or nothing when the location is unknown.
+fn prefix(at: &str) -> String {
+    if at.is_empty() {
+        String::new()
+    } else {
+        format!("{at}: ")
+    }
+}
+
+/// What is wrong with the network names of a `do` step (`on network NAME`, and the `network`
+/// argument of `disconnect`/`connect`) given the compose project's `networks`.
+pub fn step_network_errors(req: &FaultRequest, networks: &[String]) -> Vec<String> {
+    let mut names: Vec<(&str, &str)> = Vec::new();
+    if let Target::Network(n) = &req.target {
+        names.push(("target", n));
+    }
+    for (k, v) in &req.args {
+        if let (true, Some(n)) = (k == "network", v.as_str()) {
+            names.push(("argument network", n));
+        }
+    }
+    names
+        .into_iter()
+        .filter_map(|(what, n)| {
+            crate::scenario::check_network_name(n, networks)
+                .err()
+                .map(|m| format!("fault `{}` {what}: {m}", req.action))
+        })
+        .collect()
 }
 
 fn step_event(
@@ -512,6 +558,10 @@ mod live {
                 Step::Note(n) => ExpStep::Note(n.clone()),
                 Step::Do(f) => ExpStep::Do {
                     text: f.text.clone(),
+                    at: match (&f.span.file, f.span.line) {
+                        (file, 0) => file.clone(),
+                        (file, line) => format!("{file}:{line}:{}", f.span.column),
+                    },
                     action: f.action.clone(),
                     args: f
                         .args
@@ -541,5 +591,44 @@ mod live {
             name: name.to_string(),
             steps,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_names_of_do_steps_are_checked_with_their_location() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let spec = d.path().join("x.spec");
+        std::fs::write(
+            &spec,
+            "experiment E {\n  do loss(percent: 30) on network middle for 1s\n  note \"n\"\n  do disconnect(network: \"outer\") on a\n  do partition on network mid\n}\n",
+        )
+        .expect("write");
+        let services = vec!["a".to_string()];
+        let networks: Vec<String> = vec!["default".into(), "middle".into()];
+        let e = match compile(std::slice::from_ref(&spec), "E", &services, Some(&networks)) {
+            Ok(_) => panic!("unknown networks accepted"),
+            Err(e) => e,
+        };
+        assert_eq!(e.len(), 2, "{e:?}");
+        let at = |line: usize| format!("{}:{line}:", spec.display());
+        assert!(e[0].starts_with(&at(4)), "{e:?}");
+        assert!(
+            e[0].contains("step 2 `do disconnect(network: \"outer\") on a`")
+                && e[0].contains("argument network: no network `outer`"),
+            "{e:?}"
+        );
+        assert!(e[1].starts_with(&at(5)), "{e:?}");
+        assert!(
+            e[1].contains("fault `partition` target: no network `mid` in the compose configuration (networks: default, middle)"),
+            "{e:?}"
+        );
+        // every name known, or names not checkable: accepted
+        let all: Vec<String> = vec!["middle".into(), "outer".into(), "mid".into()];
+        assert!(compile(std::slice::from_ref(&spec), "E", &services, Some(&all)).is_ok());
+        assert!(compile(std::slice::from_ref(&spec), "E", &services, None).is_ok());
     }
 }

@@ -415,18 +415,25 @@ async fn validate(
     cli: &ComposeCli,
     project: &str,
 ) -> Result<(Vec<String>, Option<experiment::Compiled>), Vec<String>> {
-    let services = cli
-        .services(&resolved.compose_files, project)
+    let (services, config) = cli
+        .services_and_config(&resolved.compose_files, project)
         .await
         .map_err(|e| vec![format!("{}: compose configuration: {e}", sc.path.display())])?;
+    // `None` (configuration not parsed): network names are then checked when used
+    let networks = compose::project_networks(&config);
     let mut errs = Vec::new();
     let check = |f: &ScheduledFault| faults::validate(&schedule_request(f, 0), &services);
     if let Err(e) = sc.check_against(&services, &check) {
         errs.extend(e.0.iter().map(|x| x.to_string()));
     }
+    if let Some(n) = &networks {
+        if let Err(e) = sc.check_networks(n) {
+            errs.extend(e.0.iter().map(|x| x.to_string()));
+        }
+    }
     let mut compiled = None;
     if let Plan::Experiment { specs, name, .. } = &resolved.plan {
-        match experiment::compile(specs, name, &services) {
+        match experiment::compile(specs, name, &services, networks.as_deref()) {
             Ok(c) => compiled = Some(c),
             Err(mut e) => errs.append(&mut e),
         }

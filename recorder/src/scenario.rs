@@ -1,10 +1,11 @@
 //! The scenario file (TOML, see docs/scenario.md): what to bring up, what to watch, what to do to
 //! it, for how long, with which seed, and where the trace goes.
 //!
-//! Parsing rejects unknown keys and reports `file:line:col: message`; [`Scenario::validate`]
-//! checks everything that can be checked before anything starts (files exist, durations parse,
-//! named services exist in the compose configuration, fault actions are known to the injector).
-//! Nothing here touches Docker: the caller passes the compose service list in.
+//! Parsing rejects unknown keys and reports `file:line:col: message`; [`LoadedScenario::resolve`],
+//! [`LoadedScenario::check_against`] and [`LoadedScenario::check_networks`] check everything
+//! that can be checked before anything starts (files exist, durations parse, named services and
+//! networks exist in the compose configuration, fault actions are known to the injector).
+//! Nothing here touches Docker: the caller passes the compose service and network lists in.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -161,7 +162,7 @@ pub struct JmxConfig {
     /// polled at its address on the first of these it is attached to, else on its first
     /// network by name). Keeps the sensor off a network that a fault cuts.
     #[serde(default)]
-    pub networks: Vec<String>,
+    pub networks: Vec<Spanned<String>>,
 }
 
 fn jmx_port() -> u16 {
@@ -234,9 +235,13 @@ pub struct PcapConfig {
     #[serde(default)]
     pub containers: Vec<String>,
     #[serde(default)]
-    pub networks: Vec<String>,
+    pub networks: Vec<Spanned<String>>,
     #[serde(default = "snaplen")]
     pub snaplen: u32,
+    /// tcpdump's capture buffer size in KiB (`-B`); default: tcpdump's own (2 MiB on Linux).
+    /// Raise it when the capture statistics report packets dropped by the kernel.
+    #[serde(default)]
+    pub buffer_kib: Option<Spanned<u32>>,
 }
 
 fn snaplen() -> u32 {
@@ -594,6 +599,11 @@ impl LoadedScenario {
                 errs.push(self.err_at(h.service.span(), "exec sensor has an empty cmd"));
             }
         }
+        if let Some(b) = sc.sensors.pcap.as_ref().and_then(|p| p.buffer_kib.as_ref()) {
+            if *b.get_ref() == 0 {
+                errs.push(self.err_at(b.span(), "pcap sensor: buffer_kib must be at least 1"));
+            }
+        }
 
         let plan = match (&sc.experiment, sc.schedule.is_empty()) {
             (Some(_), false) => {
@@ -742,6 +752,64 @@ impl LoadedScenario {
             Err(ScenarioErrors(errs))
         }
     }
+}
+
+impl LoadedScenario {
+    /// Checks every network name the scenario mentions (`[sensors.jmx] networks`,
+    /// `[sensors.pcap] networks`, schedule targets `{ network = "..." }` and `network`
+    /// parameters of `disconnect`/`connect`) against `networks`, the compose networks of the
+    /// project (see `compose::project_networks`). Experiment steps are checked where the spec is
+    /// compiled (`experiment::compile`). Collects every error.
+    pub fn check_networks(&self, networks: &[String]) -> Result<(), ScenarioErrors> {
+        let sc = &self.scenario;
+        let mut errs = Vec::new();
+        let check = |n: &str, span: Range<usize>, what: &str, errs: &mut Vec<ScenarioError>| {
+            if let Err(m) = check_network_name(n, networks) {
+                errs.push(self.err_at(span, format!("{what}: {m}")));
+            }
+        };
+        if let Some(j) = &sc.sensors.jmx {
+            for n in &j.networks {
+                check(n.get_ref(), n.span(), "jmx sensor", &mut errs);
+            }
+        }
+        if let Some(p) = &sc.sensors.pcap {
+            for n in &p.networks {
+                check(n.get_ref(), n.span(), "pcap sensor", &mut errs);
+            }
+        }
+        for e in &sc.schedule {
+            if let Ok(Target::Network(n)) = e.target.get_ref().resolve() {
+                check(&n, e.target.span(), "fault target", &mut errs);
+            }
+            if let Some(serde_json::Value::String(n)) = e.params.get("network") {
+                let what = format!("fault `{}` parameter network", e.fault.get_ref());
+                check(n, e.fault.span(), &what, &mut errs);
+            }
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(ScenarioErrors(errs))
+        }
+    }
+}
+
+/// Whether `name` is one of the compose project's `networks`; the error lists the known ones.
+pub fn check_network_name(name: &str, networks: &[String]) -> Result<(), String> {
+    if networks.iter().any(|n| n == name) {
+        return Ok(());
+    }
+    let mut known: Vec<&str> = networks.iter().map(String::as_str).collect();
+    known.sort();
+    Err(format!(
+        "no network `{name}` in the compose configuration (networks: {})",
+        if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        }
+    ))
 }
 
 #[cfg(test)]
@@ -895,6 +963,94 @@ target = { service = "a", network = "n" }
             msgs.iter().any(|m| m.contains("more than one form")),
             "{msgs:?}"
         );
+    }
+
+    #[test]
+    fn network_names_are_checked_with_their_locations() {
+        let d = dir_with_compose();
+        let text = r#"
+[compose]
+files = ["compose.yml"]
+[sensors.jmx]
+services = ["a"]
+networks = ["middle", "outer"]
+[sensors.pcap]
+services = ["a"]
+networks = ["left", "midle"]
+buffer_kib = 4096
+[[schedule]]
+at = "1s"
+fault = "loss"
+target = { network = "nowhere" }
+params = { percent = 30 }
+[[schedule]]
+at = "2s"
+fault = "disconnect"
+target = "a"
+params = { network = "rigth" }
+[[schedule]]
+at = "3s"
+fault = "partition"
+target = { network = "middle" }
+"#;
+        let l = LoadedScenario::parse(&d.path().join("s.toml"), text).expect("parses");
+        assert!(l.resolve().is_ok());
+        assert_eq!(
+            l.scenario
+                .sensors
+                .pcap
+                .as_ref()
+                .and_then(|p| p.buffer_kib.as_ref())
+                .map(|b| *b.get_ref()),
+            Some(4096)
+        );
+        let known: Vec<String> = ["default", "left", "middle", "right"]
+            .map(String::from)
+            .to_vec();
+        let e = l.check_networks(&known).expect_err("four unknown networks");
+        let msgs: Vec<String> =
+            e.0.iter()
+                .map(|x| format!("{}:{} {}", x.line, x.col, x.message))
+                .collect();
+        assert_eq!(msgs.len(), 4, "{msgs:?}");
+        assert!(
+            msgs[0].starts_with("6:23 jmx sensor: no network `outer`"),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs[0].ends_with("(networks: default, left, middle, right)"),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs[1].starts_with("9:21 pcap sensor: no network `midle`"),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs[2].starts_with("14:10 fault target: no network `nowhere`"),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs[3].starts_with("18:9 fault `disconnect` parameter network: no network `rigth`"),
+            "{msgs:?}"
+        );
+        let all: Vec<String> = ["middle", "outer", "left", "midle", "nowhere", "rigth"]
+            .map(String::from)
+            .to_vec();
+        assert!(l.check_networks(&all).is_ok());
+        assert_eq!(
+            check_network_name("x", &[]),
+            Err("no network `x` in the compose configuration (networks: none)".to_string())
+        );
+    }
+
+    #[test]
+    fn pcap_buffer_of_zero_is_refused() {
+        let d = dir_with_compose();
+        let text = "[compose]\nfiles = [\"compose.yml\"]\n[sensors.pcap]\nservices = [\"a\"]\nbuffer_kib = 0\n";
+        let l = LoadedScenario::parse(&d.path().join("s.toml"), text).expect("parses");
+        let e = l.resolve().expect_err("zero buffer");
+        assert_eq!((e.0[0].line, e.0[0].col), (5, 14));
+        assert!(e.0[0].message.contains("buffer_kib"), "{e}");
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub struct CaptureSpec {
     pub file: PathBuf,
     /// Snap length (`-s`); `None` keeps tcpdump's default (whole packets).
     pub snaplen: Option<u32>,
+    /// Capture buffer size in KiB (`-B`); `None` keeps tcpdump's default (2 MiB on Linux).
+    /// A bigger buffer lets bursts through that would otherwise be "dropped by kernel".
+    pub buffer_kib: Option<u32>,
     /// A BPF filter expression, if any.
     pub filter: Option<String>,
     /// Programs to run (default `tcpdump` and `nsenter` from `PATH`).
@@ -52,6 +55,7 @@ impl CaptureSpec {
             target,
             file: file.into(),
             snaplen: None,
+            buffer_kib: None,
             filter: None,
             tcpdump: PathBuf::from("tcpdump"),
             nsenter: PathBuf::from("nsenter"),
@@ -81,6 +85,9 @@ impl CaptureSpec {
         v.push(iface);
         if let Some(s) = self.snaplen {
             v.extend(["-s".to_string(), s.to_string()]);
+        }
+        if let Some(b) = self.buffer_kib {
+            v.extend(["-B".to_string(), b.to_string()]);
         }
         v.extend(["-w".to_string(), self.file.display().to_string()]);
         if let Some(f) = &self.filter {
@@ -318,6 +325,14 @@ mod tests {
         assert_eq!(
             spec.command_line().join(" "),
             "tcpdump -n -U -Z root -i br-1 -s 128 -w /x.pcap tcp"
+        );
+        spec.buffer_kib = Some(8192);
+        let argv = spec.command_line();
+        let b = argv.iter().position(|a| a == "-B").expect("-B present");
+        assert_eq!(argv[b + 1], "8192");
+        assert_eq!(
+            argv.join(" "),
+            "tcpdump -n -U -Z root -i br-1 -s 128 -B 8192 -w /x.pcap tcp"
         );
     }
 

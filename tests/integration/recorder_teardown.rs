@@ -324,3 +324,130 @@ fn experiment_steps_are_gated_live_and_a_failing_step_tears_down() {
         Some("fail")
     );
 }
+
+/// 1-based `line:col` of the first occurrence of `needle` in `text`.
+fn line_col_of(text: &str, needle: &str) -> String {
+    let off = text.find(needle).expect("needle in text");
+    let before = &text[..off];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("{line}:{col}")
+}
+
+/// Runs `recorder check SCENARIO`; returns the exit code, stdout and stderr.
+fn check_scenario(scenario: &std::path::Path) -> (i32, String, String) {
+    let out = Command::new(bin("recorder"))
+        .arg("check")
+        .arg(scenario)
+        .output()
+        .expect("run recorder check");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn unknown_network_names_are_refused_before_anything_starts() {
+    require_docker!();
+    let project = unique_project("badnet");
+    let _guard = ProjectGuard::new(&project);
+    // `a` joins `left` and `middle`; `b` names no network, so compose adds `default`
+    let compose = chatter_compose(20).replace(
+        "      LISTEN_PORT: \"0\"\n    stop_grace_period: 2s\n  b:",
+        "      LISTEN_PORT: \"0\"\n    stop_grace_period: 2s\n    networks: [left, middle]\n  b:",
+    ) + "networks:\n  left: {}\n  middle: {}\n";
+    assert!(compose.contains("networks: [left, middle]"), "{compose}");
+    let (dir, scenario) = write_scenario(
+        &project,
+        &compose,
+        "time_limit = \"60s\"",
+        r#"
+[sensors.jmx]
+services = ["a"]
+networks = ["middle", "outer"]
+
+[sensors.pcap]
+services = ["a"]
+networks = ["default", "lfet"]
+buffer_kib = 4096
+
+[[schedule]]
+at = "1s"
+fault = "loss"
+target = { network = "nowhere" }
+params = { percent = 30 }
+
+[[schedule]]
+at = "2s"
+fault = "disconnect"
+target = "a"
+params = { network = "rigth" }
+"#,
+    );
+    let text = std::fs::read_to_string(&scenario).expect("read scenario");
+    let (code, _out, err) = check_scenario(&scenario);
+    assert_eq!(code, 3, "stderr:\n{err}");
+    for (needle, name) in [
+        ("\"outer\"", "outer"),
+        ("\"lfet\"", "lfet"),
+        ("{ network = \"nowhere\" }", "nowhere"),
+        ("\"disconnect\"", "rigth"),
+    ] {
+        let at = format!("scenario.toml:{}: ", line_col_of(&text, needle));
+        assert!(
+            err.lines()
+                .any(|l| l.contains(&at) && l.contains(&format!("no network `{name}`"))),
+            "expected an error at {at} for `{name}`:\n{err}"
+        );
+    }
+    assert!(
+        err.contains("(networks: default, left, middle)"),
+        "the known networks are listed: {err}"
+    );
+    assert_eq!(err.matches("no network").count(), 4, "{err}");
+
+    // an experiment step `on network NAME`, pointed at in the spec file
+    std::fs::write(
+        dir.path().join("exp.spec"),
+        "experiment E {\n  note \"start\"\n  do loss(percent: 30) on network midle for 1s\n}\n",
+    )
+    .expect("write spec");
+    let head = text.split("[sensors.jmx]").next().expect("head");
+    std::fs::write(
+        &scenario,
+        format!("{head}[experiment]\nspecs = [\"exp.spec\"]\nname = \"E\"\n"),
+    )
+    .expect("write scenario");
+    let (code, _out, err) = check_scenario(&scenario);
+    assert_eq!(code, 3, "stderr:\n{err}");
+    assert!(
+        err.contains("exp.spec:3:3: ") && err.contains("no network `midle`"),
+        "{err}"
+    );
+
+    // the same names spelled right: valid, and nothing was started by any of the checks
+    std::fs::write(
+        dir.path().join("exp.spec"),
+        "experiment E {\n  note \"start\"\n  do loss(percent: 30) on network middle for 1s\n}\n",
+    )
+    .expect("write spec");
+    let (code, out, err) = check_scenario(&scenario);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("scenario is valid"), "{out}");
+    let fixed = text
+        .replace("\"outer\"", "\"left\"")
+        .replace("\"lfet\"", "\"left\"")
+        .replace("\"nowhere\"", "\"middle\"")
+        .replace("\"rigth\"", "\"middle\"");
+    std::fs::write(&scenario, fixed).expect("write scenario");
+    let (code, out, err) = check_scenario(&scenario);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(project_containers(&project).is_empty());
+    assert!(project_networks(&project).is_empty());
+    assert!(
+        !dir.path().join("trace").exists(),
+        "no trace for a checked scenario"
+    );
+}

@@ -45,7 +45,8 @@ pub(crate) fn factory(
     } else {
         format!("/{}", j.path)
     };
-    check_networks(ctx, "[sensors.jmx] networks", &j.networks)?;
+    let networks: Vec<String> = j.networks.iter().map(|n| n.get_ref().clone()).collect();
+    check_networks(ctx, "[sensors.jmx] networks", &networks)?;
     let mut out: Vec<Box<dyn Sensor>> = Vec::new();
     for s in &j.services {
         check_service(ctx, s.get_ref())?;
@@ -55,7 +56,7 @@ pub(crate) fn factory(
             path: path.clone(),
             every,
             reads: reads.clone(),
-            networks: j.networks.clone(),
+            networks: networks.clone(),
         }));
     }
     Ok(out)

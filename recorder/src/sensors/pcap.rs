@@ -86,6 +86,7 @@ pub(crate) fn factory(
         });
     }
     for n in &p.networks {
+        let n = n.get_ref();
         let net = ctx.networks.iter().find(|x| &x.name == n).ok_or_else(|| {
             format!(
                 "unknown network {n:?} (the project has: {})",
@@ -112,13 +113,34 @@ pub(crate) fn factory(
     }
     Ok(vec![Box::new(PcapSensor {
         targets,
-        snaplen: p.snaplen,
+        opts: CaptureOpts {
+            snaplen: p.snaplen,
+            buffer_kib: p.buffer_kib.as_ref().map(|b| *b.get_ref()),
+        },
     })])
+}
+
+/// tcpdump options shared by every capture of the sensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CaptureOpts {
+    /// `-s`
+    snaplen: u32,
+    /// `-B` (KiB), tcpdump's default when `None`.
+    buffer_kib: Option<u32>,
+}
+
+impl CaptureOpts {
+    fn spec(&self, target: CaptureTarget, file: &std::path::Path) -> CaptureSpec {
+        let mut spec = CaptureSpec::new(target, file);
+        spec.snaplen = Some(self.snaplen);
+        spec.buffer_kib = self.buffer_kib;
+        spec
+    }
 }
 
 struct PcapSensor {
     targets: Vec<Target>,
-    snaplen: u32,
+    opts: CaptureOpts,
 }
 
 struct Live {
@@ -143,7 +165,7 @@ async fn start_one(
     ctx: &SensorContext,
     t: &Target,
     file: PathBuf,
-    snaplen: u32,
+    opts: CaptureOpts,
     sink: &EventSink,
 ) -> Option<RunningCapture> {
     let target = match t {
@@ -164,8 +186,7 @@ async fn start_one(
         },
         Target::Network { bridge, .. } => CaptureTarget::HostInterface(bridge.clone()),
     };
-    let mut spec = CaptureSpec::new(target, &file);
-    spec.snaplen = Some(snaplen);
+    let spec = opts.spec(target, &file);
     let cmd = spec.command_line().join(" ");
     match RunningCapture::start(&spec).await {
         Ok(r) => {
@@ -233,7 +254,7 @@ impl Sensor for PcapSensor {
             let mut live = Vec::new();
             for t in &self.targets {
                 let file = ctx.pcap_dir.join(format!("{}.pcap", t.stem()));
-                let running = start_one(&ctx, t, file.clone(), self.snaplen, &sink).await;
+                let running = start_one(&ctx, t, file.clone(), self.opts, &sink).await;
                 let files = if running.is_some() { vec![file] } else { Vec::new() };
                 live.push(Live { target: t.clone(), files, running });
             }
@@ -255,7 +276,7 @@ impl Sensor for PcapSensor {
                             json!({"phase": "ended", "capture": l.target.stem(), "stats": stats})));
                     }
                     let file = ctx.pcap_dir.join(format!("{}-{}.pcap", l.target.stem(), l.files.len() + 1));
-                    if let Some(r) = start_one(&ctx, &l.target, file.clone(), self.snaplen, &sink).await {
+                    if let Some(r) = start_one(&ctx, &l.target, file.clone(), self.opts, &sink).await {
                         l.running = Some(r);
                         l.files.push(file);
                     }
@@ -292,5 +313,53 @@ impl Sensor for PcapSensor {
             }
         }
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::LoadedScenario;
+
+    fn opts_of(pcap_section: &str) -> CaptureOpts {
+        let text = format!("[compose]\nfiles = [\"c.yml\"]\n[sensors.pcap]\n{pcap_section}");
+        let l = LoadedScenario::parse(std::path::Path::new("s.toml"), &text).expect("parses");
+        let p = l.scenario.sensors.pcap.expect("pcap section");
+        CaptureOpts {
+            snaplen: p.snaplen,
+            buffer_kib: p.buffer_kib.map(|b| b.into_inner()),
+        }
+    }
+
+    #[test]
+    fn buffer_kib_reaches_the_tcpdump_argument_vector() {
+        let o = opts_of("services = [\"a\"]\nbuffer_kib = 16384\nsnaplen = 96\n");
+        let argv = o
+            .spec(
+                CaptureTarget::Netns {
+                    pid: 7,
+                    interface: "any".into(),
+                },
+                std::path::Path::new("/t/pcap/a.pcap"),
+            )
+            .command_line();
+        let at = |flag: &str| {
+            argv.iter()
+                .position(|a| a == flag)
+                .and_then(|i| argv.get(i + 1))
+                .cloned()
+        };
+        assert_eq!(at("-B").as_deref(), Some("16384"), "{argv:?}");
+        assert_eq!(at("-s").as_deref(), Some("96"), "{argv:?}");
+        // not given: no -B, tcpdump keeps its default
+        let o = opts_of("services = [\"a\"]\n");
+        let argv = o
+            .spec(
+                CaptureTarget::HostInterface("br-1".into()),
+                std::path::Path::new("/x.pcap"),
+            )
+            .command_line();
+        assert!(!argv.iter().any(|a| a == "-B"), "{argv:?}");
+        assert!(argv.iter().any(|a| a == "-s"), "{argv:?}");
     }
 }
