@@ -18,7 +18,7 @@ while [ $# -gt 0 ]; do
     --no-image) BUILD_IMAGE=0 ;;
     --tag) shift; TAG="${1:?--tag needs a value}" ;;
     --tag=*) TAG="${1#--tag=}" ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) echo "build-images.sh: unknown argument: $1" >&2; exit 64 ;;
   esac
   shift

@@ -24,7 +24,7 @@ USE_SAMPLE=0
 case "${1:-}" in
   "") ;;
   --sample) USE_SAMPLE=1 ;;
-  -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
   *) echo "demo.sh: unknown argument: $1 (usage: scripts/demo.sh [--sample])" >&2; exit 64 ;;
 esac
 
