@@ -55,6 +55,9 @@ pub struct Judged {
     pub report: Report,
     /// Per deciding event seq: the surrounding events of the services involved.
     pub context: Vec<report::Context>,
+    /// Where `+offsets` count from: the recording's start (manifest `started_ns`), as in
+    /// `analyzer info` and `events`, else the first event.
+    pub origin_ns: Option<i64>,
 }
 
 fn resolver(path: &str, from: &str) -> Option<SourceFile> {
@@ -183,10 +186,12 @@ pub fn judge_reading(
         refill_shown_events(&t, &mut report)?;
     }
     let ctx = report::gather_context(&t, &report, context)?;
+    let origin_ns = t.manifest().started_ns.or(report.start_ns);
     Ok(Judged {
         trace: dir.to_path_buf(),
         report,
         context: ctx,
+        origin_ns,
     })
 }
 

@@ -17,7 +17,10 @@ pub const LINES: [&str; 6] = [
 
 pub fn run(c: &Config) -> Result<i32, String> {
     let gap = c.duration("INTERVAL", Duration::ZERO)?;
+    let delay = c.duration("DELAY", Duration::ZERO)?;
     let wait = c.string("THEN", "exit").eq_ignore_ascii_case("wait");
+    // lets a recorder attach and start its experiment before the first line
+    util::sleep_unless_stopping(delay);
     for l in LINES {
         util::out(l);
         util::sleep_unless_stopping(gap);

@@ -106,6 +106,8 @@ pub fn compile(
     let c = live::compile(specs, name)?;
     let mut errs = Vec::new();
     for (i, s) in c.steps.iter().enumerate() {
+        // people count steps from 1, as `analyzer check` prints them; the trace keeps `i`
+        let n = i + 1;
         if let ExpStep::Do {
             text,
             at,
@@ -126,14 +128,14 @@ pub fn compile(
             };
             if let Err(e) = crate::faults::validate(&req, services) {
                 errs.push(format!(
-                    "{}experiment {name}, step {i} `{text}`: {e}",
+                    "{}experiment {name}, step {n} `{text}`: {e}",
                     prefix(at)
                 ));
             }
             if let Some(networks) = networks {
                 for e in step_network_errors(&req, networks) {
                     errs.push(format!(
-                        "{}experiment {name}, step {i} `{text}`: {e}",
+                        "{}experiment {name}, step {n} `{text}`: {e}",
                         prefix(at)
                     ));
                 }
@@ -232,8 +234,10 @@ pub async fn run(
     // appended events received but not yet judged (they belong to a later step)
     let mut backlog: Vec<Event> = Vec::new();
     for (i, step) in c.steps.iter().enumerate() {
+        // people count steps from 1, as `analyzer check` prints them; the trace keeps `i`
+        let n = i + 1;
         ctx.progress
-            .set(format!("step {}/{}: {}", i + 1, total, step.text()));
+            .set(format!("step {n}/{total}: {}", step.text()));
         let start = step_event(name, i, step, "start", None, None);
         if i == 0 {
             // the experiment's first window opens with its first step event
@@ -267,7 +271,7 @@ pub async fn run(
                             "fault injector unavailable: {}",
                             ctx.injector_error.clone().unwrap_or_default()
                         );
-                        let line = format!("step {i} {}: error: {m}", step.text());
+                        let line = format!("step {n} {}: error: {m}", step.text());
                         Some((m, line))
                     }
                     Some(inj) => {
@@ -307,8 +311,8 @@ pub async fn run(
                                 None
                             }
                             Err(e) => Some((
-                                format!("step {i} `{}`: {e}", step.text()),
-                                format!("step {i} {}: error: {e}", step.text()),
+                                format!("step {n} `{}`: {e}", step.text()),
+                                format!("step {n} {}: error: {e}", step.text()),
                             )),
                         }
                     }
@@ -416,12 +420,12 @@ pub async fn run(
                     deadline.is_some_and(|d| tokio::time::Instant::now() >= d) && verdict == "fail";
                 let m = if timed_out {
                     format!(
-                        "step {i} `{}`: fail (within {:?} expired): {explain}",
+                        "step {n} `{}`: fail (within {:?} expired): {explain}",
                         step.text(),
                         within.unwrap_or_default()
                     )
                 } else {
-                    format!("step {i} `{}`: {verdict}: {explain}", step.text())
+                    format!("step {n} `{}`: {verdict}: {explain}", step.text())
                 };
                 ctx.sink.emit(step_event(
                     name,
@@ -617,7 +621,7 @@ mod tests {
         let at = |line: usize| format!("{}:{line}:", spec.display());
         assert!(e[0].starts_with(&at(4)), "{e:?}");
         assert!(
-            e[0].contains("step 2 `do disconnect(network: \"outer\") on a`")
+            e[0].contains("step 3 `do disconnect(network: \"outer\") on a`")
                 && e[0].contains("argument network: no network `outer`"),
             "{e:?}"
         );

@@ -38,7 +38,10 @@ enum Cmd {
         quiet: bool,
     },
     /// Validate a scenario (and its specs) against the compose configuration; start nothing.
-    Check { scenario: PathBuf },
+    Check {
+        /// The scenario file (TOML; see docs/scenario.md).
+        scenario: PathBuf,
+    },
     /// Remove containers, networks and host rules left by a killed recorder.
     Cleanup {
         /// The compose project to clean.

@@ -538,8 +538,9 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
             return RunOutcome::early(
                 exit::TRACE,
                 "error",
-                format!("{}: {e}", trace_dir.display()),
-            )
+                // trace errors name their file already
+                e.to_string(),
+            );
         }
     };
     let (sink, rx) = EventSink::channel();

@@ -33,7 +33,7 @@ struct Case {
 pub fn render(judged: &[Judged]) -> String {
     let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
     for j in judged {
-        let start = j.report.start_ns;
+        let start = j.origin_ns;
         let mut cases = Vec::new();
         for m in &j.report.monitors {
             let e = m.primary_explanation();

@@ -145,13 +145,13 @@ fn monitor_lines(
 pub fn write(w: &mut dyn Write, judged: &[Judged]) -> std::io::Result<()> {
     for j in judged {
         let r = &j.report;
-        let start = r.start_ns;
+        let start = j.origin_ns;
         writeln!(
             w,
             "trace {} ({} events, {} .. {})",
             j.trace.display(),
             r.events,
-            start.map(fmt_ts).unwrap_or_default(),
+            r.start_ns.map(fmt_ts).unwrap_or_default(),
             fmt_ts(r.end_ns)
         )?;
         for m in &r.monitors {
