@@ -47,6 +47,10 @@ pub struct CheckArgs {
     /// monitors need (the report must be the same; tests compare the two).
     #[arg(long, hide = true)]
     pub read_all_columns: bool,
+    /// Also judge the events of the recorder's teardown (`compose down` stopping every
+    /// container). By default judging ends where the recorder started tearing the project down.
+    #[arg(long)]
+    pub include_teardown: bool,
 }
 
 /// One judged trace with the context events of its failures.
@@ -91,7 +95,35 @@ pub fn judge(
     dir: &Path,
     context: usize,
 ) -> Result<Judged, crate::Error> {
-    judge_reading(spec, sel, dir, context, false)
+    judge_reading(spec, sel, dir, context, false, false)
+}
+
+/// When the recorder started tearing the project down (its `teardown` event with
+/// `data.phase = "start"`), if the trace records it.
+fn teardown_start(t: &Trace) -> Result<Option<i64>, crate::Error> {
+    let opts = ReadOptions {
+        columns: Columns {
+            kind: true,
+            data: true,
+            ..Columns::NONE
+        },
+        sources: Some(vec!["recorder".into()]),
+        ..Default::default()
+    };
+    for batch in t.events(&opts)? {
+        let batch = batch?;
+        for ev in batch.iter() {
+            if ev.kind == "teardown"
+                && ev
+                    .data
+                    .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+                    .is_some_and(|d| d["phase"] == "start")
+            {
+                return Ok(Some(ev.ts_ns));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Replays one trace through the runner. Unless `read_all_columns`, a finalized trace is read
@@ -105,8 +137,16 @@ pub fn judge_reading(
     dir: &Path,
     context: usize,
     read_all_columns: bool,
+    include_teardown: bool,
 ) -> Result<Judged, crate::Error> {
     let t = Trace::open(dir)?;
+    // the recorder's own teardown (`compose down` stops every container) is not the system's
+    // behaviour: judging ends where it began
+    let cutoff = if include_teardown {
+        None
+    } else {
+        teardown_start(&t)?
+    };
     let mut runner = Runner::new(spec, sel).map_err(|e| crate::Error::Usage(e.to_string()))?;
     // the experiment the recorder ran is judged from where the recorder started it
     if let Some(name) = t
@@ -125,8 +165,9 @@ pub fn judge_reading(
     };
     // skipping sources needs the trace's first/last time and event count from the footer
     let facts = t.parquet_facts();
+    // (footer facts count the whole trace: with a cut-off, read every needed row instead)
     let skip = match (&needs.sources, facts) {
-        (Some(srcs), Some((rows, Some(first), Some(last), _))) => {
+        (Some(srcs), Some((rows, Some(first), Some(last), _))) if cutoff.is_none() => {
             Some((srcs.iter().cloned().collect::<Vec<_>>(), rows, first, last))
         }
         _ => None,
@@ -136,6 +177,7 @@ pub fn judge_reading(
         include_packets: runner.may_observe("packet"),
         columns: needs.columns(),
         sources: skip.as_ref().map(|s| s.0.clone()),
+        until_ns: cutoff,
         ..Default::default()
     };
     let mut last = None;
@@ -173,9 +215,10 @@ pub fn judge_reading(
         }
     }
     let m = t.manifest();
-    let end = match (last, m.ended_ns) {
-        (Some(a), Some(b)) => a.max(b),
-        (a, b) => a.or(b).or(m.started_ns).unwrap_or(0),
+    let end = match (cutoff, last, m.ended_ns) {
+        (Some(c), _, _) => c,
+        (None, Some(a), Some(b)) => a.max(b),
+        (None, a, b) => a.or(b).or(m.started_ns).unwrap_or(0),
     };
     let mut report = runner.finish(end);
     if let Some((_, rows, _, _)) = &skip {
@@ -310,6 +353,7 @@ pub fn run(args: &CheckArgs) -> Result<i32, crate::Error> {
             t,
             args.context,
             args.read_all_columns,
+            args.include_teardown,
         )?);
     }
     match args.format {

@@ -251,3 +251,25 @@ fn reading_only_needed_columns_gives_the_same_report() {
         cases.len()
     );
 }
+
+#[test]
+fn judging_ends_where_the_recorder_started_teardown() {
+    // the committed sample is a real recording: `compose down` stops every container after the
+    // recorder's teardown event, which is not the system's behaviour
+    let args = [
+        "check",
+        &p("traces/sample-split-brain"),
+        "--spec",
+        &p("specs/stable.spec"),
+        "--monitor",
+        "noContainerDies",
+    ];
+    let o = run(&args);
+    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
+    let mut all = args.to_vec();
+    all.push("--include-teardown");
+    let o = run(&all);
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+    let s = out(&o);
+    assert!(s.contains("docker") && s.contains("die"), "{s}");
+}
