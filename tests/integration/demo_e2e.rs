@@ -6,7 +6,10 @@
 //! whole after the partition") must fail with an explanation naming the deciding poll (seq, time,
 //! service) and the guard values, in text and in JSON. A test without Docker checks the same two
 //! verdicts on the committed sample trace `traces/sample-split-brain`, so the sample stays valid
-//! as the code evolves.
+//! as the code evolves. The seed's other ported examples (hello-world, lossy-network,
+//! resource-fault, split-brain-2seed) are recorded the same way, one Docker test each: the live
+//! verdict accepts, `analyzer check` accepts every step of the example's experiment, and one fact
+//! the example is about is read from the trace itself.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -17,6 +20,7 @@ use integration_tests::{
     workspace_root, ProjectGuard,
 };
 use serde_json::Value;
+use tempfile::TempDir;
 use trace::Event;
 
 use crate::recorder_common::read_events;
@@ -36,10 +40,15 @@ fn spec_args() -> Vec<String> {
 /// `analyzer check TRACE --spec akka --spec split-brain --experiment NAME [--format json]`:
 /// exit code and stdout.
 fn check(trace: &Path, experiment: &str, json: bool) -> (i32, String) {
+    check_with(trace, &spec_args(), experiment, json)
+}
+
+/// `analyzer check TRACE SPEC_ARGS --experiment NAME [--format json]`: exit code and stdout.
+fn check_with(trace: &Path, spec_args: &[String], experiment: &str, json: bool) -> (i32, String) {
     let mut cmd = Command::new(bin("analyzer"));
     cmd.arg("check")
         .arg(trace)
-        .args(spec_args())
+        .args(spec_args)
         .args(["--experiment", experiment]);
     if json {
         cmd.args(["--format", "json"]);
@@ -342,4 +351,265 @@ fn example_scenarios_validate() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// One example recorded by `recorder run` under a unique project name: the trace (in a temporary
+/// directory that lives as long as this) and its events. The project is removed when dropped.
+struct Recorded {
+    trace: PathBuf,
+    events: Vec<Event>,
+    _dir: TempDir,
+    _guard: ProjectGuard,
+}
+
+/// Records `examples/<example>/scenario.toml` (project `ctkt<tag>...`, bounded by `limit`) and
+/// checks the live judgement: exit 0, `verdict: accept`, every step of `experiment` ended with
+/// accept, and nothing of the project left behind.
+fn record_example(example: &str, experiment: &str, limit: Duration) -> Recorded {
+    ensure_images();
+    let project = unique_project(example);
+    let guard = ProjectGuard::new(&project);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace_dir = dir.path().join("trace");
+    let scenario = workspace_root()
+        .join("examples")
+        .join(example)
+        .join("scenario.toml");
+    let (code, out) = record(&scenario, &trace_dir, &project, limit);
+    assert_eq!(code, 0, "recorder run of {example} failed:\n{out}");
+    assert!(out.contains("verdict: accept"), "{example}:\n{out}");
+    assert!(
+        project_containers(&project).is_empty() && project_networks(&project).is_empty(),
+        "the recorder left containers or networks of {project} behind"
+    );
+    let events = read_events(&trace_dir);
+    let ends: Vec<Value> = events
+        .iter()
+        .filter(|e| e.source == "recorder" && e.kind == "step")
+        .map(data)
+        .filter(|d| d["phase"] == "end" && d["experiment"] == experiment)
+        .collect();
+    assert!(!ends.is_empty(), "{example}: no step ended live:\n{out}");
+    for d in &ends {
+        assert_eq!(d["verdict"], "accept", "{example}: {d}\n{out}");
+    }
+    Recorded {
+        trace: trace_dir,
+        events,
+        _dir: dir,
+        _guard: guard,
+    }
+}
+
+/// `analyzer check` of a recorded example with its specs: exit 0 and every step `ok` (text) and
+/// `accept` (JSON), as many steps in both.
+fn judge_example(trace: &Path, specs: &[&str], experiment: &str) {
+    let root = workspace_root();
+    let args: Vec<String> = specs
+        .iter()
+        .flat_map(|s| {
+            [
+                "--spec".to_string(),
+                root.join(s).to_string_lossy().into_owned(),
+            ]
+        })
+        .collect();
+    let (code, text) = check_with(trace, &args, experiment, false);
+    assert_eq!(code, 0, "{experiment} did not accept:\n{text}");
+    let (code, json) = check_with(trace, &args, experiment, true);
+    assert_eq!(code, 0, "{json}");
+    let r: Value = serde_json::from_str(&json).expect("json report");
+    let exp = &r["traces"][0]["report"]["experiments"][0];
+    assert_eq!(exp["name"], experiment, "{exp:#}");
+    assert_eq!(exp["verdict"], "accept", "{exp:#}");
+    let steps = exp["steps"].as_array().expect("steps");
+    assert!(!steps.is_empty(), "{exp:#}");
+    for s in steps {
+        assert_eq!(s["verdict"], "accept", "step {}: {s:#}", s["text"]);
+    }
+    // the step lines of the text report (`ok    1. expect ...`): one per step, all ok
+    let step_lines: Vec<&str> = text
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|n| n.strip_suffix('.'))
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
+        .collect();
+    assert_eq!(step_lines.len(), steps.len(), "{text}");
+    for l in &step_lines {
+        assert!(l.starts_with("ok "), "a step is not ok: {l}\n{text}");
+    }
+}
+
+/// The seed's HelloWorld: the greeting and the numbered lines, in order, then exit 0.
+#[test]
+fn hello_world_example_records_and_judges() {
+    require_docker!();
+    // the scenario's own time limit is 60 s
+    let rec = record_example("hello-world", "HelloWorld", Duration::from_secs(110));
+    judge_example(&rec.trace, &["specs/hello-world.spec"], "HelloWorld");
+
+    let lines: Vec<&str> = rec
+        .events
+        .iter()
+        .filter(|e| {
+            e.source == "log" && e.kind == "stdout" && e.service.as_deref() == Some("basic")
+        })
+        .map(|e| e.message.as_deref().unwrap_or(""))
+        .collect();
+    let want = [
+        "Hello from Docker!",
+        "This message shows that your installation appears to be working correctly.",
+        "1. ",
+        "2. ",
+        "3. ",
+        "4. ",
+    ];
+    assert_eq!(lines.len(), want.len(), "{lines:#?}");
+    for (got, want) in lines.iter().zip(want) {
+        assert!(
+            got.starts_with(want),
+            "{got:?} where {want:?} was expected: {lines:#?}"
+        );
+    }
+    let exits: Vec<Value> = rec
+        .events
+        .iter()
+        .filter(|e| {
+            e.source == "docker" && e.kind == "die" && e.service.as_deref() == Some("basic")
+        })
+        .map(|e| data(e)["attributes"]["exitCode"].clone())
+        .collect();
+    assert_eq!(exits, [Value::from("0")], "the die events of basic");
+}
+
+/// The seed's LossyNetwork: while the iptables loss holds, a share of the client's probes time
+/// out (30% per direction: about half), and the experiment's three windows accept.
+#[test]
+fn lossy_network_example_records_and_judges() {
+    require_docker!();
+    // the scenario's own time limit is 100 s
+    let rec = record_example("lossy-network", "LossyNetwork", Duration::from_secs(160));
+    judge_example(&rec.trace, &["specs/network.spec"], "LossyNetwork");
+
+    let phase_ns = |phase: &str, field: &str| {
+        rec.events
+            .iter()
+            .find(|e| e.source == "fault" && e.kind == "loss" && data(e)["phase"] == phase)
+            .and_then(|e| data(e)[field].as_i64())
+            .unwrap_or_else(|| panic!("no {phase} loss fault with {field} in the trace"))
+    };
+    // from when the loss was in place to when its revert began
+    let (from, until) = (
+        phase_ns("applied", "ended_ns"),
+        phase_ns("reverted", "started_ns"),
+    );
+    assert!(from < until, "loss window {from}..{until}");
+    let probes: Vec<&str> = rec
+        .events
+        .iter()
+        .filter(|e| e.source == "log" && e.service.as_deref() == Some("client"))
+        .filter(|e| e.ts_ns >= from && e.ts_ns <= until)
+        .filter_map(|e| e.message.as_deref())
+        .filter(|m| m.starts_with("ping seq="))
+        .collect();
+    assert!(
+        probes.len() >= 20,
+        "too few probes in the lossy window: {probes:#?}"
+    );
+    let lost = probes.iter().filter(|m| !m.contains(" rtt=")).count();
+    let share = lost as f64 / probes.len() as f64;
+    assert!(
+        (0.1..=0.9).contains(&share),
+        "{lost} of {} probes lost in the lossy window ({share:.2}): {probes:#?}",
+        probes.len()
+    );
+}
+
+/// The seed's resource fault: lowering hog's memory limit gets it killed (exit code 137).
+#[test]
+fn resource_fault_example_records_and_judges() {
+    require_docker!();
+    // the scenario's own time limit is 90 s
+    let rec = record_example("resource-fault", "ResourceFault", Duration::from_secs(150));
+    judge_example(&rec.trace, &["specs/resource.spec"], "ResourceFault");
+
+    let limits = rec
+        .events
+        .iter()
+        .find(|e| e.source == "fault" && e.kind == "limits" && data(e)["phase"] == "applied")
+        .map(|e| e.ts_ns)
+        .expect("an applied limits fault in the trace");
+    let killed: Vec<&Event> = rec
+        .events
+        .iter()
+        .filter(|e| {
+            e.ts_ns >= limits && e.source == "docker" && e.service.as_deref() == Some("hog")
+        })
+        .filter(|e| e.kind == "oom" || e.kind == "die")
+        .filter(|e| data(e)["attributes"]["exitCode"] == "137")
+        .collect();
+    assert!(
+        !killed.is_empty(),
+        "no docker oom/die event of hog with exit code 137 after the limits fault"
+    );
+}
+
+/// The seed's SplitBrain2Seed: left-a's and right-a's views are two disjoint clusters that hold
+/// all four nodes between them.
+#[test]
+fn split_brain_2seed_example_records_and_judges() {
+    require_docker!();
+    // the scenario's own time limit is 100 s
+    let rec = record_example(
+        "split-brain-2seed",
+        "SplitBrain2Seed",
+        Duration::from_secs(160),
+    );
+    judge_example(
+        &rec.trace,
+        &["specs/split-brain-2seed.spec"],
+        "SplitBrain2Seed",
+    );
+
+    // the Up members of the last poll of `node`
+    let last_view = |node: &str| -> Vec<String> {
+        let poll = rec
+            .events
+            .iter()
+            .rev()
+            .find(|e| {
+                e.source == "jmx"
+                    && e.kind == "akka:type=Cluster"
+                    && e.service.as_deref() == Some(node)
+            })
+            .unwrap_or_else(|| panic!("no poll of {node}"));
+        let mut up: Vec<String> = data(poll)["ClusterStatus"]["members"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .filter(|m| m["status"] == "Up")
+                    .filter_map(|m| m["address"].as_str().map(|a| host(a).to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        up.sort();
+        up
+    };
+    let left = last_view("left-a");
+    let right = last_view("right-a");
+    assert!(
+        left.iter().any(|n| n == "left-a") && right.iter().any(|n| n == "right-a"),
+        "left-a: {left:?}, right-a: {right:?}"
+    );
+    assert!(
+        left.iter().all(|n| !right.contains(n)),
+        "one cluster, not two: left-a sees {left:?}, right-a sees {right:?}"
+    );
+    let mut all: Vec<String> = left.iter().chain(&right).cloned().collect();
+    all.sort();
+    assert_eq!(all, NODES, "left-a sees {left:?}, right-a sees {right:?}");
 }
