@@ -743,20 +743,7 @@ impl Leaf {
         let json = JsonCell::new();
         let eff = match &st.on_timeout {
             Some((acts, _)) => {
-                let mut ctx = Ctx {
-                    ev: None,
-                    json: &json,
-                    params: &self.r.params,
-                    vars: &inst.vars,
-                    wins: &inst.wins,
-                    win_defs: &m.windows,
-                    caps_saved: &inst.caps,
-                    caps_now: Vec::new(),
-                    locals: Vec::new(),
-                    here: self.r.at.as_deref(),
-                    key: &inst.key,
-                    trace: None,
-                };
+                let mut ctx = inst_ctx(&self.r, &m, inst, None, &json, None);
                 effects(&mut ctx, &m, acts, now)
             }
             None => Effects {
@@ -815,7 +802,7 @@ impl Leaf {
             self.insts[idx as usize].wins[wi].evict(ev.ts_ns);
             let sample = {
                 let inst = &self.insts[idx as usize];
-                let mut ctx = inst_ctx(&self.r, m, inst, ev, json, None);
+                let mut ctx = inst_ctx(&self.r, m, inst, Some(*ev), json, None);
                 let ok = match &wd.of {
                     Some(p) => ctx.matches(p),
                     None => true,
@@ -851,7 +838,7 @@ impl Leaf {
                 }
                 None => false,
             };
-            let c = ctx.get_or_insert_with(|| inst_ctx(&self.r, m, inst, ev, json, None));
+            let c = ctx.get_or_insert_with(|| inst_ctx(&self.r, m, inst, Some(*ev), json, None));
             c.caps_now.iter_mut().for_each(|c| *c = None);
             if !hit_fast && !c.matches(&h.pat) {
                 continue;
@@ -859,7 +846,7 @@ impl Leaf {
             let mut eff = effects(c, m, &h.actions, ev.ts_ns);
             if let Decision::Decide(_, _, gv) = &mut eff.term {
                 // re-run the pattern with tracing to show what the guard saw
-                let mut t = inst_ctx(&self.r, m, inst, ev, json, Some(Vec::new()));
+                let mut t = inst_ctx(&self.r, m, inst, Some(*ev), json, Some(Vec::new()));
                 t.matches(&h.pat);
                 *gv = t.trace.take().unwrap_or_default();
             }
@@ -1092,20 +1079,7 @@ impl Leaf {
         match &st.on_end {
             Some((acts, text)) => {
                 let json = JsonCell::new();
-                let mut ctx = Ctx {
-                    ev: None,
-                    json: &json,
-                    params: &self.r.params,
-                    vars: &inst.vars,
-                    wins: &inst.wins,
-                    win_defs: &m.windows,
-                    caps_saved: &inst.caps,
-                    caps_now: Vec::new(),
-                    locals: Vec::new(),
-                    here: self.r.at.as_deref(),
-                    key: &inst.key,
-                    trace: None,
-                };
+                let mut ctx = inst_ctx(&self.r, &m, inst, None, &json, None);
                 let eff = effects(&mut ctx, &m, acts, end_ns);
                 let eff = match eff.term {
                     Decision::Decide(v, msg, g) => Effects {
@@ -1285,17 +1259,18 @@ fn path_of(m: &Machine, p: &VecDeque<PathEntry>) -> Vec<Transition> {
         .collect()
 }
 
-/// The evaluation context of an instance on an event.
+/// The evaluation context of an instance: on an event, or (`ev = None`) at a timeout or the
+/// end of the trace.
 fn inst_ctx<'a>(
     r: &'a MonRef,
     m: &'a Machine,
     inst: &'a Inst,
-    ev: &EventRef<'a>,
+    ev: Option<EventRef<'a>>,
     json: &'a JsonCell,
     trace: Option<Vec<GuardValue>>,
 ) -> Ctx<'a> {
     Ctx {
-        ev: Some(*ev),
+        ev,
         json,
         params: &r.params,
         vars: &inst.vars,
