@@ -408,13 +408,17 @@ pub struct PlanContext {
     pub start: Instant,
 }
 
+/// What validation learnt: the services `up` starts, the resolved configuration (`compose
+/// config`, recorded in the manifest) and the compiled experiment, if any.
+type Validated = (Vec<String>, String, Option<experiment::Compiled>);
+
 /// Validates the scenario against the compose configuration; every error is returned.
 async fn validate(
     sc: &LoadedScenario,
     resolved: &Resolved,
     cli: &ComposeCli,
     project: &str,
-) -> Result<(Vec<String>, Option<experiment::Compiled>), Vec<String>> {
+) -> Result<Validated, Vec<String>> {
     let (services, config) = cli
         .services_and_config(&resolved.compose_files, project)
         .await
@@ -439,7 +443,7 @@ async fn validate(
         }
     }
     if errs.is_empty() {
-        Ok((services, compiled))
+        Ok((services, config, compiled))
     } else {
         Err(errs)
     }
@@ -475,7 +479,7 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
         Ok(c) => c,
         Err(e) => return RunOutcome::early(exit::ENV, "error", e.to_string()),
     };
-    let (services, compiled) = match validate(&sc, &resolved, &cli, &project).await {
+    let (services, config, compiled) = match validate(&sc, &resolved, &cli, &project).await {
         Ok(v) => v,
         Err(errs) => return RunOutcome::early(exit::BAD_SCENARIO, "invalid", errs.join("\n")),
     };
@@ -598,14 +602,9 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
             DockerSensors::start(docker.clone(), &project, sink.clone(), cfg, start_ns);
         session.docker_sensors = Some(ds);
 
-        progress.set("compose config");
-        match cli.config(&resolved.compose_files, &project).await {
-            Ok(cfg) => {
-                let red = compose::redact_config(&cfg);
-                writer.update_manifest(move |m| m.compose.resolved_config = red);
-            }
-            Err(e) => return Err((exit::ENV, "error", e.to_string())),
-        }
+        // the configuration validation read: compose config does not run twice
+        let red = compose::redact_config(&config);
+        writer.update_manifest(move |m| m.compose.resolved_config = red);
         progress.set("compose up");
         if let Err(e) = cli.up(&resolved.compose_files, &project).await {
             return Err((exit::ENV, "error", e.to_string()));

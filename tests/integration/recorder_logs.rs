@@ -103,6 +103,10 @@ duration = "2s"
     assert_eq!(m.compose.project, project);
     assert_eq!(m.compose.services.len(), 2);
     assert!(!m.compose.services["a"].containers[0].id.is_empty());
+    assert!(
+        m.compose.resolved_config.contains("services:"),
+        "no resolved configuration"
+    );
     assert!(!m.compose.resolved_config.contains("do-not-record-me"));
     assert_eq!(
         m.outcome.as_ref().map(|o| o.status.as_str()),
