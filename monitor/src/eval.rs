@@ -28,6 +28,10 @@ pub(crate) struct Ctx<'a> {
     win_defs: &'a [WindowC],
     caps_saved: &'a [Value],
     caps_now: Vec<Option<V<'a>>>,
+    /// Values assigned by the `set`s of the handler being applied, read before `vars`: the
+    /// assignments are sequential (each right-hand side and the terminal action's message see
+    /// the ones before it).
+    vars_now: Vec<Option<V<'a>>>,
     locals: Vec<V<'a>>,
     here: Option<&'a str>,
     key: &'a Value,
@@ -73,7 +77,12 @@ impl<'a> Ctx<'a> {
             Ex::Here => s(self.here),
             Ex::Key => V::of(self.key),
             Ex::Param(i) => self.params.get(*i as usize).map(V::of).unwrap_or(V::Null),
-            Ex::Var(i) => self.vars.get(*i as usize).map(V::of).unwrap_or(V::Null),
+            Ex::Var(i) => {
+                if let Some(Some(v)) = self.vars_now.get(*i as usize) {
+                    return v.clone();
+                }
+                self.vars.get(*i as usize).map(V::of).unwrap_or(V::Null)
+            }
             Ex::Win(i) => win_value(&self.win_defs[*i as usize], &self.wins[*i as usize]),
             Ex::Cap(i) => {
                 if let Some(Some(v)) = self.caps_now.get(*i as usize) {
@@ -369,6 +378,7 @@ pub(crate) fn matches_generic(p: &PatternC, ev: &EventRef<'_>, json: &JsonCell) 
         win_defs: &[],
         caps_saved: &[],
         caps_now: Vec::new(),
+        vars_now: Vec::new(),
         locals: Vec::new(),
         here: None,
         key: &key,
@@ -631,6 +641,7 @@ impl Leaf {
                 win_defs: &[],
                 caps_saved: &empty,
                 caps_now: Vec::new(),
+                vars_now: Vec::new(),
                 locals: Vec::new(),
                 here: self.r.at.as_deref(),
                 key: &key,
@@ -882,6 +893,7 @@ impl Leaf {
                 win_defs: &[],
                 caps_saved: &[],
                 caps_now: Vec::new(),
+                vars_now: Vec::new(),
                 locals: Vec::new(),
                 here: self.r.at.as_deref(),
                 key: &self.no_key,
@@ -1109,58 +1121,83 @@ impl Leaf {
                 }
             }
             None => {
-                let mut pending =
-                    format!("in state `{}` since {}", st.name, fmt_ts(inst.entered_ns));
-                if let Some(seq) = inst.entered_seq {
-                    pending.push_str(&format!(" (event seq {seq})"));
-                }
-                if let Some(t) = inst.timer {
-                    pending.push_str(&format!(
-                        "; timeout armed at {} due at {} (after the end of the trace)",
-                        fmt_ts(t.armed_ns),
-                        fmt_ts(t.deadline)
-                    ));
-                }
-                let waiting: Vec<String> = st
-                    .handlers
-                    .iter()
-                    .filter(|h| !matches!(h.actions.term, TermC::Stay))
-                    .map(|h| format!("`{}`", h.text))
-                    .collect();
-                if !waiting.is_empty() {
-                    pending.push_str(&format!("; waiting for {}", waiting.join(" or ")));
-                }
-                let mut services: Vec<String> = self.r.at.iter().map(|s| s.to_string()).collect();
-                services.sort();
-                let explanation = Explanation {
-                    reason: format!("`{}` had not decided when its window ended", self.r.display),
-                    monitor: self.r.display.clone(),
-                    key: if m.per.is_some() {
-                        Some(show_key(&inst.key))
-                    } else {
-                        None
-                    },
-                    state: st.name.clone(),
-                    decided_ns: Some(end_ns),
-                    path: path_of(&m, &inst.path),
-                    timeout: inst.timer.map(|t| TimeoutInfo {
-                        state: st.name.clone(),
-                        armed_ns: t.armed_ns,
-                        armed_by_seq: t.armed_seq,
-                        deadline_ns: t.deadline,
-                    }),
-                    pending: Some(pending),
-                    services,
-                    ..Default::default()
-                };
-                let inst = &mut self.insts[idx as usize];
-                inst.done = Some(Outcome {
-                    verdict: Verdict::Inconclusive,
-                    at_ns: end_ns,
-                    at_seq: None,
-                    explanation,
-                });
+                let reason = format!("`{}` had not decided when its window ended", self.r.display);
+                let o = self.pending_outcome(idx, end_ns, reason);
+                self.insts[idx as usize].done = Some(o);
             }
+        }
+    }
+
+    /// The outcome of an instance that has not decided at `at_ns`: inconclusive, with its state,
+    /// its armed timeout and the handlers it was waiting for.
+    fn pending_outcome(&self, idx: u32, at_ns: i64, reason: String) -> Outcome {
+        let m = self.r.machine.clone();
+        let inst = &self.insts[idx as usize];
+        let st = &m.states[inst.state as usize];
+        let mut pending = format!("in state `{}` since {}", st.name, fmt_ts(inst.entered_ns));
+        if let Some(seq) = inst.entered_seq {
+            pending.push_str(&format!(" (event seq {seq})"));
+        }
+        if let Some(t) = inst.timer {
+            if t.deadline > at_ns {
+                pending.push_str(&format!(
+                    "; timeout armed at {} due at {} (after {})",
+                    fmt_ts(t.armed_ns),
+                    fmt_ts(t.deadline),
+                    fmt_ts(at_ns)
+                ));
+            }
+        }
+        let waiting: Vec<String> = st
+            .handlers
+            .iter()
+            .filter(|h| !matches!(h.actions.term, TermC::Stay))
+            .map(|h| format!("`{}`", h.text))
+            .collect();
+        if !waiting.is_empty() {
+            pending.push_str(&format!("; waiting for {}", waiting.join(" or ")));
+        }
+        let mut services: Vec<String> = self.r.at.iter().map(|s| s.to_string()).collect();
+        services.sort();
+        let explanation = Explanation {
+            reason,
+            monitor: self.r.display.clone(),
+            key: if m.per.is_some() {
+                Some(show_key(&inst.key))
+            } else {
+                None
+            },
+            state: st.name.clone(),
+            decided_ns: Some(at_ns),
+            path: path_of(&m, &inst.path),
+            timeout: inst.timer.map(|t| TimeoutInfo {
+                state: st.name.clone(),
+                armed_ns: t.armed_ns,
+                armed_by_seq: t.armed_seq,
+                deadline_ns: t.deadline,
+            }),
+            pending: Some(pending),
+            services,
+            ..Default::default()
+        };
+        Outcome {
+            verdict: Verdict::Inconclusive,
+            at_ns,
+            at_seq: None,
+            explanation,
+        }
+    }
+
+    /// This monitor as it stood at `at_ns`, when the composition it is part of decided without
+    /// it (`why` says so): no end handlers run and no later timeout fires. Its verdict if it had
+    /// decided by then, otherwise inconclusive with the state it was in.
+    pub fn frozen(&mut self, at_ns: i64, why: &str) -> Outcome {
+        if let Some(o) = self.decided() {
+            return o.clone();
+        }
+        match (0..self.insts.len()).find(|i| self.insts[*i].done.is_none()) {
+            Some(i) => self.pending_outcome(i as u32, at_ns, why.to_string()),
+            None => inconclusive(&self.r.display, why, at_ns),
         }
     }
 }
@@ -1278,6 +1315,7 @@ fn inst_ctx<'a>(
         win_defs: &m.windows,
         caps_saved: &inst.caps,
         caps_now: Vec::new(),
+        vars_now: Vec::new(),
         locals: Vec::new(),
         here: r.at.as_deref(),
         key: &inst.key,
@@ -1293,11 +1331,17 @@ fn source_kind_match(p: &PatternC, ev: &EventRef<'_>) -> bool {
 }
 
 fn effects<'a>(ctx: &mut Ctx<'a>, m: &'a Machine, acts: &'a ActionsC, _now: i64) -> Effects {
-    let sets: Vec<(u16, Value)> = acts
-        .sets
-        .iter()
-        .map(|(i, e)| (*i, ctx.eval(e).to_value()))
-        .collect();
+    // Sequential: each right-hand side sees the assignments before it, the message all of them.
+    let mut sets: Vec<(u16, Value)> = Vec::with_capacity(acts.sets.len());
+    for (i, e) in &acts.sets {
+        let v = ctx.eval(e);
+        sets.push((*i, v.to_value()));
+        let slot = *i as usize;
+        if ctx.vars_now.len() <= slot {
+            ctx.vars_now.resize(slot + 1, None);
+        }
+        ctx.vars_now[slot] = Some(v);
+    }
     let mut caps = Vec::new();
     for (i, c) in ctx.caps_now.iter().enumerate() {
         if let Some(v) = c {
@@ -1460,6 +1504,40 @@ impl Node {
         }
     }
 
+    /// The result of a node that had not decided at `at_ns`, when its parent decided (see
+    /// [`Leaf::frozen`]); decided descendants keep their verdicts.
+    fn frozen(&mut self, at_ns: i64, why: &str) -> MonitorResult {
+        let name = self.name();
+        match self {
+            Node::Leaf(l) => {
+                let o = l.frozen(at_ns, why);
+                MonitorResult {
+                    name,
+                    verdict: o.verdict,
+                    explanation: Some(o.explanation),
+                    children: vec![],
+                }
+            }
+            Node::And(a, b, _) | Node::Or(a, b, _) => MonitorResult {
+                explanation: Some(Explanation {
+                    reason: why.to_string(),
+                    monitor: name.clone(),
+                    decided_ns: Some(at_ns),
+                    ..Default::default()
+                }),
+                name,
+                verdict: Verdict::Inconclusive,
+                children: vec![a.frozen(at_ns, why), b.frozen(at_ns, why)],
+            },
+            Node::Not(a, _) => MonitorResult {
+                name,
+                verdict: Verdict::Inconclusive,
+                explanation: None,
+                children: vec![a.frozen(at_ns, why)],
+            },
+        }
+    }
+
     fn name(&self) -> String {
         match self {
             Node::Leaf(l) => l.r.display.clone(),
@@ -1478,19 +1556,84 @@ fn finish_bin(
     end_ns: i64,
     name: &str,
 ) -> MonitorResult {
-    let ra = a.finish(end_ns, &a.name());
-    let rb = b.finish(end_ns, &b.name());
+    // Decided early: a child that had not decided then is shown as it stood at the decision,
+    // not run on to the end of the trace.
+    let child = |c: &mut Node| match o {
+        Some(x) if c.decided().is_none() => {
+            let why = format!(
+                "`{}` had not decided when `{name}` was decided at {}",
+                c.name(),
+                fmt_ts(x.at_ns)
+            );
+            c.frozen(x.at_ns, &why)
+        }
+        _ => c.finish(end_ns, &c.name()),
+    };
+    let ra = child(a);
+    let rb = child(b);
     let verdict = match o {
         Some(x) => x.verdict,
         None if is_and => ra.verdict.max(rb.verdict),
         None => or_verdict(ra.verdict, rb.verdict),
     };
+    // Every part of an accepted `and` (a failed `or`) counts: its explanation gives each part's
+    // reason, not only the first one's.
+    let all_count = if is_and {
+        Verdict::Accept
+    } else {
+        Verdict::Fail
+    };
+    let explanation = if verdict == all_count && ra.verdict == verdict && rb.verdict == verdict {
+        let mut parts = Vec::new();
+        bin_parts(is_and, &ra, &mut parts);
+        bin_parts(is_and, &rb, &mut parts);
+        // the details (deciding event, path) of the part that decided last
+        let last = [&ra, &rb]
+            .into_iter()
+            .filter_map(|r| r.primary_explanation())
+            .max_by_key(|e| e.decided_ns.unwrap_or(i64::MIN))
+            .cloned();
+        last.map(|mut e| {
+            e.reason = parts.join("; ");
+            let mut services: Vec<String> = [&ra, &rb]
+                .into_iter()
+                .flat_map(|r| r.primary_explanation())
+                .flat_map(|x| x.services.iter().cloned())
+                .collect();
+            services.sort();
+            services.dedup();
+            e.services = services;
+            e
+        })
+    } else {
+        None
+    };
     MonitorResult {
         name: name.to_string(),
         verdict,
-        explanation: None,
+        explanation,
         children: vec![ra, rb],
     }
+}
+
+/// `` `part`: reason `` of every operand of a chain of `and`s (`or`s), flattened.
+fn bin_parts(is_and: bool, r: &MonitorResult, out: &mut Vec<String>) {
+    let same_op = if is_and {
+        r.name.contains(" and ")
+    } else {
+        r.name.starts_with('(') && r.name.contains(" or ")
+    };
+    if same_op && r.children.len() == 2 {
+        for c in &r.children {
+            bin_parts(is_and, c, out);
+        }
+        return;
+    }
+    let reason = r
+        .primary_explanation()
+        .map(|e| e.reason.clone())
+        .unwrap_or_default();
+    out.push(format!("`{}`: {reason}", r.name));
 }
 
 fn or_verdict(a: Verdict, b: Verdict) -> Verdict {
