@@ -189,7 +189,8 @@ fn step_event(
     message: Option<String>,
 ) -> Event {
     let mut ev = Event::new(now_ns(), "recorder", "step")
-        .message(message.unwrap_or_else(|| format!("{phase} step {index}: {}", s.text())))
+        // people count steps from 1, as every other message does; `data.step` keeps the index
+        .message(message.unwrap_or_else(|| format!("{phase} step {}: {}", index + 1, s.text())))
         .data(&serde_json::json!({
             "experiment": exp,
             "step": index,
@@ -634,5 +635,28 @@ mod tests {
         let all: Vec<String> = vec!["middle".into(), "outer".into(), "mid".into()];
         assert!(compile(std::slice::from_ref(&spec), "E", &services, Some(&all)).is_ok());
         assert!(compile(std::slice::from_ref(&spec), "E", &services, None).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod step_messages {
+    use super::*;
+
+    #[test]
+    fn step_event_messages_count_from_one_and_data_keeps_the_index() {
+        let s = ExpStep::Note("partition next".into());
+        let ev = step_event("E", 3, &s, "start", None, None);
+        assert_eq!(
+            ev.message.as_deref(),
+            Some("start step 4: note \"partition next\"")
+        );
+        let d: serde_json::Value =
+            serde_json::from_str(ev.data.as_deref().unwrap_or("null")).unwrap_or_default();
+        assert_eq!(d["step"], 3, "{d}");
+        let ev = step_event("E", 0, &s, "end", Some("accept"), None);
+        assert_eq!(
+            ev.message.as_deref(),
+            Some("end step 1: note \"partition next\"")
+        );
     }
 }

@@ -273,3 +273,61 @@ fn judging_ends_where_the_recorder_started_teardown() {
     let s = out(&o);
     assert!(s.contains("docker") && s.contains("die"), "{s}");
 }
+
+#[test]
+fn context_of_a_deciding_packet_is_the_events_nearest_in_time() {
+    // Fails on the first TCP packet left-a sends (at +1.175 s in the fixture); packets' seqs
+    // are above every event's, so a lookup by seq would show the end of the window instead.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = dir.path().join("p.spec");
+    std::fs::write(
+        &spec,
+        "monitor noTcp = never packet \"tcp\" where data.src_service == \"left-a\"\n",
+    )
+    .expect("write spec");
+    let o = run(&[
+        "check",
+        &fixture("v1-split-brain"),
+        "--spec",
+        &spec.to_string_lossy(),
+        "--context",
+        "3",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json output");
+    let t = &v["traces"][0];
+    let d = &t["report"]["monitors"][0]["explanation"]["deciding_event"];
+    assert_eq!(d["source"], "packet", "{d}");
+    let ts = d["ts_ns"].as_i64().expect("ts_ns");
+    let ctx = &t["context"][0];
+    assert_eq!(ctx["seq"], d["seq"]);
+    let times: Vec<i64> = ctx["events"]
+        .as_array()
+        .expect("context events")
+        .iter()
+        .map(|e| e["ts_ns"].as_i64().expect("ts_ns"))
+        .collect();
+    let before = times.iter().filter(|x| **x < ts).count();
+    let after = times.iter().filter(|x| **x >= ts).count();
+    // 3 before (the trace has events before +1.175 s) and 3 after, in order, all near it
+    assert_eq!((before, after), (3, 3), "{times:?} around {ts}");
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    assert!(
+        times.iter().all(|x| (x - ts).abs() < 5_000_000_000),
+        "{times:?} around {ts}"
+    );
+    assert_eq!(ctx["ts_ns"].as_i64(), Some(ts));
+    // the text report shows them under the packet
+    let o = run(&[
+        "check",
+        &fixture("v1-split-brain"),
+        "--spec",
+        &spec.to_string_lossy(),
+        "--context",
+        "3",
+    ]);
+    let s = out(&o);
+    assert!(s.contains("around it (left-a, faults, notes):"), "{s}");
+}

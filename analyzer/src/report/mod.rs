@@ -12,7 +12,10 @@ use trace::{ReadOptions, Trace};
 /// Events around one deciding event.
 #[derive(Debug, Clone, Serialize)]
 pub struct Context {
+    /// The deciding event's `seq` and time (a packet's `seq` counts packets: the time tells it
+    /// apart from an event with the same number).
     pub seq: u64,
+    pub ts_ns: i64,
     pub services: Vec<String>,
     pub events: Vec<EventInfo>,
 }
@@ -44,8 +47,10 @@ pub fn explanations(report: &Report) -> Vec<&Explanation> {
     out
 }
 
-/// Reads, for each failing explanation with a deciding event, up to `n` events before and after
-/// it from the services involved (and fault/note events).
+/// Reads, for each failing explanation with a deciding event, the `n` events nearest in trace
+/// time before it and the `n` after it, from the services involved (and fault/note events).
+/// Events are placed by `(ts_ns, seq)`; a packet (whose `seq` counts packets, not events) by its
+/// time alone, so its context is the events around it, before and after.
 pub fn gather_context(
     t: &Trace,
     report: &Report,
@@ -55,11 +60,15 @@ pub fn gather_context(
     if n == 0 {
         return Ok(out);
     }
+    let mut seen: Vec<(i64, u64, String)> = Vec::new();
     for e in explanations(report) {
         let Some(d) = &e.deciding_event else { continue };
-        if out.iter().any(|c| c.seq == d.seq) || out.len() >= 20 {
+        let id = (d.ts_ns, d.seq, d.source.clone());
+        if seen.contains(&id) || out.len() >= 20 {
             continue;
         }
+        seen.push(id);
+        let is_packet = d.source == "packet";
         let services = e.services.clone();
         let keep = |src: &str, svc: Option<&str>| {
             src == "fault" || src == "note" || svc.is_some_and(|s| services.iter().any(|x| x == s))
@@ -71,25 +80,28 @@ pub fn gather_context(
         };
         let mut before: std::collections::VecDeque<EventInfo> = Default::default();
         let mut after = Vec::new();
-        let mut passed = false;
         'outer: for b in t.events(&opts)? {
             let b = b?;
             for ev in b.iter() {
-                if ev.seq == d.seq {
-                    passed = true;
+                if !is_packet && ev.seq == d.seq {
                     continue;
                 }
                 if !keep(ev.source, ev.service) {
                     continue;
                 }
-                if !passed {
+                let is_before = if is_packet {
+                    ev.ts_ns < d.ts_ns
+                } else {
+                    (ev.ts_ns, ev.seq) < (d.ts_ns, d.seq)
+                };
+                if is_before {
                     before.push_back(EventInfo::of(&ev));
                     if before.len() > n {
                         before.pop_front();
                     }
                 } else {
                     after.push(EventInfo::of(&ev));
-                    if after.len() >= n.div_ceil(2) {
+                    if after.len() >= n {
                         break 'outer;
                     }
                 }
@@ -99,6 +111,7 @@ pub fn gather_context(
         events.extend(after);
         out.push(Context {
             seq: d.seq,
+            ts_ns: d.ts_ns,
             services,
             events,
         });

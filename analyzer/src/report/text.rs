@@ -92,7 +92,7 @@ pub fn explain(e: &Explanation, start: Option<i64>, ctx: &[Context], indent: &st
         }
     }
     if let Some(d) = &e.deciding_event {
-        if let Some(c) = ctx.iter().find(|c| c.seq == d.seq) {
+        if let Some(c) = ctx.iter().find(|c| c.seq == d.seq && c.ts_ns == d.ts_ns) {
             if !c.events.is_empty() {
                 l.push(format!(
                     "{indent}around it ({}, faults, notes):",
