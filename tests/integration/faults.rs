@@ -155,6 +155,164 @@ fn netns_qdiscs(container: &str) -> String {
     )
 }
 
+/// `tc filter show` on every interface of the container's namespace, from the host.
+fn netns_filters(container: &str) -> String {
+    let pid = pid(container);
+    let mut out = String::new();
+    let net_dev = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).unwrap_or_default();
+    let devs: Vec<&str> = net_dev
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_once(':').map(|(d, _)| d.trim()))
+        .collect();
+    for dev in devs {
+        if dev == "lo" {
+            continue;
+        }
+        out.push_str(&sh(
+            "nsenter",
+            &["-t", &pid, "-n", "tc", "filter", "show", "dev", dev],
+        ));
+    }
+    out
+}
+
+/// Whether the container's namespace has the project's tc tree (root qdisc with its handle).
+fn has_tree(container: &str, inj: &FaultInjector) -> bool {
+    let h = inj.tags().tc_handle_str();
+    netns_qdiscs(container)
+        .lines()
+        .any(|l| l.contains(&format!(" {h} ")) && l.contains(" root "))
+}
+
+/// The container's IPv4 address (its only network).
+fn ip(container: &str) -> String {
+    sh(
+        "docker",
+        &[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            container,
+        ],
+    )
+    .trim()
+    .to_string()
+}
+
+/// The Linux bridge of a compose network (`br-` + the first 12 hex digits of its id).
+fn bridge(project: &str, network: &str) -> String {
+    let id = sh(
+        "docker",
+        &[
+            "network",
+            "inspect",
+            "-f",
+            "{{.Id}}",
+            &format!("{project}_{network}"),
+        ],
+    );
+    let id = id.trim();
+    assert!(id.len() >= 12, "no network {project}_{network}");
+    format!("br-{}", &id[..12])
+}
+
+/// tcpdump on a bridge, started by the test (the host's tcpdump), killed when dropped.
+struct Capture {
+    child: std::process::Child,
+    out: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Capture {
+    /// Captures IPv4 packets between `x` and `y` on `dev`, one line per packet, with the
+    /// kernel's capture time.
+    fn start(dev: &str, x: &str, y: &str) -> Capture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("capture.txt");
+        let file = std::fs::File::create(&out).expect("capture file");
+        let child = Command::new("tcpdump")
+            .args(["-i", dev, "-n", "-tt", "-l", "--immediate-mode"])
+            .args(["ip", "and", "host", x, "and", "host", y])
+            .stdout(file)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run tcpdump");
+        Capture {
+            child,
+            out,
+            _dir: dir,
+        }
+    }
+
+    /// `(ts_ns, src, dst)` of every packet captured so far.
+    fn packets(&self) -> Vec<(i64, String, String)> {
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        let host = |a: &str| {
+            // "172.20.0.2.7000" or "172.20.0.2.7000:" → "172.20.0.2"
+            let a = a.trim_end_matches(':');
+            let parts: Vec<&str> = a.split('.').collect();
+            parts[..parts.len().min(4)].join(".")
+        };
+        text.lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                // 1764583200.123456 IP 172.20.0.2.7000 > 172.20.0.3.7000: UDP, length 30
+                if f.len() < 5 || f[1] != "IP" || f[3] != ">" {
+                    return None;
+                }
+                let (sec, usec) = f[0].split_once('.')?;
+                let ts =
+                    sec.parse::<i64>().ok()? * 1_000_000_000 + usec.parse::<i64>().ok()? * 1000;
+                Some((ts, host(f[2]), host(f[4])))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How a TCP connect from inside `container`'s namespace to `addr:port` ended within `secs`:
+/// `timeout`, `refused`, `eperm`, `connected` or the error text (the host's bash `/dev/tcp` in
+/// the namespace).
+fn tcp_connect_from(container: &str, addr: &str, port: u16, secs: u64) -> String {
+    let out = Command::new("nsenter")
+        .args(["-t", &pid(container), "-n", "timeout", &secs.to_string()])
+        .args(["bash", "-c", &format!("exec 3<>/dev/tcp/{addr}/{port}")])
+        .output()
+        .expect("run nsenter bash");
+    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    match out.status.code() {
+        Some(124) => "timeout".into(),
+        Some(0) => "connected".into(),
+        _ if err.contains("refused") => "refused".into(),
+        _ if err.contains("not permitted") => "eperm".into(),
+        _ => err,
+    }
+}
+
+/// The `ended_ns` of the last `applied` and the `started_ns`/`ended_ns` of the last `reverted`
+/// event of fault `id`.
+fn applied_reverted(evs: &[(String, Value, trace::Event)], id: FaultId) -> (i64, i64, i64) {
+    let f = |phase: &str, key: &str| {
+        evs.iter()
+            .rev()
+            .find(|(_, d, _)| d["fault_id"] == id.to_string() && d["phase"] == phase)
+            .and_then(|(_, d, _)| d[key].as_i64())
+            .unwrap_or_else(|| panic!("no {phase} event of {id}: {evs:?}"))
+    };
+    (
+        f("applied", "ended_ns"),
+        f("reverted", "started_ns"),
+        f("reverted", "ended_ns"),
+    )
+}
+
 fn logs(container: &str) -> String {
     let out = Command::new("docker")
         .args(["logs", container])
@@ -264,11 +422,22 @@ async fn partition_stops_traffic_and_heal_restores_it() {
         .apply(&req("partition", json!({}), a_between_b()))
         .await
         .expect("partition applied");
-    let rules_a = netns_iptables(&a);
-    let chain = format!("CTK-{}-I", inj.tags().hash);
-    assert!(rules_a.contains(&chain), "{rules_a}");
-    assert!(rules_a.contains("-j DROP"), "{rules_a}");
-    assert!(extra_rules(&c).is_empty(), "c is not in the partition");
+    // a drops what it sends to b and b what it sends to a, in their egress tc trees
+    let hx = format!("{:x}", inj.tags().tc_handle());
+    for (x, peer) in [(&a, &b), (&b, &a)] {
+        let f = netns_filters(x);
+        assert!(f.contains(&format!("flowid {hx}:2")), "{f}");
+        let hexip: String = ip(peer)
+            .split('.')
+            .map(|o| format!("{:02x}", o.parse::<u8>().unwrap_or(0)))
+            .collect();
+        assert!(f.contains(&format!("match {hexip}/ffffffff at 16")), "{f}");
+        assert!(
+            extra_rules(x).is_empty(),
+            "no iptables rules for a partition"
+        );
+    }
+    assert!(!has_tree(&c, &inj), "c is not in the partition");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (ra, rb) = (received(&a, "a", "b").len(), received(&b, "b", "a").len());
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -278,8 +447,8 @@ async fn partition_stops_traffic_and_heal_restores_it() {
     assert!(sent(&a, "a", "b").len() > 50);
 
     inj.revert(id).await;
-    assert!(extra_rules(&a).is_empty(), "{:?}", extra_rules(&a));
-    assert!(extra_rules(&b).is_empty(), "{:?}", extra_rules(&b));
+    assert!(!has_tree(&a, &inj), "{}", netns_qdiscs(&a));
+    assert!(!has_tree(&b, &inj), "{}", netns_qdiscs(&b));
     wait_for(
         "traffic to resume after healing",
         Duration::from_secs(10),
@@ -296,7 +465,7 @@ async fn partition_stops_traffic_and_heal_restores_it() {
         ))
         .await
         .expect("network partition");
-    assert!(!extra_rules(&c).is_empty(), "c is on middle");
+    assert!(has_tree(&c, &inj), "c is on middle");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let ra = received(&a, "a", "b").len();
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -315,6 +484,7 @@ async fn partition_stops_traffic_and_heal_restores_it() {
         .expect("heal");
     assert!(inj.active().is_empty(), "heal closed the partition");
     for x in [&a, &b, &c] {
+        assert!(!has_tree(x, &inj), "{}", netns_qdiscs(x));
         assert!(extra_rules(x).is_empty(), "{:?}", extra_rules(x));
     }
     wait_for("traffic after heal", Duration::from_secs(10), || {
@@ -357,6 +527,154 @@ async fn partition_stops_traffic_and_heal_restores_it() {
     assert_eq!(ev.ts_ns, s);
     assert_eq!(evs[3].1["params"]["reverts"], json!([id2.to_string()]));
     assert_eq!(evs[2].1["target"]["networks"], json!(["middle"]));
+}
+
+/// Packets between `x` and `y` in `(from, to)`, each way: `(x → y, y → x)`.
+fn between(pk: &[(i64, String, String)], x: &str, y: &str, from: i64, to: i64) -> (usize, usize) {
+    let inn = pk.iter().filter(|p| p.0 > from && p.0 < to);
+    let xy = inn.clone().filter(|p| p.1 == x && p.2 == y).count();
+    let yx = inn.filter(|p| p.1 == y && p.2 == x).count();
+    (xy, yx)
+}
+
+const MS: i64 = 1_000_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_cuts_the_wire_and_senders_see_no_error() {
+    require_docker!();
+    let p = up("fwire", &compose_yaml(20, false));
+    let (a, b) = (container(&p.name, "a"), container(&p.name, "b"));
+    let (ia, ib) = (ip(&a), ip(&b));
+    wait_for(
+        "a and b to exchange messages",
+        Duration::from_secs(20),
+        || received(&a, "a", "b").len() > 5 && received(&b, "b", "a").len() > 5,
+    )
+    .await;
+    let cap = Capture::start(&bridge(&p.name, "middle"), &ia, &ib);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Before any fault a TCP connect to a closed port is refused at once (b answers RST).
+    assert_eq!(tcp_connect_from(&a, &ib, 7999, 3), "refused");
+    let (mut inj, mut rx) = injector(&p.name, 5).await;
+
+    // Symmetric cut.
+    let id = inj
+        .apply(&req("partition", json!({}), a_between_b()))
+        .await
+        .expect("partition applied");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The sender sees no local error: the SYN leaves the socket and is never answered.
+    assert_eq!(tcp_connect_from(&a, &ib, 7999, 3), "timeout");
+    assert_eq!(tcp_connect_from(&b, &ia, 7999, 2), "timeout");
+    let sent_a = sent(&a, "a", "b").len();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(sent(&a, "a", "b").len() > sent_a + 10, "a kept sending");
+    assert!(
+        !logs(&a).contains("error"),
+        "a's sends failed: {}",
+        logs(&a)
+    );
+    inj.revert(id).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(tcp_connect_from(&a, &ib, 7999, 3), "refused");
+
+    // One way: a → b cut, b → a passes.
+    let one = inj
+        .apply(&req(
+            "partition",
+            json!({}),
+            FaultTarget::FromTo(vec!["a".into()], vec!["b".into()]),
+        ))
+        .await
+        .expect("one-way partition");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (ra, rb) = (received(&a, "a", "b").len(), received(&b, "b", "a").len());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(received(&a, "a", "b").len() > ra + 20, "b → a still passes");
+    assert_eq!(received(&b, "b", "a").len(), rb, "a → b is cut");
+    inj.revert(one).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+
+    let evs = drain(&mut rx);
+    let pk = cap.packets();
+    drop(cap);
+    let (applied, reverted, back) = applied_reverted(&evs, id);
+    // Before: both ways.
+    let (xy, yx) = between(&pk, &ia, &ib, applied - 700 * MS, applied);
+    assert!(xy > 10 && yx > 10, "before the partition: {xy} {yx}");
+    // While it holds: not one packet between them crosses the bridge, either way.
+    let (xy, yx) = between(&pk, &ia, &ib, applied + 100 * MS, reverted);
+    assert_eq!((xy, yx), (0, 0), "packets crossed the partition");
+    // After the revert: traffic again, both ways.
+    let (xy, yx) = between(&pk, &ia, &ib, back, back + 900 * MS);
+    assert!(xy > 10 && yx > 10, "after the partition: {xy} {yx}");
+    // One way: nothing from a to b, b's messages to a keep flowing.
+    let (applied, reverted, _) = applied_reverted(&evs, one);
+    let (xy, yx) = between(&pk, &ia, &ib, applied + 100 * MS, reverted);
+    assert_eq!(xy, 0, "a → b crossed the one-way cut");
+    assert!(yx > 30, "b → a during the one-way cut: {yx}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_partition_and_bandwidth_share_one_tree() {
+    require_docker!();
+    let p = up("ftree", &compose_yaml(20, true));
+    let [a, b, c] = ["a", "b", "c"].map(|s| container(&p.name, s));
+    let (ia, ib) = (ip(&a), ip(&b));
+    wait_for(
+        "a and b to exchange messages",
+        Duration::from_secs(20),
+        || received(&a, "a", "b").len() > 5 && received(&b, "b", "a").len() > 5,
+    )
+    .await;
+    let cap = Capture::start(&bridge(&p.name, "middle"), &ia, &ib);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (mut inj, mut rx) = injector(&p.name, 5).await;
+    // A bandwidth limit on a first, then the partition of the whole network on top of it.
+    let bw = inj
+        .apply(&req("bandwidth", json!({"rate": "10mbit"}), svc("a")))
+        .await
+        .expect("bandwidth");
+    let q = netns_qdiscs(&a);
+    assert!(q.contains("htb") && q.contains("rate 10Mbit"), "{q}");
+    let second = inj
+        .apply(&req("bandwidth", json!({"rate": "1mbit"}), svc("a")))
+        .await
+        .expect_err("a second shaping on the same interface is refused");
+    assert!(second.to_string().contains("already shaped"), "{second}");
+    let part = inj
+        .apply(&req(
+            "partition",
+            json!({}),
+            FaultTarget::Network("middle".into()),
+        ))
+        .await
+        .expect("network partition");
+    for x in [&a, &b, &c] {
+        assert!(has_tree(x, &inj), "{}", netns_qdiscs(x));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Reverting the partition keeps the bandwidth class on a; b and c lose their trees.
+    inj.revert(part).await;
+    assert!(
+        netns_qdiscs(&a).contains("rate 10Mbit"),
+        "{}",
+        netns_qdiscs(&a)
+    );
+    assert!(!netns_filters(&a).contains(&format!("{:x}:2", inj.tags().tc_handle())));
+    assert!(!has_tree(&b, &inj) && !has_tree(&c, &inj));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    inj.revert(bw).await;
+    assert!(!has_tree(&a, &inj), "{}", netns_qdiscs(&a));
+
+    let evs = drain(&mut rx);
+    let pk = cap.packets();
+    drop(cap);
+    let (applied, reverted, back) = applied_reverted(&evs, part);
+    let (xy, yx) = between(&pk, &ia, &ib, applied + 100 * MS, reverted);
+    assert_eq!((xy, yx), (0, 0), "packets crossed the network partition");
+    let (xy, yx) = between(&pk, &ia, &ib, back, back + 900 * MS);
+    assert!(xy > 10 && yx > 10, "after the partition: {xy} {yx}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -588,20 +906,23 @@ async fn cleanup_host_removes_rules_a_dropped_injector_left() {
             .expect("pause");
         // Dropped here without reverting, like a killed recorder.
     }
-    assert!(extra_rules(&a).is_empty(), "one-way: a is untouched");
-    assert!(netns_iptables(&b).contains("-s "), "b drops ingress from a");
+    // One-way: a drops its egress to b (a tc tree in a), b is untouched.
+    assert!(netns_qdiscs(&a).contains("htb"), "{}", netns_qdiscs(&a));
+    assert!(extra_rules(&b).is_empty() && !netns_qdiscs(&b).contains("htb"));
     assert!(netns_qdiscs(&c).contains("tbf"));
     let rep = cleanup_host(&p.name).await.expect("cleanup");
     assert_eq!(rep.containers_checked, 3, "{rep:?}");
-    assert_eq!(rep.chains_removed, 4, "{rep:?}");
-    assert_eq!(rep.qdiscs_removed, 1, "{rep:?}");
-    // Jumps: 2 in b and 2 in c; rules: 1 in b, 2 in c.
-    assert_eq!(rep.rules_removed, 7, "{rep:?}");
+    assert_eq!(rep.chains_removed, 2, "{rep:?}");
+    // The trees of a (partition) and c (bandwidth).
+    assert_eq!(rep.qdiscs_removed, 2, "{rep:?}");
+    // Jumps: 2 in c; rules: 2 in c (loss in both directions).
+    assert_eq!(rep.rules_removed, 4, "{rep:?}");
     assert_eq!(rep.unpaused.len(), 1, "{rep:?}");
     assert!(rep.errors.is_empty(), "{rep:?}");
     for x in [&a, &b, &c] {
         assert!(extra_rules(x).is_empty(), "{:?}", extra_rules(x));
         assert!(!netns_qdiscs(x).contains("tbf"));
+        assert!(!netns_qdiscs(x).contains("htb"));
     }
     // A second run finds nothing.
     let again = cleanup_host(&p.name).await.expect("cleanup again");
@@ -674,13 +995,20 @@ async fn exec_limits_restart_and_random_choice() {
         .expect("restart");
     assert_ne!(pid(&b), old_pid);
     assert!(
-        !extra_rules(&b).is_empty(),
-        "partition re-applied in b's new namespace"
+        has_tree(&b, &inj)
+            && netns_filters(&b).contains(
+                &ip(&a)
+                    .split('.')
+                    .map(|o| format!("{:02x}", o.parse::<u8>().unwrap_or(0)))
+                    .collect::<String>()
+            ),
+        "partition re-applied in b's new namespace: {}",
+        netns_filters(&b)
     );
     // Idempotent: a second notification for the same start changes nothing.
     inj.on_container_restart(&b).await;
     inj.revert(part).await;
-    assert!(extra_rules(&a).is_empty() && extra_rules(&b).is_empty());
+    assert!(!has_tree(&a, &inj) && !has_tree(&b, &inj));
 
     // Random choice: recorded, and the same seed picks the same service.
     let pick = |seed: u64| {

@@ -173,3 +173,130 @@ duration = "6s"
     assert!(project_containers(&project).is_empty(), "containers left");
     assert!(project_networks(&project).is_empty(), "networks left");
 }
+
+/// `a` pings `b` over TCP every 100 ms, both on network `net`.
+fn tcp_ping_compose() -> String {
+    let image = integration_tests::DEMO_IMAGE;
+    format!(
+        r#"version: "2.4"
+services:
+  b:
+    image: {image}
+    command: ["ping", "--listen-port", "7001"]
+    stop_grace_period: 1s
+    networks: [net]
+  a:
+    image: {image}
+    command: ["ping", "--target", "b:7001", "--proto", "tcp", "--interval", "100ms", "--timeout", "300ms"]
+    stop_grace_period: 1s
+    depends_on: [b]
+    networks: [net]
+networks:
+  net: {{}}
+"#
+    )
+}
+
+#[test]
+fn packet_monitors_of_network_spec_accept_a_partitioned_trace() {
+    require_docker!();
+    ensure_images();
+    let project = unique_project("rcut");
+    let _guard = ProjectGuard::new(&project);
+    let (dir, scenario) = write_scenario(
+        &project,
+        &tcp_ping_compose(),
+        "time_limit = \"90s\"\nseed = 3\nduration = \"11s\"",
+        r#"[sensors]
+stats = false
+
+[sensors.pcap]
+networks = ["net"]
+
+[[schedule]]
+at = "3s"
+fault = "partition"
+target = { between = [["a"], ["b"]] }
+duration = "4s"
+"#,
+    );
+    let (code, out, err) = run_recorder(&scenario);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let trace = dir.path().join("trace");
+    let ev = read_events(&trace);
+    let faults = fault_events(&ev);
+    let (p_from, p_to) = fault_window(&faults, "partition");
+
+    // TCP between a and b before and after the cut (so the monitors below are not vacuous).
+    let analyzer = integration_tests::bin("analyzer");
+    let o = integration_tests::run(
+        &analyzer,
+        &[
+            "events",
+            &trace.to_string_lossy(),
+            "--source",
+            "packet",
+            "--format",
+            "jsonl",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let packets: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let tcp = |src: &str, dst: &str, from: i64, to: i64| {
+        packets
+            .iter()
+            .filter(|p| p["kind"] == "tcp")
+            .filter(|p| p["data"]["src_service"] == src && p["data"]["dst_service"] == dst)
+            .filter(|p| p["ts_ns"].as_i64().is_some_and(|t| t > from && t < to))
+            .count()
+    };
+    assert!(
+        tcp("a", "b", 0, p_from) > 10,
+        "no TCP from a to b before the cut"
+    );
+    assert!(
+        tcp("b", "a", 0, p_from) > 10,
+        "no TCP from b to a before the cut"
+    );
+    assert!(
+        tcp("a", "b", p_to, i64::MAX) > 5,
+        "no TCP from a to b after the cut"
+    );
+    assert_eq!(tcp("a", "b", p_from + 100 * MS, p_to), 0);
+    assert_eq!(tcp("b", "a", p_from + 100 * MS, p_to), 0);
+
+    // specs/network.spec's packet monitor accepts the trace, both directions.
+    let spec = dir.path().join("cut.spec");
+    let network = integration_tests::workspace_root().join("specs/network.spec");
+    std::fs::write(
+        &spec,
+        format!(
+            "import \"{}\"\nmonitor cutAB = noTcpDuringPartition(a, b, 100ms)\nmonitor cutBA = noTcpDuringPartition(b, a, 100ms)\n",
+            network.display()
+        ),
+    )
+    .expect("write spec");
+    let o = integration_tests::run(
+        &analyzer,
+        &[
+            "check",
+            &trace.to_string_lossy(),
+            "--spec",
+            &spec.to_string_lossy(),
+            "--monitor",
+            "cutAB",
+            "--monitor",
+            "cutBA",
+        ],
+    );
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

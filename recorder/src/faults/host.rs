@@ -177,6 +177,28 @@ pub async fn tc(pid: i64, args: &[String]) -> Result<String, FaultError> {
     }
 }
 
+/// Runs a `tc -batch -` script (see [`rules::tc_batch_script`]) in the namespace of `pid`: one
+/// process for every command; tc stops at the first failing command. A missing netem qdisc is
+/// turned into the clear error.
+pub async fn tc_batch(pid: i64, script: &str) -> Result<String, FaultError> {
+    let args = ["-batch".to_string(), "-".to_string()];
+    match run_in(Some(pid), "tc", &args, Some(script)).await {
+        Err(FaultError::Command { command, message })
+            if script.contains(" netem") && is_unknown_qdisc(&message) =>
+        {
+            Err(netem_unsupported(&format!("{command}: {message}")))
+        }
+        other => other,
+    }
+}
+
+/// The interfaces of the namespace of `pid` whose root qdisc is this project's tree (from one
+/// `tc qdisc show`).
+pub async fn project_tree_devs(pid: i64, tags: &Tags) -> Result<Vec<String>, FaultError> {
+    let show = in_netns(pid, "tc", &["qdisc".into(), "show".into()]).await?;
+    Ok(rules::root_devs_with_handle(&show, &tags.tc_handle_str()))
+}
+
 /// True when tc says the qdisc kind does not exist in this kernel.
 pub fn is_unknown_qdisc(stderr: &str) -> bool {
     let l = stderr.to_ascii_lowercase();

@@ -30,7 +30,7 @@ use serde_json::{json, Value};
 
 use crate::sink::{now_ns, EventSink};
 use resolve::{ContainerInfo, ProjectView, Resolved, SeededRng};
-use rules::{Dir, Rule, Tags};
+use rules::{Rule, Tags};
 pub use spec::{Action, Limits};
 
 /// Who a fault acts on: the spec language's target (`monitor::FaultTarget`), which scenario
@@ -114,16 +114,29 @@ pub async fn host_features() -> BTreeMap<String, bool> {
     host::probe_features().await
 }
 
-/// One container's share of a network fault: its iptables rules and its tc commands per device.
-type NetPlan<'a> = (&'a ContainerInfo, Vec<Rule>, Vec<(String, Vec<String>)>);
+/// One container's share of a network fault: its iptables rules and, per interface, its part of
+/// the project's tc tree (whether it is a shaping class, and the `tc` commands adding it).
+type NetPlan<'a> = (&'a ContainerInfo, Vec<Rule>, Vec<TcPlan>);
+
+/// A fault's `tc` commands for one interface: (device, shaping, commands).
+type TcPlan = (String, bool, Vec<rules::Args>);
+
+/// A fault's part of the tc tree of one interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct TcPart {
+    dev: String,
+    /// A shaping class (bandwidth, netem) rather than partition filters.
+    shaping: bool,
+}
 
 /// What was installed in one container's namespace for one fault.
 #[derive(Debug, Clone)]
 struct NetInstall {
+    fault_id: String,
     container_id: String,
     pid: i64,
     rules: Vec<Rule>,
-    qdisc_devs: Vec<String>,
+    tc: Vec<TcPart>,
 }
 
 /// How to undo a fault.
@@ -210,6 +223,36 @@ fn summary_target(t: &FaultTarget) -> String {
         FaultTarget::Between(a, b) => format!("between {} and {}", l(a), l(b)),
         FaultTarget::FromTo(a, b) => format!("from {} to {}", l(a), l(b)),
     }
+}
+
+/// The partition filters of container `c` dropping what it sends to `peers` (addresses or
+/// CIDRs), on every interface of its namespace (a destination match only ever sees packets on
+/// the interface routing there).
+fn partition_tc(
+    tags: &Tags,
+    fid: &str,
+    c: &ContainerInfo,
+    peers: &[String],
+) -> Result<Vec<TcPlan>, FaultError> {
+    if peers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(pid) = c.live_pid() else {
+        return Err(FaultError::Target(format!(
+            "{} is not running (no network namespace to change)",
+            c.name
+        )));
+    };
+    Ok(host::interfaces(pid)?
+        .into_iter()
+        .map(|dev| {
+            let cmds = peers
+                .iter()
+                .map(|p| rules::tc_partition_filter(tags, &dev, fid, p))
+                .collect();
+            (dev, false, cmds)
+        })
+        .collect())
 }
 
 /// Addresses of `peer` on the networks it shares with `c`.
@@ -881,16 +924,15 @@ impl FaultInjector {
         let mut involved: Vec<&ContainerInfo> = resolved.all();
         match action {
             Action::Partition => {
-                // Packets are dropped where they arrive (INPUT of the receiving namespace), so a
-                // partition is silent like a real one: senders see no error, TCP times out.
-                let ingress = [Dir::Ingress];
+                // Packets are dropped on the sender's egress, by its tc tree (see rules.rs), before
+                // they leave the namespace: nothing crosses the bridge, and the sender sees no
+                // error (the socket accepted the packet; TCP retransmits and connect times out).
                 let (a, b): (Vec<&ContainerInfo>, Vec<&ContainerInfo>) = if let Some(net) =
                     resolved.networks.first()
                 {
-                    // Isolate a whole network: every member drops what comes from its subnet.
+                    // Isolate a whole network: every member drops what it sends to its subnet.
                     for c in &resolved.a {
-                        let rs = rules::partition_rules(tags, &fid, &net.subnets, &ingress);
-                        plan.push((c, rs, Vec::new()));
+                        plan.push((c, Vec::new(), partition_tc(tags, &fid, c, &net.subnets)?));
                     }
                     (Vec::new(), Vec::new())
                 } else if !resolved.b.is_empty() {
@@ -906,20 +948,18 @@ impl FaultInjector {
                     involved.extend(rest.iter().copied());
                     (resolved.a.iter().collect(), rest)
                 };
-                // One-way (`from A to B`): only B drops what A sends; A still hears B.
-                if !resolved.one_way {
-                    for c in &a {
-                        let peers: Vec<String> =
-                            b.iter().flat_map(|p| shared_addresses(c, p)).collect();
-                        let rs = rules::partition_rules(tags, &fid, &peers, &ingress);
-                        plan.push((c, rs, Vec::new()));
-                    }
-                }
-                for c in &b {
+                for c in &a {
                     let peers: Vec<String> =
-                        a.iter().flat_map(|p| shared_addresses(c, p)).collect();
-                    let rs = rules::partition_rules(tags, &fid, &peers, &ingress);
-                    plan.push((c, rs, Vec::new()));
+                        b.iter().flat_map(|p| shared_addresses(c, p)).collect();
+                    plan.push((c, Vec::new(), partition_tc(tags, &fid, c, &peers)?));
+                }
+                // One-way (`from A to B`): only A's egress to B; B still talks to A.
+                if !resolved.one_way {
+                    for c in &b {
+                        let peers: Vec<String> =
+                            a.iter().flat_map(|p| shared_addresses(c, p)).collect();
+                        plan.push((c, Vec::new(), partition_tc(tags, &fid, c, &peers)?));
+                    }
                 }
             }
             Action::Loss {
@@ -971,21 +1011,29 @@ impl FaultInjector {
                         }
                         None => host::interfaces(pid)?,
                     };
-                    let cmds = devs
-                        .iter()
-                        .map(|d| {
-                            let args = match action {
-                                Action::Bandwidth {
-                                    rate_bps,
-                                    burst_bytes,
-                                    latency_ms,
-                                } => rules::tbf_add(tags, d, *rate_bps, *burst_bytes, *latency_ms),
-                                Action::Netem(n) => rules::netem_add(tags, d, n),
-                                _ => Vec::new(),
-                            };
-                            (d.clone(), args)
-                        })
-                        .collect();
+                    let leaf = match action {
+                        Action::Bandwidth {
+                            rate_bps,
+                            burst_bytes,
+                            latency_ms,
+                        } => rules::tbf_leaf(*rate_bps, *burst_bytes, *latency_ms),
+                        Action::Netem(n) => rules::netem_leaf(n),
+                        _ => Vec::new(),
+                    };
+                    let mut cmds = Vec::new();
+                    for d in &devs {
+                        // One shaping class per interface at a time: a second would never see
+                        // a packet (the first catch-all filter takes them all).
+                        if let Some(other) = self.shaping_on(&c.id, d) {
+                            return Err(FaultError::Target(format!(
+                                "interface {d} of {} is already shaped by fault {other}; \
+                                 revert it first (partitions combine with shaping, two shapings \
+                                 on one interface do not)",
+                                c.name
+                            )));
+                        }
+                        cmds.push((d.clone(), true, rules::tc_shape_add(tags, d, &fid, &leaf)));
+                    }
                     plan.push((c, Vec::new(), cmds));
                 }
             }
@@ -997,7 +1045,15 @@ impl FaultInjector {
             match merged.iter_mut().find(|(m, _, _)| m.id == c.id) {
                 Some((_, mrs, mtcs)) => {
                     mrs.extend(rs);
-                    mtcs.extend(tcs);
+                    for (dev, shaping, cmds) in tcs {
+                        match mtcs
+                            .iter_mut()
+                            .find(|(d, sh, _)| *d == dev && *sh == shaping)
+                        {
+                            Some((_, _, mc)) => mc.extend(cmds),
+                            None => mtcs.push((dev, shaping, cmds)),
+                        }
+                    }
                 }
                 None => merged.push((c, rs, tcs)),
             }
@@ -1016,12 +1072,14 @@ impl FaultInjector {
                 )));
             };
             let id = c.id.clone();
+            let fid = fid.clone();
             jobs.push(async move {
                 let mut inst = NetInstall {
+                    fault_id: fid,
                     container_id: id,
                     pid,
                     rules: Vec::new(),
-                    qdisc_devs: Vec::new(),
+                    tc: Vec::new(),
                 };
                 let r: Result<(), FaultError> = async {
                     if !rs.is_empty() {
@@ -1033,9 +1091,24 @@ impl FaultInjector {
                         }
                         inst.rules = rs;
                     }
-                    for (dev, args) in &tcs {
-                        host::tc(pid, args).await?;
-                        inst.qdisc_devs.push(dev.clone());
+                    let tcs: Vec<TcPlan> = tcs.into_iter().filter(|t| !t.2.is_empty()).collect();
+                    if !tcs.is_empty() {
+                        // One tc process: the tree where the interface has none yet, then this
+                        // fault's classes and filters. Recorded before running, so a failure
+                        // halfway is rolled back like a success.
+                        let have = host::project_tree_devs(pid, tags).await?;
+                        let mut cmds = Vec::new();
+                        for (dev, shaping, c) in &tcs {
+                            if !have.contains(dev) && !inst.tc.iter().any(|p| p.dev == *dev) {
+                                cmds.extend(rules::tc_tree_add(tags, dev));
+                            }
+                            cmds.extend(c.iter().cloned());
+                            inst.tc.push(TcPart {
+                                dev: dev.clone(),
+                                shaping: *shaping,
+                            });
+                        }
+                        host::tc_batch(pid, &rules::tc_batch_script(&cmds)).await?;
                     }
                     Ok(())
                 }
@@ -1107,8 +1180,23 @@ impl FaultInjector {
                     }
                 }
             }
-            for dev in &inst.qdisc_devs {
-                if let Err(e) = host::tc(inst.pid, &rules::qdisc_del(dev)).await {
+            if !inst.tc.is_empty() {
+                // This fault's classes and filters; the whole tree where no other active fault
+                // uses the interface (the root's removal takes everything under it).
+                let mut cmds = Vec::new();
+                for part in &inst.tc {
+                    if self.tc_kept(&inst.container_id, &part.dev) {
+                        cmds.extend(rules::tc_fault_del(
+                            &self.tags,
+                            &part.dev,
+                            &inst.fault_id,
+                            part.shaping,
+                        ));
+                    } else if !cmds.contains(&rules::qdisc_del(&part.dev)) {
+                        cmds.push(rules::qdisc_del(&part.dev));
+                    }
+                }
+                if let Err(e) = host::tc_batch(inst.pid, &rules::tc_batch_script(&cmds)).await {
                     first_err.get_or_insert(e);
                 }
             }
@@ -1152,6 +1240,29 @@ impl FaultInjector {
                 .iter()
                 .any(|i| i.container_id == container && !i.rules.is_empty()),
             _ => false,
+        })
+    }
+
+    /// Whether an active fault keeps a part of the tc tree on this interface of this container.
+    fn tc_kept(&self, container: &str, dev: &str) -> bool {
+        self.active.values().any(|a| match &a.undo {
+            Undo::Net { installs, .. } => installs
+                .iter()
+                .any(|i| i.container_id == container && i.tc.iter().any(|p| p.dev == dev)),
+            _ => false,
+        })
+    }
+
+    /// The active fault shaping this interface of this container, if any.
+    fn shaping_on(&self, container: &str, dev: &str) -> Option<FaultId> {
+        self.active.iter().find_map(|(k, a)| match &a.undo {
+            Undo::Net { installs, .. } => installs
+                .iter()
+                .any(|i| {
+                    i.container_id == container && i.tc.iter().any(|p| p.dev == dev && p.shaping)
+                })
+                .then_some(*k),
+            _ => None,
         })
     }
 

@@ -5,8 +5,11 @@
 //! Layout inside a target's network namespace (filter table):
 //! `INPUT -j CTK-<hash>-I` and `OUTPUT -j CTK-<hash>-O` (both commented `ctk:<project>`), and in
 //! those two chains one rule per impairment, commented `ctk:<hash>:<fault id>`. Traffic on the
-//! loopback interface is never touched. Shaping (`tc`) uses a root qdisc whose handle is derived
-//! from the same hash, so cleanup can tell ours from the default.
+//! loopback interface is never touched. Partitions and shaping (`tc`) share one `htb` tree per
+//! interface whose root handle is derived from the same hash, so cleanup can tell ours from the
+//! default: class `:1` (default, unlimited), class `:2` (drop: a `tbf` leaf with a one-byte limit,
+//! for partitions, selected by `u32` destination filters at priority = fault number) and one
+//! class per shaping fault (`:4000 + fault number`, selected by a catch-all filter).
 
 use sha2::{Digest, Sha256};
 
@@ -311,45 +314,248 @@ impl Direction {
     }
 }
 
-/// The rules one container needs so it cannot talk to `peers` (addresses or CIDRs) in the given
-/// directions: both for a symmetric cut; egress only on the sending side of a one-way cut and
-/// ingress only on the receiving side.
-pub fn partition_rules(tags: &Tags, fault_id: &str, peers: &[String], dirs: &[Dir]) -> Vec<Rule> {
-    let mut out = Vec::new();
-    for peer in peers {
-        for &d in dirs {
-            out.push(drop_peer(tags, fault_id, d, peer));
-        }
+/// Minor number of the tree's default class: unclassified traffic, unlimited.
+pub const TC_DEFAULT_MINOR: u32 = 1;
+/// Minor number of the tree's drop class (partitions): its leaf is a `tbf` with a one-byte queue
+/// limit, which drops every packet it is given, silently for the sender.
+pub const TC_DROP_MINOR: u32 = 2;
+/// First minor number (and filter priority) of shaping classes: `0x4000 + fault number`.
+/// Partition filters use the fault number itself as priority, so they are consulted first.
+pub const TC_SHAPE_BASE: u32 = 0x4000;
+
+/// The number of a fault id (`f12` → 12), kept in `1..0x4000` so it can serve as a filter
+/// priority below [`TC_SHAPE_BASE`].
+pub fn fault_number(fault_id: &str) -> u32 {
+    let n: u64 = fault_id
+        .trim_start_matches(|c: char| !c.is_ascii_digit())
+        .parse()
+        .unwrap_or(1);
+    (n % 0x3fff).max(1) as u32
+}
+
+fn class_id(tags: &Tags, minor: u32) -> String {
+    format!("{:x}:{:x}", tags.tc_handle(), minor)
+}
+
+/// The `tc` commands (arguments after `tc`) that create the project's tree on an interface's
+/// egress: an `htb` root with the project's handle whose default class is unlimited, and the drop
+/// class partitions steer packets to. Every fault on the interface shares this one tree.
+pub fn tc_tree_add(tags: &Tags, dev: &str) -> Vec<Args> {
+    let h = tags.tc_handle_str();
+    vec![
+        vec![
+            s("qdisc"),
+            s("add"),
+            s("dev"),
+            s(dev),
+            s("root"),
+            s("handle"),
+            h.clone(),
+            s("htb"),
+            s("default"),
+            format!("{TC_DEFAULT_MINOR:x}"),
+        ],
+        vec![
+            s("class"),
+            s("add"),
+            s("dev"),
+            s(dev),
+            s("parent"),
+            h.clone(),
+            s("classid"),
+            class_id(tags, TC_DEFAULT_MINOR),
+            s("htb"),
+            s("rate"),
+            s("100gbit"),
+            s("burst"),
+            s("1mb"),
+            s("cburst"),
+            s("1mb"),
+            s("quantum"),
+            s("60000"),
+        ],
+        vec![
+            s("class"),
+            s("add"),
+            s("dev"),
+            s(dev),
+            s("parent"),
+            h,
+            s("classid"),
+            class_id(tags, TC_DROP_MINOR),
+            s("htb"),
+            s("rate"),
+            s("8bit"),
+            s("quantum"),
+            s("1514"),
+        ],
+        vec![
+            s("qdisc"),
+            s("add"),
+            s("dev"),
+            s(dev),
+            s("parent"),
+            class_id(tags, TC_DROP_MINOR),
+            s("tbf"),
+            s("rate"),
+            s("8bit"),
+            s("burst"),
+            s("1b"),
+            s("limit"),
+            s("1b"),
+        ],
+    ]
+}
+
+/// A peer address as a u32 `match ip dst` operand (a bare address becomes a /32).
+fn cidr(peer: &str) -> String {
+    if peer.contains('/') {
+        peer.to_string()
+    } else {
+        format!("{peer}/32")
+    }
+}
+
+/// The `u32` filter sending what the interface sends to `peer` (an address or CIDR) to the drop
+/// class; its priority is the fault's number, so removing the fault is one `filter del`.
+pub fn tc_partition_filter(tags: &Tags, dev: &str, fault_id: &str, peer: &str) -> Args {
+    vec![
+        s("filter"),
+        s("add"),
+        s("dev"),
+        s(dev),
+        s("parent"),
+        tags.tc_handle_str(),
+        s("protocol"),
+        s("ip"),
+        s("prio"),
+        fault_number(fault_id).to_string(),
+        s("u32"),
+        s("match"),
+        s("ip"),
+        s("dst"),
+        cidr(peer),
+        s("flowid"),
+        class_id(tags, TC_DROP_MINOR),
+    ]
+}
+
+/// The priority of a fault's filters: its number for partitions, [`TC_SHAPE_BASE`] + its number
+/// for shaping.
+pub fn tc_prio(fault_id: &str, shaping: bool) -> u32 {
+    let n = fault_number(fault_id);
+    if shaping {
+        TC_SHAPE_BASE + n
+    } else {
+        n
+    }
+}
+
+/// The commands that shape everything an interface sends through `leaf` (a qdisc and its
+/// parameters, e.g. `tbf rate ...` or `netem delay ...`): a class of the project's tree for this
+/// fault, the leaf under it and a catch-all filter steering every packet there (partition filters
+/// have lower priorities, so cut peers stay cut).
+pub fn tc_shape_add(tags: &Tags, dev: &str, fault_id: &str, leaf: &[String]) -> Vec<Args> {
+    let minor = tc_prio(fault_id, true);
+    let mut q = vec![
+        s("qdisc"),
+        s("add"),
+        s("dev"),
+        s(dev),
+        s("parent"),
+        class_id(tags, minor),
+    ];
+    q.extend(leaf.iter().cloned());
+    vec![
+        vec![
+            s("class"),
+            s("add"),
+            s("dev"),
+            s(dev),
+            s("parent"),
+            tags.tc_handle_str(),
+            s("classid"),
+            class_id(tags, minor),
+            s("htb"),
+            s("rate"),
+            s("100gbit"),
+            s("burst"),
+            s("1mb"),
+            s("cburst"),
+            s("1mb"),
+            s("quantum"),
+            s("60000"),
+        ],
+        q,
+        vec![
+            s("filter"),
+            s("add"),
+            s("dev"),
+            s(dev),
+            s("parent"),
+            tags.tc_handle_str(),
+            s("protocol"),
+            s("all"),
+            s("prio"),
+            minor.to_string(),
+            s("u32"),
+            s("match"),
+            s("u32"),
+            s("0"),
+            s("0"),
+            s("flowid"),
+            class_id(tags, minor),
+        ],
+    ]
+}
+
+/// The commands removing one fault's part of an interface's tree (when other faults still use
+/// the tree; otherwise [`qdisc_del`] removes all of it).
+pub fn tc_fault_del(tags: &Tags, dev: &str, fault_id: &str, shaping: bool) -> Vec<Args> {
+    let prio = tc_prio(fault_id, shaping);
+    let mut v = vec![vec![
+        s("filter"),
+        s("del"),
+        s("dev"),
+        s(dev),
+        s("parent"),
+        tags.tc_handle_str(),
+        s("prio"),
+        prio.to_string(),
+    ]];
+    if shaping {
+        v.push(vec![
+            s("class"),
+            s("del"),
+            s("dev"),
+            s(dev),
+            s("classid"),
+            class_id(tags, prio),
+        ]);
+    }
+    v
+}
+
+/// A `tc -batch -` script: one command per line (our arguments never contain spaces).
+pub fn tc_batch_script(cmds: &[Args]) -> String {
+    let mut out = String::new();
+    for c in cmds {
+        out.push_str(&c.join(" "));
+        out.push('\n');
     }
     out
 }
 
-/// `tc` arguments (after `tc`) that put a token bucket on an interface's egress as the root qdisc.
-pub fn tbf_add(tags: &Tags, dev: &str, rate_bps: u64, burst_bytes: u64, latency_ms: u64) -> Args {
-    let mut v = root_qdisc_add(tags, dev, "tbf");
-    v.extend([
+/// The leaf qdisc of a `bandwidth` fault: a token bucket.
+pub fn tbf_leaf(rate_bps: u64, burst_bytes: u64, latency_ms: u64) -> Args {
+    vec![
+        s("tbf"),
         s("rate"),
         format!("{rate_bps}bit"),
         s("burst"),
         format!("{burst_bytes}b"),
         s("latency"),
         format!("{latency_ms}ms"),
-    ]);
-    v
-}
-
-/// `tc` arguments that add a `kind` qdisc as the root of an interface's egress, with our handle
-/// (its parameters follow).
-fn root_qdisc_add(tags: &Tags, dev: &str, kind: &str) -> Args {
-    vec![
-        s("qdisc"),
-        s("add"),
-        s("dev"),
-        s(dev),
-        s("root"),
-        s("handle"),
-        tags.tc_handle_str(),
-        s(kind),
     ]
 }
 
@@ -364,9 +570,9 @@ pub struct Netem {
     pub reorder_pct: Option<f64>,
 }
 
-/// `tc` arguments that put netem on an interface's egress as the root qdisc.
-pub fn netem_add(tags: &Tags, dev: &str, n: &Netem) -> Args {
-    let mut v = root_qdisc_add(tags, dev, "netem");
+/// The leaf qdisc of a netem fault.
+pub fn netem_leaf(n: &Netem) -> Args {
+    let mut v = vec![s("netem")];
     // Reordering needs a delay to act on; netem's own rule.
     let delay = match (n.delay_ms, n.reorder_pct) {
         (Some(d), _) => Some(d),
@@ -409,6 +615,20 @@ pub fn root_qdisc_handle(show: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// The interfaces whose root qdisc has `handle` in `tc qdisc show` output (all devices), e.g.
+/// `qdisc htb 2c1f: dev eth0 root refcnt 2 ...`.
+pub fn root_devs_with_handle(show: &str, handle: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in show.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // qdisc KIND HANDLE dev DEV root ...
+        if f.len() >= 6 && f[0] == "qdisc" && f[2] == handle && f[3] == "dev" && f[5] == "root" {
+            out.push(f[4].to_string());
+        }
+    }
+    out
 }
 
 /// Interface names from `/proc/<pid>/net/dev` (without `lo`).
@@ -655,20 +875,9 @@ mod tests {
     }
 
     #[test]
-    fn partition_rules_cover_every_peer_and_direction() {
-        let t = tags();
-        let peers = vec!["10.0.0.2".to_string(), "10.0.1.2".to_string()];
-        let sym = partition_rules(&t, "f2", &peers, &[Dir::Egress, Dir::Ingress]);
-        assert_eq!(sym.len(), 4);
-        let one = partition_rules(&t, "f2", &peers, &[Dir::Egress]);
-        assert_eq!(one.len(), 2);
-        assert!(one.iter().all(|r| r.dir == Dir::Egress));
-    }
-
-    #[test]
     fn restore_script_sets_up_and_tears_down_chains_in_the_same_transaction() {
         let t = tags();
-        let rs = partition_rules(&t, "f4", &["10.0.0.9".to_string()], &[Dir::Ingress]);
+        let rs = vec![drop_peer(&t, "f4", Dir::Ingress, "10.0.0.9")];
         let (o, i) = (t.chain(Dir::Egress), t.chain(Dir::Ingress));
         let jump =
             |b: &str, c: &str| format!("{b} -m comment --comment {} -j {c}", t.jump_comment());
@@ -716,28 +925,89 @@ mod tests {
     #[test]
     fn tc_arguments() {
         let t = tags();
-        let a = tbf_add(&t, "eth0", 1_000_000, 3200, 100);
+        let h = t.tc_handle_str();
+        let hx = format!("{:x}", t.tc_handle());
+        let tree: Vec<String> = tc_tree_add(&t, "eth0")
+            .iter()
+            .map(|a| a.join(" "))
+            .collect();
         assert_eq!(
-            a.join(" "),
+            tree[0],
+            format!("qdisc add dev eth0 root handle {h} htb default 1")
+        );
+        assert!(tree[1].starts_with(&format!(
+            "class add dev eth0 parent {h} classid {hx}:1 htb rate 100gbit"
+        )));
+        assert!(tree[2].starts_with(&format!("class add dev eth0 parent {h} classid {hx}:2 htb")));
+        assert_eq!(
+            tree[3],
+            format!("qdisc add dev eth0 parent {hx}:2 tbf rate 8bit burst 1b limit 1b")
+        );
+        assert_eq!(
+            tc_partition_filter(&t, "eth0", "f7", "172.20.0.3").join(" "),
             format!(
-                "qdisc add dev eth0 root handle {} tbf rate 1000000bit burst 3200b latency 100ms",
-                t.tc_handle_str()
+                "filter add dev eth0 parent {h} protocol ip prio 7 u32 match ip dst 172.20.0.3/32 flowid {hx}:2"
             )
         );
+        assert!(tc_partition_filter(&t, "eth0", "f7", "172.20.0.0/16")
+            .join(" ")
+            .contains("match ip dst 172.20.0.0/16 "));
+        let shape: Vec<String> = tc_shape_add(&t, "eth1", "f3", &tbf_leaf(1_000_000, 3200, 100))
+            .iter()
+            .map(|a| a.join(" "))
+            .collect();
+        assert!(shape[0].starts_with(&format!(
+            "class add dev eth1 parent {h} classid {hx}:4003 htb"
+        )));
+        assert_eq!(
+            shape[1],
+            format!(
+                "qdisc add dev eth1 parent {hx}:4003 tbf rate 1000000bit burst 3200b latency 100ms"
+            )
+        );
+        assert_eq!(
+            shape[2],
+            format!(
+                "filter add dev eth1 parent {h} protocol all prio 16387 u32 match u32 0 0 flowid {hx}:4003"
+            )
+        );
+        // Partition filters are consulted before any shaping filter.
+        assert!(tc_prio("f9999", false) < tc_prio("f1", true));
+        assert_eq!(
+            tc_fault_del(&t, "eth0", "f7", false)
+                .iter()
+                .map(|a| a.join(" "))
+                .collect::<Vec<_>>(),
+            vec![format!("filter del dev eth0 parent {h} prio 7")]
+        );
+        let d = tc_fault_del(&t, "eth1", "f3", true);
+        assert_eq!(
+            d[1].join(" "),
+            format!("class del dev eth1 classid {hx}:4003")
+        );
+        assert_eq!(
+            tc_batch_script(&d),
+            format!(
+                "filter del dev eth1 parent {h} prio 16387\nclass del dev eth1 classid {hx}:4003\n"
+            )
+        );
+        assert_eq!(fault_number("f12"), 12);
+        assert_eq!(fault_number("f0"), 1);
         let n = Netem {
             delay_ms: Some(100.0),
             jitter_ms: Some(20.0),
             duplicate_pct: Some(1.0),
             ..Default::default()
         };
-        let a = netem_add(&t, "eth1", &n).join(" ");
-        assert!(a.ends_with("netem delay 100ms 20ms duplicate 1%"), "{a}");
+        assert_eq!(
+            netem_leaf(&n).join(" "),
+            "netem delay 100ms 20ms duplicate 1%"
+        );
         let n = Netem {
             reorder_pct: Some(25.0),
             ..Default::default()
         };
-        let a = netem_add(&t, "eth1", &n).join(" ");
-        assert!(a.ends_with("netem delay 10ms reorder 25%"), "{a}");
+        assert_eq!(netem_leaf(&n).join(" "), "netem delay 10ms reorder 25%");
         assert_eq!(qdisc_del("eth0").join(" "), "qdisc del dev eth0 root");
     }
 
@@ -750,6 +1020,8 @@ mod tests {
             Some("0:")
         );
         assert_eq!(root_qdisc_handle(""), None);
+        let all = "qdisc noqueue 0: dev lo root refcnt 2 \nqdisc htb 2c1f: dev eth0 root refcnt 2 r2q 10 default 0x1\nqdisc tbf 8001: dev eth0 parent 2c1f:2 rate 8bit\nqdisc htb 3c1f: dev eth1 root refcnt 2\n";
+        assert_eq!(root_devs_with_handle(all, "2c1f:"), vec!["eth0"]);
         let dev = "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    lo:       0       0    0    0    0     0          0         0        0       0    0    0    0     0       0          0\n  eth0:    1000      10    0    0    0     0          0         0      500       5    0    0    0     0       0          0\n  eth1:    1000      10    0    0    0     0          0         0      500       5    0    0    0     0       0          0\n";
         assert_eq!(interfaces_from_net_dev(dev), vec!["eth0", "eth1"]);
     }
