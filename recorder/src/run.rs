@@ -597,6 +597,13 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
             events: sc.scenario.sensors.events,
             logs: sc.scenario.sensors.logs,
             stats_interval: resolved.stats_interval,
+            own_execs: sc
+                .scenario
+                .sensors
+                .exec
+                .iter()
+                .map(|e| (e.service.get_ref().clone(), e.cmd.join(" ")))
+                .collect(),
         };
         let (ds, mut starts) =
             DockerSensors::start(docker.clone(), &project, sink.clone(), cfg, start_ns);

@@ -185,8 +185,13 @@ pub struct MBeanConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
-    pub service: Spanned<String>,
-    pub port: u16,
+    /// The service probed, and/or `services` (like `[sensors.jmx] services`): every container
+    /// of each is probed.
+    #[serde(default)]
+    pub service: Option<Spanned<String>>,
+    #[serde(default)]
+    pub services: Vec<Spanned<String>>,
+    pub port: Spanned<u16>,
     #[serde(default = "root_path")]
     pub path: String,
     #[serde(default)]
@@ -201,8 +206,12 @@ fn root_path() -> String {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PromConfig {
-    pub service: Spanned<String>,
-    pub port: u16,
+    /// As for [`HttpConfig`]: `service` and/or `services`.
+    #[serde(default)]
+    pub service: Option<Spanned<String>>,
+    #[serde(default)]
+    pub services: Vec<Spanned<String>>,
+    pub port: Spanned<u16>,
     #[serde(default = "metrics_path")]
     pub path: String,
     #[serde(default)]
@@ -210,6 +219,20 @@ pub struct PromConfig {
     /// Metric families to keep (empty: all).
     #[serde(default)]
     pub families: Vec<String>,
+}
+
+impl HttpConfig {
+    /// `service` and `services`, in that order.
+    pub fn service_names(&self) -> Vec<&Spanned<String>> {
+        self.service.iter().chain(&self.services).collect()
+    }
+}
+
+impl PromConfig {
+    /// `service` and `services`, in that order.
+    pub fn service_names(&self) -> Vec<&Spanned<String>> {
+        self.service.iter().chain(&self.services).collect()
+    }
 }
 
 fn metrics_path() -> String {
@@ -709,11 +732,27 @@ impl LoadedScenario {
                 check_svc(s, "jmx sensor", &mut errs);
             }
         }
-        for h in &sc.sensors.http {
-            check_svc(&h.service, "http sensor", &mut errs);
-        }
-        for h in &sc.sensors.prom {
-            check_svc(&h.service, "prom sensor", &mut errs);
+        let probes = sc
+            .sensors
+            .http
+            .iter()
+            .map(|h| ("http", h.service_names(), &h.port));
+        let probes = probes.chain(
+            sc.sensors
+                .prom
+                .iter()
+                .map(|h| ("prom", h.service_names(), &h.port)),
+        );
+        for (what, names, port) in probes {
+            if names.is_empty() {
+                errs.push(self.err_at(
+                    port.span(),
+                    format!("{what} sensor: give `service` or `services`"),
+                ));
+            }
+            for s in names {
+                check_svc(s, &format!("{what} sensor"), &mut errs);
+            }
         }
         for h in &sc.sensors.exec {
             check_svc(&h.service, "exec sensor", &mut errs);
@@ -1040,6 +1079,55 @@ target = { network = "middle" }
         assert_eq!(
             check_network_name("x", &[]),
             Err("no network `x` in the compose configuration (networks: none)".to_string())
+        );
+    }
+
+    #[test]
+    fn http_and_prom_probes_take_a_list_of_services() {
+        let d = dir_with_compose();
+        let text = r#"
+[compose]
+files = ["compose.yml"]
+[[sensors.http]]
+services = ["a", "b", "c"]
+port = 8080
+[[sensors.prom]]
+service = "a"
+services = ["d"]
+port = 9100
+[[sensors.prom]]
+port = 9101
+"#;
+        let l = LoadedScenario::parse(&d.path().join("s.toml"), text).expect("parses");
+        let names = |v: Vec<&Spanned<String>>| -> Vec<String> {
+            v.into_iter().map(|s| s.get_ref().clone()).collect()
+        };
+        assert_eq!(
+            names(l.scenario.sensors.http[0].service_names()),
+            vec!["a", "b", "c"]
+        );
+        assert_eq!(
+            names(l.scenario.sensors.prom[0].service_names()),
+            vec!["a", "d"]
+        );
+        let known: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let e = l
+            .check_against(&known, &|_| Ok(()))
+            .expect_err("unknown d, no service at all");
+        let msgs: Vec<String> =
+            e.0.iter()
+                .map(|x| format!("{}:{} {}", x.line, x.col, x.message))
+                .collect();
+        assert_eq!(msgs.len(), 2, "{msgs:?}");
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with("9:13 prom sensor: no service `d`")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m == "12:8 prom sensor: give `service` or `services`"),
+            "{msgs:?}"
         );
     }
 

@@ -43,8 +43,13 @@ pub struct AddressMap {
     services: HashMap<IpAddr, Arc<str>>,
 }
 
+/// The `src_service`/`dst_service` of the host's address on a project network (its gateway):
+/// the recorder's own probes (HTTP, Prometheus, Jolokia) come from there.
+pub const RECORDER_SERVICE: &str = "recorder";
+
 impl AddressMap {
-    /// Every container address of every service in the manifest.
+    /// Every container address of every service in the manifest, and the host's address on each
+    /// project network (the network's gateway) as [`RECORDER_SERVICE`].
     pub fn from_manifest(m: &Manifest) -> AddressMap {
         let mut a = AddressMap::default();
         for (service, info) in &m.compose.services {
@@ -56,6 +61,12 @@ impl AddressMap {
                         a.insert(ip, service);
                     }
                 }
+            }
+        }
+        for n in m.compose.networks.values() {
+            let gw = n.gateway.as_deref().unwrap_or("");
+            if let Ok(ip) = gw.split('/').next().unwrap_or("").parse::<IpAddr>() {
+                a.insert(ip, RECORDER_SERVICE);
             }
         }
         a
@@ -756,6 +767,35 @@ fn transport(out: &mut Decoded, proto: u8, payload: Option<&[u8]>, v6: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hosts_address_on_a_project_network_is_the_recorder() {
+        let mut m = Manifest::default();
+        let mut c = trace::manifest::ContainerInfo::default();
+        c.addresses.insert("net".into(), "172.30.0.2".into());
+        m.compose.services.insert(
+            "a".into(),
+            trace::manifest::ServiceInfo {
+                containers: vec![c],
+                ..Default::default()
+            },
+        );
+        m.compose.networks.insert(
+            "net".into(),
+            trace::manifest::NetworkInfo {
+                gateway: Some("172.30.0.1".into()),
+                ..Default::default()
+            },
+        );
+        let a = AddressMap::from_manifest(&m);
+        let ip = |s: &str| {
+            s.parse::<IpAddr>()
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+        };
+        assert_eq!(a.service(&ip("172.30.0.2")), Some("a"));
+        assert_eq!(a.service(&ip("172.30.0.1")), Some(RECORDER_SERVICE));
+        assert_eq!(a.service(&ip("172.30.0.9")), None);
+    }
 
     #[test]
     fn ng_timestamps() {

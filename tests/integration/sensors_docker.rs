@@ -266,6 +266,15 @@ snaplen = 256
         addr_service.values().collect::<BTreeSet<_>>().len() == 2,
         "manifest addresses: {addr_service:?}"
     );
+    // The host's address on the network (the gateway) is the recorder's: its Jolokia polls.
+    for n in manifest.compose.networks.values() {
+        if let Some(gw) = &n.gateway {
+            addr_service.insert(
+                gw.split('/').next().unwrap_or(gw).to_string(),
+                "recorder".into(),
+            );
+        }
+    }
     let pcap_dir = trace_dir.join("pcap");
     let mut files: Vec<_> = std::fs::read_dir(&pcap_dir)
         .unwrap_or_else(|e| panic!("{}: {e}", pcap_dir.display()))
@@ -295,6 +304,22 @@ snaplen = 256
             let want = addr.as_ref().and_then(|a| addr_service.get(a));
             assert_eq!(svc.as_ref(), want, "service of {addr:?} in {p:?}");
         }
+    }
+    // The recorder's own Jolokia polls are labelled, both ways, so one condition excludes them.
+    for svc in ["n1", "n2"] {
+        assert!(
+            packets
+                .iter()
+                .any(|p| p.src_service.as_deref() == Some("recorder")
+                    && p.dst_service.as_deref() == Some(svc)
+                    && p.dst_port == Some(8778)),
+            "no labelled recorder poll of {svc}"
+        );
+        assert!(
+            packets.iter().any(|p| p.src_service.as_deref() == Some(svc)
+                && p.dst_service.as_deref() == Some("recorder")),
+            "no labelled answer of {svc} to the recorder"
+        );
     }
     for f in &files {
         let stem = f.file_stem().and_then(|s| s.to_str()).expect("stem");
@@ -370,7 +395,7 @@ services:
 stats = false
 
 [[sensors.http]]
-service = "n1"
+services = ["n1"]
 port = 8778
 path = "/jolokia/version"
 interval = "500ms"
@@ -452,4 +477,26 @@ interval = "1s"
         .collect();
     assert!(!failing.is_empty(), "exec events: {exec:?}");
     assert!(failing.iter().all(|d| d["exit_code"] == 1), "{failing:?}");
+
+    // The probes' own Docker exec events are marked as the recorder's.
+    let docker_exec: Vec<Value> = events
+        .iter()
+        .filter(|e| e.source == "docker" && e.kind.starts_with("exec_"))
+        .map(data)
+        .collect();
+    for kind in ["exec_create", "exec_start", "exec_die"] {
+        let n = docker_exec
+            .iter()
+            .filter(|d| d["action"].as_str().is_some_and(|a| a.starts_with(kind)))
+            .count();
+        assert!(n >= 2, "{n} {kind} events: {docker_exec:?}");
+    }
+    assert!(
+        docker_exec.iter().all(|d| d["recorder"] == true),
+        "unmarked: {:?}",
+        docker_exec
+            .iter()
+            .filter(|d| d["recorder"] != true)
+            .collect::<Vec<_>>()
+    );
 }

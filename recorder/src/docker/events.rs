@@ -194,6 +194,59 @@ pub fn to_trace_event(m: &EventMessage, names: &HashMap<String, (String, String)
     ev
 }
 
+/// Recognises the Docker events of the recorder's own exec probes: `exec_create` and
+/// `exec_start` by their service and command (Docker writes `exec_create: CMD ARGS...`), and
+/// `exec_die` by the exec id an own `exec_create`/`exec_start` carried.
+#[derive(Debug, Default)]
+pub struct OwnExecs {
+    ids: HashSet<String>,
+}
+
+impl OwnExecs {
+    /// Whether `m` is an exec event of one of `probes` ((service, command) pairs).
+    pub fn is_own(&mut self, m: &EventMessage, probes: &[(String, String)]) -> bool {
+        if m.typ != Some(EventMessageTypeEnum::CONTAINER) || probes.is_empty() {
+            return false;
+        }
+        let action = m.action.as_deref().unwrap_or("");
+        let attrs = m.actor.as_ref().and_then(|a| a.attributes.as_ref());
+        let exec_id = attrs.and_then(|a| a.get("execID")).cloned();
+        let (verb, cmd) = match action.split_once(':') {
+            Some((v, c)) => (v.trim(), c.trim()),
+            None => (action.trim(), ""),
+        };
+        match verb {
+            "exec_create" | "exec_start" => {
+                let service = attrs.and_then(|a| a.get(LABEL_SERVICE));
+                let own =
+                    service.is_some_and(|s| probes.iter().any(|(ps, pc)| ps == s && pc == cmd));
+                if own {
+                    if let Some(id) = exec_id {
+                        if self.ids.len() > 10_000 {
+                            self.ids.clear();
+                        }
+                        self.ids.insert(id);
+                    }
+                }
+                own
+            }
+            "exec_die" => exec_id.is_some_and(|id| self.ids.remove(&id)),
+            _ => false,
+        }
+    }
+}
+
+/// Marks a trace event as caused by the recorder itself (`data.recorder = true`).
+pub fn mark_recorders_own(ev: &mut Event) {
+    let mut d: serde_json::Map<String, serde_json::Value> = ev
+        .data
+        .as_deref()
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default();
+    d.insert("recorder".into(), true.into());
+    ev.data = Some(serde_json::Value::Object(d).to_string());
+}
+
 /// Whether a daemon event concerns the project: containers by their compose project label,
 /// networks by their name (`<project>_<name>`) or by an id the project is known to use.
 pub fn belongs_to_project(
@@ -253,6 +306,42 @@ mod tests {
             time: Some(t / 1_000_000_000),
             time_nano: Some(t),
         }
+    }
+
+    #[test]
+    fn own_exec_probe_events_are_recognised_by_service_command_and_id() {
+        let probes = vec![("a".to_string(), "/demo-node probe --x 1".to_string())];
+        let ev = |action: &str, service: &str, exec: &str| {
+            msg(
+                EventMessageTypeEnum::CONTAINER,
+                action,
+                1,
+                &[(LABEL_SERVICE, service), ("execID", exec)],
+            )
+        };
+        let mut own = OwnExecs::default();
+        assert!(own.is_own(
+            &ev("exec_create: /demo-node probe --x 1", "a", "e1"),
+            &probes
+        ));
+        assert!(own.is_own(
+            &ev("exec_start: /demo-node probe --x 1", "a", "e1"),
+            &probes
+        ));
+        // the user's exec (another command, or the same command in another service) is not
+        assert!(!own.is_own(&ev("exec_create: /bin/sh -c x", "a", "e2"), &probes));
+        assert!(!own.is_own(
+            &ev("exec_create: /demo-node probe --x 1", "b", "e3"),
+            &probes
+        ));
+        assert!(!own.is_own(&ev("exec_die", "a", "e2"), &probes));
+        assert!(own.is_own(&ev("exec_die", "a", "e1"), &probes));
+        let mut t = to_trace_event(&ev("exec_die", "a", "e1"), &HashMap::new());
+        mark_recorders_own(&mut t);
+        let d: serde_json::Value =
+            serde_json::from_str(t.data.as_deref().unwrap_or("null")).unwrap_or_default();
+        assert_eq!(d["recorder"], true);
+        assert_eq!(d["action"], "exec_die");
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub struct DockerSensorsConfig {
     pub logs: bool,
     /// `None`: no stats.
     pub stats_interval: Option<Duration>,
+    /// The recorder's own exec probes as (service, command as Docker shows it: words joined by
+    /// spaces): their `exec_create`/`exec_start`/`exec_die` events get `data.recorder = true`.
+    pub own_execs: Vec<(String, String)>,
 }
 
 struct Follower {
@@ -189,6 +192,7 @@ async fn supervise(
 ) {
     let mut dedup = EventDedup::default();
     let mut networks = std::collections::HashSet::new();
+    let mut own_execs = events::OwnExecs::default();
     let mut error_count = 0u64;
     while let Some(item) = raw.recv().await {
         let m = match item {
@@ -233,9 +237,14 @@ async fn supervise(
                 networks.insert(nid);
             }
         }
+        let own = own_execs.is_own(&m, &inner.cfg.own_execs);
         if inner.cfg.events {
             let names = lock(&inner.names).clone();
-            inner.sink.emit(events::to_trace_event(&m, &names));
+            let mut ev = events::to_trace_event(&m, &names);
+            if own {
+                events::mark_recorders_own(&mut ev);
+            }
+            inner.sink.emit(ev);
         }
         if events::is_container_start(&m) && !id.is_empty() {
             let _ = inner.signals.send(ContainerSignal {

@@ -50,15 +50,17 @@ pub(crate) fn http_factory(
 ) -> Result<Vec<Box<dyn Sensor>>, String> {
     let mut out: Vec<Box<dyn Sensor>> = Vec::new();
     for h in &cfg.http {
-        check_service(ctx, h.service.get_ref())?;
-        out.push(Box::new(WebSensor {
-            mode: Mode::Http,
-            service: h.service.get_ref().clone(),
-            port: h.port,
-            path: norm_path(&h.path),
-            every: interval(&h.interval)?,
-            families: prom::Selector::default(),
-        }));
+        for service in h.service_names() {
+            check_service(ctx, service.get_ref())?;
+            out.push(Box::new(WebSensor {
+                mode: Mode::Http,
+                service: service.get_ref().clone(),
+                port: *h.port.get_ref(),
+                path: norm_path(&h.path),
+                every: interval(&h.interval)?,
+                families: prom::Selector::default(),
+            }));
+        }
     }
     Ok(out)
 }
@@ -69,15 +71,17 @@ pub(crate) fn prom_factory(
 ) -> Result<Vec<Box<dyn Sensor>>, String> {
     let mut out: Vec<Box<dyn Sensor>> = Vec::new();
     for p in &cfg.prom {
-        check_service(ctx, p.service.get_ref())?;
-        out.push(Box::new(WebSensor {
-            mode: Mode::Prom,
-            service: p.service.get_ref().clone(),
-            port: p.port,
-            path: norm_path(&p.path),
-            every: interval(&p.interval)?,
-            families: prom::Selector(p.families.clone()),
-        }));
+        for service in p.service_names() {
+            check_service(ctx, service.get_ref())?;
+            out.push(Box::new(WebSensor {
+                mode: Mode::Prom,
+                service: service.get_ref().clone(),
+                port: *p.port.get_ref(),
+                path: norm_path(&p.path),
+                every: interval(&p.interval)?,
+                families: prom::Selector(p.families.clone()),
+            }));
+        }
     }
     Ok(out)
 }
