@@ -598,6 +598,17 @@ async fn partition_cuts_the_wire_and_senders_see_no_error() {
     let evs = drain(&mut rx);
     let pk = cap.packets();
     drop(cap);
+    // The events say what was installed: a tc tree entry on one interface each side, or one
+    // side only for the one-way cut; no iptables rules.
+    let params = |f: FaultId| {
+        evs.iter()
+            .find(|(_, d, _)| d["fault_id"] == f.to_string() && d["phase"] == "applied")
+            .map(|(_, d, _)| d["params"].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(params(id)["tc_interfaces"], 2, "{}", params(id));
+    assert_eq!(params(id)["rules"], 0, "{}", params(id));
+    assert_eq!(params(one)["tc_interfaces"], 1, "{}", params(one));
     let (applied, reverted, back) = applied_reverted(&evs, id);
     // Before: both ways.
     let (xy, yx) = between(&pk, &ia, &ib, applied - 700 * MS, applied);

@@ -654,7 +654,10 @@ impl FaultInjector {
             | Action::Bandwidth { .. }
             | Action::Netem(_) => {
                 let (installs, involved) = self.install_net(id, &action, &view, &resolved).await?;
+                // what was installed: iptables rules (loss) and interfaces whose tc tree got this
+                // fault's filters or class (partition, bandwidth, netem)
                 params["rules"] = json!(installs.iter().map(|i| i.rules.len()).sum::<usize>());
+                params["tc_interfaces"] = json!(installs.iter().map(|i| i.tc.len()).sum::<usize>());
                 Some(Undo::Net { installs, involved })
             }
             Action::Exec {
