@@ -1618,12 +1618,13 @@ fn finish_bin(
 
 /// `` `part`: reason `` of every operand of a chain of `and`s (`or`s), flattened.
 fn bin_parts(is_and: bool, r: &MonitorResult, out: &mut Vec<String>) {
-    let same_op = if is_and {
-        r.name.contains(" and ")
-    } else {
-        r.name.starts_with('(') && r.name.contains(" or ")
+    // the same operator: its name is how `Node::name` writes that operator over the children
+    let same_op = match r.children.as_slice() {
+        [a, b] if is_and => r.name == format!("{} and {}", a.name, b.name),
+        [a, b] => r.name == format!("({} or {})", a.name, b.name),
+        _ => false,
     };
-    if same_op && r.children.len() == 2 {
+    if same_op {
         for c in &r.children {
             bin_parts(is_and, c, out);
         }

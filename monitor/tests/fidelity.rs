@@ -132,3 +132,19 @@ fn accepted_and_in_an_expect_reports_every_part() {
         "{reason}"
     );
 }
+
+#[test]
+fn accepted_and_does_not_flatten_an_or_operand() {
+    let s = spec(&format!(
+        "{OR_SPEC}\nmonitor mixed = one and (two or three)\n"
+    ));
+    let evs = [log(1, 0.0, "x", "two"), log(2, 1.0, "x", "one")];
+    let r = run(&s, monitors(&["mixed"]), &evs, None);
+    let m = &r.monitors[0];
+    assert_eq!(m.verdict, Verdict::Accept);
+    let e = m.primary_explanation().expect("explanation");
+    // two parts: `one`, and the `or` (with the reason of its accepting side)
+    assert!(e.reason.starts_with("`one`: "), "{}", e.reason);
+    assert!(e.reason.contains("; `(two or three)`: "), "{}", e.reason);
+    assert!(!e.reason.contains("`three`"), "{}", e.reason);
+}
