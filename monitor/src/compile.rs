@@ -43,6 +43,7 @@ pub fn compile(
             items.push((idx, it));
         }
     }
+    let broken = std::mem::take(&mut sink.unparsed_monitors);
     let mut c = Compiler {
         files: &table,
         sink,
@@ -51,7 +52,7 @@ pub fn compile(
         monitors: BTreeMap::new(),
         let_cache: HashMap::new(),
         let_busy: Vec::new(),
-        broken: Vec::new(),
+        broken,
     };
     let spec = c.run(items);
     if c.sink.is_empty() {

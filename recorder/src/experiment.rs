@@ -96,11 +96,13 @@ pub struct Compiled {
 }
 
 /// Compiles the experiment `name` from the spec files and checks every `do` step against the
-/// compose services and the fault injector's validator. Every error is returned.
+/// compose services (`None`: not known, not checked) and the fault injector's validator. Every
+/// error is returned, rendered as a diagnostic (`error: FILE:LINE:COL: message`, then the
+/// source excerpt).
 pub fn compile(
     specs: &[PathBuf],
     name: &str,
-    services: &[String],
+    services: Option<&[String]>,
     networks: Option<&[String]>,
 ) -> Result<Compiled, Vec<String>> {
     let c = live::compile(specs, name)?;
@@ -126,17 +128,31 @@ pub fn compile(
                 step: Some(i),
                 intended_ns: 0,
             };
+            // services unknown: the target's own names pass, the rest is still checked
+            let named: Vec<String>;
+            let services = match services {
+                Some(s) => s,
+                None => {
+                    named = crate::faults::spec::target_services(target)
+                        .into_iter()
+                        .map(str::to_string)
+                        .collect();
+                    &named
+                }
+            };
             if let Err(e) = crate::faults::validate(&req, services) {
-                errs.push(format!(
-                    "{}experiment {name}, step {n} `{text}`: {e}",
-                    prefix(at)
+                errs.push(diagnostic_at(
+                    at,
+                    text,
+                    &format!("experiment {name}, step {n} `{text}`: {e}"),
                 ));
             }
             if let Some(networks) = networks {
                 for e in step_network_errors(&req, networks) {
-                    errs.push(format!(
-                        "{}experiment {name}, step {n} `{text}`: {e}",
-                        prefix(at)
+                    errs.push(diagnostic_at(
+                        at,
+                        text,
+                        &format!("experiment {name}, step {n} `{text}`: {e}"),
                     ));
                 }
             }
@@ -149,13 +165,41 @@ pub fn compile(
     }
 }
 
-/// `at: ` or nothing when the location is unknown.
-fn prefix(at: &str) -> String {
-    if at.is_empty() {
-        String::new()
-    } else {
-        format!("{at}: ")
+/// `message` as a diagnostic at `at` (`file:line:col` of a step written as `text`; empty when
+/// unknown): `error: FILE:LINE:COL: message` and the source line, read from the file, with
+/// the step marked (the format of `monitor::Diagnostic`).
+fn diagnostic_at(at: &str, text: &str, message: &str) -> String {
+    let mut parts = at.rsplitn(3, ':');
+    let (col, line, file) = (parts.next(), parts.next(), parts.next());
+    let (Some(col), Some(line), Some(file)) = (
+        col.and_then(|c| c.parse::<usize>().ok()),
+        line.and_then(|l| l.parse::<usize>().ok()),
+        file,
+    ) else {
+        return if at.is_empty() {
+            format!("error: {message}")
+        } else {
+            format!("error: {at}: {message}")
+        };
+    };
+    let source_line = std::fs::read_to_string(file)
+        .ok()
+        .and_then(|t| t.lines().nth(line.saturating_sub(1)).map(str::to_string))
+        .unwrap_or_default();
+    let avail = source_line
+        .chars()
+        .count()
+        .saturating_sub(col.saturating_sub(1));
+    monitor::Diagnostic {
+        message: message.to_string(),
+        file: file.to_string(),
+        line,
+        column: col,
+        width: text.chars().count().clamp(1, avail.max(1)),
+        source_line,
+        hint: None,
     }
+    .to_string()
 }
 
 /// What is wrong with the network names of a `do` step (`on network NAME`, and the `network`
@@ -522,7 +566,7 @@ mod live {
         for p in specs {
             match std::fs::read_to_string(p) {
                 Ok(t) => files.push(SourceFile::new(p.display().to_string(), t)),
-                Err(e) => errs.push(format!("{}: cannot read spec: {e}", p.display())),
+                Err(e) => errs.push(format!("error: {}: cannot read spec: {e}", p.display())),
             }
         }
         if !errs.is_empty() {
@@ -537,12 +581,11 @@ mod live {
                 .ok()
                 .map(|t| SourceFile::new(p.display().to_string(), t))
         };
-        let spec = monitor::compile(&files, &resolver)
-            .map_err(|d| vec![d.render().trim_end().to_string()])?;
+        let spec = monitor::compile(&files, &resolver).map_err(|d| d.rendered())?;
         let Some(exp) = spec.experiment(name) else {
             let known: Vec<&str> = spec.experiments.iter().map(|e| e.name.as_str()).collect();
             return Err(vec![format!(
-                "no experiment `{name}` in {} (experiments: {})",
+                "error: no experiment `{name}` in {} (experiments: {})",
                 specs
                     .iter()
                     .map(|p| p.display().to_string())
@@ -613,12 +656,17 @@ mod tests {
         .expect("write");
         let services = vec!["a".to_string()];
         let networks: Vec<String> = vec!["default".into(), "middle".into()];
-        let e = match compile(std::slice::from_ref(&spec), "E", &services, Some(&networks)) {
+        let e = match compile(
+            std::slice::from_ref(&spec),
+            "E",
+            Some(&services),
+            Some(&networks),
+        ) {
             Ok(_) => panic!("unknown networks accepted"),
             Err(e) => e,
         };
         assert_eq!(e.len(), 2, "{e:?}");
-        let at = |line: usize| format!("{}:{line}:", spec.display());
+        let at = |line: usize| format!("error: {}:{line}:", spec.display());
         assert!(e[0].starts_with(&at(4)), "{e:?}");
         assert!(
             e[0].contains("step 3 `do disconnect(network: \"outer\") on a`")
@@ -632,7 +680,13 @@ mod tests {
         );
         // every name known, or names not checkable: accepted
         let all: Vec<String> = vec!["middle".into(), "outer".into(), "mid".into()];
-        assert!(compile(std::slice::from_ref(&spec), "E", &services, Some(&all)).is_ok());
-        assert!(compile(std::slice::from_ref(&spec), "E", &services, None).is_ok());
+        assert!(compile(
+            std::slice::from_ref(&spec),
+            "E",
+            Some(&services),
+            Some(&all)
+        )
+        .is_ok());
+        assert!(compile(std::slice::from_ref(&spec), "E", Some(&services), None).is_ok());
     }
 }
