@@ -633,6 +633,7 @@ impl<'f> Compiler<'f> {
                 handlers,
                 on_timeout,
                 on_end,
+                opens_when_fault_done: s.opens_when_fault_done,
             });
         }
         if self.sink.errs.len() > before {
@@ -1237,6 +1238,7 @@ impl<'f> Compiler<'f> {
             span: e.span,
             timeout,
             handlers,
+            opens_when_fault_done: false,
         };
         let states = match &e.kind {
             MExprKind::Always(p) => {
@@ -1338,7 +1340,11 @@ impl<'f> Compiler<'f> {
                             special(On::End, Terminal::Accept(None)),
                         ],
                     ),
-                    st("waiting", None, waiting),
+                    // `after fault ...`: the response window opens when the fault is done
+                    StateDecl {
+                        opens_when_fault_done: true,
+                        ..st("waiting", None, waiting)
+                    },
                 ]
             }
             MExprKind::Stable(d, of) => {

@@ -181,6 +181,14 @@ pub fn fault_matches<'e>(call: &FaultCall, ev: &EventRef<'e>, data: Option<&J>) 
     ok.then_some(phase)
 }
 
+/// When a recorded fault was done: its `data.ended_ns` (the end of the apply), or the event's
+/// own time (`started_ns`) when the record has none (older recorders) or an earlier one.
+pub fn fault_done_ns(ev: &EventRef<'_>, data: Option<&J>) -> i64 {
+    data.and_then(|d| d.get("ended_ns"))
+        .and_then(J::as_i64)
+        .map_or(ev.ts_ns, |e| e.max(ev.ts_ns))
+}
+
 fn fault_phase(data: Option<&J>) -> String {
     data.and_then(|d| d.get("phase"))
         .and_then(J::as_str)
@@ -392,6 +400,11 @@ impl ExperimentJudge {
         let exp = self.exp.clone();
         match &exp.steps[i] {
             Step::Expect(e) => {
+                // events from before the window (those of a fault still being applied when the
+                // previous `do` was recorded) are not this step's
+                if self.window_start.is_some_and(|w| ev.ts_ns < w) {
+                    return;
+                }
                 if self.live.is_none() {
                     let mut l = LiveStep::new(e);
                     l.start(self.window_start.unwrap_or(ev.ts_ns));
@@ -444,17 +457,25 @@ impl ExperimentJudge {
                     let res = &mut self.results[i];
                     match phase.as_str() {
                         "applied" => {
+                            // the step is done when the fault is: the next step starts at the
+                            // apply's end (`data.ended_ns`; the event's `ts_ns` is its start)
+                            let done = fault_done_ns(ev, data());
                             res.verdict = Some(Verdict::Accept);
-                            res.end_ns = Some(ev.ts_ns);
+                            res.end_ns = Some(done);
                             res.fault = Some(EventInfo::of(ev));
-                            res.reason = Some(format!(
-                                "fault recorded at {} (seq {})",
-                                fmt_ts(ev.ts_ns),
-                                ev.seq
-                            ));
-                            self.window_start = Some(ev.ts_ns);
+                            res.reason = Some(if done > ev.ts_ns {
+                                format!(
+                                    "fault recorded at {} (seq {}), applied by {}",
+                                    fmt_ts(ev.ts_ns),
+                                    ev.seq,
+                                    fmt_ts(done)
+                                )
+                            } else {
+                                format!("fault recorded at {} (seq {})", fmt_ts(ev.ts_ns), ev.seq)
+                            });
+                            self.window_start = Some(done);
                             self.phase = Phase::Step(i + 1);
-                            self.skip_notes(ev.ts_ns);
+                            self.skip_notes(done);
                         }
                         "failed" => {
                             let err = data()

@@ -415,6 +415,7 @@ impl Parser<'_> {
             span,
             timeout,
             handlers,
+            opens_when_fault_done: false,
         })
     }
 

@@ -7,9 +7,11 @@
 //!
 //! Step windows follow the offline judge (`monitor::ExperimentJudge`, what `analyzer check
 //! --experiment` runs) so that both reach the same verdicts on the same events: an `expect` is
-//! judged on the events from the end of the previous step, which is the timestamp of the fault
-//! event after a `do` (its `started_ns`), the deciding event's timestamp (or the expired
-//! deadline) after an `expect`, and unchanged by a `note`.
+//! judged on the events from the end of the previous step, which is the end of the fault's apply
+//! after a `do` (the fault event's `data.ended_ns`: a `restart` is done when the container has
+//! stopped and started again, not when the engine was asked), the deciding event's timestamp (or
+//! the expired deadline) after an `expect`, and unchanged by a `note`. A `do X for D` is done
+//! when X is applied; its revert runs in the background.
 //!
 //! The monitor crate provides compilation and the live judge; this module converts its steps into
 //! [`ExpStep`]s and drives them. The live judge is behind the [`LiveJudge`] trait so the executor
@@ -328,13 +330,14 @@ pub async fn run(
                             step: Some(i),
                             intended_ns: now_ns(),
                         };
-                        let (applied, started_ns) = {
+                        let (applied, ended_ns) = {
                             let mut g = inj.lock().await;
                             let r = g.apply(&req).await;
-                            (r, g.last_started_ns())
+                            (r, g.last_ended_ns())
                         };
-                        // the next expect is judged from the fault event's timestamp, as offline
-                        window_start_ns = started_ns.unwrap_or(req.intended_ns);
+                        // the step is done when the fault is: the next expect is judged from
+                        // the apply's end (the fault event's `data.ended_ns`), as offline
+                        window_start_ns = ended_ns.unwrap_or_else(now_ns);
                         match applied {
                             Ok(id) => {
                                 if let Some(d) = *duration {
