@@ -112,7 +112,7 @@ fn display_errors(v: &[ScenarioError]) -> String {
 impl ScenarioErrors {
     /// Puts the errors in file order (errors without a position first), dropping repeats.
     pub fn sort(&mut self) {
-        self.0.sort_by(|a, b| (a.line, a.col).cmp(&(b.line, b.col)));
+        self.0.sort_by_key(|e| (e.line, e.col));
         self.0.dedup();
     }
 }
@@ -252,6 +252,10 @@ pub struct HttpConfig {
     pub path: String,
     #[serde(default)]
     pub interval: Option<Spanned<String>>,
+    /// How long one probe may take before it is an `http`/`error` event with `error_type`
+    /// `timeout` (default: the interval).
+    #[serde(default)]
+    pub timeout: Option<Spanned<String>>,
 }
 
 fn root_path() -> String {
@@ -271,6 +275,9 @@ pub struct PromConfig {
     /// Metric families to keep (empty: all).
     #[serde(default)]
     pub families: Vec<String>,
+    /// How long one scrape may take (default: the interval).
+    #[serde(default)]
+    pub timeout: Option<Spanned<String>>,
 }
 
 fn metrics_path() -> String {
@@ -646,6 +653,18 @@ impl LoadedScenario {
         }
     }
 
+    /// Checks a probe's `timeout`: a duration of at least 10ms.
+    fn probe_timeout(&self, v: &Option<Spanned<String>>, errs: &mut Vec<ScenarioError>) {
+        if let (Some(s), Some(d)) = (v, self.dur(v, None, errs)) {
+            if d < Duration::from_millis(10) {
+                errs.push(self.err_at(
+                    s.span(),
+                    format!("timeout {:?} is shorter than 10ms", s.get_ref()),
+                ));
+            }
+        }
+    }
+
     /// Resolves paths and durations and checks what needs no outside knowledge. Collects every
     /// error.
     pub fn resolve(&self) -> Result<Resolved, ScenarioErrors> {
@@ -715,9 +734,11 @@ impl LoadedScenario {
         }
         for h in &sc.sensors.http {
             self.dur(&h.interval, None, &mut errs);
+            self.probe_timeout(&h.timeout, &mut errs);
         }
         for h in &sc.sensors.prom {
             self.dur(&h.interval, None, &mut errs);
+            self.probe_timeout(&h.timeout, &mut errs);
         }
         for h in &sc.sensors.exec {
             self.dur(&h.interval, None, &mut errs);
