@@ -43,6 +43,9 @@ pub struct CheckArgs {
     /// Events of context shown before and after each deciding event.
     #[arg(long, default_value_t = 5)]
     pub context: usize,
+    /// Text report: also say why each accepted monitor and step accepted.
+    #[arg(short, long)]
+    pub verbose: bool,
     /// Debugging aid: read every column of every event instead of only what the selected
     /// monitors need (the report must be the same; tests compare the two).
     #[arg(long, hide = true)]
@@ -357,9 +360,8 @@ pub fn run(args: &CheckArgs) -> Result<i32, crate::Error> {
         )?);
     }
     match args.format {
-        CheckFormat::Text => {
-            report::text::write(&mut out, &judged).map_err(crate::Error::output)?
-        }
+        CheckFormat::Text => report::text::write_with(&mut out, &judged, args.verbose)
+            .map_err(crate::Error::output)?,
         CheckFormat::Json => {
             report::json::write(&mut out, &judged).map_err(crate::Error::output)?
         }

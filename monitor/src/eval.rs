@@ -984,8 +984,26 @@ impl Leaf {
             }
             Decision::Decide(verdict, msg, guard_values) => {
                 let st = &m.states[inst.state as usize];
+                // since the monitor started (for an experiment step: its window)
+                let rel = |ts: i64| {
+                    let s = self.started.unwrap_or(ts);
+                    format!("+{:.3}s", (ts - s) as f64 / 1e9)
+                };
                 let reason = msg.unwrap_or_else(|| match (verdict, ev) {
                     (Verdict::Fail, None) => format!("timeout in state `{}`", st.name),
+                    // an accept says what was observed (temporal sugar: the form as written)
+                    (Verdict::Accept, Some(e)) if !handler_text.is_empty() => format!(
+                        "`{}`: matched at {}, seq {}",
+                        handler_text,
+                        rel(e.ts_ns),
+                        e.seq
+                    ),
+                    (Verdict::Accept, None) if !handler_text.is_empty() => format!(
+                        "`{}`: held until its timeout at {} in state `{}`",
+                        handler_text,
+                        rel(now),
+                        st.name
+                    ),
                     (v, _) => format!("{v} in state `{}`", st.name),
                 });
                 let mut services: Vec<String> = self.r.at.iter().map(|s| s.to_string()).collect();

@@ -182,6 +182,59 @@ fn spec_errors_are_reported_like_a_compiler_with_exit_3() {
     assert!(out(&o).contains("spec ok"));
 }
 
+/// `-v` prints why every monitor and step accepted; temporal sugar says what it observed.
+#[test]
+fn verbose_text_report_gives_accept_reasons() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join("seen.spec");
+    std::fs::write(
+        &f,
+        "monitor logSeen = eventually log within 60s\nexperiment E {\n  do pause on right-a\n  expect logSeen\n}\n",
+    )
+    .expect("write");
+    let args = |v: bool| {
+        let mut a = vec![
+            "check".to_string(),
+            fixture("v1-gc-pause"),
+            "--spec".into(),
+            f.to_string_lossy().into_owned(),
+            "--monitor".into(),
+            "logSeen".into(),
+            "--experiment".into(),
+            "E".into(),
+        ];
+        if v {
+            a.push("-v".into());
+        }
+        a
+    };
+    let quiet = args(false);
+    let o = run(&quiet.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
+    assert!(!out(&o).contains("reason:"), "{}", out(&o));
+    let verbose = args(true);
+    let o = run(&verbose.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
+    let s = out(&o);
+    // the monitor, the `do` (its fault record) and the `expect` each say why
+    let reasons: Vec<&str> = s
+        .lines()
+        .filter(|l| l.trim_start().starts_with("reason: "))
+        .collect();
+    assert_eq!(reasons.len(), 3, "{s}");
+    assert!(
+        reasons[0].contains("reason: `eventually log within 60s`: matched at +")
+            && reasons[0].contains(", seq "),
+        "{s}"
+    );
+    assert!(reasons[1].contains("reason: fault recorded at "), "{s}");
+    assert!(
+        reasons[2].contains("reason: `eventually log within 60s`: matched at +"),
+        "{s}"
+    );
+    assert!(!s.contains("accept in state"), "{s}");
+}
+
 #[test]
 fn unreadable_trace_and_bad_selection_exit_codes() {
     let o = check_split_brain("/nonexistent/trace", &[]);

@@ -1,5 +1,6 @@
 //! Text report: one line per monitor and experiment step with its verdict, then the explanation
-//! of every fail and inconclusive (deciding event, guard values, path, timeout, pending, context).
+//! of every fail and inconclusive (deciding event, guard values, path, timeout, pending, context)
+//! and, verbose (`-v`), the reason of every accept.
 
 use super::Context;
 use crate::check::Judged;
@@ -112,6 +113,21 @@ pub fn explain(e: &Explanation, start: Option<i64>, ctx: &[Context], indent: &st
     l
 }
 
+/// Verbose: the reason of an accepted monitor (and of its accepted parts), one line each.
+fn accept_lines(w: &mut dyn Write, m: &MonitorResult, indent: &str) -> std::io::Result<()> {
+    if m.verdict != Verdict::Accept {
+        return Ok(());
+    }
+    if let Some(e) = &m.explanation {
+        writeln!(w, "{indent}reason: {}", e.reason)?;
+    }
+    for c in &m.children {
+        writeln!(w, "{indent}{} {}", tag(Some(c.verdict)), c.name)?;
+        accept_lines(w, c, &format!("{indent}  "))?;
+    }
+    Ok(())
+}
+
 fn monitor_lines(
     w: &mut dyn Write,
     m: &MonitorResult,
@@ -143,6 +159,11 @@ fn monitor_lines(
 }
 
 pub fn write(w: &mut dyn Write, judged: &[Judged]) -> std::io::Result<()> {
+    write_with(w, judged, false)
+}
+
+/// The report; `verbose` adds the reason of every accepted monitor and step.
+pub fn write_with(w: &mut dyn Write, judged: &[Judged], verbose: bool) -> std::io::Result<()> {
     for j in judged {
         let r = &j.report;
         let start = j.origin_ns;
@@ -157,6 +178,9 @@ pub fn write(w: &mut dyn Write, judged: &[Judged]) -> std::io::Result<()> {
         for m in &r.monitors {
             writeln!(w, "  {} monitor {}", tag(Some(m.verdict)), m.name)?;
             monitor_lines(w, m, start, &j.context, "      ")?;
+            if verbose {
+                accept_lines(w, m, "      ")?;
+            }
         }
         for e in &r.experiments {
             writeln!(w, "  {} experiment {}", tag(Some(e.verdict)), e.name)?;
@@ -177,6 +201,15 @@ pub fn write(w: &mut dyn Write, judged: &[Judged]) -> std::io::Result<()> {
                         monitor_lines(w, m, start, &j.context, "          ")?;
                     } else if let Some(rs) = &s.reason {
                         writeln!(w, "          reason: {rs}")?;
+                    }
+                } else if verbose && s.verdict == Some(Verdict::Accept) {
+                    match &s.monitor {
+                        Some(m) => accept_lines(w, m, "          ")?,
+                        None => {
+                            if let Some(rs) = &s.reason {
+                                writeln!(w, "          reason: {rs}")?;
+                            }
+                        }
                     }
                 }
             }
