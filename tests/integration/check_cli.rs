@@ -182,6 +182,106 @@ fn spec_errors_are_reported_like_a_compiler_with_exit_3() {
     assert!(out(&o).contains("spec ok"));
 }
 
+/// A step that timed out (no deciding event) shows the events around the end of its window.
+#[test]
+fn a_timeout_failure_shows_the_events_around_the_window_end() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join("t.spec");
+    std::fs::write(
+        &f,
+        "monitor nope = eventually log where message == \"nope\"\nexperiment E {\n  do pause on right-a\n  expect nope at left-a within 2s\n}\n",
+    )
+    .expect("write");
+    let o = run(&[
+        "check",
+        &fixture("v1-gc-pause"),
+        "--spec",
+        &f.to_string_lossy(),
+        "--experiment",
+        "E",
+        "--context",
+        "4",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+    let s = out(&o);
+    assert!(s.contains("did not accept within 2s"), "{s}");
+    let lines: Vec<&str> = s.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| {
+            l.trim_start()
+                .starts_with("around the window's end at +22.003s (left-a, faults, notes):")
+        })
+        .unwrap_or_else(|| panic!("no context of the window's end:\n{s}"));
+    let ctx: Vec<&str> = lines[at + 1..]
+        .iter()
+        .take_while(|l| {
+            l.trim_start().starts_with("before ") || l.trim_start().starts_with("after ")
+        })
+        .copied()
+        .collect();
+    assert_eq!(ctx.len(), 6, "{s}");
+    assert!(
+        ctx[..4]
+            .iter()
+            .all(|l| l.trim_start().starts_with("before ")),
+        "{s}"
+    );
+    assert!(
+        ctx[4..]
+            .iter()
+            .all(|l| l.trim_start().starts_with("after ")),
+        "{s}"
+    );
+    assert!(ctx.iter().all(|l| l.contains(" left-a ")), "{s}");
+    // a state machine's timeout: around the window's end and around the last transition
+    let m = dir.path().join("m.spec");
+    std::fs::write(
+        &m,
+        "monitor m {\n  state a {\n    on log from left-a => goto b timeout 1s\n  }\n  state b {\n    on log where message == \"nope\" => accept\n    on timeout => fail\n  }\n}\n",
+    )
+    .expect("write");
+    let o = run(&[
+        "check",
+        &fixture("v1-gc-pause"),
+        "--spec",
+        &m.to_string_lossy(),
+        "--context",
+        "2",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+    let s = out(&o);
+    assert!(
+        s.contains("around the window's end at +2.000s (left-a, faults, notes):"),
+        "{s}"
+    );
+    assert!(
+        s.contains("around the last transition (seq 18) (left-a, faults, notes):"),
+        "{s}"
+    );
+    // JSON carries it too, anchored at the window's end
+    let o = run(&[
+        "check",
+        &fixture("v1-gc-pause"),
+        "--spec",
+        &f.to_string_lossy(),
+        "--experiment",
+        "E",
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let ctxs = v["traces"][0]["context"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        ctxs.iter()
+            .any(|c| c["at_ns"].is_i64() && !c["events"].as_array().is_none_or(|e| e.is_empty())),
+        "{v}"
+    );
+}
+
 /// `-v` prints why every monitor and step accepted; temporal sugar says what it observed.
 #[test]
 fn verbose_text_report_gives_accept_reasons() {

@@ -93,24 +93,46 @@ pub fn explain(e: &Explanation, start: Option<i64>, ctx: &[Context], indent: &st
         }
     }
     if let Some(d) = &e.deciding_event {
-        if let Some(c) = ctx.iter().find(|c| c.seq == d.seq) {
-            if !c.events.is_empty() {
-                l.push(format!(
-                    "{indent}around it ({}, faults, notes):",
-                    c.services.join(", ")
-                ));
-                for ev in &c.events {
-                    let mark = if ev.ts_ns > d.ts_ns || (ev.ts_ns == d.ts_ns && ev.seq > d.seq) {
-                        "after "
-                    } else {
-                        "before"
-                    };
-                    l.push(format!("{indent}  {mark} {}", event_line(ev, start)));
-                }
+        if let Some(c) = ctx.iter().find(|c| c.seq == d.seq && c.at_ns.is_none()) {
+            context_lines(&mut l, c, "around it", d.ts_ns, Some(d.seq), start, indent);
+        }
+    } else if let Some(t) = &e.timeout {
+        // a timeout: what happened up to the end of the window, and around the last transition
+        if let Some(c) = ctx.iter().find(|c| c.at_ns == Some(t.deadline_ns)) {
+            let what = format!("around the window's end at {}", rel(t.deadline_ns, start));
+            context_lines(&mut l, c, &what, t.deadline_ns, None, start, indent);
+        }
+        if let Some(ev) = e.path.last().and_then(|t| t.event.as_ref()) {
+            if let Some(c) = ctx.iter().find(|c| c.seq == ev.seq && c.at_ns.is_none()) {
+                let what = format!("around the last transition (seq {})", ev.seq);
+                context_lines(&mut l, c, &what, ev.ts_ns, Some(ev.seq), start, indent);
             }
         }
     }
     l
+}
+
+/// The context events of `c` marked before/after the anchor (`ts`, and `seq` for an event).
+fn context_lines(
+    l: &mut Vec<String>,
+    c: &Context,
+    what: &str,
+    ts: i64,
+    seq: Option<u64>,
+    start: Option<i64>,
+    indent: &str,
+) {
+    if c.events.is_empty() {
+        return;
+    }
+    let mut who = c.services.clone();
+    who.extend(["faults".to_string(), "notes".to_string()]);
+    l.push(format!("{indent}{what} ({}):", who.join(", ")));
+    for ev in &c.events {
+        let after = ev.ts_ns > ts || (ev.ts_ns == ts && seq.is_some_and(|s| ev.seq > s));
+        let mark = if after { "after " } else { "before" };
+        l.push(format!("{indent}  {mark} {}", event_line(ev, start)));
+    }
 }
 
 /// Verbose: the reason of an accepted monitor (and of its accepted parts), one line each.
