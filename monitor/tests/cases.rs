@@ -442,6 +442,43 @@ fn step_fault(seq: u64, secs: f64, action: &str, service: &str, id: Option<(&str
         }))
 }
 
+/// A `do` matched to its recorded fault by its identity (experiment, step) whose arguments or
+/// target differ from the record is accepted with a warning saying what differs.
+#[test]
+fn an_edited_do_step_is_accepted_with_a_warning() {
+    let loss = |seq: u64, percent: f64| {
+        ev(seq, 1.0, "fault", "loss").data(&json!({
+            "fault_id": "f1", "phase": "applied", "experiment": "e", "step": 0,
+            "target": {"services": ["s1", "s2"], "containers": [], "networks": ["middle"]},
+            "params": {"probability": percent / 100.0, "percent": percent, "direction": "egress"},
+            "intended_ns": 0, "started_ns": T0 + S, "ended_ns": T0 + S, "error": null
+        }))
+    };
+    let judge = |text: &str| {
+        let spec = spec(text);
+        let r = run(&spec, experiment("e"), &[loss(1, 30.0)], None);
+        let x = r.experiments[0].clone();
+        assert_eq!(x.verdict, Accept, "{x:#?}");
+        x.steps[0].warnings.clone()
+    };
+    // as recorded: no warning
+    assert!(judge("experiment e {\n do loss(percent: 30) on network middle\n}").is_empty());
+    let w =
+        judge("experiment e {\n do loss(percent: 50, direction: \"egress\") on network middle\n}");
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("argument `percent` differs (recorded: 30.0)"),
+        "{w:?}"
+    );
+    assert!(w[0].contains("(seq 1: f1 loss)"), "{w:?}");
+    let w = judge("experiment e {\n do loss(percent: 30) on network outer\n}");
+    assert!(
+        w.len() == 1
+            && w[0].contains("the target differs (recorded: services [s1, s2], networks [middle])"),
+        "{w:?}"
+    );
+}
+
 #[test]
 fn do_steps_match_faults_by_experiment_and_step_first() {
     let spec = spec("monitor saw(x: str) = eventually log where message == x\nexperiment e {\n expect saw(\"a\")\n do pause on s1\n expect saw(\"b\")\n do pause on s1\n expect saw(\"c\")\n}");

@@ -282,6 +282,79 @@ fn a_timeout_failure_shows_the_events_around_the_window_end() {
     );
 }
 
+/// Re-judging a trace with an edited experiment: a `do` matched to its recorded fault by
+/// position but with another target is accepted with a warning, and names the trace's compose
+/// project does not have are reported.
+#[test]
+fn edited_steps_and_unknown_services_are_warned_about() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(root().join("specs/split-brain.spec")).expect("spec");
+    assert!(text.contains("do pause on right-a\n"));
+    std::fs::copy(root().join("specs/akka.spec"), dir.path().join("akka.spec")).expect("copy");
+    let edited = dir.path().join("split-brain.spec");
+    std::fs::write(
+        &edited,
+        text.replace("do pause on right-a\n", "do pause on right-ax\n"),
+    )
+    .expect("write");
+    let judge = |spec: &str| {
+        run(&[
+            "check",
+            &p("traces/sample-split-brain"),
+            "--spec",
+            spec,
+            "--experiment",
+            "AutoDownSplitBrain",
+        ])
+    };
+    let o = judge(&p("specs/split-brain.spec"));
+    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
+    assert!(!out(&o).contains("warning:"), "{}", out(&o));
+    let o = judge(&edited.to_string_lossy());
+    let s = out(&o);
+    assert_eq!(o.status.code(), Some(0), "{s}{}", err(&o));
+    let warnings: Vec<&str> = s
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with("warning: "))
+        .collect();
+    assert_eq!(warnings.len(), 2, "{s}");
+    assert!(
+        warnings[0].starts_with("warning: experiment AutoDownSplitBrain, step 3 `do pause on right-ax`: no service `right-ax` in the trace's compose project (services: left-a, left-b, right-a, right-b)"),
+        "{s}"
+    );
+    assert!(
+        warnings[1].starts_with(
+            "warning: step 3 `do pause on right-ax` differs from the fault recorded for it (seq "
+        ) && warnings[1].contains("the target differs (recorded: services [right-a]"),
+        "{s}"
+    );
+    // JSON carries both
+    let o = run(&[
+        "check",
+        &p("traces/sample-split-brain"),
+        "--spec",
+        &edited.to_string_lossy(),
+        "--experiment",
+        "AutoDownSplitBrain",
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(
+        v["traces"][0]["warnings"].as_array().map(Vec::len),
+        Some(1),
+        "{v}"
+    );
+    assert_eq!(
+        v["traces"][0]["report"]["experiments"][0]["steps"][2]["warnings"]
+            .as_array()
+            .map(Vec::len),
+        Some(1),
+        "{v}"
+    );
+}
+
 /// `-v` prints why every monitor and step accepted; temporal sugar says what it observed.
 #[test]
 fn verbose_text_report_gives_accept_reasons() {

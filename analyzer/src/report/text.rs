@@ -197,6 +197,9 @@ pub fn write_with(w: &mut dyn Write, judged: &[Judged], verbose: bool) -> std::i
             r.start_ns.map(fmt_ts).unwrap_or_default(),
             fmt_ts(r.end_ns)
         )?;
+        for x in &j.warnings {
+            writeln!(w, "  warning: {x}")?;
+        }
         for m in &r.monitors {
             writeln!(w, "  {} monitor {}", tag(Some(m.verdict)), m.name)?;
             monitor_lines(w, m, start, &j.context, "      ")?;
@@ -218,6 +221,9 @@ pub fn write_with(w: &mut dyn Write, judged: &[Judged], verbose: bool) -> std::i
                     s.index + 1,
                     s.text
                 )?;
+                for x in &s.warnings {
+                    writeln!(w, "          warning: {x}")?;
+                }
                 if s.verdict.is_some_and(|v| v != Verdict::Accept) {
                     if let Some(m) = &s.monitor {
                         monitor_lines(w, m, start, &j.context, "          ")?;
