@@ -1067,6 +1067,8 @@ pub async fn cleanup(project: Option<&str>, all: bool) -> Result<Vec<String>, St
     };
     let mut lines = Vec::new();
     for p in projects {
+        // a killed recorder's captures first, so that their files are closed
+        lines.extend(crate::probes::glue::stop_leftover_captures(&p).await);
         let r = compose::remove_project(&docker, &p)
             .await
             .map_err(|e| e.to_string())?;

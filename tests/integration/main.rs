@@ -5,6 +5,7 @@ mod demo_e2e;
 mod faults;
 mod recorder_common;
 mod recorder_experiment_offline;
+mod recorder_killed;
 mod recorder_logs;
 mod recorder_network;
 mod recorder_teardown;
