@@ -530,6 +530,18 @@ impl std::hash::Hasher for Fx {
     }
 }
 
+/// When the fault recorded by `ev` was done: `data.ended_ns` of a `fault` event (its `ts_ns` is
+/// the apply's start), else the event's time.
+pub(crate) fn fault_done_ns(ev: &EventRef<'_>) -> i64 {
+    if ev.source != "fault" {
+        return ev.ts_ns;
+    }
+    ev.data
+        .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .and_then(|d| d.get("ended_ns").and_then(serde_json::Value::as_i64))
+        .map_or(ev.ts_ns, |e| e.max(ev.ts_ns))
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Outcome {
     pub verdict: Verdict,
@@ -836,6 +848,10 @@ impl Leaf {
         }
         // handlers: a specialised pattern rejects the event without building a context
         let inst = &self.insts[idx as usize];
+        if ev.ts_ns < inst.entered_ns {
+            // the state has not opened yet (it opens when the fault that entered it is done)
+            return;
+        }
         let st = &m.states[inst.state as usize];
         let mut ctx: Option<Ctx<'_>> = None;
         let mut fired = None;
@@ -959,13 +975,18 @@ impl Leaf {
                     handler,
                     event,
                 });
+                // a state that opens when the fault entering it is done starts then
+                let opens = match ev {
+                    Some(e) if m.states[to as usize].opens_when_fault_done => fault_done_ns(e),
+                    _ => now,
+                };
                 inst.state = to;
                 inst.gen = inst.gen.wrapping_add(1);
-                inst.entered_ns = now;
+                inst.entered_ns = opens;
                 inst.entered_seq = ev.map(|e| e.seq);
                 inst.timer = t.map(|d| Timer {
-                    deadline: now.saturating_add(d),
-                    armed_ns: now,
+                    deadline: opens.saturating_add(d),
+                    armed_ns: opens,
                     armed_seq: ev.map(|e| e.seq),
                 });
                 if let Some(tm) = inst.timer {
@@ -975,8 +996,26 @@ impl Leaf {
             }
             Decision::Decide(verdict, msg, guard_values) => {
                 let st = &m.states[inst.state as usize];
+                // since the monitor started (for an experiment step: its window)
+                let rel = |ts: i64| {
+                    let s = self.started.unwrap_or(ts);
+                    format!("+{:.3}s", (ts - s) as f64 / 1e9)
+                };
                 let reason = msg.unwrap_or_else(|| match (verdict, ev) {
                     (Verdict::Fail, None) => format!("timeout in state `{}`", st.name),
+                    // an accept says what was observed (temporal sugar: the form as written)
+                    (Verdict::Accept, Some(e)) if !handler_text.is_empty() => format!(
+                        "`{}`: matched at {}, seq {}",
+                        handler_text,
+                        rel(e.ts_ns),
+                        e.seq
+                    ),
+                    (Verdict::Accept, None) if !handler_text.is_empty() => format!(
+                        "`{}`: held until its timeout at {} in state `{}`",
+                        handler_text,
+                        rel(now),
+                        st.name
+                    ),
                     (v, _) => format!("{v} in state `{}`", st.name),
                 });
                 let mut services: Vec<String> = self.r.at.iter().map(|s| s.to_string()).collect();

@@ -145,10 +145,15 @@ async fn async_main(cli: Cli) -> i32 {
 
 fn report(o: &recorder::run::RunOutcome) {
     let Some(dir) = &o.trace_dir else {
-        // refused before anything started: one error per line
         if let Some(m) = &o.message {
-            for l in m.lines() {
-                eprintln!("error: {l}");
+            if o.status == "invalid" {
+                // refused before anything started: every error, already rendered as a
+                // diagnostic (`error: FILE:LINE:COL: message` and the source excerpt)
+                eprintln!("{m}");
+            } else {
+                for l in m.lines() {
+                    eprintln!("error: {l}");
+                }
             }
         }
         return;

@@ -7,6 +7,7 @@
 mod exec;
 mod jmx;
 mod pcap;
+pub use pcap::stop_leftover_captures;
 mod web;
 
 use std::time::Duration;
