@@ -455,6 +455,214 @@ pub fn attach_event(ts: i64, service: &str, container: &str, data: &Value) -> Ev
         .data(data)
 }
 
+/// One MBean as `recorder jmx` lists it: its name and, per attribute, type, access and current
+/// value (`null` when unreadable).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MBeanListing {
+    pub name: String,
+    /// (attribute, type, read-write, value)
+    pub attributes: Vec<(String, String, bool, Value)>,
+}
+
+/// Lists the MBeans matching `pattern` at `client` with their attributes and current values
+/// (`search`, then one `list` and one read per MBean).
+pub async fn list_mbeans(
+    client: &JolokiaClient,
+    pattern: &str,
+) -> Result<Vec<MBeanListing>, sensors::jolokia::JolokiaError> {
+    let names = client.search(pattern).await?;
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let meta = client.list_mbean(&name).await.unwrap_or(Value::Null);
+        let values = match client
+            .poll(&[MBeanRead {
+                mbean: name.clone(),
+                attributes: Vec::new(),
+                path: None,
+            }])
+            .await
+            .pop()
+        {
+            Some(ReadOutcome::Values { attributes, .. }) => attributes,
+            _ => serde_json::Map::new(),
+        };
+        let mut attributes: Vec<(String, String, bool, Value)> = meta
+            .get("attr")
+            .and_then(Value::as_object)
+            .map(|attrs| {
+                attrs
+                    .iter()
+                    .map(|(a, m)| {
+                        (
+                            a.clone(),
+                            m.get("type")
+                                .and_then(Value::as_str)
+                                .unwrap_or("?")
+                                .to_string(),
+                            m.get("rw").and_then(Value::as_bool).unwrap_or(false),
+                            values.get(a).cloned().unwrap_or(Value::Null),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        attributes.sort_by(|a, b| a.0.cmp(&b.0));
+        out.push(MBeanListing { name, attributes });
+    }
+    Ok(out)
+}
+
+/// The text `recorder jmx` prints: per MBean its name, then one line per attribute
+/// (`  Name  type  [rw]  value`, values cut to `width` characters).
+pub fn format_listing(listing: &[MBeanListing], width: usize) -> String {
+    let mut out = String::new();
+    for m in listing {
+        out.push_str(&m.name);
+        out.push('\n');
+        let w = m.attributes.iter().map(|a| a.0.len()).max().unwrap_or(0);
+        for (a, ty, rw, v) in &m.attributes {
+            let mut text = match v {
+                Value::String(s) => format!("{s:?}"),
+                other => other.to_string(),
+            };
+            if text.chars().count() > width {
+                text = text
+                    .chars()
+                    .take(width.saturating_sub(1))
+                    .collect::<String>()
+                    + "…";
+            }
+            let ty = ty.rsplit('.').next().unwrap_or(ty);
+            out.push_str(&format!(
+                "  {a:<w$}  {ty:<10} {}  {text}\n",
+                if *rw { "rw" } else { "r " }
+            ));
+        }
+    }
+    out
+}
+
+/// What `recorder jmx` is asked.
+#[derive(Debug, Clone)]
+pub struct DiscoverOptions {
+    pub project: String,
+    pub service: String,
+    pub pattern: String,
+    pub port: u16,
+    /// Preferred compose network to reach the container on.
+    pub network: Option<String>,
+    /// Attach the agent when nothing answers (default true).
+    pub attach: bool,
+    /// Leave an agent this command attached running (default: stop it afterwards).
+    pub keep_agent: bool,
+}
+
+/// The failure of `recorder jmx`: a message and its exit code (docs/exit-codes.md).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct DiscoverError {
+    pub message: String,
+    pub exit_code: i32,
+}
+
+/// `recorder jmx`: lists the MBeans matching the pattern in every running container of the
+/// service (attaching the agent first when needed, and stopping it again afterwards). Returns
+/// the text to print: per container a `# <container> …` header, then the listing.
+pub async fn discover(o: &DiscoverOptions) -> Result<String, DiscoverError> {
+    use crate::run::exit;
+    let env = |m: String| DiscoverError {
+        message: m,
+        exit_code: exit::ENV,
+    };
+    let docker = bollard::Docker::connect_with_local_defaults()
+        .map_err(|e| env(format!("cannot connect to the Docker engine: {e}")))?;
+    let state = crate::compose::discover(&docker, &o.project)
+        .await
+        .map_err(|e| env(format!("project {}: {e}", o.project)))?;
+    let containers: Vec<_> = state
+        .containers
+        .iter()
+        .filter(|c| c.service == o.service && c.running)
+        .collect();
+    if containers.is_empty() {
+        let mut services: Vec<&str> = state
+            .containers
+            .iter()
+            .map(|c| c.service.as_str())
+            .collect();
+        services.dedup();
+        return Err(DiscoverError {
+            message: format!(
+                "no running container of service {:?} in project {:?} (services: {})",
+                o.service,
+                o.project,
+                if services.is_empty() {
+                    "none".to_string()
+                } else {
+                    services.join(", ")
+                }
+            ),
+            exit_code: exit::USAGE,
+        });
+    }
+    let mut out = String::new();
+    let mut failures = Vec::new();
+    for c in containers {
+        let preferred: Vec<String> = o.network.iter().cloned().collect();
+        let Some(addr) = super::address_on(c, &preferred) else {
+            failures.push(format!("{}: {}", c.name, super::NO_ADDRESS));
+            continue;
+        };
+        let client = JolokiaClient::for_host(&addr, o.port, Duration::from_secs(5));
+        let attached = if o.attach {
+            match ensure_agent(&docker, &c.id, &client, o.port, None).await {
+                Ok(a) => Some(a),
+                Err((e, _)) => {
+                    failures.push(format!("{}: attach failed ({}): {e}", c.name, e.error_type));
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        let how = match &attached {
+            Some(a) if a.phase == "attached" => "agent attached",
+            Some(_) => "agent reused",
+            None => "no attach",
+        };
+        out.push_str(&format!(
+            "# {} ({}, {how}) {}\n",
+            c.name, o.service, client.url
+        ));
+        match list_mbeans(&client, &o.pattern).await {
+            Ok(l) if l.is_empty() => out.push_str(&format!("(no MBean matches {})\n", o.pattern)),
+            Ok(l) => out.push_str(&format_listing(&l, 80)),
+            Err(e) => failures.push(format!("{}: {e}", c.name)),
+        }
+        if let Some(Attached {
+            phase: "attached",
+            pid: Some(pid),
+            ours: true,
+            ..
+        }) = attached
+        {
+            if !o.keep_agent {
+                if let Err(e) = stop_agent(pid).await {
+                    failures.push(format!("{}: stopping the agent: {e}", c.name));
+                }
+            }
+        }
+    }
+    if failures.is_empty() {
+        Ok(out)
+    } else {
+        Err(DiscoverError {
+            message: format!("{out}{}", failures.join("\n")),
+            exit_code: exit::ENV,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -485,6 +693,41 @@ mod tests {
         assert!(j.command.contains("Main"));
         assert_eq!(pick_jvm(&titles, &procs[..2]), None);
         assert_eq!(pick_jvm(&titles[1..], &procs), None, "no PID column");
+    }
+
+    #[test]
+    fn listing_text() {
+        let l = vec![MBeanListing {
+            name: "java.lang:type=Runtime".into(),
+            attributes: vec![
+                (
+                    "SpecVersion".into(),
+                    "java.lang.String".into(),
+                    false,
+                    json!("17"),
+                ),
+                ("Uptime".into(), "long".into(), false, json!(1234)),
+                (
+                    "Verbose".into(),
+                    "boolean".into(),
+                    true,
+                    json!("x".repeat(50)),
+                ),
+            ],
+        }];
+        let t = format_listing(&l, 20);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "java.lang:type=Runtime");
+        assert_eq!(lines[1], "  SpecVersion  String     r   \"17\"");
+        assert_eq!(lines[2], "  Uptime       long       r   1234");
+        assert!(
+            lines[3].starts_with("  Verbose      boolean    rw  \"xxx"),
+            "{t}"
+        );
+        assert_eq!(
+            lines[3].chars().count(),
+            "  Verbose      boolean    rw  ".len() + 20
+        );
     }
 
     #[test]
