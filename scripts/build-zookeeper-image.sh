@@ -9,7 +9,8 @@
 #      build of examples/zookeeper/image/Dockerfile; seconds).
 # No JMX agent inside: the recorder attaches its own at run time. Needs the docker CLI.
 #
-# Usage: scripts/build-zookeeper-image.sh [--tag NAME:TAG]   (env ZOOKEEPER_IMAGE also sets the tag)
+# Usage: scripts/build-zookeeper-image.sh [--tag NAME:TAG]   (env ZOOKEEPER_IMAGE also sets the tag,
+#        ZOOKEEPER_BASE_IMAGE the base's; DEBIAN_SUITE and DEBIAN_MIRROR override the host's)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TAG="${ZOOKEEPER_IMAGE:-chaos-zookeeper:latest}"
@@ -40,7 +41,7 @@ fi
 MIRROR="${MIRROR:-http://deb.debian.org/debian}"
 PACKAGES="zookeeper,openjdk-17-jre-headless"
 
-BASE=chaos-zookeeper-base:latest
+BASE="${ZOOKEEPER_BASE_IMAGE:-chaos-zookeeper-base:latest}"
 # Bump BASE_RECIPE_VERSION when the debootstrap or trimming steps below change.
 BASE_RECIPE_VERSION=1
 BASE_SUM="$(printf '%s' "$BASE_RECIPE_VERSION $SUITE $MIRROR $PACKAGES" | sha256sum | cut -d' ' -f1)"
@@ -48,14 +49,14 @@ IMAGE_DIR="$ROOT/examples/zookeeper/image"
 
 build_final() {
   local sum
-  sum="$(cat "$IMAGE_DIR/Dockerfile" "$IMAGE_DIR/zk-start" | sha256sum | cut -d' ' -f1)-$BASE_SUM"
+  sum="$(cat "$IMAGE_DIR/Dockerfile" "$IMAGE_DIR/zk-start" | sha256sum | cut -d' ' -f1)-$BASE_SUM-$BASE"
   if [ "$(docker image inspect -f '{{ index .Config.Labels "org.chaos-trace.zookeeper.recipe" }}' "$TAG" 2>/dev/null || true)" = "$sum" ]; then
     echo "$TAG up to date"
     return 0
   fi
   local out
   if ! out="$(DOCKER_BUILDKIT="${DOCKER_BUILDKIT:-0}" docker build --quiet \
-    --label "org.chaos-trace.zookeeper.recipe=$sum" -t "$TAG" "$IMAGE_DIR" 2>&1)"; then
+    --build-arg "BASE=$BASE" --label "org.chaos-trace.zookeeper.recipe=$sum" -t "$TAG" "$IMAGE_DIR" 2>&1)"; then
     echo "$out" >&2
     echo "build-zookeeper-image.sh: docker build of $TAG failed" >&2
     exit 5

@@ -519,7 +519,14 @@ pub fn format_listing(listing: &[MBeanListing], width: usize) -> String {
     for m in listing {
         out.push_str(&m.name);
         out.push('\n');
+        let short = |ty: &str| ty.rsplit('.').next().unwrap_or(ty).to_string();
         let w = m.attributes.iter().map(|a| a.0.len()).max().unwrap_or(0);
+        let tw = m
+            .attributes
+            .iter()
+            .map(|a| short(&a.1).len())
+            .max()
+            .unwrap_or(0);
         for (a, ty, rw, v) in &m.attributes {
             let mut text = match v {
                 Value::String(s) => format!("{s:?}"),
@@ -532,9 +539,9 @@ pub fn format_listing(listing: &[MBeanListing], width: usize) -> String {
                     .collect::<String>()
                     + "…";
             }
-            let ty = ty.rsplit('.').next().unwrap_or(ty);
+            let ty = short(ty);
             out.push_str(&format!(
-                "  {a:<w$}  {ty:<10} {}  {text}\n",
+                "  {a:<w$}  {ty:<tw$}  {}  {text}\n",
                 if *rw { "rw" } else { "r " }
             ));
         }
@@ -718,15 +725,15 @@ mod tests {
         let t = format_listing(&l, 20);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines[0], "java.lang:type=Runtime");
-        assert_eq!(lines[1], "  SpecVersion  String     r   \"17\"");
-        assert_eq!(lines[2], "  Uptime       long       r   1234");
+        assert_eq!(lines[1], "  SpecVersion  String   r   \"17\"");
+        assert_eq!(lines[2], "  Uptime       long     r   1234");
         assert!(
-            lines[3].starts_with("  Verbose      boolean    rw  \"xxx"),
+            lines[3].starts_with("  Verbose      boolean  rw  \"xxx"),
             "{t}"
         );
         assert_eq!(
             lines[3].chars().count(),
-            "  Verbose      boolean    rw  ".len() + 20
+            "  Verbose      boolean  rw  ".len() + 20
         );
     }
 
