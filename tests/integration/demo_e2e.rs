@@ -321,6 +321,7 @@ fn example_scenarios_validate() {
         "resource-fault",
         "split-brain",
         "split-brain-2seed",
+        "zookeeper",
     ] {
         assert!(
             names.iter().any(|n| n == want),
