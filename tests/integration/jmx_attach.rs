@@ -13,7 +13,9 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use integration_tests::{bin, require_docker, unique_project, workspace_root, ProjectGuard};
+use integration_tests::{
+    bin, ensure_images, require_docker, unique_project, workspace_root, ProjectGuard, DEMO_IMAGE,
+};
 use serde_json::Value;
 use trace::Event;
 
@@ -77,11 +79,16 @@ pub fn jmx_prereqs() -> bool {
 }
 
 /// Two stock JVMs (a standalone ZooKeeper each): `jvm` accepts attach, `locked` runs with
-/// `-XX:+DisableAttachMechanism`.
+/// `-XX:+DisableAttachMechanism`; and `served`, a demo node whose image serves Jolokia itself.
 fn jvm_compose() -> String {
     format!(
         r#"version: "2.4"
 services:
+  served:
+    image: {DEMO_IMAGE}
+    command: ["cluster"]
+    environment: {{ AKKA_HOST: served, AKKA_PORT: "2552", SEED_NODES: "akka.tcp://S@served:2552", JOLOKIA_PORT: "8778" }}
+    stop_grace_period: 2s
   jvm:
     image: {ZK_IMAGE}
     environment: {{ ZK_ID: "1", ZK_SERVERS: "localhost", ZK_HEAP: "64m" }}
@@ -97,13 +104,15 @@ services:
 /// `recorder run` with `attach = true` on both: `jvm` is attached (event with the JVM's version),
 /// polled (`java.lang:type=Runtime`, and `java.lang:type=MemoryPool,*` as one event per pool) and
 /// its agent stopped at the end; `locked` gives one `attach_disabled` failure event per attempt
-/// while the run goes on and completes.
+/// while the run goes on and completes; `served`, whose port already answers, is reused, not
+/// attached, and its agent (not ours) is not stopped.
 #[test]
 fn attach_reads_a_stock_jvm_and_a_refused_attach_is_an_event() {
     require_docker!();
     if !jmx_prereqs() {
         return;
     }
+    ensure_images();
     let project = unique_project("jmxattach");
     let _guard = ProjectGuard::new(&project);
     let (dir, scenario) = write_scenario(
@@ -115,7 +124,7 @@ fn attach_reads_a_stock_jvm_and_a_refused_attach_is_an_event() {
 stats = false
 
 [sensors.jmx]
-services = ["jvm", "locked"]
+services = ["jvm", "locked", "served"]
 interval = "500ms"
 attach = true
 [[sensors.jmx.mbeans]]
@@ -229,6 +238,20 @@ attributes = ["Usage"]
                 .any(|e| e.kind == "java.lang:type=Runtime" && e.ts_ns > failed_at + 2_000_000_000),
         "jvm was still polled seconds after the locked JVM refused the attach"
     );
+    // --- served: an agent answered already: reused once, never stopped
+    let served: Vec<Value> = of("served")
+        .iter()
+        .filter(|e| e.kind == "attach")
+        .map(|e| data(e))
+        .collect();
+    assert_eq!(served.len(), 1, "{served:#?}");
+    assert_eq!(served[0]["phase"], "reused", "{served:#?}");
+    assert_ne!(
+        served[0]["agent_id"], "chaos-trace-jmx-agent",
+        "{served:#?}"
+    );
+    assert!(served[0]["pid"].is_null(), "{served:#?}");
+
     // the locked JVM's reads are errors (nothing listens), not a stopped sensor
     assert!(
         locked.iter().filter(|e| e.kind == "error").count() >= 5,
