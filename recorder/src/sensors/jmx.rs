@@ -5,7 +5,8 @@
 //! A pattern MBean (`org.apache.ZooKeeperService:*`) gives one event per matching MBean. With
 //! `attach = true`, a container whose port does not answer gets the recorder's agent attached
 //! to its JVM first (`super::attach`), again after a restart, and the agent is stopped when the
-//! sensor stops; every attach step is a `jmx`/`attach` event.
+//! sensor stops; every attach step is a `jmx`/`attach` event. A failed attach is retried every
+//! 10 s, except a refusal that cannot change for that JVM (attach disabled, jar not loadable).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -96,6 +97,14 @@ struct AttachState {
     ours: Option<i64>,
     /// When the last attempt was made (failed attempts are retried after [`RETRY_ATTACH`]).
     at: Instant,
+    /// The failure cannot change for this JVM (attach disabled, jar not loadable): no retry
+    /// until the container restarts.
+    fin: bool,
+}
+
+/// Attach failures that retrying the same JVM cannot fix.
+fn is_final(error_type: &str) -> bool {
+    matches!(error_type, "attach_disabled" | "agent_load_failed")
 }
 
 /// How long after a failed attach the sensor tries again (the JVM may not have started yet).
@@ -127,7 +136,7 @@ impl JmxSensor {
         let due = match lock(&self.attached).get(&c.id) {
             None => true,
             Some(s) if s.init_pid != c.pid => true,
-            Some(s) => !s.ok && s.at.elapsed() >= RETRY_ATTACH,
+            Some(s) => !s.ok && !s.fin && s.at.elapsed() >= RETRY_ATTACH,
         };
         if !due {
             return None;
@@ -144,15 +153,17 @@ impl JmxSensor {
                     ok: true,
                     ours: if a.ours { a.pid } else { None },
                     at: Instant::now(),
+                    fin: false,
                 },
                 a.data,
             ),
-            Err((_, data)) => (
+            Err((e, data)) => (
                 AttachState {
                     init_pid: c.pid,
                     ok: false,
                     ours: None,
                     at: Instant::now(),
+                    fin: is_final(e.error_type),
                 },
                 data,
             ),
