@@ -2,11 +2,13 @@
 # Builds chaos-zookeeper:latest, the image of examples/zookeeper and of the JMX attach tests, in two
 # steps, nothing pulled from an image registry:
 #   1. chaos-zookeeper-base:latest: a minimal Debian rootfs (debootstrap --variant=minbase, the
-#      host's suite and apt mirror) with Debian's `zookeeper` and `openjdk-17-jre-headless`,
-#      imported with `docker import`. Cached: skipped when the image carries the same recipe hash
+#      host's suite and apt mirror) with Debian's ZooKeeper (`libzookeeper-java`: the jars of the
+#      `zookeeper` package, whose own dependency on the full `default-jre` would pull GTK and
+#      Mesa into the image) and `openjdk-17-jre-headless`, imported with `docker import`. Cached: skipped when the image carries the same recipe hash
 #      (packages, suite, mirror, trimming). Cold: about 5 minutes; needs root and debootstrap.
-#   2. chaos-zookeeper:latest: FROM the base, plus examples/zookeeper/image/zk-start (docker
-#      build of examples/zookeeper/image/Dockerfile; seconds).
+#   2. chaos-zookeeper:latest: FROM the base, plus the `zookeeper` user, a console log4j
+#      configuration and examples/zookeeper/image/zk-start (docker build of
+#      examples/zookeeper/image/Dockerfile; seconds).
 # No JMX agent inside: the recorder attaches its own at run time. Needs the docker CLI.
 #
 # Usage: scripts/build-zookeeper-image.sh [--tag NAME:TAG]   (env ZOOKEEPER_IMAGE also sets the tag,
@@ -39,17 +41,17 @@ if [ -z "$MIRROR" ]; then
   MIRROR="$(grep -hs '^deb ' /etc/apt/sources.list | awk '{print $2}' | grep -v security | head -1 || true)"
 fi
 MIRROR="${MIRROR:-http://deb.debian.org/debian}"
-PACKAGES="zookeeper,openjdk-17-jre-headless"
+PACKAGES="libzookeeper-java,openjdk-17-jre-headless"
 
 BASE="${ZOOKEEPER_BASE_IMAGE:-chaos-zookeeper-base:latest}"
 # Bump BASE_RECIPE_VERSION when the debootstrap or trimming steps below change.
-BASE_RECIPE_VERSION=1
+BASE_RECIPE_VERSION=2
 BASE_SUM="$(printf '%s' "$BASE_RECIPE_VERSION $SUITE $MIRROR $PACKAGES" | sha256sum | cut -d' ' -f1)"
 IMAGE_DIR="$ROOT/examples/zookeeper/image"
 
 build_final() {
   local sum
-  sum="$(cat "$IMAGE_DIR/Dockerfile" "$IMAGE_DIR/zk-start" | sha256sum | cut -d' ' -f1)-$BASE_SUM-$BASE"
+  sum="$(cat "$IMAGE_DIR/Dockerfile" "$IMAGE_DIR/zk-start" "$IMAGE_DIR/log4j.properties" | sha256sum | cut -d' ' -f1)-$BASE_SUM-$BASE"
   if [ "$(docker image inspect -f '{{ index .Config.Labels "org.chaos-trace.zookeeper.recipe" }}' "$TAG" 2>/dev/null || true)" = "$sum" ]; then
     echo "$TAG up to date"
     return 0

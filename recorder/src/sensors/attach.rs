@@ -24,6 +24,32 @@ pub(crate) const AGENT_ID: &str = "chaos-trace-jmx-agent";
 const ANSWER_WAIT: Duration = Duration::from_secs(10);
 /// Upper bound of one jattach run (an attach to a JVM with attach disabled takes about 6 s).
 const JATTACH_TIMEOUT: Duration = Duration::from_secs(20);
+/// The youngest JVM the recorder attaches to. jattach wakes the JVM with SIGQUIT, which kills a
+/// process that has not installed the JVM's handler yet (the first instants of its start).
+const MIN_JVM_AGE: Duration = Duration::from_secs(2);
+
+/// How long the host process `pid` has been running (`/proc/<pid>/stat` start time against
+/// `/proc/uptime`); `None` when unreadable.
+pub(crate) fn process_age(pid: i64) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // the command may hold spaces and parentheses: fields start after the last ')'
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let start_ticks: f64 = rest.split_whitespace().nth(19)?.parse().ok()?;
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz <= 0 {
+        return None;
+    }
+    Some(Duration::from_secs_f64(
+        (uptime - start_ticks / hz as f64).max(0.0),
+    ))
+}
 
 /// Why an attach failed: a short `error_type` for event data and a message.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -391,6 +417,11 @@ pub async fn ensure_agent(
     let jvm = find_jvm(docker, container)
         .await
         .map_err(|e| fail(e, None))?;
+    if let Some(age) = process_age(jvm.pid) {
+        if age < MIN_JVM_AGE {
+            tokio::time::sleep(MIN_JVM_AGE - age).await;
+        }
+    }
     upload_agent(docker, container, &jar)
         .await
         .map_err(|e| fail(e, Some(jvm.pid)))?;
@@ -735,6 +766,16 @@ mod tests {
             lines[3].chars().count(),
             "  Verbose      boolean  rw  ".len() + 20
         );
+    }
+
+    #[test]
+    fn process_age_of_this_process() {
+        let me = std::process::id() as i64;
+        let age = process_age(me).expect("own /proc entry");
+        assert!(age < Duration::from_secs(3600), "{age:?}");
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(process_age(me).expect("again") >= age);
+        assert_eq!(process_age(i64::from(i32::MAX)), None);
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! `attach = true`, a container whose port does not answer gets the recorder's agent attached
 //! to its JVM first (`super::attach`), again after a restart, and the agent is stopped when the
 //! sensor stops; every attach step is a `jmx`/`attach` event. A failed attach is retried every
-//! 10 s, except a refusal that cannot change for that JVM (attach disabled, jar not loadable).
+//! 10 s (2 s while no JVM runs yet), except a refusal that cannot change for that JVM (attach
+//! disabled, jar not loadable).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -100,6 +101,8 @@ struct AttachState {
     /// The failure cannot change for this JVM (attach disabled, jar not loadable): no retry
     /// until the container restarts.
     fin: bool,
+    /// When to try again after a failure.
+    retry: Duration,
 }
 
 /// Attach failures that retrying the same JVM cannot fix.
@@ -107,8 +110,10 @@ fn is_final(error_type: &str) -> bool {
     matches!(error_type, "attach_disabled" | "agent_load_failed")
 }
 
-/// How long after a failed attach the sensor tries again (the JVM may not have started yet).
+/// How long after a failed attach the sensor tries again.
 const RETRY_ATTACH: Duration = Duration::from_secs(10);
+/// How long after `no_jvm` (the container's entrypoint has not started its JVM yet).
+const RETRY_NO_JVM: Duration = Duration::from_secs(2);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match m.lock() {
@@ -136,7 +141,7 @@ impl JmxSensor {
         let due = match lock(&self.attached).get(&c.id) {
             None => true,
             Some(s) if s.init_pid != c.pid => true,
-            Some(s) => !s.ok && !s.fin && s.at.elapsed() >= RETRY_ATTACH,
+            Some(s) => !s.ok && !s.fin && s.at.elapsed() >= s.retry,
         };
         if !due {
             return None;
@@ -154,6 +159,7 @@ impl JmxSensor {
                     ours: if a.ours { a.pid } else { None },
                     at: Instant::now(),
                     fin: false,
+                    retry: RETRY_ATTACH,
                 },
                 a.data,
             ),
@@ -164,6 +170,11 @@ impl JmxSensor {
                     ours: None,
                     at: Instant::now(),
                     fin: is_final(e.error_type),
+                    retry: if e.error_type == "no_jvm" {
+                        RETRY_NO_JVM
+                    } else {
+                        RETRY_ATTACH
+                    },
                 },
                 data,
             ),
