@@ -56,7 +56,7 @@ pub(crate) fn process_age(pid: i64) -> Option<Duration> {
 #[error("{message}")]
 pub struct AttachError {
     /// `no_jvm`, `attach_disabled`, `agent_load_failed`, `agent_start_failed`, `attach_failed`,
-    /// `jattach_missing`, `agent_jar_missing`, `copy_failed`, `agent_not_answering`, `no_address`.
+    /// `jattach_missing`, `agent_jar_missing`, `copy_failed`, `agent_not_answering`.
     pub error_type: &'static str,
     pub message: String,
 }
