@@ -335,8 +335,9 @@ fn listens(container: &str, port: u16) -> bool {
 }
 
 /// `recorder jmx` on a running JVM: lists MBeans with attribute types and values, stops the
-/// agent it attached (the JVM keeps running), reuses an agent that answers (a second attach
-/// would find the port taken), and the agent refuses a write and an exec.
+/// agent it attached (the JVM keeps running), reports `agent_start_failed` for a port another
+/// program holds, reuses an agent that answers (a second attach would find the port taken), and
+/// the agent refuses a write and an exec.
 #[test]
 fn recorder_jmx_lists_mbeans_reuses_and_stops_the_agent() {
     require_docker!();
@@ -382,6 +383,15 @@ fn recorder_jmx_lists_mbeans_reuses_and_stops_the_agent() {
         "{out}"
     );
     assert!(out.contains("  ClientPort "), "{out}");
+
+    // --- a port taken by something that is not Jolokia (ZooKeeper's client port): the agent
+    // cannot start, the documented error, and the JVM runs on
+    let (code, _, err) = recorder_jmx(&project, "java.lang:type=Runtime", &["--port", "2181"]);
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("agent_start_failed"), "{err}");
+    assert!(err.contains("return code 102"), "{err}");
+    assert_eq!(java_pid(&name), Some(pid));
+    assert!(listens(&name, 2181), "ZooKeeper stopped serving");
 
     // --- without attach, nothing answers: an error naming the connection
     let (code, _, err) = recorder_jmx(&project, "java.lang:type=Runtime", &["--no-attach"]);

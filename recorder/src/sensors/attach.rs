@@ -55,8 +55,9 @@ pub(crate) fn process_age(pid: i64) -> Option<Duration> {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message}")]
 pub struct AttachError {
-    /// `no_jvm`, `attach_disabled`, `agent_load_failed`, `agent_start_failed`, `attach_failed`,
-    /// `jattach_missing`, `agent_jar_missing`, `copy_failed`, `agent_not_answering`.
+    /// `no_jvm`, `attach_disabled`, `jvm_too_old`, `agent_load_failed`, `agent_start_failed`,
+    /// `attach_failed`, `jattach_missing`, `agent_jar_missing`, `copy_failed`,
+    /// `agent_not_answering`.
     pub error_type: &'static str,
     pub message: String,
 }
@@ -263,18 +264,20 @@ pub(crate) fn classify_jattach(pid: i64, status: Option<i32>, output: &str) -> A
     if out.contains("not found") && out.contains("Process") {
         return AttachError::new("no_jvm", format!("process {pid} is gone: {brief}"));
     }
+    // the instrument agent's codes (JDK InvocationAdapter.c): 100 bad jar, 101 not on the class
+    // path, 102 start failed (agentmain threw, no java.instrument, classes too new for the JVM)
     match code {
         Some(100) => AttachError::new(
             "agent_load_failed",
-            format!("the JVM (pid {pid}) could not load the agent jar (JVM too old: the agent needs Java 8 or later, or the jar is unreadable by the JVM's user): {brief}"),
+            format!("the JVM (pid {pid}) could not open the agent jar (unreadable by the JVM's user, or not an agent jar): {brief}"),
         ),
         Some(101) => AttachError::new(
             "agent_load_failed",
-            format!("the JVM (pid {pid}) lacks the java.instrument module: {brief}"),
+            format!("the JVM (pid {pid}) could not add the agent jar to its class path: {brief}"),
         ),
         Some(c) if c != 0 => AttachError::new(
             "agent_start_failed",
-            format!("the agent did not start in the JVM (pid {pid}), return code {c} (port taken by another program?): {brief}"),
+            format!("the agent did not start in the JVM (pid {pid}), return code {c}: the port taken by a program that is not Jolokia, a runtime without the java.instrument module, or a JVM older than Java 8 (the JVM's stderr says which): {brief}"),
         ),
         _ => AttachError::new(
             "attach_failed",
@@ -286,10 +289,47 @@ pub(crate) fn classify_jattach(pid: i64, status: Option<i32>, output: &str) -> A
 /// Runs `jattach <pid> load instrument false <jar in container>=<arg>`.
 pub async fn jattach_load(pid: i64, arg: &str) -> Result<(), AttachError> {
     let agent = format!("{AGENT_DIR}/{AGENT_FILE}={arg}");
+    jattach(pid, &["load", "instrument", "false", &agent])
+        .await
+        .map(|_| ())
+}
+
+/// The JVM's name and version from its system properties (`jattach <pid> properties`, which
+/// loads nothing): `{VmName, VmVersion, SpecVersion}` (the keys of `java.lang:type=Runtime`).
+pub async fn jvm_properties(pid: i64) -> Result<Value, AttachError> {
+    let out = jattach(pid, &["properties"]).await?;
+    Ok(parse_properties(&out))
+}
+
+/// `{VmName, VmVersion, SpecVersion}` from `key=value` lines (`null` for missing keys).
+pub(crate) fn parse_properties(text: &str) -> Value {
+    let get = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k)?.strip_prefix('='))
+            .map(|v| Value::from(v.trim()))
+            .unwrap_or(Value::Null)
+    };
+    json!({
+        "VmName": get("java.vm.name"),
+        "VmVersion": get("java.vm.version"),
+        "SpecVersion": get("java.specification.version"),
+    })
+}
+
+/// Whether a `java.specification.version` is older than Java 8 (`1.7`, `1.6` …), which the
+/// agent's classes (`--release 8`) do not run on.
+pub(crate) fn too_old(spec_version: &str) -> bool {
+    match spec_version.strip_prefix("1.") {
+        Some(minor) => minor.parse::<u32>().map(|m| m < 8).unwrap_or(false),
+        None => false,
+    }
+}
+
+/// Runs jattach with `args` on `pid`; its output when it reports success.
+async fn jattach(pid: i64, args: &[&str]) -> Result<String, AttachError> {
     let mut cmd = tokio::process::Command::new("jattach");
     cmd.arg(pid.to_string())
-        .args(["load", "instrument", "false"])
-        .arg(&agent)
+        .args(args)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
     let out = match tokio::time::timeout(JATTACH_TIMEOUT, cmd.output()).await {
@@ -318,13 +358,14 @@ pub async fn jattach_load(pid: i64, arg: &str) -> Result<(), AttachError> {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    // `load` reports the agent's own result as `return code: N`; other commands have none
     let code_ok = text
         .lines()
         .find_map(|l| l.trim().strip_prefix("return code:"))
         .map(|c| c.trim() == "0")
-        .unwrap_or(false);
+        .unwrap_or(true);
     if out.status.success() && code_ok {
-        Ok(())
+        Ok(text)
     } else {
         Err(classify_jattach(pid, out.status.code(), &text))
     }
@@ -421,6 +462,21 @@ pub async fn ensure_agent(
         if age < MIN_JVM_AGE {
             tokio::time::sleep(MIN_JVM_AGE - age).await;
         }
+    }
+    let props = jvm_properties(jvm.pid)
+        .await
+        .map_err(|e| fail(e, Some(jvm.pid)))?;
+    if let Some(v) = props["SpecVersion"].as_str().filter(|v| too_old(v)) {
+        let e = AttachError::new(
+            "jvm_too_old",
+            format!(
+                "the JVM (pid {}) is Java {v}: the agent needs Java 8 or later",
+                jvm.pid
+            ),
+        );
+        let (e, mut d) = fail(e, Some(jvm.pid));
+        d["jvm"] = props;
+        return Err((e, d));
     }
     upload_agent(docker, container, &jar)
         .await
@@ -779,6 +835,26 @@ mod tests {
     }
 
     #[test]
+    fn jvm_properties_and_age() {
+        let out = "Connected to remote JVM\nJVM response code = 0\n#Tue Dec 01 11:29:04 UTC 2026\njava.specification.version=17\njava.vm.name=OpenJDK 64-Bit Server VM\njava.vm.version=17.0.15+6-Debian-1deb12u1\n";
+        assert_eq!(
+            parse_properties(out),
+            json!({"VmName": "OpenJDK 64-Bit Server VM", "VmVersion": "17.0.15+6-Debian-1deb12u1", "SpecVersion": "17"})
+        );
+        assert_eq!(parse_properties("")["SpecVersion"], Value::Null);
+        for (v, old) in [
+            ("1.6", true),
+            ("1.7", true),
+            ("1.8", false),
+            ("9", false),
+            ("17", false),
+            ("", false),
+        ] {
+            assert_eq!(too_old(v), old, "{v}");
+        }
+    }
+
+    #[test]
     fn classifies_jattach_failures() {
         let e = classify_jattach(
             42,
@@ -798,6 +874,7 @@ mod tests {
         let e = classify_jattach(42, Some(102), out);
         assert_eq!(e.error_type, "agent_start_failed");
         assert!(e.message.contains("return code 102"), "{e}");
+        assert!(e.message.contains("java.instrument"), "{e}");
     }
 
     /// The archive is a valid ustar file that `tar` lists and extracts byte for byte.

@@ -107,7 +107,10 @@ struct AttachState {
 
 /// Attach failures that retrying the same JVM cannot fix.
 fn is_final(error_type: &str) -> bool {
-    matches!(error_type, "attach_disabled" | "agent_load_failed")
+    matches!(
+        error_type,
+        "attach_disabled" | "agent_load_failed" | "jvm_too_old"
+    )
 }
 
 /// How long after a failed attach the sensor tries again.
