@@ -224,6 +224,10 @@ pub struct JmxConfig {
     /// network by name). Keeps the sensor off a network that a fault cuts.
     #[serde(default)]
     pub networks: Vec<Spanned<String>>,
+    /// When no agent answers on `port`, attach the recorder's agent to the container's JVM
+    /// (HotSpot attach through `jattach`; see docs/sensors.md). Default false.
+    #[serde(default)]
+    pub attach: bool,
 }
 
 fn jmx_port() -> u16 {
