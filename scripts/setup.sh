@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks for the tests and the demo: host tools the recorder drives
 # (iptables, tc, nsenter, tcpdump), tshark for the packet reference test, Debian's jolokia-core jar
-# for the Jolokia conformance test, the Python packages of the compatibility test, and a running
-# Docker engine. Idempotent and quiet when all is there.
+# for the Jolokia conformance test, Chromium for the HTML report test, the Python packages of the
+# compatibility test, and a running Docker engine. Idempotent and quiet when all is there.
 #
 # Usage: scripts/setup.sh [--host-tools]   (--host-tools: only what recording needs: iptables,
 #                                           iproute2, util-linux, tcpdump, and the engine)
@@ -22,6 +22,8 @@ if [ "$HOST_TOOLS_ONLY" = 0 ]; then
   # The real Jolokia request handler for the live conformance test (sensors/tests/jolokia_real.rs).
   [ -f /usr/share/java/jolokia-core.jar ] || need_apt+=(libjolokia-core-java)
   command -v javac >/dev/null 2>&1 || need_apt+=(default-jdk-headless)
+  # headless browser of the HTML report test (tests/integration/report_html.rs)
+  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}" >&2

@@ -127,3 +127,118 @@ pub(crate) struct LogScope {
     pub log: StateLog,
     pub scope: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{compile, Runner, Selection, SourceFile, Verdict};
+    use trace::Event;
+
+    const SPEC: &str = r#"
+monitor flip {
+  state a { on log "stdout" where message == "x" => goto b }
+  state b {
+    on log "stdout" where message == "x" => goto a
+    on log "stdout" where message == "stop" => fail "stopped"
+  }
+}
+experiment E {
+  expect flip within 1h
+}
+"#;
+
+    fn run(record: bool) -> (crate::Report, Vec<super::InstanceHistory>) {
+        let spec = compile(&[SourceFile::new("t.spec", SPEC)], &|_, _| None)
+            .unwrap_or_else(|d| panic!("{}", d.render()));
+        let mut r = Runner::new(&spec, &Selection::default()).unwrap_or_else(|e| panic!("{e}"));
+        let log = record.then(|| r.record_states());
+        let mut seq = 0;
+        for i in 0..50 {
+            let msg = if i == 49 { "stop" } else { "x" };
+            let mut e = Event::new(1_000 + i * 10, "log", "stdout").message(msg);
+            seq += 1;
+            e.seq = seq;
+            r.observe(&e.as_ref());
+        }
+        let rep = r.finish(10_000);
+        (rep, log.map(|l| l.histories()).unwrap_or_default())
+    }
+
+    #[test]
+    fn recording_keeps_every_state_the_explanation_path_does_not() {
+        let (rep, hs) = run(true);
+        // the monitor `flip` and the experiment's expect step each ran one instance
+        assert_eq!(hs.len(), 2, "{hs:?}");
+        let m = hs
+            .iter()
+            .find(|h| h.scope == "flip")
+            .expect("flip recorded");
+        // 49 flips: the initial state and 49 more, beyond the explanation's 32
+        assert_eq!(m.states.len(), 50);
+        assert_eq!(m.states[0].state, "a");
+        assert_eq!(m.states[0].from_ns, 1_000);
+        assert_eq!(m.states[1].from_ns, 1_000);
+        assert_eq!(m.states[48].state, "a");
+        assert_eq!(m.states[49].state, "b");
+        // every span ends where the next begins; the last where the instance decided
+        for w in m.states.windows(2) {
+            assert_eq!(w[0].to_ns, Some(w[1].from_ns));
+        }
+        assert_eq!(m.states[49].to_ns, Some(1_490));
+        assert_eq!(m.verdict, Some(Verdict::Fail));
+        assert_eq!(m.decided_ns, Some(1_490));
+        let e = hs
+            .iter()
+            .find(|h| h.scope == "experiment E step 1")
+            .expect("step recorded");
+        assert_eq!(e.states.len(), 50);
+        assert_eq!(e.verdict, Some(Verdict::Fail));
+        let path = rep.monitors[0]
+            .explanation
+            .as_ref()
+            .map(|x| x.path.len())
+            .unwrap_or(0);
+        assert!(path < 49, "the explanation path is bounded ({path})");
+    }
+
+    #[test]
+    fn recording_does_not_change_the_verdicts() {
+        let (with, _) = run(true);
+        let (without, hs) = run(false);
+        assert!(hs.is_empty());
+        assert_eq!(with, without);
+    }
+
+    #[test]
+    fn a_decision_ends_the_last_state_with_its_verdict() {
+        let spec = compile(&[SourceFile::new("t.spec", SPEC)], &|_, _| None)
+            .unwrap_or_else(|d| panic!("{}", d.render()));
+        let sel = Selection {
+            monitors: vec!["flip".into()],
+            experiments: vec![],
+        };
+        let mut r = Runner::new(&spec, &sel).unwrap_or_else(|e| panic!("{e}"));
+        let log = r.record_states();
+        for (i, msg) in ["x", "stop"].into_iter().enumerate() {
+            let mut e = Event::new(100 + i as i64, "log", "stdout").message(msg);
+            e.seq = 7 + i as u64;
+            r.observe(&e.as_ref());
+        }
+        let rep = r.finish(1_000);
+        assert_eq!(rep.verdict, Verdict::Fail);
+        let hs = log.histories();
+        assert_eq!(hs.len(), 1);
+        let h = &hs[0];
+        assert_eq!(h.verdict, Some(Verdict::Fail));
+        assert_eq!(h.decided_ns, Some(101));
+        assert_eq!(h.decided_by_seq, Some(8));
+        let spans: Vec<(&str, i64, Option<i64>, Option<u64>)> = h
+            .states
+            .iter()
+            .map(|s| (s.state.as_str(), s.from_ns, s.to_ns, s.entered_by_seq))
+            .collect();
+        assert_eq!(
+            spans,
+            vec![("a", 100, Some(100), None), ("b", 100, Some(101), Some(7))]
+        );
+    }
+}

@@ -17,7 +17,7 @@
   const $ = (id) => document.getElementById(id);
   const COLORS = { accept: "#2e9d5b", fail: "#d64545", inconclusive: "#d9a21b", none: "#9aa0a6" };
   const FAULT = "#8a5cf5";
-  const GUTTER = 180;
+  const GUTTER = 220;
   const origin = D.origin;
 
   // ---------- time ----------
@@ -59,8 +59,8 @@
   $("text-report-body").textContent = D.text_report;
 
   // ---------- layout ----------
-  // rows from top to bottom: axis, recorder/faults lane, each service with its series,
-  // packet pairs, monitor instances
+  // rows from top to bottom: axis, recorder/faults lane, monitor instances, each service with
+  // its series, packet pairs
   const rows = [];
   let y = 0;
   function addRow(r, h) {
@@ -77,24 +77,30 @@
     if (!seriesByLane.has(s.lane)) seriesByLane.set(s.lane, []);
     seriesByLane.get(s.lane).push(s);
   });
-  D.lanes.forEach((name, i) => {
+  function addLane(i) {
     const start = y;
-    laneRows[i] = addRow({ type: "lane", lane: i, label: name }, i === 0 ? 46 : 30);
-    (seriesByLane.get(i) || []).forEach((s) => addRow({ type: "series", lane: i, series: s, label: s.name }, 28));
+    laneRows[i] = addRow({ type: "lane", lane: i, label: D.lanes[i] }, i === 0 ? 46 : 30);
+    (seriesByLane.get(i) || []).forEach((s) => addRow({ type: "series", lane: i, series: s, label: s.name }, 22));
     laneRows[i].top = start;
     laneRows[i].bottom = y;
-  });
+  }
+  // the recorder's lane (steps, faults), then the monitors' states, then the services
+  addLane(0);
+  if (D.bands.length) {
+    addRow({ type: "header", label: "monitor instances" }, 20);
+    D.bands.forEach((b) => {
+      // `experiment E step N` is shown as `N.`: the steps lane above names the experiment
+      const step = /^experiment .* step (\d+)$/.exec(b.scope);
+      const label = step ? step[1] + ". " + b.monitor : b.scope === b.monitor ? b.monitor : b.scope + ": " + b.monitor;
+      addRow({ type: "band", band: b, label: b.key ? label + " [" + b.key + "]" : label }, 20);
+    });
+  }
+  addRow({ type: "header", label: "services" }, 20);
+  for (let i = 1; i < D.lanes.length; i++) addLane(i);
   const pairs = Object.keys(D.packets);
   if (pairs.length) {
     addRow({ type: "header", label: "packets per service pair" }, 20);
     pairs.forEach((p) => addRow({ type: "packets", key: p, label: p }, 16));
-  }
-  if (D.bands.length) {
-    addRow({ type: "header", label: "monitor instances" }, 20);
-    D.bands.forEach((b) => {
-      const label = b.scope === b.monitor ? b.monitor : b.scope + ": " + b.monitor;
-      addRow({ type: "band", band: b, label: b.key ? label + " [" + b.key + "]" : label }, 20);
-    });
   }
   const totalH = y + 6;
 
@@ -354,7 +360,7 @@
       ctx.fillRect(x0, r.y + r.h - 4, x1 - x0, 2);
       ctx.fillStyle = "#1f2328";
       ctx.fillText(clipText(name, x1 - x0 - 4), Math.max(x0, GUTTER) + 2, r.y + r.h / 2);
-      hit(x0, x1, r.y, r.y + r.h, b.monitor + (b.key ? " [" + b.key + "]" : "") + "\nstate " + name + " from " +
+      hit(x0, x1, r.y, r.y + r.h, b.scope + "\n" + b.monitor + (b.key ? " [" + b.key + "]" : "") + "\nstate " + name + " from " +
         offset(rel(from)) + (to == null ? " to the end" : " to " + offset(rel(end))) +
         (k === b.states.length - 1 && b.verdict ? "\n" + b.verdict + " at " + offset(rel(b.decided)) : ""), null, from);
     });
@@ -664,7 +670,15 @@
     $("f-count").textContent = filtered.length.toLocaleString("en") + " of " + D.table.length.toLocaleString("en") +
       " events" + (D.table_partial ? " (the table holds the events around decisions, faults and the run's own events of this big trace)" : "");
     spacer.style.height = filtered.length * ROW + "px";
+    // the selected event stays in sight when the range or the filters change
+    const idx = selectedSeq == null ? -1 : filtered.findIndex((x) => x.seq === selectedSeq);
+    if (idx >= 0) showIndex(idx);
     renderRows();
+  }
+  function showIndex(idx) {
+    if (idx * ROW < table.scrollTop || idx * ROW > table.scrollTop + table.clientHeight - ROW) {
+      table.scrollTop = Math.max(0, idx * ROW - table.clientHeight / 3);
+    }
   }
   function cell(text) {
     const s = document.createElement("span");
@@ -723,9 +737,7 @@
         (r.msg != null ? "\n\nmessage:\n" + r.msg : "") + (data != null ? "\n\ndata:\n" + data : "");
       if (!filtered.some((x) => x.seq === seq)) refreshTable();
       const idx = filtered.findIndex((x) => x.seq === seq);
-      if (idx >= 0 && (idx * ROW < table.scrollTop || idx * ROW > table.scrollTop + table.clientHeight - ROW)) {
-        table.scrollTop = Math.max(0, idx * ROW - table.clientHeight / 3);
-      }
+      if (idx >= 0) showIndex(idx);
     }
     renderRows();
     draw();
