@@ -103,8 +103,8 @@ fn report_sample(experiment: &str, out: &Path) -> Output {
     ])
 }
 
-/// The deciding event's seq as `analyzer check` (text) names it.
-fn deciding_seq(experiment: &str) -> String {
+/// The text report of `analyzer check` and the deciding event's seq it names.
+fn check_text(experiment: &str) -> (String, String) {
     let o = run(&[
         "check",
         &p("traces/sample-split-brain"),
@@ -115,13 +115,24 @@ fn deciding_seq(experiment: &str) -> String {
         "--experiment",
         experiment,
     ]);
-    let s = text(&o);
+    let s = String::from_utf8_lossy(&o.stdout).into_owned();
     let line = s
         .lines()
         .find(|l| l.trim_start().starts_with("deciding event:"))
         .unwrap_or_else(|| panic!("no deciding event in {s}"));
     let after = line.split(" seq ").nth(1).expect("seq in the line");
-    after.split_whitespace().next().unwrap_or("").to_string()
+    let seq = after.split_whitespace().next().unwrap_or("").to_string();
+    (s, seq)
+}
+
+/// The data block of a report page.
+fn page_data(html: &str) -> serde_json::Value {
+    let block = html
+        .split("<script type=\"application/json\" id=\"report-data\">")
+        .nth(1)
+        .and_then(|s| s.split("</script>").next())
+        .expect("data block");
+    serde_json::from_str(block).expect("data block is JSON")
 }
 
 #[test]
@@ -163,7 +174,19 @@ fn failing_experiment_report_opens_on_its_failure_and_explains_it() {
     let out = tmp.path().join("fail.html");
     let o = report_sample("ClusterSurvivesPartition", &out);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    let seq = deciding_seq("ClusterSurvivesPartition");
+    let (check, seq) = check_text("ClusterSurvivesPartition");
+    // the page judged the trace exactly as `check` does: the same text report
+    let html = std::fs::read_to_string(&out).expect("report written");
+    let data = page_data(&html);
+    assert_eq!(data["text_report"].as_str(), Some(check.as_str()));
+    assert_eq!(data["verdict"], "fail");
+    // every state of every instance: the failing step's band ends in `holding` where it failed
+    let bands = data["bands"].as_array().expect("bands");
+    let failing: Vec<_> = bands.iter().filter(|b| b["verdict"] == "fail").collect();
+    assert_eq!(failing.len(), 1, "{bands:?}");
+    let states = failing[0]["states"].as_array().expect("states");
+    assert_eq!(states.last().and_then(|s| s[0].as_str()), Some("holding"));
+    assert_eq!(states.last().map(|s| &s[2]), Some(&failing[0]["decided"]));
     let Some(browser) = chromium() else { return };
     let d = dom(&browser, &out);
     assert_clean(&d);

@@ -293,11 +293,9 @@ impl Collector {
             }
         }
         match phase.as_str() {
-            "reverted" | "cleared" => {
-                if self.open_faults.contains_key(&id) {
-                    self.close(&id, ev.ts_ns, &phase);
-                    return;
-                }
+            "reverted" | "cleared" if self.open_faults.contains_key(&id) => {
+                self.close(&id, ev.ts_ns, &phase);
+                return;
             }
             "reapplied" => return,
             _ => {}

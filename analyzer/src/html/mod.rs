@@ -289,13 +289,15 @@ pub fn render(
         include_packets: t.has_packets(),
         ..Default::default()
     };
+    // packets are drawn always, judged only when a monitor can match them (as `check` does)
+    let judge_packets = runner.may_observe("packet");
     let mut last = None;
     let mut judged = 0u64;
     for batch in t.events(&read)? {
         let batch = batch?;
         for ev in batch.iter() {
             col.add(&ev);
-            if cutoff.is_none_or(|c| ev.ts_ns < c) {
+            if cutoff.is_none_or(|c| ev.ts_ns < c) && (judge_packets || ev.source != "packet") {
                 runner.observe(&ev);
                 judged += 1;
                 last = Some(ev.ts_ns);

@@ -432,6 +432,7 @@
         ctx.fill();
       }
       hit(x - 9, x + 9, 26, 42, "failure " + (k + 1) + ": " + f.title + "\n" + (f.lines[0] || ""), f.seq, f.at);
+      hits[hits.length - 1].failure = k;
     });
   }
 
@@ -584,6 +585,10 @@
     const x = e.clientX - rect.left, yy = e.clientY - rect.top;
     if (x < GUTTER) return;
     const h = hitAt(x, yy);
+    if (h && h.failure != null) {
+      selectFailure(h.failure);
+      return;
+    }
     if (h && h.seq != null) {
       selectSeq(h.seq, true);
       return;
@@ -620,8 +625,9 @@
     $("expl-text").textContent = f.lines.join("\n");
     document.body.dataset.failure = String(k + 1);
     if (f.at != null) {
-      const w = Math.max((full[1] - full[0]) / 6, 1e-3);
-      focusOn(f.at, w);
+      // enough around it to see what led there: 30 s, or a twentieth of a long trace
+      const span = full[1] - full[0];
+      focusOn(f.at, Math.min(span * 1.02, Math.max(span / 20, 30)));
       cursor = f.at;
     }
     if (f.seq != null) selectSeq(f.seq, false);
@@ -749,5 +755,7 @@
   resize();
   refreshTable();
   if (D.failures.length) selectFailure(0);
+  // time from navigation to a drawn page (docs/performance.md quotes it)
+  document.body.dataset.renderMs = String(Math.round(performance.now()));
   document.body.dataset.ready = "1";
 })();
