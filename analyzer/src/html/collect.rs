@@ -21,6 +21,10 @@ pub const TABLE_IMPORTANT: usize = 5_000;
 /// Characters of a message and of `data` kept per table event.
 pub const MESSAGE_CHARS: usize = 2_000;
 pub const DATA_CHARS: usize = 6_000;
+/// Bytes of table events gathered while reading (the events around decisions have as much
+/// again, [`AROUND_BYTES`]): with the rest of the page the file stays well under 20 MB.
+pub const TABLE_BYTES: usize = 8_000_000;
+pub const AROUND_BYTES: usize = 6_000_000;
 /// Numeric series drawn at most.
 pub const MAX_SERIES: usize = 120;
 
@@ -44,6 +48,15 @@ fn cut(s: &str, n: usize) -> String {
 }
 
 impl Row {
+    /// About the bytes it takes in the page.
+    pub fn size(&self) -> usize {
+        64 + self.src.len()
+            + self.kind.len()
+            + self.svc.as_ref().map_or(0, String::len)
+            + self.msg.as_ref().map_or(0, String::len)
+            + self.data.as_ref().map_or(0, String::len)
+    }
+
     pub fn of(ev: &EventRef<'_>) -> Row {
         Row {
             t: ev.ts_ns,
@@ -168,6 +181,7 @@ pub struct Collector {
     series: HashMap<(usize, String), SeriesAcc>,
     named_series: Vec<regex::Regex>,
     table: Vec<Row>,
+    table_bytes: usize,
     table_all: bool,
 }
 
@@ -200,6 +214,7 @@ impl Collector {
             series: HashMap::new(),
             named_series,
             table: Vec::new(),
+            table_bytes: 0,
             table_all: expected_events <= TABLE_ALL,
         };
         c.lane("recorder · faults");
@@ -234,8 +249,16 @@ impl Collector {
         let b = self.bucket(ev.ts_ns);
         self.all_buckets.entry(lane).or_default().add(b);
         let important = matches!(ev.source, "fault" | "note" | "recorder" | "docker");
-        if self.table_all || (important && self.table.len() < TABLE_IMPORTANT) {
-            self.table.push(Row::of(ev));
+        if (self.table_all || (important && self.table.len() < TABLE_IMPORTANT))
+            && self.table_bytes < TABLE_BYTES
+        {
+            let row = Row::of(ev);
+            self.table_bytes += row.size();
+            self.table.push(row);
+            if self.table_bytes >= TABLE_BYTES {
+                // too big to hold every event: the events around decisions are added instead
+                self.table_all = false;
+            }
         }
         match ev.source {
             "log" => {
@@ -599,6 +622,33 @@ mod tests {
         let cpu = &r.series[0];
         assert_eq!(cpu.points.len(), 3);
         assert_eq!(cpu.points[2].3, 5.0);
+    }
+
+    #[test]
+    fn the_table_stops_at_its_byte_budget_and_says_it_is_partial() {
+        let n = 1_200;
+        let mut c = Collector::new(&["a".into()], 0, 1_000_000, n, vec![]);
+        let msg = "m".repeat(MESSAGE_CHARS * 2);
+        let data = serde_json::json!({ "blob": "d".repeat(DATA_CHARS * 2) });
+        for i in 0..n {
+            let mut e = Event::new(i as i64, "log", "stdout")
+                .service("a")
+                .message(msg.clone())
+                .data(&data);
+            e.seq = i;
+            c.add(&e.as_ref());
+        }
+        assert!(!c.table_is_complete());
+        let r = c.finish();
+        assert!(r.table_partial);
+        let bytes: usize = r.table.iter().map(Row::size).sum();
+        assert!(
+            bytes >= TABLE_BYTES && bytes < TABLE_BYTES + 10_000,
+            "{bytes}"
+        );
+        assert!(r.table.len() < n as usize);
+        // every event still counts in the lanes
+        assert_eq!(r.log_buckets[&1].iter().map(|b| b.1).sum::<u32>(), n as u32);
     }
 
     #[test]

@@ -10,7 +10,7 @@ pub mod collect;
 
 use crate::check::{load_spec, report as reporters, Judged};
 use crate::{exit, Error};
-use collect::{Collector, Row};
+use collect::{Collector, Row, AROUND_BYTES};
 use monitor::{InstanceHistory, Report, Runner, Selection, Spec, Verdict};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -487,7 +487,11 @@ fn around_decisions(t: &Trace, r: &Report) -> Result<Vec<Row>, Error> {
     times.dedup();
     times.truncate(200);
     let mut rows = Vec::new();
+    let mut bytes = 0;
     for ts in times {
+        if bytes >= AROUND_BYTES {
+            break;
+        }
         // before: the last AROUND events of the preceding seconds
         let before = ReadOptions {
             since_ns: Some(ts.saturating_sub(2_000_000_000)),
@@ -504,6 +508,7 @@ fn around_decisions(t: &Trace, r: &Report) -> Result<Vec<Row>, Error> {
                 }
             }
         }
+        bytes += ring.iter().map(Row::size).sum::<usize>();
         rows.extend(ring);
         let after = ReadOptions {
             since_ns: Some(ts),
@@ -514,7 +519,9 @@ fn around_decisions(t: &Trace, r: &Report) -> Result<Vec<Row>, Error> {
         'after: for b in t.events(&after)? {
             let b = b?;
             for ev in b.iter() {
-                rows.push(Row::of(&ev));
+                let row = Row::of(&ev);
+                bytes += row.size();
+                rows.push(row);
                 n += 1;
                 if n >= AROUND {
                     break 'after;

@@ -77,9 +77,11 @@
     if (!seriesByLane.has(s.lane)) seriesByLane.set(s.lane, []);
     seriesByLane.get(s.lane).push(s);
   });
+  // one row of steps per experiment in the recorder's lane, the faults under them
+  const experiments = [...new Set(D.steps.map((s) => s.experiment))];
   function addLane(i) {
     const start = y;
-    laneRows[i] = addRow({ type: "lane", lane: i, label: D.lanes[i] }, i === 0 ? 46 : 30);
+    laneRows[i] = addRow({ type: "lane", lane: i, label: D.lanes[i] }, i === 0 ? 26 + 19 * Math.max(1, experiments.length) : 30);
     (seriesByLane.get(i) || []).forEach((s) => addRow({ type: "series", lane: i, series: s, label: s.name }, 22));
     laneRows[i].top = start;
     laneRows[i].bottom = y;
@@ -253,26 +255,28 @@
       const x0 = Xt(s.start), x1 = Math.max(Xt(end), x0 + 2);
       if (x1 < GUTTER || x0 > W) return;
       const c = COLORS[s.verdict || "none"];
+      const sy = r.y + 3 + 19 * experiments.indexOf(s.experiment);
       ctx.fillStyle = c + "33";
-      ctx.fillRect(x0, r.y + 3, x1 - x0, 17);
+      ctx.fillRect(x0, sy, x1 - x0, 17);
       ctx.fillStyle = c;
-      ctx.fillRect(x0, r.y + 3, 2, 17);
+      ctx.fillRect(x0, sy, 2, 17);
       ctx.fillStyle = "#1f2328";
       const label = (s.index + 1) + ". " + s.text;
-      ctx.fillText(clipText(label, x1 - x0 - 6), x0 + 5, r.y + 12);
-      hit(x0, x1, r.y + 3, r.y + 20, "step " + (s.index + 1) + " of " + s.experiment + " (" + s.kind + "): " + s.text +
+      ctx.fillText(clipText(label, x1 - x0 - 6), x0 + 5, sy + 9);
+      hit(x0, x1, sy, sy + 17, "step " + (s.index + 1) + " of " + s.experiment + " (" + s.kind + "): " + s.text +
         "\nverdict: " + (s.verdict || "not reached") + (s.reason ? "\n" + s.reason : "") +
         "\n" + offset(rel(s.start)) + " → " + offset(rel(end)), null, s.start);
     });
+    const fy = r.y + r.h - 22;
     D.faults.forEach((f) => {
       const x0 = Xt(f.start);
       const x1 = f.end == null ? Xt(D.t1) : Math.max(Xt(f.end), x0 + 3);
       if (x1 < GUTTER || x0 > W) return;
       ctx.fillStyle = f.phase === "failed" ? COLORS.fail : FAULT;
-      ctx.fillRect(x0, r.y + 24, x1 - x0, 17);
+      ctx.fillRect(x0, fy, x1 - x0, 17);
       ctx.fillStyle = "#fff";
-      ctx.fillText(clipText(f.label, x1 - x0 - 6), x0 + 4, r.y + 33);
-      hit(x0, x1, r.y + 24, r.y + 41, "fault " + f.label + "\n" + f.phase + " at " + offset(rel(f.start)) +
+      ctx.fillText(clipText(f.label, x1 - x0 - 6), x0 + 4, fy + 9);
+      hit(x0, x1, fy, fy + 17, "fault " + f.label + "\n" + f.phase + " at " + offset(rel(f.start)) +
         (f.end == null ? ", still active at the end" : f.end === f.start ? "" : ", until " + offset(rel(f.end)) +
           (f.closed_by ? " (" + f.closed_by + ")" : "")), f.seq, f.start);
     });
@@ -627,7 +631,9 @@
     if (f.at != null) {
       // enough around it to see what led there: 30 s, or a twentieth of a long trace
       const span = full[1] - full[0];
-      focusOn(f.at, Math.min(span * 1.02, Math.max(span / 20, 30)));
+      const w = Math.max(span / 20, 30);
+      if (w >= span * 0.8) setView(full[0], full[1]);
+      else focusOn(f.at, w);
       cursor = f.at;
     }
     if (f.seq != null) selectSeq(f.seq, false);
