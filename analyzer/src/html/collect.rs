@@ -643,7 +643,7 @@ mod tests {
         assert!(r.table_partial);
         let bytes: usize = r.table.iter().map(Row::size).sum();
         assert!(
-            bytes >= TABLE_BYTES && bytes < TABLE_BYTES + 10_000,
+            (TABLE_BYTES..TABLE_BYTES + 10_000).contains(&bytes),
             "{bytes}"
         );
         assert!(r.table.len() < n as usize);
