@@ -4,7 +4,7 @@
 "use strict";
 
 (function () {
-  // errors of this page are shown on it (and read by the tests)
+  // errors of this page (script errors, console.error) are shown on it and read by the tests
   const errorBox = document.getElementById("errors");
   function showError(msg) {
     errorBox.hidden = false;
@@ -12,6 +12,11 @@
   }
   window.addEventListener("error", (e) => showError("error: " + e.message));
   window.addEventListener("unhandledrejection", (e) => showError("error: " + e.reason));
+  const consoleError = console.error.bind(console);
+  console.error = (...args) => {
+    showError("console: " + args.join(" "));
+    consoleError(...args);
+  };
 
   const D = JSON.parse(document.getElementById("report-data").textContent);
   const $ = (id) => document.getElementById(id);
