@@ -71,6 +71,32 @@ fn dom(browser: &Path, page: &Path) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// The rendered table rows as `(seq, [cells])`.
+fn table_rows(dom: &str) -> Vec<(String, Vec<String>)> {
+    let rows = dom
+        .split("<div id=\"table-rows\"")
+        .nth(1)
+        .and_then(|s| s.split("<div id=\"detail\"").next())
+        .unwrap_or("");
+    rows.split("<div class=\"row")
+        .skip(1)
+        .map(|r| {
+            let seq = r
+                .split("data-seq=\"")
+                .nth(1)
+                .and_then(|s| s.split('"').next())
+                .unwrap_or("")
+                .to_string();
+            let cells = r
+                .split("<span>")
+                .skip(1)
+                .map(|c| c.split("</span>").next().unwrap_or("").to_string())
+                .collect();
+            (seq, cells)
+        })
+        .collect()
+}
+
 /// The page ran to its end without a script error.
 fn assert_clean(dom: &str) {
     assert!(
@@ -370,4 +396,62 @@ fn check_html_writes_one_report_per_trace() {
         let h = std::fs::read_to_string(many.join(name)).expect(name);
         assert!(h.contains("\"verdict\":\"fail\""), "{name}");
     }
+}
+
+#[test]
+fn table_filters_and_selection_follow_the_link() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("fail.html");
+    let o = report_sample("ClusterSurvivesPartition", &out);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let Some(browser) = chromium() else { return };
+    // every log line of right-a mentioning "Cluster Node", over the whole trace
+    let page = PathBuf::from(format!(
+        "{}#service=right-a&source=log&search=cluster%20node&all=1",
+        out.display()
+    ));
+    let d = dom(&browser, &page);
+    assert_clean(&d);
+    let rows = table_rows(&d);
+    assert!(!rows.is_empty(), "no rows");
+    for (seq, cells) in &rows {
+        // offset, time, seq, source, service, kind, message
+        assert_eq!(cells[3], "log", "seq {seq}: {cells:?}");
+        assert_eq!(cells[4], "right-a", "seq {seq}: {cells:?}");
+        assert!(
+            cells[6].to_lowercase().contains("cluster node"),
+            "{cells:?}"
+        );
+    }
+    // the count says how many of all matched; the sample's own log lines agree
+    let html = std::fs::read_to_string(&out).expect("report");
+    let data = page_data(&html);
+    let expected = data["table"]
+        .as_array()
+        .expect("table")
+        .iter()
+        .filter(|r| {
+            r["src"] == "log"
+                && r["svc"] == "right-a"
+                && r["msg"]
+                    .as_str()
+                    .is_some_and(|m| m.to_lowercase().contains("cluster node"))
+        })
+        .count();
+    assert!(expected > 0);
+    assert!(
+        d.contains(&format!("<span id=\"f-count\">{expected} of ")),
+        "count of {expected} not shown"
+    );
+    // a linked event is selected and shown in full instead of the failure's
+    let (seq, _) = rows[0].clone();
+    let d = dom(
+        &browser,
+        &PathBuf::from(format!("{}#all=1&seq={seq}", out.display())),
+    );
+    assert_clean(&d);
+    assert!(d.contains(&format!("<div class=\"row selected\" data-seq=\"{seq}\">")));
+    assert!(d.contains(&format!(
+        "<h3 id=\"detail-title\">seq {seq} · log · right-a"
+    )));
 }

@@ -762,10 +762,27 @@
   }
 
   // ---------- start ----------
+  // a link can carry the table's filters and a selected event:
+  // report.html#service=left-a&source=log&kind=stdout&search=REGEX&all=1&seq=123
+  function fromHash() {
+    const h = new URLSearchParams(location.hash.slice(1));
+    const set = (id, v) => {
+      const el = $(id);
+      if (v != null && [...el.options].some((o) => o.value === v)) el.value = v;
+    };
+    set("f-service", h.get("service"));
+    set("f-source", h.get("source"));
+    set("f-kind", h.get("kind"));
+    if (h.get("search") != null) $("f-text").value = h.get("search");
+    if (h.get("all") === "1") $("f-visible").checked = false;
+    return h.get("seq");
+  }
   window.addEventListener("resize", resize);
   resize();
+  const linked = fromHash();
   refreshTable();
-  if (D.failures.length) selectFailure(0);
+  if (linked != null && bySeq.has(Number(linked))) selectSeq(Number(linked), false);
+  else if (D.failures.length) selectFailure(0);
   // time from navigation to a drawn page (docs/performance.md quotes it)
   document.body.dataset.renderMs = String(Math.round(performance.now()));
   document.body.dataset.ready = "1";
