@@ -3,8 +3,8 @@
 # (iptables, tc, nsenter, tcpdump, jattach), tshark for the packet reference test, Debian's
 # jolokia-core and json-simple jars and a JDK for the Jolokia conformance test and the JMX agent
 # (jmx-agent/build.sh), debootstrap for the ZooKeeper image (scripts/build-zookeeper-image.sh),
-# the Python packages of the compatibility test, and a running Docker engine. Idempotent and
-# quiet when all is there.
+# Chromium for the HTML report test, the Python packages of the compatibility test, and a running
+# Docker engine. Idempotent and quiet when all is there.
 #
 # Usage: scripts/setup.sh [--host-tools]   (--host-tools: only what recording needs: iptables,
 #                                           iproute2, util-linux, tcpdump, jattach, and the engine)
@@ -30,6 +30,8 @@ if [ "$HOST_TOOLS_ONLY" = 0 ]; then
   command -v javac >/dev/null 2>&1 || need_apt+=(default-jdk-headless)
   # The ZooKeeper example's image is a debootstrapped Debian rootfs.
   command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
+  # headless browser of the HTML report test (tests/integration/report_html.rs)
+  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}" >&2

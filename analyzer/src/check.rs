@@ -54,6 +54,10 @@ pub struct CheckArgs {
     /// container). By default judging ends where the recorder started tearing the project down.
     #[arg(long)]
     pub include_teardown: bool,
+    /// Also write an HTML report (docs/report.md): one trace writes PATH, several write
+    /// PATH/<trace name>.html each.
+    #[arg(long, value_name = "PATH")]
+    pub html: Option<PathBuf>,
 }
 
 /// One judged trace with the context events of its failures.
@@ -161,7 +165,7 @@ pub fn judge(
 
 /// When the recorder started tearing the project down (its `teardown` event with
 /// `data.phase = "start"`), if the trace records it.
-fn teardown_start(t: &Trace) -> Result<Option<i64>, crate::Error> {
+pub(crate) fn teardown_start(t: &Trace) -> Result<Option<i64>, crate::Error> {
     let opts = ReadOptions {
         columns: Columns {
             kind: true,
@@ -435,6 +439,14 @@ pub fn run(args: &CheckArgs) -> Result<i32, crate::Error> {
                 path.display()
             ))
         })?;
+    }
+    if let Some(path) = &args.html {
+        let opts = crate::html::HtmlOptions {
+            context: args.context,
+            include_teardown: args.include_teardown,
+            ..Default::default()
+        };
+        crate::html::write_for_check(&spec, &sel, &args.traces, path, &opts)?;
     }
     let verdict = Verdict::combine(judged.iter().map(|j| j.report.verdict));
     Ok(match verdict {

@@ -1,11 +1,12 @@
-//! The analyzer library: the `info`, `events`, `finalize`, `generate` and `check` commands and
-//! their reporters. The `analyzer` binary is a thin shell over it.
+//! The analyzer library: the `info`, `events`, `finalize`, `generate`, `check` and `report`
+//! commands and their reporters. The `analyzer` binary is a thin shell over it.
 
 pub mod check;
 pub mod error;
 pub mod events;
 pub mod exit;
 pub mod generate;
+pub mod html;
 pub mod info;
 pub mod timearg;
 

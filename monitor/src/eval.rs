@@ -6,6 +6,7 @@
 use crate::ast::{Agg, BinOp, Quant};
 use crate::ir::*;
 use crate::report::*;
+use crate::states::LogScope;
 use crate::value::{Value, V};
 use serde_json::Value as J;
 use std::cmp::Reverse;
@@ -582,6 +583,8 @@ struct Inst {
     entered_ns: i64,
     entered_seq: Option<u64>,
     key: Value,
+    /// Its id in the state log (recording mode, see [`crate::StateLog`]).
+    log_id: Option<usize>,
 }
 
 /// What a fired handler decided, computed while the context borrows the instance.
@@ -606,6 +609,8 @@ pub(crate) struct Leaf {
     keybuf: String,
     failed: Option<u32>,
     no_key: Value,
+    /// Recording mode: where every state change goes.
+    pub(crate) log: Option<LogScope>,
 }
 
 impl Leaf {
@@ -619,6 +624,7 @@ impl Leaf {
             keybuf: String::new(),
             failed: None,
             no_key: Value::Null,
+            log: None,
         }
     }
 
@@ -702,8 +708,22 @@ impl Leaf {
             path: VecDeque::new(),
             entered_ns: ts,
             entered_seq: seq,
+            log_id: None,
             key,
         };
+        if let Some(l) = &self.log {
+            let key = m.per.is_some().then(|| show_key(&inst.key));
+            let first = m.states.first().map(|s| s.name.as_str()).unwrap_or("?");
+            inst.log_id = Some(l.log.begin(
+                &l.scope,
+                &self.r.display,
+                key,
+                self.r.at.as_deref(),
+                first,
+                ts,
+                seq,
+            ));
+        }
         if let Some(d) = timeout {
             inst.timer = Some(Timer {
                 deadline: ts.saturating_add(d),
@@ -981,6 +1001,10 @@ impl Leaf {
                     _ => now,
                 };
                 inst.state = to;
+                if let (Some(l), Some(id)) = (&self.log, inst.log_id) {
+                    let name = &m.states[to as usize].name;
+                    l.log.enter(id, name, now, ev.map(|e| e.seq));
+                }
                 inst.gen = inst.gen.wrapping_add(1);
                 inst.entered_ns = opens;
                 inst.entered_seq = ev.map(|e| e.seq);
@@ -1053,6 +1077,9 @@ impl Leaf {
                 };
                 inst.timer = None;
                 inst.gen = inst.gen.wrapping_add(1);
+                if let (Some(l), Some(id)) = (&self.log, inst.log_id) {
+                    l.log.decide(id, verdict, now, ev.map(|e| e.seq));
+                }
                 inst.done = Some(Outcome {
                     verdict,
                     at_ns: now,
@@ -1162,7 +1189,11 @@ impl Leaf {
             None => {
                 let reason = format!("`{}` had not decided when its window ended", self.r.display);
                 let o = self.pending_outcome(idx, end_ns, reason);
-                self.insts[idx as usize].done = Some(o);
+                let inst = &mut self.insts[idx as usize];
+                if let (Some(l), Some(id)) = (&self.log, inst.log_id) {
+                    l.log.decide(id, Verdict::Inconclusive, end_ns, None);
+                }
+                inst.done = Some(o);
             }
         }
     }
@@ -1436,13 +1467,21 @@ fn earliest(a: &Outcome, b: &Outcome) -> bool {
 
 impl Node {
     pub fn build(e: &MonExpr) -> Node {
+        Node::build_logged(e, None)
+    }
+
+    /// [`Node::build`], its leaves reporting every state change to `log` (recording mode).
+    pub fn build_logged(e: &MonExpr, log: Option<&LogScope>) -> Node {
+        let b = |x: &MonExpr| Box::new(Node::build_logged(x, log));
         match e {
-            MonExpr::Ref(r) => Node::Leaf(Box::new(Leaf::new(r.clone()))),
-            MonExpr::And(a, b) => {
-                Node::And(Box::new(Node::build(a)), Box::new(Node::build(b)), None)
+            MonExpr::Ref(r) => {
+                let mut l = Leaf::new(r.clone());
+                l.log = log.cloned();
+                Node::Leaf(Box::new(l))
             }
-            MonExpr::Or(a, b) => Node::Or(Box::new(Node::build(a)), Box::new(Node::build(b)), None),
-            MonExpr::Not(a) => Node::Not(Box::new(Node::build(a)), None),
+            MonExpr::And(x, y) => Node::And(b(x), b(y), None),
+            MonExpr::Or(x, y) => Node::Or(b(x), b(y), None),
+            MonExpr::Not(x) => Node::Not(b(x), None),
         }
     }
 

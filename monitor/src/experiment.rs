@@ -5,6 +5,7 @@
 use crate::eval::{fmt_ts, JsonCell, Node, Outcome};
 use crate::ir::{ExpectStep, Experiment, FaultCall, FaultTarget, Step};
 use crate::report::*;
+use crate::states::{LogScope, StateLog};
 use crate::value::fmt_dur;
 use serde_json::Value as J;
 use trace::EventRef;
@@ -21,8 +22,13 @@ pub struct LiveStep {
 
 impl LiveStep {
     pub fn new(step: &ExpectStep) -> LiveStep {
+        LiveStep::new_logged(step, None)
+    }
+
+    /// [`LiveStep::new`] in recording mode: every state change goes to `log`.
+    pub(crate) fn new_logged(step: &ExpectStep, log: Option<&LogScope>) -> LiveStep {
         LiveStep {
-            node: Node::build(&step.monitor),
+            node: Node::build_logged(&step.monitor, log),
             text: step.text.clone(),
             within_ns: step
                 .within
@@ -307,6 +313,8 @@ pub struct ExperimentJudge {
     stop_reason: Option<(Verdict, String)>,
     /// Waiting for the recorder's step-0 start event (see [`Self::start_at_recorded_start`]).
     await_recorded_start: bool,
+    /// Recording mode: where the `expect` steps' monitors log every state change.
+    log: Option<StateLog>,
 }
 
 impl ExperimentJudge {
@@ -336,11 +344,26 @@ impl ExperimentJudge {
             results,
             stop_reason: None,
             await_recorded_start: false,
+            log: None,
         }
     }
 
     pub fn name(&self) -> &str {
         &self.exp.name
+    }
+
+    /// Recording mode: the monitors of the `expect` steps report every state change to `log`.
+    pub fn record_states(&mut self, log: &StateLog) {
+        self.log = Some(log.clone());
+    }
+
+    /// The `expect` step `i`'s monitors, logging when recording.
+    fn live_step(&self, i: usize, e: &ExpectStep) -> LiveStep {
+        let scope = self.log.as_ref().map(|log| LogScope {
+            log: log.clone(),
+            scope: format!("experiment {} step {}", self.exp.name, i + 1),
+        });
+        LiveStep::new_logged(e, scope.as_ref())
     }
 
     /// The trace was recorded running this experiment: judge it from the moment the recorder
@@ -473,7 +496,7 @@ impl ExperimentJudge {
                     return;
                 }
                 if self.live.is_none() {
-                    let mut l = LiveStep::new(e);
+                    let mut l = self.live_step(i, e);
                     l.start(self.window_start.unwrap_or(ev.ts_ns));
                     self.live = Some(l);
                     self.results[i].start_ns = self.window_start;
@@ -595,7 +618,7 @@ impl ExperimentJudge {
             match &exp.steps[i] {
                 Step::Expect(e) => {
                     if self.live.is_none() {
-                        let mut l = LiveStep::new(e);
+                        let mut l = self.live_step(i, e);
                         l.start(self.window_start.unwrap_or(end_ns));
                         self.live = Some(l);
                         self.results[i].start_ns = self.window_start;

@@ -11,6 +11,7 @@ mod recorder_logs;
 mod recorder_network;
 mod recorder_teardown;
 mod recorder_validation;
+mod report_html;
 mod sensors_docker;
 mod trace_cli;
 mod trace_compat;
