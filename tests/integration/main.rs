@@ -3,6 +3,7 @@ mod check_cli;
 mod demo_cluster;
 mod demo_e2e;
 mod faults;
+mod fleet_cli;
 mod recorder_common;
 mod recorder_experiment_offline;
 mod recorder_logs;
