@@ -312,6 +312,23 @@ impl Seen {
     }
 }
 
+/// Weight of a log template's level: warnings and errors say more than routine lines.
+fn level(tpl: &str) -> f64 {
+    let head: String = tpl
+        .chars()
+        .take(24)
+        .collect::<String>()
+        .to_ascii_uppercase();
+    if ["WARN", "ERROR", "FATAL", "PANIC"]
+        .iter()
+        .any(|l| head.contains(l))
+    {
+        1.5
+    } else {
+        1.0
+    }
+}
+
 /// Weight of a difference: something one run never did at all counts three times, something one
 /// run did not do in this phase twice.
 fn weight(novel: bool, g: u64, b: u64) -> f64 {
@@ -389,7 +406,7 @@ fn differences(
             good: gn as f64,
             bad: bn as f64,
             // a log template is more specific than a whole kind of events: first on a tie
-            score: z(gn as f64, tg, bn as f64, tb) * 1.01 * weight(novel, gn, bn),
+            score: z(gn as f64, tg, bn as f64, tb) * 1.01 * weight(novel, gn, bn) * level(tpl),
             text: format!("{pn}: {svc} logged {bn} `{tpl}` lines in BAD, {gn} in GOOD"),
         });
     }
