@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks for the tests and the demo: host tools the recorder drives
 # (iptables, tc, nsenter, tcpdump), tshark for the packet reference test, Debian's jolokia-core jar
-# for the Jolokia conformance test, the Python packages of the compatibility test, and a running
+# for the Jolokia conformance test, the Python packages of the compatibility test, the moto S3
+# server of the object-storage tests, and a running
 # Docker engine. Idempotent and quiet when all is there.
 #
 # Usage: scripts/setup.sh [--host-tools]   (--host-tools: only what recording needs: iptables,
@@ -34,6 +35,12 @@ fi
 if [ "$HOST_TOOLS_ONLY" = 0 ] && ! python3 -c 'import pyarrow, duckdb, pytest' >/dev/null 2>&1; then
   echo "setup: installing pyarrow duckdb pytest" >&2
   python3 -m pip install -q --disable-pip-version-check pyarrow duckdb pytest
+fi
+
+# The S3-protocol server the object-storage tests start on localhost (tests/integration/s3.rs).
+if [ "$HOST_TOOLS_ONLY" = 0 ] && ! command -v moto_server >/dev/null 2>&1; then
+  echo "setup: installing moto[server]" >&2
+  python3 -m pip install -q --disable-pip-version-check 'moto[server]'
 fi
 
 if ! docker version >/dev/null 2>&1; then

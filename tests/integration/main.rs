@@ -9,6 +9,7 @@ mod recorder_experiment_offline;
 mod recorder_logs;
 mod recorder_network;
 mod recorder_teardown;
+mod s3;
 mod sensors_docker;
 mod trace_cli;
 mod trace_compat;
