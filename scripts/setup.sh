@@ -3,7 +3,8 @@
 # (iptables, tc, nsenter, tcpdump, jattach), tshark for the packet reference test, Debian's
 # jolokia-core and json-simple jars and a JDK for the Jolokia conformance test and the JMX agent
 # (jmx-agent/build.sh), debootstrap for the ZooKeeper image (scripts/build-zookeeper-image.sh),
-# Chromium for the HTML report test, the Python packages of the compatibility test, and a running
+# Chromium for the HTML report test, the Python packages of the compatibility test, the moto S3
+# server of the object-storage tests, and a running
 # Docker engine. Idempotent and quiet when all is there.
 #
 # Usage: scripts/setup.sh [--host-tools]   (--host-tools: only what recording needs: iptables,
@@ -44,6 +45,12 @@ fi
 if [ "$HOST_TOOLS_ONLY" = 0 ] && ! python3 -c 'import pyarrow, duckdb, pytest' >/dev/null 2>&1; then
   echo "setup: installing pyarrow duckdb pytest" >&2
   python3 -m pip install -q --disable-pip-version-check pyarrow duckdb pytest
+fi
+
+# The S3-protocol server the object-storage tests start on localhost (tests/integration/s3.rs).
+if [ "$HOST_TOOLS_ONLY" = 0 ] && ! command -v moto_server >/dev/null 2>&1; then
+  echo "setup: installing moto[server]" >&2
+  python3 -m pip install -q --disable-pip-version-check 'moto[server]'
 fi
 
 if ! docker version >/dev/null 2>&1; then

@@ -7,7 +7,7 @@
 pub mod report;
 
 use crate::exit;
-use monitor::{EventInfo, Needs, Report, Runner, Selection, SourceFile, Spec, Verdict};
+use monitor::{EventInfo, Needs, Report, Runner, Selection, SourceFile, Spec};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -23,8 +23,27 @@ pub enum CheckFormat {
 /// Arguments of `analyzer check`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CheckArgs {
-    /// Trace directories to judge (none: only validate the specs).
+    /// Traces to judge: trace directories, directories that contain traces (searched
+    /// recursively for `manifest.json`), globs, `s3://bucket/prefix` URLs (none: only validate
+    /// the specs).
     pub traces: Vec<PathBuf>,
+    /// Also judge the traces listed in this file, one path or URL a line (`-`: standard input).
+    #[arg(long, value_name = "FILE")]
+    pub traces_from: Option<PathBuf>,
+    /// Judge this many traces at a time (default: one per core).
+    #[arg(short = 'j', long = "jobs", value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Judge only the K-th of N deterministic slices of the trace list (K from 0), e.g. one
+    /// machine of N: `--shard 0/4` .. `--shard 3/4`.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<crate::fleet::Shard>,
+    /// Also write one row per trace x monitor, experiment and step to this Parquet file.
+    #[arg(long, value_name = "FILE")]
+    pub verdicts: Option<PathBuf>,
+    /// After the reports, group the traces by scenario and print flaky monitors and steps (as
+    /// `analyzer flaky`).
+    #[arg(long)]
+    pub flaky: bool,
     /// Spec files (imports are resolved relative to each file).
     #[arg(long = "spec", required = true, num_args = 1..)]
     pub spec: Vec<PathBuf>,
@@ -72,6 +91,8 @@ pub struct Judged {
     /// What looks wrong without changing a verdict: experiment steps naming services the
     /// trace's compose project does not have (the step warnings are in the report).
     pub warnings: Vec<String>,
+    /// The trace's manifest (run id, scenario, recorder; `--verdicts`, `flaky`, `diff`).
+    pub manifest: Option<trace::Manifest>,
 }
 
 /// Experiment steps of `report` naming a service (a `do` target, an `at`) that is not one of
@@ -204,7 +225,7 @@ pub fn judge_reading(
     read_all_columns: bool,
     include_teardown: bool,
 ) -> Result<Judged, crate::Error> {
-    let t = Trace::open(dir)?;
+    let t = crate::s3::open_trace(dir)?;
     // the recorder's own teardown (`compose down` stops every container) is not the system's
     // behaviour: judging ends where it began
     let cutoff = if include_teardown {
@@ -302,6 +323,7 @@ pub fn judge_reading(
         context: ctx,
         origin_ns,
         warnings,
+        manifest: Some(t.manifest().clone()),
     })
 }
 
@@ -357,6 +379,37 @@ pub fn refill_shown_events(t: &Trace, report: &mut Report) -> Result<(), trace::
     Ok(())
 }
 
+/// Judges every trace of `list` on `jobs` worker threads (one trace per worker at a time), with
+/// a progress bar on stderr when it is a terminal; the results come back in list order, an
+/// unreadable trace as its error.
+pub fn judge_fleet(
+    spec: &Spec,
+    sel: &Selection,
+    list: &[PathBuf],
+    jobs: usize,
+    context: usize,
+) -> Result<Vec<crate::fleet::Outcome>, crate::Error> {
+    Runner::new(spec, sel).map_err(|e| crate::Error::Usage(e.to_string()))?;
+    Ok(judge_fleet_reading(
+        spec, sel, list, jobs, context, false, false,
+    ))
+}
+
+fn judge_fleet_reading(
+    spec: &Spec,
+    sel: &Selection,
+    list: &[PathBuf],
+    jobs: usize,
+    context: usize,
+    read_all_columns: bool,
+    include_teardown: bool,
+) -> Vec<crate::fleet::Outcome> {
+    crate::fleet::par_map(list, jobs, true, |t| {
+        let r = judge_reading(spec, sel, t, context, read_all_columns, include_teardown);
+        (t.clone(), r)
+    })
+}
+
 /// Runs `analyzer check`, returning the exit code.
 pub fn run(args: &CheckArgs) -> Result<i32, crate::Error> {
     let spec = match load_spec(&args.spec) {
@@ -374,7 +427,7 @@ pub fn run(args: &CheckArgs) -> Result<i32, crate::Error> {
     let probe = Runner::new(&spec, &sel).map_err(|e| crate::Error::Usage(e.to_string()))?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    if args.traces.is_empty() {
+    if args.traces.is_empty() && args.traces_from.is_none() {
         let n_m = spec.monitors.len();
         let n_e = spec.experiments.len();
         writeln!(
@@ -412,27 +465,56 @@ pub fn run(args: &CheckArgs) -> Result<i32, crate::Error> {
     if probe.is_empty() {
         return Err(crate::Error::Usage("nothing to judge: the specs have no experiment and no monitor without parameters; pick one with --monitor or --experiment".into()));
     }
-    let mut judged = Vec::new();
-    for t in &args.traces {
-        judged.push(judge_reading(
-            &spec,
-            &sel,
-            t,
-            args.context,
-            args.read_all_columns,
-            args.include_teardown,
-        )?);
+    let list = crate::fleet::trace_list(&args.traces, args.traces_from.as_deref(), args.shard)?;
+    let jobs = crate::fleet::jobs(args.jobs);
+    let started = std::time::Instant::now();
+    let results = judge_fleet_reading(
+        &spec,
+        &sel,
+        &list,
+        jobs,
+        args.context,
+        args.read_all_columns,
+        args.include_teardown,
+    );
+    let elapsed = started.elapsed();
+    // every unreadable trace is named on stderr too, one line each
+    for (_, r) in &results {
+        if let Err(e) = r {
+            eprintln!("error: {}", crate::fleet::one_line(&e.to_string()));
+        }
     }
     match args.format {
-        CheckFormat::Text => report::text::write_with(&mut out, &judged, args.verbose)
-            .map_err(crate::Error::output)?,
-        CheckFormat::Json => {
-            report::json::write(&mut out, &judged).map_err(crate::Error::output)?
+        CheckFormat::Text => {
+            for (p, r) in &results {
+                match r {
+                    Ok(j) => {
+                        report::text::write_with(&mut out, std::slice::from_ref(j), args.verbose)
+                    }
+                    Err(e) => writeln!(
+                        out,
+                        "trace {}\n  unreadable: {}",
+                        p.display(),
+                        crate::fleet::one_line(&e.to_string())
+                    ),
+                }
+                .map_err(crate::Error::output)?;
+            }
+            if results.len() > 1 {
+                crate::fleet::write_summary(&mut out, &results, elapsed, jobs)
+                    .map_err(crate::Error::output)?;
+            }
         }
+        CheckFormat::Json => {
+            report::json::write(&mut out, &results).map_err(crate::Error::output)?
+        }
+    }
+    if args.flaky && args.format == CheckFormat::Text {
+        crate::flaky::write(&mut out, &results, &spec).map_err(crate::Error::output)?;
     }
     out.flush().map_err(crate::Error::output)?;
     if let Some(path) = &args.junit {
-        let xml = report::junit::render(&judged);
+        let xml = report::junit::render(&results);
         std::fs::write(path, xml).map_err(|e| {
             crate::Error::Runtime(format!(
                 "{}: cannot write junit report: {e}",
@@ -440,18 +522,22 @@ pub fn run(args: &CheckArgs) -> Result<i32, crate::Error> {
             ))
         })?;
     }
+    if let Some(path) = &args.verdicts {
+        crate::verdicts::write(path, &results, &args.spec)?;
+    }
     if let Some(path) = &args.html {
+        // one report per trace that could be read (an unreadable one is reported above)
+        let readable: Vec<PathBuf> = results
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(p, _)| p.clone())
+            .collect();
         let opts = crate::html::HtmlOptions {
             context: args.context,
             include_teardown: args.include_teardown,
             ..Default::default()
         };
-        crate::html::write_for_check(&spec, &sel, &args.traces, path, &opts)?;
+        crate::html::write_for_check(&spec, &sel, &readable, path, &opts)?;
     }
-    let verdict = Verdict::combine(judged.iter().map(|j| j.report.verdict));
-    Ok(match verdict {
-        Verdict::Accept => exit::OK,
-        Verdict::Fail => exit::FAIL,
-        Verdict::Inconclusive => exit::INCONCLUSIVE,
-    })
+    Ok(crate::fleet::exit_code(&results))
 }

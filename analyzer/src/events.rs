@@ -194,7 +194,7 @@ pub fn run(a: &EventsArgs, out: &mut dyn Write) -> Result<i32, Error> {
             a.grep.as_deref().unwrap_or_default()
         ))
     })?;
-    let t = Trace::open(&a.trace)?;
+    let t = crate::s3::open_trace(&a.trace)?;
     let start = trace_start(&t)?;
     let since = a
         .since

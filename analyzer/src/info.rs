@@ -275,7 +275,7 @@ fn print(r: &InfoReport, out: &mut dyn Write) -> std::io::Result<()> {
 
 /// Runs `analyzer info`.
 pub fn run(a: &InfoArgs, out: &mut dyn Write) -> Result<i32, Error> {
-    let t = Trace::open(&a.trace)?;
+    let t = crate::s3::open_trace(&a.trace)?;
     let r = report(&t)?;
     if a.json {
         let s = serde_json::to_string_pretty(&r)

@@ -1,14 +1,20 @@
-//! The analyzer library: the `info`, `events`, `finalize`, `generate`, `check` and `report`
-//! commands and their reporters. The `analyzer` binary is a thin shell over it.
+//! The analyzer library: the `info`, `events`, `finalize`, `generate`, `check` (one trace or a
+//! fleet), `flaky`, `diff` and `report` commands and their reporters. The `analyzer` binary is a
+//! thin shell over it.
 
 pub mod check;
+pub mod diff;
 pub mod error;
 pub mod events;
 pub mod exit;
+pub mod flaky;
+pub mod fleet;
 pub mod generate;
 pub mod html;
 pub mod info;
+pub mod s3;
 pub mod timearg;
+pub mod verdicts;
 
 pub use error::Error;
 

@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use analyzer::{check, events, exit, generate, html, info};
+use analyzer::{check, diff, events, exit, flaky, generate, html, info};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -26,6 +26,10 @@ enum Command {
     Events(events::EventsArgs),
     /// Judge traces against monitor specifications.
     Check(check::CheckArgs),
+    /// Find monitors and steps that accept in some runs of a scenario and fail in others.
+    Flaky(flaky::FlakyArgs),
+    /// Compare a passing and a failing run of one experiment, phase by phase.
+    Diff(diff::DiffArgs),
     /// Write one self-contained HTML file showing a judged run (docs/report.md).
     Report(html::ReportArgs),
     /// Finalize a trace left by a killed recorder (sort the event log into Parquet).
@@ -74,6 +78,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Events(a) => events::run(&a, &mut out)?,
         Command::Finalize { trace } => analyzer::finalize_cmd(&trace, &mut out)?,
         Command::Generate(a) => generate::run(&a, &mut out)?,
+        Command::Flaky(a) => flaky::run(&a, &mut out)?,
+        Command::Diff(a) => diff::run(&a, &mut out)?,
         Command::Report(a) => {
             out.flush().ok();
             drop(out);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use trace::manifest::{ComposeFile, Outcome};
+use trace::manifest::{ComposeFile, Outcome, ScenarioInfo};
 use trace::{Event, FinalizeSummary, Manifest, PacketRecord, TraceError, TraceWriter};
 
 use crate::compose::{self, ComposeCli, ProjectState};
@@ -566,6 +566,21 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
             sha256: compose::file_sha256(p).unwrap_or_default(),
         })
         .collect();
+    // which scenario and specs this run is a run of (`analyzer flaky` groups by them)
+    manifest.scenario = ScenarioInfo {
+        name: ScenarioInfo::name_of(&sc.path),
+        path: sc.path.display().to_string(),
+        sha256: compose::file_sha256(&sc.path).unwrap_or_default(),
+    };
+    if let Plan::Experiment { specs, .. } = &resolved.plan {
+        manifest.specs = specs
+            .iter()
+            .map(|p| ComposeFile {
+                path: p.display().to_string(),
+                sha256: compose::file_sha256(p).unwrap_or_default(),
+            })
+            .collect();
+    }
     manifest.sensors = serde_json::to_value(&sc.scenario.sensors).unwrap_or_default();
     manifest.schedule = match (&sc.scenario.experiment, sc.scenario.schedule.is_empty()) {
         (Some(x), _) => serde_json::json!({"experiment": x}),

@@ -373,6 +373,16 @@ fn record_example(example: &str, experiment: &str, limit: Duration) -> Recorded 
         project_containers(&project).is_empty() && project_networks(&project).is_empty(),
         "the recorder left containers or networks of {project} behind"
     );
+    // the manifest says which scenario and specs this is a run of (`analyzer flaky` groups by it)
+    let m = trace::Manifest::read(&trace_dir).expect("manifest");
+    let sha = |p: &Path| recorder::compose::file_sha256(p).expect("hashable");
+    assert_eq!(m.scenario.name, example);
+    assert_eq!(m.scenario.sha256, sha(&scenario));
+    assert!(
+        !m.specs.is_empty() && m.specs.iter().all(|s| s.sha256 == sha(Path::new(&s.path))),
+        "{:?}",
+        m.specs
+    );
     let events = read_events(&trace_dir);
     let ends: Vec<Value> = events
         .iter()

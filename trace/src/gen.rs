@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::manifest::{ComposeInfo, ContainerInfo, Outcome, ServiceInfo};
+use crate::manifest::{ComposeInfo, ContainerInfo, Outcome, ScenarioInfo, ServiceInfo};
 use crate::{Event, FinalizeSummary, Manifest, PacketRecord, TraceError, TraceWriter};
 
 /// 2026-01-01T00:00:00Z in ns: the default start of generated traces.
@@ -990,9 +990,23 @@ pub fn manifest(cfg: &GenConfig) -> Manifest {
         .iter()
         .map(|s| json!({"at_ms": s.at.as_millis() as u64, "action": s.action.kind(), "detail": format!("{:?}", s.action)}))
         .collect();
+    // the generated "scenario": its faults, services and timings (not the seed), hashed like a
+    // scenario file, so runs of one configuration group together (`analyzer flaky`)
+    let what = json!({"steps": schedule, "services": cfg.services, "experiment": cfg.experiment,
+        "auto_down_ms": cfg.auto_down_after.map(|d| d.as_millis() as u64),
+        "unreachable_ms": cfg.unreachable_after.as_millis() as u64});
+    let sha256 = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(what.to_string().as_bytes()))
+    };
     Manifest {
         format_version: crate::FORMAT_VERSION,
         run_id: format!("gen-{}", cfg.seed),
+        scenario: ScenarioInfo {
+            name: format!("generated-{}", cfg.experiment.as_deref().unwrap_or("run")),
+            path: String::new(),
+            sha256,
+        },
         started_ns: Some(cfg.start_ns),
         ended_ns: Some(cfg.ns(cfg.duration)),
         recorder_version: format!("trace-gen {}", env!("CARGO_PKG_VERSION")),

@@ -13,6 +13,7 @@ pub mod gen;
 pub mod manifest;
 pub mod packets;
 pub mod reader;
+pub mod remote;
 pub mod schema;
 mod sort;
 pub mod writer;
@@ -23,6 +24,7 @@ pub use finalize::{finalize, FinalizeSummary};
 pub use manifest::Manifest;
 pub use packets::PacketRecord;
 pub use reader::{Columns, EventBatch, EventStream, ReadOptions, Trace};
+pub use remote::{RemoteFile, RemoteTrace};
 pub use writer::TraceWriter;
 
 /// The trace format version this crate writes. Readers accept this and every older version.

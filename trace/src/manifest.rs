@@ -30,6 +30,14 @@ pub struct Manifest {
     pub schedule: serde_json::Value,
     /// Seed for every random choice the recorder made.
     pub seed: Option<u64>,
+    /// The scenario file that was run: name, path and content hash (empty in traces recorded
+    /// before the recorder wrote it).
+    #[serde(skip_serializing_if = "ScenarioInfo::is_empty")]
+    pub scenario: ScenarioInfo,
+    /// The spec files of the scenario's experiment, with content hashes (empty in older traces
+    /// and for runs without an experiment).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub specs: Vec<ComposeFile>,
     /// How the run ended; absent while recording or when the recorder was killed.
     pub outcome: Option<Outcome>,
     /// Free-form extra facts (for forward compatibility: readers keep unknown keys here).
@@ -72,6 +80,44 @@ pub struct ComposeInfo {
 pub struct ComposeFile {
     pub path: String,
     pub sha256: String,
+}
+
+/// The scenario file a run came from. `name` is the file's stem, or its directory's name for a
+/// file called `scenario.toml` (`examples/split-brain/scenario.toml` is `split-brain`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ScenarioInfo {
+    pub name: String,
+    pub path: String,
+    pub sha256: String,
+}
+
+impl ScenarioInfo {
+    /// True for a trace recorded before scenarios were recorded.
+    pub fn is_empty(&self) -> bool {
+        self.name.is_empty() && self.path.is_empty() && self.sha256.is_empty()
+    }
+
+    /// The scenario name for a scenario file path.
+    pub fn name_of(path: &std::path::Path) -> String {
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if stem == "scenario" {
+            if let Some(dir) = path
+                .canonicalize()
+                .ok()
+                .as_deref()
+                .unwrap_or(path)
+                .parent()
+                .and_then(|d| d.file_name())
+            {
+                return dir.to_string_lossy().into_owned();
+            }
+        }
+        stem
+    }
 }
 
 /// A compose service.
@@ -200,6 +246,37 @@ mod tests {
         let e = r.check_version(d.path()).unwrap_err().to_string();
         assert!(e.contains("format version 99 is newer"), "{e}");
         assert!(e.contains("manifest.json"), "{e}");
+    }
+
+    #[test]
+    fn scenario_and_spec_hashes_are_optional_and_round_trip() {
+        // a trace recorded before the recorder wrote them reads with both empty
+        let old: Manifest = serde_json::from_str(r#"{"format_version":1,"run_id":"r"}"#).unwrap();
+        assert!(old.scenario.is_empty() && old.specs.is_empty());
+        assert!(!serde_json::to_string(&old).unwrap().contains("scenario"));
+        let m = Manifest {
+            scenario: ScenarioInfo {
+                name: "split-brain".into(),
+                path: "examples/split-brain/scenario.toml".into(),
+                sha256: "ab".into(),
+            },
+            specs: vec![ComposeFile {
+                path: "specs/akka.spec".into(),
+                sha256: "cd".into(),
+            }],
+            ..Default::default()
+        };
+        let back: Manifest = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(back, m);
+        assert!(back.extra.is_empty());
+    }
+
+    #[test]
+    fn scenario_names() {
+        let p = std::path::Path::new("examples/split-brain/scenario.toml");
+        assert_eq!(ScenarioInfo::name_of(p), "split-brain");
+        let p = std::path::Path::new("/x/lossy.toml");
+        assert_eq!(ScenarioInfo::name_of(p), "lossy");
     }
 
     #[test]

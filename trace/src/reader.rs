@@ -5,10 +5,13 @@
 //! bounded by a row group whatever the trace size. An unfinalized trace (a recorder still running
 //! or killed) is read from its `events.arrows` log, sorted on the fly with the bounded-memory
 //! external sort (runs spilled to the system temporary directory). With `include_packets`, the
-//! rows of `packets.parquet` are merged into the stream as `source = "packet"` events.
+//! rows of `packets.parquet` are merged into the stream as `source = "packet"` events. A trace on
+//! object storage ([`Trace::open_remote`]) is read the same way through range requests; it must be
+//! finalized.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type, UInt64Type};
@@ -23,6 +26,7 @@ use parquet::arrow::arrow_reader::{
 use parquet::arrow::ProjectionMask;
 use parquet::file::statistics::Statistics;
 
+use crate::remote::{Chunk, RemoteFile, RemoteTrace};
 use crate::sort::{sort_log, LogReader};
 use crate::{files, schema, Event, EventRef, Manifest, PacketRecord, TraceError};
 
@@ -115,18 +119,31 @@ impl ReadOptions {
     }
 }
 
-/// An open trace directory.
+/// An open trace: a local directory, or a remote trace ([`Trace::open_remote`]).
 #[derive(Debug)]
 pub struct Trace {
     dir: PathBuf,
     manifest: Manifest,
     events: Option<ArrowReaderMetadata>,
     packets: Option<ArrowReaderMetadata>,
+    /// For a remote trace: its `events.parquet` and `packets.parquet`.
+    remote: Option<RemoteFiles>,
 }
+
+/// The `events.parquet` and (when there is one) `packets.parquet` of a remote trace.
+type RemoteFiles = (Arc<dyn RemoteFile>, Option<Arc<dyn RemoteFile>>);
 
 fn load_parquet(path: &Path, required: &[&str]) -> Result<ArrowReaderMetadata, TraceError> {
     let f = File::open(path).map_err(|e| TraceError::io(path, e))?;
-    let meta = ArrowReaderMetadata::load(&f, ArrowReaderOptions::new())
+    load_parquet_from(&Chunk::Local(f), path, required)
+}
+
+fn load_parquet_from(
+    f: &Chunk,
+    path: &Path,
+    required: &[&str],
+) -> Result<ArrowReaderMetadata, TraceError> {
+    let meta = ArrowReaderMetadata::load(f, ArrowReaderOptions::new())
         .map_err(|e| TraceError::corrupt(path, e))?;
     let version = meta
         .metadata()
@@ -214,7 +231,81 @@ impl Trace {
             manifest,
             events,
             packets,
+            remote: None,
         })
+    }
+
+    /// Opens a finalized trace kept remotely: reads and version-checks the manifest and the
+    /// Parquet footers (range requests); the events are read on demand like a local trace's.
+    /// [`Trace::dir`] is then the remote location.
+    pub fn open_remote(store: Arc<dyn RemoteTrace>) -> Result<Trace, TraceError> {
+        let loc = PathBuf::from(store.location());
+        let manifest_path = loc.join(files::MANIFEST);
+        let text = store
+            .get(files::MANIFEST)?
+            .ok_or_else(|| TraceError::NotATrace {
+                path: loc.clone(),
+                reason: "no manifest.json".into(),
+            })?;
+        let manifest: Manifest =
+            serde_json::from_slice(&text).map_err(|source| TraceError::Manifest {
+                path: manifest_path,
+                source,
+            })?;
+        manifest.check_version(&loc)?;
+        let Some(ev) = store.open(files::EVENTS_PARQUET)? else {
+            let reason = if store.get(files::EVENTS_LOG)?.is_some() {
+                "not finalized: run `analyzer finalize` on a local copy and upload events.parquet"
+            } else {
+                "no events.parquet"
+            };
+            return Err(TraceError::NotATrace {
+                path: loc,
+                reason: reason.into(),
+            });
+        };
+        let events = load_parquet_from(
+            &Chunk::Remote(ev.clone()),
+            &loc.join(files::EVENTS_PARQUET),
+            &["ts_ns", "seq", "source", "kind"],
+        )?;
+        let pk = store.open(files::PACKETS_PARQUET)?;
+        let packets = match &pk {
+            Some(p) => Some(load_parquet_from(
+                &Chunk::Remote(p.clone()),
+                &loc.join(files::PACKETS_PARQUET),
+                &["ts_ns", "seq", "protocol"],
+            )?),
+            None => None,
+        };
+        Ok(Trace {
+            dir: loc,
+            manifest,
+            events: Some(events),
+            packets,
+            remote: Some((ev, pk)),
+        })
+    }
+
+    /// The `events.parquet` (or `packets.parquet`) to read: the local file or the remote one.
+    fn chunk(&self, packets: bool) -> Result<Chunk, TraceError> {
+        match (&self.remote, packets) {
+            (Some((ev, _)), false) => Ok(Chunk::Remote(ev.clone())),
+            (Some((_, Some(pk))), true) => Ok(Chunk::Remote(pk.clone())),
+            (Some((_, None)), true) => Err(TraceError::NotFound {
+                path: self.dir.join(files::PACKETS_PARQUET),
+            }),
+            (None, _) => {
+                let p = self.dir.join(if packets {
+                    files::PACKETS_PARQUET
+                } else {
+                    files::EVENTS_PARQUET
+                });
+                File::open(&p)
+                    .map(Chunk::Local)
+                    .map_err(|e| TraceError::io(&p, e))
+            }
+        }
     }
 
     /// The trace directory.
@@ -234,7 +325,8 @@ impl Trace {
 
     /// True when the trace holds packets (finalized or still in the spool).
     pub fn has_packets(&self) -> bool {
-        self.packets.is_some() || self.dir.join(files::PACKETS_LOG).exists()
+        self.packets.is_some()
+            || (self.remote.is_none() && self.dir.join(files::PACKETS_LOG).exists())
     }
 
     /// For a finalized trace: (rows, first ts, last ts, row groups) from the Parquet footer.
@@ -259,6 +351,7 @@ impl Trace {
             match &self.events {
                 Some(meta) => Box::new(self.parquet_batches(
                     meta,
+                    self.chunk(false)?,
                     &self.dir.join(files::EVENTS_PARQUET),
                     &opts.columns.names(),
                     opts,
@@ -333,13 +426,19 @@ impl Trace {
             Some(meta) => {
                 let p = self.dir.join(files::PACKETS_PARQUET);
                 (
-                    Box::new(self.parquet_batches(meta, &p, &[], &ReadOptions::default())?),
+                    Box::new(self.parquet_batches(
+                        meta,
+                        self.chunk(true)?,
+                        &p,
+                        &[],
+                        &ReadOptions::default(),
+                    )?),
                     p,
                 )
             }
             None => {
                 let p = self.dir.join(files::PACKETS_LOG);
-                if !p.exists() {
+                if self.remote.is_some() || !p.exists() {
                     return Ok(PacketStream {
                         inner: Box::new(std::iter::empty()),
                     });
@@ -366,12 +465,12 @@ impl Trace {
     fn parquet_batches(
         &self,
         meta: &ArrowReaderMetadata,
+        f: Chunk,
         path: &Path,
         columns: &[&str],
         opts: &ReadOptions,
     ) -> Result<impl Iterator<Item = Result<RecordBatch, TraceError>> + Send + 'static, TraceError>
     {
-        let f = File::open(path).map_err(|e| TraceError::io(path, e))?;
         let n = meta.metadata().num_row_groups();
         let groups: Vec<usize> = (0..n)
             .filter(|&rg| match ts_stats(meta, rg) {

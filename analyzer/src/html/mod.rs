@@ -266,7 +266,7 @@ pub fn render(
     dir: &Path,
     opts: &HtmlOptions,
 ) -> Result<(String, Verdict), Error> {
-    let t = Trace::open(dir)?;
+    let t = crate::s3::open_trace(dir)?;
     let cutoff = if opts.include_teardown {
         None
     } else {
@@ -330,6 +330,7 @@ pub fn render(
         context,
         origin_ns: Some(origin),
         warnings,
+        manifest: Some(t.manifest().clone()),
     };
     let failures = failures(&judged, &lane_of);
     let steps = judged

@@ -1,7 +1,8 @@
-//! `--format json`: the reports of every trace as one JSON document (the same content as text).
+//! `--format json`: the reports of every trace as one JSON document (the same content as text),
+//! plus the traces that could not be read and the fleet summary.
 
 use super::Context;
-use crate::check::Judged;
+use crate::fleet::{Outcome, Summary};
 use monitor::{Report, Verdict};
 use serde::Serialize;
 use std::io::Write;
@@ -16,16 +17,25 @@ struct TraceOut<'a> {
 }
 
 #[derive(Serialize)]
-struct Out<'a> {
-    verdict: Verdict,
-    traces: Vec<TraceOut<'a>>,
+struct Unreadable {
+    trace: String,
+    error: String,
 }
 
-pub fn write(w: &mut dyn Write, judged: &[Judged]) -> std::io::Result<()> {
+#[derive(Serialize)]
+struct Out<'a> {
+    /// The combined verdict of the traces that could be read.
+    verdict: Verdict,
+    traces: Vec<TraceOut<'a>>,
+    unreadable: Vec<Unreadable>,
+    summary: Summary,
+}
+
+pub fn write(w: &mut dyn Write, results: &[Outcome]) -> std::io::Result<()> {
+    let judged = results.iter().filter_map(|(_, r)| r.as_ref().ok());
     let out = Out {
-        verdict: Verdict::combine(judged.iter().map(|j| j.report.verdict)),
+        verdict: Verdict::combine(judged.clone().map(|j| j.report.verdict)),
         traces: judged
-            .iter()
             .map(|j| TraceOut {
                 trace: j.trace.display().to_string(),
                 report: &j.report,
@@ -33,6 +43,16 @@ pub fn write(w: &mut dyn Write, judged: &[Judged]) -> std::io::Result<()> {
                 warnings: &j.warnings,
             })
             .collect(),
+        unreadable: results
+            .iter()
+            .filter_map(|(p, r)| {
+                r.as_ref().err().map(|e| Unreadable {
+                    trace: p.display().to_string(),
+                    error: crate::fleet::one_line(&e.to_string()),
+                })
+            })
+            .collect(),
+        summary: Summary::of(results),
     };
     serde_json::to_writer_pretty(&mut *w, &out).map_err(std::io::Error::other)?;
     writeln!(w)

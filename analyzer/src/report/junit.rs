@@ -1,9 +1,10 @@
 //! `--junit FILE`: JUnit XML, one test suite per trace and one test case per monitor or
 //! experiment step; a fail is a `<failure>` whose text is the explanation, an inconclusive is
-//! `<skipped>` with the reason, a step never reached is `<skipped>`.
+//! `<skipped>` with the reason, a step never reached is `<skipped>`; a trace that could not be
+//! read is a suite with one `<error>` case.
 
 use super::text::explain;
-use crate::check::Judged;
+use crate::fleet::Outcome;
 use monitor::Verdict;
 
 fn esc(s: &str) -> String {
@@ -30,9 +31,20 @@ struct Case {
     body: String,
 }
 
-pub fn render(judged: &[Judged]) -> String {
+pub fn render(results: &[Outcome]) -> String {
     let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
-    for j in judged {
+    for (path, r) in results {
+        let j = match r {
+            Ok(j) => j,
+            Err(e) => {
+                x.push_str(&format!(
+                    "  <testsuite name=\"{}\" tests=\"1\" failures=\"0\" errors=\"1\" skipped=\"0\">\n    <testcase classname=\"trace\" name=\"read\">\n      <error message=\"{}\"/>\n    </testcase>\n  </testsuite>\n",
+                    esc(&path.display().to_string()),
+                    esc(&crate::fleet::one_line(&e.to_string()))
+                ));
+                continue;
+            }
+        };
         let start = j.origin_ns;
         let mut cases = Vec::new();
         for m in &j.report.monitors {
