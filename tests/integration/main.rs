@@ -9,6 +9,7 @@ mod recorder_logs;
 mod recorder_network;
 mod recorder_teardown;
 mod sensors_docker;
+mod syscall_faults;
 mod trace_cli;
 mod trace_compat;
 mod trace_sigkill;

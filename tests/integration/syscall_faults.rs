@@ -1,0 +1,417 @@
+//! The `syscall` fault against real containers (the project's FROM scratch image in `store`
+//! mode, nothing added to it): an injected ENOSPC is seen by the process and logged, the path
+//! filter leaves writes elsewhere alone, a delay shows in the measured write time, nth/every picks
+//! the calls, processes started later by `docker exec` are traced too, a second tracer is refused
+//! with a clear error, and reverting leaves every process running and untraced.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use integration_tests::{
+    compose_command, ensure_images, require_docker, unique_project, ProjectGuard, DEMO_IMAGE,
+};
+use recorder::faults::syscall::{container_threads, tracer_pid};
+use recorder::faults::{FaultInjector, FaultRequest, FaultTarget};
+use recorder::sink::{EventReceiver, EventSink};
+use serde_json::{json, Value};
+
+fn compose_yaml() -> String {
+    format!(
+        r#"services:
+  store:
+    image: {DEMO_IMAGE}
+    command: ["store"]
+    environment:
+      ID: s1
+      INTERVAL: "100ms"
+      DATA_DIR: /data
+      SCRATCH_DIR: /scratch
+    tmpfs: [/data, /scratch]
+    stop_grace_period: 1s
+"#
+    )
+}
+
+struct Project {
+    name: String,
+    _dir: tempfile::TempDir,
+    _guard: ProjectGuard,
+}
+
+fn up(tag: &str) -> Project {
+    ensure_images();
+    let name = unique_project(tag);
+    let guard = ProjectGuard::new(name.clone());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("compose.yml");
+    std::fs::write(&file, compose_yaml()).expect("write compose file");
+    let cmd = compose_command();
+    let out = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .args(["-p", &name, "-f"])
+        .arg(&file)
+        .args(["up", "-d"])
+        .output()
+        .expect("run compose");
+    assert!(
+        out.status.success(),
+        "compose up failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Project {
+        name,
+        _dir: dir,
+        _guard: guard,
+    }
+}
+
+fn sh(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+fn container(project: &str) -> String {
+    let out = sh(
+        "docker",
+        &[
+            "ps",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            &format!("label=com.docker.compose.project={project}"),
+        ],
+    );
+    let id = out
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!id.is_empty(), "no container in {project}");
+    id
+}
+
+fn main_pid(c: &str) -> i32 {
+    sh("docker", &["inspect", "-f", "{{.State.Pid}}", c])
+        .trim()
+        .parse()
+        .expect("container pid")
+}
+
+fn running(c: &str) -> bool {
+    sh("docker", &["inspect", "-f", "{{.State.Running}}", c]).trim() == "true"
+}
+
+/// The container's log lines (stdout).
+fn logs(c: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args(["logs", c])
+        .output()
+        .expect("docker logs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Waits until the container has logged `n` more lines than `from`, returns the new ones.
+fn new_lines(c: &str, from: usize, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let l = logs(c);
+        if l.len() >= from + n || Instant::now() > deadline {
+            return l.into_iter().skip(from).collect();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `us=` of a log line.
+fn micros(line: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("us="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no us= in {line:?}"))
+}
+
+async fn injector(project: &str, seed: u64) -> (FaultInjector, EventReceiver) {
+    let docker = bollard::Docker::connect_with_local_defaults()
+        .expect("docker client")
+        .negotiate_version()
+        .await
+        .expect("docker version negotiation");
+    let (sink, rx) = EventSink::channel();
+    let inj = FaultInjector::new(docker, project, sink, seed).expect("injector");
+    (inj, rx)
+}
+
+fn req(args: Value) -> FaultRequest {
+    let args = match args {
+        Value::Object(m) => m.into_iter().collect(),
+        _ => Vec::new(),
+    };
+    FaultRequest {
+        action: "syscall".into(),
+        args,
+        target: FaultTarget::Service("store".into()),
+        duration: None,
+        experiment: Some("syscall-test".into()),
+        step: Some(1),
+        intended_ns: recorder::sink::now_ns(),
+    }
+}
+
+fn fault_events(rx: &mut EventReceiver) -> Vec<Value> {
+    let mut v = Vec::new();
+    rx.drain_into(&mut v, usize::MAX);
+    v.into_iter()
+        .filter(|e| e.source == "fault")
+        .map(|e| serde_json::from_str(e.data.as_deref().unwrap_or("null")).expect("json"))
+        .collect()
+}
+
+/// Tracer pids of every thread of the container (0: untraced).
+fn tracers(c: &str) -> Vec<(i32, i32)> {
+    container_threads(main_pid(c))
+        .into_iter()
+        .filter_map(|t| tracer_pid(t).map(|p| (t, p)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enospc_on_the_data_path_is_seen_by_the_process_and_revert_leaves_it_untraced() {
+    require_docker!();
+    let p = up("sysenospc");
+    let c = container(&p.name);
+    let (mut inj, mut rx) = injector(&p.name, 7).await;
+    let me = std::process::id() as i32;
+    assert!(
+        tracers(&c).iter().all(|(_, t)| *t == 0),
+        "traced before the fault"
+    );
+
+    let from = new_lines(&c, 0, 6).len();
+    let id = inj
+        .apply(&req(
+            json!({"calls": "writes", "error": "ENOSPC", "path": "/data"}),
+        ))
+        .await
+        .expect("apply syscall fault");
+    let ev = fault_events(&mut rx);
+    assert_eq!(ev[0]["phase"], "applied", "{ev:?}");
+    assert_eq!(ev[0]["params"]["error"]["name"], "ENOSPC");
+    assert_eq!(ev[0]["params"]["path"], "/data");
+    assert!(
+        ev[0]["params"]["pids"].as_object().is_some_and(|m| m
+            .values()
+            .any(|v| v.as_array().is_some_and(|a| !a.is_empty()))),
+        "{ev:?}"
+    );
+    // every thread of the container is traced, by this process (the tracer thread is ours)
+    let t = tracers(&c);
+    assert!(!t.is_empty() && t.iter().all(|(_, p)| *p != 0), "{t:?}");
+    assert!(
+        t.iter().all(|(_, p)| tracer_pid(*p).is_some()
+            && sh("cat", &[&format!("/proc/{p}/status")]).contains(&format!("Tgid:\t{me}"))),
+        "tracer is not this process: {t:?}"
+    );
+
+    let lines = new_lines(&c, from, 30);
+    let data_err: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains(" write n=") && l.contains("errno=28"))
+        .collect();
+    assert!(
+        data_err.len() >= 5,
+        "writes under /data did not fail with ENOSPC: {lines:#?}"
+    );
+    assert!(
+        data_err[0].contains("No space left on device"),
+        "{data_err:?}"
+    );
+    assert!(lines.iter().any(|l| l.contains("degraded: writes failing")));
+    // the path filter: writes under /scratch (and stdout) go through
+    let scratch: Vec<&String> = lines.iter().filter(|l| l.contains(" scratch n=")).collect();
+    assert!(scratch.len() >= 5, "{lines:#?}");
+    assert!(
+        scratch.iter().all(|l| l.contains(" ok ")),
+        "scratch writes were injected: {scratch:?}"
+    );
+    // reads keep being served
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l.contains(" read n=") && l.contains(" ok "))
+            .count()
+            >= 5
+    );
+
+    inj.revert(id).await;
+    let ev = fault_events(&mut rx);
+    assert_eq!(ev[0]["phase"], "reverted", "{ev:?}");
+    assert_eq!(ev[0]["error"], Value::Null, "{ev:?}");
+    let injected = ev[0]["params"]["injected"]
+        .as_u64()
+        .expect("injected count");
+    let matched = ev[0]["params"]["matched"].as_u64().expect("matched count");
+    assert!(
+        injected >= data_err.len() as u64 && matched == injected,
+        "{ev:?}"
+    );
+
+    // running, untraced, and writing again
+    assert!(running(&c));
+    let t = tracers(&c);
+    assert!(
+        !t.is_empty() && t.iter().all(|(_, p)| *p == 0),
+        "still traced: {t:?}"
+    );
+    let from = logs(&c).len();
+    let lines = new_lines(&c, from, 12);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(" write n=") && l.contains(" ok ")),
+        "{lines:#?}"
+    );
+    assert!(!lines.iter().any(|l| l.contains("errno=28")), "{lines:#?}");
+    let all = logs(&c);
+    assert!(
+        all.iter().any(|l| l.contains("recovered after")),
+        "{all:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delay_shows_in_the_write_time_and_nth_every_picks_calls() {
+    require_docker!();
+    let p = up("sysdelay");
+    let c = container(&p.name);
+    let (mut inj, mut rx) = injector(&p.name, 7).await;
+    let from = new_lines(&c, 0, 6).len();
+    let id = inj
+        .apply(&req(
+            json!({"calls": ["write"], "delay": "150ms", "path": "/data"}),
+        ))
+        .await
+        .expect("apply delay");
+    let lines = new_lines(&c, from, 20);
+    let data: Vec<u64> = lines
+        .iter()
+        .filter(|l| l.contains(" write n=") && l.contains(" ok "))
+        .map(|l| micros(l))
+        .collect();
+    let scratch: Vec<u64> = lines
+        .iter()
+        .filter(|l| l.contains(" scratch n="))
+        .map(|l| micros(l))
+        .collect();
+    // the first logged write may have started before the fault
+    assert!(data.len() >= 3, "{lines:#?}");
+    assert!(
+        data[1..].iter().all(|us| *us >= 150_000),
+        "data writes not delayed by 150ms: {data:?}"
+    );
+    assert!(
+        scratch[1..].iter().all(|us| *us < 100_000),
+        "scratch writes delayed: {scratch:?}"
+    );
+    inj.revert(id).await;
+
+    // nth/every: the 2nd matching write, then every 2nd: failures alternate with successes
+    let from = logs(&c).len();
+    let id = inj
+        .apply(&req(
+            json!({"calls": "writes", "error": "EIO", "path": "/data", "nth": 2, "every": 2}),
+        ))
+        .await
+        .expect("apply nth/every");
+    let lines = new_lines(&c, from, 40);
+    inj.revert(id).await;
+    let ev = fault_events(&mut rx);
+    let applied = ev
+        .iter()
+        .rev()
+        .find(|e| e["phase"] == "applied")
+        .expect("applied");
+    assert_eq!(
+        applied["params"]["when"],
+        json!({"mode": "nth", "nth": 2, "every": 2})
+    );
+    let outcomes: Vec<bool> = lines
+        .iter()
+        .filter(|l| l.contains(" write n="))
+        .map(|l| l.contains("errno=5"))
+        .collect();
+    assert!(outcomes.iter().filter(|x| **x).count() >= 3, "{lines:#?}");
+    assert!(
+        outcomes.windows(2).all(|w| !(w[0] && w[1])),
+        "two failures in a row with every=2: {lines:#?}"
+    );
+    let reverted = ev
+        .iter()
+        .rev()
+        .find(|e| e["phase"] == "reverted")
+        .expect("reverted");
+    let (m, i) = (
+        reverted["params"]["matched"].as_u64().unwrap_or(0),
+        reverted["params"]["injected"].as_u64().unwrap_or(0),
+    );
+    assert!(i == m / 2, "matched {m}, injected {i}");
+    assert!(tracers(&c).iter().all(|(_, p)| *p == 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_started_later_are_traced_and_a_second_tracer_is_refused() {
+    require_docker!();
+    let p = up("syslater");
+    let c = container(&p.name);
+    let (mut inj, mut rx) = injector(&p.name, 7).await;
+    new_lines(&c, 0, 3);
+    let id = inj
+        .apply(&req(
+            json!({"calls": "writes", "error": "ENOSPC", "path": "/data"}),
+        ))
+        .await
+        .expect("apply");
+    // a process started by `docker exec` after the fault: not a child of a traced process
+    let out = sh(
+        "docker",
+        &[
+            "exec",
+            &c,
+            "/demo-node",
+            "store",
+            "--id",
+            "late",
+            "--count",
+            "15",
+            "--interval",
+            "100ms",
+            "--data-dir",
+            "/data",
+        ],
+    );
+    assert!(
+        out.contains("store late write n=") && out.contains("errno=28"),
+        "the exec'd process was not injected: {out}"
+    );
+    // one tracer per process: a second syscall fault on the same container fails clearly
+    let e = inj
+        .apply(&req(json!({"calls": "openat", "error": "EMFILE"})))
+        .await
+        .expect_err("second tracer");
+    let msg = e.to_string();
+    assert!(msg.contains("already traced by pid"), "{msg}");
+    let ev = fault_events(&mut rx);
+    assert!(ev.iter().any(|e| e["phase"] == "failed"), "{ev:?}");
+    // the first fault is intact and reverts cleanly
+    inj.revert(id).await;
+    let ev = fault_events(&mut rx);
+    assert_eq!(ev[0]["phase"], "reverted");
+    assert_eq!(ev[0]["error"], Value::Null, "{ev:?}");
+    assert!(running(&c));
+    assert!(tracers(&c).iter().all(|(_, p)| *p == 0));
+}
