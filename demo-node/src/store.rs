@@ -63,16 +63,16 @@ pub fn run(c: &Config) -> Result<i32, String> {
                 }
             }
             Err((e, errno)) => {
+                util::out(&format!(
+                    "store {id} write n={n} error={} errno={errno} us={us}",
+                    quote(&e)
+                ));
                 if failing == 0 {
                     util::out(&format!(
                         "store {id} degraded: writes failing, serving reads only"
                     ));
                 }
                 failing += 1;
-                util::out(&format!(
-                    "store {id} write n={n} error={} errno={errno} us={us}",
-                    quote(&e)
-                ));
             }
         }
         match read_records(&data) {
