@@ -1035,6 +1035,12 @@ pub async fn cleanup(project: Option<&str>, all: bool) -> Result<Vec<String>, St
     };
     let mut lines = Vec::new();
     for p in projects {
+        // a syscall fault's tracer that is still alive (not a killed recorder: the kernel
+        // detached its tracees when it died)
+        match faults::traced_leftovers(&docker, &p).await {
+            Ok(traced) => lines.extend(traced.into_iter().map(|t| format!("{p}: {t}"))),
+            Err(e) => lines.push(format!("{p}: checking tracers: {e}")),
+        }
         let r = compose::remove_project(&docker, &p)
             .await
             .map_err(|e| e.to_string())?;

@@ -415,3 +415,154 @@ async fn processes_started_later_are_traced_and_a_second_tracer_is_refused() {
     assert!(running(&c));
     assert!(tracers(&c).iter().all(|(_, p)| *p == 0));
 }
+
+const SIGKILL_SPEC: &str = r#"
+monitor wroteFine = eventually log where message ~ r"^store \S+ write n=\d+ ok " within 30s
+monitor diskFull = eventually log where message ~ r"errno=28 " within 10s
+monitor noSuchLine = eventually log where message == "no such line" within 120s
+
+experiment HeldFault {
+  expect wroteFine
+  do syscall(calls: "writes", error: "ENOSPC", path: "/data") on store for 120s
+  expect diskFull
+  expect noSuchLine
+}
+"#;
+
+/// A recorder killed with SIGKILL while its tracer holds the container: the kernel detaches
+/// every tracee (the process keeps running, untraced, and writes again); `recorder cleanup`
+/// then finds nothing traced and removes the project.
+#[test]
+fn sigkilled_recorder_leaves_the_process_running_and_untraced() {
+    use crate::recorder_common::write_scenario;
+    use integration_tests::{bin, project_containers};
+    require_docker!();
+    ensure_images();
+    let project = unique_project("syskill");
+    let _guard = ProjectGuard::new(&project);
+    let (dir, scenario) = write_scenario(
+        &project,
+        &compose_yaml(),
+        "time_limit = \"150s\"",
+        "[experiment]\nspecs = [\"exp.spec\"]\nname = \"HeldFault\"\n",
+    );
+    std::fs::write(dir.path().join("exp.spec"), SIGKILL_SPEC).expect("write spec");
+    let mut child = Command::new(bin("recorder"))
+        .args(["run", "--quiet"])
+        .arg(&scenario)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn recorder");
+    let rec_pid = child.id() as i32;
+    // wait until the fault holds: the store's threads are traced by the recorder and it logs
+    // ENOSPC
+    let start = Instant::now();
+    let c = loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "the fault never held"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        if project_containers(&project).is_empty()
+            || sh(
+                "docker",
+                &[
+                    "ps",
+                    "-q",
+                    "--filter",
+                    &format!("label=com.docker.compose.project={project}"),
+                ],
+            )
+            .trim()
+            .is_empty()
+        {
+            continue;
+        }
+        let c = container(&project);
+        let t = tracers(&c);
+        let by_recorder = !t.is_empty()
+            && t.iter().all(|(_, p)| {
+                std::fs::read_to_string(format!("/proc/{p}/status"))
+                    .is_ok_and(|s| s.contains(&format!("Tgid:\t{rec_pid}\n")))
+            });
+        if by_recorder && logs(&c).iter().any(|l| l.contains("errno=28")) {
+            break c;
+        }
+    };
+    let st = Command::new("kill")
+        .args(["-KILL", &rec_pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    let _ = child.wait();
+    // the kernel detached every tracee; the process runs and its writes succeed again
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(running(&c), "the store died with its tracer");
+    let t = tracers(&c);
+    assert!(
+        !t.is_empty() && t.iter().all(|(_, p)| *p == 0),
+        "still traced: {t:?}"
+    );
+    let from = logs(&c).len();
+    let lines = new_lines(&c, from, 9);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(" write n=") && l.contains(" ok ")),
+        "{lines:#?}"
+    );
+    assert!(!lines.iter().any(|l| l.contains("errno=28")), "{lines:#?}");
+    let out = Command::new(bin("recorder"))
+        .args(["cleanup", "--project", &project])
+        .output()
+        .expect("cleanup");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains("still traced"), "{text}");
+    assert!(text.contains("removed 1 containers"), "{text}");
+    assert!(project_containers(&project).is_empty());
+}
+
+/// `recorder cleanup` names a tracer that is still alive (here: this test's own injector).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_reports_threads_still_traced() {
+    require_docker!();
+    let p = up("systraced");
+    let c = container(&p.name);
+    let (mut inj, _rx) = injector(&p.name, 7).await;
+    new_lines(&c, 0, 3);
+    let id = inj
+        .apply(&req(json!({"calls": "fsync", "delay": "10ms"})))
+        .await
+        .expect("apply");
+    let docker = bollard::Docker::connect_with_local_defaults()
+        .expect("docker client")
+        .negotiate_version()
+        .await
+        .expect("docker version negotiation");
+    let lines = recorder::faults::traced_leftovers(&docker, &p.name)
+        .await
+        .expect("traced leftovers");
+    let me = std::process::id();
+    assert!(!lines.is_empty(), "no traced thread reported");
+    assert!(
+        lines.iter().all(|l| l.contains("still traced by pid")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().all(|l| {
+            l.split("by pid ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
+                .is_some_and(|s| s.contains(&format!("Tgid:\t{me}\n")))
+        }),
+        "{lines:?}"
+    );
+    inj.revert(id).await;
+    let lines = recorder::faults::traced_leftovers(&docker, &p.name)
+        .await
+        .expect("traced leftovers");
+    assert!(lines.is_empty(), "{lines:?}");
+}

@@ -1682,6 +1682,33 @@ fn restore_body(hc: &bollard::models::HostConfig, changed: &Limits) -> Container
     b
 }
 
+/// One line per thread of a container that some process still traces (ptrace: only the tracer
+/// can detach; a killed recorder's tracees were detached by the kernel when it died).
+fn traced_lines(container: &str, pid: i64) -> Vec<String> {
+    let Ok(pid) = i32::try_from(pid) else {
+        return Vec::new();
+    };
+    syscall::traced_threads(pid)
+        .into_iter()
+        .map(|(t, by, name)| {
+            format!("{container}: thread {t} is still traced by pid {by} ({name}); stop that process to detach it")
+        })
+        .collect()
+}
+
+/// Threads of the project's running containers that some process traces (a syscall fault's
+/// tracer that is still alive, a debugger): one line each, empty when none. `recorder cleanup`
+/// reports them before it removes the containers.
+pub async fn traced_leftovers(docker: &Docker, project: &str) -> Result<Vec<String>, FaultError> {
+    let view = resolve::snapshot(docker, project).await?;
+    Ok(view
+        .containers
+        .iter()
+        .filter_map(|c| c.live_pid().map(|p| traced_lines(&c.name, p)))
+        .flatten()
+        .collect())
+}
+
 /// Stops tracers (detaching every traced thread) off the async runtime; returns their errors.
 async fn stop_tracers(tracers: &[std::sync::Arc<syscall::Tracer>]) -> Vec<String> {
     let ts: Vec<_> = tracers.to_vec();
@@ -1720,6 +1747,7 @@ pub async fn cleanup_with(docker: &Docker, project: &str) -> Result<CleanupRepor
         }
         let Some(pid) = c.live_pid() else { continue };
         rep.containers_checked += 1;
+        rep.errors.extend(traced_lines(&c.name, pid));
         match host::purge_netns(pid, &tags).await {
             Ok(p) => {
                 rep.rules_removed += p.rules;
