@@ -111,7 +111,7 @@ fn bench(id: &str, dir: &Path) -> Result<i32, String> {
         let (mut ok, mut failed, mut since_trunc) = (0u64, 0u64, 0u64);
         while t.elapsed() < Duration::from_secs(1) {
             for _ in 0..64 {
-                match f.write(&rec) {
+                match f.write_all(&rec) {
                     Ok(_) => {
                         ok += 1;
                         since_trunc += 1;

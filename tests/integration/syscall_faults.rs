@@ -566,3 +566,82 @@ async fn cleanup_reports_threads_still_traced() {
         .expect("traced leftovers");
     assert!(lines.is_empty(), "{lines:?}");
 }
+
+/// The median `rate=` of the next `n` `loop` lines of the container.
+fn loop_rate(c: &str, n: usize) -> f64 {
+    let from = logs(c).len();
+    let lines = new_lines(c, from, n);
+    let mut r: Vec<f64> = lines
+        .iter()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("rate="))
+                .and_then(|v| v.parse().ok())
+        })
+        .collect();
+    assert!(!r.is_empty(), "no rate lines: {lines:?}");
+    r.sort_by(f64::total_cmp);
+    r[r.len() / 2]
+}
+
+/// The slowdown of a traced process (not a pass/fail test; run by scripts/bench-syscall-fault.sh):
+/// demo-node `store --loop true` writes 64-byte records to a tmpfs file as fast as it can; its
+/// write rate untraced, traced by a fault that matches none of its calls (`fsync`: every syscall
+/// still stops twice), traced with a path filter that must look up each write's file but
+/// matches none, and delayed by 1ms on each write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: scripts/bench-syscall-fault.sh"]
+async fn syscall_overhead_benchmark() {
+    require_docker!();
+    ensure_images();
+    let name = unique_project("sysbench");
+    let _guard = ProjectGuard::new(name.clone());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("compose.yml");
+    let yaml = compose_yaml().replace("INTERVAL: \"100ms\"", "LOOP: \"true\"");
+    std::fs::write(&file, yaml).expect("write compose file");
+    let cmd = compose_command();
+    let out = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .args(["-p", &name, "-f"])
+        .arg(&file)
+        .args(["up", "-d"])
+        .output()
+        .expect("run compose");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = container(&name);
+    let (mut inj, _rx) = injector(&name, 7).await;
+    new_lines(&c, 0, 2);
+    let base = loop_rate(&c, 5);
+    let mut rows = vec![("untraced".to_string(), base)];
+    for (label, args) in [
+        (
+            "traced, no call matches (calls: fsync)",
+            json!({"calls": "fsync", "error": "EIO"}),
+        ),
+        (
+            "traced, path filter matches no write (calls: writes, path: /elsewhere)",
+            json!({"calls": "writes", "error": "EIO", "path": "/elsewhere"}),
+        ),
+        (
+            "every write delayed 1ms",
+            json!({"calls": "writes", "delay": "1ms", "path": "/data"}),
+        ),
+    ] {
+        let id = inj.apply(&req(args)).await.expect("apply");
+        let r = loop_rate(&c, 5);
+        inj.revert(id).await;
+        rows.push((label.to_string(), r));
+    }
+    println!("write loop (64-byte write(2) calls on tmpfs), median of 5 one-second windows:");
+    for (label, r) in &rows {
+        println!(
+            "  {label:<72} {r:>10.0} writes/s  ({:.1}x slower)",
+            base / r
+        );
+    }
+}

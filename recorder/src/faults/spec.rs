@@ -733,6 +733,7 @@ pub fn validate(req: &FaultRequest, services: &[String]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::faults::syscall::{Effect, When};
 
     fn a(k: &str, v: Value) -> (String, Value) {
         (k.to_string(), v)
@@ -882,5 +883,89 @@ mod tests {
             ),
             Ok(())
         );
+    }
+
+    #[test]
+    fn syscall_fault_arguments() {
+        match parse_action(
+            "syscall",
+            &[
+                a("calls", json!("writes, fsync")),
+                a("error", json!("enospc")),
+                a("path", json!("/data")),
+            ],
+        ) {
+            Ok(Action::Syscall(f)) => {
+                assert_eq!(f.syscalls, vec!["writes", "fsync"]);
+                assert!(f.numbers.contains(&1) && f.numbers.contains(&74));
+                assert_eq!(
+                    f.effect,
+                    Effect::Error {
+                        name: "ENOSPC".into(),
+                        errno: 28
+                    }
+                );
+                assert_eq!(f.path.as_deref(), Some("/data"));
+                assert_eq!(f.when, When::Always);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        match parse_action(
+            "syscall",
+            &[
+                a("calls", json!(["connect"])),
+                a("delay", json!("250ms")),
+                a("percent", json!(25)),
+                a("process", json!("demo-node")),
+            ],
+        ) {
+            Ok(Action::Syscall(f)) => {
+                assert_eq!(f.effect, Effect::Delay { ms: 250.0 });
+                assert_eq!(f.when, When::Probability { p: 0.25 });
+                assert_eq!(f.process.as_deref(), Some("demo-node"));
+                let p = params_json(&Action::Syscall(f));
+                assert_eq!(p["when"]["mode"], "probability");
+                assert_eq!(p["delay_ms"], 250.0);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        match parse_action(
+            "syscall",
+            &[
+                a("calls", json!("openat")),
+                a("error", json!("EMFILE")),
+                a("nth", json!(3)),
+                a("every", json!(2)),
+            ],
+        ) {
+            Ok(Action::Syscall(f)) => assert_eq!(f.when, When::Nth { nth: 3, every: 2 }),
+            other => panic!("unexpected {other:?}"),
+        }
+        let e = |args: Vec<(String, Value)>| parse_action("syscall", &args).unwrap_err();
+        assert!(e(vec![]).contains("needs `calls`"));
+        assert!(e(vec![a("calls", json!("write"))]).contains("needs `error`"));
+        let m = e(vec![a("calls", json!("write")), a("error", json!("ENOPE"))]);
+        assert!(m.contains("errno name"), "{m}");
+        let m = e(vec![a("calls", json!("wirte")), a("error", json!("EIO"))]);
+        assert!(m.contains("unknown syscall `wirte`"), "{m}");
+        let m = e(vec![
+            a("calls", json!("write")),
+            a("error", json!("EIO")),
+            a("delay", json!("1s")),
+        ]);
+        assert!(m.contains("not both"), "{m}");
+        let m = e(vec![
+            a("calls", json!("write")),
+            a("error", json!("EIO")),
+            a("path", json!("data")),
+        ]);
+        assert!(m.contains("absolute"), "{m}");
+        let m = e(vec![
+            a("calls", json!("write")),
+            a("error", json!("EIO")),
+            a("nth", json!(2)),
+            a("probability", json!(0.5)),
+        ]);
+        assert!(m.contains("not both"), "{m}");
     }
 }

@@ -649,7 +649,7 @@ impl Engine {
         let hit = match self.fault.when {
             When::Always => true,
             When::Nth { nth, every } => {
-                n == nth || (every > 0 && n > nth && (n - nth) % every == 0)
+                n == nth || (every > 0 && n > nth && (n - nth).is_multiple_of(every))
             }
             When::Probability { p } => self.next_unit() < p,
         };
@@ -734,9 +734,9 @@ impl Engine {
         if !libc::WIFSTOPPED(status) {
             return;
         }
-        if !self.tracees.contains_key(&tid) {
+        if let std::collections::hash_map::Entry::Vacant(e) = self.tracees.entry(tid) {
             // A new child or thread (auto-attached) reporting before its parent's event.
-            self.tracees.insert(tid, Tracee::default());
+            e.insert(Tracee::default());
             self.counters.attached.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(t) = self.tracees.get_mut(&tid) {
