@@ -1,7 +1,8 @@
 //! Fault injection from the host (see docs/faults.md): container faults through the Docker API
 //! (kill, stop, start, restart, pause, unpause, disconnect, connect, exec, limits) and network
 //! impairments inside the containers' network namespaces with the host's `iptables` and `tc`
-//! (partition, heal, loss, bandwidth, netem). Target images need no tools and no capabilities.
+//! (partition, heal, loss, bandwidth, netem), and in-process syscall faults with a ptrace tracer
+//! on the host (`syscall`, see [`syscall`]). Target images need no tools and no capabilities.
 //!
 //! [`FaultInjector`] applies [`FaultRequest`]s, writes one `fault` event per phase (applied,
 //! failed, reverted, and reapplied/cleared after a container restart), remembers what each fault
