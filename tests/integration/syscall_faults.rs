@@ -645,3 +645,94 @@ async fn syscall_overhead_benchmark() {
         );
     }
 }
+
+/// Threads created after the fault was applied (demo-node `ping`'s responder starts one per TCP
+/// connection) are traced from their first instruction and get the fault; after the revert the
+/// process keeps answering, untraced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threads_created_later_get_the_fault() {
+    use std::io::{BufRead, BufReader, Write};
+    require_docker!();
+    ensure_images();
+    let name = unique_project("systhreads");
+    let _guard = ProjectGuard::new(name.clone());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("compose.yml");
+    let yaml = format!(
+        "services:\n  store:\n    image: {DEMO_IMAGE}\n    command: [\"ping\", \"--listen-port\", \"7001\"]\n    stop_grace_period: 1s\n"
+    );
+    std::fs::write(&file, yaml).expect("write compose file");
+    let cmd = compose_command();
+    let out = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .args(["-p", &name, "-f"])
+        .arg(&file)
+        .args(["up", "-d"])
+        .output()
+        .expect("run compose");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = container(&name);
+    let ip = sh(
+        "docker",
+        &[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            &c,
+        ],
+    )
+    .trim()
+    .to_string();
+    // one round trip on a new connection (a new responder thread); returns its duration
+    let round_trip = |seq: u32| -> Duration {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut s = loop {
+            match std::net::TcpStream::connect((ip.as_str(), 7001)) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("connect {ip}:7001: {e}"),
+            }
+        };
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let t = Instant::now();
+        s.write_all(format!("ping t {seq}\n").as_bytes())
+            .expect("send");
+        let mut line = String::new();
+        BufReader::new(&s).read_line(&mut line).expect("pong");
+        assert_eq!(line.trim(), format!("pong t {seq}"));
+        t.elapsed()
+    };
+    round_trip(0);
+    let (mut inj, _rx) = injector(&name, 7).await;
+    let id = inj
+        .apply(&req(json!({"calls": "sendto", "delay": "300ms"})))
+        .await
+        .expect("apply");
+    let before = container_threads(main_pid(&c)).len();
+    for seq in 1..=3 {
+        let d = round_trip(seq);
+        assert!(
+            d >= Duration::from_millis(300),
+            "reply {seq} not delayed: {d:?}"
+        );
+    }
+    let t = tracers(&c);
+    assert!(t.iter().all(|(_, p)| *p != 0), "{t:?}");
+    inj.revert(id).await;
+    assert!(running(&c));
+    let t = tracers(&c);
+    assert!(t.len() >= before && t.iter().all(|(_, p)| *p == 0), "{t:?}");
+    let d = round_trip(4);
+    assert!(
+        d < Duration::from_millis(300),
+        "still delayed after the revert: {d:?}"
+    );
+}

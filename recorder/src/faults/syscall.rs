@@ -363,7 +363,8 @@ fn gettid() -> i32 {
     unsafe { libc::syscall(libc::SYS_gettid) as i32 }
 }
 
-/// `TracerPid` of a thread or process (0: untraced); `None` when it is gone.
+/// `TracerPid` of a thread or process (0: untraced; else the tracing *thread*'s id); `None` when
+/// it is gone.
 pub fn tracer_pid(pid: i32) -> Option<i32> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
@@ -464,7 +465,34 @@ const EVENT_STOP: i32 = 128;
 /// (tc, tcpdump, ...) nor another fault's tracees.
 const WAIT_FLAGS: i32 = libc::__WALL | 0x2000_0000;
 const SYSCALL_TRAP: i32 = libc::SIGTRAP | 0x80;
-const ORIG_RAX_ENOSYS: u64 = (-(libc::ENOSYS as i64)) as u64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopKind {
+    Entry,
+    Exit,
+}
+
+/// Whether a syscall stop is an entry or an exit, from `PTRACE_GET_SYSCALL_INFO` (Linux 5.3+);
+/// `None` when the kernel cannot tell.
+fn syscall_stop_kind(tid: i32) -> Option<StopKind> {
+    // struct ptrace_syscall_info: `op` is the first byte (1 entry, 2 exit, 3 seccomp).
+    let mut buf = [0u64; 12];
+    let n = ptrace(
+        libc::PTRACE_GET_SYSCALL_INFO,
+        tid,
+        std::mem::size_of_val(&buf),
+        buf.as_mut_ptr() as usize,
+    )
+    .ok()?;
+    if n <= 0 {
+        return None;
+    }
+    match buf[0] & 0xff {
+        1 => Some(StopKind::Entry),
+        2 => Some(StopKind::Exit),
+        _ => None,
+    }
+}
 
 /// Per-thread state of the tracer.
 #[derive(Debug, Default, Clone)]
@@ -680,6 +708,9 @@ impl Engine {
                 self.gone.insert(tid);
                 Ok(())
             }
+            // A thread or child a traced thread just created: already ours (auto-attached), its
+            // first stop is on its way.
+            Err(libc::EPERM) if tracer_pid(tid) == Some(gettid()) => Ok(()),
             Err(e) => {
                 self.gone.insert(tid);
                 Err(attach_error(tid, &self.container, e))
@@ -749,12 +780,13 @@ impl Engine {
                 self.resume(tid, 0);
                 return;
             };
-            let entering = match self.tracees.get(&tid) {
-                Some(t) => !t.in_syscall,
-                None => true,
+            // The kernel says which stop this is (5.3+); the entry/exit toggle is the fallback.
+            // (rax == -ENOSYS is no proof of an entry: a call refused by the container's seccomp
+            // profile, e.g. clone3, exits with ENOSYS.)
+            let entering = match syscall_stop_kind(tid) {
+                Some(k) => k == StopKind::Entry,
+                None => self.tracees.get(&tid).is_none_or(|t| !t.in_syscall),
             };
-            // At an entry stop rax holds -ENOSYS; trust it over the toggle after a missed stop.
-            let entering = entering || (regs.rax == ORIG_RAX_ENOSYS && self.pending(tid).is_none());
             if entering {
                 let inject = self.decide(tid, &regs);
                 let t = self.tracees.entry(tid).or_default();
@@ -880,7 +912,10 @@ impl Engine {
             let event = status >> 16;
             if sig == SYSCALL_TRAP {
                 if let Some(errno) = self.pending(tid) {
-                    let entering = self.tracees.get(&tid).is_some_and(|t| !t.in_syscall);
+                    let entering = match syscall_stop_kind(tid) {
+                        Some(k) => k == StopKind::Entry,
+                        None => self.tracees.get(&tid).is_some_and(|t| !t.in_syscall),
+                    };
                     if !entering {
                         if let Some(mut regs) = get_regs(tid) {
                             regs.rax = (-(errno as i64)) as u64;
