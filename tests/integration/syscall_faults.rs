@@ -736,3 +736,72 @@ async fn threads_created_later_get_the_fault() {
         "still delayed after the revert: {d:?}"
     );
 }
+
+/// `probability`: about that share of the matching calls fail, drawn with the scenario's seed
+/// (recorded in the event), both outcomes seen by the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probability_injects_a_share_with_the_recorded_seed() {
+    require_docker!();
+    let p = up("sysprob");
+    let c = container(&p.name);
+    let (mut inj, mut rx) = injector(&p.name, 1234).await;
+    let from = new_lines(&c, 0, 3).len();
+    let id = inj
+        .apply(&req(
+            json!({"calls": "writes", "error": "EIO", "path": "/data", "probability": 0.5}),
+        ))
+        .await
+        .expect("apply");
+    let lines = new_lines(&c, from, 90);
+    inj.revert(id).await;
+    let ev = fault_events(&mut rx);
+    assert_eq!(ev[0]["params"]["seed"], 1234, "{ev:?}");
+    assert_eq!(
+        ev[0]["params"]["when"],
+        json!({"mode": "probability", "probability": 0.5})
+    );
+    let writes: Vec<&String> = lines.iter().filter(|l| l.contains(" write n=")).collect();
+    let failed = writes.iter().filter(|l| l.contains("errno=5 ")).count();
+    assert!(writes.len() >= 20, "{lines:#?}");
+    assert!(
+        failed >= writes.len() / 5 && failed <= writes.len() * 4 / 5,
+        "{failed} of {} writes failed with p=0.5",
+        writes.len()
+    );
+    let m = ev[1]["params"]["matched"].as_u64().unwrap_or(0);
+    let i = ev[1]["params"]["injected"].as_u64().unwrap_or(0);
+    assert!(i > 0 && i < m, "matched {m}, injected {i}");
+}
+
+/// A `for` longer than the run: the time limit ends the run and teardown reverts the fault
+/// (a `reverted` event with its counts, no error) before the project goes down.
+#[test]
+fn teardown_reverts_an_active_syscall_fault() {
+    use crate::recorder_common::{read_events, run_recorder, write_scenario};
+    require_docker!();
+    ensure_images();
+    let project = unique_project("systeardown");
+    let _guard = ProjectGuard::new(&project);
+    let (dir, scenario) = write_scenario(
+        &project,
+        &compose_yaml(),
+        "time_limit = \"15s\"",
+        "[experiment]\nspecs = [\"exp.spec\"]\nname = \"HeldFault\"\n",
+    );
+    std::fs::write(dir.path().join("exp.spec"), SIGKILL_SPEC).expect("write spec");
+    let (code, out, err) = run_recorder(&scenario);
+    assert_eq!(code, 2, "expected the time limit: {out}\n{err}");
+    let ev = read_events(&dir.path().join("trace"));
+    let phases: Vec<Value> = ev
+        .iter()
+        .filter(|e| e.source == "fault" && e.kind == "syscall")
+        .filter_map(|e| serde_json::from_str(e.data.as_deref()?).ok())
+        .collect();
+    assert_eq!(phases.len(), 2, "{phases:#?}");
+    assert_eq!(phases[1]["phase"], "reverted");
+    assert_eq!(phases[1]["error"], Value::Null);
+    assert!(
+        phases[1]["params"]["injected"].as_u64().unwrap_or(0) > 0,
+        "{phases:#?}"
+    );
+}

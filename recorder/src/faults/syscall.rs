@@ -511,8 +511,7 @@ struct Engine {
     fault: SyscallFault,
     container: String,
     cg: String,
-    rng: u64,
-    seen: u64,
+    picker: Picker,
     tracees: HashMap<i32, Tracee>,
     counters: Arc<Counters>,
     /// Threads that exited or could not be seized: never seized again.
@@ -619,7 +618,24 @@ fn normalize(dir: &str, p: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
-impl Engine {
+/// Picks which matching calls get the fault: counts them and, for a probability, draws from a
+/// SplitMix64 generator seeded per container (the same seed picks the same calls).
+#[derive(Debug, Clone)]
+pub struct Picker {
+    when: When,
+    rng: u64,
+    seen: u64,
+}
+
+impl Picker {
+    pub fn new(when: When, seed: u64) -> Picker {
+        Picker {
+            when,
+            rng: seed,
+            seen: 0,
+        }
+    }
+
     fn next_unit(&mut self) -> f64 {
         self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.rng;
@@ -628,6 +644,21 @@ impl Engine {
         ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
     }
 
+    /// Whether the next matching call gets the fault.
+    pub fn pick(&mut self) -> bool {
+        self.seen += 1;
+        let n = self.seen;
+        match self.when {
+            When::Always => true,
+            When::Nth { nth, every } => {
+                n == nth || (every > 0 && n > nth && (n - nth).is_multiple_of(every))
+            }
+            When::Probability { p } => self.next_unit() < p,
+        }
+    }
+}
+
+impl Engine {
     /// The path a call touches, as the process sees it.
     fn call_path(&self, tid: i32, regs: &libc::user_regs_struct) -> Option<String> {
         let args = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9];
@@ -672,15 +703,7 @@ impl Engine {
             }
         }
         self.counters.matched.fetch_add(1, Ordering::Relaxed);
-        self.seen += 1;
-        let n = self.seen;
-        let hit = match self.fault.when {
-            When::Always => true,
-            When::Nth { nth, every } => {
-                n == nth || (every > 0 && n > nth && (n - nth).is_multiple_of(every))
-            }
-            When::Probability { p } => self.next_unit() < p,
-        };
+        let hit = self.picker.pick();
         if hit {
             self.counters.injected.fetch_add(1, Ordering::Relaxed);
         }
@@ -991,11 +1014,10 @@ impl Tracer {
             .spawn(move || {
                 tid2.store(gettid(), Ordering::SeqCst);
                 let mut eng = Engine {
+                    picker: Picker::new(fault.when.clone(), seed),
                     fault,
                     container: name,
                     cg,
-                    rng: seed,
-                    seen: 0,
                     tracees: HashMap::new(),
                     counters: counters2,
                     gone: BTreeSet::new(),
@@ -1172,6 +1194,30 @@ mod tests {
         assert_eq!(errno_from("5"), Some(("EIO".into(), 5)));
         assert_eq!(errno_from("EWHAT"), None);
         assert_eq!(errno_from("0"), None);
+    }
+
+    #[test]
+    fn picker_nth_every_and_seeded_probability() {
+        let picks = |when: When, seed: u64, n: usize| -> Vec<bool> {
+            let mut p = Picker::new(when, seed);
+            (0..n).map(|_| p.pick()).collect()
+        };
+        let nth = picks(When::Nth { nth: 3, every: 10 }, 0, 30);
+        let hits: Vec<usize> = (0..30).filter(|i| nth[*i]).map(|i| i + 1).collect();
+        assert_eq!(hits, vec![3, 13, 23]);
+        let once = picks(When::Nth { nth: 2, every: 0 }, 0, 10);
+        assert_eq!(once.iter().filter(|x| **x).count(), 1);
+        assert!(picks(When::Always, 0, 5).iter().all(|x| *x));
+        let p = When::Probability { p: 0.3 };
+        let a = picks(p.clone(), 42, 10_000);
+        // the same seed picks the same calls, another seed others
+        assert_eq!(a, picks(p.clone(), 42, 10_000));
+        assert_ne!(a, picks(p, 43, 10_000));
+        let share = a.iter().filter(|x| **x).count() as f64 / 10_000.0;
+        assert!((0.27..0.33).contains(&share), "{share}");
+        assert!(!picks(When::Probability { p: 0.0 }, 1, 100)
+            .iter()
+            .any(|x| *x));
     }
 
     #[test]
