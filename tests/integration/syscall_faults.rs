@@ -1,8 +1,11 @@
-//! The `syscall` fault against real containers (the project's FROM scratch image in `store`
-//! mode, nothing added to it): an injected ENOSPC is seen by the process and logged, the path
-//! filter leaves writes elsewhere alone, a delay shows in the measured write time, nth/every picks
-//! the calls, processes started later by `docker exec` are traced too, a second tracer is refused
-//! with a clear error, and reverting leaves every process running and untraced.
+//! The `syscall` fault against real containers (the project's FROM scratch image in `store` or
+//! `ping` mode, nothing added to it): an injected ENOSPC is seen by the process and logged, the
+//! path filter leaves writes elsewhere alone, a delay shows in the measured write time, nth/every
+//! and a seeded probability pick the calls, processes started later by `docker exec` and threads
+//! created later are traced too, a second tracer is refused with a clear error, reverting (by
+//! hand or at teardown) leaves every process running and untraced, a SIGKILLed recorder leaves
+//! nothing attached and `recorder cleanup` reports live tracers. Also an (ignored) overhead
+//! benchmark, run by scripts/bench-syscall-fault.sh.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
