@@ -435,13 +435,24 @@ fn yama_scope() -> Option<u32> {
 /// A clear message for a refused `PTRACE_SEIZE`.
 fn attach_error(tid: i32, container: &str, errno: i32) -> String {
     let who = format!("thread {tid} ({}) of {container}", comm(tid));
-    if let Some(t) = tracer_pid(tid).filter(|t| *t != 0) {
+    let tracer = tracer_pid(tid).filter(|t| *t != 0).map(|t| (t, comm(t)));
+    attach_message(&who, tracer, yama_scope(), errno)
+}
+
+/// The message for a refused attach to `who`: an existing tracer (pid, name), the Yama
+/// `ptrace_scope`, or the errno with what usually causes it.
+fn attach_message(
+    who: &str,
+    tracer: Option<(i32, String)>,
+    yama: Option<u32>,
+    errno: i32,
+) -> String {
+    if let Some((t, name)) = tracer {
         return format!(
-            "{who} is already traced by pid {t} ({}): a process has one tracer at a time (a debugger, strace or another syscall fault)",
-            comm(t)
+            "{who} is already traced by pid {t} ({name}): a process has one tracer at a time (a debugger, strace or another syscall fault)"
         );
     }
-    match yama_scope() {
+    match yama {
         Some(3) => {
             return format!(
                 "cannot trace {who}: kernel.yama.ptrace_scope is 3 (ptrace attach disabled until reboot)"
@@ -1041,7 +1052,9 @@ impl Tracer {
                 let mut last_poll = Instant::now();
                 loop {
                     if stop2.load(Ordering::SeqCst) {
-                        return eng.detach_all();
+                        let errors = eng.detach_all();
+                        tid2.store(0, Ordering::SeqCst);
+                        return errors;
                     }
                     let next_due = eng.release_due();
                     if last_poll.elapsed() >= Duration::from_millis(200) {
@@ -1218,6 +1231,25 @@ mod tests {
         assert!(!picks(When::Probability { p: 0.0 }, 1, 100)
             .iter()
             .any(|x| *x));
+    }
+
+    #[test]
+    fn refused_attach_names_the_cause() {
+        let who = "thread 7 (java) of p_app_1";
+        let m = attach_message(who, Some((99, "gdb".into())), Some(1), libc::EPERM);
+        assert!(m.contains("already traced by pid 99 (gdb)"), "{m}");
+        let m = attach_message(who, None, Some(3), libc::EPERM);
+        assert!(m.contains("ptrace_scope is 3"), "{m}");
+        let m = attach_message(who, None, Some(2), libc::EPERM);
+        assert!(
+            m.contains("ptrace_scope is 2") && m.contains("CAP_SYS_PTRACE"),
+            "{m}"
+        );
+        let m = attach_message(who, None, None, libc::EPERM);
+        assert!(
+            m.starts_with("cannot trace thread 7 (java) of p_app_1: ptrace attach failed: Operation not permitted"),
+            "{m}"
+        );
     }
 
     #[test]
