@@ -808,3 +808,49 @@ fn teardown_reverts_an_active_syscall_fault() {
         "{phases:#?}"
     );
 }
+
+/// A revert while the container is paused (cgroup freezer): its threads cannot stop for the
+/// detach; after 5 s the revert gives up with an error naming them, the tracer thread ends and the
+/// kernel detaches them, so the process is untraced (already while paused) and runs on once
+/// unpaused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revert_while_paused_detaches_when_the_tracer_ends() {
+    require_docker!();
+    let p = up("syspaused");
+    let c = container(&p.name);
+    let (mut inj, mut rx) = injector(&p.name, 7).await;
+    new_lines(&c, 0, 3);
+    let id = inj
+        .apply(&req(
+            json!({"calls": "writes", "error": "ENOSPC", "path": "/data"}),
+        ))
+        .await
+        .expect("apply");
+    sh("docker", &["pause", &c]);
+    let t = Instant::now();
+    inj.revert(id).await;
+    let took = t.elapsed();
+    let ev = fault_events(&mut rx);
+    let paused = tracers(&c);
+    sh("docker", &["unpause", &c]);
+    assert!(took < Duration::from_secs(10), "revert took {took:?}");
+    assert_eq!(ev[1]["phase"], "reverted");
+    let err = ev[1]["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("did not stop for detaching within 5s"),
+        "{ev:?}"
+    );
+    assert!(
+        !paused.is_empty() && paused.iter().all(|(_, p)| *p == 0),
+        "{paused:?}"
+    );
+    assert!(running(&c));
+    let from = logs(&c).len();
+    let lines = new_lines(&c, from, 6);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(" write n=") && l.contains(" ok ")),
+        "{lines:#?}"
+    );
+}

@@ -974,7 +974,7 @@ impl Engine {
         }
         for tid in self.tracees.keys() {
             errors.push(format!(
-                "thread {tid} of {} did not stop for detaching within 5s (the kernel detaches it when the recorder exits)",
+                "thread {tid} of {} did not stop for detaching within 5s (paused?); the kernel detached it as the tracer ended",
                 self.container
             ));
         }
@@ -1103,17 +1103,19 @@ impl Tracer {
             .name("ctk-trace-tick".into())
             .spawn(move || loop {
                 std::thread::sleep(Duration::from_millis(100));
-                if stop3.load(Ordering::SeqCst) {
-                    return;
-                }
+                // Keeps ticking after `stop` until the tracer thread is done: a tracer whose
+                // tracees make no syscalls (paused, blocked) only wakes up from this signal.
                 let t = tid3.load(Ordering::SeqCst);
                 if t == 0 {
+                    if stop3.load(Ordering::SeqCst) {
+                        return;
+                    }
                     continue;
                 }
                 // SAFETY: signals only the tracer thread of this process; stops once it is gone.
                 let r =
                     unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), t, wake_signal()) };
-                if r != 0 || stop3.load(Ordering::SeqCst) {
+                if r != 0 {
                     return;
                 }
             });
