@@ -1037,6 +1037,7 @@ impl Tracer {
                 if let Some(e) = errors.into_iter().next() {
                     let mut errs = eng.detach_all();
                     errs.insert(0, e);
+                    tid2.store(0, Ordering::SeqCst);
                     let _ = tx.send(Err(errs.join("; ")));
                     return Vec::new();
                 }
@@ -1045,6 +1046,7 @@ impl Tracer {
                         Some(p) => format!("no process named `{p}` in {}", eng.container),
                         None => format!("no process in {}", eng.container),
                     };
+                    tid2.store(0, Ordering::SeqCst);
                     let _ = tx.send(Err(what));
                     return Vec::new();
                 }
@@ -1080,23 +1082,6 @@ impl Tracer {
                 }
             })
             .map_err(|e| TraceError::Unsupported(format!("starting the tracer thread: {e}")))?;
-        let initial = match rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(Ok(p)) => p,
-            Ok(Err(e)) => {
-                let _ = join.join();
-                return Err(if e.starts_with("no process") {
-                    TraceError::NoProcess(e)
-                } else {
-                    TraceError::Attach(e)
-                });
-            }
-            Err(_) => {
-                stop.store(true, Ordering::SeqCst);
-                return Err(TraceError::Attach(format!(
-                    "{container}: attaching the tracer took more than 10s"
-                )));
-            }
-        };
         // Wakes the tracer's blocking waitpid so it can poll for new processes and see `stop`.
         let (stop3, tid3) = (stop.clone(), tid.clone());
         let _ = std::thread::Builder::new()
@@ -1119,6 +1104,25 @@ impl Tracer {
                     return;
                 }
             });
+        let initial = match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                let _ = join.join();
+                stop.store(true, Ordering::SeqCst);
+                return Err(if e.starts_with("no process") {
+                    TraceError::NoProcess(e)
+                } else {
+                    TraceError::Attach(e)
+                });
+            }
+            Err(_) => {
+                // the tracer detaches what it seized once it sees `stop` (the tick wakes it)
+                stop.store(true, Ordering::SeqCst);
+                return Err(TraceError::Attach(format!(
+                    "{container}: attaching the tracer took more than 10s"
+                )));
+            }
+        };
         Ok(Tracer {
             container: container.to_string(),
             stop,
