@@ -43,6 +43,9 @@ pub struct CheckArgs {
     /// Events of context shown before and after each deciding event.
     #[arg(long, default_value_t = 5)]
     pub context: usize,
+    /// Text report: also say why each accepted monitor and step accepted.
+    #[arg(short, long)]
+    pub verbose: bool,
     /// Debugging aid: read every column of every event instead of only what the selected
     /// monitors need (the report must be the same; tests compare the two).
     #[arg(long, hide = true)]
@@ -51,6 +54,10 @@ pub struct CheckArgs {
     /// container). By default judging ends where the recorder started tearing the project down.
     #[arg(long)]
     pub include_teardown: bool,
+    /// Also write an HTML report (docs/report.md): one trace writes PATH, several write
+    /// PATH/<trace name>.html each.
+    #[arg(long, value_name = "PATH")]
+    pub html: Option<PathBuf>,
 }
 
 /// One judged trace with the context events of its failures.
@@ -62,6 +69,64 @@ pub struct Judged {
     /// Where `+offsets` count from: the recording's start (manifest `started_ns`), as in
     /// `analyzer info` and `events`, else the first event.
     pub origin_ns: Option<i64>,
+    /// What looks wrong without changing a verdict: experiment steps naming services the
+    /// trace's compose project does not have (the step warnings are in the report).
+    pub warnings: Vec<String>,
+}
+
+/// Experiment steps of `report` naming a service (a `do` target, an `at`) that is not one of
+/// the trace's compose services (`manifest.compose.services`; nothing is checked when the
+/// manifest lists none).
+pub fn unknown_service_warnings(
+    spec: &Spec,
+    report: &Report,
+    manifest: &trace::Manifest,
+) -> Vec<String> {
+    let known: Vec<&str> = manifest
+        .compose
+        .services
+        .keys()
+        .map(String::as_str)
+        .collect();
+    if known.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for r in &report.experiments {
+        let Some(exp) = spec.experiment(&r.name) else {
+            continue;
+        };
+        for (i, step) in exp.steps.iter().enumerate() {
+            let names: Vec<String> = match step {
+                monitor::Step::Do(f) => match &f.target {
+                    monitor::FaultTarget::Service(s) => vec![s.clone()],
+                    monitor::FaultTarget::Services(v) | monitor::FaultTarget::Random(v) => {
+                        v.clone()
+                    }
+                    monitor::FaultTarget::Between(a, b) | monitor::FaultTarget::FromTo(a, b) => {
+                        a.iter().chain(b).cloned().collect()
+                    }
+                    monitor::FaultTarget::Container(_) | monitor::FaultTarget::Network(_) => {
+                        Vec::new()
+                    }
+                },
+                monitor::Step::Expect(e) => e.monitor.services(),
+                monitor::Step::Note(_) => Vec::new(),
+            };
+            for n in names {
+                if !known.contains(&n.as_str()) {
+                    out.push(format!(
+                        "experiment {}, step {} `{}`: no service `{n}` in the trace's compose project (services: {})",
+                        r.name,
+                        i + 1,
+                        step.text(),
+                        known.join(", ")
+                    ));
+                }
+            }
+        }
+    }
+    out
 }
 
 fn resolver(path: &str, from: &str) -> Option<SourceFile> {
@@ -100,7 +165,7 @@ pub fn judge(
 
 /// When the recorder started tearing the project down (its `teardown` event with
 /// `data.phase = "start"`), if the trace records it.
-fn teardown_start(t: &Trace) -> Result<Option<i64>, crate::Error> {
+pub(crate) fn teardown_start(t: &Trace) -> Result<Option<i64>, crate::Error> {
     let opts = ReadOptions {
         columns: Columns {
             kind: true,
@@ -230,11 +295,13 @@ pub fn judge_reading(
     }
     let ctx = report::gather_context(&t, &report, context)?;
     let origin_ns = t.manifest().started_ns.or(report.start_ns);
+    let warnings = unknown_service_warnings(spec, &report, t.manifest());
     Ok(Judged {
         trace: dir.to_path_buf(),
         report,
         context: ctx,
         origin_ns,
+        warnings,
     })
 }
 
@@ -357,9 +424,8 @@ pub fn run(args: &CheckArgs) -> Result<i32, crate::Error> {
         )?);
     }
     match args.format {
-        CheckFormat::Text => {
-            report::text::write(&mut out, &judged).map_err(crate::Error::output)?
-        }
+        CheckFormat::Text => report::text::write_with(&mut out, &judged, args.verbose)
+            .map_err(crate::Error::output)?,
         CheckFormat::Json => {
             report::json::write(&mut out, &judged).map_err(crate::Error::output)?
         }
@@ -373,6 +439,14 @@ pub fn run(args: &CheckArgs) -> Result<i32, crate::Error> {
                 path.display()
             ))
         })?;
+    }
+    if let Some(path) = &args.html {
+        let opts = crate::html::HtmlOptions {
+            context: args.context,
+            include_teardown: args.include_teardown,
+            ..Default::default()
+        };
+        crate::html::write_for_check(&spec, &sel, &args.traces, path, &opts)?;
     }
     let verdict = Verdict::combine(judged.iter().map(|j| j.report.verdict));
     Ok(match verdict {

@@ -1,19 +1,39 @@
-//! The analyzer library: the `info`, `events`, `finalize`, `generate` and `check` commands and
-//! their reporters. The `analyzer` binary is a thin shell over it.
+//! The analyzer library: the `info`, `events`, `finalize`, `generate`, `check` and `report`
+//! commands and their reporters. The `analyzer` binary is a thin shell over it.
 
 pub mod check;
 pub mod error;
 pub mod events;
 pub mod exit;
 pub mod generate;
+pub mod html;
 pub mod info;
 pub mod timearg;
 
 pub use error::Error;
 
-/// Runs `analyzer finalize TRACE`: sorts the logs of an unfinalized trace into Parquet files.
+/// Runs `analyzer finalize TRACE`: sorts the logs of an unfinalized trace into Parquet files,
+/// and builds `packets.parquet` from the trace's pcap files when the recorder died before
+/// summarising them.
 pub fn finalize_cmd(trace: &std::path::Path, out: &mut dyn std::io::Write) -> Result<i32, Error> {
-    let s = trace::finalize(trace)?;
+    let had_packets = trace.join(trace::files::PACKETS_LOG).exists()
+        || trace.join(trace::files::PACKETS_PARQUET).exists();
+    let mut s = trace::finalize(trace)?;
+    if !had_packets {
+        if let Some((files, packets)) = packets_from_pcap(trace)? {
+            // sort the spooled packets into packets.parquet
+            let p = trace::finalize(trace)?;
+            s.packets = p.packets;
+            s.already_finalized = false;
+            writeln!(
+                out,
+                "{}: {packets} packets summarised from {files} pcap file{} a killed recorder left",
+                trace.display(),
+                if files == 1 { "" } else { "s" }
+            )
+            .map_err(Error::output)?;
+        }
+    }
     let mut line = if s.already_finalized {
         format!(
             "{}: already finalized ({} events",
@@ -34,4 +54,53 @@ pub fn finalize_cmd(trace: &std::path::Path, out: &mut dyn std::io::Write) -> Re
     }
     writeln!(out, "{line}").map_err(Error::output)?;
     Ok(exit::OK)
+}
+
+/// Summarises every `pcap/*.pcap` of a finalized trace that has no packets into
+/// `packets.arrows`, numbered after its last event (as the recorder's pcap sensor does at the
+/// end of a run, with services resolved from the manifest's addresses). `None` when there is no
+/// capture file. A file that cannot be read is skipped (what it holds up to a cut is kept).
+fn packets_from_pcap(dir: &std::path::Path) -> Result<Option<(usize, u64)>, Error> {
+    let pcap_dir = dir.join(trace::files::PCAP_DIR);
+    let Ok(rd) = std::fs::read_dir(&pcap_dir) else {
+        return Ok(None);
+    };
+    let mut files: Vec<std::path::PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pcap" || x == "pcapng"))
+        .collect();
+    if files.is_empty() {
+        return Ok(None);
+    }
+    files.sort();
+    let t = trace::Trace::open(dir)?;
+    let mut last_seq = 0;
+    let opts = trace::ReadOptions {
+        columns: trace::Columns::NONE,
+        ..Default::default()
+    };
+    for b in t.events(&opts)? {
+        let b = b?;
+        for ev in b.iter() {
+            last_seq = last_seq.max(ev.seq);
+        }
+    }
+    let addrs = sensors::pcap::AddressMap::from_manifest(t.manifest());
+    // streamed file by file: captures can be much larger than memory
+    let mut records = files
+        .iter()
+        .filter_map(|f| {
+            let stem = f
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            sensors::pcap::PcapSummariser::open(f, &stem, addrs.clone()).ok()
+        })
+        .flatten()
+        .peekable();
+    if records.peek().is_none() {
+        return Ok(None);
+    }
+    let n = trace::writer::spool_packets(dir, last_seq + 1, records)?;
+    Ok(Some((files.len(), n)))
 }

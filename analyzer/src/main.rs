@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use analyzer::{check, events, exit, generate, info};
+use analyzer::{check, events, exit, generate, html, info};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -26,6 +26,8 @@ enum Command {
     Events(events::EventsArgs),
     /// Judge traces against monitor specifications.
     Check(check::CheckArgs),
+    /// Write one self-contained HTML file showing a judged run (docs/report.md).
+    Report(html::ReportArgs),
     /// Finalize a trace left by a killed recorder (sort the event log into Parquet).
     Finalize {
         /// The trace directory.
@@ -72,6 +74,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Events(a) => events::run(&a, &mut out)?,
         Command::Finalize { trace } => analyzer::finalize_cmd(&trace, &mut out)?,
         Command::Generate(a) => generate::run(&a, &mut out)?,
+        Command::Report(a) => {
+            out.flush().ok();
+            drop(out);
+            return html::run(&a).map_err(anyhow::Error::from);
+        }
         Command::Check(a) => {
             out.flush().ok();
             drop(out);

@@ -123,6 +123,10 @@ pub struct StateDecl {
     pub span: Span,
     pub timeout: Option<Expr>,
     pub handlers: Vec<Handler>,
+    /// Entered on a fault event, the state opens when the fault is done (`data.ended_ns`):
+    /// its timeout counts from then and earlier events are not offered to it. Set by the
+    /// `after P expect Q` sugar for its `waiting` state, never by written states.
+    pub opens_when_fault_done: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

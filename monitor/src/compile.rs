@@ -43,6 +43,7 @@ pub fn compile(
             items.push((idx, it));
         }
     }
+    let broken = std::mem::take(&mut sink.unparsed_monitors);
     let mut c = Compiler {
         files: &table,
         sink,
@@ -51,7 +52,7 @@ pub fn compile(
         monitors: BTreeMap::new(),
         let_cache: HashMap::new(),
         let_busy: Vec::new(),
-        broken: Vec::new(),
+        broken,
     };
     let spec = c.run(items);
     if c.sink.is_empty() {
@@ -632,6 +633,7 @@ impl<'f> Compiler<'f> {
                 handlers,
                 on_timeout,
                 on_end,
+                opens_when_fault_done: s.opens_when_fault_done,
             });
         }
         if self.sink.errs.len() > before {
@@ -1236,6 +1238,7 @@ impl<'f> Compiler<'f> {
             span: e.span,
             timeout,
             handlers,
+            opens_when_fault_done: false,
         };
         let states = match &e.kind {
             MExprKind::Always(p) => {
@@ -1337,7 +1340,11 @@ impl<'f> Compiler<'f> {
                             special(On::End, Terminal::Accept(None)),
                         ],
                     ),
-                    st("waiting", None, waiting),
+                    // `after fault ...`: the response window opens when the fault is done
+                    StateDecl {
+                        opens_when_fault_done: true,
+                        ..st("waiting", None, waiting)
+                    },
                 ]
             }
             MExprKind::Stable(d, of) => {

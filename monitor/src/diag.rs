@@ -72,11 +72,24 @@ pub struct Diagnostic {
 }
 
 impl fmt::Display for Diagnostic {
+    /// The one diagnostic format of both binaries: `error: FILE:LINE:COL: message`, then the
+    /// source line with a `^` marker under the offending text, then the hint. Without a
+    /// position (`line` 0): `error: FILE: message` alone.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "error: {}: {}", self.file, self.message)?;
+            if let Some(h) = &self.hint {
+                write!(f, "\n  = hint: {h}")?;
+            }
+            return Ok(());
+        }
         let num = self.line.to_string();
         let pad = " ".repeat(num.len());
-        writeln!(f, "error: {}", self.message)?;
-        writeln!(f, "{pad}--> {}:{}:{}", self.file, self.line, self.column)?;
+        writeln!(
+            f,
+            "error: {}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )?;
         writeln!(f, "{pad} |")?;
         writeln!(f, "{num} | {}", self.source_line)?;
         let lead: String = self
@@ -99,7 +112,8 @@ impl fmt::Display for Diagnostic {
 pub struct Diagnostics(pub Vec<Diagnostic>);
 
 impl Diagnostics {
-    /// Renders every diagnostic like a compiler, separated by blank lines.
+    /// Renders every diagnostic like a compiler (see [`Diagnostic`]'s format), separated by
+    /// blank lines, then a count (`2 errors in spec`).
     pub fn render(&self) -> String {
         let mut out = String::new();
         for d in &self.0 {
@@ -107,11 +121,17 @@ impl Diagnostics {
             out.push_str("\n\n");
         }
         out.push_str(&format!(
-            "error: {} error{} in spec",
+            "{} error{} in spec",
             self.0.len(),
             if self.0.len() == 1 { "" } else { "s" }
         ));
         out
+    }
+
+    /// Every diagnostic rendered on its own (no count), for callers that merge them with
+    /// errors of their own.
+    pub fn rendered(&self) -> Vec<String> {
+        self.0.iter().map(|d| d.to_string()).collect()
     }
 }
 
@@ -119,6 +139,9 @@ impl Diagnostics {
 #[derive(Debug, Default)]
 pub(crate) struct Sink {
     pub errs: Vec<(Span, String, Option<String>)>,
+    /// Names of monitors whose declaration did not parse: still known by name, so their uses
+    /// are not reported as unknown (the syntax error is).
+    pub unparsed_monitors: Vec<String>,
 }
 
 impl Sink {

@@ -6,6 +6,7 @@
 use crate::ast::{Agg, BinOp, Quant};
 use crate::ir::*;
 use crate::report::*;
+use crate::states::LogScope;
 use crate::value::{Value, V};
 use serde_json::Value as J;
 use std::cmp::Reverse;
@@ -530,6 +531,18 @@ impl std::hash::Hasher for Fx {
     }
 }
 
+/// When the fault recorded by `ev` was done: `data.ended_ns` of a `fault` event (its `ts_ns` is
+/// the apply's start), else the event's time.
+pub(crate) fn fault_done_ns(ev: &EventRef<'_>) -> i64 {
+    if ev.source != "fault" {
+        return ev.ts_ns;
+    }
+    ev.data
+        .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .and_then(|d| d.get("ended_ns").and_then(serde_json::Value::as_i64))
+        .map_or(ev.ts_ns, |e| e.max(ev.ts_ns))
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Outcome {
     pub verdict: Verdict,
@@ -570,6 +583,8 @@ struct Inst {
     entered_ns: i64,
     entered_seq: Option<u64>,
     key: Value,
+    /// Its id in the state log (recording mode, see [`crate::StateLog`]).
+    log_id: Option<usize>,
 }
 
 /// What a fired handler decided, computed while the context borrows the instance.
@@ -594,6 +609,8 @@ pub(crate) struct Leaf {
     keybuf: String,
     failed: Option<u32>,
     no_key: Value,
+    /// Recording mode: where every state change goes.
+    pub(crate) log: Option<LogScope>,
 }
 
 impl Leaf {
@@ -607,6 +624,7 @@ impl Leaf {
             keybuf: String::new(),
             failed: None,
             no_key: Value::Null,
+            log: None,
         }
     }
 
@@ -690,8 +708,22 @@ impl Leaf {
             path: VecDeque::new(),
             entered_ns: ts,
             entered_seq: seq,
+            log_id: None,
             key,
         };
+        if let Some(l) = &self.log {
+            let key = m.per.is_some().then(|| show_key(&inst.key));
+            let first = m.states.first().map(|s| s.name.as_str()).unwrap_or("?");
+            inst.log_id = Some(l.log.begin(
+                &l.scope,
+                &self.r.display,
+                key,
+                self.r.at.as_deref(),
+                first,
+                ts,
+                seq,
+            ));
+        }
         if let Some(d) = timeout {
             inst.timer = Some(Timer {
                 deadline: ts.saturating_add(d),
@@ -836,6 +868,10 @@ impl Leaf {
         }
         // handlers: a specialised pattern rejects the event without building a context
         let inst = &self.insts[idx as usize];
+        if ev.ts_ns < inst.entered_ns {
+            // the state has not opened yet (it opens when the fault that entered it is done)
+            return;
+        }
         let st = &m.states[inst.state as usize];
         let mut ctx: Option<Ctx<'_>> = None;
         let mut fired = None;
@@ -959,13 +995,22 @@ impl Leaf {
                     handler,
                     event,
                 });
+                // a state that opens when the fault entering it is done starts then
+                let opens = match ev {
+                    Some(e) if m.states[to as usize].opens_when_fault_done => fault_done_ns(e),
+                    _ => now,
+                };
                 inst.state = to;
+                if let (Some(l), Some(id)) = (&self.log, inst.log_id) {
+                    let name = &m.states[to as usize].name;
+                    l.log.enter(id, name, now, ev.map(|e| e.seq));
+                }
                 inst.gen = inst.gen.wrapping_add(1);
-                inst.entered_ns = now;
+                inst.entered_ns = opens;
                 inst.entered_seq = ev.map(|e| e.seq);
                 inst.timer = t.map(|d| Timer {
-                    deadline: now.saturating_add(d),
-                    armed_ns: now,
+                    deadline: opens.saturating_add(d),
+                    armed_ns: opens,
                     armed_seq: ev.map(|e| e.seq),
                 });
                 if let Some(tm) = inst.timer {
@@ -975,8 +1020,26 @@ impl Leaf {
             }
             Decision::Decide(verdict, msg, guard_values) => {
                 let st = &m.states[inst.state as usize];
+                // since the monitor started (for an experiment step: its window)
+                let rel = |ts: i64| {
+                    let s = self.started.unwrap_or(ts);
+                    format!("+{:.3}s", (ts - s) as f64 / 1e9)
+                };
                 let reason = msg.unwrap_or_else(|| match (verdict, ev) {
                     (Verdict::Fail, None) => format!("timeout in state `{}`", st.name),
+                    // an accept says what was observed (temporal sugar: the form as written)
+                    (Verdict::Accept, Some(e)) if !handler_text.is_empty() => format!(
+                        "`{}`: matched at {}, seq {}",
+                        handler_text,
+                        rel(e.ts_ns),
+                        e.seq
+                    ),
+                    (Verdict::Accept, None) if !handler_text.is_empty() => format!(
+                        "`{}`: held until its timeout at {} in state `{}`",
+                        handler_text,
+                        rel(now),
+                        st.name
+                    ),
                     (v, _) => format!("{v} in state `{}`", st.name),
                 });
                 let mut services: Vec<String> = self.r.at.iter().map(|s| s.to_string()).collect();
@@ -1014,6 +1077,9 @@ impl Leaf {
                 };
                 inst.timer = None;
                 inst.gen = inst.gen.wrapping_add(1);
+                if let (Some(l), Some(id)) = (&self.log, inst.log_id) {
+                    l.log.decide(id, verdict, now, ev.map(|e| e.seq));
+                }
                 inst.done = Some(Outcome {
                     verdict,
                     at_ns: now,
@@ -1123,7 +1189,11 @@ impl Leaf {
             None => {
                 let reason = format!("`{}` had not decided when its window ended", self.r.display);
                 let o = self.pending_outcome(idx, end_ns, reason);
-                self.insts[idx as usize].done = Some(o);
+                let inst = &mut self.insts[idx as usize];
+                if let (Some(l), Some(id)) = (&self.log, inst.log_id) {
+                    l.log.decide(id, Verdict::Inconclusive, end_ns, None);
+                }
+                inst.done = Some(o);
             }
         }
     }
@@ -1397,13 +1467,21 @@ fn earliest(a: &Outcome, b: &Outcome) -> bool {
 
 impl Node {
     pub fn build(e: &MonExpr) -> Node {
+        Node::build_logged(e, None)
+    }
+
+    /// [`Node::build`], its leaves reporting every state change to `log` (recording mode).
+    pub fn build_logged(e: &MonExpr, log: Option<&LogScope>) -> Node {
+        let b = |x: &MonExpr| Box::new(Node::build_logged(x, log));
         match e {
-            MonExpr::Ref(r) => Node::Leaf(Box::new(Leaf::new(r.clone()))),
-            MonExpr::And(a, b) => {
-                Node::And(Box::new(Node::build(a)), Box::new(Node::build(b)), None)
+            MonExpr::Ref(r) => {
+                let mut l = Leaf::new(r.clone());
+                l.log = log.cloned();
+                Node::Leaf(Box::new(l))
             }
-            MonExpr::Or(a, b) => Node::Or(Box::new(Node::build(a)), Box::new(Node::build(b)), None),
-            MonExpr::Not(a) => Node::Not(Box::new(Node::build(a)), None),
+            MonExpr::And(x, y) => Node::And(b(x), b(y), None),
+            MonExpr::Or(x, y) => Node::Or(b(x), b(y), None),
+            MonExpr::Not(x) => Node::Not(b(x), None),
         }
     }
 

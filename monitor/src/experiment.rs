@@ -5,6 +5,7 @@
 use crate::eval::{fmt_ts, JsonCell, Node, Outcome};
 use crate::ir::{ExpectStep, Experiment, FaultCall, FaultTarget, Step};
 use crate::report::*;
+use crate::states::{LogScope, StateLog};
 use crate::value::fmt_dur;
 use serde_json::Value as J;
 use trace::EventRef;
@@ -21,8 +22,13 @@ pub struct LiveStep {
 
 impl LiveStep {
     pub fn new(step: &ExpectStep) -> LiveStep {
+        LiveStep::new_logged(step, None)
+    }
+
+    /// [`LiveStep::new`] in recording mode: every state change goes to `log`.
+    pub(crate) fn new_logged(step: &ExpectStep, log: Option<&LogScope>) -> LiveStep {
         LiveStep {
-            node: Node::build(&step.monitor),
+            node: Node::build_logged(&step.monitor, log),
             text: step.text.clone(),
             within_ns: step
                 .within
@@ -181,6 +187,80 @@ pub fn fault_matches<'e>(call: &FaultCall, ev: &EventRef<'e>, data: Option<&J>) 
     ok.then_some(phase)
 }
 
+/// What differs between the `do` step `call` and the fault event recorded for it: its target
+/// (when the event does not match it by target, see [`fault_matches`]) and any argument the
+/// record's `data.params` carries under the same name with another value. Empty when they agree
+/// (or cannot be compared).
+pub fn recorded_differences(call: &FaultCall, ev: &EventRef<'_>, data: Option<&J>) -> Vec<String> {
+    let mut out = Vec::new();
+    if ev.kind == call.action && fault_matches(call, ev, data).is_none() {
+        let t = data.and_then(|d| d.get("target"));
+        let names = |k: &str| -> Vec<String> {
+            t.and_then(|t| t.get(k))
+                .and_then(J::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut recorded = Vec::new();
+        for (k, what) in [
+            ("services", "services"),
+            ("networks", "networks"),
+            ("containers", "containers"),
+        ] {
+            let v = names(k);
+            if !v.is_empty() {
+                recorded.push(format!("{what} [{}]", v.join(", ")));
+            }
+        }
+        out.push(format!(
+            "the target differs (recorded: {})",
+            if recorded.is_empty() {
+                "none".to_string()
+            } else {
+                recorded.join(", ")
+            }
+        ));
+    }
+    let params = data.and_then(|d| d.get("params"));
+    for (k, lit) in &call.args {
+        let Some(rec) = params.and_then(|p| p.get(k)) else {
+            continue;
+        };
+        let same = match (lit, rec) {
+            (crate::ir::Literal::Int(a), J::Number(b)) => b.as_f64() == Some(*a as f64),
+            (crate::ir::Literal::Float(a), J::Number(b)) => b.as_f64() == Some(*a),
+            (crate::ir::Literal::Str(a), J::String(b)) => a == b,
+            (crate::ir::Literal::Bool(a), J::Bool(b)) => a == b,
+            // other shapes are recorded normalised: not comparable here
+            _ => true,
+        };
+        if !same {
+            out.push(format!("argument `{k}` differs (recorded: {rec})"));
+        }
+    }
+    out
+}
+
+/// A recorded fault in a few words: `f3 pause`.
+fn recorded_fault(ev: &EventRef<'_>, data: Option<&J>) -> String {
+    match data.and_then(|d| d.get("fault_id")).and_then(J::as_str) {
+        Some(id) => format!("{id} {}", ev.kind),
+        None => ev.kind.to_string(),
+    }
+}
+
+/// When a recorded fault was done: its `data.ended_ns` (the end of the apply), or the event's
+/// own time (`started_ns`) when the record has none (older recorders) or an earlier one.
+pub fn fault_done_ns(ev: &EventRef<'_>, data: Option<&J>) -> i64 {
+    data.and_then(|d| d.get("ended_ns"))
+        .and_then(J::as_i64)
+        .map_or(ev.ts_ns, |e| e.max(ev.ts_ns))
+}
+
 fn fault_phase(data: Option<&J>) -> String {
     data.and_then(|d| d.get("phase"))
         .and_then(J::as_str)
@@ -233,6 +313,8 @@ pub struct ExperimentJudge {
     stop_reason: Option<(Verdict, String)>,
     /// Waiting for the recorder's step-0 start event (see [`Self::start_at_recorded_start`]).
     await_recorded_start: bool,
+    /// Recording mode: where the `expect` steps' monitors log every state change.
+    log: Option<StateLog>,
 }
 
 impl ExperimentJudge {
@@ -251,6 +333,7 @@ impl ExperimentJudge {
                 reason: None,
                 monitor: None,
                 fault: None,
+                warnings: Vec::new(),
             })
             .collect();
         ExperimentJudge {
@@ -261,11 +344,26 @@ impl ExperimentJudge {
             results,
             stop_reason: None,
             await_recorded_start: false,
+            log: None,
         }
     }
 
     pub fn name(&self) -> &str {
         &self.exp.name
+    }
+
+    /// Recording mode: the monitors of the `expect` steps report every state change to `log`.
+    pub fn record_states(&mut self, log: &StateLog) {
+        self.log = Some(log.clone());
+    }
+
+    /// The `expect` step `i`'s monitors, logging when recording.
+    fn live_step(&self, i: usize, e: &ExpectStep) -> LiveStep {
+        let scope = self.log.as_ref().map(|log| LogScope {
+            log: log.clone(),
+            scope: format!("experiment {} step {}", self.exp.name, i + 1),
+        });
+        LiveStep::new_logged(e, scope.as_ref())
     }
 
     /// The trace was recorded running this experiment: judge it from the moment the recorder
@@ -392,8 +490,13 @@ impl ExperimentJudge {
         let exp = self.exp.clone();
         match &exp.steps[i] {
             Step::Expect(e) => {
+                // events from before the window (those of a fault still being applied when the
+                // previous `do` was recorded) are not this step's
+                if self.window_start.is_some_and(|w| ev.ts_ns < w) {
+                    return;
+                }
                 if self.live.is_none() {
-                    let mut l = LiveStep::new(e);
+                    let mut l = self.live_step(i, e);
                     l.start(self.window_start.unwrap_or(ev.ts_ns));
                     self.live = Some(l);
                     self.results[i].start_ns = self.window_start;
@@ -444,17 +547,36 @@ impl ExperimentJudge {
                     let res = &mut self.results[i];
                     match phase.as_str() {
                         "applied" => {
+                            // the step is done when the fault is: the next step starts at the
+                            // apply's end (`data.ended_ns`; the event's `ts_ns` is its start)
+                            let done = fault_done_ns(ev, data());
                             res.verdict = Some(Verdict::Accept);
-                            res.end_ns = Some(ev.ts_ns);
+                            res.end_ns = Some(done);
                             res.fault = Some(EventInfo::of(ev));
-                            res.reason = Some(format!(
-                                "fault recorded at {} (seq {})",
-                                fmt_ts(ev.ts_ns),
-                                ev.seq
-                            ));
-                            self.window_start = Some(ev.ts_ns);
+                            let diffs = recorded_differences(call, ev, data());
+                            if !diffs.is_empty() {
+                                res.warnings.push(format!(
+                                    "step {} `{}` differs from the fault recorded for it (seq {}: {}): {}; was the experiment edited since the trace was recorded?",
+                                    i + 1,
+                                    call.text,
+                                    ev.seq,
+                                    recorded_fault(ev, data()),
+                                    diffs.join("; ")
+                                ));
+                            }
+                            res.reason = Some(if done > ev.ts_ns {
+                                format!(
+                                    "fault recorded at {} (seq {}), applied by {}",
+                                    fmt_ts(ev.ts_ns),
+                                    ev.seq,
+                                    fmt_ts(done)
+                                )
+                            } else {
+                                format!("fault recorded at {} (seq {})", fmt_ts(ev.ts_ns), ev.seq)
+                            });
+                            self.window_start = Some(done);
                             self.phase = Phase::Step(i + 1);
-                            self.skip_notes(ev.ts_ns);
+                            self.skip_notes(done);
                         }
                         "failed" => {
                             let err = data()
@@ -496,7 +618,7 @@ impl ExperimentJudge {
             match &exp.steps[i] {
                 Step::Expect(e) => {
                     if self.live.is_none() {
-                        let mut l = LiveStep::new(e);
+                        let mut l = self.live_step(i, e);
                         l.start(self.window_start.unwrap_or(end_ns));
                         self.live = Some(l);
                         self.results[i].start_ns = self.window_start;

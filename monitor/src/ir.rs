@@ -117,6 +117,8 @@ pub(crate) struct StateC {
     pub handlers: Vec<HandlerC>,
     pub on_timeout: Option<(ActionsC, String)>,
     pub on_end: Option<(ActionsC, String)>,
+    /// See `ast::StateDecl::opens_when_fault_done`.
+    pub opens_when_fault_done: bool,
 }
 
 #[derive(Debug, Clone)]

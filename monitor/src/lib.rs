@@ -21,6 +21,7 @@ mod needs;
 mod parser;
 mod report;
 mod runner;
+mod states;
 mod value;
 
 pub use compile::{check, compile};
@@ -36,6 +37,7 @@ pub use report::{
     TimeoutInfo, Transition, Verdict,
 };
 pub use runner::{Runner, SelectError, Selection};
+pub use states::{InstanceHistory, StateLog, StateSpan};
 pub use value::{fmt_dur, Value};
 
 /// Names of the built-in functions.

@@ -23,7 +23,18 @@ pub(crate) fn parse_file(file: u32, text: &str, sink: &mut Sink) -> Vec<Item> {
         let start = p.pos;
         match p.item() {
             Ok(it) => items.push(it),
-            Err(()) => p.recover(start),
+            Err(()) => {
+                // a monitor that failed to parse is still declared: remember its name
+                if let (Tok::Name(kw), Tok::Name(name)) = (
+                    &p.toks[start].tok,
+                    &p.toks[(start + 1).min(p.toks.len() - 1)].tok,
+                ) {
+                    if kw == "monitor" && !is_keyword(name) {
+                        p.sink.unparsed_monitors.push(name.clone());
+                    }
+                }
+                p.recover(start)
+            }
         }
     }
     items
@@ -404,6 +415,7 @@ impl Parser<'_> {
             span,
             timeout,
             handlers,
+            opens_when_fault_done: false,
         })
     }
 

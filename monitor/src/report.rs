@@ -211,6 +211,10 @@ pub struct StepResult {
     pub monitor: Option<MonitorResult>,
     /// For `do`: the matched fault event.
     pub fault: Option<EventInfo>,
+    /// What looks wrong without changing the verdict, e.g. a `do` whose target or arguments
+    /// differ from the fault recorded for it (the experiment was edited since the recording).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

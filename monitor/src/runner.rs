@@ -5,6 +5,7 @@ use crate::experiment::ExperimentJudge;
 use crate::ir::{MonExpr, Spec, Step};
 use crate::needs::Needs;
 use crate::report::{Report, Verdict};
+use crate::states::{LogScope, StateLog};
 use trace::EventRef;
 
 /// What to judge. Empty lists and `all == false`: every experiment and every monitor without
@@ -35,6 +36,8 @@ fn expects(e: &crate::ir::Experiment) -> impl Iterator<Item = MonExpr> + '_ {
 pub struct Runner {
     /// The selected monitor expressions (for [`Runner::may_observe`]).
     exprs: Vec<MonExpr>,
+    /// The selected monitors' expressions, in the order of `monitors`.
+    mexprs: Vec<MonExpr>,
     monitors: Vec<(String, Node)>,
     experiments: Vec<ExperimentJudge>,
     start: Option<i64>,
@@ -47,6 +50,7 @@ impl Runner {
         let mut monitors = Vec::new();
         let mut experiments = Vec::new();
         let mut exprs = Vec::new();
+        let mut mexprs = Vec::new();
         let default = sel.monitors.is_empty() && sel.experiments.is_empty();
         let known_m = || {
             spec.monitors
@@ -68,6 +72,7 @@ impl Runner {
                     if let Some(e) = &m.runnable {
                         exprs.push(e.clone());
                         monitors.push((m.name.clone(), Node::build(e)));
+                        mexprs.push(e.clone());
                     }
                 }
             }
@@ -86,6 +91,7 @@ impl Runner {
                     .ok_or_else(|| SelectError::NeedsArguments(n.clone(), m.params.join(", ")))?;
                 exprs.push(e.clone());
                 monitors.push((m.name.clone(), Node::build(e)));
+                mexprs.push(e.clone());
             }
             for n in &sel.experiments {
                 let e = spec
@@ -97,6 +103,7 @@ impl Runner {
         }
         Ok(Runner {
             exprs,
+            mexprs,
             monitors,
             experiments,
             start: None,
@@ -138,6 +145,24 @@ impl Runner {
                 e.start_at_recorded_start();
             }
         }
+    }
+
+    /// Recording mode: every state change of every monitor instance (of the selected monitors
+    /// and of the experiments' `expect` steps) goes to the returned log, not only the last few
+    /// kept for explanations. Call before the first event; the verdicts are the same.
+    pub fn record_states(&mut self) -> StateLog {
+        let log = StateLog::new();
+        for ((name, n), e) in self.monitors.iter_mut().zip(&self.mexprs) {
+            let scope = LogScope {
+                log: log.clone(),
+                scope: name.clone(),
+            };
+            *n = Node::build_logged(e, Some(&scope));
+        }
+        for e in &mut self.experiments {
+            e.record_states(&log);
+        }
+        log
     }
 
     /// Number of monitors and experiments being judged.

@@ -323,6 +323,111 @@ fn expect_window_ends_at_the_next_recorded_fault() {
     assert_eq!(r.experiments[0].verdict, Inconclusive);
 }
 
+/// A `restart` whose apply took 2 s (the stop waited out the grace period): recorded at its
+/// start (`ts_ns` = `started_ns`, 1 s), done at `ended_ns` (3 s).
+fn slow_restart(seq: u64) -> Event {
+    ev(seq, 1.0, "fault", "restart")
+        .service("app")
+        .message("f1 restart on app applied")
+        .data(&json!({
+            "fault_id": "f1", "phase": "applied", "experiment": "e", "step": 0,
+            "target": {"services": ["app"], "containers": ["p-app-1"], "networks": []},
+            "params": {}, "intended_ns": T0 + S, "started_ns": T0 + S, "ended_ns": T0 + 3 * S,
+            "error": null
+        }))
+}
+
+/// The step after a `do` starts when the fault is done (its `ended_ns`), not when it started:
+/// the old process answering while the restart waited for it to stop is not the system after
+/// the restart.
+#[test]
+fn the_step_after_a_do_starts_when_the_fault_is_done() {
+    let spec = spec(
+        "monitor firstAnswer = eventually http where data.status == 200
+         monitor downFirst { state s { on http where data.status != 200 => accept  on http => fail \"answered before going down\" } }
+         experiment e {
+ do restart on app
+ expect downFirst
+ expect firstAnswer within 3s
+}",
+    );
+    let http = |seq: u64, secs: f64, status: i64| {
+        ev(seq, secs, "http", "probe")
+            .service("app")
+            .data(&json!({ "status": status }))
+    };
+    let evs = vec![
+        slow_restart(1),
+        http(2, 1.5, 200), // the old process, still answering during the stop
+        http(3, 2.5, 200),
+        http(4, 3.5, 0), // down after the restart
+        http(5, 5.0, 200),
+    ];
+    let r = run(&spec, experiment("e"), &evs, None);
+    let x = &r.experiments[0];
+    assert_eq!(x.verdict, Accept, "{x:#?}");
+    // the `do` ends, and the next step starts, at the fault's end
+    assert_eq!(x.steps[0].end_ns, Some(T0 + 3 * S));
+    assert_eq!(x.steps[1].start_ns, Some(T0 + 3 * S));
+    assert!(
+        x.steps[0]
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("applied by"),
+        "{:?}",
+        x.steps[0].reason
+    );
+    // `within` counts from the end too: an answer 2.9 s after the start but 4 s after the
+    // fault event is in time
+    let evs = vec![slow_restart(1), http(2, 3.2, 0), http(3, 5.0, 200)];
+    let r = run(&spec, experiment("e"), &evs, None);
+    assert_eq!(r.experiments[0].verdict, Accept, "{:#?}", r.experiments[0]);
+    // a record without `ended_ns` (older recorders): the step starts at the event
+    let mut old = slow_restart(1);
+    old.data = Some(
+        old.data
+            .unwrap_or_default()
+            .replace(&format!("\"ended_ns\":{}", T0 + 3 * S), "\"ended_ns\":null"),
+    );
+    let r = run(&spec, experiment("e"), &[old, http(2, 1.5, 200)], None);
+    assert_eq!(r.experiments[0].verdict, Fail, "{:#?}", r.experiments[0]);
+}
+
+/// `after fault ... expect Q within D`: the window opens when the fault is done, so what the old
+/// process did while the restart waited for it cannot satisfy Q, and `D` counts from the end.
+#[test]
+fn after_a_fault_the_response_window_opens_when_the_fault_is_done() {
+    let spec = spec(
+        "monitor answersAfterRestart = after fault \"restart\" expect http where data.status == 200 within 2s",
+    );
+    let http = |seq: u64, secs: f64, status: i64| {
+        ev(seq, secs, "http", "probe")
+            .service("app")
+            .data(&json!({ "status": status }))
+    };
+    // only the old process answered (at 1.5 s, during the apply): no answer by 3 s + 2 s
+    let evs = vec![
+        slow_restart(1),
+        http(2, 1.5, 200),
+        http(3, 3.5, 0),
+        http(4, 6.0, 200),
+    ];
+    let r = run(&spec, monitors(&["answersAfterRestart"]), &evs, None);
+    let m = &r.monitors[0];
+    assert_eq!(m.verdict, Fail, "{m:#?}");
+    let t = m
+        .explanation
+        .as_ref()
+        .and_then(|e| e.timeout.clone())
+        .expect("a timeout decided");
+    assert_eq!((t.armed_ns, t.deadline_ns), (T0 + 3 * S, T0 + 5 * S));
+    // an answer 4 s after the fault event but 1.5 s after it was done is in time
+    let evs = vec![slow_restart(1), http(2, 4.5, 200), http(3, 8.0, 0)];
+    let r = run(&spec, monitors(&["answersAfterRestart"]), &evs, None);
+    assert_eq!(r.monitors[0].verdict, Accept, "{:#?}", r.monitors[0]);
+}
+
 /// A fault event the recorder wrote for step `step` of experiment `exp` (`None`: a scheduled
 /// fault, `experiment` and `step` null).
 fn step_fault(seq: u64, secs: f64, action: &str, service: &str, id: Option<(&str, u64)>) -> Event {
@@ -335,6 +440,43 @@ fn step_fault(seq: u64, secs: f64, action: &str, service: &str, id: Option<(&str
             "target": {"services": [service], "containers": [], "networks": []},
             "params": {}, "intended_ns": 0, "started_ns": 0, "ended_ns": 0, "error": null
         }))
+}
+
+/// A `do` matched to its recorded fault by its identity (experiment, step) whose arguments or
+/// target differ from the record is accepted with a warning saying what differs.
+#[test]
+fn an_edited_do_step_is_accepted_with_a_warning() {
+    let loss = |seq: u64, percent: f64| {
+        ev(seq, 1.0, "fault", "loss").data(&json!({
+            "fault_id": "f1", "phase": "applied", "experiment": "e", "step": 0,
+            "target": {"services": ["s1", "s2"], "containers": [], "networks": ["middle"]},
+            "params": {"probability": percent / 100.0, "percent": percent, "direction": "egress"},
+            "intended_ns": 0, "started_ns": T0 + S, "ended_ns": T0 + S, "error": null
+        }))
+    };
+    let judge = |text: &str| {
+        let spec = spec(text);
+        let r = run(&spec, experiment("e"), &[loss(1, 30.0)], None);
+        let x = r.experiments[0].clone();
+        assert_eq!(x.verdict, Accept, "{x:#?}");
+        x.steps[0].warnings.clone()
+    };
+    // as recorded: no warning
+    assert!(judge("experiment e {\n do loss(percent: 30) on network middle\n}").is_empty());
+    let w =
+        judge("experiment e {\n do loss(percent: 50, direction: \"egress\") on network middle\n}");
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("argument `percent` differs (recorded: 30.0)"),
+        "{w:?}"
+    );
+    assert!(w[0].contains("(seq 1: f1 loss)"), "{w:?}");
+    let w = judge("experiment e {\n do loss(percent: 30) on network outer\n}");
+    assert!(
+        w.len() == 1
+            && w[0].contains("the target differs (recorded: services [s1, s2], networks [middle])"),
+        "{w:?}"
+    );
 }
 
 #[test]

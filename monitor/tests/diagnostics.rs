@@ -64,6 +64,39 @@ fn syntax_errors_recover_at_the_next_item() {
     assert_eq!(d.0.len(), 3, "{}", d.render());
 }
 
+/// A monitor whose declaration does not parse is still declared: its uses are not reported as
+/// unknown monitors, only its syntax error is.
+#[test]
+fn a_monitor_that_failed_to_parse_is_known_by_name() {
+    let text = "monitor healthyFor(d: duration) { state s { on http where => accept } }\n\
+                monitor both = healthyFor(5s) and healthyFor(10s)\n\
+                experiment e {\n  expect healthyFor(5s)\n  expect healthyFor(1s) within 3s\n  expect healthyFor(2s) or both\n}\n";
+    let d = compile_str(text).expect_err("syntax error");
+    assert_eq!(d.0.len(), 1, "{}", d.render());
+    assert_eq!(d.0[0].line, 1, "{}", d.render());
+    assert!(d.0[0].message.starts_with("expected"), "{}", d.render());
+    // a monitor never declared is still unknown
+    let d =
+        compile_str("monitor m = never log where\nmonitor n = nope and m\n").expect_err("errors");
+    let msgs: Vec<&str> = d.0.iter().map(|x| x.message.as_str()).collect();
+    assert_eq!(msgs.len(), 2, "{}", d.render());
+    assert_eq!(msgs[1], "unknown monitor `nope`", "{}", d.render());
+}
+
+/// Every diagnostic has one format: `error: FILE:LINE:COL: message`, then the source excerpt.
+#[test]
+fn the_diagnostic_format() {
+    let d = compile_str(
+        "monitor m {\n  state a {\n    on log where mesage == \"x\" => accept\n  }\n}\n",
+    )
+    .expect_err("unknown name");
+    assert_eq!(
+        d.0[0].to_string(),
+        "error: test.spec:3:18: unknown name `mesage`\n  |\n3 |     on log where mesage == \"x\" => accept\n  |                  ^^^^^^\n  = hint: did you mean `message`?"
+    );
+    assert_eq!(d.render().lines().last(), Some("1 error in spec"));
+}
+
 #[test]
 fn explanation_snapshot() {
     let spec = spec("monitor m { state idle { on log where message ~ r\"start (?P<job>\\w+)\" => goto running timeout 5s } state running { on log where message ~ r\"error in (?P<place>\\w+)\" and place == job => fail \"job \" + job + \" failed\" on timeout => accept } }");

@@ -7,9 +7,11 @@
 //!
 //! Step windows follow the offline judge (`monitor::ExperimentJudge`, what `analyzer check
 //! --experiment` runs) so that both reach the same verdicts on the same events: an `expect` is
-//! judged on the events from the end of the previous step, which is the timestamp of the fault
-//! event after a `do` (its `started_ns`), the deciding event's timestamp (or the expired
-//! deadline) after an `expect`, and unchanged by a `note`.
+//! judged on the events from the end of the previous step, which is the end of the fault's apply
+//! after a `do` (the fault event's `data.ended_ns`: a `restart` is done when the container has
+//! stopped and started again, not when the engine was asked), the deciding event's timestamp (or
+//! the expired deadline) after an `expect`, and unchanged by a `note`. A `do X for D` is done
+//! when X is applied; its revert runs in the background.
 //!
 //! The monitor crate provides compilation and the live judge; this module converts its steps into
 //! [`ExpStep`]s and drives them. The live judge is behind the [`LiveJudge`] trait so the executor
@@ -96,11 +98,13 @@ pub struct Compiled {
 }
 
 /// Compiles the experiment `name` from the spec files and checks every `do` step against the
-/// compose services and the fault injector's validator. Every error is returned.
+/// compose services (`None`: not known, not checked) and the fault injector's validator. Every
+/// error is returned, rendered as a diagnostic (`error: FILE:LINE:COL: message`, then the
+/// source excerpt).
 pub fn compile(
     specs: &[PathBuf],
     name: &str,
-    services: &[String],
+    services: Option<&[String]>,
     networks: Option<&[String]>,
 ) -> Result<Compiled, Vec<String>> {
     let c = live::compile(specs, name)?;
@@ -126,17 +130,31 @@ pub fn compile(
                 step: Some(i),
                 intended_ns: 0,
             };
+            // services unknown: the target's own names pass, the rest is still checked
+            let named: Vec<String>;
+            let services = match services {
+                Some(s) => s,
+                None => {
+                    named = crate::faults::spec::target_services(target)
+                        .into_iter()
+                        .map(str::to_string)
+                        .collect();
+                    &named
+                }
+            };
             if let Err(e) = crate::faults::validate(&req, services) {
-                errs.push(format!(
-                    "{}experiment {name}, step {n} `{text}`: {e}",
-                    prefix(at)
+                errs.push(diagnostic_at(
+                    at,
+                    text,
+                    &format!("experiment {name}, step {n} `{text}`: {e}"),
                 ));
             }
             if let Some(networks) = networks {
                 for e in step_network_errors(&req, networks) {
-                    errs.push(format!(
-                        "{}experiment {name}, step {n} `{text}`: {e}",
-                        prefix(at)
+                    errs.push(diagnostic_at(
+                        at,
+                        text,
+                        &format!("experiment {name}, step {n} `{text}`: {e}"),
                     ));
                 }
             }
@@ -149,13 +167,41 @@ pub fn compile(
     }
 }
 
-/// `at: ` or nothing when the location is unknown.
-fn prefix(at: &str) -> String {
-    if at.is_empty() {
-        String::new()
-    } else {
-        format!("{at}: ")
+/// `message` as a diagnostic at `at` (`file:line:col` of a step written as `text`; empty when
+/// unknown): `error: FILE:LINE:COL: message` and the source line, read from the file, with
+/// the step marked (the format of `monitor::Diagnostic`).
+fn diagnostic_at(at: &str, text: &str, message: &str) -> String {
+    let mut parts = at.rsplitn(3, ':');
+    let (col, line, file) = (parts.next(), parts.next(), parts.next());
+    let (Some(col), Some(line), Some(file)) = (
+        col.and_then(|c| c.parse::<usize>().ok()),
+        line.and_then(|l| l.parse::<usize>().ok()),
+        file,
+    ) else {
+        return if at.is_empty() {
+            format!("error: {message}")
+        } else {
+            format!("error: {at}: {message}")
+        };
+    };
+    let source_line = std::fs::read_to_string(file)
+        .ok()
+        .and_then(|t| t.lines().nth(line.saturating_sub(1)).map(str::to_string))
+        .unwrap_or_default();
+    let avail = source_line
+        .chars()
+        .count()
+        .saturating_sub(col.saturating_sub(1));
+    monitor::Diagnostic {
+        message: message.to_string(),
+        file: file.to_string(),
+        line,
+        column: col,
+        width: text.chars().count().clamp(1, avail.max(1)),
+        source_line,
+        hint: None,
     }
+    .to_string()
 }
 
 /// What is wrong with the network names of a `do` step (`on network NAME`, and the `network`
@@ -285,13 +331,14 @@ pub async fn run(
                             step: Some(i),
                             intended_ns: now_ns(),
                         };
-                        let (applied, started_ns) = {
+                        let (applied, ended_ns) = {
                             let mut g = inj.lock().await;
                             let r = g.apply(&req).await;
-                            (r, g.last_started_ns())
+                            (r, g.last_ended_ns())
                         };
-                        // the next expect is judged from the fault event's timestamp, as offline
-                        window_start_ns = started_ns.unwrap_or(req.intended_ns);
+                        // the step is done when the fault is: the next expect is judged from
+                        // the apply's end (the fault event's `data.ended_ns`), as offline
+                        window_start_ns = ended_ns.unwrap_or_else(now_ns);
                         match applied {
                             Ok(id) => {
                                 if let Some(d) = *duration {
@@ -523,7 +570,7 @@ mod live {
         for p in specs {
             match std::fs::read_to_string(p) {
                 Ok(t) => files.push(SourceFile::new(p.display().to_string(), t)),
-                Err(e) => errs.push(format!("{}: cannot read spec: {e}", p.display())),
+                Err(e) => errs.push(format!("error: {}: cannot read spec: {e}", p.display())),
             }
         }
         if !errs.is_empty() {
@@ -538,12 +585,11 @@ mod live {
                 .ok()
                 .map(|t| SourceFile::new(p.display().to_string(), t))
         };
-        let spec = monitor::compile(&files, &resolver)
-            .map_err(|d| vec![d.render().trim_end().to_string()])?;
+        let spec = monitor::compile(&files, &resolver).map_err(|d| d.rendered())?;
         let Some(exp) = spec.experiment(name) else {
             let known: Vec<&str> = spec.experiments.iter().map(|e| e.name.as_str()).collect();
             return Err(vec![format!(
-                "no experiment `{name}` in {} (experiments: {})",
+                "error: no experiment `{name}` in {} (experiments: {})",
                 specs
                     .iter()
                     .map(|p| p.display().to_string())
@@ -614,12 +660,17 @@ mod tests {
         .expect("write");
         let services = vec!["a".to_string()];
         let networks: Vec<String> = vec!["default".into(), "middle".into()];
-        let e = match compile(std::slice::from_ref(&spec), "E", &services, Some(&networks)) {
+        let e = match compile(
+            std::slice::from_ref(&spec),
+            "E",
+            Some(&services),
+            Some(&networks),
+        ) {
             Ok(_) => panic!("unknown networks accepted"),
             Err(e) => e,
         };
         assert_eq!(e.len(), 2, "{e:?}");
-        let at = |line: usize| format!("{}:{line}:", spec.display());
+        let at = |line: usize| format!("error: {}:{line}:", spec.display());
         assert!(e[0].starts_with(&at(4)), "{e:?}");
         assert!(
             e[0].contains("step 3 `do disconnect(network: \"outer\") on a`")
@@ -633,8 +684,14 @@ mod tests {
         );
         // every name known, or names not checkable: accepted
         let all: Vec<String> = vec!["middle".into(), "outer".into(), "mid".into()];
-        assert!(compile(std::slice::from_ref(&spec), "E", &services, Some(&all)).is_ok());
-        assert!(compile(std::slice::from_ref(&spec), "E", &services, None).is_ok());
+        assert!(compile(
+            std::slice::from_ref(&spec),
+            "E",
+            Some(&services),
+            Some(&all)
+        )
+        .is_ok());
+        assert!(compile(std::slice::from_ref(&spec), "E", Some(&services), None).is_ok());
     }
 }
 

@@ -1,6 +1,6 @@
 //! The `recorder` command line: a thin shell over the recorder library. `run` records a
 //! scenario, `check` validates one without starting anything, `cleanup` removes what a killed
-//! recorder left behind. Exit codes follow docs/exit-codes.md (clap's usage errors map to 64).
+//! recorder left behind, `jmx` lists a running service's MBeans (attaching the agent if needed). Exit codes follow docs/exit-codes.md (clap's usage errors map to 64).
 
 use std::path::PathBuf;
 
@@ -41,6 +41,30 @@ enum Cmd {
     Check {
         /// The scenario file (TOML; see docs/scenario.md).
         scenario: PathBuf,
+    },
+    /// List the MBeans and attributes of a running service's JVM (attaching the recorder's
+    /// agent when nothing answers, and stopping it afterwards), for writing `[sensors.jmx]`.
+    Jmx {
+        /// The compose service.
+        service: String,
+        /// Object-name pattern (default every MBean: `*:*`).
+        #[arg(default_value = "*:*")]
+        pattern: String,
+        /// Compose project the service runs in.
+        #[arg(short, long)]
+        project: String,
+        /// The agent's port.
+        #[arg(long, default_value_t = 8778)]
+        port: u16,
+        /// Compose network to reach the container on (default: its first).
+        #[arg(long)]
+        network: Option<String>,
+        /// Only read an agent that already answers; never attach.
+        #[arg(long)]
+        no_attach: bool,
+        /// Leave the agent this command attached running.
+        #[arg(long)]
+        keep_agent: bool,
     },
     /// Remove containers, networks and host rules left by a killed recorder.
     Cleanup {
@@ -119,6 +143,35 @@ async fn async_main(cli: Cli) -> i32 {
             }
             o.exit_code
         }
+        Cmd::Jmx {
+            service,
+            pattern,
+            project,
+            port,
+            network,
+            no_attach,
+            keep_agent,
+        } => {
+            let o = recorder::probes::glue::attach::DiscoverOptions {
+                project,
+                service,
+                pattern,
+                port,
+                network,
+                attach: !no_attach,
+                keep_agent,
+            };
+            match recorder::probes::glue::attach::discover(&o).await {
+                Ok(text) => {
+                    print!("{text}");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    e.exit_code
+                }
+            }
+        }
         Cmd::Cleanup { project, all } => {
             match recorder::run::cleanup(project.as_deref(), all).await {
                 Ok(lines) => {
@@ -145,10 +198,15 @@ async fn async_main(cli: Cli) -> i32 {
 
 fn report(o: &recorder::run::RunOutcome) {
     let Some(dir) = &o.trace_dir else {
-        // refused before anything started: one error per line
         if let Some(m) = &o.message {
-            for l in m.lines() {
-                eprintln!("error: {l}");
+            if o.status == "invalid" {
+                // refused before anything started: every error, already rendered as a
+                // diagnostic (`error: FILE:LINE:COL: message` and the source excerpt)
+                eprintln!("{m}");
+            } else {
+                for l in m.lines() {
+                    eprintln!("error: {l}");
+                }
             }
         }
         return;

@@ -20,7 +20,7 @@ use crate::compose::{self, ComposeCli, ProjectState};
 use crate::docker::{DockerSensors, DockerSensorsConfig};
 use crate::experiment;
 use crate::faults::{self, FaultInjector, FaultRequest};
-use crate::scenario::{LoadedScenario, Plan, Resolved, ScheduledFault};
+use crate::scenario::{self, LoadedScenario, Plan, Resolved, ScenarioError, ScheduledFault};
 use crate::sensor::{PacketSink, SensorContext, SensorRegistry};
 use crate::sink::{now_ns, EventReceiver, EventSink};
 
@@ -80,6 +80,12 @@ impl RunOutcome {
             events: BTreeMap::new(),
         }
     }
+}
+
+/// The outcome of a scenario refused before anything started: exit 3, every error rendered as
+/// a diagnostic, separated by blank lines (printed as they are).
+fn invalid(errors: Vec<String>) -> RunOutcome {
+    RunOutcome::early(exit::BAD_SCENARIO, "invalid", errors.join("\n\n"))
 }
 
 /// A unique run id: UTC time plus pid and a few clock bits.
@@ -412,40 +418,68 @@ pub struct PlanContext {
 /// config`, recorded in the manifest) and the compiled experiment, if any.
 type Validated = (Vec<String>, String, Option<experiment::Compiled>);
 
-/// Validates the scenario against the compose configuration; every error is returned.
+/// Validates the scenario against the compose configuration. Every error is returned, rendered
+/// as a diagnostic (`error: FILE:LINE:COL: message` and the source excerpt): `errs` (what
+/// parsing and resolving found) with those of the checks here, the scenario's in file order,
+/// then those of the spec files.
 async fn validate(
     sc: &LoadedScenario,
     resolved: &Resolved,
     cli: &ComposeCli,
     project: &str,
+    mut errs: Vec<ScenarioError>,
 ) -> Result<Validated, Vec<String>> {
-    let (services, config) = cli
-        .services_and_config(&resolved.compose_files, project)
-        .await
-        .map_err(|e| vec![format!("{}: compose configuration: {e}", sc.path.display())])?;
+    let mut other = Vec::new();
+    let compose = if resolved.compose_files.iter().all(|p| p.is_file()) {
+        match cli
+            .services_and_config(&resolved.compose_files, project)
+            .await
+        {
+            Ok(v) => Some(v),
+            Err(e) => {
+                other.push(format!(
+                    "error: {}: compose configuration: {e}",
+                    sc.path.display()
+                ));
+                None
+            }
+        }
+    } else {
+        // a compose file is missing (reported by resolve): nothing to check names against
+        None
+    };
+    let (services, config) = compose.unwrap_or_default();
     // `None` (configuration not parsed): network names are then checked when used
     let networks = compose::project_networks(&config);
-    let mut errs = Vec::new();
-    let check = |f: &ScheduledFault| faults::validate(&schedule_request(f, 0), &services);
-    if let Err(e) = sc.check_against(&services, &check) {
-        errs.extend(e.0.iter().map(|x| x.to_string()));
-    }
-    if let Some(n) = &networks {
-        if let Err(e) = sc.check_networks(n) {
-            errs.extend(e.0.iter().map(|x| x.to_string()));
+    if !config.is_empty() {
+        let check = |f: &ScheduledFault| faults::validate(&schedule_request(f, 0), &services);
+        if let Err(e) = sc.check_against(&services, &check) {
+            errs.extend(e.0);
+        }
+        if let Some(n) = &networks {
+            if let Err(e) = sc.check_networks(n) {
+                errs.extend(e.0);
+            }
         }
     }
     let mut compiled = None;
     if let Plan::Experiment { specs, name, .. } = &resolved.plan {
-        match experiment::compile(specs, name, &services, networks.as_deref()) {
-            Ok(c) => compiled = Some(c),
-            Err(mut e) => errs.append(&mut e),
+        if specs.iter().all(|p| p.is_file()) {
+            let known = (!config.is_empty()).then_some(services.as_slice());
+            match experiment::compile(specs, name, known, networks.as_deref()) {
+                Ok(c) => compiled = Some(c),
+                Err(mut e) => other.append(&mut e),
+            }
         }
     }
-    if errs.is_empty() {
+    let mut errs = scenario::ScenarioErrors(errs);
+    errs.sort();
+    let mut all: Vec<String> = errs.0.iter().map(ScenarioError::render).collect();
+    all.extend(other);
+    if all.is_empty() {
         Ok((services, config, compiled))
     } else {
-        Err(errs)
+        Err(all)
     }
 }
 
@@ -454,15 +488,14 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
     let interrupt = CancellationToken::new();
     spawn_signal_watch(interrupt.clone());
 
-    // 1. scenario
-    let sc = match LoadedScenario::load(&opts.scenario) {
+    // 1. scenario: every error is collected (unknown keys, values, then the checks against the
+    // compose configuration and the specs) and reported at once
+    let (sc, mut errs) = match LoadedScenario::load_lenient(&opts.scenario) {
         Ok(s) => s,
-        Err(e) => return RunOutcome::early(exit::BAD_SCENARIO, "invalid", e.to_string()),
+        Err(e) => return invalid(e.0.iter().map(ScenarioError::render).collect()),
     };
-    let resolved = match sc.resolve() {
-        Ok(r) => r,
-        Err(e) => return RunOutcome::early(exit::BAD_SCENARIO, "invalid", e.to_string()),
-    };
+    let (resolved, mut resolve_errs) = sc.resolve_partial();
+    errs.append(&mut resolve_errs);
     let run_id = new_run_id();
     let project = opts
         .project
@@ -477,11 +510,17 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
     // 2. environment
     let cli = match ComposeCli::detect().await {
         Ok(c) => c,
+        // what is known to be wrong with the scenario comes first
+        Err(_) if !errs.is_empty() => {
+            let mut e = scenario::ScenarioErrors(errs);
+            e.sort();
+            return invalid(e.0.iter().map(ScenarioError::render).collect());
+        }
         Err(e) => return RunOutcome::early(exit::ENV, "error", e.to_string()),
     };
-    let (services, config, compiled) = match validate(&sc, &resolved, &cli, &project).await {
+    let (services, config, compiled) = match validate(&sc, &resolved, &cli, &project, errs).await {
         Ok(v) => v,
-        Err(errs) => return RunOutcome::early(exit::BAD_SCENARIO, "invalid", errs.join("\n")),
+        Err(errs) => return invalid(errs),
     };
     if opts.check_only {
         return RunOutcome::early(
@@ -1035,6 +1074,8 @@ pub async fn cleanup(project: Option<&str>, all: bool) -> Result<Vec<String>, St
     };
     let mut lines = Vec::new();
     for p in projects {
+        // a killed recorder's captures first, so that their files are closed
+        lines.extend(crate::probes::glue::stop_leftover_captures(&p).await);
         // a syscall fault's tracer that is still alive (not a killed recorder: the kernel
         // detached its tracees when it died)
         match faults::traced_leftovers(&docker, &p).await {

@@ -23,6 +23,59 @@ pub struct ScenarioError {
     pub line: usize,
     pub col: usize,
     pub message: String,
+    /// The source line the error is on (empty without a location) and the width of the
+    /// offending text on it, for [`ScenarioError::render`].
+    pub source_line: String,
+    pub width: usize,
+}
+
+impl ScenarioError {
+    /// An error about the whole file (no position).
+    pub fn whole_file(file: &Path, message: impl Into<String>) -> ScenarioError {
+        ScenarioError {
+            file: file.to_path_buf(),
+            line: 0,
+            col: 0,
+            message: message.into(),
+            source_line: String::new(),
+            width: 0,
+        }
+    }
+
+    /// An error at the byte range `span` of `text` (the file's contents).
+    pub fn at(file: &Path, text: &str, span: Range<usize>, message: impl Into<String>) -> Self {
+        let (line, col) = line_col(text, span.start);
+        let start = span.start.min(text.len());
+        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+        let source_line = text[line_start..line_end]
+            .trim_end_matches('\r')
+            .to_string();
+        let end = span.end.clamp(start, line_end);
+        ScenarioError {
+            file: file.to_path_buf(),
+            line,
+            col,
+            message: message.into(),
+            source_line,
+            width: text[start..end].chars().count().max(1),
+        }
+    }
+
+    /// The error in the diagnostic format both binaries use (`error: FILE:LINE:COL: message`,
+    /// then the source line with a `^` marker; see `monitor::Diagnostic`).
+    pub fn render(&self) -> String {
+        monitor::Diagnostic {
+            message: self.message.clone(),
+            file: self.file.display().to_string(),
+            line: self.line,
+            column: self.col,
+            source_line: self.source_line.clone(),
+            width: self.width.max(1),
+            hint: None,
+        }
+        .to_string()
+    }
 }
 
 impl fmt::Display for ScenarioError {
@@ -54,6 +107,14 @@ fn display_errors(v: &[ScenarioError]) -> String {
         .map(|e| e.to_string())
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+impl ScenarioErrors {
+    /// Puts the errors in file order (errors without a position first), dropping repeats.
+    pub fn sort(&mut self) {
+        self.0.sort_by_key(|e| (e.line, e.col));
+        self.0.dedup();
+    }
 }
 
 /// The whole scenario as written.
@@ -163,6 +224,10 @@ pub struct JmxConfig {
     /// network by name). Keeps the sensor off a network that a fault cuts.
     #[serde(default)]
     pub networks: Vec<Spanned<String>>,
+    /// When no agent answers on `port`, attach the recorder's agent to the container's JVM
+    /// (HotSpot attach through `jattach`; see docs/sensors.md). Default false.
+    #[serde(default)]
+    pub attach: bool,
 }
 
 fn jmx_port() -> u16 {
@@ -196,6 +261,10 @@ pub struct HttpConfig {
     pub path: String,
     #[serde(default)]
     pub interval: Option<Spanned<String>>,
+    /// How long one probe may take before it is an `http`/`error` event with `error_type`
+    /// `timeout` (default: the interval).
+    #[serde(default)]
+    pub timeout: Option<Spanned<String>>,
 }
 
 fn root_path() -> String {
@@ -219,6 +288,9 @@ pub struct PromConfig {
     /// Metric families to keep (empty: all).
     #[serde(default)]
     pub families: Vec<String>,
+    /// How long one scrape may take (default: the interval).
+    #[serde(default)]
+    pub timeout: Option<Spanned<String>>,
 }
 
 impl HttpConfig {
@@ -419,6 +491,25 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+/// Removes the entry whose key starts at byte `start` from `table` or any table below it;
+/// whether one was found.
+fn remove_key_at(table: &mut toml::de::DeTable<'_>, start: usize) -> bool {
+    if let Some(k) = table.keys().find(|k| k.span().start == start).cloned() {
+        return table.remove(&k).is_some();
+    }
+    table
+        .iter_mut()
+        .any(|(_, v)| remove_in_value(v.get_mut(), start))
+}
+
+fn remove_in_value(v: &mut toml::de::DeValue<'_>, start: usize) -> bool {
+    match v {
+        toml::de::DeValue::Table(t) => remove_key_at(t, start),
+        toml::de::DeValue::Array(a) => a.iter_mut().any(|x| remove_in_value(x.get_mut(), start)),
+        _ => false,
+    }
+}
+
 /// 1-based line and column of a byte offset.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let off = offset.min(text.len());
@@ -482,45 +573,85 @@ pub struct Resolved {
 impl LoadedScenario {
     /// Reads and parses a scenario file.
     pub fn load(path: &Path) -> Result<LoadedScenario, ScenarioErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ScenarioErrors(vec![ScenarioError {
-                file: path.to_path_buf(),
-                line: 0,
-                col: 0,
-                message: format!("cannot read scenario: {e}"),
-            }])
-        })?;
-        Self::parse(path, &text)
+        let (sc, errs) = Self::load_lenient(path)?;
+        if errs.is_empty() {
+            Ok(sc)
+        } else {
+            Err(ScenarioErrors(errs))
+        }
     }
 
-    /// Parses scenario text; `path` is used for error locations and relative paths.
+    /// Reads and parses a scenario file, keeping going past unknown keys (see
+    /// [`Self::parse_lenient`]).
+    pub fn load_lenient(
+        path: &Path,
+    ) -> Result<(LoadedScenario, Vec<ScenarioError>), ScenarioErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ScenarioErrors(vec![ScenarioError::whole_file(
+                path,
+                format!("cannot read scenario: {e}"),
+            )])
+        })?;
+        Self::parse_lenient(path, &text)
+    }
+
+    /// Parses scenario text; `path` is used for error locations and relative paths. Any error
+    /// (an unknown key included) is returned.
     pub fn parse(path: &Path, text: &str) -> Result<LoadedScenario, ScenarioErrors> {
-        match toml::from_str::<Scenario>(text) {
-            Ok(scenario) => Ok(LoadedScenario {
-                path: path.to_path_buf(),
-                text: text.to_string(),
-                scenario,
-            }),
-            Err(e) => {
-                let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
-                Err(ScenarioErrors(vec![ScenarioError {
-                    file: path.to_path_buf(),
-                    line,
-                    col,
-                    message: e.message().trim().to_string(),
-                }]))
+        let (sc, errs) = Self::parse_lenient(path, text)?;
+        if errs.is_empty() {
+            Ok(sc)
+        } else {
+            Err(ScenarioErrors(errs))
+        }
+    }
+
+    /// Parses scenario text, reporting every unknown key: each is an error, and the scenario
+    /// without them is returned with those errors so that validation can go on and report the
+    /// rest too. Any other error (TOML syntax, a wrong type, a missing key) ends parsing: it is
+    /// returned with the unknown keys found before it, in file order.
+    pub fn parse_lenient(
+        path: &Path,
+        text: &str,
+    ) -> Result<(LoadedScenario, Vec<ScenarioError>), ScenarioErrors> {
+        let at = |e: &toml::de::Error| match e.span() {
+            Some(s) => ScenarioError::at(path, text, s, e.message().trim()),
+            None => ScenarioError::whole_file(path, e.message().trim()),
+        };
+        let mut table = toml::de::DeTable::parse(text).map_err(|e| ScenarioErrors(vec![at(&e)]))?;
+        let mut errs = Vec::new();
+        loop {
+            match Scenario::deserialize(toml::de::Deserializer::from(table.clone())) {
+                Ok(scenario) => {
+                    let mut e = ScenarioErrors(errs);
+                    e.sort();
+                    return Ok((
+                        LoadedScenario {
+                            path: path.to_path_buf(),
+                            text: text.to_string(),
+                            scenario,
+                        },
+                        e.0,
+                    ));
+                }
+                Err(e) => {
+                    errs.push(at(&e));
+                    // an unknown key: drop it and parse again for the next error
+                    let removed = e.message().starts_with("unknown field")
+                        && e.span()
+                            .is_some_and(|s| remove_key_at(table.get_mut(), s.start));
+                    if !removed {
+                        let mut e = ScenarioErrors(errs);
+                        e.sort();
+                        return Err(e);
+                    }
+                }
             }
         }
     }
 
     fn err_at(&self, span: Range<usize>, message: impl Into<String>) -> ScenarioError {
-        let (line, col) = line_col(&self.text, span.start);
-        ScenarioError {
-            file: self.path.clone(),
-            line,
-            col,
-            message: message.into(),
-        }
+        ScenarioError::at(&self.path, &self.text, span, message)
     }
 
     fn base_dir(&self) -> PathBuf {
@@ -549,19 +680,41 @@ impl LoadedScenario {
         }
     }
 
+    /// Checks a probe's `timeout`: a duration of at least 10ms.
+    fn probe_timeout(&self, v: &Option<Spanned<String>>, errs: &mut Vec<ScenarioError>) {
+        if let (Some(s), Some(d)) = (v, self.dur(v, None, errs)) {
+            if d < Duration::from_millis(10) {
+                errs.push(self.err_at(
+                    s.span(),
+                    format!("timeout {:?} is shorter than 10ms", s.get_ref()),
+                ));
+            }
+        }
+    }
+
     /// Resolves paths and durations and checks what needs no outside knowledge. Collects every
     /// error.
     pub fn resolve(&self) -> Result<Resolved, ScenarioErrors> {
+        let (r, errs) = self.resolve_partial();
+        if errs.is_empty() {
+            Ok(r)
+        } else {
+            Err(ScenarioErrors(errs))
+        }
+    }
+
+    /// [`Self::resolve`], returning what could be resolved (defaults in place of bad values,
+    /// schedule entries with a bad target left out) along with every error, so that validation
+    /// can go on checking the rest.
+    pub fn resolve_partial(&self) -> (Resolved, Vec<ScenarioError>) {
         let sc = &self.scenario;
         let mut errs = Vec::new();
         let base = self.base_dir();
         if sc.compose.files.is_empty() {
-            errs.push(ScenarioError {
-                file: self.path.clone(),
-                line: 0,
-                col: 0,
-                message: "[compose] files is empty".into(),
-            });
+            errs.push(ScenarioError::whole_file(
+                &self.path,
+                "[compose] files is empty",
+            ));
         }
         let mut compose_files = Vec::new();
         for f in &sc.compose.files {
@@ -577,14 +730,10 @@ impl LoadedScenario {
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
                 && p.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
             if !ok {
-                errs.push(ScenarioError {
-                    file: self.path.clone(),
-                    line: 0,
-                    col: 0,
-                    message: format!(
-                        "bad project name `{p}`: use lowercase letters, digits, - and _"
-                    ),
-                });
+                errs.push(ScenarioError::whole_file(
+                    &self.path,
+                    format!("bad project name `{p}`: use lowercase letters, digits, - and _"),
+                ));
             }
         }
         let up_timeout = self
@@ -612,9 +761,11 @@ impl LoadedScenario {
         }
         for h in &sc.sensors.http {
             self.dur(&h.interval, None, &mut errs);
+            self.probe_timeout(&h.timeout, &mut errs);
         }
         for h in &sc.sensors.prom {
             self.dur(&h.interval, None, &mut errs);
+            self.probe_timeout(&h.timeout, &mut errs);
         }
         for h in &sc.sensors.exec {
             self.dur(&h.interval, None, &mut errs);
@@ -630,12 +781,10 @@ impl LoadedScenario {
 
         let plan = match (&sc.experiment, sc.schedule.is_empty()) {
             (Some(_), false) => {
-                errs.push(ScenarioError {
-                    file: self.path.clone(),
-                    line: 0,
-                    col: 0,
-                    message: "give either [experiment] or [[schedule]], not both".into(),
-                });
+                errs.push(ScenarioError::whole_file(
+                    &self.path,
+                    "give either [experiment] or [[schedule]], not both",
+                ));
                 Plan::RecordOnly
             }
             (Some(x), true) => {
@@ -689,8 +838,8 @@ impl LoadedScenario {
                 Plan::Schedule(out)
             }
         };
-        if errs.is_empty() {
-            Ok(Resolved {
+        (
+            Resolved {
                 compose_files,
                 project: sc.compose.project.clone(),
                 up_timeout,
@@ -698,10 +847,9 @@ impl LoadedScenario {
                 duration,
                 stats_interval,
                 plan,
-            })
-        } else {
-            Err(ScenarioErrors(errs))
-        }
+            },
+            errs,
+        )
     }
 
     /// Checks every service name the scenario mentions against the compose services, and every
@@ -762,10 +910,13 @@ impl LoadedScenario {
                 check_svc(s, "pcap sensor", &mut errs);
             }
         }
-        if let Ok(Resolved {
-            plan: Plan::Schedule(faults),
-            ..
-        }) = self.resolve()
+        if let (
+            Resolved {
+                plan: Plan::Schedule(faults),
+                ..
+            },
+            _,
+        ) = self.resolve_partial()
         {
             for f in &faults {
                 let entry = &sc.schedule[f.index];
@@ -966,6 +1117,87 @@ target = { between = [["a"], ["b"]] }
             e.0[0].message
         );
         assert!(e.to_string().starts_with("s.toml:3:1: "), "{e}");
+    }
+
+    /// Every mistake is reported, in file order: unknown keys anywhere (not only the first),
+    /// with the value and name errors found by resolving and checking what is left.
+    #[test]
+    fn every_mistake_is_reported_in_file_order() {
+        let d = dir_with_compose();
+        let text = r#"
+time_limit = "1x"
+[compose]
+files = ["compose.yml"]
+[sensors]
+stats = true
+[[sensors.http]]
+service = "a"
+port = 80
+interval = "1s"
+[sensors.pcap]
+services = ["a"]
+networks = ["frnt"]
+buffer_kib = 64
+snaplen = 96
+bogus = 1
+[[schedule]]
+at = "1s"
+fault = "pause"
+target = "a"
+durration = "2s"
+[sensors.htp]
+x = 1
+"#;
+        let p = d.path().join("s.toml");
+        assert!(LoadedScenario::parse(&p, text).is_err());
+        let (l, mut errs) = LoadedScenario::parse_lenient(&p, text).expect("parses leniently");
+        let (_, mut r) = l.resolve_partial();
+        errs.append(&mut r);
+        let n = ["default".to_string(), "front".to_string()];
+        if let Err(e) = l.check_networks(&n) {
+            errs.extend(e.0);
+        }
+        let mut all = ScenarioErrors(errs);
+        all.sort();
+        let got: Vec<String> = all
+            .0
+            .iter()
+            .map(|x| format!("{}:{} {}", x.line, x.col, x.message))
+            .collect();
+        assert_eq!(got.len(), 5, "{got:#?}");
+        assert!(got[0].starts_with("2:14 bad duration `1x`"), "{got:#?}");
+        assert!(
+            got[1].starts_with("13:13 pcap sensor: no network `frnt`"),
+            "{got:#?}"
+        );
+        assert!(got[2].starts_with("16:1 unknown field `bogus`"), "{got:#?}");
+        assert!(
+            got[3].starts_with("21:1 unknown field `durration`"),
+            "{got:#?}"
+        );
+        assert!(got[4].starts_with("22:10 unknown field `htp`"), "{got:#?}");
+        // what was valid around the unknown keys is kept
+        assert_eq!(
+            l.scenario.sensors.pcap.as_ref().map(|p| p.snaplen),
+            Some(96)
+        );
+        assert_eq!(l.scenario.schedule.len(), 1);
+        // rendered as a diagnostic: position, message, source line, marker
+        assert_eq!(
+            all.0[2].render(),
+            format!(
+                "error: {}:16:1: unknown field `bogus`, expected one of `services`, `containers`, `networks`, `snaplen`, `buffer_kib`\n   |\n16 | bogus = 1\n   | ^^^^^",
+                p.display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_syntax_error_is_reported_with_the_unknown_keys_before_it() {
+        let text = "[compose]\nfiles = [\"c.yml\"]\nprojet = \"x\"\nup_timeout = 5\n";
+        let e = LoadedScenario::parse_lenient(Path::new("s.toml"), text).expect_err("bad type");
+        let got: Vec<(usize, usize)> = e.0.iter().map(|x| (x.line, x.col)).collect();
+        assert_eq!(got, vec![(3, 1), (4, 14)], "{e}");
     }
 
     #[test]

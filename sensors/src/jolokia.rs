@@ -210,6 +210,41 @@ impl ReadOutcome {
     }
 }
 
+impl ReadOutcome {
+    /// The events of this outcome: for a pattern read (`org.apache.ZooKeeperService:*`), one
+    /// `jmx`/`<matching mbean>` event per MBean that matched, with that MBean's attributes (in
+    /// the order of the agent's reply); otherwise the one event of [`ReadOutcome::to_event`].
+    pub fn to_events(&self, ts_ns: i64, service: &str, container: Option<&str>) -> Vec<Event> {
+        if let ReadOutcome::Values {
+            mbean, attributes, ..
+        } = self
+        {
+            let pattern = MBeanRead {
+                mbean: mbean.clone(),
+                attributes: Vec::new(),
+                path: None,
+            };
+            if pattern.is_pattern() {
+                return attributes
+                    .iter()
+                    .map(|(name, attrs)| {
+                        let data = match attrs {
+                            Value::Object(_) => attrs.clone(),
+                            other => serde_json::json!({ "value": other }),
+                        };
+                        let mut ev = Event::new(ts_ns, "jmx", name.clone())
+                            .service(service)
+                            .data(&data);
+                        ev.container = container.map(str::to_string);
+                        ev
+                    })
+                    .collect();
+            }
+        }
+        vec![self.to_event(ts_ns, service, container)]
+    }
+}
+
 /// Errors of a whole exchange (before per-MBean outcomes can be told apart).
 #[derive(Debug, thiserror::Error)]
 pub enum JolokiaError {
@@ -559,6 +594,75 @@ impl JolokiaClient {
         }
     }
 
+    /// Sends one request object (POST) and returns its `value`; a non-200 `status` is
+    /// [`JolokiaError::Agent`].
+    pub async fn request(&self, req: &Value) -> Result<Value, JolokiaError> {
+        let resp = self.post(req).await?;
+        let v: Value = serde_json::from_slice(&resp.body).map_err(|e| {
+            let text = String::from_utf8_lossy(&resp.body);
+            JolokiaError::Malformed(format!("{e} in {:?}", http::truncate(&text, 120)))
+        })?;
+        let status = v.get("status").and_then(Value::as_i64);
+        match status {
+            Some(200) => v
+                .get("value")
+                .cloned()
+                .ok_or_else(|| JolokiaError::Malformed("status 200 without a value".into())),
+            Some(s) => Err(JolokiaError::Agent {
+                status: s,
+                error_type: v
+                    .get("error_type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown")
+                    .to_string(),
+                error: v
+                    .get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+            }),
+            None if resp.status != 200 => Err(JolokiaError::Agent {
+                status: resp.status as i64,
+                error_type: format!("http_{}", resp.status),
+                error: http::truncate(&String::from_utf8_lossy(&resp.body), 200).to_string(),
+            }),
+            None => Err(JolokiaError::Malformed(
+                "reply has no numeric status".into(),
+            )),
+        }
+    }
+
+    /// The names of the MBeans matching an object-name pattern (`search`), sorted.
+    pub async fn search(&self, pattern: &str) -> Result<Vec<String>, JolokiaError> {
+        let v = self
+            .request(&serde_json::json!({"type": "search", "mbean": pattern}))
+            .await?;
+        let Value::Array(items) = v else {
+            return Err(JolokiaError::Malformed(format!(
+                "search value is {}",
+                type_name(&v)
+            )));
+        };
+        let mut names: Vec<String> = items
+            .into_iter()
+            .filter_map(|i| i.as_str().map(str::to_string))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// The metadata of one MBean (`list` of `<domain>/<properties>`): its attributes
+    /// (`attr`: name -> {type, rw, desc}), operations and description, as the agent gives them.
+    pub async fn list_mbean(&self, mbean: &str) -> Result<Value, JolokiaError> {
+        let (domain, props) = mbean.split_once(':').ok_or_else(|| {
+            JolokiaError::Malformed(format!("{mbean:?} is not an object name (no `:`)"))
+        })?;
+        let esc = |s: &str| s.replace('!', "!!").replace('/', "!/");
+        let path = format!("{}/{}", esc(domain), esc(props));
+        self.request(&serde_json::json!({"type": "list", "path": path}))
+            .await
+    }
+
     /// The agent's version (`{"type":"version"}` POST).
     pub async fn version(&self) -> Result<AgentVersion, JolokiaError> {
         let resp = self.post(&serde_json::json!({"type": "version"})).await?;
@@ -617,6 +721,43 @@ mod tests {
             Some("jmx/rmi!x\"")
         );
         assert_eq!(unescape_get_segment("dangling!"), None);
+    }
+
+    /// A pattern read is one event per matching MBean (kind = that MBean's name); a plain read
+    /// stays one event.
+    #[test]
+    fn pattern_reads_are_one_event_per_mbean() {
+        let reads = vec![
+            MBeanRead::new("org.apache.ZooKeeperService:name0=*,name1=*,name2=*", &[]),
+            MBeanRead::new("java.lang:type=Memory", &["HeapMemoryUsage"]),
+        ];
+        let body = br#"[{"request":{"mbean":"org.apache.ZooKeeperService:name0=*,name1=*,name2=*","type":"read"},
+            "value":{"org.apache.ZooKeeperService:name0=ReplicatedServer_id3,name1=replica.3,name2=Leader":{"Name":"Leader","OutstandingRequests":0},
+                     "org.apache.ZooKeeperService:name0=ReplicatedServer_id3,name1=replica.3,name2=InMemoryDataTree":{"NodeCount":5}},"status":200},
+            {"request":{"mbean":"java.lang:type=Memory","attribute":"HeapMemoryUsage","type":"read"},"value":{"used":10,"max":20},"status":200}]"#;
+        let out = parse_bulk_reply(&reads, body).expect("reply");
+        let evs: Vec<Event> = out
+            .iter()
+            .flat_map(|o| o.to_events(7, "zk1", Some("p-zk1-1")))
+            .collect();
+        let kinds: Vec<&str> = evs.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "org.apache.ZooKeeperService:name0=ReplicatedServer_id3,name1=replica.3,name2=Leader",
+                "org.apache.ZooKeeperService:name0=ReplicatedServer_id3,name1=replica.3,name2=InMemoryDataTree",
+                "java.lang:type=Memory",
+            ]
+        );
+        let leader: Value =
+            serde_json::from_str(evs[0].data.as_deref().expect("data")).expect("json");
+        assert_eq!(
+            leader,
+            serde_json::json!({"Name": "Leader", "OutstandingRequests": 0})
+        );
+        assert!(evs
+            .iter()
+            .all(|e| e.ts_ns == 7 && e.container.as_deref() == Some("p-zk1-1")));
     }
 
     #[test]

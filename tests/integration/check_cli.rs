@@ -165,15 +165,248 @@ fn spec_errors_are_reported_like_a_compiler_with_exit_3() {
     let o = run(&["check", "--spec", &f.to_string_lossy()]);
     assert_eq!(o.status.code(), Some(3));
     let e = err(&o);
-    assert!(e.contains("error: unknown name `mesage`"), "{e}");
-    assert!(e.contains("bad.spec:3:18"), "{e}");
-    assert!(e.contains("hint: did you mean `message`?"), "{e}");
-    assert!(e.contains("error: unknown state `b`"), "{e}");
-    assert!(e.contains("^^^^^^"), "{e}");
+    // one format: `error: FILE:LINE:COL: message`, then the source excerpt and the hint
+    let at = f.display().to_string();
+    assert!(
+        e.contains(&format!("error: {at}:3:18: unknown name `mesage`\n  |\n3 |     on log where mesage ~ \"x\" => goto b\n  |                  ^^^^^^\n  = hint: did you mean `message`?")),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!("error: {at}:3:39: unknown state `b`")),
+        "{e}"
+    );
+    assert!(!e.contains("error: error:"), "{e}");
     // a valid spec alone validates with exit 0
     let o = run(&["check", "--spec", &p("specs/split-brain.spec")]);
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     assert!(out(&o).contains("spec ok"));
+}
+
+/// A step that timed out (no deciding event) shows the events around the end of its window.
+#[test]
+fn a_timeout_failure_shows_the_events_around_the_window_end() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join("t.spec");
+    std::fs::write(
+        &f,
+        "monitor nope = eventually log where message == \"nope\"\nexperiment E {\n  do pause on right-a\n  expect nope at left-a within 2s\n}\n",
+    )
+    .expect("write");
+    let o = run(&[
+        "check",
+        &fixture("v1-gc-pause"),
+        "--spec",
+        &f.to_string_lossy(),
+        "--experiment",
+        "E",
+        "--context",
+        "4",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+    let s = out(&o);
+    assert!(s.contains("did not accept within 2s"), "{s}");
+    let lines: Vec<&str> = s.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| {
+            l.trim_start()
+                .starts_with("around the window's end at +22.003s (left-a, faults, notes):")
+        })
+        .unwrap_or_else(|| panic!("no context of the window's end:\n{s}"));
+    let ctx: Vec<&str> = lines[at + 1..]
+        .iter()
+        .take_while(|l| {
+            l.trim_start().starts_with("before ") || l.trim_start().starts_with("after ")
+        })
+        .copied()
+        .collect();
+    // `--context 4`: the 4 events nearest before the window's end and the 4 after it
+    assert_eq!(ctx.len(), 8, "{s}");
+    assert!(
+        ctx[..4]
+            .iter()
+            .all(|l| l.trim_start().starts_with("before ")),
+        "{s}"
+    );
+    assert!(
+        ctx[4..]
+            .iter()
+            .all(|l| l.trim_start().starts_with("after ")),
+        "{s}"
+    );
+    assert!(ctx.iter().all(|l| l.contains(" left-a ")), "{s}");
+    // a state machine's timeout: around the window's end and around the last transition
+    let m = dir.path().join("m.spec");
+    std::fs::write(
+        &m,
+        "monitor m {\n  state a {\n    on log from left-a => goto b timeout 1s\n  }\n  state b {\n    on log where message == \"nope\" => accept\n    on timeout => fail\n  }\n}\n",
+    )
+    .expect("write");
+    let o = run(&[
+        "check",
+        &fixture("v1-gc-pause"),
+        "--spec",
+        &m.to_string_lossy(),
+        "--context",
+        "2",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+    let s = out(&o);
+    assert!(
+        s.contains("around the window's end at +2.000s (left-a, faults, notes):"),
+        "{s}"
+    );
+    assert!(
+        s.contains("around the last transition (seq 18) (left-a, faults, notes):"),
+        "{s}"
+    );
+    // JSON carries it too, anchored at the window's end
+    let o = run(&[
+        "check",
+        &fixture("v1-gc-pause"),
+        "--spec",
+        &f.to_string_lossy(),
+        "--experiment",
+        "E",
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let ctxs = v["traces"][0]["context"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        ctxs.iter()
+            .any(|c| c["at_ns"].is_i64() && !c["events"].as_array().is_none_or(|e| e.is_empty())),
+        "{v}"
+    );
+}
+
+/// Re-judging a trace with an edited experiment: a `do` matched to its recorded fault by
+/// position but with another target is accepted with a warning, and names the trace's compose
+/// project does not have are reported.
+#[test]
+fn edited_steps_and_unknown_services_are_warned_about() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(root().join("specs/split-brain.spec")).expect("spec");
+    assert!(text.contains("do pause on right-a\n"));
+    std::fs::copy(root().join("specs/akka.spec"), dir.path().join("akka.spec")).expect("copy");
+    let edited = dir.path().join("split-brain.spec");
+    std::fs::write(
+        &edited,
+        text.replace("do pause on right-a\n", "do pause on right-ax\n"),
+    )
+    .expect("write");
+    let judge = |spec: &str| {
+        run(&[
+            "check",
+            &p("traces/sample-split-brain"),
+            "--spec",
+            spec,
+            "--experiment",
+            "AutoDownSplitBrain",
+        ])
+    };
+    let o = judge(&p("specs/split-brain.spec"));
+    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
+    assert!(!out(&o).contains("warning:"), "{}", out(&o));
+    let o = judge(&edited.to_string_lossy());
+    let s = out(&o);
+    assert_eq!(o.status.code(), Some(0), "{s}{}", err(&o));
+    let warnings: Vec<&str> = s
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with("warning: "))
+        .collect();
+    assert_eq!(warnings.len(), 2, "{s}");
+    assert!(
+        warnings[0].starts_with("warning: experiment AutoDownSplitBrain, step 3 `do pause on right-ax`: no service `right-ax` in the trace's compose project (services: left-a, left-b, right-a, right-b)"),
+        "{s}"
+    );
+    assert!(
+        warnings[1].starts_with(
+            "warning: step 3 `do pause on right-ax` differs from the fault recorded for it (seq "
+        ) && warnings[1].contains("the target differs (recorded: services [right-a]"),
+        "{s}"
+    );
+    // JSON carries both
+    let o = run(&[
+        "check",
+        &p("traces/sample-split-brain"),
+        "--spec",
+        &edited.to_string_lossy(),
+        "--experiment",
+        "AutoDownSplitBrain",
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(
+        v["traces"][0]["warnings"].as_array().map(Vec::len),
+        Some(1),
+        "{v}"
+    );
+    assert_eq!(
+        v["traces"][0]["report"]["experiments"][0]["steps"][2]["warnings"]
+            .as_array()
+            .map(Vec::len),
+        Some(1),
+        "{v}"
+    );
+}
+
+/// `-v` prints why every monitor and step accepted; temporal sugar says what it observed.
+#[test]
+fn verbose_text_report_gives_accept_reasons() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join("seen.spec");
+    std::fs::write(
+        &f,
+        "monitor logSeen = eventually log within 60s\nexperiment E {\n  do pause on right-a\n  expect logSeen\n}\n",
+    )
+    .expect("write");
+    let args = |v: bool| {
+        let mut a = vec![
+            "check".to_string(),
+            fixture("v1-gc-pause"),
+            "--spec".into(),
+            f.to_string_lossy().into_owned(),
+            "--monitor".into(),
+            "logSeen".into(),
+            "--experiment".into(),
+            "E".into(),
+        ];
+        if v {
+            a.push("-v".into());
+        }
+        a
+    };
+    let quiet = args(false);
+    let o = run(&quiet.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
+    assert!(!out(&o).contains("reason:"), "{}", out(&o));
+    let verbose = args(true);
+    let o = run(&verbose.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
+    let s = out(&o);
+    // the monitor, the `do` (its fault record) and the `expect` each say why
+    let reasons: Vec<&str> = s
+        .lines()
+        .filter(|l| l.trim_start().starts_with("reason: "))
+        .collect();
+    assert_eq!(reasons.len(), 3, "{s}");
+    assert!(
+        reasons[0].contains("reason: `eventually log within 60s`: matched at +")
+            && reasons[0].contains(", seq "),
+        "{s}"
+    );
+    assert!(reasons[1].contains("reason: fault recorded at "), "{s}");
+    assert!(
+        reasons[2].contains("reason: `eventually log within 60s`: matched at +"),
+        "{s}"
+    );
+    assert!(!s.contains("accept in state"), "{s}");
 }
 
 #[test]

@@ -52,6 +52,24 @@ experiment Agree {
   note "done"
 }
 
+# `n` lines of `svc` counted from the start of the step
+monitor linesFrom(svc: str, n: int) {
+  var seen = 0
+  state counting {
+    on log from svc where message ~ "^line " and seen + 1 >= n => accept
+    on log from svc where message ~ "^line " => set seen = seen + 1
+  }
+}
+
+# a fault that takes 2.5 s to apply (an exec of a second chatter printing 25 lines at 10/s)
+# while a keeps logging 10 lines a second: the next step starts when it is done, so 1.5 s see
+# about 15 lines, not the 40 logged since the fault started
+experiment SlowFault {
+  expect lineFrom(a) within 30s
+  do exec(cmd: "/demo-node chatter --count 25 --rate 10 --listen-port 0 --peer-count 1 --then exit") on a
+  expect linesFrom(a, 20) within 1500ms
+}
+
 experiment Fails {
   expect hearsA within 30s
   do pause on a for 30s
@@ -143,6 +161,50 @@ fn compare(dir: &Path, experiment: &str, n_steps: usize) -> (i32, Vec<Option<Str
         }
     }
     (code, offline)
+}
+
+/// The step after a `do` starts when the fault is done (the apply's end, `data.ended_ns`),
+/// live and offline alike.
+#[test]
+fn the_step_after_a_slow_fault_starts_when_it_is_done() {
+    require_docker!();
+    ensure_images();
+    let (dir, code, out) = record("slowfault", "SlowFault");
+    assert_eq!(code, 1, "{out}");
+    let (acode, offline) = compare(dir.path(), "SlowFault", 3);
+    assert_eq!(acode, 1, "{offline:?}");
+    assert_eq!(offline[2].as_deref(), Some("fail"), "{offline:?}");
+    let events = read_events(&dir.path().join("trace"));
+    let fault = events
+        .iter()
+        .find(|e| e.source == "fault" && e.kind == "exec")
+        .expect("the exec fault event");
+    let data: serde_json::Value =
+        serde_json::from_str(fault.data.as_deref().expect("fault data")).expect("json");
+    assert_eq!(data["phase"], "applied", "{data}");
+    let ended = data["ended_ns"].as_i64().expect("ended_ns");
+    assert!(ended - fault.ts_ns >= 2_000_000_000, "{data}");
+    // the live verdict says why: 20 lines were not seen within 1.5 s of the fault's end
+    let live_end = events
+        .iter()
+        .filter(|e| e.source == "recorder" && e.kind == "step")
+        .filter_map(|e| serde_json::from_str::<serde_json::Value>(e.data.as_deref()?).ok())
+        .find(|d| d["phase"] == "end" && d["step"] == 2)
+        .expect("step 2 end");
+    assert_eq!(live_end["verdict"], "fail", "{live_end}");
+    // offline, the `do` ends and the next step starts at the fault's end
+    let o = Command::new(bin("analyzer"))
+        .arg("check")
+        .arg(dir.path().join("trace"))
+        .arg("--spec")
+        .arg(dir.path().join("exp.spec"))
+        .args(["--experiment", "SlowFault", "--format", "json"])
+        .output()
+        .expect("run analyzer");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json report");
+    let steps = &v["traces"][0]["report"]["experiments"][0]["steps"];
+    assert_eq!(steps[1]["end_ns"].as_i64(), Some(ended), "{steps}");
+    assert_eq!(steps[2]["start_ns"].as_i64(), Some(ended), "{steps}");
 }
 
 #[test]

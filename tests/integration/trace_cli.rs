@@ -177,6 +177,75 @@ fn finalize_makes_a_killed_trace_finalized() {
     assert!(stdout(&o).contains("already finalized"));
 }
 
+/// A recorder killed before its pcap sensor summarised the captures leaves pcap files and no
+/// packets: `finalize` builds `packets.parquet` from them (services from the manifest).
+#[test]
+fn finalize_builds_packets_from_the_pcap_files_a_killed_recorder_left() {
+    use sensors::pcapgen::{ethernet, ip_packet, PcapWriter, L4};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t");
+    generate(&dir, &["--unfinalized", "--duration", "10"]);
+    let d = dir.to_str().unwrap();
+    // the manifest knows left-a's address
+    let mpath = dir.join("manifest.json");
+    let mut m: Value = serde_json::from_str(&std::fs::read_to_string(&mpath).unwrap()).unwrap();
+    m["compose"]["services"]["left-a"]["containers"][0]["addresses"] =
+        serde_json::json!({"middle": "10.9.0.2/24"});
+    std::fs::write(&mpath, serde_json::to_string(&m).unwrap()).unwrap();
+    std::fs::create_dir_all(dir.join("pcap")).unwrap();
+    let t0 = Trace::open(&dir)
+        .unwrap()
+        .manifest()
+        .started_ns
+        .unwrap_or(0);
+    for (file, n) in [("gen_left-a_1.pcap", 7), ("net-middle.pcap", 5)] {
+        let f = std::fs::File::create(dir.join("pcap").join(file)).unwrap();
+        let mut w = PcapWriter::new(f, 1, false, true, 65535).unwrap();
+        for i in 0..n {
+            let frame = ethernet(
+                0x0800,
+                &ip_packet(
+                    "10.9.0.2".parse().unwrap(),
+                    "10.9.0.3".parse().unwrap(),
+                    L4::Udp {
+                        sport: 4000,
+                        dport: 7000,
+                        payload: 10,
+                    },
+                ),
+            );
+            w.packet(
+                t0 + (i as i64 + 1) * 100_000_000,
+                frame.len() as u32,
+                &frame,
+            )
+            .unwrap();
+        }
+    }
+    let count = || stdout(&run(&["events", d, "--source", "packet", "--count"]));
+    assert_eq!(count().trim(), "0");
+    let o = run(&["finalize", d]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("12 packets summarised from 2 pcap files"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains(", 12 packets)"), "{}", stdout(&o));
+    assert!(dir.join("packets.parquet").exists());
+    assert_eq!(count().trim(), "12");
+    // services resolved from the manifest's addresses; seqs after every event's
+    let o = run(&[
+        "events", d, "--source", "packet", "--format", "jsonl", "--limit", "1",
+    ]);
+    let first: Value = serde_json::from_str(stdout(&o).lines().next().unwrap()).unwrap();
+    assert_eq!(first["service"], "left-a", "{first}");
+    // finalizing again changes nothing
+    let o = run(&["finalize", d]);
+    assert!(stdout(&o).contains("already finalized"), "{}", stdout(&o));
+    assert_eq!(count().trim(), "12");
+}
+
 #[test]
 fn bad_input_is_one_line_with_the_documented_code() {
     let tmp = tempfile::tempdir().unwrap();

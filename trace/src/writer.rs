@@ -45,6 +45,37 @@ fn open_log(path: &Path, schema: &arrow_schema::Schema) -> Result<LogWriter, Tra
     Ok(w)
 }
 
+/// Writes packet summaries to `<dir>/packets.arrows` outside a running writer, numbering them
+/// from `first_seq` (above every event's `seq`), so that [`crate::finalize()`] sorts them into
+/// `packets.parquet`. For a trace whose writer died before summarising its captures
+/// (`analyzer finalize` summarises the pcap files it finds). Fails if the log already exists.
+/// Returns the number of packets written.
+pub fn spool_packets(
+    dir: &Path,
+    first_seq: u64,
+    packets: impl IntoIterator<Item = PacketRecord>,
+) -> Result<u64, TraceError> {
+    let path = dir.join(files::PACKETS_LOG);
+    let mut log = open_log(&path, &crate::packets::packet_log_schema())?;
+    let mut seq = first_seq;
+    let mut chunk: Vec<PacketRecord> = Vec::with_capacity(4096);
+    let mut it = packets.into_iter().peekable();
+    while it.peek().is_some() {
+        chunk.clear();
+        for mut p in it.by_ref().take(65536) {
+            p.seq = seq;
+            seq += 1;
+            chunk.push(p);
+        }
+        let batch = crate::packets::packets_to_log_batch(&chunk);
+        log.write(&batch)
+            .map_err(|e| TraceError::corrupt(&path, format!("cannot append: {e}")))?;
+    }
+    log.finish()
+        .map_err(|e| TraceError::corrupt(&path, format!("cannot close: {e}")))?;
+    Ok(seq - first_seq)
+}
+
 impl TraceWriter {
     /// The largest number of events buffered before a write.
     pub const MAX_BUFFERED: usize = 8192;

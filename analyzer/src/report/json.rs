@@ -11,6 +11,8 @@ struct TraceOut<'a> {
     trace: String,
     report: &'a Report,
     context: &'a [Context],
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'a [String],
 }
 
 #[derive(Serialize)]
@@ -28,6 +30,7 @@ pub fn write(w: &mut dyn Write, judged: &[Judged]) -> std::io::Result<()> {
                 trace: j.trace.display().to_string(),
                 report: &j.report,
                 context: &j.context,
+                warnings: &j.warnings,
             })
             .collect(),
     };

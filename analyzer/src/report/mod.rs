@@ -1,5 +1,6 @@
 //! Reporters of `analyzer check` (text, JSON, JUnit) and the context gathering they share: the
-//! events around each deciding event, from the services involved plus faults and notes.
+//! events around each deciding event, from the services involved plus faults and notes; for a
+//! timeout (no deciding event), around the end of the window and around the last transition.
 
 pub mod json;
 pub mod junit;
@@ -9,15 +10,73 @@ use monitor::{EventInfo, Explanation, MonitorResult, Report, Verdict};
 use serde::Serialize;
 use trace::{ReadOptions, Trace};
 
-/// Events around one deciding event.
+/// Events around one deciding event (`seq`), or around a time (`at_ns`: the end of a window a
+/// timeout closed; `seq` is then 0).
 #[derive(Debug, Clone, Serialize)]
 pub struct Context {
     /// The deciding event's `seq` and time (a packet's `seq` counts packets: the time tells it
     /// apart from an event with the same number).
     pub seq: u64,
     pub ts_ns: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at_ns: Option<i64>,
     pub services: Vec<String>,
     pub events: Vec<EventInfo>,
+}
+
+/// One place context is read around: a deciding event (or the event of a timeout's last
+/// transition), or a time (`at_ns`: the end of a window a timeout closed; `seq` is then 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Anchor {
+    pub seq: u64,
+    pub ts_ns: i64,
+    pub at_ns: Option<i64>,
+    /// The anchor is a packet: its `seq` numbers packets, so only its time places it among the
+    /// events.
+    pub is_packet: bool,
+}
+
+/// Where context is read for an explanation: its deciding event, else (a timeout) the end of
+/// the window and the event of the last transition.
+pub fn context_anchors(e: &Explanation) -> Vec<Anchor> {
+    if let Some(d) = &e.deciding_event {
+        return vec![Anchor {
+            seq: d.seq,
+            ts_ns: d.ts_ns,
+            at_ns: None,
+            is_packet: d.source == "packet",
+        }];
+    }
+    let mut out = Vec::new();
+    let Some(t) = &e.timeout else { return out };
+    out.push(Anchor {
+        seq: 0,
+        ts_ns: t.deadline_ns,
+        at_ns: Some(t.deadline_ns),
+        is_packet: false,
+    });
+    if let Some(ev) = e.path.last().and_then(|t| t.event.as_ref()) {
+        out.push(Anchor {
+            seq: ev.seq,
+            ts_ns: ev.ts_ns,
+            at_ns: None,
+            is_packet: ev.source == "packet",
+        });
+    }
+    out
+}
+
+/// The services whose events are context for `e`: its own, else those of its last transition.
+fn context_services(e: &Explanation) -> Vec<String> {
+    if !e.services.is_empty() {
+        return e.services.clone();
+    }
+    e.path
+        .last()
+        .and_then(|t| t.event.as_ref())
+        .and_then(|ev| ev.service.clone())
+        .into_iter()
+        .collect()
 }
 
 /// Every explanation of a failing (or inconclusive) result, depth first.
@@ -60,61 +119,67 @@ pub fn gather_context(
     if n == 0 {
         return Ok(out);
     }
-    let mut seen: Vec<(i64, u64, String)> = Vec::new();
     for e in explanations(report) {
-        let Some(d) = &e.deciding_event else { continue };
-        let id = (d.ts_ns, d.seq, d.source.clone());
-        if seen.contains(&id) || out.len() >= 20 {
-            continue;
-        }
-        seen.push(id);
-        let is_packet = d.source == "packet";
-        let services = e.services.clone();
-        let keep = |src: &str, svc: Option<&str>| {
-            src == "fault" || src == "note" || svc.is_some_and(|s| services.iter().any(|x| x == s))
-        };
-        let opts = ReadOptions {
-            since_ns: Some(d.ts_ns - 30_000_000_000),
-            until_ns: Some(d.ts_ns + 30_000_000_001),
-            ..Default::default()
-        };
-        let mut before: std::collections::VecDeque<EventInfo> = Default::default();
-        let mut after = Vec::new();
-        'outer: for b in t.events(&opts)? {
-            let b = b?;
-            for ev in b.iter() {
-                if !is_packet && ev.seq == d.seq {
-                    continue;
-                }
-                if !keep(ev.source, ev.service) {
-                    continue;
-                }
-                let is_before = if is_packet {
-                    ev.ts_ns < d.ts_ns
-                } else {
-                    (ev.ts_ns, ev.seq) < (d.ts_ns, d.seq)
-                };
-                if is_before {
-                    before.push_back(EventInfo::of(&ev));
-                    if before.len() > n {
-                        before.pop_front();
+        for a in context_anchors(e) {
+            let known = out.iter().any(|c| {
+                c.at_ns == a.at_ns && (a.at_ns.is_some() || (c.seq, c.ts_ns) == (a.seq, a.ts_ns))
+            });
+            if known || out.len() >= 20 {
+                continue;
+            }
+            let services = context_services(e);
+            let keep = |src: &str, svc: Option<&str>| {
+                src == "fault"
+                    || src == "note"
+                    || svc.is_some_and(|s| services.iter().any(|x| x == s))
+            };
+            let opts = ReadOptions {
+                since_ns: Some(a.ts_ns - 30_000_000_000),
+                until_ns: Some(a.ts_ns + 30_000_000_001),
+                ..Default::default()
+            };
+            let mut before: std::collections::VecDeque<EventInfo> = Default::default();
+            let mut after = Vec::new();
+            'outer: for b in t.events(&opts)? {
+                let b = b?;
+                for ev in b.iter() {
+                    let by_event = a.at_ns.is_none() && !a.is_packet;
+                    if by_event && ev.seq == a.seq {
+                        continue;
                     }
-                } else {
-                    after.push(EventInfo::of(&ev));
-                    if after.len() >= n {
-                        break 'outer;
+                    if !keep(ev.source, ev.service) {
+                        continue;
+                    }
+                    // A packet or a time is placed among the events by time alone (what is
+                    // stamped at the same time comes before it); an event by (ts_ns, seq).
+                    let is_before = if by_event {
+                        (ev.ts_ns, ev.seq) < (a.ts_ns, a.seq)
+                    } else {
+                        ev.ts_ns <= a.ts_ns
+                    };
+                    if is_before {
+                        before.push_back(EventInfo::of(&ev));
+                        if before.len() > n {
+                            before.pop_front();
+                        }
+                    } else {
+                        after.push(EventInfo::of(&ev));
+                        if after.len() >= n {
+                            break 'outer;
+                        }
                     }
                 }
             }
+            let mut events: Vec<EventInfo> = before.into_iter().collect();
+            events.extend(after);
+            out.push(Context {
+                seq: a.seq,
+                ts_ns: a.ts_ns,
+                at_ns: a.at_ns,
+                services,
+                events,
+            });
         }
-        let mut events: Vec<EventInfo> = before.into_iter().collect();
-        events.extend(after);
-        out.push(Context {
-            seq: d.seq,
-            ts_ns: d.ts_ns,
-            services,
-            events,
-        });
     }
     Ok(out)
 }

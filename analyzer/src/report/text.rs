@@ -1,5 +1,6 @@
 //! Text report: one line per monitor and experiment step with its verdict, then the explanation
-//! of every fail and inconclusive (deciding event, guard values, path, timeout, pending, context).
+//! of every fail and inconclusive (deciding event, guard values, path, timeout, pending, context)
+//! and, verbose (`-v`), the reason of every accept.
 
 use super::Context;
 use crate::check::Judged;
@@ -92,24 +93,71 @@ pub fn explain(e: &Explanation, start: Option<i64>, ctx: &[Context], indent: &st
         }
     }
     if let Some(d) = &e.deciding_event {
-        if let Some(c) = ctx.iter().find(|c| c.seq == d.seq && c.ts_ns == d.ts_ns) {
-            if !c.events.is_empty() {
-                l.push(format!(
-                    "{indent}around it ({}, faults, notes):",
-                    c.services.join(", ")
-                ));
-                for ev in &c.events {
-                    let mark = if ev.ts_ns > d.ts_ns || (ev.ts_ns == d.ts_ns && ev.seq > d.seq) {
-                        "after "
-                    } else {
-                        "before"
-                    };
-                    l.push(format!("{indent}  {mark} {}", event_line(ev, start)));
-                }
+        let packet = d.source == "packet";
+        let found = ctx
+            .iter()
+            .find(|c| c.at_ns.is_none() && (c.seq, c.ts_ns) == (d.seq, d.ts_ns));
+        if let Some(c) = found {
+            // a packet's seq numbers packets: only its time places it among the events
+            let seq = (!packet).then_some(d.seq);
+            context_lines(&mut l, c, "around it", d.ts_ns, seq, start, indent);
+        }
+    } else if let Some(t) = &e.timeout {
+        // a timeout: what happened up to the end of the window, and around the last transition
+        if let Some(c) = ctx.iter().find(|c| c.at_ns == Some(t.deadline_ns)) {
+            let what = format!("around the window's end at {}", rel(t.deadline_ns, start));
+            context_lines(&mut l, c, &what, t.deadline_ns, None, start, indent);
+        }
+        if let Some(ev) = e.path.last().and_then(|t| t.event.as_ref()) {
+            let found = ctx
+                .iter()
+                .find(|c| c.at_ns.is_none() && (c.seq, c.ts_ns) == (ev.seq, ev.ts_ns));
+            if let Some(c) = found {
+                let what = format!("around the last transition (seq {})", ev.seq);
+                let seq = (ev.source != "packet").then_some(ev.seq);
+                context_lines(&mut l, c, &what, ev.ts_ns, seq, start, indent);
             }
         }
     }
     l
+}
+
+/// The context events of `c` marked before/after the anchor (`ts`, and `seq` for an event).
+fn context_lines(
+    l: &mut Vec<String>,
+    c: &Context,
+    what: &str,
+    ts: i64,
+    seq: Option<u64>,
+    start: Option<i64>,
+    indent: &str,
+) {
+    if c.events.is_empty() {
+        return;
+    }
+    let mut who = c.services.clone();
+    who.extend(["faults".to_string(), "notes".to_string()]);
+    l.push(format!("{indent}{what} ({}):", who.join(", ")));
+    for ev in &c.events {
+        let after = ev.ts_ns > ts || (ev.ts_ns == ts && seq.is_some_and(|s| ev.seq > s));
+        let mark = if after { "after " } else { "before" };
+        l.push(format!("{indent}  {mark} {}", event_line(ev, start)));
+    }
+}
+
+/// Verbose: the reason of an accepted monitor (and of its accepted parts), one line each.
+fn accept_lines(w: &mut dyn Write, m: &MonitorResult, indent: &str) -> std::io::Result<()> {
+    if m.verdict != Verdict::Accept {
+        return Ok(());
+    }
+    if let Some(e) = &m.explanation {
+        writeln!(w, "{indent}reason: {}", e.reason)?;
+    }
+    for c in &m.children {
+        writeln!(w, "{indent}{} {}", tag(Some(c.verdict)), c.name)?;
+        accept_lines(w, c, &format!("{indent}  "))?;
+    }
+    Ok(())
 }
 
 fn monitor_lines(
@@ -143,6 +191,11 @@ fn monitor_lines(
 }
 
 pub fn write(w: &mut dyn Write, judged: &[Judged]) -> std::io::Result<()> {
+    write_with(w, judged, false)
+}
+
+/// The report; `verbose` adds the reason of every accepted monitor and step.
+pub fn write_with(w: &mut dyn Write, judged: &[Judged], verbose: bool) -> std::io::Result<()> {
     for j in judged {
         let r = &j.report;
         let start = j.origin_ns;
@@ -154,9 +207,15 @@ pub fn write(w: &mut dyn Write, judged: &[Judged]) -> std::io::Result<()> {
             r.start_ns.map(fmt_ts).unwrap_or_default(),
             fmt_ts(r.end_ns)
         )?;
+        for x in &j.warnings {
+            writeln!(w, "  warning: {x}")?;
+        }
         for m in &r.monitors {
             writeln!(w, "  {} monitor {}", tag(Some(m.verdict)), m.name)?;
             monitor_lines(w, m, start, &j.context, "      ")?;
+            if verbose {
+                accept_lines(w, m, "      ")?;
+            }
         }
         for e in &r.experiments {
             writeln!(w, "  {} experiment {}", tag(Some(e.verdict)), e.name)?;
@@ -172,11 +231,23 @@ pub fn write(w: &mut dyn Write, judged: &[Judged]) -> std::io::Result<()> {
                     s.index + 1,
                     s.text
                 )?;
+                for x in &s.warnings {
+                    writeln!(w, "          warning: {x}")?;
+                }
                 if s.verdict.is_some_and(|v| v != Verdict::Accept) {
                     if let Some(m) = &s.monitor {
                         monitor_lines(w, m, start, &j.context, "          ")?;
                     } else if let Some(rs) = &s.reason {
                         writeln!(w, "          reason: {rs}")?;
+                    }
+                } else if verbose && s.verdict == Some(Verdict::Accept) {
+                    match &s.monitor {
+                        Some(m) => accept_lines(w, m, "          ")?,
+                        None => {
+                            if let Some(rs) = &s.reason {
+                                writeln!(w, "          reason: {rs}")?;
+                            }
+                        }
                     }
                 }
             }

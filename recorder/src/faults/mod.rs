@@ -196,6 +196,8 @@ pub struct FaultInjector {
     view_stale: bool,
     /// `started_ns` of the last [`FaultInjector::apply`] (the fault event's timestamp).
     last_started_ns: Option<i64>,
+    /// `ended_ns` of the last [`FaultInjector::apply`] (when the apply returned).
+    last_ended_ns: Option<i64>,
 }
 
 fn docker_err(what: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> FaultError {
@@ -293,6 +295,7 @@ impl FaultInjector {
             view: None,
             view_stale: true,
             last_started_ns: None,
+            last_ended_ns: None,
         })
     }
 
@@ -361,6 +364,11 @@ impl FaultInjector {
     /// When the last [`Self::apply`] started: the timestamp of its `applied`/`failed` event.
     pub fn last_started_ns(&self) -> Option<i64> {
         self.last_started_ns
+    }
+
+    /// When the last [`Self::apply`] was done: its events' `data.ended_ns`.
+    pub fn last_ended_ns(&self) -> Option<i64> {
+        self.last_ended_ns
     }
 
     /// Faults applied and not yet reverted.
@@ -438,6 +446,7 @@ impl FaultInjector {
             .apply_inner(id, req, &mut params, &mut target, &mut single)
             .await;
         let ended_ns = now_ns();
+        self.last_ended_ns = Some(ended_ns);
         let r = self.record_apply(
             id, req, result, &target, &params, &single, started_ns, ended_ns,
         );

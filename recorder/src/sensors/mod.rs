@@ -4,9 +4,11 @@
 //! compose network (no published ports); exec and the capture's network namespace go through
 //! Docker. Every failure is an event; a sensor never stops the run.
 
+pub mod attach;
 mod exec;
 mod jmx;
 mod pcap;
+pub use pcap::stop_leftover_captures;
 mod web;
 
 use std::time::Duration;

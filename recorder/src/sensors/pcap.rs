@@ -4,7 +4,9 @@
 //! its statistics (kernel drops) and summarises each file into `packets.parquet`
 //! (`sensors::pcap::PcapSummariser`, services resolved from the manifest's addresses).
 //! A capture that cannot start, or dies, is an event; the run goes on. A capture whose container
-//! restarted (new network namespace) is resumed into `<name>-2.pcap`, `-3` ….
+//! restarted (new network namespace) is resumed into `<name>-2.pcap`, `-3` …. A killed recorder
+//! leaves its tcpdumps running: [`stop_leftover_captures`] (`recorder cleanup`) finds and stops
+//! them.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -314,6 +316,93 @@ impl Sensor for PcapSensor {
         }
         .boxed()
     }
+}
+
+/// The file a tcpdump process writes (`-w FILE`, made absolute with its working directory), if
+/// process `pid` is a tcpdump.
+fn tcpdump_output(pid: i32) -> Option<PathBuf> {
+    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let argv: Vec<String> = cmd
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let prog = std::path::Path::new(argv.first()?).file_name()?;
+    if prog != "tcpdump" {
+        return None;
+    }
+    let file = PathBuf::from(&argv.windows(2).find(|w| w[0] == "-w")?[1]);
+    if file.is_absolute() {
+        Some(file)
+    } else {
+        Some(
+            std::fs::read_link(format!("/proc/{pid}/cwd"))
+                .ok()?
+                .join(file),
+        )
+    }
+}
+
+/// Whether process `pid` is gone (or a zombie waiting for its parent).
+fn process_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => s
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+    }
+}
+
+/// Stops the tcpdumps a killed recorder of compose project `project` left writing into a
+/// trace: every `tcpdump` process whose `-w` file is `<trace>/pcap/<name>` of a trace whose
+/// manifest names the project. Each gets SIGINT (it flushes and closes the file, as at the end
+/// of a run), then SIGKILL if it is still there after 3 s. One line per process stopped.
+pub async fn stop_leftover_captures(project: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Some(file) = tcpdump_output(pid) else {
+            continue;
+        };
+        let Some(trace_dir) = file
+            .parent()
+            .filter(|p| p.file_name().is_some_and(|n| n == trace::files::PCAP_DIR))
+            .and_then(std::path::Path::parent)
+        else {
+            continue;
+        };
+        match trace::Manifest::read(trace_dir) {
+            Ok(m) if m.compose.project == project => found.push((pid, file)),
+            _ => {}
+        }
+    }
+    let mut lines = Vec::new();
+    for (pid, file) in found {
+        // SAFETY: kill(2) with a pid read from /proc just now; no memory is involved.
+        unsafe { libc::kill(pid, libc::SIGINT) };
+        let mut waited = Duration::ZERO;
+        while !process_gone(pid) && waited < Duration::from_secs(3) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            waited += Duration::from_millis(50);
+        }
+        let how = if process_gone(pid) {
+            "stopped"
+        } else {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            "killed"
+        };
+        lines.push(format!(
+            "{project}: {how} tcpdump (pid {pid}) left writing {}",
+            file.display()
+        ));
+    }
+    lines
 }
 
 #[cfg(test)]

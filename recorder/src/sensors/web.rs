@@ -17,9 +17,10 @@ use super::{
     ContainerProbe, NO_ADDRESS,
 };
 use crate::compose::ContainerFacts;
-use crate::scenario::SensorsSection;
+use crate::scenario::{parse_duration, SensorsSection};
 use crate::sensor::{Sensor, SensorContext, Stop};
 use crate::sink::{now_ns, EventSink};
+use toml::Spanned;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -33,7 +34,27 @@ struct WebSensor {
     port: u16,
     path: String,
     every: Duration,
+    /// How long one probe may take.
+    timeout: Duration,
     families: prom::Selector,
+}
+
+/// A probe's `timeout` (default: its interval).
+fn probe_timeout(
+    timeout: &Option<Spanned<String>>,
+    every: &Option<Spanned<String>>,
+) -> Result<Duration, String> {
+    match timeout {
+        None => interval(every),
+        Some(s) => {
+            let d = parse_duration(s.get_ref())
+                .map_err(|e| format!("timeout {:?}: {e}", s.get_ref()))?;
+            if d < Duration::from_millis(10) {
+                return Err(format!("timeout {:?} is shorter than 10ms", s.get_ref()));
+            }
+            Ok(d)
+        }
+    }
 }
 
 fn norm_path(p: &str) -> String {
@@ -58,6 +79,7 @@ pub(crate) fn http_factory(
                 port: *h.port.get_ref(),
                 path: norm_path(&h.path),
                 every: interval(&h.interval)?,
+                timeout: probe_timeout(&h.timeout, &h.interval)?,
                 families: prom::Selector::default(),
             }));
         }
@@ -79,6 +101,7 @@ pub(crate) fn prom_factory(
                 port: *p.port.get_ref(),
                 path: norm_path(&p.path),
                 every: interval(&p.interval)?,
+                timeout: probe_timeout(&p.timeout, &p.interval)?,
                 families: prom::Selector(p.families.clone()),
             }));
         }
@@ -99,9 +122,7 @@ impl ContainerProbe for WebSensor {
 impl WebSensor {
     /// The events of one probe of one container; `true` when the address may be stale.
     async fn probe_web(&self, c: &ContainerFacts) -> (Vec<Event>, bool) {
-        let timeout = self
-            .every
-            .clamp(Duration::from_millis(200), Duration::from_secs(5));
+        let timeout = self.timeout;
         let ts = now_ns();
         let source = if self.mode == Mode::Http {
             "http"
@@ -179,5 +200,91 @@ impl Sensor for WebSensor {
     ) -> BoxFuture<'static, ()> {
         async move { poll_containers(&*self, &ctx, &self.service, self.every, &sink, &stop).await }
             .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{HttpConfig, LoadedScenario};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A loopback HTTP server answering every request `200 ok` after `delay`; its port.
+    async fn slow_server(delay: Duration) -> u16 {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    let _ = s.read(&mut buf).await;
+                    tokio::time::sleep(delay).await;
+                    let _ = s
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                        )
+                        .await;
+                });
+            }
+        });
+        port
+    }
+
+    fn sensor(h: &HttpConfig, port: u16) -> WebSensor {
+        WebSensor {
+            mode: Mode::Http,
+            service: h.service_names()[0].get_ref().clone(),
+            port,
+            path: norm_path(&h.path),
+            every: interval(&h.interval).expect("interval"),
+            timeout: probe_timeout(&h.timeout, &h.interval).expect("timeout"),
+            families: prom::Selector::default(),
+        }
+    }
+
+    /// A probe waits for its `timeout`, not its interval: a server answering in 1 s is a
+    /// response with `timeout = "3s"` and a timeout error without it (interval 300ms).
+    #[tokio::test]
+    async fn an_http_probe_waits_for_its_own_timeout() {
+        let text = "[compose]\nfiles = [\"c.yml\"]\n\
+                    [[sensors.http]]\nservice = \"web\"\nport = 80\ninterval = \"300ms\"\ntimeout = \"3s\"\n\
+                    [[sensors.http]]\nservice = \"web\"\nport = 80\ninterval = \"300ms\"\n";
+        let l = LoadedScenario::parse(std::path::Path::new("s.toml"), text).expect("parses");
+        let http = &l.scenario.sensors.http;
+        let port = slow_server(Duration::from_secs(1)).await;
+        let c = ContainerFacts {
+            id: "c1".into(),
+            name: "p-web-1".into(),
+            service: "web".into(),
+            image: String::new(),
+            image_id: String::new(),
+            pid: 0,
+            running: true,
+            paused: false,
+            tty: false,
+            health: None,
+            addresses: [("default".to_string(), "127.0.0.1".to_string())].into(),
+            aliases: Vec::new(),
+        };
+        let (evs, _) = sensor(&http[0], port).probe_web(&c).await;
+        assert_eq!(evs.len(), 1);
+        assert_eq!(evs[0].kind, "response", "{:?}", evs[0]);
+        let (evs, _) = sensor(&http[1], port).probe_web(&c).await;
+        assert_eq!(evs[0].kind, "error", "{:?}", evs[0]);
+        assert!(
+            evs[0].data.as_deref().unwrap_or("").contains("\"timeout\""),
+            "{:?}",
+            evs[0]
+        );
+        // a bad or too short timeout is a scenario error at its position
+        let bad = "[compose]\nfiles = [\"c.yml\"]\n[[sensors.http]]\nservice = \"web\"\nport = 80\ntimeout = \"5ms\"\n";
+        let e = LoadedScenario::parse(std::path::Path::new("s.toml"), bad)
+            .expect("parses")
+            .resolve()
+            .expect_err("too short");
+        let at = e.0.iter().find(|x| x.message.contains("timeout"));
+        assert_eq!(at.map(|x| (x.line, x.col)), Some((6, 11)), "{e}");
     }
 }
