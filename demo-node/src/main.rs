@@ -2,17 +2,19 @@
 //! from its first argument or the MODE variable and reads its settings from `--key value` flags or
 //! environment variables (see docs/demo-node.md): `chatter` (numbered lines and peer messages for
 //! recorder tests), `cluster` (an Akka-like cluster member with a Jolokia endpoint), `ping`
-//! (UDP/TCP pinger and responder), `hog` (memory/CPU hog), `hello` (the seed's HelloWorld lines), `resolve` (name resolution check).
+//! (UDP/TCP pinger and responder), `hog` (memory/CPU hog), `hello` (the seed's HelloWorld lines), `store` (a record store on disk for the disk-full
+//! example), `resolve` (name resolution check).
 
 mod chatter;
 mod cluster;
 mod hello;
 mod hog;
 mod ping;
+mod store;
 mod util;
 
 const USAGE: &str =
-    "usage: demo-node <chatter|cluster|ping|hog|hello|resolve|version> [--key value ...]
+    "usage: demo-node <chatter|cluster|ping|hog|hello|store|resolve|version> [--key value ...]
   (or MODE=<mode>); settings come from flags or environment variables, see docs/demo-node.md";
 
 fn main() {
@@ -52,6 +54,7 @@ fn run(mode: &str, cfg: &util::Config) -> Result<i32, String> {
         "ping" => ping::run(cfg),
         "hog" => hog::run(cfg),
         "hello" => hello::run(cfg),
+        "store" => store::run(cfg),
         "resolve" => {
             let host = cfg.get("HOST").ok_or("resolve needs --host NAME")?;
             match util::resolve_host(&host) {

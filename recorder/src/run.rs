@@ -1091,6 +1091,12 @@ pub async fn cleanup(project: Option<&str>, all: bool) -> Result<Vec<String>, St
     for p in projects {
         // a killed recorder's captures first, so that their files are closed
         lines.extend(crate::probes::glue::stop_leftover_captures(&p).await);
+        // a syscall fault's tracer that is still alive (not a killed recorder: the kernel
+        // detached its tracees when it died)
+        match faults::traced_leftovers(&docker, &p).await {
+            Ok(traced) => lines.extend(traced.into_iter().map(|t| format!("{p}: {t}"))),
+            Err(e) => lines.push(format!("{p}: checking tracers: {e}")),
+        }
         let r = compose::remove_project(&docker, &p)
             .await
             .map_err(|e| e.to_string())?;

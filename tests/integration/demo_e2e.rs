@@ -316,6 +316,7 @@ fn example_scenarios_validate() {
         .filter_map(|p| p.parent()?.file_name()?.to_str().map(str::to_string))
         .collect();
     for want in [
+        "disk-full",
         "hello-world",
         "lossy-network",
         "resource-fault",
@@ -556,6 +557,39 @@ fn resource_fault_example_records_and_judges() {
     assert!(
         !killed.is_empty(),
         "no docker oom/die event of hog with exit code 137 after the limits fault"
+    );
+}
+
+/// The seed's disk-full use case (libfiu, without LD_PRELOAD): the `syscall` fault makes writes
+/// under /data fail with ENOSPC for 4 s; the store logs it, keeps serving reads and recovers.
+#[test]
+fn disk_full_example_records_and_judges() {
+    require_docker!();
+    // the scenario's own time limit is 90 s
+    let rec = record_example("disk-full", "DiskFull", Duration::from_secs(150));
+    judge_example(&rec.trace, &["specs/disk-full.spec"], "DiskFull");
+    let faults: Vec<Value> = rec
+        .events
+        .iter()
+        .filter(|e| e.source == "fault" && e.kind == "syscall")
+        .map(data)
+        .collect();
+    let phases: Vec<&str> = faults.iter().filter_map(|d| d["phase"].as_str()).collect();
+    assert_eq!(phases, ["applied", "reverted"], "{faults:#?}");
+    let reverted = &faults[1];
+    assert_eq!(reverted["error"], Value::Null, "{reverted:#}");
+    let injected = reverted["params"]["injected"].as_u64().unwrap_or(0);
+    let failed = rec
+        .events
+        .iter()
+        .filter(|e| {
+            e.source == "log" && e.message.as_deref().is_some_and(|m| m.contains("errno=28"))
+        })
+        .count() as u64;
+    // each failed append is one injected write (the trace may miss none of them)
+    assert!(
+        failed >= 5 && injected == failed,
+        "injected {injected}, logged {failed}"
     );
 }
 

@@ -15,6 +15,7 @@ mod recorder_validation;
 mod report_html;
 mod s3;
 mod sensors_docker;
+mod syscall_faults;
 mod trace_cli;
 mod trace_compat;
 mod trace_sigkill;

@@ -1,7 +1,8 @@
 //! Fault injection from the host (see docs/faults.md): container faults through the Docker API
 //! (kill, stop, start, restart, pause, unpause, disconnect, connect, exec, limits) and network
 //! impairments inside the containers' network namespaces with the host's `iptables` and `tc`
-//! (partition, heal, loss, bandwidth, netem). Target images need no tools and no capabilities.
+//! (partition, heal, loss, bandwidth, netem), and in-process syscall faults with a ptrace tracer
+//! on the host (`syscall`, see [`syscall`]). Target images need no tools and no capabilities.
 //!
 //! [`FaultInjector`] applies [`FaultRequest`]s, writes one `fault` event per phase (applied,
 //! failed, reverted, and reapplied/cleared after a container restart), remembers what each fault
@@ -12,6 +13,7 @@ pub mod host;
 pub mod resolve;
 pub mod rules;
 pub mod spec;
+pub mod syscall;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -157,6 +159,8 @@ enum Undo {
         user: Option<String>,
         timeout_ms: u64,
     },
+    /// The tracers injecting a `syscall` fault, one per container.
+    Syscall(Vec<std::sync::Arc<syscall::Tracer>>),
 }
 
 #[derive(Debug, Clone)]
@@ -727,6 +731,51 @@ impl FaultInjector {
                     saved.push((c.clone(), orig));
                 }
                 Some(Undo::Limits(saved))
+            }
+            Action::Syscall(f) => {
+                params["seed"] = json!(self.seed);
+                let mut tracers: Vec<std::sync::Arc<syscall::Tracer>> = Vec::new();
+                let mut pids = serde_json::Map::new();
+                for (i, c) in resolved.a.iter().enumerate() {
+                    let Some(pid) = c.live_pid() else {
+                        stop_tracers(&tracers).await;
+                        return Err(FaultError::Target(format!(
+                            "{} is not running (no process to trace)",
+                            c.name
+                        )));
+                    };
+                    // One generator per container, derived from the scenario seed, the fault
+                    // number and the container's place in the target (repeatable runs).
+                    let seed = self
+                        .seed
+                        .wrapping_add(id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                        .wrapping_add(i as u64);
+                    let (name, fault) = (c.name.clone(), f.clone());
+                    let started = tokio::task::spawn_blocking(move || {
+                        syscall::Tracer::start(&name, pid as i32, fault, seed)
+                    })
+                    .await
+                    .map_err(|e| FaultError::Failed(format!("tracer task: {e}")))
+                    .and_then(|r| {
+                        r.map_err(|e| match e {
+                            syscall::TraceError::Unsupported(m) => FaultError::Unsupported(m),
+                            syscall::TraceError::NoProcess(m) => FaultError::Target(m),
+                            syscall::TraceError::Attach(m) => FaultError::Failed(m),
+                        })
+                    });
+                    match started {
+                        Ok(t) => {
+                            pids.insert(c.name.clone(), json!(t.initial_pids));
+                            tracers.push(std::sync::Arc::new(t));
+                        }
+                        Err(e) => {
+                            stop_tracers(&tracers).await;
+                            return Err(e);
+                        }
+                    }
+                }
+                params["pids"] = Value::Object(pids);
+                Some(Undo::Syscall(tracers))
             }
         };
         if !reverts.is_empty() {
@@ -1404,12 +1453,22 @@ impl FaultInjector {
         let started_ns = now_ns();
         let r = self.undo(&a).await;
         let ended_ns = now_ns();
+        let mut params = a.params.clone();
+        if let Undo::Syscall(tracers) = &a.undo {
+            // what the fault did: calls that matched, and those that got the error or delay
+            let (m, i) = tracers.iter().fold((0, 0), |(m, i), t| {
+                let (a, b) = t.counts();
+                (m + a, i + b)
+            });
+            params["matched"] = json!(m);
+            params["injected"] = json!(i);
+        }
         self.emit(
             id,
             &a.req,
             "reverted",
             &a.target_json,
-            &a.params,
+            &params,
             &a.single,
             started_ns,
             ended_ns,
@@ -1481,6 +1540,14 @@ impl FaultInjector {
                     }
                 }
                 Ok(())
+            }
+            Undo::Syscall(tracers) => {
+                let errors = stop_tracers(tracers).await;
+                if errors.is_empty() {
+                    Ok(())
+                } else {
+                    Err(FaultError::Failed(errors.join("; ")))
+                }
             }
         }
     }
@@ -1625,6 +1692,45 @@ fn restore_body(hc: &bollard::models::HostConfig, changed: &Limits) -> Container
     b
 }
 
+/// One line per thread of a container that some process still traces (ptrace: only the tracer
+/// can detach; a killed recorder's tracees were detached by the kernel when it died).
+fn traced_lines(container: &str, pid: i64) -> Vec<String> {
+    let Ok(pid) = i32::try_from(pid) else {
+        return Vec::new();
+    };
+    syscall::traced_threads(pid)
+        .into_iter()
+        .map(|(t, by, name)| {
+            format!("{container}: thread {t} is still traced by pid {by} ({name}); stop that process to detach it")
+        })
+        .collect()
+}
+
+/// Threads of the project's running containers that some process traces (a syscall fault's
+/// tracer that is still alive, a debugger): one line each, empty when none. `recorder cleanup`
+/// reports them before it removes the containers.
+pub async fn traced_leftovers(docker: &Docker, project: &str) -> Result<Vec<String>, FaultError> {
+    let view = resolve::snapshot(docker, project).await?;
+    Ok(view
+        .containers
+        .iter()
+        .filter_map(|c| c.live_pid().map(|p| traced_lines(&c.name, p)))
+        .flatten()
+        .collect())
+}
+
+/// Stops tracers (detaching every traced thread) off the async runtime; returns their errors.
+async fn stop_tracers(tracers: &[std::sync::Arc<syscall::Tracer>]) -> Vec<String> {
+    let ts: Vec<_> = tracers.to_vec();
+    tokio::task::spawn_blocking(move || {
+        ts.iter()
+            .flat_map(|t| t.stop().errors)
+            .collect::<Vec<String>>()
+    })
+    .await
+    .unwrap_or_else(|e| vec![format!("tracer task: {e}")])
+}
+
 /// Removes everything a (possibly killed) recorder left in the project's containers: iptables
 /// rules and chains tagged with the project, root qdiscs with the project's handle, and paused
 /// containers are unpaused. Connects to Docker with the local defaults.
@@ -1651,6 +1757,7 @@ pub async fn cleanup_with(docker: &Docker, project: &str) -> Result<CleanupRepor
         }
         let Some(pid) = c.live_pid() else { continue };
         rep.containers_checked += 1;
+        rep.errors.extend(traced_lines(&c.name, pid));
         match host::purge_netns(pid, &tags).await {
             Ok(p) => {
                 rep.rules_removed += p.rules;

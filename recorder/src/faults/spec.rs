@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use serde_json::{json, Value};
 
 use super::rules::{normalize_signal, parse_duration, parse_rate, parse_size, Direction, Netem};
+use super::syscall::{errno_from, syscall_numbers, Effect, SyscallFault, When};
 use super::{FaultRequest, FaultTarget};
 
 /// A fault action with its arguments checked and defaults filled in.
@@ -56,6 +57,8 @@ pub enum Action {
     },
     /// Change memory/CPU limits (`docker update`); restored on revert.
     Limits(Limits),
+    /// Make chosen syscalls fail or wait (ptrace from the host, see `syscall.rs`).
+    Syscall(SyscallFault),
 }
 
 /// New resource limits; `None` fields stay as they are.
@@ -95,6 +98,20 @@ pub const ACTIONS: &[(&str, &[&str])] = &[
     (
         "limits",
         &["memory", "memory_swap", "cpus", "cpu_shares", "pids"],
+    ),
+    (
+        "syscall",
+        &[
+            "calls",
+            "error",
+            "delay",
+            "path",
+            "nth",
+            "every",
+            "probability",
+            "percent",
+            "process",
+        ],
     ),
 ];
 
@@ -476,9 +493,131 @@ pub fn parse_action(action: &str, args: &[(String, Value)]) -> Result<Action, St
             }
             Action::Limits(l)
         }
+        "syscall" => Action::Syscall(syscall_fault(args).map_err(ctx)?),
         _ => return Err(format!("unknown fault action `{action}`")),
     };
     Ok(a)
+}
+
+/// A list-or-comma-separated-string argument (`"writes, fsync"` or `["writes", "fsync"]`).
+fn names(name: &str, v: &Value) -> Result<Vec<String>, String> {
+    let out: Vec<String> = match v {
+        Value::String(s) => s
+            .split([',', ' '])
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(str::to_string)
+            .collect(),
+        Value::Array(a) => a
+            .iter()
+            .map(|x| as_str(name, x))
+            .collect::<Result<_, _>>()?,
+        other => {
+            return Err(format!(
+                "argument `{name}` must be a name, a comma-separated string or a list, got {other}"
+            ))
+        }
+    };
+    if out.is_empty() {
+        return Err(format!("argument `{name}` is empty"));
+    }
+    Ok(out)
+}
+
+fn count(name: &str, v: &Value) -> Result<u64, String> {
+    let x = as_f64(name, v)?;
+    if x < 1.0 || x.fract() != 0.0 {
+        return Err(format!(
+            "argument `{name}` must be a whole number >= 1, got {x}"
+        ));
+    }
+    Ok(x as u64)
+}
+
+/// The `syscall` fault's arguments: `calls` (required), `error` or `delay` (one required),
+/// `path`, how often (`nth`/`every` or `probability`/`percent`; default every call), `process`.
+fn syscall_fault(args: &[(String, Value)]) -> Result<SyscallFault, String> {
+    let calls = match get(args, "calls") {
+        None => {
+            return Err(
+                "needs `calls` (syscall names or classes, e.g. \"writes\" or [\"openat\", \"connect\"])"
+                    .into(),
+            )
+        }
+        Some(v) => names("calls", v)?,
+    };
+    let numbers = syscall_numbers(&calls)?;
+    let effect = match (get(args, "error"), get(args, "delay")) {
+        (Some(_), Some(_)) => return Err("give `error` or `delay`, not both".into()),
+        (Some(v), None) => {
+            let s = as_str("error", v)?;
+            let (name, errno) = errno_from(&s).ok_or_else(|| {
+                format!("argument `error` must be an errno name like ENOSPC, EIO, EMFILE, ENOMEM, ECONNREFUSED (or a number), got {s:?}")
+            })?;
+            Effect::Error { name, errno }
+        }
+        (None, Some(v)) => {
+            let ms = as_ms("delay", v, 1.0)?;
+            if ms <= 0.0 || ms > 600_000.0 {
+                return Err(format!(
+                    "argument `delay` must be between 0 and 10m, got {ms}ms"
+                ));
+            }
+            Effect::Delay { ms }
+        }
+        (None, None) => {
+            return Err("needs `error` (e.g. \"ENOSPC\") or `delay` (e.g. \"200ms\")".into())
+        }
+    };
+    let path = match get(args, "path") {
+        None => None,
+        Some(v) => {
+            let p = as_str("path", v)?;
+            if !p.starts_with('/') {
+                return Err(format!("argument `path` must be absolute, got {p:?}"));
+            }
+            Some(p)
+        }
+    };
+    let prob = match (get(args, "probability"), get(args, "percent")) {
+        (Some(_), Some(_)) => return Err("give `probability` or `percent`, not both".into()),
+        (Some(v), None) => {
+            let p = as_f64("probability", v)?;
+            if !(0.0..=1.0).contains(&p) {
+                return Err(format!(
+                    "argument `probability` must be between 0 and 1, got {p}"
+                ));
+            }
+            Some(p)
+        }
+        (None, Some(v)) => Some(percent("percent", v)? / 100.0),
+        (None, None) => None,
+    };
+    let nth = get(args, "nth").map(|v| count("nth", v)).transpose()?;
+    let every = get(args, "every").map(|v| count("every", v)).transpose()?;
+    let when = match (prob, nth, every) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            return Err("give `nth`/`every` or `probability`/`percent`, not both".into())
+        }
+        (Some(p), None, None) => When::Probability { p },
+        (None, None, None) => When::Always,
+        (None, Some(n), e) => When::Nth {
+            nth: n,
+            every: e.unwrap_or(0),
+        },
+        (None, None, Some(e)) => When::Nth { nth: e, every: e },
+    };
+    let process = get(args, "process")
+        .map(|v| as_str("process", v))
+        .transpose()?;
+    Ok(SyscallFault {
+        syscalls: calls,
+        numbers,
+        effect,
+        path,
+        when,
+        process,
+    })
 }
 
 /// The parameters recorded in a fault event for an action (defaults filled in).
@@ -525,6 +664,7 @@ pub fn params_json(a: &Action) -> Value {
             "memory": l.memory, "memory_swap": l.memory_swap, "nano_cpus": l.nano_cpus,
             "cpu_shares": l.cpu_shares, "pids_limit": l.pids_limit,
         }),
+        Action::Syscall(f) => f.params(),
     }
 }
 
@@ -593,6 +733,7 @@ pub fn validate(req: &FaultRequest, services: &[String]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::faults::syscall::{Effect, When};
 
     fn a(k: &str, v: Value) -> (String, Value) {
         (k.to_string(), v)
@@ -742,5 +883,89 @@ mod tests {
             ),
             Ok(())
         );
+    }
+
+    #[test]
+    fn syscall_fault_arguments() {
+        match parse_action(
+            "syscall",
+            &[
+                a("calls", json!("writes, fsync")),
+                a("error", json!("enospc")),
+                a("path", json!("/data")),
+            ],
+        ) {
+            Ok(Action::Syscall(f)) => {
+                assert_eq!(f.syscalls, vec!["writes", "fsync"]);
+                assert!(f.numbers.contains(&1) && f.numbers.contains(&74));
+                assert_eq!(
+                    f.effect,
+                    Effect::Error {
+                        name: "ENOSPC".into(),
+                        errno: 28
+                    }
+                );
+                assert_eq!(f.path.as_deref(), Some("/data"));
+                assert_eq!(f.when, When::Always);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        match parse_action(
+            "syscall",
+            &[
+                a("calls", json!(["connect"])),
+                a("delay", json!("250ms")),
+                a("percent", json!(25)),
+                a("process", json!("demo-node")),
+            ],
+        ) {
+            Ok(Action::Syscall(f)) => {
+                assert_eq!(f.effect, Effect::Delay { ms: 250.0 });
+                assert_eq!(f.when, When::Probability { p: 0.25 });
+                assert_eq!(f.process.as_deref(), Some("demo-node"));
+                let p = params_json(&Action::Syscall(f));
+                assert_eq!(p["when"]["mode"], "probability");
+                assert_eq!(p["delay_ms"], 250.0);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        match parse_action(
+            "syscall",
+            &[
+                a("calls", json!("openat")),
+                a("error", json!("EMFILE")),
+                a("nth", json!(3)),
+                a("every", json!(2)),
+            ],
+        ) {
+            Ok(Action::Syscall(f)) => assert_eq!(f.when, When::Nth { nth: 3, every: 2 }),
+            other => panic!("unexpected {other:?}"),
+        }
+        let e = |args: Vec<(String, Value)>| parse_action("syscall", &args).unwrap_err();
+        assert!(e(vec![]).contains("needs `calls`"));
+        assert!(e(vec![a("calls", json!("write"))]).contains("needs `error`"));
+        let m = e(vec![a("calls", json!("write")), a("error", json!("ENOPE"))]);
+        assert!(m.contains("errno name"), "{m}");
+        let m = e(vec![a("calls", json!("wirte")), a("error", json!("EIO"))]);
+        assert!(m.contains("unknown syscall `wirte`"), "{m}");
+        let m = e(vec![
+            a("calls", json!("write")),
+            a("error", json!("EIO")),
+            a("delay", json!("1s")),
+        ]);
+        assert!(m.contains("not both"), "{m}");
+        let m = e(vec![
+            a("calls", json!("write")),
+            a("error", json!("EIO")),
+            a("path", json!("data")),
+        ]);
+        assert!(m.contains("absolute"), "{m}");
+        let m = e(vec![
+            a("calls", json!("write")),
+            a("error", json!("EIO")),
+            a("nth", json!(2)),
+            a("probability", json!(0.5)),
+        ]);
+        assert!(m.contains("not both"), "{m}");
     }
 }
