@@ -259,3 +259,63 @@ fn ci_script_fails_with_the_recorders_code_when_nothing_is_recorded() {
     );
     assert!(!out.join("junit.xml").exists(), "judged nothing recorded");
 }
+
+/// The `NAME` of every `NAME: value` line indented by exactly `indent` spaces in the block that
+/// follows the line `header` (up to the first line indented less).
+fn block_keys(yaml: &str, header: &str, indent: usize) -> Vec<String> {
+    let mut lines = yaml.lines().skip_while(|l| l.trim_end() != header).skip(1);
+    let mut keys = Vec::new();
+    for l in lines.by_ref() {
+        let depth = l.len() - l.trim_start().len();
+        if !l.trim().is_empty() && depth < indent {
+            break;
+        }
+        if depth == indent {
+            if let Some((k, _)) = l.trim().split_once(':') {
+                keys.push(k.to_string());
+            }
+        }
+    }
+    keys
+}
+
+#[test]
+fn action_and_gitlab_template_only_pass_what_the_script_reads() {
+    let root = workspace_root();
+    let script = read(&root.join("scripts/ci-record.sh"));
+    let action = read(&root.join("action.yml"));
+    let gitlab = read(&root.join("ci/gitlab-ci.yml"));
+    assert!(action.contains("run: bash \"$GITHUB_ACTION_PATH/scripts/ci-record.sh\""));
+    assert!(gitlab.contains("bash \"$CHAOS_TRACE_DIR/scripts/ci-record.sh\" \"$CHAOS_SCENARIO\""));
+    // the action's step environment and the template's variables, apart from the ones the
+    // wrapper itself uses, are all read by the script
+    let env = block_keys(&action, "      env:", 8);
+    let vars = block_keys(&gitlab, "  variables:", 4);
+    assert!(env.len() >= 10 && vars.len() >= 8, "{env:?} {vars:?}");
+    for k in env.iter().chain(&vars) {
+        if [
+            "SCENARIO",
+            "CHAOS_SCENARIO",
+            "CHAOS_TRACE_DIR",
+            "CHAOS_TRACE_REPO",
+        ]
+        .contains(&k.as_str())
+        {
+            continue;
+        }
+        assert!(
+            script.contains(&format!("${{{k}:-")),
+            "{k} is passed by action.yml or ci/gitlab-ci.yml but scripts/ci-record.sh never reads it"
+        );
+    }
+    // every action input is used by a step
+    for input in block_keys(&action, "inputs:", 2) {
+        assert!(
+            action.contains(&format!("inputs.{input} }}}}")),
+            "action input {input} is never used"
+        );
+    }
+    // the GitLab artifacts are the script's output directory, kept whatever the verdict
+    assert!(gitlab.contains("when: always") && gitlab.contains("junit: $OUT/junit.xml"));
+    assert!(action.contains("if: always()") && action.contains("path: ${{ inputs.out }}"));
+}
