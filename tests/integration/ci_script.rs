@@ -20,12 +20,30 @@ struct Run {
 
 /// Runs the script from the workspace root with the built binaries and `extra` environment.
 fn ci_record(args: &[&str], env: &[(&str, &str)]) -> Run {
+    ci_record_with(args, env, true)
+}
+
+/// As `ci_record`; without `given`, the script builds the binaries itself (`CI_PROFILE=dev` into
+/// this test's target directory, where they are already built, so cargo has nothing to do).
+fn ci_record_with(args: &[&str], env: &[(&str, &str)], given: bool) -> Run {
     let root = workspace_root();
-    let out = Command::new("bash")
-        .arg(root.join("scripts/ci-record.sh"))
-        .args(args)
-        .env("RECORDER", bin("recorder"))
-        .env("ANALYZER", bin("analyzer"))
+    let mut cmd = Command::new("bash");
+    cmd.arg(root.join("scripts/ci-record.sh")).args(args);
+    if given {
+        cmd.env("RECORDER", bin("recorder"))
+            .env("ANALYZER", bin("analyzer"));
+    } else {
+        let target = bin("recorder")
+            .parent()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .expect("target directory");
+        cmd.env_remove("RECORDER")
+            .env_remove("ANALYZER")
+            .env("CI_PROFILE", "dev")
+            .env("CARGO_TARGET_DIR", target);
+    }
+    let out = cmd
         .env_remove("FAIL_ON_INCONCLUSIVE")
         .env_remove("GITHUB_OUTPUT")
         .envs(env.iter().copied())
@@ -233,6 +251,7 @@ fn ci_script_inconclusive_passes_unless_configured_to_fail() {
     }
 }
 
+/// Also the path of the script that builds the binaries with cargo.
 #[test]
 fn ci_script_fails_with_the_recorders_code_when_nothing_is_recorded() {
     require_docker!();
@@ -241,7 +260,8 @@ fn ci_script_fails_with_the_recorders_code_when_nothing_is_recorded() {
     // no compose file: refused at validation (exit 3) before anything starts
     std::fs::write(&scenario, "[compose]\nfiles = [\"missing.yml\"]\n").expect("write");
     let out = tmp.path().join("art");
-    let r = ci_record(
+    // the script builds the binaries itself here (cargo finds them up to date)
+    let r = ci_record_with(
         &[
             &scenario.to_string_lossy(),
             "--spec",
@@ -250,6 +270,13 @@ fn ci_script_fails_with_the_recorders_code_when_nothing_is_recorded() {
             &out.to_string_lossy(),
         ],
         &[],
+        false,
+    );
+    assert!(
+        r.stderr
+            .contains("ci-record: building recorder and analyzer (cargo, profile dev)"),
+        "{}",
+        r.stderr
     );
     assert_eq!(r.code, 3, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
     assert!(
