@@ -1,5 +1,6 @@
 //! The one integration-test binary (ripgrep style): every end-to-end test lives in a module here.
 mod check_cli;
+mod ci_script;
 mod demo_cluster;
 mod demo_e2e;
 mod faults;
