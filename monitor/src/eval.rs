@@ -102,7 +102,8 @@ impl<'a> Ctx<'a> {
             }
             Ex::List(items) => V::L(Rc::new(items.iter().map(|i| self.eval(i)).collect())),
             Ex::Neg(a) => match self.eval(a) {
-                V::Int(i) => V::Int(-i),
+                // overflow gives null, like `+` and `*` (docs/spec-language.md)
+                V::Int(i) => i.checked_neg().map(V::Int).unwrap_or(V::Null),
                 V::Float(f) => V::Float(-f),
                 _ => V::Null,
             },
@@ -316,7 +317,7 @@ impl<'a> Ctx<'a> {
                 _ => V::Null,
             },
             Builtin::Abs => match a0 {
-                V::Int(i) => V::Int(i.abs()),
+                V::Int(i) => i.checked_abs().map(V::Int).unwrap_or(V::Null),
                 V::Float(f) => V::Float(f.abs()),
                 _ => V::Null,
             },
