@@ -332,3 +332,14 @@ fn fuzz_corpus_replays_without_panic() {
     }
     assert!(n >= 10, "only {n} corpus files under {}", root.display());
 }
+
+#[test]
+fn strings_doubled_on_every_event_stop_at_null() {
+    // 30 doublings of 1 KiB would be 1 TiB: past 16 MiB the sum is null and the guard sees it
+    let text = "monitor m {\n  var s = \"\"\n  state a {\n    on log where s == \"\" => set s = message\n    on log where is_null(s) => fail \"null\"\n    on log => set s = s + s\n  }\n}\n";
+    let s = spec(text);
+    let line = "x".repeat(1024);
+    let events: Vec<_> = (1..=40).map(|i| log(i, i as f64, "a", &line)).collect();
+    let r = run(&s, monitors(&[]), &events, None);
+    assert_eq!(r.monitors[0].verdict, Verdict::Fail);
+}
