@@ -24,8 +24,8 @@ cp "$dir/regressions/$target/"* "$work/" 2>/dev/null || true
 cd "$dir"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target/fuzz}"
 # -rss_limit_mb and -timeout turn runaway memory and time into findings, not hangs
-opts=(-max_total_time="$secs" -jobs=1 -workers=1 -max_len=65536 -rss_limit_mb=2048 -timeout=10
-  -print_final_stats=1)
+# one process on one core (no -jobs: with it libFuzzer writes to fuzz-N.log instead of stderr)
+opts=(-max_total_time="$secs" -max_len=65536 -rss_limit_mb=2048 -timeout=10 -print_final_stats=1)
 if cargo +nightly fuzz --version >/dev/null 2>&1; then
   exec cargo +nightly fuzz run "$target" "$work" -- "${opts[@]}"
 fi
