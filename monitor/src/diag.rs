@@ -174,7 +174,12 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize, &str) {
         offset -= 1;
     }
     let is_break = |c: char| c == '\n' || c == '\r';
-    let line_start = text[..offset].rfind(is_break).map(|i| i + 1).unwrap_or(0);
+    // a byte-order mark at the start of the file is skipped: not part of line 1's columns
+    let first = if text.starts_with('\u{feff}') { 3 } else { 0 };
+    let line_start = text[..offset]
+        .rfind(is_break)
+        .map(|i| i + 1)
+        .unwrap_or(first.min(offset));
     let line_end = text[offset..]
         .find(is_break)
         .map(|i| offset + i)

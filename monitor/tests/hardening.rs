@@ -194,6 +194,10 @@ fn non_ascii_characters_never_panic_and_are_located() {
     // a byte-order mark at the start is skipped
     let ok = "\u{feff}monitor m = never log where message == \"é≠😀\"\n";
     assert_eq!(check_both(ok.to_string()), None);
+    // and not counted in line 1's columns nor shown in its source line
+    let err = check_both("\u{feff}monitor m = never log where nope == 1\n".into()).expect("bad");
+    assert!(err.contains("h.spec:1:29: unknown name"), "{err}");
+    assert!(!err.contains('\u{feff}'), "{err}");
     for (text, line_col) in [
         ("monitor ñame = never log\n", "h.spec:1:9"),
         (
