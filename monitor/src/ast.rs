@@ -41,10 +41,44 @@ pub enum Quant {
     Count,
 }
 
+/// The deepest syntax tree a spec may build, counting every level of parentheses, `not`, `-`,
+/// lists, calls, `if`, field and index access, and every operand of a binary chain (`a and b
+/// and c` is three levels). Every later phase (checking, macro expansion, evaluation, dropping
+/// the tree) recurses over the tree, so this bound keeps them all within a small stack (tests
+/// run them on 2 MiB threads).
+pub const MAX_DEPTH: u32 = 64;
+
+/// The same for monitor expressions (`and`, `or`, `not` and parentheses over monitors and
+/// temporal forms), whose parser and compiler frames are larger: real specs nest two or three.
+pub const MAX_MDEPTH: u32 = 32;
+
 #[derive(Debug, Clone)]
 pub struct Expr {
     pub kind: ExprKind,
     pub span: Span,
+    /// Height of this tree (a leaf is 1), computed on construction by [`Expr::new`].
+    pub depth: u32,
+}
+
+impl Expr {
+    /// A node, its depth one more than its deepest child's.
+    pub fn new(kind: ExprKind, span: Span) -> Expr {
+        let d = |e: &Expr| e.depth;
+        let below = match &kind {
+            ExprKind::Lit(_) | ExprKind::Name(_) => 0,
+            ExprKind::List(v) | ExprKind::Call(_, v) => v.iter().map(d).max().unwrap_or(0),
+            ExprKind::Field(a, _) | ExprKind::Neg(a) | ExprKind::Not(a) => d(a),
+            ExprKind::Index(a, b) | ExprKind::Bin(_, a, b) => d(a).max(d(b)),
+            ExprKind::Match { lhs, .. } => d(lhs),
+            ExprKind::Quant { list, body, .. } => d(list).max(d(body)),
+            ExprKind::If(a, b, c) => d(a).max(d(b)).max(d(c)),
+        };
+        Expr {
+            kind,
+            span,
+            depth: below.saturating_add(1),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -192,6 +226,25 @@ pub struct WindowDecl {
 pub struct MExpr {
     pub kind: MExprKind,
     pub span: Span,
+    /// Height of this tree of `and`/`or`/`not` (a leaf is 1); see [`MExpr::new`].
+    pub depth: u32,
+}
+
+impl MExpr {
+    /// A node, its depth one more than its deepest child's (expressions inside leaves are
+    /// bounded on their own).
+    pub fn new(kind: MExprKind, span: Span) -> MExpr {
+        let below = match &kind {
+            MExprKind::And(a, b) | MExprKind::Or(a, b) => a.depth.max(b.depth),
+            MExprKind::Not(a) => a.depth,
+            _ => 0,
+        };
+        MExpr {
+            kind,
+            span,
+            depth: below.saturating_add(1),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

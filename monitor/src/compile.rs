@@ -53,6 +53,9 @@ pub fn compile(
         let_cache: HashMap::new(),
         let_busy: Vec::new(),
         broken,
+        work: 0,
+        nest: 0,
+        limit_reported: false,
     };
     let spec = c.run(items);
     if c.sink.is_empty() {
@@ -86,7 +89,26 @@ struct Compiler<'f> {
     let_busy: Vec<String>,
     /// Monitors that had errors: references to them are not reported again.
     broken: Vec<String>,
+    /// Expressions and monitor expressions compiled so far, macro and monitor expansions
+    /// included: bounded by [`MAX_WORK`] so that definitions expanding each other fail fast.
+    work: usize,
+    /// Current recursion depth of [`Compiler::expr`], bounded by [`MAX_COMPILE_DEPTH`].
+    nest: u32,
+    /// A limit error was reported (once: the rest of the expansion is cut short).
+    limit_reported: bool,
 }
+
+/// The most expressions one compilation may produce after expanding `def` macros and monitor
+/// references. Real specs stay far below (the seed specs compile to a few thousand); a file of
+/// macros doubling each other reaches it in a few milliseconds and is refused.
+pub(crate) const MAX_WORK: usize = 200_000;
+
+/// The deepest an expression may nest after macro expansion (each expansion can put a macro
+/// body under an argument position); the written text is bounded by [`MAX_DEPTH`] already.
+pub(crate) const MAX_COMPILE_DEPTH: u32 = 2 * MAX_DEPTH;
+
+/// The largest string or list a constant (`let`, parameter default) may compute.
+const MAX_CONST_LEN: usize = 1 << 20;
 
 const EVENT_FIELDS: &[&str] = &[
     "ts",
@@ -365,6 +387,13 @@ impl<'f> Compiler<'f> {
         let Some(e) = self.lets.get(name).cloned() else {
             return Err(());
         };
+        if self.let_busy.len() >= MAX_DEPTH as usize {
+            self.sink.err(
+                use_span,
+                format!("`{name}` is defined through more than {MAX_DEPTH} other constants"),
+            );
+            return Err(());
+        }
         self.let_busy.push(name.to_string());
         let r = self.const_eval(&e, &HashMap::new(), true);
         self.let_busy.pop();
@@ -407,10 +436,11 @@ impl<'f> Compiler<'f> {
                     return Err(());
                 }
             }
+            // integer overflow gives null, as at run time (docs/spec-language.md)
             ExprKind::Neg(a) => match self.const_eval(a, env, bare)? {
-                Value::Int(i) => Value::Int(-i),
+                Value::Int(i) => i.checked_neg().map(Value::Int).unwrap_or(Value::Null),
                 Value::Float(f) => Value::Float(-f),
-                Value::Dur(d) => Value::Dur(-d),
+                Value::Dur(d) => d.checked_neg().map(Value::Dur).unwrap_or(Value::Null),
                 _ => {
                     self.sink.err(e.span, "cannot negate a non-number");
                     return Err(());
@@ -419,19 +449,33 @@ impl<'f> Compiler<'f> {
             ExprKind::Bin(op, a, b) => {
                 let a = self.const_eval(a, env, bare)?;
                 let b = self.const_eval(b, env, bare)?;
+                let too_big = match (&a, &b) {
+                    (Value::Str(x), Value::Str(y)) => x.len() + y.len() > MAX_CONST_LEN,
+                    (Value::List(x), Value::List(y)) => x.len() + y.len() > MAX_CONST_LEN,
+                    _ => false,
+                };
+                if too_big && *op == BinOp::Add {
+                    self.sink.err(
+                        e.span,
+                        format!("this constant grows past {MAX_CONST_LEN} characters or items"),
+                    );
+                    return Err(());
+                }
+                let int = |r: Option<i64>| r.map(Value::Int).unwrap_or(Value::Null);
+                let dur = |r: Option<i64>| r.map(Value::Dur).unwrap_or(Value::Null);
                 match (op, &a, &b) {
                     (BinOp::Add, Value::Str(x), Value::Str(y)) => Value::str(&format!("{x}{y}")),
                     (BinOp::Add, Value::List(x), Value::List(y)) => {
                         Value::List(x.iter().chain(y.iter()).cloned().collect())
                     }
-                    (BinOp::Add, Value::Int(x), Value::Int(y)) => Value::Int(x + y),
-                    (BinOp::Add, Value::Dur(x), Value::Dur(y)) => Value::Dur(x + y),
-                    (BinOp::Sub, Value::Int(x), Value::Int(y)) => Value::Int(x - y),
-                    (BinOp::Sub, Value::Dur(x), Value::Dur(y)) => Value::Dur(x - y),
-                    (BinOp::Mul, Value::Int(x), Value::Int(y)) => Value::Int(x * y),
+                    (BinOp::Add, Value::Int(x), Value::Int(y)) => int(x.checked_add(*y)),
+                    (BinOp::Add, Value::Dur(x), Value::Dur(y)) => dur(x.checked_add(*y)),
+                    (BinOp::Sub, Value::Int(x), Value::Int(y)) => int(x.checked_sub(*y)),
+                    (BinOp::Sub, Value::Dur(x), Value::Dur(y)) => dur(x.checked_sub(*y)),
+                    (BinOp::Mul, Value::Int(x), Value::Int(y)) => int(x.checked_mul(*y)),
                     (BinOp::Div, Value::Int(_), Value::Int(0)) => Value::Null,
                     (BinOp::Mul, Value::Dur(x), Value::Int(y))
-                    | (BinOp::Mul, Value::Int(y), Value::Dur(x)) => Value::Dur(x * y),
+                    | (BinOp::Mul, Value::Int(y), Value::Dur(x)) => dur(x.checked_mul(*y)),
                     (BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div, _, _)
                         if value_num(&a).is_some() && value_num(&b).is_some() =>
                     {
@@ -552,6 +596,7 @@ impl<'f> Compiler<'f> {
                 WindowSize::Events(n) => WinSize::Events(*n as usize),
                 WindowSize::Time(e) => {
                     let (xe, t) = self.expr(e, &mut sc);
+                    self.refuse_negative(e, "a window length");
                     if !matches!(t, Ty::Dur | Ty::Any) {
                         self.sink.hint(
                             e.span,
@@ -659,7 +704,25 @@ impl<'f> Compiler<'f> {
         })
     }
 
+    /// Refuses a duration known before the trace is read (literals, `let`s and arithmetic on
+    /// them) that is negative: a negative window or timeout has no meaning and is not clamped.
+    fn refuse_negative(&mut self, e: &Expr, what: &str) {
+        let saved = std::mem::take(&mut self.sink.errs);
+        let v = self.const_eval(e, &HashMap::new(), false);
+        self.sink.errs = saved;
+        if let Ok(Value::Dur(d)) = v {
+            if d < 0 {
+                self.sink.hint(
+                    e.span,
+                    format!("{what} cannot be negative, found {}", fmt_dur(d)),
+                    "write a positive duration: `3s`, `500ms`, `2m`",
+                );
+            }
+        }
+    }
+
     fn duration_expr(&mut self, e: &Expr, sc: &mut Scope) -> X {
+        self.refuse_negative(e, "a timeout");
         let (xe, t) = self.expr(e, sc);
         if !matches!(t, Ty::Dur | Ty::Any) {
             self.sink.hint(
@@ -792,7 +855,48 @@ impl<'f> Compiler<'f> {
     }
 
     /// Compiles an expression in a machine scope, returning it and its static type.
+    /// Counts one unit of work at `span`: false (with one error for the whole compilation) once
+    /// the spec expands past [`MAX_WORK`].
+    fn spend(&mut self, span: Span) -> bool {
+        self.work += 1;
+        if self.work <= MAX_WORK {
+            return true;
+        }
+        if !self.limit_reported {
+            self.limit_reported = true;
+            self.sink.hint(
+                span,
+                format!("the spec expands to more than {MAX_WORK} expressions"),
+                "every use of a `def` macro or composite monitor copies its body: definitions that use each other twice grow exponentially",
+            );
+        }
+        false
+    }
+
     fn expr(&mut self, e: &Expr, sc: &mut Scope) -> (X, Ty) {
+        if !self.spend(e.span) {
+            return (x(Ex::Const(Value::Null)), Ty::Any);
+        }
+        if self.nest >= MAX_COMPILE_DEPTH {
+            if !self.limit_reported {
+                self.limit_reported = true;
+                self.sink.hint(
+                    e.span,
+                    format!(
+                        "expression nested more than {MAX_COMPILE_DEPTH} levels deep after macro expansion"
+                    ),
+                    "a `def` body is copied where it is used: macros nested in macro arguments add up",
+                );
+            }
+            return (x(Ex::Const(Value::Null)), Ty::Any);
+        }
+        self.nest += 1;
+        let r = self.expr_inner(e, sc);
+        self.nest -= 1;
+        r
+    }
+
+    fn expr_inner(&mut self, e: &Expr, sc: &mut Scope) -> (X, Ty) {
         let text = Some(self.text(e.span).into_boxed_str());
         let (k, t, keep) = match &e.kind {
             ExprKind::Lit(l) => {
@@ -821,10 +925,7 @@ impl<'f> Compiler<'f> {
             ExprKind::Name(n) => match self.resolve_name(n, sc) {
                 Some((k, t)) => (k, t, true),
                 None if self.defs.get(n).is_some_and(|d| d.0.is_empty()) => {
-                    let call = Expr {
-                        kind: ExprKind::Call(n.clone(), vec![]),
-                        span: e.span,
-                    };
+                    let call = Expr::new(ExprKind::Call(n.clone(), vec![]), e.span);
                     return self.expr(&call, sc);
                 }
                 None => {
@@ -1209,12 +1310,7 @@ impl<'f> Compiler<'f> {
         e: &MExpr,
     ) -> Option<Machine> {
         let ps = |p: &Pattern| p.clone();
-        let fail_msg = |txt: String| {
-            Some(Expr {
-                kind: ExprKind::Lit(Lit::Str(txt)),
-                span: e.span,
-            })
-        };
+        let fail_msg = |txt: String| Some(Expr::new(ExprKind::Lit(Lit::Str(txt)), e.span));
         let handler = |p: Pattern, term: Terminal| Handler {
             on: On::Event(p),
             actions: Actions {
@@ -1245,10 +1341,7 @@ impl<'f> Compiler<'f> {
                 let mut q = ps(p);
                 let ptxt = self.text(p.span);
                 q.guard = Some(match &p.guard {
-                    Some(g) => Expr {
-                        kind: ExprKind::Not(Box::new(g.clone())),
-                        span: g.span,
-                    },
+                    Some(g) => Expr::new(ExprKind::Not(Box::new(g.clone())), g.span),
                     None => {
                         self.sink.hint(
                             p.span,
@@ -1516,6 +1609,9 @@ impl<'f> Compiler<'f> {
         at: Option<Arc<str>>,
         depth: usize,
     ) -> Option<MonExpr> {
+        if !self.spend(e.span) {
+            return None;
+        }
         match &e.kind {
             MExprKind::And(a, b) => {
                 let (a, b) = (
@@ -1904,7 +2000,7 @@ fn substitute(e: &Expr, map: &HashMap<&str, &Expr>) -> Expr {
         }
         ExprKind::If(a, b, c) => ExprKind::If(s(a), s(b), s(c)),
     };
-    Expr { kind, span: e.span }
+    Expr::new(kind, e.span)
 }
 
 /// The closest candidate by edit distance (at most 2 edits, or a case-insensitive match).

@@ -166,17 +166,30 @@ impl Sink {
     }
 }
 
-/// Line (1-based), column (1-based, in characters) and the line text of a byte offset.
+/// Line (1-based), column (1-based, in characters) and the line text of a byte offset. A line
+/// ends at LF, CRLF or a lone CR (old Mac files), each counted as one line break.
 pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize, &str) {
-    let offset = offset.min(text.len());
-    let line_start = text[..offset].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let is_break = |c: char| c == '\n' || c == '\r';
+    // a byte-order mark at the start of the file is skipped: not part of line 1's columns
+    let first = if text.starts_with('\u{feff}') { 3 } else { 0 };
+    let line_start = text[..offset]
+        .rfind(is_break)
+        .map(|i| i + 1)
+        .unwrap_or(first.min(offset));
     let line_end = text[offset..]
-        .find('\n')
+        .find(is_break)
         .map(|i| offset + i)
         .unwrap_or(text.len());
-    let line = text[..line_start].matches('\n').count() + 1;
+    let before = &text.as_bytes()[..line_start];
+    let crlf = before.windows(2).filter(|w| w == b"\r\n").count();
+    let breaks = before.iter().filter(|&&c| c == b'\n' || c == b'\r').count();
+    let line = breaks - crlf + 1;
     let col = text[line_start..offset].chars().count() + 1;
-    (line, col, text[line_start..line_end].trim_end_matches('\r'))
+    (line, col, &text[line_start..line_end])
 }
 
 pub(crate) fn location(files: &[SourceFile], span: Span) -> Location {

@@ -14,6 +14,9 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::rc::Rc;
 use trace::EventRef;
 
+/// The longest string (bytes) or list (items) `+` builds at run time; longer is `null`.
+pub(crate) const MAX_CONCAT: usize = 1 << 24;
+
 const PATH_MAX: usize = 32;
 const TRACE_MAX: usize = 24;
 
@@ -103,7 +106,8 @@ impl<'a> Ctx<'a> {
             }
             Ex::List(items) => V::L(Rc::new(items.iter().map(|i| self.eval(i)).collect())),
             Ex::Neg(a) => match self.eval(a) {
-                V::Int(i) => V::Int(-i),
+                // overflow gives null, like `+` and `*` (docs/spec-language.md)
+                V::Int(i) => i.checked_neg().map(V::Int).unwrap_or(V::Null),
                 V::Float(f) => V::Float(-f),
                 _ => V::Null,
             },
@@ -317,7 +321,7 @@ impl<'a> Ctx<'a> {
                 _ => V::Null,
             },
             Builtin::Abs => match a0 {
-                V::Int(i) => V::Int(i.abs()),
+                V::Int(i) => i.checked_abs().map(V::Int).unwrap_or(V::Null),
                 V::Float(f) => V::Float(f.abs()),
                 _ => V::Null,
             },
@@ -428,10 +432,18 @@ pub(crate) fn binop<'a>(op: BinOp, l: &V<'a>, r: &V<'a>) -> V<'a> {
                 };
             }
             if op == Add {
+                // concatenation past MAX_CONCAT is null, like integer overflow: a variable
+                // doubled on every event (`set s = s + s`) must not exhaust memory
                 if let (Some(a), Some(b)) = (l.as_str(), r.as_str()) {
+                    if a.len() + b.len() > MAX_CONCAT {
+                        return V::Null;
+                    }
                     return V::S(Rc::from(format!("{a}{b}")));
                 }
                 if let (Some(n), Some(m)) = (l.list_len(), r.list_len()) {
+                    if n + m > MAX_CONCAT {
+                        return V::Null;
+                    }
                     let mut v = Vec::with_capacity(n + m);
                     v.extend((0..n).map(|i| l.list_get(i)));
                     v.extend((0..m).map(|i| r.list_get(i)));

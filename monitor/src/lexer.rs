@@ -150,9 +150,12 @@ fn unit_ns(u: &str) -> Option<f64> {
     })
 }
 
+/// A byte-order mark at the start of a file is skipped (editors on Windows write one).
+const BOM: &str = "\u{feff}";
+
 pub(crate) fn lex(file: u32, text: &str, sink: &mut Sink) -> Vec<Token> {
     let b = text.as_bytes();
-    let mut i = 0;
+    let mut i = if text.starts_with(BOM) { BOM.len() } else { 0 };
     let mut out = Vec::new();
     let sp = |a: usize, z: usize| Span::new(file, a, z);
     while i < b.len() {
@@ -162,7 +165,8 @@ pub(crate) fn lex(file: u32, text: &str, sink: &mut Sink) -> Vec<Token> {
             continue;
         }
         if c == b'#' || (c == b'/' && b.get(i + 1) == Some(&b'/')) {
-            while i < b.len() && b[i] != b'\n' {
+            // a comment ends at any line break: LF, CRLF or a lone CR (old Mac files)
+            while i < b.len() && b[i] != b'\n' && b[i] != b'\r' {
                 i += 1;
             }
             continue;
@@ -280,7 +284,7 @@ pub(crate) fn lex(file: u32, text: &str, sink: &mut Sink) -> Vec<Token> {
                     i += 1;
                     break;
                 }
-                if ch == '\n' {
+                if ch == '\n' || ch == '\r' {
                     break;
                 }
                 if ch == '\\' {
@@ -313,16 +317,17 @@ pub(crate) fn lex(file: u32, text: &str, sink: &mut Sink) -> Vec<Token> {
             });
             continue;
         }
-        let two = if i + 1 < b.len() { &text[i..i + 2] } else { "" };
+        // compared as bytes: `text[i..i + 2]` would cut a multi-byte character in two
+        let two = b.get(i..i + 2).unwrap_or(b"");
         let (tok, n) = match two {
-            "=>" => (Tok::Arrow, 2),
-            "==" => (Tok::EqEq, 2),
-            "!=" => (Tok::Ne, 2),
-            "<=" => (Tok::Le, 2),
-            ">=" => (Tok::Ge, 2),
-            "!~" => (Tok::NotTilde, 2),
+            b"=>" => (Tok::Arrow, 2),
+            b"==" => (Tok::EqEq, 2),
+            b"!=" => (Tok::Ne, 2),
+            b"<=" => (Tok::Le, 2),
+            b">=" => (Tok::Ge, 2),
+            b"!~" => (Tok::NotTilde, 2),
             _ => {
-                if text[i..].starts_with("...") {
+                if b[i..].starts_with(b"...") {
                     (Tok::Ellipsis, 3)
                 } else {
                     let t = match c {
@@ -346,10 +351,24 @@ pub(crate) fn lex(file: u32, text: &str, sink: &mut Sink) -> Vec<Token> {
                         b'~' => Tok::Tilde,
                         _ => {
                             let ch = text[i..].chars().next().unwrap_or('?');
-                            sink.err(
-                                sp(i, i + ch.len_utf8()),
-                                format!("unexpected character `{ch}`"),
-                            );
+                            if ch == '\u{feff}' {
+                                sink.hint(
+                                    sp(i, i + ch.len_utf8()),
+                                    "unexpected byte-order mark",
+                                    "a byte-order mark is only allowed at the start of a file",
+                                );
+                            } else if !ch.is_ascii() {
+                                sink.hint(
+                                    sp(i, i + ch.len_utf8()),
+                                    format!("unexpected character `{ch}` (U+{:04X})", ch as u32),
+                                    "names are ASCII letters, digits, `_` and inner `-`; other text goes in \"strings\"",
+                                );
+                            } else {
+                                sink.err(
+                                    sp(i, i + ch.len_utf8()),
+                                    format!("unexpected character `{ch}`"),
+                                );
+                            }
                             i += ch.len_utf8();
                             continue;
                         }

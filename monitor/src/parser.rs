@@ -12,12 +12,22 @@ pub(crate) struct Parser<'s> {
     toks: Vec<Token>,
     pos: usize,
     sink: &'s mut Sink,
+    /// Current recursion depth of the descent (see [`MAX_DEPTH`]).
+    nest: u32,
+    /// The same for monitor expressions (see [`MAX_MDEPTH`]).
+    mnest: u32,
 }
 
 /// Parses one file. Errors go to `sink`; the items that parsed are returned.
 pub(crate) fn parse_file(file: u32, text: &str, sink: &mut Sink) -> Vec<Item> {
     let toks = lex(file, text, sink);
-    let mut p = Parser { toks, pos: 0, sink };
+    let mut p = Parser {
+        toks,
+        pos: 0,
+        sink,
+        nest: 0,
+        mnest: 0,
+    };
     let mut items = Vec::new();
     while !p.at_eof() {
         let start = p.pos;
@@ -39,6 +49,8 @@ pub(crate) fn parse_file(file: u32, text: &str, sink: &mut Sink) -> Vec<Item> {
     }
     items
 }
+
+const DEPTH_HINT: &str = "each level of parentheses, `not`, `if`, list, call, `.field` and each operand of an `and`/`or`/`+` chain counts; test many values with `x in [..]` or split the expression into `let`s";
 
 const TOP: &[&str] = &["monitor", "experiment", "let", "def", "import"];
 
@@ -124,6 +136,64 @@ impl Parser<'_> {
             _ => self.error(what),
         }
     }
+    /// Runs one level of recursive descent, refused past [`MAX_DEPTH`] levels so that no input
+    /// can overflow the stack.
+    fn nested<T>(&mut self, f: impl FnOnce(&mut Self) -> P<T>) -> P<T> {
+        if self.nest >= MAX_DEPTH {
+            let sp = self.span();
+            self.sink.hint(
+                sp,
+                format!("expression nested more than {MAX_DEPTH} levels deep"),
+                DEPTH_HINT,
+            );
+            return Err(());
+        }
+        self.nest += 1;
+        let r = f(self);
+        self.nest -= 1;
+        r
+    }
+    /// Refuses a node deeper than [`MAX_DEPTH`] (binary chains grow one level per operand),
+    /// before anything is built on top of it.
+    fn deep(&mut self, e: Expr) -> P<Expr> {
+        if e.depth > MAX_DEPTH {
+            let sp = self.prev_span();
+            self.sink.hint(
+                sp,
+                format!("expression nested more than {MAX_DEPTH} levels deep"),
+                DEPTH_HINT,
+            );
+            return Err(());
+        }
+        Ok(e)
+    }
+    fn mdeep(&mut self, e: MExpr) -> P<MExpr> {
+        if e.depth > MAX_MDEPTH {
+            let sp = self.prev_span();
+            self.mdepth_error(sp);
+            return Err(());
+        }
+        Ok(e)
+    }
+    fn mdepth_error(&mut self, sp: Span) {
+        self.sink.hint(
+            sp,
+            format!("monitor expression nested more than {MAX_MDEPTH} levels deep"),
+            "each level of parentheses and `not` and each operand of an `and`/`or` chain of monitors counts: name parts of it with `monitor NAME = ...`",
+        );
+    }
+    /// [`Parser::nested`] for monitor expressions.
+    fn mnested(&mut self, f: impl FnOnce(&mut Self) -> P<MExpr>) -> P<MExpr> {
+        if self.mnest >= MAX_MDEPTH {
+            let sp = self.span();
+            self.mdepth_error(sp);
+            return Err(());
+        }
+        self.mnest += 1;
+        let r = f(self);
+        self.mnest -= 1;
+        r
+    }
     fn recover(&mut self, start: usize) {
         // resume at the next top-level item, always making progress
         let at_top = matches!(self.peek(), Tok::Name(n) if TOP.contains(&n.as_str()));
@@ -197,7 +267,7 @@ impl Parser<'_> {
 
     fn ty(&mut self) -> P<Ty> {
         if self.eat(&Tok::LBracket) {
-            let _ = self.ty()?;
+            let _ = self.nested(|p| p.ty())?;
             self.expect(Tok::RBracket, "`]`")?;
             return Ok(Ty::List);
         }
@@ -546,14 +616,14 @@ impl Parser<'_> {
 
     // ---- monitor expressions ----
     pub(crate) fn mexpr(&mut self) -> P<MExpr> {
+        self.mnested(|p| p.mexpr_inner())
+    }
+    fn mexpr_inner(&mut self) -> P<MExpr> {
         let mut l = self.mand()?;
         while self.eat_kw("or") {
             let r = self.mand()?;
             let span = l.span.to(r.span);
-            l = MExpr {
-                kind: MExprKind::Or(Box::new(l), Box::new(r)),
-                span,
-            };
+            l = self.mdeep(MExpr::new(MExprKind::Or(Box::new(l), Box::new(r)), span))?;
         }
         Ok(l)
     }
@@ -562,22 +632,16 @@ impl Parser<'_> {
         while self.eat_kw("and") {
             let r = self.mnot()?;
             let span = l.span.to(r.span);
-            l = MExpr {
-                kind: MExprKind::And(Box::new(l), Box::new(r)),
-                span,
-            };
+            l = self.mdeep(MExpr::new(MExprKind::And(Box::new(l), Box::new(r)), span))?;
         }
         Ok(l)
     }
     fn mnot(&mut self) -> P<MExpr> {
         let start = self.span();
         if self.eat_kw("not") {
-            let inner = self.mnot()?;
+            let inner = self.mnested(|p| p.mnot())?;
             let span = start.to(inner.span);
-            return Ok(MExpr {
-                kind: MExprKind::Not(Box::new(inner)),
-                span,
-            });
+            return self.mdeep(MExpr::new(MExprKind::Not(Box::new(inner)), span));
         }
         self.mprim()
     }
@@ -587,8 +651,8 @@ impl Parser<'_> {
             let m = self.mexpr()?;
             self.expect(Tok::RParen, "`)`")?;
             return Ok(MExpr {
-                kind: m.kind,
                 span: start.to(self.prev_span()),
+                ..m
             });
         } else if self.eat_kw("always") {
             MExprKind::Always(self.pattern()?)
@@ -648,10 +712,7 @@ impl Parser<'_> {
                 at,
             }
         };
-        Ok(MExpr {
-            kind,
-            span: start.to(self.prev_span()),
-        })
+        Ok(MExpr::new(kind, start.to(self.prev_span())))
     }
 
     // ---- experiment steps ----
@@ -780,6 +841,9 @@ impl Parser<'_> {
 
     // ---- expressions ----
     pub(crate) fn expr(&mut self) -> P<Expr> {
+        self.nested(|p| p.expr_inner())
+    }
+    fn expr_inner(&mut self) -> P<Expr> {
         let start = self.span();
         let quant = if self.is_kw("all") {
             Some(Quant::All)
@@ -801,15 +865,15 @@ impl Parser<'_> {
             self.expect(Tok::Colon, "`:` before the quantifier body")?;
             let body = self.expr()?;
             let span = start.to(body.span);
-            return Ok(Expr {
-                kind: ExprKind::Quant {
+            return self.deep(Expr::new(
+                ExprKind::Quant {
                     q,
                     var,
                     list: Box::new(list),
                     body: Box::new(body),
                 },
                 span,
-            });
+            ));
         }
         if self.eat_kw("if") {
             let c = self.expr()?;
@@ -818,25 +882,23 @@ impl Parser<'_> {
             self.expect_kw("else")?;
             let b = self.expr()?;
             let span = start.to(b.span);
-            return Ok(Expr {
-                kind: ExprKind::If(Box::new(c), Box::new(a), Box::new(b)),
+            return self.deep(Expr::new(
+                ExprKind::If(Box::new(c), Box::new(a), Box::new(b)),
                 span,
-            });
+            ));
         }
         self.or()
     }
-    fn bin(l: Expr, op: BinOp, r: Expr) -> Expr {
+    /// A binary node, refused (before the tree grows further) when it is too deep.
+    fn bin(&mut self, l: Expr, op: BinOp, r: Expr) -> P<Expr> {
         let span = l.span.to(r.span);
-        Expr {
-            kind: ExprKind::Bin(op, Box::new(l), Box::new(r)),
-            span,
-        }
+        self.deep(Expr::new(ExprKind::Bin(op, Box::new(l), Box::new(r)), span))
     }
     fn or(&mut self) -> P<Expr> {
         let mut l = self.and()?;
         while self.eat_kw("or") {
             let r = self.and_or_quant()?;
-            l = Self::bin(l, BinOp::Or, r);
+            l = self.bin(l, BinOp::Or, r)?;
         }
         Ok(l)
     }
@@ -855,7 +917,7 @@ impl Parser<'_> {
             } else {
                 self.not()?
             };
-            l = Self::bin(l, BinOp::And, r);
+            l = self.bin(l, BinOp::And, r)?;
         }
         Ok(l)
     }
@@ -866,13 +928,10 @@ impl Parser<'_> {
             let e = if self.is_kw("all") || self.is_kw("any") {
                 self.expr()?
             } else {
-                self.not()?
+                self.nested(|p| p.not())?
             };
             let span = start.to(e.span);
-            return Ok(Expr {
-                kind: ExprKind::Not(Box::new(e)),
-                span,
-            });
+            return self.deep(Expr::new(ExprKind::Not(Box::new(e)), span));
         }
         self.cmp()
     }
@@ -892,7 +951,7 @@ impl Parser<'_> {
                     Tok::Str(re) => {
                         let rs = self.bump().span;
                         let span = l.span.to(rs);
-                        Ok(Expr { kind: ExprKind::Match { negated, lhs: Box::new(l), regex: re, regex_span: rs }, span })
+                        self.deep(Expr::new(ExprKind::Match { negated, lhs: Box::new(l), regex: re, regex_span: rs }, span))
                     }
                     _ => self.error_hint("a regex string literal", "the right side of `~` must be a literal, e.g. r\"ERROR (?P<code>\\d+)\", so it is compiled once"),
                 };
@@ -906,7 +965,7 @@ impl Parser<'_> {
         };
         self.bump();
         let r = self.add()?;
-        Ok(Self::bin(l, op, r))
+        self.bin(l, op, r)
     }
     fn add(&mut self) -> P<Expr> {
         let mut l = self.mul()?;
@@ -918,7 +977,7 @@ impl Parser<'_> {
             };
             self.bump();
             let r = self.mul()?;
-            l = Self::bin(l, op, r);
+            l = self.bin(l, op, r)?;
         }
     }
     fn mul(&mut self) -> P<Expr> {
@@ -932,35 +991,20 @@ impl Parser<'_> {
             };
             self.bump();
             let r = self.unary()?;
-            l = Self::bin(l, op, r);
+            l = self.bin(l, op, r)?;
         }
     }
     pub(crate) fn unary(&mut self) -> P<Expr> {
         let start = self.span();
         if self.eat(&Tok::Minus) {
-            let e = self.unary()?;
+            let e = self.nested(|p| p.unary())?;
             let span = start.to(e.span);
-            return Ok(match e.kind {
-                ExprKind::Lit(Lit::Int(i)) => Expr {
-                    kind: ExprKind::Lit(Lit::Int(-i)),
-                    span,
-                },
-                ExprKind::Lit(Lit::Float(f)) => Expr {
-                    kind: ExprKind::Lit(Lit::Float(-f)),
-                    span,
-                },
-                ExprKind::Lit(Lit::Dur(d)) => Expr {
-                    kind: ExprKind::Lit(Lit::Dur(-d)),
-                    span,
-                },
-                k => Expr {
-                    kind: ExprKind::Neg(Box::new(Expr {
-                        kind: k,
-                        span: e.span,
-                    })),
-                    span,
-                },
-            });
+            return match e.kind {
+                ExprKind::Lit(Lit::Int(i)) => Ok(Expr::new(ExprKind::Lit(Lit::Int(-i)), span)),
+                ExprKind::Lit(Lit::Float(f)) => Ok(Expr::new(ExprKind::Lit(Lit::Float(-f)), span)),
+                ExprKind::Lit(Lit::Dur(d)) => Ok(Expr::new(ExprKind::Lit(Lit::Dur(-d)), span)),
+                _ => self.deep(Expr::new(ExprKind::Neg(Box::new(e)), span)),
+            };
         }
         let mut e = self.primary()?;
         loop {
@@ -971,18 +1015,12 @@ impl Parser<'_> {
                     _ => return self.error("a field name after `.`"),
                 };
                 let span = e.span.to(fsp);
-                e = Expr {
-                    kind: ExprKind::Field(Box::new(e), f),
-                    span,
-                };
+                e = self.deep(Expr::new(ExprKind::Field(Box::new(e), f), span))?;
             } else if self.eat(&Tok::LBracket) {
                 let i = self.expr()?;
                 let end = self.expect(Tok::RBracket, "`]`")?;
                 let span = e.span.to(end);
-                e = Expr {
-                    kind: ExprKind::Index(Box::new(e), Box::new(i)),
-                    span,
-                };
+                e = self.deep(Expr::new(ExprKind::Index(Box::new(e), Box::new(i)), span))?;
             } else {
                 return Ok(e);
             }
@@ -993,12 +1031,7 @@ impl Parser<'_> {
             return self.error("an expression");
         }
         let t = self.bump();
-        let lit = |k: Lit| {
-            Ok(Expr {
-                kind: ExprKind::Lit(k),
-                span: t.span,
-            })
-        };
+        let lit = |k: Lit| Ok(Expr::new(ExprKind::Lit(k), t.span));
         match t.tok {
             Tok::Int(i) => lit(Lit::Int(i)),
             Tok::Float(f) => lit(Lit::Float(f)),
@@ -1008,8 +1041,8 @@ impl Parser<'_> {
                 let e = self.expr()?;
                 let end = self.expect(Tok::RParen, "`)`")?;
                 Ok(Expr {
-                    kind: e.kind,
                     span: t.span.to(end),
+                    ..e
                 })
             }
             Tok::LBracket => {
@@ -1024,10 +1057,8 @@ impl Parser<'_> {
                         break;
                     }
                 }
-                Ok(Expr {
-                    kind: ExprKind::List(v),
-                    span: t.span.to(self.prev_span()),
-                })
+                let span = t.span.to(self.prev_span());
+                self.deep(Expr::new(ExprKind::List(v), span))
             }
             Tok::Name(n) => match n.as_str() {
                 "true" => lit(Lit::Bool(true)),
@@ -1051,15 +1082,10 @@ impl Parser<'_> {
                                 break;
                             }
                         }
-                        Ok(Expr {
-                            kind: ExprKind::Call(n, args),
-                            span: t.span.to(self.prev_span()),
-                        })
+                        let span = t.span.to(self.prev_span());
+                        self.deep(Expr::new(ExprKind::Call(n, args), span))
                     } else {
-                        Ok(Expr {
-                            kind: ExprKind::Name(n),
-                            span: t.span,
-                        })
+                        Ok(Expr::new(ExprKind::Name(n), t.span))
                     }
                 }
             },
