@@ -498,35 +498,21 @@ fn around(j: &Judged, at: i64, services: &[String], n: usize) -> Result<Vec<Even
         until_ns: Some((at + 30_000_000_000).min(j.report.end_ns.saturating_add(1))),
         ..Default::default()
     };
-    let mut before: std::collections::VecDeque<EventInfo> = Default::default();
-    let mut after = Vec::new();
-    'outer: for b in t.events(&opts)? {
-        let b = b?;
-        for ev in b.iter() {
-            let keep = ev.source == "fault"
-                || ev.source == "note"
-                || ev
-                    .service
-                    .is_some_and(|s| services.is_empty() || services.iter().any(|x| x == s));
-            if !keep || ev.source == "packet" {
-                continue;
-            }
-            if ev.ts_ns <= at {
-                before.push_back(EventInfo::of(&ev));
-                if before.len() > n {
-                    before.pop_front();
-                }
-            } else {
-                after.push(EventInfo::of(&ev));
-                if after.len() >= n {
-                    break 'outer;
-                }
-            }
-        }
-    }
-    let mut v: Vec<EventInfo> = before.into_iter().collect();
-    v.extend(after);
-    Ok(v)
+    let keep = |ev: &trace::EventRef<'_>| {
+        let ours = ev.source == "fault"
+            || ev.source == "note"
+            || ev
+                .service
+                .is_some_and(|s| services.is_empty() || services.iter().any(|x| x == s));
+        ours && ev.source != "packet"
+    };
+    Ok(crate::check::report::events_around(
+        &t,
+        &opts,
+        n,
+        keep,
+        |ev| ev.ts_ns <= at,
+    )?)
 }
 
 fn experiment_name(args: &DiffArgs, spec: &monitor::Spec, good: &Path) -> Result<String, Error> {

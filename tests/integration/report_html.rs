@@ -129,10 +129,12 @@ fn report_sample(experiment: &str, out: &Path) -> Output {
     ])
 }
 
-/// The text report of `analyzer check` and the deciding event's seq it names.
+/// The text report of `analyzer check -v` (accept reasons too) and the deciding event's seq it
+/// names.
 fn check_text(experiment: &str) -> (String, String) {
     let o = run(&[
         "check",
+        "-v",
         &p("traces/sample-split-brain"),
         "--spec",
         &p("specs/akka.spec"),

@@ -351,7 +351,8 @@ pub fn render(
         })
         .collect();
     let mut text = Vec::new();
-    reporters::text::write(&mut text, std::slice::from_ref(&judged)).map_err(Error::output)?;
+    reporters::text::write_with(&mut text, std::slice::from_ref(&judged), true)
+        .map_err(Error::output)?;
     let collected = col.finish();
     let verdict = judged.report.verdict;
     let name = dir

@@ -138,40 +138,22 @@ pub fn gather_context(
                 until_ns: Some(a.ts_ns + 30_000_000_001),
                 ..Default::default()
             };
-            let mut before: std::collections::VecDeque<EventInfo> = Default::default();
-            let mut after = Vec::new();
-            'outer: for b in t.events(&opts)? {
-                let b = b?;
-                for ev in b.iter() {
-                    let by_event = a.at_ns.is_none() && !a.is_packet;
-                    if by_event && ev.seq == a.seq {
-                        continue;
-                    }
-                    if !keep(ev.source, ev.service) {
-                        continue;
-                    }
-                    // A packet or a time is placed among the events by time alone (what is
-                    // stamped at the same time comes before it); an event by (ts_ns, seq).
-                    let is_before = if by_event {
+            let by_event = a.at_ns.is_none() && !a.is_packet;
+            let events = events_around(
+                t,
+                &opts,
+                n,
+                |ev| keep(ev.source, ev.service) && !(by_event && ev.seq == a.seq),
+                // A packet or a time is placed among the events by time alone (what is stamped
+                // at the same time comes before it); an event by (ts_ns, seq).
+                |ev| {
+                    if by_event {
                         (ev.ts_ns, ev.seq) < (a.ts_ns, a.seq)
                     } else {
                         ev.ts_ns <= a.ts_ns
-                    };
-                    if is_before {
-                        before.push_back(EventInfo::of(&ev));
-                        if before.len() > n {
-                            before.pop_front();
-                        }
-                    } else {
-                        after.push(EventInfo::of(&ev));
-                        if after.len() >= n {
-                            break 'outer;
-                        }
                     }
-                }
-            }
-            let mut events: Vec<EventInfo> = before.into_iter().collect();
-            events.extend(after);
+                },
+            )?;
             out.push(Context {
                 seq: a.seq,
                 ts_ns: a.ts_ns,
@@ -182,4 +164,40 @@ pub fn gather_context(
         }
     }
     Ok(out)
+}
+
+/// Up to `n` kept events before an anchor and `n` after it, in trace order, from the events
+/// `opts` selects: `keep` chooses the events, `is_before` places each against the anchor (the
+/// events are read in order, so the read stops at the `n`th after).
+pub fn events_around(
+    t: &Trace,
+    opts: &ReadOptions,
+    n: usize,
+    keep: impl Fn(&trace::EventRef<'_>) -> bool,
+    is_before: impl Fn(&trace::EventRef<'_>) -> bool,
+) -> Result<Vec<EventInfo>, trace::TraceError> {
+    let mut before: std::collections::VecDeque<EventInfo> = Default::default();
+    let mut after = Vec::new();
+    'outer: for b in t.events(opts)? {
+        let b = b?;
+        for ev in b.iter() {
+            if !keep(&ev) {
+                continue;
+            }
+            if is_before(&ev) {
+                before.push_back(EventInfo::of(&ev));
+                if before.len() > n {
+                    before.pop_front();
+                }
+            } else {
+                after.push(EventInfo::of(&ev));
+                if after.len() >= n {
+                    break 'outer;
+                }
+            }
+        }
+    }
+    let mut events: Vec<EventInfo> = before.into_iter().collect();
+    events.extend(after);
+    Ok(events)
 }
