@@ -333,6 +333,33 @@ pub fn fault_number(fault_id: &str) -> u32 {
     (n % 0x3fff).max(1) as u32
 }
 
+/// `tc class add` of an htb class `minor` under the project's root on `dev` that limits nothing
+/// (the default class, and the class above a shaping fault's leaf).
+fn unlimited_class(tags: &Tags, dev: &str, minor: u32) -> Vec<String> {
+    [
+        "class",
+        "add",
+        "dev",
+        dev,
+        "parent",
+        &tags.tc_handle_str(),
+        "classid",
+        &class_id(tags, minor),
+        "htb",
+        "rate",
+        "100gbit",
+        "burst",
+        "1mb",
+        "cburst",
+        "1mb",
+        "quantum",
+        "60000",
+    ]
+    .iter()
+    .map(|x| x.to_string())
+    .collect()
+}
+
 fn class_id(tags: &Tags, minor: u32) -> String {
     format!("{:x}:{:x}", tags.tc_handle(), minor)
 }
@@ -355,25 +382,7 @@ pub fn tc_tree_add(tags: &Tags, dev: &str) -> Vec<Args> {
             s("default"),
             format!("{TC_DEFAULT_MINOR:x}"),
         ],
-        vec![
-            s("class"),
-            s("add"),
-            s("dev"),
-            s(dev),
-            s("parent"),
-            h.clone(),
-            s("classid"),
-            class_id(tags, TC_DEFAULT_MINOR),
-            s("htb"),
-            s("rate"),
-            s("100gbit"),
-            s("burst"),
-            s("1mb"),
-            s("cburst"),
-            s("1mb"),
-            s("quantum"),
-            s("60000"),
-        ],
+        unlimited_class(tags, dev, TC_DEFAULT_MINOR),
         vec![
             s("class"),
             s("add"),
@@ -467,25 +476,7 @@ pub fn tc_shape_add(tags: &Tags, dev: &str, fault_id: &str, leaf: &[String]) -> 
     ];
     q.extend(leaf.iter().cloned());
     vec![
-        vec![
-            s("class"),
-            s("add"),
-            s("dev"),
-            s(dev),
-            s("parent"),
-            tags.tc_handle_str(),
-            s("classid"),
-            class_id(tags, minor),
-            s("htb"),
-            s("rate"),
-            s("100gbit"),
-            s("burst"),
-            s("1mb"),
-            s("cburst"),
-            s("1mb"),
-            s("quantum"),
-            s("60000"),
-        ],
+        unlimited_class(tags, dev, minor),
         q,
         vec![
             s("filter"),
