@@ -255,3 +255,57 @@ pub async fn watch(
         reverted,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::LoadedScenario;
+
+    #[test]
+    fn conditions_compile_and_a_bad_one_is_reported_at_its_place_in_the_scenario() {
+        let d = tempfile::tempdir().expect("tempdir");
+        std::fs::write(d.path().join("compose.yml"), "services: {}\n").expect("write");
+        std::fs::write(
+            d.path().join("h.spec"),
+            "monitor notPaused(svc: str) {\n  state up {\n    on docker \"pause\" from svc => fail \"paused\"\n  }\n}\n",
+        )
+        .expect("write");
+        let p = d.path().join("s.toml");
+        let text = "[compose]\nfiles = [\"compose.yml\"]\n[halt]\nspecs = [\"h.spec\"]\nmonitors = [\"notPaused(b)\", \"nosuch\"]\n";
+        let l = LoadedScenario::parse(&p, text).expect("parses");
+        let plan = l.resolve().expect("resolves").halt.expect("halt");
+        let errs = match compile(&plan, &p, text) {
+            Ok(_) => panic!("an unknown monitor compiled"),
+            Err(e) => e,
+        };
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with(&format!(
+                "error: {}:5:28: [halt] monitor `nosuch`: ",
+                p.display()
+            )),
+            "{errs:?}"
+        );
+        // fixed, both compile; the first fails on b's pause, not on a's
+        let text = text.replace(", \"nosuch\"", "");
+        let plan = LoadedScenario::parse(&p, &text)
+            .expect("parses")
+            .resolve()
+            .expect("resolves")
+            .halt
+            .expect("halt");
+        let m = match compile(&plan, &p, &text) {
+            Ok(m) => m,
+            Err(e) => panic!("{e:?}"),
+        };
+        assert_eq!(m.len(), 1);
+        let mut step = LiveStep::new(&m[0].step);
+        step.start(0);
+        let pause = |svc: &str, ts: i64| Event::new(ts, "docker", "pause").service(svc.to_string());
+        step.observe(&pause("a", 10).as_ref());
+        assert_eq!(step.verdict(), None);
+        step.observe(&pause("b", 20).as_ref());
+        assert_eq!(step.verdict(), Some(Verdict::Fail));
+        assert_eq!(step.decided_at().map(|d| d.0), Some(20));
+    }
+}

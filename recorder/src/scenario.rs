@@ -1574,4 +1574,70 @@ target = "a"
             other => panic!("unexpected plan {other:?}"),
         }
     }
+
+    #[test]
+    fn halt_conditions_resolve_and_their_mistakes_are_located() {
+        let d = dir_with_compose();
+        let p = d.path().join("s.toml");
+        // the experiment's specs by default, cool-down 5s by default
+        let text = "[compose]\nfiles = [\"compose.yml\"]\n[experiment]\nspecs = [\"x.spec\"]\nname = \"E\"\n[halt]\nmonitors = [\"m\"]\n";
+        let l = LoadedScenario::parse(&p, text).expect("parses");
+        let h = l.resolve().expect("ok").halt.expect("halt");
+        assert_eq!(h.specs, vec![d.path().join("x.spec")]);
+        assert_eq!(h.cool_down, Duration::from_secs(5));
+        assert_eq!(h.monitors[0].0, "m");
+        // a schedule run needs `specs`; a bad cool-down and an empty entry are located
+        let text = "[compose]\nfiles = [\"compose.yml\"]\n[halt]\nmonitors = [\" \"]\ncool_down = \"5 parsecs\"\n";
+        let l = LoadedScenario::parse(&p, text).expect("parses");
+        let e = l.resolve().expect_err("three errors").0;
+        let msgs: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+        assert_eq!(msgs.len(), 3, "{msgs:?}");
+        assert!(msgs.iter().any(|m| m.contains("[halt] needs `specs`")), "{msgs:?}");
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("s.toml:4:13: [halt] monitors: empty monitor expression")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter().any(|m| m.contains("s.toml:5:13: bad duration")),
+            "{msgs:?}"
+        );
+        // unknown keys are refused as everywhere
+        let text = "[compose]\nfiles = [\"compose.yml\"]\n[scope]\nservice = [\"a\"]\n";
+        let e = LoadedScenario::parse(&p, text).expect_err("unknown key").0;
+        assert!(e[0].to_string().contains("s.toml:4:1: unknown field `service`"), "{e:?}");
+    }
+
+    #[test]
+    fn scope_resolves_services_and_labels_and_refuses_targets_outside() {
+        let d = dir_with_compose();
+        let p = d.path().join("s.toml");
+        let text = "[compose]\nfiles = [\"compose.yml\"]\n[scope]\nservices = [\"a\", \"zz\"]\nlabels = [\"tier=back\", \"nope\"]\n[[schedule]]\nat = \"1s\"\nfault = \"pause\"\ntarget = \"c\"\n[[schedule]]\nat = \"1s\"\nfault = \"pause\"\ntarget = { container = \"p-b-1\" }\n";
+        let l = LoadedScenario::parse(&p, text).expect("parses");
+        let config = "services:\n  a:\n    image: x\n  b:\n    image: x\n    labels:\n      tier: back\n  c:\n    image: x\n    networks: [mid]\n";
+        let facts = crate::compose::scope_facts(config).expect("facts");
+        assert_eq!(facts.networks.get("mid"), Some(&vec!["c".to_string()]));
+        let services: Vec<String> = vec!["a".into(), "b".into(), "c".into()];
+        let (scope, errs) = l.resolve_scope(&services, &facts);
+        let scope = scope.expect("scope");
+        assert_eq!(scope.services(), vec!["a".to_string(), "b".to_string()]);
+        let msgs: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            msgs,
+            vec![
+                format!("{}:4:19: scope: no service `zz` in the compose configuration (services: a, b, c)", p.display()),
+                format!("{}:5:24: scope: no service has the label `nope`", p.display()),
+            ]
+        );
+        let errs = l.check_scope(&scope, &facts, "p");
+        let msgs: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            msgs,
+            vec![format!(
+                "{}:9:10: fault target outside the scope: target names `c` (scope: a, b)",
+                p.display()
+            )],
+            "the container p-b-1 is b's: in scope"
+        );
+    }
 }

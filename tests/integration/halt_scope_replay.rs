@@ -380,7 +380,8 @@ params = { percent = 10 }
 }
 
 /// The run-time check: a target that resolves outside the scope is refused (a `failed` fault
-/// event, nothing changed), one inside it is applied.
+/// event, nothing changed), one inside it is applied; a halt reverts it and refuses more; a
+/// replay's recorded random choice replaces the seeded one.
 #[test]
 fn scope_refuses_a_target_resolved_outside_it_at_run_time() {
     require_docker!();
@@ -415,7 +416,7 @@ fn scope_refuses_a_target_resolved_outside_it_at_run_time() {
             .await
             .expect("negotiate");
         let (sink, mut rx) = EventSink::channel();
-        let mut inj = FaultInjector::new(docker, &project, sink, 3).expect("injector");
+        let mut inj = FaultInjector::new(docker.clone(), &project, sink, 3).expect("injector");
         inj.set_scope(Some(Scope::new(["a".to_string()])));
         let req = |t: FaultTarget| FaultRequest {
             action: "pause".into(),
@@ -460,6 +461,47 @@ fn scope_refuses_a_target_resolved_outside_it_at_run_time() {
             .map(|e| data(e)["phase"].as_str().unwrap_or_default().to_string())
             .collect();
         assert_eq!(phases, ["failed", "applied", "reverted"], "{phases:?}");
+
+        // a replay's recorded random choice wins over the seeded one; one that is not among
+        // the options is refused
+        let chosen = |choices: Vec<(u64, &str)>| {
+            let docker = docker.clone();
+            let project = project.clone();
+            async move {
+                let (sink, mut rx) = EventSink::channel();
+                let mut inj = FaultInjector::new(docker, &project, sink, 3).expect("injector");
+                inj.set_replay_choices(
+                    choices
+                        .into_iter()
+                        .map(|(n, s)| (n, s.to_string()))
+                        .collect(),
+                );
+                let r = inj
+                    .apply(&req(FaultTarget::Random(vec!["a".into(), "b".into()])))
+                    .await;
+                inj.halt().await;
+                let mut evs = Vec::new();
+                rx.drain_into(&mut evs, usize::MAX);
+                let first = evs.iter().find(|e| e.source == "fault").map(data);
+                (
+                    r.map_err(|e| e.to_string()),
+                    first.and_then(|d| d["target"]["chosen"].as_str().map(str::to_string)),
+                )
+            }
+        };
+        let (r, seeded) = chosen(Vec::new()).await;
+        assert!(r.is_ok(), "{r:?}");
+        let seeded = seeded.expect("a seeded choice");
+        let other = if seeded == "a" { "b" } else { "a" };
+        let (r, replayed) = chosen(vec![(1, other)]).await;
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(replayed.as_deref(), Some(other));
+        let (r, _) = chosen(vec![(1, "c")]).await;
+        assert!(
+            r.as_ref()
+                .is_err_and(|e| e.contains("the recorded run chose `c` for f1")),
+            "{r:?}"
+        );
     });
 }
 
