@@ -281,7 +281,7 @@ mod tests {
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert!(
             errs[0].starts_with(&format!(
-                "error: {}:5:28: [halt] monitor `nosuch`: ",
+                "error: {}:5:29: [halt] monitor `nosuch`: unknown monitor `nosuch`",
                 p.display()
             )),
             "{errs:?}"

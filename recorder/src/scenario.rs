@@ -1592,7 +1592,10 @@ target = "a"
         let e = l.resolve().expect_err("three errors").0;
         let msgs: Vec<String> = e.iter().map(|e| e.to_string()).collect();
         assert_eq!(msgs.len(), 3, "{msgs:?}");
-        assert!(msgs.iter().any(|m| m.contains("[halt] needs `specs`")), "{msgs:?}");
+        assert!(
+            msgs.iter().any(|m| m.contains("[halt] needs `specs`")),
+            "{msgs:?}"
+        );
         assert!(
             msgs.iter()
                 .any(|m| m.contains("s.toml:4:13: [halt] monitors: empty monitor expression")),
@@ -1605,7 +1608,11 @@ target = "a"
         // unknown keys are refused as everywhere
         let text = "[compose]\nfiles = [\"compose.yml\"]\n[scope]\nservice = [\"a\"]\n";
         let e = LoadedScenario::parse(&p, text).expect_err("unknown key").0;
-        assert!(e[0].to_string().contains("s.toml:4:1: unknown field `service`"), "{e:?}");
+        assert!(
+            e[0].to_string()
+                .contains("s.toml:4:1: unknown field `service`"),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -1625,7 +1632,7 @@ target = "a"
         assert_eq!(
             msgs,
             vec![
-                format!("{}:4:19: scope: no service `zz` in the compose configuration (services: a, b, c)", p.display()),
+                format!("{}:4:18: scope: no service `zz` in the compose configuration (services: a, b, c)", p.display()),
                 format!("{}:5:24: scope: no service has the label `nope`", p.display()),
             ]
         );

@@ -464,7 +464,7 @@ fn scope_refuses_a_target_resolved_outside_it_at_run_time() {
 
         // a replay's recorded random choice wins over the seeded one; one that is not among
         // the options is refused
-        let chosen = |choices: Vec<(u64, &str)>| {
+        let chosen = |choices: Vec<(u64, &'static str)>| {
             let docker = docker.clone();
             let project = project.clone();
             async move {
