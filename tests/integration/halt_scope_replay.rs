@@ -687,5 +687,10 @@ experiment Pauses {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("diff of experiment Pauses"), "{text}");
+    let run_id = trace::Manifest::read(&original).expect("manifest").run_id;
+    assert!(
+        text.contains(&format!("  BAD replays GOOD (run {run_id})")),
+        "{text}"
+    );
     assert!(text.contains("phases"), "{text}");
 }
