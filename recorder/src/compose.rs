@@ -295,6 +295,9 @@ pub struct ContainerFacts {
     pub pid: i64,
     pub running: bool,
     pub paused: bool,
+    /// Exited and waiting for its restart policy to start it again (a container in a restart
+    /// loop spends most of its time so).
+    pub restarting: bool,
     pub tty: bool,
     /// `None`: no health check; otherwise docker's health status (starting, healthy, unhealthy).
     pub health: Option<String>,
@@ -426,6 +429,7 @@ pub async fn inspect_container(
         pid: state.pid.unwrap_or(0),
         running: state.running.unwrap_or(false),
         paused: state.paused.unwrap_or(false),
+        restarting: state.restarting.unwrap_or(false),
         tty: config.tty.unwrap_or(false),
         health: state
             .health
@@ -520,7 +524,9 @@ pub async fn wait_ready(
                 missing.push(format!("{s}: no container"));
             }
             for c in cs {
-                if !c.running {
+                // a container its restart policy keeps restarting is up as far as the run is
+                // concerned: waiting for it to be caught running could take the whole timeout
+                if !c.running && !c.restarting {
                     missing.push(format!("{}: not running", c.name));
                 } else if let Some(h) = &c.health {
                     if h != "healthy" {
@@ -558,6 +564,67 @@ pub fn register_project(project: &str) {
 /// Unregisters a project after teardown.
 pub fn unregister_project(project: &str) {
     let _ = std::fs::remove_file(registry_dir().join(project));
+}
+
+/// Whether a command line (`/proc/PID/cmdline` split at NULs) is a compose CLI (`docker-compose`
+/// or `docker compose`) working on `project` (`-p PROJECT`).
+pub fn is_compose_of(argv: &[String], project: &str) -> bool {
+    let compose = argv.iter().any(|a| {
+        Path::new(a)
+            .file_name()
+            .is_some_and(|n| n == "docker-compose")
+    }) || argv
+        .windows(2)
+        .any(|w| Path::new(&w[0]).file_name().is_some_and(|n| n == "docker") && w[1] == "compose");
+    compose
+        && argv
+            .windows(2)
+            .any(|w| (w[0] == "-p" || w[0] == "--project-name") && w[1] == project)
+}
+
+/// Kills the compose processes still working on `project` (a recorder killed during `up` leaves
+/// its `docker-compose up` running, which would create containers after a cleanup). Returns one
+/// line per process killed.
+pub async fn stop_leftover_compose(project: &str) -> Vec<String> {
+    let me = std::process::id() as i32;
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut lines = Vec::new();
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let argv: Vec<String> = raw
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if !is_compose_of(&argv, project) {
+            continue;
+        }
+        // SAFETY: kill(2) with a pid read from /proc just now; no memory is involved.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let mut waited = Duration::ZERO;
+        while Path::new(&format!("/proc/{pid}/cmdline")).exists()
+            && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
+            && waited < Duration::from_secs(3)
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            waited += Duration::from_millis(50);
+        }
+        lines.push(format!(
+            "killed `{}` (pid {pid}) left running",
+            argv.join(" ")
+        ));
+    }
+    lines
 }
 
 /// Projects with leftovers: labelled containers or networks whose project is registered or
@@ -663,6 +730,25 @@ pub async fn remove_project(docker: &Docker, project: &str) -> Result<CleanupRep
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compose_processes_are_recognised_by_cli_and_project() {
+        let argv = |s: &str| -> Vec<String> { s.split(' ').map(str::to_string).collect() };
+        assert!(is_compose_of(
+            &argv("/usr/bin/python3 /usr/bin/docker-compose -f c.yml -p ctkx up -d"),
+            "ctkx"
+        ));
+        assert!(is_compose_of(
+            &argv("docker compose -f c.yml -p ctkx down"),
+            "ctkx"
+        ));
+        assert!(!is_compose_of(
+            &argv("docker-compose -p ctkxy up"),
+            "ctkx"
+        ));
+        assert!(!is_compose_of(&argv("docker run -p ctkx img"), "ctkx"));
+        assert!(!is_compose_of(&argv("tcpdump -p ctkx"), "ctkx"));
+    }
 
     #[test]
     fn services_of_disabled_profiles_are_not_waited_for() {

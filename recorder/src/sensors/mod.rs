@@ -205,6 +205,7 @@ mod tests {
             pid: 0,
             running: true,
             paused: false,
+            restarting: false,
             tty: false,
             health: None,
             addresses,
