@@ -64,7 +64,7 @@ impl SinkStats {
 }
 
 /// How many log lines may wait for the writer before [`EventSink::emit_log`] waits.
-pub const LOG_QUEUE: usize = 16_384;
+pub const LOG_QUEUE: usize = 4096;
 
 /// The sending half handed to sensors. Cheap to clone; `emit` never blocks.
 #[derive(Debug, Clone)]
