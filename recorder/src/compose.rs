@@ -295,9 +295,6 @@ pub struct ContainerFacts {
     pub pid: i64,
     pub running: bool,
     pub paused: bool,
-    /// Exited and waiting for its restart policy to start it again (a container in a restart
-    /// loop spends most of its time so).
-    pub restarting: bool,
     pub tty: bool,
     /// `None`: no health check; otherwise docker's health status (starting, healthy, unhealthy).
     pub health: Option<String>,
@@ -429,7 +426,6 @@ pub async fn inspect_container(
         pid: state.pid.unwrap_or(0),
         running: state.running.unwrap_or(false),
         paused: state.paused.unwrap_or(false),
-        restarting: state.restarting.unwrap_or(false),
         tty: config.tty.unwrap_or(false),
         health: state
             .health
@@ -524,9 +520,7 @@ pub async fn wait_ready(
                 missing.push(format!("{s}: no container"));
             }
             for c in cs {
-                // a container its restart policy keeps restarting is up as far as the run is
-                // concerned: waiting for it to be caught running could take the whole timeout
-                if !c.running && !c.restarting {
+                if !c.running {
                     missing.push(format!("{}: not running", c.name));
                 } else if let Some(h) = &c.health {
                     if h != "healthy" {

@@ -478,7 +478,8 @@ pub async fn follow(
     }
 }
 
-/// Whether the container runs, and when it was last started (UTC ns, 0 when unknown).
+/// Whether the container runs (not waiting to be restarted), and when it was last started (UTC
+/// ns, 0 when unknown).
 async fn container_state(docker: &Docker, id: &str) -> (bool, i64) {
     match docker.inspect_container(id, None).await {
         Ok(c) => {
@@ -489,7 +490,10 @@ async fn container_state(docker: &Docker, id: &str) -> (bool, i64) {
                 .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
                 .and_then(|d| d.timestamp_nanos_opt())
                 .unwrap_or(0);
-            (st.running.unwrap_or(false), started)
+            // Docker reports a container waiting for its restart policy as running (and
+            // restarting): its log stream has ended with the old process, it is not a gap
+            let running = st.running.unwrap_or(false) && !st.restarting.unwrap_or(false);
+            (running, started)
         }
         Err(_) => (false, 0),
     }

@@ -205,7 +205,6 @@ mod tests {
             pid: 0,
             running: true,
             paused: false,
-            restarting: false,
             tty: false,
             health: None,
             addresses,

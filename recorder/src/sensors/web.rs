@@ -263,7 +263,6 @@ mod tests {
             pid: 0,
             running: true,
             paused: false,
-            restarting: false,
             tty: false,
             health: None,
             addresses: [("default".to_string(), "127.0.0.1".to_string())].into(),
