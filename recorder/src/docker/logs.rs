@@ -434,32 +434,31 @@ pub async fn follow(
         if stop.is_cancelled() {
             break;
         }
-        // The stream ended: the container stopped, or the connection broke. Wait for a restart
-        // signal, or re-check on a short tick (a broken stream of a running container is a gap).
-        tokio::select! {
+        // The stream ended: the container stopped or restarted, or the connection broke. Wait
+        // for a restart signal, or re-check on a short tick.
+        let signalled = tokio::select! {
             _ = stop.cancelled() => break,
-            _ = restarted.changed() => {}
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {
-                let (running, started_ns) = container_state(&docker, &t.id).await;
-                // a container started since the attachment restarted (its stream ended with
-                // the old process): not a gap, the restart signal may just be late
-                let restarted_meanwhile = started_ns > attached_ns;
-                if running && !restarted_meanwhile {
-                    match gap.as_mut() {
-                        Some(g) => {
-                            g.failed_attempts += 1;
-                            if broke.is_some() {
-                                g.error = broke;
-                            }
-                        }
-                        None => gap = Some(StreamGap::new(asm.position.last_ts, broke)),
-                    }
-                } else if !running {
-                    tokio::select! {
-                        _ = stop.cancelled() => break,
-                        _ = restarted.changed() => {}
+            _ = restarted.changed() => true,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => false,
+        };
+        let (running, started_ns) = container_state(&docker, &t.id).await;
+        // a container started since the attachment restarted (its stream ended with the old
+        // process); one running since before it had its stream cut: a gap (the signal may be
+        // an unpause, or late)
+        if running && started_ns <= attached_ns {
+            match gap.as_mut() {
+                Some(g) => {
+                    g.failed_attempts += 1;
+                    if broke.is_some() {
+                        g.error = broke;
                     }
                 }
+                None => gap = Some(StreamGap::new(asm.position.last_ts, broke)),
+            }
+        } else if !running && !signalled {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = restarted.changed() => {}
             }
         }
     }
