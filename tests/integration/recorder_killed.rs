@@ -153,7 +153,7 @@ enum KillAt {
     MidRun,
     /// The partition and the pause active.
     DuringFault,
-    /// Teardown started (the pause already reverted).
+    /// In teardown: `compose down` stopping the containers.
     InTeardown,
 }
 
@@ -186,13 +186,26 @@ fn inspect(id: &str, fmt: &str) -> String {
     out_of("docker", &["inspect", "-f", fmt, id]).trim().to_string()
 }
 
-/// `iptables -S` inside the container's network namespace (empty when it is not running).
-fn netns_rules(id: &str) -> String {
+/// The impairments in the container's network namespace: `iptables -S` lines beyond the
+/// default policies and `tc qdisc` lines beyond the default `noqueue` (empty when it does not
+/// run).
+fn netns_impairments(id: &str) -> Vec<String> {
     let pid = inspect(id, "{{.State.Pid}}");
     if pid.is_empty() || pid == "0" {
-        return String::new();
+        return Vec::new();
     }
-    out_of("nsenter", &["-t", &pid, "-n", "iptables", "-w", "-S"])
+    let mut v: Vec<String> = out_of("nsenter", &["-t", &pid, "-n", "iptables", "-w", "-S"])
+        .lines()
+        .filter(|l| !l.starts_with("-P "))
+        .map(str::to_string)
+        .collect();
+    v.extend(
+        out_of("nsenter", &["-t", &pid, "-n", "tc", "qdisc", "show"])
+            .lines()
+            .filter(|l| !l.starts_with("qdisc noqueue "))
+            .map(str::to_string),
+    );
+    v
 }
 
 /// What the project leaves on the host: its containers (with their state), networks, the host
@@ -280,11 +293,10 @@ fn kill_at(at: KillAt) {
     let project = unique_project(&format!("kill{at:?}"));
     let _guard = ProjectGuard::new(&project);
     let before = host_state(&project);
-    // the faults last longer than the run: teardown reverts them
     let (dir, scenario) = write_scenario(
         &project,
         &peer_compose(20, 100),
-        "time_limit = \"120s\"\nduration = \"9s\"",
+        "time_limit = \"120s\"\nduration = \"12s\"",
         r#"[sensors]
 stats = false
 
@@ -292,13 +304,13 @@ stats = false
 at = "3s"
 fault = "partition"
 target = { between = [["a"], ["b"]] }
-duration = "100s"
+duration = "4s"
 
 [[schedule]]
 at = "3s"
 fault = "pause"
 target = "b"
-duration = "100s"
+duration = "4s"
 "#,
     );
     let trace = dir.path().join("trace");
@@ -323,7 +335,7 @@ duration = "100s"
         service_container(&project, "b").is_some_and(|id| inspect(&id, "{{.State.Paused}}") == "true")
     };
     let partitioned = || {
-        service_container(&project, "a").is_some_and(|id| netns_rules(&id).contains("CTK-"))
+        service_container(&project, "a").is_some_and(|id| !netns_impairments(&id).is_empty())
     };
     match at {
         KillAt::BeforeUp => wait("a container", &|| {
@@ -339,12 +351,16 @@ duration = "100s"
         }
         KillAt::InTeardown => {
             wait("the faults", &|| paused() && partitioned());
-            // teardown reverts the pause first
-            wait("teardown", &|| !paused());
+            // teardown stops the containers (`compose down`) after reverting the faults
+            wait("teardown", &|| !running("a"));
         }
     }
     let kill_ns = now_ns();
     child.kill().expect("SIGKILL the recorder");
+    // a compose command of the recorder's that was running at the kill goes on without it
+    let compose_left = !out_of("pgrep", &["-f", &format!("compose .*-p {project} ")])
+        .trim()
+        .is_empty();
     child.wait().expect("reap the recorder");
     // what the killed recorder left
     let left = host_state(&project);
@@ -370,11 +386,17 @@ duration = "100s"
         .filter(|e| e.source == "log" && e.service.as_deref() == Some("a"))
         .filter_map(|e| e.message.as_deref())
         .collect();
-    // 250 ms flush interval + the daemon's delivery to the follower on a loaded machine
+    // 250 ms flush interval + the daemon's delivery to the follower on a loaded machine; the
+    // followers stop reading at teardown (before `compose down`)
     let margin = 1_000_000_000;
+    let teardown_ns = ev
+        .iter()
+        .find(|e| e.source == "recorder" && e.kind == "teardown")
+        .map_or(kill_ns, |e| e.ts_ns);
+    let cutoff = kill_ns.min(teardown_ns) - margin;
     let lost: Vec<&(i64, String)> = truth
         .iter()
-        .filter(|(ts, line)| *ts < kill_ns - margin && !recorded.contains(line.as_str()))
+        .filter(|(ts, line)| *ts < cutoff && !recorded.contains(line.as_str()))
         .collect();
     if at != KillAt::BeforeUp {
         assert!(!truth.is_empty(), "{at:?}: a printed nothing");
@@ -407,7 +429,10 @@ duration = "100s"
         "{at:?}: {stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // a compose command of the killed recorder may still have been creating containers
+    if compose_left {
+        assert!(stdout.contains("left running"), "{at:?}: {stdout}");
+    }
+    // a compose command left running would create or remove containers after this point
     std::thread::sleep(Duration::from_secs(2));
     let after = host_state(&project);
     assert_eq!(after, before, "{at:?}: left {left:?}, cleanup said {stdout}");
