@@ -736,10 +736,7 @@ mod tests {
             &argv("docker compose -f c.yml -p ctkx down"),
             "ctkx"
         ));
-        assert!(!is_compose_of(
-            &argv("docker-compose -p ctkxy up"),
-            "ctkx"
-        ));
+        assert!(!is_compose_of(&argv("docker-compose -p ctkxy up"), "ctkx"));
         assert!(!is_compose_of(&argv("docker run -p ctkx img"), "ctkx"));
         assert!(!is_compose_of(&argv("tcpdump -p ctkx"), "ctkx"));
     }

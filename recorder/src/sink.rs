@@ -258,11 +258,18 @@ mod tests {
         let s2 = sink.clone();
         let fifth = tokio::spawn(async move { s2.emit_log(Event::new(4, "log", "stdout")).await });
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        assert!(!fifth.is_finished(), "a full log lane must make the sender wait");
+        assert!(
+            !fifth.is_finished(),
+            "a full log lane must make the sender wait"
+        );
         // the unbounded lane is not held up by the full log lane
         assert!(sink.emit(Event::new(9, "docker", "start")));
         let mut out = Vec::new();
-        assert_eq!(rx.recv_many(&mut out, 2).await, 3, "2 log lines and the event");
+        assert_eq!(
+            rx.recv_many(&mut out, 2).await,
+            3,
+            "2 log lines and the event"
+        );
         assert!(matches!(fifth.await, Ok(true)));
         rx.drain_into(&mut out, 100);
         let mut ts: Vec<i64> = out.iter().map(|e| e.ts_ns).collect();

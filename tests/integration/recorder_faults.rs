@@ -333,9 +333,17 @@ fn docker_streams_cut_mid_run_are_read_again_without_loss_or_duplicates() {
     let status = child.wait_for(Duration::from_secs(100));
     let stderr = std::fs::read_to_string(dir.path().join("recorder.log")).unwrap_or_default();
     assert!(status.success(), "recorder: {status:?}\n{stderr}");
-    assert!(blocked_for < Duration::from_secs(3), "the pause fell outside the block");
+    assert!(
+        blocked_for < Duration::from_secs(3),
+        "the pause fell outside the block"
+    );
     let cut = proxy.state.cut.load(Ordering::SeqCst);
-    let streams = proxy.state.streams.lock().map(|m| m.clone()).unwrap_or_default();
+    let streams = proxy
+        .state
+        .streams
+        .lock()
+        .map(|m| m.clone())
+        .unwrap_or_default();
     assert!(cut >= 4, "the proxy cut {cut} streams ({streams:?})");
 
     let ev = read_events(&dir.path().join("trace"));
@@ -343,7 +351,10 @@ fn docker_streams_cut_mid_run_are_read_again_without_loss_or_duplicates() {
     let eg = gaps(&ev, "events", None);
     assert!(eg.len() >= 2, "events gaps: {eg:?}");
     assert!(eg.iter().all(|g| g["from_ns"].is_i64()), "{eg:?}");
-    assert!(eg[0]["to_ns"].is_i64(), "the events stream came back: {eg:?}");
+    assert!(
+        eg[0]["to_ns"].is_i64(),
+        "the events stream came back: {eg:?}"
+    );
     assert!(eg[0]["since"].is_string(), "{eg:?}");
     for c in ["a", "b"] {
         let name = ev
@@ -378,7 +389,10 @@ fn docker_streams_cut_mid_run_are_read_again_without_loss_or_duplicates() {
         .iter()
         .filter(|l| l.1 > t1 && l.1 < t2)
         .count();
-    assert!(during >= 20, "{during} lines of a inside the gap {t1}..{t2}");
+    assert!(
+        during >= 20,
+        "{during} lines of a inside the gap {t1}..{t2}"
+    );
     drop(proxy);
     assert!(project_containers(&project).is_empty());
     assert!(project_networks(&project).is_empty());
@@ -442,7 +456,10 @@ services:
         .filter(|d| d["attributes"]["exitCode"] == "3")
         .count();
     assert!(starts >= 4, "{starts} starts of crash");
-    assert!(crashes + 1 >= starts, "{crashes} crashes for {starts} starts");
+    assert!(
+        crashes + 1 >= starts,
+        "{crashes} crashes for {starts} starts"
+    );
     // every run's output is there: one `start` line per start, and every numbered line once
     let runs = ev
         .iter()
@@ -594,7 +611,10 @@ interval = "500ms"
     };
     let hung = of("http", "mute", "error");
     assert!(hung.len() >= 3, "{hung:?}");
-    assert!(hung.iter().all(|d| d["error_type"] == "timeout"), "{hung:?}");
+    assert!(
+        hung.iter().all(|d| d["error_type"] == "timeout"),
+        "{hung:?}"
+    );
     assert!(of("http", "mute", "response").is_empty());
     let garbage = of("prom", "n1", "error");
     assert!(garbage.len() >= 5, "{garbage:?}");

@@ -183,7 +183,9 @@ fn service_container(project: &str, service: &str) -> Option<String> {
 }
 
 fn inspect(id: &str, fmt: &str) -> String {
-    out_of("docker", &["inspect", "-f", fmt, id]).trim().to_string()
+    out_of("docker", &["inspect", "-f", fmt, id])
+        .trim()
+        .to_string()
 }
 
 /// The impairments in the container's network namespace: `iptables -S` lines beyond the
@@ -214,7 +216,14 @@ fn host_state(project: &str) -> Vec<String> {
     let label = format!("label=com.docker.compose.project={project}");
     let mut v: Vec<String> = out_of(
         "docker",
-        &["ps", "-a", "--filter", &label, "--format", "{{.Names}} {{.State}}"],
+        &[
+            "ps",
+            "-a",
+            "--filter",
+            &label,
+            "--format",
+            "{{.Names}} {{.State}}",
+        ],
     )
     .lines()
     .map(|l| format!("container {l}"))
@@ -329,14 +338,15 @@ duration = "4s"
         }
     };
     let running = |s: &str| {
-        service_container(&project, s).is_some_and(|id| inspect(&id, "{{.State.Running}}") == "true")
+        service_container(&project, s)
+            .is_some_and(|id| inspect(&id, "{{.State.Running}}") == "true")
     };
     let paused = || {
-        service_container(&project, "b").is_some_and(|id| inspect(&id, "{{.State.Paused}}") == "true")
+        service_container(&project, "b")
+            .is_some_and(|id| inspect(&id, "{{.State.Paused}}") == "true")
     };
-    let partitioned = || {
-        service_container(&project, "a").is_some_and(|id| !netns_impairments(&id).is_empty())
-    };
+    let partitioned =
+        || service_container(&project, "a").is_some_and(|id| !netns_impairments(&id).is_empty());
     match at {
         KillAt::BeforeUp => wait("a container", &|| {
             service_container(&project, "a").is_some() || service_container(&project, "b").is_some()
@@ -435,7 +445,10 @@ duration = "4s"
     // a compose command left running would create or remove containers after this point
     std::thread::sleep(Duration::from_secs(2));
     let after = host_state(&project);
-    assert_eq!(after, before, "{at:?}: left {left:?}, cleanup said {stdout}");
+    assert_eq!(
+        after, before,
+        "{at:?}: left {left:?}, cleanup said {stdout}"
+    );
     // and the trace finalizes to the same events
     let o = Command::new(bin("analyzer"))
         .arg("finalize")
