@@ -486,14 +486,32 @@ services:
     assert!(project_containers(&project).is_empty());
 }
 
+/// The numbers of the `line N <id>` lines `docker logs` returns for a container (what the
+/// daemon kept).
+fn docker_kept_lines(container: &str, id: &str) -> Vec<u64> {
+    let o = Command::new("docker")
+        .args(["logs", container])
+        .output()
+        .expect("docker logs");
+    let suffix = format!(" {id}");
+    let mut v: Vec<u64> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("line ")?.strip_suffix(&suffix)?.parse().ok())
+        .collect();
+    v.sort_unstable();
+    v
+}
+
 #[test]
 fn a_log_flood_is_recorded_completely_through_the_bounded_log_lane() {
     require_docker!();
     ensure_images();
     let project = unique_project("logflood");
     let _guard = ProjectGuard::new(&project);
-    const LINES: u64 = 200_000;
-    // `flood` prints LINES numbered lines as fast as it can, then waits
+    // `flood` prints LINES numbered lines as fast as it can (a few seconds), then waits; the
+    // recorder reads them far slower (a debug build), so at teardown its follower is still tens
+    // of seconds behind
+    const LINES: u64 = 300_000;
     let compose = format!(
         r#"version: "2.4"
 services:
@@ -519,17 +537,55 @@ services:
     let (dir, scenario) = write_scenario(
         &project,
         &compose,
-        "time_limit = \"180s\"\nduration = \"20s\"",
+        "time_limit = \"300s\"\nduration = \"10s\"",
         "[sensors]\nstats = false\n",
     );
-    let (code, stdout, stderr) = run_recorder(&scenario);
-    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let mut child = Reap(
+        Command::new(bin("recorder"))
+            .args(["run", "--quiet"])
+            .arg(&scenario)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start recorder"),
+    );
+    wait_running(&project, &["flood"], Duration::from_secs(60));
+    let flood = container_of(&project, "flood");
+    // what the daemon kept, once the flood is over (a rotating log driver may drop some)
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let kept = loop {
+        let last = sh("docker", &["logs", "--tail", "1", &flood]);
+        if last.contains(&format!("line {LINES} flood")) {
+            break docker_kept_lines(&flood, "flood");
+        }
+        assert!(Instant::now() < deadline, "the flood did not end");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let status = child.wait_for(Duration::from_secs(280));
+    assert!(status.success(), "recorder: {status:?}");
     let ev = read_events(&dir.path().join("trace"));
-    // what the daemon kept is every line the program printed: LINES, each once
-    let n = assert_contiguous(&ev, "flood");
-    assert_eq!(n, LINES, "lines of flood");
+    let mut got: Vec<u64> = numbered_lines(&ev, "flood").iter().map(|l| l.0).collect();
+    let total = got.len();
+    got.sort_unstable();
+    got.dedup();
+    assert_eq!(got.len(), total, "duplicated lines of flood");
+    let missing: Vec<u64> = kept
+        .iter()
+        .copied()
+        .filter(|n| got.binary_search(n).is_err())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of the {} lines the daemon kept are missing, first {:?}",
+        missing.len(),
+        kept.len(),
+        &missing[..missing.len().min(10)]
+    );
+    if kept.len() as u64 == LINES {
+        assert_eq!(assert_contiguous(&ev, "flood"), LINES);
+    }
     let steady = assert_contiguous(&ev, "steady");
-    assert!(steady >= 250, "{steady} lines of steady");
+    assert!(steady >= 150, "{steady} lines of steady");
     let errors: Vec<&Event> = ev
         .iter()
         .filter(|e| e.kind == "sensor_error" || e.kind == "stream_gap")
