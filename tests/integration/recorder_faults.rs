@@ -508,9 +508,7 @@ fn a_log_flood_is_recorded_completely_through_the_bounded_log_lane() {
     ensure_images();
     let project = unique_project("logflood");
     let _guard = ProjectGuard::new(&project);
-    // `flood` prints LINES numbered lines as fast as it can (a few seconds), then waits; the
-    // recorder reads them far slower (a debug build), so at teardown its follower is still tens
-    // of seconds behind
+    // `flood` prints LINES numbered lines as fast as it can (a few seconds), then waits
     const LINES: u64 = 300_000;
     let compose = format!(
         r#"version: "2.4"

@@ -128,57 +128,12 @@ impl DockerSensors {
         }
     }
 
-    /// How long teardown waits for the followers while they record nothing.
-    pub const STALL: Duration = Duration::from_secs(20);
-    /// How long teardown waits for the followers at most.
-    pub const FINAL_READ_LIMIT: Duration = Duration::from_secs(600);
-
     /// Stops the log and stats followers; each log follower reads its log to the end first.
-    /// A follower behind a flooded log may need long for that: teardown waits as long as the
-    /// followers keep recording (at most [`Self::FINAL_READ_LIMIT`]), and gives up after
-    /// [`Self::STALL`] without a new event, recording a `sensor_error` that names the containers
-    /// whose logs may miss their end.
     pub async fn stop_followers(&self) {
         self.inner.follow_stop.cancel();
         let tasks: Vec<JoinHandle<()>> = lock(&self.inner.tasks).drain(..).collect();
-        let stats = self.inner.sink.stats().clone();
-        let begin = tokio::time::Instant::now();
-        let mut last = stats.emitted();
-        let mut last_change = tokio::time::Instant::now();
-        let mut pending = tasks;
-        while !pending.is_empty() {
-            pending.retain(|t| !t.is_finished());
-            if pending.is_empty() {
-                break;
-            }
-            let now = stats.emitted();
-            if now != last {
-                last = now;
-                last_change = tokio::time::Instant::now();
-            }
-            let stalled = last_change.elapsed() >= Self::STALL;
-            if stalled || begin.elapsed() >= Self::FINAL_READ_LIMIT {
-                let why = if stalled {
-                    format!("nothing recorded for {:?}", Self::STALL)
-                } else {
-                    format!("still reading after {:?}", Self::FINAL_READ_LIMIT)
-                };
-                let m = format!(
-                    "{} log/stats followers stopped before the end of their logs ({why}): \
-                     lines written last may be missing",
-                    pending.len()
-                );
-                self.inner.sink.emit(
-                    trace::Event::new(crate::sink::now_ns(), "recorder", "sensor_error")
-                        .message(m.clone())
-                        .data(&serde_json::json!({"sensor": "logs", "error": m})),
-                );
-                for t in &pending {
-                    t.abort();
-                }
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        for t in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(20), t).await;
         }
     }
 
