@@ -642,6 +642,67 @@ pub fn unregister_project(project: &str) {
     let _ = std::fs::remove_file(registry_dir().join(project));
 }
 
+/// Whether a command line (`/proc/PID/cmdline` split at NULs) is a compose CLI (`docker-compose`
+/// or `docker compose`) working on `project` (`-p PROJECT`).
+pub fn is_compose_of(argv: &[String], project: &str) -> bool {
+    let compose = argv.iter().any(|a| {
+        Path::new(a)
+            .file_name()
+            .is_some_and(|n| n == "docker-compose")
+    }) || argv
+        .windows(2)
+        .any(|w| Path::new(&w[0]).file_name().is_some_and(|n| n == "docker") && w[1] == "compose");
+    compose
+        && argv
+            .windows(2)
+            .any(|w| (w[0] == "-p" || w[0] == "--project-name") && w[1] == project)
+}
+
+/// Kills the compose processes still working on `project` (a recorder killed during `up` leaves
+/// its `docker-compose up` running, which would create containers after a cleanup). Returns one
+/// line per process killed.
+pub async fn stop_leftover_compose(project: &str) -> Vec<String> {
+    let me = std::process::id() as i32;
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut lines = Vec::new();
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let argv: Vec<String> = raw
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if !is_compose_of(&argv, project) {
+            continue;
+        }
+        // SAFETY: kill(2) with a pid read from /proc just now; no memory is involved.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let mut waited = Duration::ZERO;
+        while Path::new(&format!("/proc/{pid}/cmdline")).exists()
+            && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
+            && waited < Duration::from_secs(3)
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            waited += Duration::from_millis(50);
+        }
+        lines.push(format!(
+            "killed `{}` (pid {pid}) left running",
+            argv.join(" ")
+        ));
+    }
+    lines
+}
+
 /// Projects with leftovers: labelled containers or networks whose project is registered or
 /// starts with `ctk` (the default prefix).
 pub async fn leftover_projects(docker: &Docker) -> Result<Vec<String>, ComposeError> {
@@ -745,6 +806,22 @@ pub async fn remove_project(docker: &Docker, project: &str) -> Result<CleanupRep
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compose_processes_are_recognised_by_cli_and_project() {
+        let argv = |s: &str| -> Vec<String> { s.split(' ').map(str::to_string).collect() };
+        assert!(is_compose_of(
+            &argv("/usr/bin/python3 /usr/bin/docker-compose -f c.yml -p ctkx up -d"),
+            "ctkx"
+        ));
+        assert!(is_compose_of(
+            &argv("docker compose -f c.yml -p ctkx down"),
+            "ctkx"
+        ));
+        assert!(!is_compose_of(&argv("docker-compose -p ctkxy up"), "ctkx"));
+        assert!(!is_compose_of(&argv("docker run -p ctkx img"), "ctkx"));
+        assert!(!is_compose_of(&argv("tcpdump -p ctkx"), "ctkx"));
+    }
 
     #[test]
     fn services_of_disabled_profiles_are_not_waited_for() {

@@ -117,6 +117,9 @@ enum WriterCmd {
 pub struct WriterHandle {
     cmd: mpsc::UnboundedSender<WriterCmd>,
     error: Arc<Mutex<Option<String>>>,
+    /// Cancelled on the first write error (a full disk, a removed directory): the writer then
+    /// writes nothing more and the run ends.
+    failed: CancellationToken,
 }
 
 impl WriterHandle {
@@ -142,6 +145,11 @@ impl WriterHandle {
         }
     }
 
+    /// Resolves once the writer has failed (see [`WriterHandle::first_error`]).
+    pub async fn failed(&self) {
+        self.failed.cancelled().await
+    }
+
     /// The first write error, if any.
     pub fn first_error(&self) -> Option<String> {
         match self.error.lock() {
@@ -153,6 +161,11 @@ impl WriterHandle {
 
 /// Starts the writer on its own thread. Each of `live` receives every appended event with its
 /// seq (for the live monitors of `expect` steps and of halt conditions).
+///
+/// On the first write error the writer stops writing: it keeps the error, cancels
+/// [`WriterHandle::failed`], discards what arrives afterwards and, at `finish`, returns the error
+/// without finalizing. The event log then ends at the last record written before the error
+/// (a torn record after it is cut by the reader), and nothing is written after a torn record.
 pub fn spawn_writer(
     mut writer: TraceWriter,
     mut rx: EventReceiver,
@@ -162,6 +175,9 @@ pub fn spawn_writer(
     let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<WriterCmd>();
     let error = Arc::new(Mutex::new(None::<String>));
     let err2 = error.clone();
+    let err3 = error.clone();
+    let failed = CancellationToken::new();
+    let failed2 = failed.clone();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()?;
@@ -174,7 +190,9 @@ pub fn spawn_writer(
                         *g = Some(e.to_string());
                     }
                 }
+                failed2.cancel();
             };
+            let broken = || failed2.is_cancelled();
             rt.block_on(async move {
                 let mut buf: Vec<Event> = Vec::with_capacity(4096);
                 let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -183,6 +201,10 @@ pub fn spawn_writer(
                 let mut packets_open = true;
                 let append_all = |writer: &mut TraceWriter, buf: &mut Vec<Event>| {
                     for ev in buf.drain(..) {
+                        if broken() {
+                            // a failed writer writes nothing more (see above)
+                            continue;
+                        }
                         if live.is_empty() {
                             if let Err(e) = writer.append(ev) {
                                 note_err(&e);
@@ -209,8 +231,10 @@ pub fn spawn_writer(
                         biased;
                         cmd = cmd_rx.recv() => match cmd {
                             Some(WriterCmd::Manifest(f)) => {
-                                if let Err(e) = writer.update_manifest(f) {
-                                    note_err(&e);
+                                if !broken() {
+                                    if let Err(e) = writer.update_manifest(f) {
+                                        note_err(&e);
+                                    }
                                 }
                             }
                             Some(WriterCmd::Finish(done)) => {
@@ -223,19 +247,41 @@ pub fn spawn_writer(
                                     append_all(&mut writer, &mut buf);
                                 }
                                 while let Ok(p) = packets.try_recv() {
+                                    if broken() {
+                                        continue;
+                                    }
                                     if let Err(e) = writer.add_packets(p) {
                                         note_err(&e);
                                     }
                                 }
-                                let _ = done.send(writer.finish());
+                                if broken() {
+                                    let e = match err3.lock() {
+                                        Ok(g) => g.clone(),
+                                        Err(p) => p.into_inner().clone(),
+                                    };
+                                    let _ = done.send(Err(TraceError::Invalid(format!(
+                                        "trace writer failed: {}",
+                                        e.unwrap_or_default()
+                                    ))));
+                                    // not flushed again on drop: after a failed write the log
+                                    // must end at its last complete record
+                                    std::mem::forget(writer);
+                                } else {
+                                    let _ = done.send(writer.finish());
+                                }
                                 return;
                             }
                             None => {
                                 // every handle dropped without finish: flush and leave the log as is
-                                let _ = writer.flush();
+                                if broken() {
+                                    std::mem::forget(writer);
+                                } else {
+                                    let _ = writer.flush();
+                                }
                                 return;
                             }
                         },
+                        // both lanes (events and the bounded log lane) at once
                         n = rx.recv_many(&mut buf, 8192), if events_open => {
                             if n == 0 {
                                 events_open = false;
@@ -245,22 +291,30 @@ pub fn spawn_writer(
                         }
                         p = packets.recv(), if packets_open => match p {
                             Some(p) => {
-                                if let Err(e) = writer.add_packets(p) {
-                                    note_err(&e);
+                                if !broken() {
+                                    if let Err(e) = writer.add_packets(p) {
+                                        note_err(&e);
+                                    }
                                 }
                             }
                             None => packets_open = false,
                         },
                         _ = tick.tick() => {
-                            if let Err(e) = writer.flush() {
-                                note_err(&e);
+                            if !broken() {
+                                if let Err(e) = writer.flush() {
+                                    note_err(&e);
+                                }
                             }
                         }
                     }
                 }
             });
         })?;
-    Ok(WriterHandle { cmd: cmd_tx, error })
+    Ok(WriterHandle {
+        cmd: cmd_tx,
+        error,
+        failed,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -889,6 +943,12 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
         }),
         _ = interrupt.cancelled() => None,
         _ = tokio::time::sleep(limit) => Some(Err((exit::INCONCLUSIVE, "timeout", format!("time limit of {limit:?} reached")))),
+        // a full disk (or any write error) ends the run: nothing more can be recorded
+        _ = writer.failed() => Some(Err((exit::TRACE, "error", format!(
+            "{}: trace writer failed, run stopped: {}",
+            trace_dir.display(),
+            writer.first_error().unwrap_or_default()
+        )))),
     };
     let (code, status, message, verdict, verdicts) = match result {
         None => (
@@ -983,7 +1043,25 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
             out.exit_code = exit::ENV;
         }
     }
-    if let Err(e) = fin {
+    if let Some(e) = writer.first_error() {
+        // the log ends at the last record written before the error; finalize needs space
+        out.message = Some(format!(
+            "{}: trace writer failed: {e}; faults were reverted and the project torn down; the \
+             event log keeps what was written before the failure (`analyzer finalize {}` once \
+             the disk has room){}",
+            trace_dir.display(),
+            trace_dir.display(),
+            if teardown_errors.is_empty() {
+                String::new()
+            } else {
+                format!("; teardown: {}", teardown_errors.join("; "))
+            }
+        ));
+        out.status = "error".into();
+        if out.exit_code != exit::INTERRUPTED {
+            out.exit_code = exit::TRACE;
+        }
+    } else if let Err(e) = fin {
         out.message = Some(format!(
             "{}: cannot finalize trace: {e}",
             trace_dir.display()
@@ -1249,7 +1327,14 @@ pub async fn cleanup(project: Option<&str>, all: bool) -> Result<Vec<String>, St
     };
     let mut lines = Vec::new();
     for p in projects {
-        // a killed recorder's captures first, so that their files are closed
+        // a killed recorder's compose command first (it would go on creating containers),
+        // then its captures, so that their files are closed
+        lines.extend(
+            compose::stop_leftover_compose(&p)
+                .await
+                .into_iter()
+                .map(|l| format!("{p}: {l}")),
+        );
         lines.extend(crate::probes::glue::stop_leftover_captures(&p).await);
         // a syscall fault's tracer that is still alive (not a killed recorder: the kernel
         // detached its tracees when it died)

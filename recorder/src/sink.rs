@@ -1,10 +1,18 @@
 //! The event sink: the one way sensors, the fault injector and the run loop hand events to the
 //! trace writer task.
 //!
-//! [`EventSink`] is a cheap `Clone` (an `Arc` and a channel sender). `emit` never blocks and never
-//! fails loudly: the channel is unbounded so a slow disk cannot stall a Docker stream (the daemon
-//! drops events for slow readers); the writer task drains it continuously. Counters per source are
-//! kept for the progress line and the final summary.
+//! [`EventSink`] is a cheap `Clone` (an `Arc` and two channel senders). It has two lanes:
+//!
+//! - `emit` never blocks and never fails loudly: its channel is unbounded so a slow disk cannot
+//!   stall a Docker event stream (the daemon drops events for slow readers); the writer task
+//!   drains it continuously.
+//! - `emit_log` (container log lines) waits while [`LOG_QUEUE`] lines are queued: a container
+//!   flooding its log faster than the trace can be written slows its follower down instead of
+//!   filling memory. Nothing is lost by waiting: the daemon keeps the log, and the follower's
+//!   stream simply lags behind it (the daemon stops reading the log file while the stream is not
+//!   read).
+//!
+//! Counters per source are kept for the progress line and the final summary.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,10 +63,14 @@ impl SinkStats {
     }
 }
 
+/// How many log lines may wait for the writer before [`EventSink::emit_log`] waits.
+pub const LOG_QUEUE: usize = 4096;
+
 /// The sending half handed to sensors. Cheap to clone; `emit` never blocks.
 #[derive(Debug, Clone)]
 pub struct EventSink {
     tx: mpsc::UnboundedSender<Event>,
+    logs: mpsc::Sender<Event>,
     stats: Arc<SinkStats>,
 }
 
@@ -66,18 +78,33 @@ pub struct EventSink {
 #[derive(Debug)]
 pub struct EventReceiver {
     rx: mpsc::UnboundedReceiver<Event>,
+    logs: mpsc::Receiver<Event>,
+    events_done: bool,
+    logs_done: bool,
 }
 
 impl EventSink {
     /// A new sink and the receiver the writer task drains.
     pub fn channel() -> (EventSink, EventReceiver) {
+        Self::with_log_queue(LOG_QUEUE)
+    }
+
+    /// A new sink whose log lane holds at most `log_queue` lines (at least 1).
+    pub fn with_log_queue(log_queue: usize) -> (EventSink, EventReceiver) {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (ltx, lrx) = mpsc::channel(log_queue.max(1));
         (
             EventSink {
                 tx,
+                logs: ltx,
                 stats: Arc::new(SinkStats::default()),
             },
-            EventReceiver { rx },
+            EventReceiver {
+                rx,
+                logs: lrx,
+                events_done: false,
+                logs_done: false,
+            },
         )
     }
 
@@ -86,6 +113,22 @@ impl EventSink {
     pub fn emit(&self, ev: Event) -> bool {
         let source_counted = ev.source.clone();
         match self.tx.send(ev) {
+            Ok(()) => {
+                self.stats.count(&source_counted);
+                true
+            }
+            Err(_) => {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Hands one log line to the writer through the bounded log lane, waiting while it is full
+    /// (backpressure on the log follower). Returns false when the writer has stopped.
+    pub async fn emit_log(&self, ev: Event) -> bool {
+        let source_counted = ev.source.clone();
+        match self.logs.send(ev).await {
             Ok(()) => {
                 self.stats.count(&source_counted);
                 true
@@ -114,7 +157,8 @@ impl EventReceiver {
         self.rx.recv().await
     }
 
-    /// Takes up to `max` queued events without waiting; returns how many were appended to `out`.
+    /// Takes up to `max` queued events of each lane without waiting; returns how many were
+    /// appended to `out`.
     pub fn drain_into(&mut self, out: &mut Vec<Event>, max: usize) -> usize {
         let mut n = 0;
         while n < max {
@@ -126,17 +170,52 @@ impl EventReceiver {
                 Err(_) => break,
             }
         }
-        n
+        let mut l = 0;
+        while l < max {
+            match self.logs.try_recv() {
+                Ok(ev) => {
+                    out.push(ev);
+                    l += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        n + l
     }
 
-    /// Receives up to `max` events, waiting for at least one; 0 means every sender is gone.
+    /// Receives up to `max` events of each lane, waiting for at least one on either; 0 means
+    /// every sender of both lanes is gone and both are empty.
     pub async fn recv_many(&mut self, out: &mut Vec<Event>, max: usize) -> usize {
-        self.rx.recv_many(out, max).await
+        use std::task::Poll;
+        std::future::poll_fn(|cx| {
+            let mut got = 0;
+            if !self.events_done {
+                match self.rx.poll_recv_many(cx, out, max) {
+                    Poll::Ready(0) => self.events_done = true,
+                    Poll::Ready(n) => got += n,
+                    Poll::Pending => {}
+                }
+            }
+            if !self.logs_done {
+                match self.logs.poll_recv_many(cx, out, max) {
+                    Poll::Ready(0) => self.logs_done = true,
+                    Poll::Ready(n) => got += n,
+                    Poll::Pending => {}
+                }
+            }
+            if got > 0 || (self.events_done && self.logs_done) {
+                Poll::Ready(got)
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
     }
 
-    /// Stops accepting new events; queued ones can still be received.
+    /// Stops accepting new events on both lanes; queued ones can still be received.
     pub fn close(&mut self) {
-        self.rx.close()
+        self.rx.close();
+        self.logs.close();
     }
 }
 
@@ -167,5 +246,35 @@ mod tests {
         assert!(!sink.emit(Event::new(4, "log", "stdout")));
         assert_eq!(sink.stats().dropped(), 1);
         assert!(sink.is_closed());
+    }
+
+    #[tokio::test]
+    async fn the_log_lane_waits_when_full_and_loses_nothing() {
+        let (sink, mut rx) = EventSink::with_log_queue(4);
+        for i in 0..4 {
+            assert!(sink.emit_log(Event::new(i, "log", "stdout")).await);
+        }
+        // full: the fifth line waits until the writer takes some
+        let s2 = sink.clone();
+        let fifth = tokio::spawn(async move { s2.emit_log(Event::new(4, "log", "stdout")).await });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(
+            !fifth.is_finished(),
+            "a full log lane must make the sender wait"
+        );
+        // the unbounded lane is not held up by the full log lane
+        assert!(sink.emit(Event::new(9, "docker", "start")));
+        let mut out = Vec::new();
+        assert_eq!(
+            rx.recv_many(&mut out, 2).await,
+            3,
+            "2 log lines and the event"
+        );
+        assert!(matches!(fifth.await, Ok(true)));
+        rx.drain_into(&mut out, 100);
+        let mut ts: Vec<i64> = out.iter().map(|e| e.ts_ns).collect();
+        ts.sort_unstable();
+        assert_eq!(ts, vec![0, 1, 2, 3, 4, 9]);
+        assert_eq!(sink.stats().emitted(), 6);
     }
 }

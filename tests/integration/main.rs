@@ -9,6 +9,7 @@ mod halt_scope_replay;
 mod jmx_attach;
 mod recorder_common;
 mod recorder_experiment_offline;
+mod recorder_faults;
 mod recorder_killed;
 mod recorder_logs;
 mod recorder_network;

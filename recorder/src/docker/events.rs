@@ -2,8 +2,9 @@
 //!
 //! The daemon drops events for slow readers, so the reading task does nothing but read and hand
 //! each event to an unbounded channel; a second task converts them into trace events. When the
-//! stream breaks it resubscribes with `since` = the last event's time and drops the events it
-//! already had (keyed by time, actor id and action).
+//! stream breaks or is closed it resubscribes with `since` = the last event's time and drops the
+//! events it already had (keyed by time, actor id and action); the break is recorded as one
+//! `recorder`/`stream_gap` event when the new subscription delivers (or at the end of the run).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
@@ -16,8 +17,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use trace::Event;
 
+use super::logs::StreamGap;
 use crate::compose::{LABEL_PROJECT, LABEL_SERVICE};
-use crate::sink::now_ns;
+use crate::sink::{now_ns, EventSink};
 
 /// A container lifecycle signal for the supervisor (start of a new or restarted container …).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,21 +79,28 @@ fn time_ns(m: &EventMessage) -> i64 {
         .unwrap_or_else(now_ns)
 }
 
+fn since_of(ns: i64) -> String {
+    format!(
+        "{}.{:09}",
+        ns.div_euclid(1_000_000_000),
+        ns.rem_euclid(1_000_000_000)
+    )
+}
+
 /// Reads the daemon's event stream for the project into `tx` until `stop`; resubscribes after a
-/// broken stream. Never does anything slow between reads.
+/// broken or closed stream, recording the gap into `sink`. Never does anything slow between
+/// reads.
 pub async fn read_events(
     docker: Docker,
-    tx: mpsc::UnboundedSender<Result<EventMessage, String>>,
+    tx: mpsc::UnboundedSender<EventMessage>,
+    sink: EventSink,
     start_ns: i64,
     stop: CancellationToken,
 ) {
-    let mut since = Some(format!(
-        "{}.{:09}",
-        start_ns.div_euclid(1_000_000_000),
-        start_ns.rem_euclid(1_000_000_000)
-    ));
+    let mut since = since_of(start_ns);
     let mut last_ns = 0i64;
     let mut backoff = Duration::from_millis(100);
+    let mut gap: Option<StreamGap> = None;
     while !stop.is_cancelled() {
         // No label filter: network events carry no labels in their attributes (API 1.41), so
         // the project filter is applied by the supervisor ([`belongs_to_project`]).
@@ -100,43 +109,53 @@ pub async fn read_events(
             "type".to_string(),
             vec!["container".to_string(), "network".to_string()],
         );
-        let mut b = EventsOptionsBuilder::default().filters(&filters);
-        if let Some(s) = &since {
-            b = b.since(s);
-        }
+        let b = EventsOptionsBuilder::default()
+            .filters(&filters)
+            .since(&since);
         let mut stream = docker.events(Some(b.build()));
-        loop {
+        let error = loop {
             let item = tokio::select! {
-                _ = stop.cancelled() => return,
+                _ = stop.cancelled() => break None,
                 item = stream.next() => item,
             };
             match item {
                 Some(Ok(m)) => {
                     backoff = Duration::from_millis(100);
+                    if let Some(g) = gap.take() {
+                        sink.emit(g.event("events", Some(now_ns()), &since));
+                    }
                     last_ns = last_ns.max(time_ns(&m));
-                    if tx.send(Ok(m)).is_err() {
+                    if tx.send(m).is_err() {
                         return;
                     }
                 }
-                Some(Err(e)) => {
-                    let _ = tx.send(Err(e.to_string()));
-                    break;
-                }
-                None => break,
+                Some(Err(e)) => break Some(e.to_string()),
+                None => break None,
             }
+        };
+        if stop.is_cancelled() {
+            break;
+        }
+        match gap.as_mut() {
+            Some(g) => {
+                g.failed_attempts += 1;
+                if error.is_some() {
+                    g.error = error;
+                }
+            }
+            None => gap = Some(StreamGap::new(last_ns, error)),
         }
         if last_ns > 0 {
-            since = Some(format!(
-                "{}.{:09}",
-                last_ns.div_euclid(1_000_000_000),
-                last_ns.rem_euclid(1_000_000_000)
-            ));
+            since = since_of(last_ns);
         }
         tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => break,
             _ = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+    if let Some(g) = gap.take() {
+        sink.emit(g.event("events", None, &since));
     }
 }
 

@@ -11,6 +11,14 @@
 //! Re-attaching uses `since` (whole seconds in this API) and then skips entries already seen:
 //! every entry older than the last one seen, and as many entries stamped exactly like the last one
 //! as were seen before.
+//!
+//! A stream that breaks or closes while its container still runs (a daemon restart, a proxy
+//! cutting long-lived connections) is a gap: the follower reads the log again from `since` (the
+//! daemon kept what was written meanwhile) and records one `recorder`/`stream_gap` event per gap
+//! when the stream delivers again (see [`StreamGap`]).
+//!
+//! Lines go to the sink's bounded log lane ([`EventSink::emit_log`]): when the writer falls
+//! behind, the follower waits and the daemon keeps the rest.
 
 use std::time::Duration;
 
@@ -267,19 +275,79 @@ pub struct FollowTarget {
     pub tty: bool,
 }
 
-fn emit_lines(sink: &EventSink, t: &FollowTarget, lines: &mut Vec<LogLine>) {
+async fn emit_lines(sink: &EventSink, t: &FollowTarget, lines: &mut Vec<LogLine>) {
     for l in lines.drain(..) {
-        sink.emit(
+        sink.emit_log(
             Event::new(l.ts_ns, "log", l.kind.as_str())
                 .service(t.service.clone())
                 .container(t.name.clone())
                 .message(l.line),
-        );
+        )
+        .await;
     }
 }
 
+/// A break in a long-lived Docker stream (logs or events), from the moment the recorder noticed
+/// it to the first item read after reconnecting. Recorded as one `recorder`/`stream_gap` event
+/// (docs/sensors.md, *Stream gaps*).
+#[derive(Debug, Clone)]
+pub struct StreamGap {
+    /// When the break was noticed.
+    pub from_ns: i64,
+    /// The time of the last item taken before the break (0: none).
+    pub last_ns: i64,
+    /// Reconnection attempts that failed (0: the first one worked).
+    pub failed_attempts: u32,
+    /// The last error, or `None` when the stream was closed cleanly.
+    pub error: Option<String>,
+}
+
+impl StreamGap {
+    /// A gap starting now.
+    pub fn new(last_ns: i64, error: Option<String>) -> StreamGap {
+        StreamGap {
+            from_ns: now_ns(),
+            last_ns,
+            failed_attempts: 0,
+            error,
+        }
+    }
+
+    /// The `recorder`/`stream_gap` event, stamped at the start of the gap. `to_ns` is the
+    /// first item read again (`None`: the stream did not deliver again before the run ended);
+    /// `since` is what the reconnection asked the daemon for.
+    pub fn event(&self, sensor: &str, to_ns: Option<i64>, since: &str) -> Event {
+        let what = match to_ns {
+            Some(t) => format!(
+                "read again after {:.3}s",
+                (t - self.from_ns).max(0) as f64 / 1e9
+            ),
+            None => "not read again before the end of the run".to_string(),
+        };
+        let cause = self.error.as_deref().unwrap_or("stream closed");
+        Event::new(self.from_ns, "recorder", "stream_gap")
+            .message(format!("docker {sensor} stream: {cause}; {what}"))
+            .data(&serde_json::json!({
+                "sensor": sensor,
+                "from_ns": self.from_ns,
+                "to_ns": to_ns,
+                "last_ns": (self.last_ns > 0).then_some(self.last_ns),
+                "since": since,
+                "failed_attempts": self.failed_attempts,
+                "error": self.error,
+            }))
+    }
+}
+
+fn gap_event(t: &FollowTarget, gap: &StreamGap, to_ns: Option<i64>, since: i32) -> Event {
+    gap.event("logs", to_ns, &since.to_string())
+        .service(t.service.clone())
+        .container(t.name.clone())
+}
+
 /// Reads the container's log from the current position: following when `follow`, to the current
-/// end otherwise. Returns when the stream ends (container stopped), on error, or on `stop`.
+/// end otherwise. Returns when the stream ends (container stopped), on error, or on `stop`. An
+/// open `gap` is recorded and closed at the first item read.
 async fn attach(
     docker: &Docker,
     t: &FollowTarget,
@@ -287,16 +355,18 @@ async fn attach(
     sink: &EventSink,
     follow: bool,
     stop: &CancellationToken,
+    gap: &mut Option<StreamGap>,
 ) -> Result<(), bollard::errors::Error> {
     let mut out = Vec::new();
     asm.reattach(&mut out);
-    emit_lines(sink, t, &mut out);
+    emit_lines(sink, t, &mut out).await;
+    let since = asm.position.since_secs();
     let opts = LogsOptionsBuilder::default()
         .follow(follow)
         .stdout(true)
         .stderr(true)
         .timestamps(true)
-        .since(asm.position.since_secs())
+        .since(since)
         .build();
     let mut stream = docker.logs(&t.id, Some(opts));
     loop {
@@ -307,6 +377,9 @@ async fn attach(
         };
         let Some(item) = item else { break };
         let item = item?;
+        if let Some(g) = gap.take() {
+            sink.emit(gap_event(t, &g, Some(now_ns()), since));
+        }
         let (kind, bytes) = match item {
             LogOutput::StdOut { message } => (StreamKind::Stdout, message),
             LogOutput::StdErr { message } => (StreamKind::Stderr, message),
@@ -315,17 +388,17 @@ async fn attach(
         };
         let kind = if t.tty { StreamKind::Tty } else { kind };
         asm.push(kind, &bytes, now_ns(), &mut out);
-        emit_lines(sink, t, &mut out);
+        emit_lines(sink, t, &mut out).await;
     }
     asm.flush(&mut out);
-    emit_lines(sink, t, &mut out);
+    emit_lines(sink, t, &mut out).await;
     Ok(())
 }
 
 /// Follows one container's logs until `stop`, re-attaching whenever `restarted` changes (the
 /// supervisor bumps it on every start of the container) or the stream breaks while the container
-/// still runs. On `stop` it reads the log once more to its end, so lines printed just before the
-/// stop are not lost.
+/// still runs (a gap, recorded when the stream delivers again). On `stop` it reads the log once
+/// more to its end, so lines printed just before the stop are not lost.
 pub async fn follow(
     docker: Docker,
     t: FollowTarget,
@@ -335,10 +408,15 @@ pub async fn follow(
 ) {
     let mut asm = LineAssembler::new();
     let mut failures = 0u32;
+    let mut gap: Option<StreamGap> = None;
     while !stop.is_cancelled() {
         restarted.borrow_and_update();
-        match attach(&docker, &t, &mut asm, &sink, true, &stop).await {
-            Ok(()) => failures = 0,
+        let attached_ns = now_ns();
+        let broke = match attach(&docker, &t, &mut asm, &sink, true, &stop, &mut gap).await {
+            Ok(()) => {
+                failures = 0;
+                None
+            }
             Err(e) => {
                 failures += 1;
                 if failures == 1 || failures.is_multiple_of(20) {
@@ -350,28 +428,42 @@ pub async fn follow(
                             .data(&serde_json::json!({"sensor": "logs", "error": e.to_string()})),
                     );
                 }
+                Some(e.to_string())
             }
-        }
+        };
         if stop.is_cancelled() {
             break;
         }
-        // The stream ended: the container stopped, or the connection broke. Wait for a restart
-        // signal, or re-check on a short tick (a broken stream of a running container).
-        tokio::select! {
+        // The stream ended: the container stopped or restarted, or the connection broke. Wait
+        // for a restart signal, or re-check on a short tick.
+        let signalled = tokio::select! {
             _ = stop.cancelled() => break,
-            _ = restarted.changed() => {}
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {
-                if !is_running(&docker, &t.id).await {
-                    tokio::select! {
-                        _ = stop.cancelled() => break,
-                        _ = restarted.changed() => {}
+            _ = restarted.changed() => true,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => false,
+        };
+        let (running, started_ns) = container_state(&docker, &t.id).await;
+        // a container started since the attachment restarted (its stream ended with the old
+        // process); one running since before it had its stream cut: a gap (the signal may be
+        // an unpause, or late)
+        if running && started_ns <= attached_ns {
+            match gap.as_mut() {
+                Some(g) => {
+                    g.failed_attempts += 1;
+                    if broke.is_some() {
+                        g.error = broke;
                     }
                 }
+                None => gap = Some(StreamGap::new(asm.position.last_ts, broke)),
+            }
+        } else if !running && !signalled {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = restarted.changed() => {}
             }
         }
     }
     // Final read to the current end of the log.
-    if let Err(e) = attach(&docker, &t, &mut asm, &sink, false, &stop).await {
+    if let Err(e) = attach(&docker, &t, &mut asm, &sink, false, &stop, &mut gap).await {
         sink.emit(
             Event::new(now_ns(), "recorder", "sensor_error")
                 .service(t.service.clone())
@@ -380,12 +472,29 @@ pub async fn follow(
                 .data(&serde_json::json!({"sensor": "logs", "error": e.to_string()})),
         );
     }
+    if let Some(g) = gap.take() {
+        sink.emit(gap_event(&t, &g, None, asm.position.since_secs()));
+    }
 }
 
-async fn is_running(docker: &Docker, id: &str) -> bool {
+/// Whether the container runs (not waiting to be restarted), and when it was last started (UTC
+/// ns, 0 when unknown).
+async fn container_state(docker: &Docker, id: &str) -> (bool, i64) {
     match docker.inspect_container(id, None).await {
-        Ok(c) => c.state.and_then(|s| s.running).unwrap_or(false),
-        Err(_) => false,
+        Ok(c) => {
+            let st = c.state.unwrap_or_default();
+            let started = st
+                .started_at
+                .as_deref()
+                .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                .and_then(|d| d.timestamp_nanos_opt())
+                .unwrap_or(0);
+            // Docker reports a container waiting for its restart policy as running (and
+            // restarting): its log stream has ended with the old process, it is not a gap
+            let running = st.running.unwrap_or(false) && !st.restarting.unwrap_or(false);
+            (running, started)
+        }
+        Err(_) => (false, 0),
     }
 }
 

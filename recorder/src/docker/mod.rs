@@ -20,10 +20,9 @@ use bollard::Docker;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use trace::Event;
 
 use crate::compose::{inspect_container, ContainerFacts};
-use crate::sink::{now_ns, EventSink};
+use crate::sink::EventSink;
 use events::{ContainerSignal, EventDedup};
 use logs::FollowTarget;
 
@@ -102,6 +101,7 @@ impl DockerSensors {
             tokio::spawn(events::read_events(
                 docker,
                 raw_tx,
+                sink.clone(),
                 start_ns,
                 events_stop.clone(),
             )),
@@ -186,29 +186,11 @@ fn ensure_followers(inner: &Arc<Inner>, c: &ContainerFacts) {
     }
 }
 
-async fn supervise(
-    inner: Arc<Inner>,
-    mut raw: mpsc::UnboundedReceiver<Result<EventMessage, String>>,
-) {
+async fn supervise(inner: Arc<Inner>, mut raw: mpsc::UnboundedReceiver<EventMessage>) {
     let mut dedup = EventDedup::default();
     let mut networks = std::collections::HashSet::new();
     let mut own_execs = events::OwnExecs::default();
-    let mut error_count = 0u64;
-    while let Some(item) = raw.recv().await {
-        let m = match item {
-            Ok(m) => m,
-            Err(e) => {
-                error_count += 1;
-                if error_count <= 3 || error_count.is_multiple_of(50) {
-                    inner.sink.emit(
-                        Event::new(now_ns(), "recorder", "sensor_error")
-                            .message(format!("docker events stream broke, resubscribing: {e}"))
-                            .data(&serde_json::json!({"sensor": "events", "error": e})),
-                    );
-                }
-                continue;
-            }
-        };
+    while let Some(m) = raw.recv().await {
         let id = m
             .actor
             .as_ref()
