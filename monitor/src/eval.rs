@@ -354,6 +354,10 @@ impl<'a> Ctx<'a> {
                 None => V::Null,
             },
             Builtin::IsNull => V::Bool(a0.is_null()),
+            Builtin::Time => match a0 {
+                V::Int(ns) => V::S(Rc::from(fmt_ts(ns).as_str())),
+                _ => V::Null,
+            },
         }
     }
 

@@ -30,6 +30,8 @@ pub(crate) enum Builtin {
     Min,
     Max,
     IsNull,
+    /// `time(ns)`: a trace time rendered as UTC, RFC 3339 with nanoseconds.
+    Time,
 }
 
 #[derive(Debug, Clone)]

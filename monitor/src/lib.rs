@@ -60,6 +60,7 @@ pub(crate) const BUILTINS: &[&str] = &[
     "min",
     "max",
     "is_null",
+    "time",
 ];
 
 /// Built-in function, arity and result type by name.
@@ -84,6 +85,7 @@ pub(crate) fn ir_builtin(name: &str) -> Option<(ir::Builtin, usize, ast::Ty)> {
         "min" => (B::Min, 2, Ty::Any),
         "max" => (B::Max, 2, Ty::Any),
         "is_null" => (B::IsNull, 1, Ty::Bool),
+        "time" => (B::Time, 1, Ty::Str),
         _ => return None,
     })
 }
