@@ -186,3 +186,41 @@ fn an_old_leader_that_still_leads_fails_the_last_step() {
         "{s}"
     );
 }
+
+/// The committed Redis Sentinel recording (`traces/sample-redis-sentinel`, see
+/// examples/README.md) judged without Docker: the experiment accepts with the master and the
+/// promoted replica bound, one master outside the failover window and the failover in time
+/// accept, and the acknowledged writes the old master took while cut off are reported lost.
+#[test]
+fn the_redis_sentinel_sample_loses_acknowledged_writes() {
+    let root = integration_tests::workspace_root();
+    let o = integration_tests::run(
+        &integration_tests::bin("analyzer"),
+        &[
+            "check",
+            &root.join("traces/sample-redis-sentinel").to_string_lossy(),
+            "--spec",
+            &root.join("specs/redis-sentinel.spec").to_string_lossy(),
+        ],
+    );
+    let s = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{s}");
+    for ok in [
+        "ok   monitor failoverWithin15s",
+        "ok   monitor oneMaster",
+        "ok   experiment SentinelFailover",
+        "bound: M = \"redis-1\"",
+        "bound: N = \"redis-3\"",
+    ] {
+        assert!(s.contains(ok), "no `{ok}` in:\n{s}");
+    }
+    assert!(s.contains("FAIL monitor ackedWritesKept"), "{s}");
+    assert!(
+        s.contains("104 acknowledged writes lost: [\"w35 (acknowledged by redis-1 at 2026-12-01T14:07:15.123662207Z)\""),
+        "{s}"
+    );
+    assert!(
+        s.contains("deciding event: +31.489s 2026-12-01T14:07:34.006176668Z seq 799 log client stdout readback from redis-3: 158 acknowledged, 104 lost"),
+        "{s}"
+    );
+}
