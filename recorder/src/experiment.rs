@@ -121,7 +121,9 @@ impl Compiled {
 /// Step `i` of `c` ready to run with the values bound so far: a step that uses no binding as
 /// compiled; one that does recompiled with the bound values, and a `do` checked as at compile
 /// time against the project's `services` (a bound service that the project does not have is
-/// an error). This is the one place a target taken from a binding becomes services.
+/// an error). This is the one place a target taken from a binding becomes services; the fault
+/// injector then checks the services it resolves against the scenario's `[scope]` when it
+/// applies the fault, as for every target.
 pub fn resolve_step(
     c: &Compiled,
     i: usize,
