@@ -178,6 +178,10 @@ pub fn unknown_service_warnings(
             continue;
         };
         for (i, step) in exp.steps.iter().enumerate() {
+            if exp.uses_bindings(i) {
+                // its services come from a binding, known only when the step runs
+                continue;
+            }
             let names: Vec<String> = match step {
                 monitor::Step::Do(f) => match &f.target {
                     monitor::FaultTarget::Service(s) => vec![s.clone()],

@@ -13,6 +13,8 @@ pub enum Lit {
     Float(f64),
     Dur(i64),
     Str(String),
+    /// `{}`: an empty map (keys are strings), filled by `set m[k] = v`.
+    Map,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +41,8 @@ pub enum Quant {
     All,
     Any,
     Count,
+    /// `filter x in L: E`: the elements of `L` for which `E` holds.
+    Filter,
 }
 
 /// The deepest syntax tree a spec may build, counting every level of parentheses, `not`, `-`,
@@ -125,16 +129,26 @@ pub enum Terminal {
         state_span: Span,
         timeout: Option<Expr>,
     },
-    Accept(Option<Expr>),
+    /// `accept [MSG] [with VALUE]`: the value is what an `expect ... as NAME` step binds.
+    Accept(Option<Expr>, Option<Expr>),
     Fail(Option<Expr>),
     Inconclusive(Option<Expr>),
 }
 
 #[derive(Debug, Clone)]
 pub struct Actions {
-    pub sets: Vec<(String, Span, Expr)>,
+    pub sets: Vec<SetDecl>,
     pub terminal: Terminal,
     pub span: Span,
+}
+
+/// `set NAME = EXPR` or `set NAME[KEY] = EXPR` (one entry of the map in `NAME`).
+#[derive(Debug, Clone)]
+pub struct SetDecl {
+    pub name: String,
+    pub span: Span,
+    pub key: Option<Expr>,
+    pub value: Expr,
 }
 
 #[derive(Debug, Clone)]
@@ -204,6 +218,8 @@ pub enum Agg {
     Mean,
     Min,
     Max,
+    /// `latest(EXPR) by KEY`: a map from each key to its latest sample.
+    Latest,
 }
 
 #[derive(Debug, Clone)]
@@ -220,6 +236,8 @@ pub struct WindowDecl {
     pub expr: Option<Expr>,
     pub size: WindowSize,
     pub of: Option<Pattern>,
+    /// The key of a `latest(EXPR) by KEY` window.
+    pub by: Option<Expr>,
 }
 
 #[derive(Debug, Clone)]
@@ -300,6 +318,8 @@ pub enum StepDecl {
     Expect {
         m: MExpr,
         within: Option<Expr>,
+        /// `as NAME`: the name bound to the value the step's monitor accepted with.
+        binds: Option<(String, Span)>,
         span: Span,
     },
     Do {

@@ -56,9 +56,29 @@ pub fn compile(
         work: 0,
         nest: 0,
         limit_reported: false,
+        bind_tys: Vec::new(),
+        deferred_steps: Vec::new(),
     };
-    let spec = c.run(items);
+    let mut spec = c.run(items);
     if c.sink.is_empty() {
+        if !c.deferred_steps.is_empty() {
+            let d = Arc::new(Deferred {
+                files: table.clone(),
+                lets: std::mem::take(&mut c.lets),
+                defs: std::mem::take(&mut c.defs),
+                monitors: std::mem::take(&mut c.monitors),
+                let_cache: std::mem::take(&mut c.let_cache),
+                steps: std::mem::take(&mut c.deferred_steps)
+                    .into_iter()
+                    .map(|(e, i, s)| ((e, i), s))
+                    .collect(),
+            });
+            for e in &mut spec.experiments {
+                if e.uses.iter().any(|u| !u.is_empty()) {
+                    e.deferred = Some(d.clone());
+                }
+            }
+        }
         Ok(spec)
     } else {
         Err(c.sink.into_diagnostics(&table))
@@ -74,6 +94,7 @@ pub fn check(
 }
 
 #[allow(clippy::large_enum_variant)]
+#[derive(Clone)]
 enum MonDef {
     Machine(Arc<Machine>),
     Composite { params: Vec<ParamC>, body: MExpr },
@@ -96,6 +117,11 @@ struct Compiler<'f> {
     nest: u32,
     /// A limit error was reported (once: the rest of the expansion is cut short).
     limit_reported: bool,
+    /// Types of the `accept ... with V` values of the machine being compiled.
+    bind_tys: Vec<Ty>,
+    /// Steps that use bindings, as written (experiment, index, step): kept for
+    /// [`Deferred::resolve`].
+    deferred_steps: Vec<(String, usize, StepDecl)>,
 }
 
 /// The most expressions one compilation may produce after expanding `def` macros and monitor
@@ -294,16 +320,103 @@ impl<'f> Compiler<'f> {
         // 5. experiments
         let mut experiments = Vec::new();
         for (name, span, steps) in exps {
+            // the names the steps bind (`expect ... as NAME`), with the binding step
+            let mut bound: HashMap<String, (usize, Span)> = HashMap::new();
+            for (i, st) in steps.iter().enumerate() {
+                if let StepDecl::Expect {
+                    binds: Some((n, sp)),
+                    ..
+                } = st
+                {
+                    if let Some((k, _)) = bound.get(n) {
+                        self.sink.hint(
+                            *sp,
+                            format!("`{n}` is bound twice in experiment `{name}`"),
+                            format!("step {} binds it already; choose another name", k + 1),
+                        );
+                        continue;
+                    }
+                    if self.lets.contains_key(n)
+                        || self.defs.contains_key(n)
+                        || self.monitors.contains_key(n)
+                    {
+                        self.sink.hint(
+                            *sp,
+                            format!("binding `{n}` has the name of a constant, macro or monitor"),
+                            "choose another name",
+                        );
+                    }
+                    bound.insert(n.clone(), (i, *sp));
+                }
+            }
             let mut out = Vec::new();
-            for st in steps {
-                if let Some(s) = self.step(&st) {
+            let mut uses = Vec::new();
+            let mut bind_ty: HashMap<String, Ty> = HashMap::new();
+            for (i, st) in steps.into_iter().enumerate() {
+                // the bindings this step uses, each bound by an earlier step
+                let mut used: Vec<String> = Vec::new();
+                for (n, sp) in step_names(&st) {
+                    let Some((k, _)) = bound.get(&n) else {
+                        continue;
+                    };
+                    if *k >= i {
+                        self.sink.hint(
+                            sp,
+                            format!(
+                                "`{n}` is used before it is bound: step {} binds it, this is step {}",
+                                k + 1,
+                                i + 1
+                            ),
+                            "a binding can be used by the steps after the `expect ... as NAME` that binds it",
+                        );
+                    }
+                    if !used.contains(&n) {
+                        used.push(n);
+                    }
+                }
+                let env: HashMap<String, Value> = used
+                    .iter()
+                    .map(|n| {
+                        let t = bind_ty.get(n).copied().unwrap_or(Ty::Any);
+                        (n.clone(), binding_placeholder(n, t))
+                    })
+                    .collect();
+                let compiled = self.step(&st, &env);
+                if let (
+                    Some(Step::Expect(e)),
+                    StepDecl::Expect {
+                        binds: Some((n, sp)),
+                        ..
+                    },
+                ) = (&compiled, &st)
+                {
+                    if !mon_binds(&e.monitor) {
+                        self.sink.hint(
+                            *sp,
+                            format!(
+                                "step {} binds nothing: `{}` never accepts with a value",
+                                i + 1,
+                                e.monitor.display()
+                            ),
+                            "give the monitor an `accept ... with VALUE` (e.g. `accept with service`)",
+                        );
+                    }
+                    bind_ty.insert(n.clone(), mon_bind_ty(&e.monitor));
+                }
+                if let Some(s) = compiled {
                     out.push(s);
                 }
+                if !used.is_empty() {
+                    self.deferred_steps.push((name.clone(), i, st));
+                }
+                uses.push(used);
             }
             experiments.push(Experiment {
                 name,
                 steps: out,
                 location: location(self.files, span),
+                uses,
+                deferred: None,
             });
         }
         Spec {
@@ -471,6 +584,9 @@ impl<'f> Compiler<'f> {
                     (BinOp::Add, Value::Int(x), Value::Int(y)) => int(x.checked_add(*y)),
                     (BinOp::Add, Value::Dur(x), Value::Dur(y)) => dur(x.checked_add(*y)),
                     (BinOp::Sub, Value::Int(x), Value::Int(y)) => int(x.checked_sub(*y)),
+                    (BinOp::Sub, Value::List(x), Value::List(y)) => {
+                        Value::List(x.iter().filter(|v| !y.contains(v)).cloned().collect())
+                    }
                     (BinOp::Sub, Value::Dur(x), Value::Dur(y)) => dur(x.checked_sub(*y)),
                     (BinOp::Mul, Value::Int(x), Value::Int(y)) => int(x.checked_mul(*y)),
                     (BinOp::Div, Value::Int(_), Value::Int(0)) => Value::Null,
@@ -522,6 +638,7 @@ impl<'f> Compiler<'f> {
         states: &[StateDecl],
     ) -> Option<Machine> {
         let before = self.sink.errs.len();
+        let outer_binds = std::mem::take(&mut self.bind_tys);
         if states.is_empty() {
             self.sink.hint(
                 span,
@@ -583,7 +700,7 @@ impl<'f> Compiler<'f> {
         for w in windows {
             let expr = w.expr.as_ref().map(|e| {
                 let (xe, t) = self.expr(e, &mut sc);
-                if !num(t) && t != Ty::Bool {
+                if w.agg != Agg::Latest && !num(t) && t != Ty::Bool {
                     self.sink.hint(
                         e.span,
                         format!("window `{}` aggregates {} values", w.name, t.name()),
@@ -608,6 +725,7 @@ impl<'f> Compiler<'f> {
                 }
             };
             let of = w.of.as_ref().map(|p| self.pattern(p, &mut sc));
+            let by = w.by.as_ref().map(|k| self.expr(k, &mut sc).0);
             if sc.windows.contains(&w.name) || sc.vars.contains(&w.name) {
                 self.sink
                     .err(w.span, format!("`{}` is declared twice", w.name));
@@ -618,6 +736,7 @@ impl<'f> Compiler<'f> {
                 expr,
                 size,
                 of,
+                by,
             });
         }
         let state_names: Vec<String> = states.iter().map(|s| s.name.clone()).collect();
@@ -681,9 +800,17 @@ impl<'f> Compiler<'f> {
                 opens_when_fault_done: s.opens_when_fault_done,
             });
         }
+        let bind_tys = std::mem::replace(&mut self.bind_tys, outer_binds);
         if self.sink.errs.len() > before {
             return None;
         }
+        let binds = bind_tys.first().map(|t| {
+            if bind_tys.iter().all(|u| u == t) {
+                *t
+            } else {
+                Ty::Any
+            }
+        });
         let mut sources: Option<Vec<Box<str>>> = Some(Vec::new());
         for s in &states_c {
             for h in &s.handlers {
@@ -701,6 +828,7 @@ impl<'f> Compiler<'f> {
             states: states_c,
             n_caps: sc.caps.len(),
             sources,
+            binds,
         })
     }
 
@@ -772,13 +900,14 @@ impl<'f> Compiler<'f> {
 
     fn actions(&mut self, a: &Actions, sc: &mut Scope, states: &[String]) -> ActionsC {
         let mut sets = Vec::new();
-        for (n, sp, e) in &a.sets {
-            let (xe, _) = self.expr(e, sc);
-            match Scope::lookup(&sc.vars, n) {
-                Some(i) => sets.push((i, xe)),
+        for st in &a.sets {
+            let key = st.key.as_ref().map(|k| self.expr(k, sc).0);
+            let (xe, _) = self.expr(&st.value, sc);
+            match Scope::lookup(&sc.vars, &st.name) {
+                Some(i) => sets.push((i, key, xe)),
                 None => self.sink.hint(
-                    *sp,
-                    format!("unknown variable `{n}`"),
+                    st.span,
+                    format!("unknown variable `{}`", st.name),
                     "declare it in the monitor with `var NAME = VALUE`",
                 ),
             }
@@ -812,7 +941,15 @@ impl<'f> Compiler<'f> {
                     }
                 }
             }
-            Terminal::Accept(m) => TermC::Accept(msg(self, m)),
+            Terminal::Accept(m, with) => {
+                let m = msg(self, m);
+                let w = with.as_ref().map(|e| {
+                    let (xe, t) = self.expr(e, sc);
+                    self.bind_tys.push(t);
+                    xe
+                });
+                TermC::Accept(m, w)
+            }
             Terminal::Fail(m) => TermC::Fail(msg(self, m)),
             Terminal::Inconclusive(m) => TermC::Inconclusive(msg(self, m)),
         };
@@ -1035,7 +1172,7 @@ impl<'f> Compiler<'f> {
                 }
                 let xs: Vec<(X, Ty)> = args.iter().map(|a| self.expr(a, sc)).collect();
                 match b {
-                    Builtin::Len | Builtin::Keys => {
+                    Builtin::Len | Builtin::Keys | Builtin::Values => {
                         if let Some((_, t)) = xs.first() {
                             if matches!(t, Ty::Int | Ty::Float | Ty::Bool | Ty::Dur) {
                                 self.sink.hint(
@@ -1185,10 +1322,10 @@ impl<'f> Compiler<'f> {
                         ),
                     );
                 }
-                let t = if *q == Quant::Count {
-                    Ty::Int
-                } else {
-                    Ty::Bool
+                let t = match q {
+                    Quant::Count => Ty::Int,
+                    Quant::Filter => Ty::List,
+                    _ => Ty::Bool,
                 };
                 (
                     Ex::Quant {
@@ -1289,6 +1426,13 @@ impl<'f> Compiler<'f> {
                     mismatch(self, "add")
                 }
             }
+            // list difference: the items of `a` that are not in `b`
+            Sub if (a == Ty::List || b == Ty::List)
+                && matches!(a, Ty::List | Ty::Any)
+                && matches!(b, Ty::List | Ty::Any) =>
+            {
+                Ty::List
+            }
             Sub | Mul | Div | Rem => {
                 if num(a) && num(b) {
                     arith_ty(op, a, b)
@@ -1359,7 +1503,7 @@ impl<'f> Compiler<'f> {
                             q,
                             Terminal::Fail(fail_msg(format!("always violated: {ptxt}"))),
                         ),
-                        special(On::End, Terminal::Accept(None)),
+                        special(On::End, Terminal::Accept(None, None)),
                     ],
                 )]
             }
@@ -1373,13 +1517,13 @@ impl<'f> Compiler<'f> {
                             ps(p),
                             Terminal::Fail(fail_msg(format!("never violated: {ptxt}"))),
                         ),
-                        special(On::End, Terminal::Accept(None)),
+                        special(On::End, Terminal::Accept(None, None)),
                     ],
                 )]
             }
             MExprKind::Eventually(p, within) => {
                 let ptxt = self.text(p.span);
-                let mut hs = vec![handler(ps(p), Terminal::Accept(None))];
+                let mut hs = vec![handler(ps(p), Terminal::Accept(None, None))];
                 if within.is_some() {
                     hs.push(special(
                         On::Timeout,
@@ -1430,7 +1574,7 @@ impl<'f> Compiler<'f> {
                                     timeout: within.clone(),
                                 },
                             ),
-                            special(On::End, Terminal::Accept(None)),
+                            special(On::End, Terminal::Accept(None, None)),
                         ],
                     ),
                     // `after fault ...`: the response window opens when the fault is done
@@ -1464,7 +1608,7 @@ impl<'f> Compiler<'f> {
                                 "not stable for {dtxt}: {ptxt} happened"
                             ))),
                         ),
-                        special(On::Timeout, Terminal::Accept(None)),
+                        special(On::Timeout, Terminal::Accept(None, None)),
                     ],
                 )]
             }
@@ -1701,18 +1845,24 @@ impl<'f> Compiler<'f> {
 
     // ---------- experiments ----------
 
-    fn step(&mut self, st: &StepDecl) -> Option<Step> {
-        let env = HashMap::new();
+    /// Compiles one experiment step; `env` holds the values of the bindings it uses.
+    fn step(&mut self, st: &StepDecl, env: &HashMap<String, Value>) -> Option<Step> {
         match st {
             StepDecl::Note(n) => Some(Step::Note(n.clone())),
-            StepDecl::Expect { m, within, span } => {
+            StepDecl::Expect {
+                m,
+                within,
+                binds,
+                span,
+            } => {
                 let w = within.as_ref().and_then(|w| self.const_duration(w));
-                let monitor = self.mexpr(m, &env, None, 0)?;
+                let monitor = self.mexpr(m, env, None, 0)?;
                 Some(Step::Expect(ExpectStep {
                     monitor,
                     within: w,
                     span: location(self.files, *span),
                     text: self.text(*span),
+                    binds: binds.as_ref().map(|b| b.0.clone()),
                 }))
             }
             StepDecl::Do {
@@ -1724,12 +1874,12 @@ impl<'f> Compiler<'f> {
             } => {
                 let mut a = Vec::new();
                 for (k, v) in args {
-                    if let Ok(val) = self.const_eval(v, &env, true) {
+                    if let Ok(val) = self.const_eval(v, env, true) {
                         a.push((k.clone(), to_literal(&val)));
                     }
                 }
                 let name = |c: &mut Self, e: &Expr| -> Option<String> {
-                    match c.const_eval(e, &env, true) {
+                    match c.const_eval(e, env, true) {
                         Ok(Value::Str(s)) => Some(s.to_string()),
                         Ok(v) => {
                             c.sink.hint(
@@ -1749,7 +1899,7 @@ impl<'f> Compiler<'f> {
                     let mut out = Vec::new();
                     for e in es {
                         // a `let` list inside brackets expands
-                        match c.const_eval(e, &env, true) {
+                        match c.const_eval(e, env, true) {
                             Ok(Value::List(l)) => {
                                 out.extend(l.iter().filter_map(|v| v.as_str().map(str::to_string)))
                             }
@@ -1763,7 +1913,7 @@ impl<'f> Compiler<'f> {
                     Some(out)
                 };
                 let target = match target {
-                    TargetDecl::Service(e) => match self.const_eval(e, &env, true) {
+                    TargetDecl::Service(e) => match self.const_eval(e, env, true) {
                         Ok(Value::List(l)) => FaultTarget::Services(
                             l.iter()
                                 .filter_map(|v| v.as_str().map(str::to_string))
@@ -1826,6 +1976,7 @@ fn quant_name(q: Quant) -> &'static str {
         Quant::All => "all",
         Quant::Any => "any",
         Quant::Count => "count",
+        Quant::Filter => "filter",
     }
 }
 
@@ -1861,6 +2012,7 @@ pub(crate) fn lit_value(l: &Lit) -> Value {
         Lit::Float(f) => Value::Float(*f),
         Lit::Dur(d) => Value::Dur(*d),
         Lit::Str(s) => Value::str(s),
+        Lit::Map => Value::Json(Arc::new(serde_json::Value::Object(Default::default()))),
     }
 }
 
@@ -1952,6 +2104,198 @@ fn collect_caps(e: &Expr, out: &mut Vec<String>) {
             collect_caps(c, out);
         }
         ExprKind::Lit(_) | ExprKind::Name(_) => {}
+    }
+}
+
+/// Every name an expression uses (with its span), except the variables its quantifiers bind.
+fn collect_names(e: &Expr, out: &mut Vec<(String, Span)>) {
+    match &e.kind {
+        ExprKind::Name(n) => out.push((n.clone(), e.span)),
+        ExprKind::Lit(_) => {}
+        ExprKind::Match { lhs, .. } => collect_names(lhs, out),
+        ExprKind::List(v) | ExprKind::Call(_, v) => v.iter().for_each(|i| collect_names(i, out)),
+        ExprKind::Field(a, _) | ExprKind::Neg(a) | ExprKind::Not(a) => collect_names(a, out),
+        ExprKind::Index(a, b) | ExprKind::Bin(_, a, b) => {
+            collect_names(a, out);
+            collect_names(b, out);
+        }
+        ExprKind::Quant {
+            var, list, body, ..
+        } => {
+            collect_names(list, out);
+            let mut inner = Vec::new();
+            collect_names(body, &mut inner);
+            out.extend(inner.into_iter().filter(|(n, _)| n != var));
+        }
+        ExprKind::If(a, b, c) => {
+            collect_names(a, out);
+            collect_names(b, out);
+            collect_names(c, out);
+        }
+    }
+}
+
+fn collect_pattern_names(p: &Pattern, out: &mut Vec<(String, Span)>) {
+    for e in p.from.iter().chain(p.guard.iter()) {
+        collect_names(e, out);
+    }
+}
+
+fn collect_mexpr_names(m: &MExpr, out: &mut Vec<(String, Span)>) {
+    match &m.kind {
+        MExprKind::And(a, b) | MExprKind::Or(a, b) => {
+            collect_mexpr_names(a, out);
+            collect_mexpr_names(b, out);
+        }
+        MExprKind::Not(a) => collect_mexpr_names(a, out),
+        MExprKind::Ref { args, at, .. } => {
+            for e in args.iter().chain(at.iter()) {
+                collect_names(e, out);
+            }
+        }
+        MExprKind::Always(p) | MExprKind::Never(p) => collect_pattern_names(p, out),
+        MExprKind::Eventually(p, w) => {
+            collect_pattern_names(p, out);
+            w.iter().for_each(|e| collect_names(e, out));
+        }
+        MExprKind::After(p, q, w) => {
+            collect_pattern_names(p, out);
+            collect_pattern_names(q, out);
+            w.iter().for_each(|e| collect_names(e, out));
+        }
+        MExprKind::Stable(d, p) => {
+            collect_names(d, out);
+            if let Some(p) = p {
+                collect_pattern_names(p, out);
+            }
+        }
+    }
+}
+
+/// Every name a step uses: in its monitor expression, its fault target, arguments, durations.
+fn step_names(st: &StepDecl) -> Vec<(String, Span)> {
+    let mut out = Vec::new();
+    match st {
+        StepDecl::Note(_) => {}
+        StepDecl::Expect { m, within, .. } => {
+            collect_mexpr_names(m, &mut out);
+            within.iter().for_each(|e| collect_names(e, &mut out));
+        }
+        StepDecl::Do {
+            args, target, dur, ..
+        } => {
+            for (_, e) in args {
+                collect_names(e, &mut out);
+            }
+            dur.iter().for_each(|e| collect_names(e, &mut out));
+            match target {
+                TargetDecl::Service(e) | TargetDecl::Container(e) | TargetDecl::Network(e) => {
+                    collect_names(e, &mut out)
+                }
+                TargetDecl::Services(v) | TargetDecl::Random(v) => {
+                    v.iter().for_each(|e| collect_names(e, &mut out))
+                }
+                TargetDecl::Between(a, b) | TargetDecl::FromTo(a, b) => {
+                    a.iter().chain(b).for_each(|e| collect_names(e, &mut out))
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Can the monitor expression accept with a value (`accept ... with V` in some machine)?
+fn mon_binds(m: &MonExpr) -> bool {
+    match m {
+        MonExpr::Ref(r) => r.machine.binds.is_some(),
+        MonExpr::And(a, b) | MonExpr::Or(a, b) => mon_binds(a) || mon_binds(b),
+        MonExpr::Not(_) => false,
+    }
+}
+
+/// The static type of the values a monitor expression accepts with (`any` when they differ).
+fn mon_bind_ty(m: &MonExpr) -> Ty {
+    match m {
+        MonExpr::Ref(r) => r.machine.binds.unwrap_or(Ty::Any),
+        MonExpr::And(a, b) | MonExpr::Or(a, b) => match (mon_binds(a), mon_binds(b)) {
+            (true, false) => mon_bind_ty(a),
+            (false, true) => mon_bind_ty(b),
+            _ if mon_bind_ty(a) == mon_bind_ty(b) => mon_bind_ty(a),
+            _ => Ty::Any,
+        },
+        MonExpr::Not(_) => Ty::Any,
+    }
+}
+
+/// What an experiment step stands on while the spec is checked, before the run binds it: the
+/// binding's name for a string (or a value of unknown type), a list of it for a list.
+fn binding_placeholder(name: &str, t: Ty) -> Value {
+    match t {
+        Ty::Str | Ty::Any => Value::str(name),
+        Ty::List => Value::List(Arc::from(vec![Value::str(name)])),
+        other => placeholder(other),
+    }
+}
+
+/// What resolving a step that uses bindings needs: the compiled monitors, constants and
+/// macros, the source files (for messages) and the step as written. Built once per spec.
+pub(crate) struct Deferred {
+    files: Vec<SourceFile>,
+    lets: HashMap<String, Expr>,
+    defs: HashMap<String, (Vec<String>, Expr)>,
+    monitors: BTreeMap<String, (Span, MonDef)>,
+    let_cache: HashMap<String, Value>,
+    steps: HashMap<(String, usize), StepDecl>,
+}
+
+impl std::fmt::Debug for Deferred {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deferred")
+            .field("steps", &self.steps.len())
+            .finish()
+    }
+}
+
+impl Deferred {
+    /// Step `i` of experiment `exp` compiled with the bindings' values.
+    pub(crate) fn resolve(
+        &self,
+        exp: &str,
+        i: usize,
+        bindings: &Bindings,
+    ) -> Result<Step, Vec<String>> {
+        let Some(decl) = self.steps.get(&(exp.to_string(), i)) else {
+            return Err(vec![format!("step {} uses no binding", i + 1)]);
+        };
+        let mut c = Compiler {
+            files: &self.files,
+            sink: Sink::default(),
+            lets: self.lets.clone(),
+            defs: self.defs.clone(),
+            monitors: self.monitors.clone(),
+            let_cache: self.let_cache.clone(),
+            let_busy: Vec::new(),
+            broken: Vec::new(),
+            work: 0,
+            nest: 0,
+            limit_reported: false,
+            bind_tys: Vec::new(),
+            deferred_steps: Vec::new(),
+        };
+        let env: HashMap<String, Value> = bindings
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let step = c.step(decl, &env);
+        if !c.sink.is_empty() {
+            let d = c.sink.into_diagnostics(&self.files);
+            return Err(d
+                .0
+                .iter()
+                .map(|d| format!("{}:{}:{}: {}", d.file, d.line, d.column, d.message))
+                .collect());
+        }
+        step.ok_or_else(|| vec![format!("step {} could not be compiled", i + 1)])
     }
 }
 

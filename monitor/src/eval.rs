@@ -164,7 +164,7 @@ impl<'a> Ctx<'a> {
             } => {
                 let l = self.eval(list);
                 let Some(n) = l.list_len() else {
-                    return if *q == Quant::Count {
+                    return if matches!(q, Quant::Count | Quant::Filter) {
                         V::Null
                     } else {
                         V::Bool(false)
@@ -175,6 +175,7 @@ impl<'a> Ctx<'a> {
                     self.locals.resize(li + 1, V::Null);
                 }
                 let mut count = 0i64;
+                let mut kept = Vec::new();
                 for i in 0..n {
                     self.locals[li] = l.list_get(i);
                     let b = self.eval(body).truthy();
@@ -182,6 +183,7 @@ impl<'a> Ctx<'a> {
                         Quant::All if !b => return V::Bool(false),
                         Quant::Any if b => return V::Bool(true),
                         Quant::Count if b => count += 1,
+                        Quant::Filter if b => kept.push(l.list_get(i)),
                         _ => {}
                     }
                 }
@@ -189,6 +191,7 @@ impl<'a> Ctx<'a> {
                     Quant::All => V::Bool(true),
                     Quant::Any => V::Bool(false),
                     Quant::Count => V::Int(count),
+                    Quant::Filter => V::L(Rc::new(kept)),
                 }
             }
             Ex::If(c, a, b) => {
@@ -318,6 +321,20 @@ impl<'a> Ctx<'a> {
             },
             Builtin::Keys => match &a0 {
                 V::J(J::Object(m)) => V::L(Rc::new(m.keys().map(|k| V::Str(k.as_str())).collect())),
+                V::M(j) => match j.as_object() {
+                    Some(m) => V::L(Rc::new(
+                        m.keys().map(|k| V::S(Rc::from(k.as_str()))).collect(),
+                    )),
+                    None => V::Null,
+                },
+                _ => V::Null,
+            },
+            Builtin::Values => match &a0 {
+                V::J(J::Object(m)) => V::L(Rc::new(m.values().map(V::of_json).collect())),
+                V::M(j) => match j.as_object() {
+                    Some(m) => V::L(Rc::new(m.values().map(V::of_json_owned).collect())),
+                    None => V::Null,
+                },
                 _ => V::Null,
             },
             Builtin::Abs => match a0 {
@@ -337,6 +354,10 @@ impl<'a> Ctx<'a> {
                 None => V::Null,
             },
             Builtin::IsNull => V::Bool(a0.is_null()),
+            Builtin::Time => match a0 {
+                V::Int(ns) => V::S(Rc::from(fmt_ts(ns).as_str())),
+                _ => V::Null,
+            },
         }
     }
 
@@ -431,6 +452,16 @@ pub(crate) fn binop<'a>(op: BinOp, l: &V<'a>, r: &V<'a>) -> V<'a> {
                     _ => V::Float(a % b),
                 };
             }
+            if op == Sub {
+                // list difference: the items of the left list that are not in the right one
+                if let (Some(n), Some(_)) = (l.list_len(), r.list_len()) {
+                    let v: Vec<V<'a>> = (0..n)
+                        .map(|i| l.list_get(i))
+                        .filter(|x| !r.contains(x))
+                        .collect();
+                    return V::L(Rc::new(v));
+                }
+            }
             if op == Add {
                 // concatenation past MAX_CONCAT is null, like integer overflow: a variable
                 // doubled on every event (`set s = s + s`) must not exhaust memory
@@ -464,10 +495,47 @@ pub(crate) struct WinState {
     sum: f64,
     cap: usize,
     span_ns: Option<i64>,
+    /// A `latest(E) by K` window: its samples (time, key, value), oldest first ...
+    keyed: VecDeque<(i64, Box<str>, J)>,
+    /// ... and the map from each key to its latest value, rebuilt when they change.
+    map: J,
 }
 
 impl WinState {
+    fn new(cap: usize, span_ns: Option<i64>) -> WinState {
+        WinState {
+            samples: VecDeque::new(),
+            sum: 0.0,
+            cap,
+            span_ns,
+            keyed: VecDeque::new(),
+            map: J::Object(Default::default()),
+        }
+    }
+    fn rebuild_map(&mut self) {
+        let mut m = serde_json::Map::new();
+        for (_, k, v) in &self.keyed {
+            m.insert(k.to_string(), v.clone());
+        }
+        self.map = J::Object(m);
+    }
+    /// A `latest ... by` sample: `key`'s value is now `v`.
+    fn push_keyed(&mut self, ts: i64, key: &str, v: J) {
+        if self.span_ns.is_none() && self.keyed.len() >= self.cap {
+            self.keyed.pop_front();
+        }
+        self.keyed.push_back((ts, key.into(), v));
+        self.rebuild_map();
+    }
     fn evict(&mut self, now: i64) {
+        if let (Some(d), Some((t, _, _))) = (self.span_ns, self.keyed.front()) {
+            if *t <= now - d {
+                while self.keyed.front().is_some_and(|(t, _, _)| *t <= now - d) {
+                    self.keyed.pop_front();
+                }
+                self.rebuild_map();
+            }
+        }
         if let Some(d) = self.span_ns {
             while let Some(&(t, v)) = self.samples.front() {
                 if t > now - d {
@@ -492,9 +560,10 @@ impl WinState {
     }
 }
 
-fn win_value<'a>(d: &WindowC, w: &WinState) -> V<'a> {
+fn win_value<'a>(d: &WindowC, w: &'a WinState) -> V<'a> {
     let n = w.samples.len();
     match d.agg {
+        Agg::Latest => V::J(&w.map),
         Agg::Count => V::Int(w.sum.round() as i64),
         Agg::Sum => V::Float(w.sum),
         _ if n == 0 => V::Null,
@@ -561,6 +630,8 @@ pub(crate) struct Outcome {
     pub at_ns: i64,
     pub at_seq: Option<u64>,
     pub explanation: Explanation,
+    /// The value an `accept ... with V` accepted with (what `expect ... as NAME` binds).
+    pub value: Option<Value>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -604,6 +675,8 @@ struct Effects {
     sets: Vec<(u16, Value)>,
     caps: Vec<(u16, Value)>,
     term: Decision,
+    /// The value of `accept ... with V`.
+    value: Option<Value>,
 }
 
 enum Decision {
@@ -692,12 +765,7 @@ impl Leaf {
                         },
                     ),
                 };
-                wins.push(WinState {
-                    samples: VecDeque::new(),
-                    sum: 0.0,
-                    cap,
-                    span_ns,
-                });
+                wins.push(WinState::new(cap, span_ns));
             }
             timeout = m
                 .states
@@ -804,6 +872,7 @@ impl Leaf {
             None => Effects {
                 sets: Vec::new(),
                 caps: Vec::new(),
+                value: None,
                 term: Decision::Decide(
                     Verdict::Fail,
                     Some(format!("timeout in state `{}`", st.name)),
@@ -855,6 +924,37 @@ impl Leaf {
         // windows
         for (wi, wd) in m.windows.iter().enumerate() {
             self.insts[idx as usize].wins[wi].evict(ev.ts_ns);
+            if let Some(by) = &wd.by {
+                // `latest(E) by K`: the event's key and value (a null key or value: no sample)
+                let sample = {
+                    let inst = &self.insts[idx as usize];
+                    let mut ctx = inst_ctx(&self.r, m, inst, Some(*ev), json, None);
+                    let ok = match &wd.of {
+                        Some(p) => ctx.matches(p),
+                        None => true,
+                    };
+                    if !ok {
+                        None
+                    } else {
+                        let k = ctx.eval(by);
+                        let k = match k.as_str() {
+                            Some(s) => Some(s.to_string()),
+                            None if k.is_null() => None,
+                            None => Some(k.show()),
+                        };
+                        let v = wd
+                            .expr
+                            .as_ref()
+                            .map(|e| ctx.eval(e).to_value().to_json())
+                            .unwrap_or(J::Null);
+                        k.filter(|_| !v.is_null()).map(|k| (k, v))
+                    }
+                };
+                if let Some((k, v)) = sample {
+                    self.insts[idx as usize].wins[wi].push_keyed(ev.ts_ns, &k, v);
+                }
+                continue;
+            }
             let sample = {
                 let inst = &self.insts[idx as usize];
                 let mut ctx = inst_ctx(&self.r, m, inst, Some(*ev), json, None);
@@ -1097,6 +1197,11 @@ impl Leaf {
                     at_ns: now,
                     at_seq: ev.map(|e| e.seq),
                     explanation,
+                    value: if verdict == Verdict::Accept {
+                        eff.value
+                    } else {
+                        None
+                    },
                 });
                 if verdict == Verdict::Fail && m.per.is_some() && self.failed.is_none() {
                     self.failed = Some(idx);
@@ -1175,6 +1280,7 @@ impl Leaf {
                     Decision::Decide(v, msg, g) => Effects {
                         sets: eff.sets,
                         caps: eff.caps,
+                        value: eff.value,
                         term: Decision::Decide(
                             v,
                             Some(msg.unwrap_or_else(|| {
@@ -1189,6 +1295,7 @@ impl Leaf {
                     other => Effects {
                         sets: eff.sets,
                         caps: eff.caps,
+                        value: eff.value,
                         term: other,
                     },
                 };
@@ -1267,6 +1374,7 @@ impl Leaf {
             at_ns,
             at_seq: None,
             explanation,
+            value: None,
         }
     }
 
@@ -1323,6 +1431,7 @@ fn inconclusive(display: &str, why: &str, end_ns: i64) -> Outcome {
             decided_ns: Some(end_ns),
             ..Default::default()
         },
+        value: None,
     }
 }
 
@@ -1415,8 +1524,33 @@ fn source_kind_match(p: &PatternC, ev: &EventRef<'_>) -> bool {
 fn effects<'a>(ctx: &mut Ctx<'a>, m: &'a Machine, acts: &'a ActionsC, _now: i64) -> Effects {
     // Sequential: each right-hand side sees the assignments before it, the message all of them.
     let mut sets: Vec<(u16, Value)> = Vec::with_capacity(acts.sets.len());
-    for (i, e) in &acts.sets {
-        let v = ctx.eval(e);
+    for (i, key, e) in &acts.sets {
+        let mut v = ctx.eval(e);
+        if let Some(k) = key {
+            // `set m[k] = v`: the map in `m` (a new one when it holds no map) with key `k` set
+            // to `v`, or removed when `v` is null; a null key changes nothing
+            let k = ctx.eval(k);
+            let cur = match ctx.vars_now.get(*i as usize) {
+                Some(Some(c)) => c.clone(),
+                _ => ctx.vars.get(*i as usize).map(V::of).unwrap_or(V::Null),
+            };
+            let mut map = cur.as_map().cloned().unwrap_or_default();
+            let k = match &k {
+                V::Null => None,
+                other => Some(match other.as_str() {
+                    Some(s) => s.to_string(),
+                    None => other.show(),
+                }),
+            };
+            if let Some(k) = k {
+                if v.is_null() {
+                    map.remove(&k);
+                } else {
+                    map.insert(k, v.to_value().to_json());
+                }
+            }
+            v = V::M(Rc::new(J::Object(map)));
+        }
         sets.push((*i, v.to_value()));
         let slot = *i as usize;
         if ctx.vars_now.len() <= slot {
@@ -1449,11 +1583,20 @@ fn effects<'a>(ctx: &mut Ctx<'a>, m: &'a Machine, acts: &'a ActionsC, _now: i64)
             };
             Decision::Goto(*to, d)
         }
-        TermC::Accept(x) => Decision::Decide(Verdict::Accept, msg(ctx, x), Vec::new()),
+        TermC::Accept(x, _) => Decision::Decide(Verdict::Accept, msg(ctx, x), Vec::new()),
         TermC::Fail(x) => Decision::Decide(Verdict::Fail, msg(ctx, x), Vec::new()),
         TermC::Inconclusive(x) => Decision::Decide(Verdict::Inconclusive, msg(ctx, x), Vec::new()),
     };
-    Effects { sets, caps, term }
+    let value = match &acts.term {
+        TermC::Accept(_, Some(w)) => Some(ctx.eval(w).to_value()),
+        _ => None,
+    };
+    Effects {
+        sets,
+        caps,
+        term,
+        value,
+    }
 }
 
 fn dur(v: V<'_>) -> Option<i64> {
@@ -1757,6 +1900,7 @@ fn combine_early(is_and: bool, a: Option<Outcome>, b: Option<Outcome>) -> Option
 
 fn negate(o: &Outcome) -> Outcome {
     let mut n = o.clone();
+    n.value = None;
     n.verdict = o.verdict.negate();
     n.explanation.reason = format!("negated: {} ({})", o.explanation.reason, o.verdict);
     n

@@ -3,10 +3,10 @@
 //! trace: expect windows, `do` steps matched to the recorder's fault events, notes.
 
 use crate::eval::{fmt_ts, JsonCell, Node, Outcome};
-use crate::ir::{ExpectStep, Experiment, FaultCall, FaultTarget, Step};
+use crate::ir::{Bindings, ExpectStep, Experiment, FaultCall, FaultTarget, Step};
 use crate::report::*;
 use crate::states::{LogScope, StateLog};
-use crate::value::fmt_dur;
+use crate::value::{fmt_dur, Value};
 use serde_json::Value as J;
 use trace::EventRef;
 
@@ -88,6 +88,7 @@ impl LiveStep {
                             services: self.services.clone(),
                             ..Default::default()
                         },
+                        value: None,
                     });
                 }
             }
@@ -115,6 +116,17 @@ impl LiveStep {
             return Some(t.verdict);
         }
         self.node.decided().map(|o| o.verdict)
+    }
+
+    /// The value the step's monitor accepted with (`accept ... with V`), once it accepted.
+    pub fn value(&self) -> Option<Value> {
+        if self.timed_out.is_some() {
+            return None;
+        }
+        self.node
+            .decided()
+            .filter(|o| o.verdict == Verdict::Accept)
+            .and_then(|o| o.value.clone())
     }
 
     /// When (and by which event) the step decided.
@@ -306,6 +318,18 @@ enum Phase {
 /// Judges one experiment offline over a recorded trace, in one pass.
 pub struct ExperimentJudge {
     exp: std::sync::Arc<Experiment>,
+    /// The steps, each replaced by its resolved form once the bindings it uses are known.
+    steps: std::sync::Arc<Vec<Step>>,
+    /// Is step `i` ready to run (it uses no binding, or they are bound and it resolved)?
+    resolved: Vec<bool>,
+    /// Why step `i` could not be resolved with the bound values.
+    resolve_err: Vec<Option<String>>,
+    /// The values bound so far (`expect ... as NAME`), recomputed from the trace.
+    bindings: Bindings,
+    /// The values the recorder recorded for binding steps (step index -> value, seq).
+    recorded: std::collections::HashMap<usize, (J, u64)>,
+    /// Bindings recomputed with another value than the recorder's.
+    mismatches: Vec<String>,
     phase: Phase,
     window_start: Option<i64>,
     live: Option<LiveStep>,
@@ -334,10 +358,19 @@ impl ExperimentJudge {
                 monitor: None,
                 fault: None,
                 warnings: Vec::new(),
+                binding: None,
             })
             .collect();
         ExperimentJudge {
             exp: std::sync::Arc::new(exp.clone()),
+            steps: std::sync::Arc::new(exp.steps.clone()),
+            resolved: (0..exp.steps.len())
+                .map(|i| !exp.uses_bindings(i))
+                .collect(),
+            resolve_err: vec![None; exp.steps.len()],
+            bindings: Bindings::new(),
+            recorded: std::collections::HashMap::new(),
+            mismatches: Vec::new(),
             phase: Phase::Step(0),
             window_start: None,
             live: None,
@@ -387,8 +420,8 @@ impl ExperimentJudge {
     }
 
     /// The next `do` step after step `i`, if any, with its index.
-    fn next_do(exp: &Experiment, i: usize) -> Option<(usize, &FaultCall)> {
-        exp.steps[i + 1..]
+    fn next_do(steps: &[Step], i: usize) -> Option<(usize, &FaultCall)> {
+        steps[i + 1..]
             .iter()
             .enumerate()
             .find_map(|(k, s)| match s {
@@ -397,9 +430,133 @@ impl ExperimentJudge {
             })
     }
 
+    /// Does fault event `ev` record `do` step `i` (`call`)? A step whose bindings are not
+    /// resolved yet matches only by the recorder's step identity (its target is not known).
+    fn do_matches(
+        &self,
+        i: usize,
+        call: &FaultCall,
+        ev: &EventRef<'_>,
+        data: Option<&J>,
+    ) -> Option<String> {
+        if self.resolved.get(i).copied().unwrap_or(true) {
+            return fault_matches_step(&self.exp.name, i, call, ev, data);
+        }
+        let exp = data.and_then(|d| d.get("experiment")).and_then(J::as_str);
+        let idx = data.and_then(|d| d.get("step")).and_then(J::as_u64);
+        (ev.source == "fault"
+            && ev.kind == call.action
+            && exp == Some(self.exp.name.as_str())
+            && idx == Some(i as u64))
+        .then(|| fault_phase(data))
+    }
+
+    /// Step `i` accepted with `value`: binds it when the step binds a name (false, with the step
+    /// made inconclusive, when it binds one but accepted without a value), compares it with the
+    /// value the recorder recorded, and resolves the steps that can now run.
+    fn bind(&mut self, i: usize, value: Option<Value>) -> bool {
+        let Some(Step::Expect(e)) = self.steps.get(i) else {
+            return true;
+        };
+        let Some(name) = e.binds.clone() else {
+            return true;
+        };
+        let Some(value) = value else {
+            let why = format!(
+                "step {} `{}` accepted without a value for `{name}` (no `accept ... with VALUE` decided it)",
+                i + 1,
+                e.text
+            );
+            let res = &mut self.results[i];
+            res.verdict = Some(Verdict::Inconclusive);
+            res.reason = Some(why.clone());
+            self.stop(Verdict::Inconclusive, why);
+            return false;
+        };
+        self.results[i].binding = Some(StepBinding {
+            name: name.clone(),
+            value: value.to_json(),
+        });
+        self.bindings.insert(name, value);
+        self.compare_recorded(i);
+        for j in i + 1..self.steps.len() {
+            if self.resolved[j] || self.resolve_err[j].is_some() {
+                continue;
+            }
+            if !self.exp.uses[j]
+                .iter()
+                .all(|n| self.bindings.contains_key(n))
+            {
+                continue;
+            }
+            match self.exp.resolve(j, &self.bindings) {
+                Ok(s) => {
+                    std::sync::Arc::make_mut(&mut self.steps)[j] = s;
+                    self.resolved[j] = true;
+                }
+                Err(errs) => self.resolve_err[j] = Some(errs.join("; ")),
+            }
+        }
+        true
+    }
+
+    /// Reports a binding recomputed from the trace that differs from the one recorded live.
+    fn compare_recorded(&mut self, i: usize) {
+        let (Some(b), Some((rec, seq))) = (&self.results[i].binding, self.recorded.get(&i)) else {
+            return;
+        };
+        if &b.value == rec {
+            return;
+        }
+        let msg = format!(
+            "step {} binds `{}` to {} recomputed from the trace, but the recorder bound {} (seq {seq}); the steps after it are judged with the recomputed value",
+            i + 1,
+            b.name,
+            b.value,
+            rec
+        );
+        self.results[i].warnings.push(msg.clone());
+        self.mismatches.push(msg);
+    }
+
+    /// A recorder event ending a binding step of this experiment: keep its recorded value.
+    fn note_recorded(&mut self, ev: &EventRef<'_>, data: Option<&J>) {
+        let Some(d) = data else { return };
+        if d.get("experiment").and_then(J::as_str) != Some(self.exp.name.as_str())
+            || d.get("phase").and_then(J::as_str) != Some("end")
+        {
+            return;
+        }
+        let (Some(i), Some(v)) = (
+            d.get("step").and_then(J::as_u64),
+            d.get("binding").and_then(|b| b.get("value")),
+        ) else {
+            return;
+        };
+        let i = i as usize;
+        if i >= self.results.len() || self.recorded.contains_key(&i) {
+            return;
+        }
+        self.recorded.insert(i, (v.clone(), ev.seq));
+        self.compare_recorded(i);
+    }
+
     fn skip_notes(&mut self, ts: i64) {
         while let Phase::Step(i) = self.phase {
-            match self.exp.steps.get(i) {
+            if let Some(why) = self.resolve_err.get(i).cloned().flatten() {
+                let why = format!(
+                    "step {} `{}` cannot use the bound values: {why}",
+                    i + 1,
+                    self.steps[i].text()
+                );
+                let r = &mut self.results[i];
+                r.verdict = Some(Verdict::Inconclusive);
+                r.start_ns = self.window_start.or(Some(ts));
+                r.reason = Some(why.clone());
+                self.stop(Verdict::Inconclusive, why);
+                return;
+            }
+            match self.steps.get(i) {
                 None => {
                     self.phase = Phase::Done;
                 }
@@ -433,6 +590,7 @@ impl ExperimentJudge {
         let Some(l) = &mut self.live else { return };
         let Some(v) = l.verdict() else { return };
         let (at, _) = l.decided_at().unwrap_or((0, None));
+        let value = l.value();
         let mut r = l.finish(at);
         r.verdict = v;
         let res = &mut self.results[i];
@@ -443,11 +601,13 @@ impl ExperimentJudge {
         self.live = None;
         self.window_start = Some(at);
         if v == Verdict::Accept {
-            self.phase = Phase::Step(i + 1);
+            if self.bind(i, value) {
+                self.phase = Phase::Step(i + 1);
+            }
         } else {
             self.stop(
                 v,
-                format!("step {} `{}` {}", i + 1, self.exp.steps[i].text(), v),
+                format!("step {} `{}` {}", i + 1, self.steps[i].text(), v),
             );
         }
     }
@@ -463,6 +623,12 @@ impl ExperimentJudge {
     }
 
     pub(crate) fn observe_with(&mut self, ev: &EventRef<'_>, json: &JsonCell) {
+        if ev.source == "recorder" && ev.kind == "step" && ev.data.is_some() {
+            let d = json
+                .get_or_init(|| ev.data.and_then(|d| serde_json::from_str(d).ok()))
+                .as_ref();
+            self.note_recorded(ev, d);
+        }
         if self.await_recorded_start {
             if ev.source != "recorder" {
                 return;
@@ -487,8 +653,8 @@ impl ExperimentJudge {
             json.get_or_init(|| ev.data.and_then(|d| serde_json::from_str(d).ok()))
                 .as_ref()
         };
-        let exp = self.exp.clone();
-        match &exp.steps[i] {
+        let steps = self.steps.clone();
+        match &steps[i] {
             Step::Expect(e) => {
                 // events from before the window (those of a fault still being applied when the
                 // previous `do` was recorded) are not this step's
@@ -503,8 +669,8 @@ impl ExperimentJudge {
                 }
                 // the fault of the next `do` closes this window
                 if ev.source == "fault" {
-                    if let Some((ni, next)) = Self::next_do(&exp, i) {
-                        if fault_matches_step(&exp.name, ni, next, ev, data()).is_some() {
+                    if let Some((ni, next)) = Self::next_do(&steps, i) {
+                        if self.do_matches(ni, next, ev, data()).is_some() {
                             if let Some(l) = &mut self.live {
                                 l.advance_to(ev.ts_ns);
                             }
@@ -521,6 +687,9 @@ impl ExperimentJudge {
                                     res.monitor = Some(r);
                                     self.window_start = Some(ev.ts_ns);
                                     if v == Verdict::Accept {
+                                        if !self.bind(i, l.value()) {
+                                            return;
+                                        }
                                         self.phase = Phase::Step(i + 1);
                                     } else {
                                         self.stop(v, format!("step {} `{}` {}", i + 1, e.text, v));
@@ -543,7 +712,7 @@ impl ExperimentJudge {
                 if self.results[i].start_ns.is_none() {
                     self.results[i].start_ns = self.window_start;
                 }
-                if let Some(phase) = fault_matches_step(&exp.name, i, call, ev, data()) {
+                if let Some(phase) = self.do_matches(i, call, ev, data()) {
                     let res = &mut self.results[i];
                     match phase.as_str() {
                         "applied" => {
@@ -614,8 +783,8 @@ impl ExperimentJudge {
         }
         self.skip_notes(end_ns);
         if let Phase::Step(i) = self.phase {
-            let exp = self.exp.clone();
-            match &exp.steps[i] {
+            let steps = self.steps.clone();
+            match &steps[i] {
                 Step::Expect(e) => {
                     if self.live.is_none() {
                         let mut l = self.live_step(i, e);
@@ -633,7 +802,7 @@ impl ExperimentJudge {
                         res.monitor = Some(r);
                         if v != Verdict::Accept {
                             self.stop(v, format!("step {} `{}` {}", i + 1, e.text, v));
-                        } else {
+                        } else if self.bind(i, l.value()) {
                             self.phase = Phase::Step(i + 1);
                         }
                     }
@@ -654,7 +823,7 @@ impl ExperimentJudge {
                     let why = format!(
                         "trace ended before step {} `{}`",
                         j + 1,
-                        self.exp.steps[j].text()
+                        self.steps[j].text()
                     );
                     self.skip_notes(end_ns);
                     if let Phase::Step(k) = self.phase {
@@ -669,6 +838,13 @@ impl ExperimentJudge {
         let mut verdict = Verdict::combine(judged);
         if let Some((v, _)) = &self.stop_reason {
             verdict = verdict.max(*v);
+        }
+        // a binding that differs from the recorded one: the run cannot be reproduced offline
+        if !self.mismatches.is_empty() {
+            verdict = verdict.max(Verdict::Inconclusive);
+            if self.stop_reason.is_none() {
+                self.stop_reason = Some((Verdict::Inconclusive, self.mismatches.join("; ")));
+            }
         }
         ExperimentResult {
             name: self.exp.name.clone(),

@@ -24,10 +24,14 @@ pub(crate) enum Builtin {
     EndsWith,
     Contains,
     Keys,
+    /// `values(map)`: the values of an object (a map), in key order.
+    Values,
     Abs,
     Min,
     Max,
     IsNull,
+    /// `time(ns)`: a trace time rendered as UTC, RFC 3339 with nanoseconds.
+    Time,
 }
 
 #[derive(Debug, Clone)]
@@ -92,14 +96,16 @@ pub(crate) struct PatternC {
 pub(crate) enum TermC {
     Stay,
     Goto(u16, Option<X>),
-    Accept(Option<X>),
+    /// The message and the `with` value.
+    Accept(Option<X>, Option<X>),
     Fail(Option<X>),
     Inconclusive(Option<X>),
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct ActionsC {
-    pub sets: Vec<(u16, X)>,
+    /// `set VAR = VALUE` (no key) or `set VAR[KEY] = VALUE`.
+    pub sets: Vec<(u16, Option<X>, X)>,
     pub term: TermC,
 }
 
@@ -133,6 +139,8 @@ pub(crate) struct WindowC {
     pub expr: Option<X>,
     pub size: WinSize,
     pub of: Option<PatternC>,
+    /// The key of a `latest(EXPR) by KEY` window.
+    pub by: Option<X>,
 }
 
 #[derive(Debug, Clone)]
@@ -155,6 +163,9 @@ pub struct Machine {
     /// A prefilter: if every handler of every state and every window names a source, the set
     /// of sources; events from other sources are skipped before any instance work.
     pub(crate) sources: Option<Vec<Box<str>>>,
+    /// Some `accept` of the machine carries a value (`accept ... with V`): the type of those
+    /// values when they all agree, else `any`.
+    pub(crate) binds: Option<crate::ast::Ty>,
 }
 
 /// A monitor instantiated with argument values (and optionally restricted to one service).
@@ -275,6 +286,8 @@ pub struct ExpectStep {
     pub within: Option<std::time::Duration>,
     pub span: Location,
     pub text: String,
+    /// `as NAME`: the binding this step sets to the value its monitor accepted with.
+    pub binds: Option<String>,
 }
 
 /// One step of an experiment.
@@ -306,8 +319,49 @@ impl Step {
 #[derive(Debug, Clone)]
 pub struct Experiment {
     pub name: String,
+    /// The steps. A step that uses a binding (`do pause on L` after `expect M as L`) is
+    /// compiled here with a placeholder for it (the binding's name as a string) so that it can
+    /// be shown and checked; [`Experiment::resolve`] gives the step with the bound values.
     pub steps: Vec<Step>,
     pub location: Location,
+    /// For every step, the bindings it uses (empty for most steps).
+    pub uses: Vec<Vec<String>>,
+    /// What [`Experiment::resolve`] recompiles a step with (`None` when no step uses a binding).
+    pub(crate) deferred: Option<Arc<crate::compile::Deferred>>,
+}
+
+/// Values bound by `expect ... as NAME` steps, by name.
+pub type Bindings = std::collections::BTreeMap<String, Value>;
+
+impl Experiment {
+    /// Does step `i` use a binding (so [`Experiment::resolve`] must be called to run it)?
+    pub fn uses_bindings(&self, i: usize) -> bool {
+        self.uses.get(i).is_some_and(|u| !u.is_empty())
+    }
+
+    /// Step `i` with the values of the bindings it uses. A step that uses none is returned as
+    /// compiled. Errors (a binding not bound yet, a value that cannot stand where it is used,
+    /// e.g. a number as a fault target) are returned as one message each.
+    pub fn resolve(&self, i: usize, bindings: &Bindings) -> Result<Step, Vec<String>> {
+        let Some(step) = self.steps.get(i) else {
+            return Err(vec![format!("no step {}", i + 1)]);
+        };
+        if !self.uses_bindings(i) {
+            return Ok(step.clone());
+        }
+        let missing: Vec<String> = self.uses[i]
+            .iter()
+            .filter(|n| !bindings.contains_key(*n))
+            .map(|n| format!("`{n}` is not bound"))
+            .collect();
+        if !missing.is_empty() {
+            return Err(missing);
+        }
+        match &self.deferred {
+            Some(d) => d.resolve(&self.name, i, bindings),
+            None => Err(vec![format!("step {} cannot be resolved", i + 1)]),
+        }
+    }
 }
 
 /// A monitor name as declared, with what is needed to run it at the top level.

@@ -29,12 +29,13 @@ pub use diag::{Diagnostic, Diagnostics, Location, SourceFile};
 pub use eval::fmt_ts;
 pub use experiment::{fault_matches, fault_matches_step, ExperimentJudge, LiveStep};
 pub use ir::{
-    ExpectStep, Experiment, FaultCall, FaultTarget, Literal, MonExpr, MonitorInfo, Spec, Step,
+    Bindings, ExpectStep, Experiment, FaultCall, FaultTarget, Literal, MonExpr, MonitorInfo, Spec,
+    Step,
 };
 pub use needs::Needs;
 pub use report::{
-    EventInfo, ExperimentResult, Explanation, GuardValue, MonitorResult, Report, StepResult,
-    TimeoutInfo, Transition, Verdict,
+    EventInfo, ExperimentResult, Explanation, GuardValue, MonitorResult, Report, StepBinding,
+    StepResult, TimeoutInfo, Transition, Verdict,
 };
 pub use runner::{Runner, SelectError, Selection};
 pub use states::{InstanceHistory, StateLog, StateSpan};
@@ -54,10 +55,12 @@ pub(crate) const BUILTINS: &[&str] = &[
     "ends_with",
     "contains",
     "keys",
+    "values",
     "abs",
     "min",
     "max",
     "is_null",
+    "time",
 ];
 
 /// Built-in function, arity and result type by name.
@@ -77,10 +80,12 @@ pub(crate) fn ir_builtin(name: &str) -> Option<(ir::Builtin, usize, ast::Ty)> {
         "ends_with" => (B::EndsWith, 2, Ty::Bool),
         "contains" => (B::Contains, 2, Ty::Bool),
         "keys" => (B::Keys, 1, Ty::List),
+        "values" => (B::Values, 1, Ty::List),
         "abs" => (B::Abs, 1, Ty::Any),
         "min" => (B::Min, 2, Ty::Any),
         "max" => (B::Max, 2, Ty::Any),
         "is_null" => (B::IsNull, 1, Ty::Bool),
+        "time" => (B::Time, 1, Ty::Str),
         _ => return None,
     })
 }

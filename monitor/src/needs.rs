@@ -135,6 +135,9 @@ impl Needs {
             self.add_x(x);
         }
         for w in &m.windows {
+            if let Some(x) = &w.by {
+                self.add_x(x);
+            }
             if let Some(x) = &w.expr {
                 self.add_x(x);
             }
@@ -174,12 +177,18 @@ impl Needs {
     }
 
     fn add_actions(&mut self, a: &ActionsC) {
-        for (_, x) in &a.sets {
+        for (_, k, x) in &a.sets {
+            if let Some(k) = k {
+                self.add_x(k);
+            }
             self.add_x(x);
+        }
+        if let TermC::Accept(_, Some(w)) = &a.term {
+            self.add_x(w);
         }
         match &a.term {
             TermC::Stay => {}
-            TermC::Goto(_, x) | TermC::Accept(x) | TermC::Fail(x) | TermC::Inconclusive(x) => {
+            TermC::Goto(_, x) | TermC::Accept(x, _) | TermC::Fail(x) | TermC::Inconclusive(x) => {
                 if let Some(x) = x {
                     self.add_x(x);
                 }

@@ -395,11 +395,12 @@ impl Parser<'_> {
             "mean" | "avg" => Agg::Mean,
             "min" => Agg::Min,
             "max" => Agg::Max,
+            "latest" => Agg::Latest,
             _ => {
                 self.sink.hint(
                     asp,
                     format!("unknown aggregate `{aname}`"),
-                    "aggregates are count, sum(E), mean(E), min(E), max(E)",
+                    "aggregates are count, sum(E), mean(E), min(E), max(E), latest(E) by K",
                 );
                 return Err(());
             }
@@ -412,6 +413,17 @@ impl Parser<'_> {
             let e = self.expr()?;
             self.expect(Tok::RParen, "`)`")?;
             Some(e)
+        };
+        let by = if agg == Agg::Latest {
+            if !self.eat_kw("by") {
+                return self.error_hint(
+                    "`by`",
+                    "e.g. `window role = latest(data.role) by service over last 10s`",
+                );
+            }
+            Some(self.unary()?)
+        } else {
+            None
         };
         if !self.eat_kw("over") {
             return self.error_hint(
@@ -446,6 +458,7 @@ impl Parser<'_> {
             expr,
             size,
             of,
+            by,
         })
     }
 
@@ -494,9 +507,22 @@ impl Parser<'_> {
         let mut sets = Vec::new();
         loop {
             if self.eat_kw("set") {
-                let (n, sp) = self.ident("a variable name")?;
+                let (name, span) = self.ident("a variable name")?;
+                let key = if self.eat(&Tok::LBracket) {
+                    let k = self.expr()?;
+                    self.expect(Tok::RBracket, "`]`")?;
+                    Some(k)
+                } else {
+                    None
+                };
                 self.expect(Tok::Assign, "`=`")?;
-                sets.push((n, sp, self.expr()?));
+                let value = self.expr()?;
+                sets.push(SetDecl {
+                    name,
+                    span,
+                    key,
+                    value,
+                });
                 if self.eat(&Tok::Comma) {
                     continue;
                 }
@@ -531,7 +557,16 @@ impl Parser<'_> {
                 timeout,
             }
         } else if self.eat_kw("accept") {
-            Terminal::Accept(msg(self)?)
+            // `accept [MSG] [with VALUE]`; `with` is a word only there, before an expression
+            let with_follows = |p: &Self| p.is_kw("with") && starts_expr_tok(p.peek_at(1));
+            let m = if with_follows(self) { None } else { msg(self)? };
+            let with = if with_follows(self) {
+                self.bump();
+                Some(self.expr()?)
+            } else {
+                None
+            };
+            Terminal::Accept(m, with)
         } else if self.eat_kw("fail") {
             Terminal::Fail(msg(self)?)
         } else if self.eat_kw("inconclusive") {
@@ -547,23 +582,7 @@ impl Parser<'_> {
     }
 
     fn starts_expr(&self) -> bool {
-        match self.peek() {
-            Tok::Str(_)
-            | Tok::Int(_)
-            | Tok::Float(_)
-            | Tok::Dur(_)
-            | Tok::LParen
-            | Tok::LBracket
-            | Tok::Minus => true,
-            Tok::Name(n) => {
-                !is_keyword(n)
-                    || matches!(
-                        n.as_str(),
-                        "not" | "if" | "true" | "false" | "null" | "all" | "any"
-                    )
-            }
-            _ => false,
-        }
+        starts_expr_tok(self.peek())
     }
 
     fn pattern(&mut self) -> P<Pattern> {
@@ -720,14 +739,23 @@ impl Parser<'_> {
         let start = self.span();
         if self.eat_kw("expect") {
             let m = self.mexpr()?;
-            let within = if self.eat_kw("within") {
-                Some(self.expr()?)
-            } else {
-                None
-            };
+            // `as NAME` and `within D`, in either order
+            let mut binds = None;
+            let mut within = None;
+            loop {
+                if binds.is_none() && self.is_kw("as") {
+                    self.bump();
+                    binds = Some(self.ident("a name to bind after `as`")?);
+                } else if within.is_none() && self.eat_kw("within") {
+                    within = Some(self.expr()?);
+                } else {
+                    break;
+                }
+            }
             return Ok(StepDecl::Expect {
                 m,
                 within,
+                binds,
                 span: start.to(self.prev_span()),
             });
         }
@@ -799,22 +827,14 @@ impl Parser<'_> {
         )
     }
 
+    /// A group of fault targets: `[a, b]`, one name, or an expression giving a list or a
+    /// name (`members - [L]`, with `+`/`-` on lists).
     fn name_list(&mut self) -> P<Vec<Expr>> {
-        if self.eat(&Tok::LBracket) {
-            let mut v = Vec::new();
-            if self.eat(&Tok::RBracket) {
-                return Ok(v);
-            }
-            loop {
-                v.push(self.unary()?);
-                if self.eat(&Tok::Comma) {
-                    continue;
-                }
-                self.expect(Tok::RBracket, "`,` or `]`")?;
-                return Ok(v);
-            }
-        }
-        Ok(vec![self.unary()?])
+        let e = self.add()?;
+        Ok(match e.kind {
+            ExprKind::List(v) => v,
+            _ => vec![e],
+        })
     }
 
     fn target(&mut self) -> P<TargetDecl> {
@@ -836,7 +856,7 @@ impl Parser<'_> {
                 });
             }
         }
-        Ok(TargetDecl::Service(self.unary()?))
+        Ok(TargetDecl::Service(self.add()?))
     }
 
     // ---- expressions ----
@@ -854,6 +874,11 @@ impl Parser<'_> {
             && self.is_kw_at(2, "in")
         {
             Some(Quant::Count)
+        } else if self.is_kw("filter")
+            && matches!(self.peek_at(1), Tok::Name(_))
+            && self.is_kw_at(2, "in")
+        {
+            Some(Quant::Filter)
         } else {
             None
         };
@@ -902,8 +927,14 @@ impl Parser<'_> {
         }
         Ok(l)
     }
+    /// At `count x in` or `filter x in` (words that are names elsewhere)?
+    fn counted_quant(&self) -> bool {
+        (self.is_kw("count") || self.is_kw("filter"))
+            && matches!(self.peek_at(1), Tok::Name(_))
+            && self.is_kw_at(2, "in")
+    }
     fn and_or_quant(&mut self) -> P<Expr> {
-        if self.is_kw("all") || self.is_kw("any") || self.is_kw("if") {
+        if self.is_kw("all") || self.is_kw("any") || self.is_kw("if") || self.counted_quant() {
             self.expr()
         } else {
             self.and()
@@ -912,7 +943,11 @@ impl Parser<'_> {
     fn and(&mut self) -> P<Expr> {
         let mut l = self.not()?;
         while self.eat_kw("and") {
-            let r = if self.is_kw("all") || self.is_kw("any") || self.is_kw("if") {
+            let r = if self.is_kw("all")
+                || self.is_kw("any")
+                || self.is_kw("if")
+                || self.counted_quant()
+            {
                 self.expr()?
             } else {
                 self.not()?
@@ -1037,6 +1072,10 @@ impl Parser<'_> {
             Tok::Float(f) => lit(Lit::Float(f)),
             Tok::Dur(d) => lit(Lit::Dur(d)),
             Tok::Str(s) => lit(Lit::Str(s)),
+            Tok::LBrace => {
+                let end = self.expect(Tok::RBrace, "`}` (`{}` is the empty map)")?;
+                Ok(Expr::new(ExprKind::Lit(Lit::Map), t.span.to(end)))
+            }
             Tok::LParen => {
                 let e = self.expr()?;
                 let end = self.expect(Tok::RParen, "`)`")?;
@@ -1094,5 +1133,26 @@ impl Parser<'_> {
                 self.error("an expression")
             }
         }
+    }
+}
+
+/// Can this token start an expression?
+fn starts_expr_tok(t: &Tok) -> bool {
+    match t {
+        Tok::Str(_)
+        | Tok::Int(_)
+        | Tok::Float(_)
+        | Tok::Dur(_)
+        | Tok::LParen
+        | Tok::LBracket
+        | Tok::Minus => true,
+        Tok::Name(n) => {
+            !is_keyword(n)
+                || matches!(
+                    n.as_str(),
+                    "not" | "if" | "true" | "false" | "null" | "all" | "any"
+                )
+        }
+        _ => false,
     }
 }

@@ -215,6 +215,16 @@ pub struct StepResult {
     /// differ from the fault recorded for it (the experiment was edited since the recording).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// For `expect ... as NAME`: the name and the value the step bound.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub binding: Option<StepBinding>,
+}
+
+/// What an `expect ... as NAME` step bound.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepBinding {
+    pub name: String,
+    pub value: serde_json::Value,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

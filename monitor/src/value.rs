@@ -95,6 +95,18 @@ impl Value {
             _ => None,
         }
     }
+    /// The value as JSON (durations as their nanoseconds, as at run time).
+    pub fn to_json(&self) -> J {
+        match self {
+            Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Int(i) | Value::Dur(i) => J::from(*i),
+            Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
+            Value::Str(s) => J::String(s.to_string()),
+            Value::List(l) => J::Array(l.iter().map(Value::to_json).collect()),
+            Value::Json(j) => (**j).clone(),
+        }
+    }
     /// Converts a JSON value, keeping scalars as scalars.
     pub fn from_json(j: &J) -> Value {
         match j {
@@ -121,6 +133,8 @@ pub(crate) enum V<'a> {
     Str(&'a str),
     S(Rc<str>),
     J(&'a J),
+    /// JSON built during evaluation (a map after `set m[k] = v`).
+    M(Rc<J>),
     VList(&'a [Value]),
     L(Rc<Vec<V<'a>>>),
 }
@@ -149,6 +163,31 @@ impl<'a> V<'a> {
             _ => V::J(j),
         }
     }
+    /// [`V::of_json`] of JSON that is not borrowed for `'a` (copied).
+    pub fn of_json_owned(j: &J) -> V<'a> {
+        match j {
+            J::Null => V::Null,
+            J::Bool(b) => V::Bool(*b),
+            J::Number(n) => match n.as_i64() {
+                Some(i) => V::Int(i),
+                None => V::Float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            J::String(s) => V::S(Rc::from(s.as_str())),
+            _ => V::M(Rc::new(j.clone())),
+        }
+    }
+    /// The JSON this value is, for objects and arrays.
+    pub fn json_ref(&self) -> Option<&J> {
+        match self {
+            V::J(j) => Some(j),
+            V::M(j) => Some(j),
+            _ => None,
+        }
+    }
+    /// The object (map) this value is.
+    pub fn as_map(&self) -> Option<&serde_json::Map<String, J>> {
+        self.json_ref().and_then(J::as_object)
+    }
     pub fn to_value(&self) -> Value {
         match self {
             V::Null => Value::Null,
@@ -158,6 +197,7 @@ impl<'a> V<'a> {
             V::Str(s) => Value::str(s),
             V::S(s) => Value::str(s),
             V::J(j) => Value::Json(Arc::new((*j).clone())),
+            V::M(j) => Value::Json(Arc::new((**j).clone())),
             V::VList(l) => Value::List(Arc::from(*l)),
             V::L(l) => Value::List(l.iter().map(|v| v.to_value()).collect()),
         }
@@ -185,6 +225,7 @@ impl<'a> V<'a> {
     pub fn list_len(&self) -> Option<usize> {
         match self {
             V::J(J::Array(a)) => Some(a.len()),
+            V::M(j) => j.as_array().map(Vec::len),
             V::VList(l) => Some(l.len()),
             V::L(l) => Some(l.len()),
             _ => None,
@@ -193,6 +234,7 @@ impl<'a> V<'a> {
     pub fn list_get(&self, i: usize) -> V<'a> {
         match self {
             V::J(J::Array(a)) => a.get(i).map(V::of_json).unwrap_or(V::Null),
+            V::M(j) => j.get(i).map(V::of_json_owned).unwrap_or(V::Null),
             V::VList(l) => l.get(i).map(V::of).unwrap_or(V::Null),
             V::L(l) => l.get(i).cloned().unwrap_or(V::Null),
             _ => V::Null,
@@ -201,6 +243,7 @@ impl<'a> V<'a> {
     pub fn field(&self, name: &str) -> V<'a> {
         match self {
             V::J(J::Object(m)) => m.get(name).map(V::of_json).unwrap_or(V::Null),
+            V::M(j) => j.get(name).map(V::of_json_owned).unwrap_or(V::Null),
             _ => V::Null,
         }
     }
@@ -227,6 +270,7 @@ impl<'a> V<'a> {
         match self {
             V::Null => Some(0),
             V::J(J::Object(m)) => Some(m.len() as i64),
+            V::M(j) if j.is_object() => Some(j.as_object().map_or(0, |m| m.len()) as i64),
             _ => {
                 if let Some(s) = self.as_str() {
                     Some(s.chars().count() as i64)
@@ -252,8 +296,8 @@ impl<'a> V<'a> {
                 if let (Some(n), Some(m)) = (self.list_len(), o.list_len()) {
                     return n == m && (0..n).all(|i| self.list_get(i).eq(&o.list_get(i)));
                 }
-                match (self, o) {
-                    (V::J(a), V::J(b)) => a == b,
+                match (self.json_ref(), o.json_ref()) {
+                    (Some(a), Some(b)) => a == b,
                     _ => false,
                 }
             }
@@ -277,8 +321,8 @@ impl<'a> V<'a> {
         }
         match (self.as_str(), x.as_str()) {
             (Some(h), Some(n)) => h.contains(n),
-            _ => match (self, x.as_str()) {
-                (V::J(J::Object(m)), Some(k)) => m.contains_key(k),
+            _ => match (self.as_map(), x.as_str()) {
+                (Some(m), Some(k)) => m.contains_key(k),
                 _ => false,
             },
         }
@@ -293,6 +337,7 @@ impl<'a> V<'a> {
             V::Str(s) => format!("{s:?}"),
             V::S(s) => format!("{:?}", &**s),
             V::J(j) => j.to_string(),
+            V::M(j) => j.to_string(),
             other => other.to_value().to_string(),
         };
         excerpt(&s, 160)

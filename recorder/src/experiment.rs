@@ -13,6 +13,11 @@
 //! the expired deadline) after an `expect`, and unchanged by a `note`. A `do X for D` is done
 //! when X is applied; its revert runs in the background.
 //!
+//! An `expect ... as NAME` step binds the value its monitor accepted with (recorded in the step's
+//! end event as `data.binding`); a later step that uses `NAME` is resolved with the bound values
+//! when it starts, by [`resolve_step`] (the one place a bound target becomes services), and a
+//! step that cannot be resolved ends the experiment inconclusive.
+//!
 //! The monitor crate provides compilation and the live judge; this module converts its steps into
 //! [`ExpStep`]s and drives them. The live judge is behind the [`LiveJudge`] trait so the executor
 //! does not depend on the engine's internals.
@@ -48,6 +53,10 @@ pub trait LiveJudge: Send {
     }
     /// A one-line explanation of the verdict (ends the judge).
     fn explain(&mut self) -> String;
+    /// The value the step's monitor accepted with (`accept ... with V`), as JSON.
+    fn bound(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// Makes a fresh judge when the step starts; the argument is the start of the step's window (the
@@ -61,6 +70,8 @@ pub enum ExpStep {
         text: String,
         within: Option<Duration>,
         judge: JudgeFactory,
+        /// `as NAME`: the binding this step sets.
+        binds: Option<String>,
     },
     Do {
         text: String,
@@ -94,7 +105,59 @@ impl ExpStep {
 #[derive(Clone)]
 pub struct Compiled {
     pub name: String,
+    /// The steps; one that uses a binding holds a placeholder until [`resolve_step`].
     pub steps: Vec<ExpStep>,
+    /// The experiment as the monitor crate compiled it (resolves the steps using bindings).
+    pub exp: Option<Arc<monitor::Experiment>>,
+}
+
+impl Compiled {
+    /// Does step `i` use a binding (and so is resolved when it starts)?
+    pub fn uses_bindings(&self, i: usize) -> bool {
+        self.exp.as_ref().is_some_and(|e| e.uses_bindings(i))
+    }
+}
+
+/// Step `i` of `c` ready to run with the values bound so far: a step that uses no binding as
+/// compiled; one that does recompiled with the bound values, and a `do` checked as at compile
+/// time against the project's `services` (a bound service that the project does not have is
+/// an error). This is the one place a target taken from a binding becomes services; the fault
+/// injector then checks the services it resolves against the scenario's `[scope]` when it
+/// applies the fault, as for every target.
+pub fn resolve_step(
+    c: &Compiled,
+    i: usize,
+    bindings: &monitor::Bindings,
+    services: &[String],
+) -> Result<ExpStep, String> {
+    let Some(step) = c.steps.get(i) else {
+        return Err(format!("no step {}", i + 1));
+    };
+    let Some(exp) = c.exp.as_ref().filter(|e| e.uses_bindings(i)) else {
+        return Ok(step.clone());
+    };
+    let resolved = exp.resolve(i, bindings).map_err(|e| e.join("; "))?;
+    let s = live::convert(&resolved);
+    if let ExpStep::Do {
+        action,
+        args,
+        target,
+        duration,
+        ..
+    } = &s
+    {
+        let req = FaultRequest {
+            action: action.clone(),
+            args: args.clone(),
+            target: target.clone(),
+            duration: *duration,
+            experiment: Some(c.name.clone()),
+            step: Some(i),
+            intended_ns: 0,
+        };
+        crate::faults::validate(&req, services).map_err(|e| e.to_string())?;
+    }
+    Ok(s)
 }
 
 /// Compiles the experiment `name` from the spec files and checks every `do` step against the
@@ -112,6 +175,10 @@ pub fn compile(
     for (i, s) in c.steps.iter().enumerate() {
         // people count steps from 1, as `analyzer check` prints them; the trace keeps `i`
         let n = i + 1;
+        if c.uses_bindings(i) {
+            // its target is known when the step starts (checked then, by `resolve_step`)
+            continue;
+        }
         if let ExpStep::Do {
             text,
             at,
@@ -234,17 +301,35 @@ fn step_event(
     verdict: Option<&str>,
     message: Option<String>,
 ) -> Event {
+    step_event_with(exp, index, s, phase, verdict, message, None)
+}
+
+/// [`step_event`] with `extra` keys merged into its data (`binding` of an `expect ... as NAME`
+/// at its end, `bindings` used by a step at its start).
+fn step_event_with(
+    exp: &str,
+    index: usize,
+    s: &ExpStep,
+    phase: &str,
+    verdict: Option<&str>,
+    message: Option<String>,
+    extra: Option<serde_json::Map<String, serde_json::Value>>,
+) -> Event {
+    let mut data = serde_json::json!({
+        "experiment": exp,
+        "step": index,
+        "step_kind": s.kind(),
+        "phase": phase,
+        "verdict": verdict,
+        "text": s.text(),
+    });
+    if let (Some(d), Some(extra)) = (data.as_object_mut(), extra) {
+        d.extend(extra);
+    }
     let mut ev = Event::new(now_ns(), "recorder", "step")
         // people count steps from 1, as every other message does; `data.step` keeps the index
         .message(message.unwrap_or_else(|| format!("{phase} step {}: {}", index + 1, s.text())))
-        .data(&serde_json::json!({
-            "experiment": exp,
-            "step": index,
-            "step_kind": s.kind(),
-            "phase": phase,
-            "verdict": verdict,
-            "text": s.text(),
-        }));
+        .data(&data);
     ev.service = None;
     ev
 }
@@ -270,8 +355,12 @@ pub async fn run(
     c: Compiled,
     name: &str,
     mut live: Option<mpsc::UnboundedReceiver<Event>>,
-    _state: &ProjectState,
+    state: &ProjectState,
 ) -> PlanResult {
+    let mut services: Vec<String> = state.containers.iter().map(|c| c.service.clone()).collect();
+    services.sort();
+    services.dedup();
+    let mut bindings = monitor::Bindings::new();
     let mut verdicts = Vec::new();
     let mut overall = "accept".to_string();
     let mut reverts = Vec::new();
@@ -280,17 +369,55 @@ pub async fn run(
     let mut window_start_ns = now_ns();
     // appended events received but not yet judged (they belong to a later step)
     let mut backlog: Vec<Event> = Vec::new();
-    for (i, step) in c.steps.iter().enumerate() {
+    for i in 0..c.steps.len() {
         // people count steps from 1, as `analyzer check` prints them; the trace keeps `i`
         let n = i + 1;
+        let step = &c.steps[i];
         ctx.progress
             .set(format!("step {n}/{total}: {}", step.text()));
-        let start = step_event(name, i, step, "start", None, None);
+        // the bindings the step uses, recorded in its start event
+        let used = c.uses_bindings(i).then(|| {
+            let uses = c
+                .exp
+                .as_ref()
+                .map(|e| e.uses[i].clone())
+                .unwrap_or_default();
+            let mut m = serde_json::Map::new();
+            let b: serde_json::Map<String, serde_json::Value> = uses
+                .iter()
+                .filter_map(|u| bindings.get(u).map(|v| (u.clone(), v.to_json())))
+                .collect();
+            m.insert("bindings".into(), serde_json::Value::Object(b));
+            m
+        });
+        let start = step_event_with(name, i, step, "start", None, None, used);
         if i == 0 {
             // the experiment's first window opens with its first step event
             window_start_ns = start.ts_ns;
         }
         ctx.sink.emit(start);
+        let resolved = match resolve_step(&c, i, &bindings, &services) {
+            Ok(s) => s,
+            Err(e) => {
+                let m = format!(
+                    "step {n} `{}`: cannot use the bound values: {e}",
+                    step.text()
+                );
+                ctx.sink.emit(step_event(
+                    name,
+                    i,
+                    step,
+                    "end",
+                    Some("inconclusive"),
+                    Some(m.clone()),
+                ));
+                verdicts.push(format!("step {n} {}: error: {e}", step.text()));
+                error = Some(m);
+                overall = "inconclusive".into();
+                break;
+            }
+        };
+        let step = &resolved;
         match step {
             ExpStep::Note(text) => {
                 ctx.sink.emit(
@@ -380,7 +507,12 @@ pub async fn run(
                     break;
                 }
             }
-            ExpStep::Expect { within, judge, .. } => {
+            ExpStep::Expect {
+                within,
+                judge,
+                binds,
+                ..
+            } => {
                 let mut j = judge(window_start_ns);
                 let started = tokio::time::Instant::now();
                 // The judge decides `within` in trace time from the window start; the wall
@@ -463,6 +595,7 @@ pub async fn run(
                 };
                 // the next step's window starts where this one was decided, as offline
                 window_start_ns = j.decided_ns().unwrap_or_else(now_ns);
+                let bound = j.bound();
                 let explain = j.explain();
                 let timed_out =
                     deadline.is_some_and(|d| tokio::time::Instant::now() >= d) && verdict == "fail";
@@ -475,13 +608,39 @@ pub async fn run(
                 } else {
                     format!("step {n} `{}`: {verdict}: {explain}", step.text())
                 };
-                ctx.sink.emit(step_event(
+                // `expect ... as NAME`: the value it accepted with is bound (and recorded)
+                let mut verdict = verdict;
+                let mut m = m;
+                let mut extra = None;
+                if let (Some(b), "accept") = (binds, verdict.as_str()) {
+                    match bound.as_ref() {
+                        Some(v) => {
+                            bindings.insert(b.clone(), monitor::Value::from_json(v));
+                            let mut x = serde_json::Map::new();
+                            x.insert(
+                                "binding".into(),
+                                serde_json::json!({ "name": b, "value": v }),
+                            );
+                            extra = Some(x);
+                            m = format!("{m} (bound {b} = {v})");
+                        }
+                        None => {
+                            verdict = "inconclusive".into();
+                            m = format!(
+                                "step {n} `{}`: accepted without a value for `{b}` (no `accept ... with VALUE` decided it)",
+                                step.text()
+                            );
+                        }
+                    }
+                }
+                ctx.sink.emit(step_event_with(
                     name,
                     i,
                     step,
                     "end",
                     Some(&verdict),
                     Some(m.clone()),
+                    extra,
                 ));
                 verdicts.push(m);
                 if verdict != "accept" {
@@ -536,6 +695,9 @@ mod live {
                 Verdict::Fail => Some("fail".to_string()),
                 Verdict::Inconclusive => None,
             })
+        }
+        fn bound(&self) -> Option<serde_json::Value> {
+            self.step.value().map(|v| v.to_json())
         }
         fn explain(&mut self) -> String {
             let at = self
@@ -602,46 +764,49 @@ mod live {
                 }
             )]);
         };
-        let steps = exp
-            .steps
-            .iter()
-            .map(|s| match s {
-                Step::Note(n) => ExpStep::Note(n.clone()),
-                Step::Do(f) => ExpStep::Do {
-                    text: f.text.clone(),
-                    at: match (&f.span.file, f.span.line) {
-                        (file, 0) => file.clone(),
-                        (file, line) => format!("{file}:{line}:{}", f.span.column),
-                    },
-                    action: f.action.clone(),
-                    args: f
-                        .args
-                        .iter()
-                        .map(|(k, v)| (k.clone(), literal(v)))
-                        .collect(),
-                    target: f.target.clone(),
-                    duration: f.duration,
-                },
-                Step::Expect(e) => {
-                    let (text, within) = (e.text.clone(), e.within);
-                    let e = Arc::new(e.clone());
-                    let judge: JudgeFactory = Arc::new(move |start_ns| {
-                        let mut step = LiveStep::new(&e);
-                        step.start(start_ns);
-                        Box::new(Judge { step }) as Box<dyn LiveJudge>
-                    });
-                    ExpStep::Expect {
-                        text,
-                        within,
-                        judge,
-                    }
-                }
-            })
-            .collect();
+        let steps = exp.steps.iter().map(convert).collect();
         Ok(Compiled {
             name: name.to_string(),
             steps,
+            exp: Some(Arc::new(exp.clone())),
         })
+    }
+
+    /// One step of the monitor crate's experiment as the executor runs it.
+    pub fn convert(s: &Step) -> ExpStep {
+        match s {
+            Step::Note(n) => ExpStep::Note(n.clone()),
+            Step::Do(f) => ExpStep::Do {
+                text: f.text.clone(),
+                at: match (&f.span.file, f.span.line) {
+                    (file, 0) => file.clone(),
+                    (file, line) => format!("{file}:{line}:{}", f.span.column),
+                },
+                action: f.action.clone(),
+                args: f
+                    .args
+                    .iter()
+                    .map(|(k, v)| (k.clone(), literal(v)))
+                    .collect(),
+                target: f.target.clone(),
+                duration: f.duration,
+            },
+            Step::Expect(e) => {
+                let (text, within, binds) = (e.text.clone(), e.within, e.binds.clone());
+                let e = Arc::new(e.clone());
+                let judge: JudgeFactory = Arc::new(move |start_ns| {
+                    let mut step = LiveStep::new(&e);
+                    step.start(start_ns);
+                    Box::new(Judge { step }) as Box<dyn LiveJudge>
+                });
+                ExpStep::Expect {
+                    text,
+                    within,
+                    judge,
+                    binds,
+                }
+            }
+        }
     }
 }
 

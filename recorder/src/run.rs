@@ -558,6 +558,11 @@ async fn validate(
         let on_network = |n: &str| f.networks.get(n).cloned();
         let container = |c: &str| f.container_service(project, c);
         for (i, step) in c.steps.iter().enumerate() {
+            if c.uses_bindings(i) {
+                // a bound target is known when the step starts; the injector checks it against
+                // the scope when it resolves it (`check_resolved`)
+                continue;
+            }
             if let experiment::ExpStep::Do {
                 text, at, target, ..
             } = step

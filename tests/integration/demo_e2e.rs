@@ -323,6 +323,7 @@ fn example_scenarios_validate() {
         "split-brain",
         "split-brain-2seed",
         "zookeeper",
+        "redis-sentinel",
     ] {
         assert!(
             names.iter().any(|n| n == want),
@@ -742,4 +743,137 @@ fn zookeeper_example_records_and_judges() {
         state("zk3", heal, i64::MAX).last().map(String::as_str),
         Some("following")
     );
+}
+
+/// Redis with Sentinel (examples/redis-sentinel), Debian's packages: the experiment binds the
+/// master, partitions it from the replicas and sentinels (the client still reaches it), a
+/// replica is promoted, the old master keeps acknowledging writes, and after the heal it comes
+/// back as a replica. The experiment accepts live and offline; of the monitors, one master
+/// outside the failover window and the failover within 15 s accept, and "acknowledged writes
+/// are never lost" fails, naming the lost writes with the node and time of their
+/// acknowledgement (Redis replicates asynchronously: what the cut-off master acknowledged is
+/// dropped when it rejoins as a replica).
+#[test]
+fn redis_sentinel_example_loses_acknowledged_writes() {
+    require_docker!();
+    let status = Command::new("bash")
+        .arg(workspace_root().join("scripts/build-redis-image.sh"))
+        .status();
+    assert!(
+        matches!(status, Ok(s) if s.success()),
+        "scripts/build-redis-image.sh failed: {status:?}"
+    );
+    // the scenario's own time limit is 5 min
+    let rec = record_example(
+        "redis-sentinel",
+        "SentinelFailover",
+        Duration::from_secs(360),
+    );
+    judge_example(
+        &rec.trace,
+        &["specs/redis-sentinel.spec"],
+        "SentinelFailover",
+    );
+
+    // the binding recorded live: the master the partition cut off
+    let bound = |step: u64| -> String {
+        rec.events
+            .iter()
+            .filter(|e| e.source == "recorder" && e.kind == "step")
+            .map(data)
+            .find(|d| d["phase"] == "end" && d["step"] == step)
+            .and_then(|d| d["binding"]["value"].as_str().map(str::to_string))
+            .unwrap_or_else(|| panic!("no binding recorded by step {}", step + 1))
+    };
+    let (m, n) = (bound(0), bound(2));
+    assert_eq!(m, "redis-1", "the initial master");
+    assert!(n == "redis-2" || n == "redis-3", "promoted: {n}");
+
+    let spec = workspace_root().join("specs/redis-sentinel.spec");
+    let o = Command::new(bin("analyzer"))
+        .arg("check")
+        .arg(&rec.trace)
+        .arg("--spec")
+        .arg(&spec)
+        .args([
+            "--monitor",
+            "ackedWritesKept",
+            "--monitor",
+            "oneMaster",
+            "--monitor",
+            "failoverWithin15s",
+            "--format",
+            "json",
+        ])
+        .output()
+        .expect("run analyzer");
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let r: Value = serde_json::from_slice(&o.stdout).expect("json report");
+    let monitors = r["traces"][0]["report"]["monitors"]
+        .as_array()
+        .expect("monitors");
+    let verdict = |name: &str| -> &Value {
+        monitors
+            .iter()
+            .find(|x| x["name"] == name)
+            .unwrap_or_else(|| panic!("no monitor {name}: {monitors:#?}"))
+    };
+    assert_eq!(
+        verdict("oneMaster")["verdict"],
+        "accept",
+        "{:#}",
+        verdict("oneMaster")
+    );
+    assert_eq!(
+        verdict("failoverWithin15s")["verdict"],
+        "accept",
+        "{:#}",
+        verdict("failoverWithin15s")
+    );
+    let lost = verdict("ackedWritesKept");
+    assert_eq!(lost["verdict"], "fail", "{lost:#}");
+    let reason = lost["explanation"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("acknowledged writes lost: [")
+            && reason.contains(&format!("(acknowledged by {m} at ")),
+        "{reason}"
+    );
+    // the deciding event is the client's read-back summary
+    let deciding = lost["explanation"]["deciding_event"]["excerpt"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        deciding.starts_with(&format!("readback from {n}: ")),
+        "{lost:#}"
+    );
+    // every write the client logged as lost was acknowledged by the old master, after the cut
+    let cut = rec
+        .events
+        .iter()
+        .find(|e| e.source == "fault" && e.kind == "partition" && data(e)["phase"] == "applied")
+        .map(|e| e.ts_ns)
+        .expect("the partition");
+    let logs: Vec<&Event> = rec
+        .events
+        .iter()
+        .filter(|e| e.source == "log" && e.service.as_deref() == Some("client"))
+        .collect();
+    let lost_lines: Vec<&str> = logs
+        .iter()
+        .filter_map(|e| e.message.as_deref()?.strip_prefix("lost "))
+        .collect();
+    assert!(lost_lines.len() >= 10, "{lost_lines:?}");
+    for l in &lost_lines {
+        let w = l.split(' ').next().unwrap_or_default();
+        let ack = logs
+            .iter()
+            .find(|e| e.message.as_deref() == Some(&format!("ack {w} by {m}")))
+            .unwrap_or_else(|| panic!("{w} lost but not acknowledged by {m}"));
+        assert!(ack.ts_ns > cut, "{w} acknowledged before the partition");
+    }
 }

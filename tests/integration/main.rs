@@ -1,4 +1,5 @@
 //! The one integration-test binary (ripgrep style): every end-to-end test lives in a module here.
+mod bindings_offline;
 mod check_cli;
 mod ci_script;
 mod demo_cluster;
@@ -7,6 +8,7 @@ mod faults;
 mod fleet_cli;
 mod halt_scope_replay;
 mod jmx_attach;
+mod recorder_bindings;
 mod recorder_common;
 mod recorder_experiment_offline;
 mod recorder_faults;

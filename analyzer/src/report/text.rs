@@ -258,6 +258,9 @@ pub fn write_with(w: &mut dyn Write, judged: &[Judged], verbose: bool) -> std::i
                 for x in &s.warnings {
                     writeln!(w, "          warning: {x}")?;
                 }
+                if let Some(b) = &s.binding {
+                    writeln!(w, "          bound: {} = {}", b.name, b.value)?;
+                }
                 if s.verdict.is_some_and(|v| v != Verdict::Accept) {
                     if let Some(m) = &s.monitor {
                         monitor_lines(w, m, start, &j.context, "          ")?;
