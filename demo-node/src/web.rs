@@ -51,6 +51,7 @@ fn serve(s: TcpStream, id: &str, log: bool) {
         let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
         let (method, path) = (method.to_string(), path.to_string());
         let mut len = 0usize;
+        let mut chunked = false;
         let mut close = false;
         loop {
             let mut h = String::new();
@@ -66,13 +67,22 @@ fn serve(s: TcpStream, id: &str, log: bool) {
             if let Some(v) = lower.strip_prefix("content-length:") {
                 len = v.trim().parse().unwrap_or(0);
             }
+            if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
+                chunked = true;
+            }
             if lower.starts_with("connection:") && lower.contains("close") {
                 close = true;
             }
         }
-        let mut body = vec![0u8; len.min(1 << 20)];
-        if r.read_exact(&mut body).is_err() {
-            return;
+        if chunked {
+            if skip_chunked(&mut r).is_err() {
+                return;
+            }
+        } else {
+            let mut body = vec![0u8; len.min(1 << 20)];
+            if r.read_exact(&mut body).is_err() {
+                return;
+            }
         }
         let status: u16 = path
             .strip_prefix("/status/")
@@ -91,6 +101,29 @@ fn serve(s: TcpStream, id: &str, log: bool) {
         if w.write_all(resp.as_bytes()).is_err() || close {
             return;
         }
+    }
+}
+
+/// Reads a chunked request body (chunks, then the trailer section) and discards it.
+fn skip_chunked(r: &mut BufReader<TcpStream>) -> std::io::Result<()> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+    loop {
+        let mut size = String::new();
+        if r.read_line(&mut size)? == 0 {
+            return Err(bad("closed in a chunked body"));
+        }
+        let hex = size.trim().split(';').next().unwrap_or("").trim();
+        let n = usize::from_str_radix(hex, 16).map_err(|_| bad("bad chunk size"))?;
+        if n == 0 {
+            loop {
+                let mut t = String::new();
+                if r.read_line(&mut t)? == 0 || t.trim().is_empty() {
+                    return Ok(());
+                }
+            }
+        }
+        let mut chunk = vec![0u8; n + 2];
+        r.read_exact(&mut chunk)?;
     }
 }
 
