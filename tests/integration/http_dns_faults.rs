@@ -620,3 +620,49 @@ async fn sigkilled_recorder_cuts_the_service_off_until_cleanup() {
     let r = get_once(&addr, "/pay").expect("served again");
     assert_eq!(r.0, 200);
 }
+
+/// examples/http-retries recorded and judged: the client's retries hide a /pay route failing
+/// half the time, its breaker opens when every call fails and closes after; every 503 the client
+/// saw is one the proxy answered (a `proxy` event), and the proxy events are not fault events.
+#[test]
+fn http_retries_example_records_and_judges() {
+    use crate::demo_e2e::{judge_example, record_example};
+    require_docker!();
+    let rec = record_example("http-retries", "PayRetries", Duration::from_secs(150));
+    judge_example(&rec.trace, &["specs/http-retries.spec"], "PayRetries");
+    let data = |e: &trace::Event| -> Value {
+        serde_json::from_str(e.data.as_deref().unwrap_or("null")).expect("json")
+    };
+    let phases: Vec<String> = rec
+        .events
+        .iter()
+        .filter(|e| e.source == "fault")
+        .map(|e| format!("{} {}", e.kind, data(e)["phase"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        phases,
+        ["http applied", "http reverted", "http applied", "http reverted"]
+    );
+    let proxy: Vec<Value> = rec
+        .events
+        .iter()
+        .filter(|e| e.source == "proxy" && e.kind == "http")
+        .map(data)
+        .collect();
+    let responded = proxy.iter().filter(|d| d["action"] == "respond").count();
+    assert!(
+        responded >= 5 && proxy.iter().any(|d| d["action"] == "pass"),
+        "{proxy:#?}"
+    );
+    let client_503 = rec
+        .events
+        .iter()
+        .filter(|e| {
+            e.source == "log"
+                && e.message
+                    .as_deref()
+                    .is_some_and(|m| m.starts_with("attempt shop ") && m.contains(" status=503 "))
+        })
+        .count();
+    assert_eq!(client_503, responded);
+}
