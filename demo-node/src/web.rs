@@ -25,14 +25,26 @@ pub fn run_web(c: &Config) -> Result<i32, String> {
                 let id = id.clone();
                 std::thread::spawn(move || serve(s, &id, log));
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wait_readable(&listener),
             Err(e) => util::err(&format!("web {id} accept error={e}")),
         }
     }
     util::out(&format!("exit {id} reason=signal"));
     Ok(0)
+}
+
+/// Waits until the listener has a connection to accept, or 200 ms (to notice a stop signal).
+fn wait_readable(l: &TcpListener) {
+    use std::os::fd::AsRawFd;
+    let mut p = libc::pollfd {
+        fd: l.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll on one valid pollfd for at most 200 ms.
+    unsafe {
+        libc::poll(&mut p, 1, 200);
+    }
 }
 
 /// One connection: requests are answered in order until the peer closes or asks to close.

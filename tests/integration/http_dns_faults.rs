@@ -666,3 +666,75 @@ fn http_retries_example_records_and_judges() {
         .count();
     assert_eq!(client_503, responded);
 }
+
+/// Sequential requests from the host to the web service: `n` on one keep-alive connection and
+/// `n / 4` on a new connection each; returns (keep-alive requests/s, µs per keep-alive request,
+/// µs per request on a new connection).
+fn measure(addr: &str, n: usize) -> (f64, f64, f64) {
+    let mut s = connect(addr);
+    let mut buf = Vec::new();
+    let t = Instant::now();
+    for _ in 0..n {
+        get(&mut s, "/bench");
+        let (st, _) = read_response(&mut s, &mut buf).expect("response");
+        assert_eq!(st, 200);
+    }
+    let ka = t.elapsed();
+    let m = n / 4;
+    let t = Instant::now();
+    for _ in 0..m {
+        assert_eq!(get_once(addr, "/bench").expect("response").0, 200);
+    }
+    let fresh = t.elapsed();
+    (
+        n as f64 / ka.as_secs_f64(),
+        ka.as_secs_f64() * 1e6 / n as f64,
+        fresh.as_secs_f64() * 1e6 / m as f64,
+    )
+}
+
+/// The cost of the pass-through path of an `http` fault (no request matches): requests/s and
+/// latency per request from the host, without and with the proxy. Run by
+/// scripts/bench-http-fault.sh; prints the table of docs/performance.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run by scripts/bench-http-fault.sh"]
+async fn bench_http_passthrough_overhead() {
+    require_docker!();
+    let p = up("httpbench");
+    sh("docker", &["stop", "-t", "1", &container(&p.name, "client")]);
+    let web = container(&p.name, "web");
+    let addr = format!("{}:8080", ip(&web));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get_once(&addr, "/health").is_err() {
+        assert!(Instant::now() < deadline, "web never answered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let n: usize = std::env::var("BENCH_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4000);
+    let (mut inj, _rx) = injector(&p.name, 1).await;
+    measure(&addr, n / 10);
+    let direct = measure(&addr, n);
+    let id = inj
+        .apply(&req(
+            "http",
+            json!({"port": 8080, "path": "/never", "status": 503}),
+            "web",
+        ))
+        .await
+        .expect("apply");
+    measure(&addr, n / 10);
+    let proxied = measure(&addr, n);
+    inj.revert(id).await;
+    let direct2 = measure(&addr, n);
+    println!("| path | keep-alive req/s | µs per keep-alive request | µs per request on a new connection |");
+    println!("| --- | ---: | ---: | ---: |");
+    for (name, r) in [
+        ("direct (before)", direct),
+        ("through the proxy, no match", proxied),
+        ("direct (after the revert)", direct2),
+    ] {
+        println!("| {name} | {:.0} | {:.0} | {:.0} |", r.0, r.1, r.2);
+    }
+}
