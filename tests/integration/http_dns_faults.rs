@@ -233,8 +233,8 @@ fn get(s: &mut TcpStream, path: &str) {
 fn get_once(addr: &str, path: &str) -> Result<(u16, String, Duration), String> {
     let t = Instant::now();
     let sa: std::net::SocketAddr = addr.parse().map_err(|e| format!("address {addr}: {e}"))?;
-    let mut s =
-        TcpStream::connect_timeout(&sa, Duration::from_secs(3)).map_err(|e| format!("connect: {e}"))?;
+    let mut s = TcpStream::connect_timeout(&sa, Duration::from_secs(3))
+        .map_err(|e| format!("connect: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok();
     get(&mut s, path);
     let mut buf = Vec::new();
@@ -248,7 +248,10 @@ async fn http_route_aborted_while_another_passes_then_delay_and_reset() {
     require_docker!();
     let p = up("httpabort");
     // only this test's requests reach the web service
-    sh("docker", &["stop", "-t", "1", &container(&p.name, "client")]);
+    sh(
+        "docker",
+        &["stop", "-t", "1", &container(&p.name, "client")],
+    );
     let web = container(&p.name, "web");
     let addr = format!("{}:8080", ip(&web));
     let nat_before = nat_rules(&web);
@@ -316,8 +319,15 @@ async fn http_route_aborted_while_another_passes_then_delay_and_reset() {
     // each matched request is a proxy event, and no further fault event was written
     let ev = drain(&mut rx);
     assert!(ev.iter().all(|(s, _, _)| s == "proxy"), "{ev:?}");
-    let lines: Vec<&str> = ev.iter().filter_map(|(_, _, d)| d["request"].as_str()).collect();
-    assert_eq!(lines, ["GET /pay HTTP/1.1", "GET /pay/7 HTTP/1.1"], "{ev:?}");
+    let lines: Vec<&str> = ev
+        .iter()
+        .filter_map(|(_, _, d)| d["request"].as_str())
+        .collect();
+    assert_eq!(
+        lines,
+        ["GET /pay HTTP/1.1", "GET /pay/7 HTTP/1.1"],
+        "{ev:?}"
+    );
     assert!(ev
         .iter()
         .all(|(_, k, d)| k == "http" && d["action"] == "respond" && d["status"] == 503));
@@ -327,7 +337,11 @@ async fn http_route_aborted_while_another_passes_then_delay_and_reset() {
     let ev = drain(&mut rx);
     assert_eq!(ev[0].2["phase"], "reverted", "{ev:?}");
     assert_eq!(ev[0].2["error"], Value::Null, "{ev:?}");
-    assert_eq!(nat_rules(&web), nat_before, "the nat table was not restored");
+    assert_eq!(
+        nat_rules(&web),
+        nat_before,
+        "the nat table was not restored"
+    );
     assert_eq!(get_once(&addr, "/pay").expect("pay after").0, 200);
 
     // a delay on one route, measured from the host; another route is not delayed
@@ -439,9 +453,12 @@ async fn outbound_http_fault_is_seen_by_the_clients_retries() {
 
 /// `demo-node resolve --host NAME` inside the container.
 fn resolve_in(c: &str, name: &str) -> String {
-    sh("docker", &["exec", c, "/demo-node", "resolve", "--host", name])
-        .trim()
-        .to_string()
+    sh(
+        "docker",
+        &["exec", c, "/demo-node", "resolve", "--host", name],
+    )
+    .trim()
+    .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -486,14 +503,26 @@ async fn dns_name_resolves_to_another_address_and_back_after_revert() {
         .filter_map(|(_, _, d)| d["name"].as_str())
         .collect();
     // the client's own calls resolve `web` too
-    assert!(names.iter().all(|n| *n == "web" || *n == "api.example.test"), "{ev:?}");
-    assert_eq!(names.iter().filter(|n| **n == "api.example.test").count(), 1);
+    assert!(
+        names
+            .iter()
+            .all(|n| *n == "web" || *n == "api.example.test"),
+        "{ev:?}"
+    );
+    assert_eq!(
+        names.iter().filter(|n| **n == "api.example.test").count(),
+        1
+    );
     assert!(names.contains(&"web"), "{ev:?}");
     inj.revert(id).await;
     let ev = drain(&mut rx);
     assert_eq!(ev[0].2["phase"], "reverted");
     assert_eq!(ev[0].2["error"], Value::Null, "{ev:?}");
-    assert_eq!(nat_rules(&client), nat_before, "docker's rules not restored");
+    assert_eq!(
+        nat_rules(&client),
+        nat_before,
+        "docker's rules not restored"
+    );
     assert_eq!(resolve_in(&client, "web"), format!("resolve web {web_ip}"));
 
     // NXDOMAIN, then a delay that still forwards
@@ -509,12 +538,20 @@ async fn dns_name_resolves_to_another_address_and_back_after_revert() {
     assert!(r.starts_with("resolve web error="), "{r}");
     inj.revert(id).await;
     let id = inj
-        .apply(&req("dns", json!({"name": "web", "delay": "600ms"}), "client"))
+        .apply(&req(
+            "dns",
+            json!({"name": "web", "delay": "600ms"}),
+            "client",
+        ))
         .await
         .expect("apply dns delay");
     let t = Instant::now();
     assert_eq!(resolve_in(&client, "web"), format!("resolve web {web_ip}"));
-    assert!(t.elapsed() >= Duration::from_millis(600), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(600),
+        "{:?}",
+        t.elapsed()
+    );
     inj.revert(id).await;
     assert_eq!(nat_rules(&client), nat_before);
 }
@@ -641,7 +678,12 @@ fn http_retries_example_records_and_judges() {
         .collect();
     assert_eq!(
         phases,
-        ["http applied", "http reverted", "http applied", "http reverted"]
+        [
+            "http applied",
+            "http reverted",
+            "http applied",
+            "http reverted"
+        ]
     );
     let proxy: Vec<Value> = rec
         .events
@@ -701,7 +743,10 @@ fn measure(addr: &str, n: usize) -> (f64, f64, f64) {
 async fn bench_http_passthrough_overhead() {
     require_docker!();
     let p = up("httpbench");
-    sh("docker", &["stop", "-t", "1", &container(&p.name, "client")]);
+    sh(
+        "docker",
+        &["stop", "-t", "1", &container(&p.name, "client")],
+    );
     let web = container(&p.name, "web");
     let addr = format!("{}:8080", ip(&web));
     let deadline = Instant::now() + Duration::from_secs(20);

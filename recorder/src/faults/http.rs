@@ -386,7 +386,9 @@ async fn serve(
                 HttpEffect::Reset => ("reset", None),
                 HttpEffect::Forward => ("delay", None),
             };
-            shared.event(ts, &line, &method, &path, action, status, delay_ms, peer, dst);
+            shared.event(
+                ts, &line, &method, &path, action, status, delay_ms, peer, dst,
+            );
             if delay_ms > 0.0 {
                 tokio::time::sleep(Duration::from_secs_f64(delay_ms / 1000.0)).await;
             }

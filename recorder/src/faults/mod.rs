@@ -855,9 +855,11 @@ impl FaultInjector {
                 return Err(e);
             }
             if let Some(last) = installs.last() {
-                let port = match &*last.server.lock().map_err(|_| {
-                    FaultError::Failed("proxy state poisoned".into())
-                })? {
+                let port = match &*last
+                    .server
+                    .lock()
+                    .map_err(|_| FaultError::Failed("proxy state poisoned".into()))?
+                {
                     ProxyServer::Http(p) => p.port,
                     ProxyServer::Dns(d) => {
                         params["resolver"] = json!(d.resolver.to_string());
@@ -930,7 +932,11 @@ impl FaultInjector {
                     self.sink.clone(),
                 )
                 .await?;
-                let chain = if f.to.is_some() { "OUTPUT" } else { "PREROUTING" };
+                let chain = if f.to.is_some() {
+                    "OUTPUT"
+                } else {
+                    "PREROUTING"
+                };
                 let redirects = redirect_to
                     .into_iter()
                     .map(|dst| rules::Redirect {

@@ -81,7 +81,9 @@ impl NetnsRuntime {
             }
             Err(_) => {
                 let _ = thread.join();
-                Err(FaultError::Failed("the namespace thread ended early".into()))
+                Err(FaultError::Failed(
+                    "the namespace thread ended early".into(),
+                ))
             }
         }
     }

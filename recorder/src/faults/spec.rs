@@ -7,9 +7,9 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
-use super::rules::{normalize_signal, parse_duration, parse_rate, parse_size, Direction, Netem};
 use super::dns::{normalize_name, DnsAnswer, DnsFault};
 use super::http::{HttpEffect, HttpFault};
+use super::rules::{normalize_signal, parse_duration, parse_rate, parse_size, Direction, Netem};
 use super::syscall::{errno_from, syscall_numbers, Effect, SyscallFault, When};
 use super::{FaultRequest, FaultTarget};
 
@@ -550,7 +550,9 @@ fn http_fault(args: &[(String, Value)]) -> Result<HttpFault, String> {
     let method = opt("method")?;
     if let Some(m) = &method {
         if m.is_empty() || !m.chars().all(|c| c.is_ascii_alphabetic()) {
-            return Err(format!("argument `method` must be a method like GET, got {m:?}"));
+            return Err(format!(
+                "argument `method` must be a method like GET, got {m:?}"
+            ));
         }
     }
     let path = opt("path")?;
@@ -666,9 +668,11 @@ fn dns_fault(args: &[(String, Value)]) -> Result<DnsFault, String> {
         (Some(_), Some(_)) => return Err("give `address` or `error`, not both".into()),
         (Some(v), None) => {
             let a = as_str("address", v)?;
-            DnsAnswer::Address(a.trim().parse().map_err(|_| {
-                format!("argument `address` must be an IPv4 address, got {a:?}")
-            })?)
+            DnsAnswer::Address(
+                a.trim().parse().map_err(|_| {
+                    format!("argument `address` must be an IPv4 address, got {a:?}")
+                })?,
+            )
         }
         (None, Some(v)) => match as_str("error", v)?.to_ascii_lowercase().as_str() {
             "nxdomain" => DnsAnswer::NxDomain,
@@ -688,7 +692,9 @@ fn dns_fault(args: &[(String, Value)]) -> Result<DnsFault, String> {
     };
     let ttl = match get(args, "ttl") {
         None => 0,
-        Some(v) => (as_ms("ttl", v, 1000.0)? / 1000.0).round().min(u32::MAX as f64) as u32,
+        Some(v) => (as_ms("ttl", v, 1000.0)? / 1000.0)
+            .round()
+            .min(u32::MAX as f64) as u32,
     };
     Ok(DnsFault {
         names,
