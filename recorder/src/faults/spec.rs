@@ -1186,4 +1186,121 @@ mod tests {
         ]);
         assert!(m.contains("not both"), "{m}");
     }
+
+    #[test]
+    fn http_and_dns_fault_arguments() {
+        match parse_action(
+            "http",
+            &[
+                a("port", json!(8080)),
+                a("path", json!("/pay")),
+                a("status", json!(503)),
+                a("percent", json!(50)),
+            ],
+        ) {
+            Ok(Action::Http(f)) => {
+                assert_eq!(f.port, 8080);
+                assert_eq!(f.path.as_deref(), Some("/pay"));
+                assert_eq!(
+                    f.effect,
+                    HttpEffect::Respond {
+                        status: 503,
+                        body: "injected 503\n".into()
+                    }
+                );
+                assert_eq!(f.probability, 0.5);
+                let p = params_json(&Action::Http(f));
+                assert_eq!(p["direction"], "inbound");
+                assert_eq!(p["action"], "respond");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        match parse_action(
+            "http",
+            &[
+                a("port", json!("80")),
+                a("to", json!("web")),
+                a("header", json!("X-User: alice")),
+                a("delay", json!("200ms")),
+                a("jitter", json!("50ms")),
+            ],
+        ) {
+            Ok(Action::Http(f)) => {
+                assert_eq!(f.effect, HttpEffect::Forward);
+                assert_eq!(f.header, Some(("x-user".into(), Some("alice".into()))));
+                assert_eq!((f.delay_ms, f.jitter_ms), (200.0, 50.0));
+                assert_eq!(f.to.as_deref(), Some("web"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let e = |args: Vec<(String, Value)>| parse_action("http", &args).unwrap_err();
+        assert!(e(vec![a("status", json!(503))]).contains("needs `port`"));
+        assert!(e(vec![a("port", json!(8080))]).contains("needs `status`"));
+        assert!(e(vec![a("port", json!(70000)), a("reset", json!(true))]).contains("port"));
+        let m = e(vec![
+            a("port", json!(1)),
+            a("status", json!(503)),
+            a("reset", json!(true)),
+        ]);
+        assert!(m.contains("not both"), "{m}");
+        let m = e(vec![
+            a("port", json!(1)),
+            a("path_regex", json!("(")),
+            a("reset", json!(true)),
+        ]);
+        assert!(m.contains("path_regex"), "{m}");
+        let m = e(vec![
+            a("port", json!(1)),
+            a("path", json!("pay")),
+            a("reset", json!(true)),
+        ]);
+        assert!(m.contains("start with `/`"), "{m}");
+        let m = e(vec![
+            a("port", json!(1)),
+            a("body", json!("x")),
+            a("reset", json!(true)),
+        ]);
+        assert!(m.contains("goes with `status`"), "{m}");
+
+        match parse_action(
+            "dns",
+            &[
+                a("name", json!("web, *.example.test")),
+                a("address", json!("10.0.0.9")),
+            ],
+        ) {
+            Ok(Action::Dns(f)) => {
+                assert_eq!(f.names, vec!["web", "*.example.test"]);
+                assert_eq!(f.answer, DnsAnswer::Address("10.0.0.9".parse().unwrap()));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        match parse_action(
+            "dns",
+            &[a("name", json!(["db"])), a("error", json!("SERVFAIL"))],
+        ) {
+            Ok(Action::Dns(f)) => assert_eq!(f.answer, DnsAnswer::ServFail),
+            other => panic!("unexpected {other:?}"),
+        }
+        let e = |args: Vec<(String, Value)>| parse_action("dns", &args).unwrap_err();
+        assert!(e(vec![a("address", json!("1.2.3.4"))]).contains("needs `name`"));
+        assert!(e(vec![a("name", json!("web"))]).contains("needs `address`"));
+        assert!(e(vec![a("name", json!("web")), a("address", json!("nope"))]).contains("IPv4"));
+        assert!(
+            e(vec![a("name", json!("web")), a("error", json!("refused"))]).contains("nxdomain")
+        );
+
+        // `to` must name a service of the project
+        let r = req(
+            "http",
+            vec![
+                a("port", json!(80)),
+                a("to", json!("nope")),
+                a("reset", json!(true)),
+            ],
+            FaultTarget::Service("left-a".into()),
+        );
+        let m = validate(&r, &svcs()).unwrap_err();
+        assert!(m.contains("unknown service `nope`"), "{m}");
+    }
 }
