@@ -318,6 +318,7 @@ fn example_scenarios_validate() {
     for want in [
         "disk-full",
         "hello-world",
+        "http-retries",
         "lossy-network",
         "resource-fault",
         "split-brain",
