@@ -3,7 +3,8 @@
 //! environment variables (see docs/demo-node.md): `chatter` (numbered lines and peer messages for
 //! recorder tests), `cluster` (an Akka-like cluster member with a Jolokia endpoint), `ping`
 //! (UDP/TCP pinger and responder), `hog` (memory/CPU hog), `hello` (the seed's HelloWorld lines), `store` (a record store on disk for the disk-full
-//! example), `resolve` (name resolution check).
+//! example), `web` and `client` (an HTTP service and a client with retries and a circuit
+//! breaker), `resolve` (name resolution check).
 
 mod chatter;
 mod cluster;
@@ -12,9 +13,10 @@ mod hog;
 mod ping;
 mod store;
 mod util;
+mod web;
 
 const USAGE: &str =
-    "usage: demo-node <chatter|cluster|ping|hog|hello|store|resolve|version> [--key value ...]
+    "usage: demo-node <chatter|cluster|ping|hog|hello|store|web|client|resolve|version> [--key value ...]
   (or MODE=<mode>); settings come from flags or environment variables, see docs/demo-node.md";
 
 fn main() {
@@ -55,6 +57,8 @@ fn run(mode: &str, cfg: &util::Config) -> Result<i32, String> {
         "hog" => hog::run(cfg),
         "hello" => hello::run(cfg),
         "store" => store::run(cfg),
+        "web" => web::run_web(cfg),
+        "client" => web::run_client(cfg),
         "resolve" => {
             let host = cfg.get("HOST").ok_or("resolve needs --host NAME")?;
             match util::resolve_host(&host) {

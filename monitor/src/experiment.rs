@@ -667,10 +667,15 @@ impl ExperimentJudge {
                     self.live = Some(l);
                     self.results[i].start_ns = self.window_start;
                 }
-                // the fault of the next `do` closes this window
+                // the fault of the next `do` closes this window (its `applied` or `failed`
+                // record: the `reverted` record of an earlier fault with the same action and
+                // target is not the next step's)
                 if ev.source == "fault" {
                     if let Some((ni, next)) = Self::next_do(&steps, i) {
-                        if self.do_matches(ni, next, ev, data()).is_some() {
+                        if matches!(
+                            self.do_matches(ni, next, ev, data()).as_deref(),
+                            Some("applied" | "failed")
+                        ) {
                             if let Some(l) = &mut self.live {
                                 l.advance_to(ev.ts_ns);
                             }

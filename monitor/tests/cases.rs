@@ -270,6 +270,25 @@ fn live_step_decides_as_soon_as_possible_and_times_out() {
 }
 
 #[test]
+fn an_earlier_faults_revert_does_not_close_the_window_before_the_same_fault_again() {
+    let spec = spec("monitor saw(x: str) = eventually log where message == x\nexperiment e {\n do pause on s1 for 1s\n expect saw(\"a\")\n do pause on s1\n expect saw(\"b\")\n}");
+    // the first pause is reverted while `saw("a")` waits; the second pause comes after "a"
+    let evs = vec![
+        fault(1, 0.0, "pause", &["s1"], &[], "applied"),
+        fault(2, 1.0, "pause", &["s1"], &[], "reverted"),
+        log(3, 2.0, "s", "a"),
+        fault(4, 3.0, "pause", &["s1"], &[], "applied"),
+        log(5, 4.0, "s", "b"),
+    ];
+    let r = run(&spec, experiment("e"), &evs, None);
+    assert_eq!(
+        r.experiments[0].verdict, Accept,
+        "{:?}",
+        r.experiments[0].steps
+    );
+}
+
+#[test]
 fn expect_window_ends_at_the_next_recorded_fault() {
     let spec = spec("monitor saw(x: str) = eventually log where message == x\nexperiment e {\n expect saw(\"a\")\n do pause on s1\n expect saw(\"b\")\n}");
     // "a" only after the pause: the first window closes undecided at the fault -> inconclusive

@@ -7,6 +7,7 @@ mod demo_e2e;
 mod faults;
 mod fleet_cli;
 mod halt_scope_replay;
+mod http_dns_faults;
 mod jmx_attach;
 mod recorder_bindings;
 mod recorder_common;

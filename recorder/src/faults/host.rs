@@ -274,7 +274,8 @@ pub struct Purged {
     pub qdiscs: usize,
 }
 
-/// Removes every iptables rule, chain and root qdisc of this project from the namespace of `pid`.
+/// Removes every iptables rule (filter and nat tables), chain and root qdisc of this project from
+/// the namespace of `pid`.
 pub async fn purge_netns(pid: i64, tags: &Tags) -> Result<Purged, FaultError> {
     let mut p = Purged::default();
     let listing = iptables(pid, &["-w".into(), "-S".into()]).await?;
@@ -294,6 +295,15 @@ pub async fn purge_netns(pid: i64, tags: &Tags) -> Result<Purged, FaultError> {
         }
         iptables(pid, &args).await?;
         p.rules += 1;
+    }
+    // The redirects of `http` and `dns` faults, in the nat table.
+    let nat = iptables(pid, &["-w".into(), "-t".into(), "nat".into(), "-S".into()]).await?;
+    for line in rules::project_lines(tags, &nat) {
+        if let Some(mut args) = rules::delete_args_for_line(line) {
+            args.splice(0..0, ["-t".to_string(), "nat".to_string()]);
+            iptables(pid, &args).await?;
+            p.rules += 1;
+        }
     }
     for c in &chains {
         if lines.iter().any(|l| *l == format!("-N {c}")) {

@@ -2,14 +2,19 @@
 //! (kill, stop, start, restart, pause, unpause, disconnect, connect, exec, limits) and network
 //! impairments inside the containers' network namespaces with the host's `iptables` and `tc`
 //! (partition, heal, loss, bandwidth, netem), and in-process syscall faults with a ptrace tracer
-//! on the host (`syscall`, see [`syscall`]). Target images need no tools and no capabilities.
+//! on the host (`syscall`, see [`syscall`]), and HTTP and DNS faults served by the recorder
+//! inside the target's network namespace behind a `nat` redirect (`http`, `dns`, see [`http`],
+//! [`dns`], [`netns`]). Target images need no tools and no capabilities.
 //!
 //! [`FaultInjector`] applies [`FaultRequest`]s, writes one `fault` event per phase (applied,
 //! failed, reverted, and reapplied/cleared after a container restart), remembers what each fault
 //! changed so it can be reverted, and tags every rule with the compose project so
 //! [`cleanup_host`] can remove what a killed recorder left behind.
 
+pub mod dns;
 pub mod host;
+pub mod http;
+pub mod netns;
 pub mod resolve;
 pub mod rules;
 pub mod scope;
@@ -162,6 +167,34 @@ enum Undo {
     },
     /// The tracers injecting a `syscall` fault, one per container.
     Syscall(Vec<std::sync::Arc<syscall::Tracer>>),
+    /// The proxies or DNS responders of an `http`/`dns` fault and their redirect rules.
+    Proxy(Vec<ProxyInstall>),
+}
+
+/// A server of an `http` or `dns` fault in one container's namespace.
+#[derive(Debug)]
+enum ProxyServer {
+    Http(http::HttpProxy),
+    Dns(dns::DnsResponder),
+}
+
+impl ProxyServer {
+    fn stop(&mut self) {
+        match self {
+            ProxyServer::Http(p) => p.stop(),
+            ProxyServer::Dns(d) => d.stop(),
+        }
+    }
+}
+
+/// One container's part of an `http`/`dns` fault: the server and the redirect rules to it.
+#[derive(Debug, Clone)]
+struct ProxyInstall {
+    fault_id: String,
+    container: String,
+    pid: i64,
+    redirects: Vec<rules::Redirect>,
+    server: std::sync::Arc<std::sync::Mutex<ProxyServer>>,
 }
 
 #[derive(Debug, Clone)]
@@ -851,6 +884,12 @@ impl FaultInjector {
                 params["pids"] = Value::Object(pids);
                 Some(Undo::Syscall(tracers))
             }
+            Action::Http(_) | Action::Dns(_) => {
+                let installs = self
+                    .install_proxies(id, &action, &view, &resolved, params)
+                    .await?;
+                Some(Undo::Proxy(installs))
+            }
         };
         if !reverts.is_empty() {
             params["reverts"] = json!(reverts.iter().map(|f| f.to_string()).collect::<Vec<_>>());
@@ -864,6 +903,183 @@ impl FaultInjector {
             single: single.clone(),
             undo,
         }))
+    }
+
+    /// Starts an `http`/`dns` fault's server in each target container's namespace and adds the
+    /// redirect rules to it; on failure everything started or added is undone. Records the
+    /// proxies' ports and the rules in `params`.
+    async fn install_proxies(
+        &self,
+        id: FaultId,
+        action: &Action,
+        view: &ProjectView,
+        resolved: &Resolved,
+        params: &mut Value,
+    ) -> Result<Vec<ProxyInstall>, FaultError> {
+        let fid = id.to_string();
+        let mut installs: Vec<ProxyInstall> = Vec::new();
+        let mut ports = serde_json::Map::new();
+        let mut listed = Vec::new();
+        for (i, c) in resolved.a.iter().enumerate() {
+            let r = self
+                .install_proxy(id, i, action, view, c, &mut installs)
+                .await;
+            if let Err(e) = r {
+                self.remove_proxies(&installs).await;
+                return Err(e);
+            }
+            if let Some(last) = installs.last() {
+                let port = match &*last
+                    .server
+                    .lock()
+                    .map_err(|_| FaultError::Failed("proxy state poisoned".into()))?
+                {
+                    ProxyServer::Http(p) => p.port,
+                    ProxyServer::Dns(d) => {
+                        params["resolver"] = json!(d.resolver.to_string());
+                        d.port
+                    }
+                };
+                ports.insert(c.name.clone(), json!(port));
+                for r in &last.redirects {
+                    listed.push(json!({
+                        "container": c.name,
+                        "rule": r.add_args(&self.tags, &fid)[3..].join(" "),
+                    }));
+                }
+            }
+        }
+        params["proxy_ports"] = Value::Object(ports);
+        params["rules"] = json!(listed);
+        if let Action::Http(_) = action {
+            params["seed"] = json!(self.seed);
+        }
+        Ok(installs)
+    }
+
+    async fn install_proxy(
+        &self,
+        id: FaultId,
+        index: usize,
+        action: &Action,
+        view: &ProjectView,
+        c: &ContainerInfo,
+        installs: &mut Vec<ProxyInstall>,
+    ) -> Result<(), FaultError> {
+        let fid = id.to_string();
+        let Some(pid) = c.live_pid() else {
+            return Err(FaultError::Target(format!(
+                "{} is not running (no network namespace to serve in)",
+                c.name
+            )));
+        };
+        let (server, redirects) = match action {
+            Action::Http(f) => {
+                let seed = self
+                    .seed
+                    .wrapping_add(id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                    .wrapping_add(index as u64);
+                let redirect_to: Vec<Option<String>> = match &f.to {
+                    None => vec![None],
+                    Some(peer) => {
+                        let addrs: Vec<String> = view
+                            .of_service(peer)
+                            .iter()
+                            .flat_map(|p| shared_addresses(c, p))
+                            .collect();
+                        if addrs.is_empty() {
+                            return Err(FaultError::Target(format!(
+                                "{} shares no network with a running container of `{peer}`",
+                                c.name
+                            )));
+                        }
+                        addrs.into_iter().map(Some).collect()
+                    }
+                };
+                let p = http::HttpProxy::start(
+                    pid,
+                    &c.service,
+                    &c.name,
+                    &fid,
+                    f,
+                    seed,
+                    self.sink.clone(),
+                )
+                .await?;
+                let chain = if f.to.is_some() {
+                    "OUTPUT"
+                } else {
+                    "PREROUTING"
+                };
+                let redirects = redirect_to
+                    .into_iter()
+                    .map(|dst| rules::Redirect {
+                        chain,
+                        proto: "tcp",
+                        dst,
+                        dport: f.port,
+                        to_port: p.port,
+                    })
+                    .collect::<Vec<_>>();
+                (ProxyServer::Http(p), redirects)
+            }
+            Action::Dns(f) => {
+                let d =
+                    dns::DnsResponder::start(pid, &c.service, &c.name, &fid, f, self.sink.clone())
+                        .await?;
+                let r = rules::Redirect {
+                    chain: "OUTPUT",
+                    proto: "udp",
+                    dst: Some(d.resolver.to_string()),
+                    dport: 53,
+                    to_port: d.port,
+                };
+                (ProxyServer::Dns(d), vec![r])
+            }
+            _ => return Ok(()),
+        };
+        let mut install = ProxyInstall {
+            fault_id: fid.clone(),
+            container: c.name.clone(),
+            pid,
+            redirects: Vec::new(),
+            server: std::sync::Arc::new(std::sync::Mutex::new(server)),
+        };
+        for r in redirects {
+            if let Err(e) = host::iptables(pid, &r.add_args(&self.tags, &fid)).await {
+                installs.push(install);
+                return Err(e);
+            }
+            install.redirects.push(r);
+        }
+        installs.push(install);
+        Ok(())
+    }
+
+    /// Deletes the redirect rules first (new connections and queries go straight to their
+    /// destination again), then stops the servers. Returns the errors.
+    async fn remove_proxies(&self, installs: &[ProxyInstall]) -> Vec<String> {
+        let mut errors = Vec::new();
+        for i in installs {
+            for r in &i.redirects {
+                if let Err(e) = host::iptables(i.pid, &r.del_args(&self.tags, &i.fault_id)).await {
+                    // a namespace that is gone took its rules with it
+                    if std::path::Path::new(&format!("/proc/{}/ns/net", i.pid)).exists() {
+                        errors.push(format!("{}: {e}", i.container));
+                    }
+                }
+            }
+        }
+        let servers: Vec<_> = installs.iter().map(|i| i.server.clone()).collect();
+        let _ = tokio::task::spawn_blocking(move || {
+            for s in servers {
+                if let Ok(mut s) = s.lock() {
+                    s.stop();
+                }
+            }
+        })
+        .await;
+        errors
     }
 
     /// Runs one Docker call per container concurrently; the first error wins.
@@ -1685,6 +1901,14 @@ impl FaultInjector {
                     }
                 }
                 Ok(())
+            }
+            Undo::Proxy(installs) => {
+                let errors = self.remove_proxies(installs).await;
+                if errors.is_empty() {
+                    Ok(())
+                } else {
+                    Err(FaultError::Failed(errors.join("; ")))
+                }
             }
             Undo::Syscall(tracers) => {
                 let errors = stop_tracers(tracers).await;

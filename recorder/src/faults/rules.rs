@@ -785,6 +785,60 @@ pub fn normalize_signal(v: &str) -> Option<String> {
     }
 }
 
+/// A `nat` redirect of an `http` or `dns` fault: which built-in chain, which packets, and the
+/// local port of the proxy they go to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    /// `PREROUTING` (inbound connections) or `OUTPUT` (the container's own calls).
+    pub chain: &'static str,
+    /// `tcp` or `udp`.
+    pub proto: &'static str,
+    /// Only packets to this address (outbound peers, the resolver).
+    pub dst: Option<String>,
+    pub dport: u16,
+    pub to_port: u16,
+}
+
+impl Redirect {
+    fn spec(&self, tags: &Tags, fault_id: &str) -> Args {
+        let mut v = vec![s("-p"), s(self.proto)];
+        if let Some(d) = &self.dst {
+            v.extend([s("-d"), cidr(d)]);
+        }
+        v.extend([s("--dport"), self.dport.to_string()]);
+        // the proxies' own upstream traffic carries the mark and is never redirected
+        v.extend([
+            s("-m"),
+            s("mark"),
+            s("!"),
+            s("--mark"),
+            format!("{:#x}", super::netns::PROXY_MARK),
+        ]);
+        v.extend(comment(tags, fault_id));
+        v.extend([
+            s("-j"),
+            s("REDIRECT"),
+            s("--to-ports"),
+            self.to_port.to_string(),
+        ]);
+        v
+    }
+
+    /// `iptables -t nat -I CHAIN 1 ...`: first in the chain, before Docker's own DNS rules.
+    pub fn add_args(&self, tags: &Tags, fault_id: &str) -> Args {
+        let mut v = vec![s("-w"), s("-t"), s("nat"), s("-I"), s(self.chain), s("1")];
+        v.extend(self.spec(tags, fault_id));
+        v
+    }
+
+    /// `iptables -t nat -D CHAIN ...`.
+    pub fn del_args(&self, tags: &Tags, fault_id: &str) -> Args {
+        let mut v = vec![s("-w"), s("-t"), s("nat"), s("-D"), s(self.chain)];
+        v.extend(self.spec(tags, fault_id));
+        v
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1080,5 +1134,34 @@ mod tests {
         assert_eq!(normalize_signal("9").as_deref(), Some("9"));
         assert_eq!(normalize_signal("SIGNOPE"), None);
         assert_eq!(normalize_signal("99"), None);
+    }
+
+    #[test]
+    fn nat_redirects_are_tagged_exempt_the_proxy_mark_and_come_first() {
+        let tags = Tags::new("proj");
+        let r = Redirect {
+            chain: "OUTPUT",
+            proto: "udp",
+            dst: Some("127.0.0.11".into()),
+            dport: 53,
+            to_port: 40000,
+        };
+        let add = r.add_args(&tags, "f2").join(" ");
+        assert!(
+            add.starts_with("-w -t nat -I OUTPUT 1 -p udp -d 127.0.0.11/32 --dport 53 -m mark ! --mark 0x43544b31"),
+            "{add}"
+        );
+        assert!(add.contains(&tags.rule_comment("f2")), "{add}");
+        assert!(add.ends_with("-j REDIRECT --to-ports 40000"), "{add}");
+        let del = r.del_args(&tags, "f2").join(" ");
+        assert!(del.starts_with("-w -t nat -D OUTPUT -p udp"), "{del}");
+        // `iptables -t nat -S` prints the rule so that cleanup finds it by its comment
+        let listed = format!(
+            "-P OUTPUT ACCEPT\n-A OUTPUT -d 127.0.0.11/32 -p udp -m udp --dport 53 -m mark ! --mark 0x43544b31 -m comment --comment \"{}\" -j REDIRECT --to-ports 40000\n-A OUTPUT -d 127.0.0.11/32 -j DOCKER_OUTPUT\n",
+            tags.rule_comment("f2")
+        );
+        let lines = project_lines(&tags, &listed);
+        assert_eq!(lines.len(), 1);
+        assert!(delete_args_for_line(lines[0]).is_some());
     }
 }

@@ -7,6 +7,8 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
+use super::dns::{normalize_name, DnsAnswer, DnsFault};
+use super::http::{HttpEffect, HttpFault};
 use super::rules::{normalize_signal, parse_duration, parse_rate, parse_size, Direction, Netem};
 use super::syscall::{errno_from, syscall_numbers, Effect, SyscallFault, When};
 use super::{FaultRequest, FaultTarget};
@@ -59,6 +61,12 @@ pub enum Action {
     Limits(Limits),
     /// Make chosen syscalls fail or wait (ptrace from the host, see `syscall.rs`).
     Syscall(SyscallFault),
+    /// Answer, delay or reset chosen HTTP requests (a proxy in the target's namespace, see
+    /// `http.rs`).
+    Http(HttpFault),
+    /// Answer chosen DNS names with an address or an error, or delay them (a responder in the
+    /// target's namespace, see `dns.rs`).
+    Dns(DnsFault),
 }
 
 /// New resource limits; `None` fields stay as they are.
@@ -113,6 +121,25 @@ pub const ACTIONS: &[(&str, &[&str])] = &[
             "process",
         ],
     ),
+    (
+        "http",
+        &[
+            "port",
+            "to",
+            "method",
+            "path",
+            "path_regex",
+            "header",
+            "status",
+            "body",
+            "delay",
+            "jitter",
+            "reset",
+            "percent",
+            "probability",
+        ],
+    ),
+    ("dns", &["name", "address", "error", "delay", "ttl"]),
 ];
 
 /// True for actions that act on network namespaces (iptables or tc).
@@ -494,9 +521,187 @@ pub fn parse_action(action: &str, args: &[(String, Value)]) -> Result<Action, St
             Action::Limits(l)
         }
         "syscall" => Action::Syscall(syscall_fault(args).map_err(ctx)?),
+        "http" => Action::Http(http_fault(args).map_err(ctx)?),
+        "dns" => Action::Dns(dns_fault(args).map_err(ctx)?),
         _ => return Err(format!("unknown fault action `{action}`")),
     };
     Ok(a)
+}
+
+/// A TCP/UDP port argument (1..=65535).
+fn port(name: &str, v: &Value) -> Result<u16, String> {
+    let p = as_f64(name, v)?;
+    if !(1.0..=65535.0).contains(&p) || p.fract() != 0.0 {
+        return Err(format!(
+            "argument `{name}` must be a port (1-65535), got {v}"
+        ));
+    }
+    Ok(p as u16)
+}
+
+/// The arguments of an `http` fault.
+fn http_fault(args: &[(String, Value)]) -> Result<HttpFault, String> {
+    let port = match get(args, "port") {
+        None => return Err("needs `port` (the service's port, or the peer's with `to`)".into()),
+        Some(v) => port("port", v)?,
+    };
+    let opt = |k: &str| get(args, k).map(|v| as_str(k, v)).transpose();
+    let to = opt("to")?;
+    let method = opt("method")?;
+    if let Some(m) = &method {
+        if m.is_empty() || !m.chars().all(|c| c.is_ascii_alphabetic()) {
+            return Err(format!(
+                "argument `method` must be a method like GET, got {m:?}"
+            ));
+        }
+    }
+    let path = opt("path")?;
+    if let Some(p) = &path {
+        if !p.starts_with('/') {
+            return Err(format!("argument `path` must start with `/`, got {p:?}"));
+        }
+    }
+    let path_regex = opt("path_regex")?;
+    if let Some(r) = &path_regex {
+        regex::Regex::new(r).map_err(|e| format!("argument `path_regex`: {e}"))?;
+    }
+    let header = match opt("header")? {
+        None => None,
+        Some(h) => {
+            let (n, v) = match h.split_once(':') {
+                Some((n, v)) => (n.trim(), Some(v.trim().to_string())),
+                None => (h.trim(), None),
+            };
+            if hyper::header::HeaderName::from_bytes(n.as_bytes()).is_err() {
+                return Err(format!(
+                    "argument `header` must be \"Name\" or \"Name: value\", got {h:?}"
+                ));
+            }
+            Some((n.to_ascii_lowercase(), v))
+        }
+    };
+    let delay_ms = match get(args, "delay") {
+        None => 0.0,
+        Some(v) => as_ms("delay", v, 1.0)?,
+    };
+    let jitter_ms = match get(args, "jitter") {
+        None => 0.0,
+        Some(v) => as_ms("jitter", v, 1.0)?,
+    };
+    let reset = match get(args, "reset") {
+        None => false,
+        Some(v) => as_bool("reset", v)?,
+    };
+    let status = match get(args, "status") {
+        None => None,
+        Some(v) => {
+            let s = as_f64("status", v)?;
+            if !(100.0..=599.0).contains(&s) || s.fract() != 0.0 {
+                return Err(format!("argument `status` must be 100-599, got {v}"));
+            }
+            Some(s as u16)
+        }
+    };
+    let body = opt("body")?;
+    if body.is_some() && status.is_none() {
+        return Err("argument `body` goes with `status`".into());
+    }
+    let effect = match (status, reset) {
+        (Some(_), true) => return Err("give `status` or `reset`, not both".into()),
+        (Some(status), false) => HttpEffect::Respond {
+            status,
+            body: body.unwrap_or_else(|| format!("injected {status}\n")),
+        },
+        (None, true) => HttpEffect::Reset,
+        (None, false) if delay_ms > 0.0 => HttpEffect::Forward,
+        (None, false) => {
+            return Err(
+                "needs `status` (e.g. 503), `reset: true` or `delay` (e.g. \"500ms\")".into(),
+            )
+        }
+    };
+    if jitter_ms > 0.0 && delay_ms == 0.0 {
+        return Err("argument `jitter` varies a `delay`; give `delay` too".into());
+    }
+    let probability = match (get(args, "probability"), get(args, "percent")) {
+        (Some(_), Some(_)) => return Err("give `probability` or `percent`, not both".into()),
+        (Some(v), None) => {
+            let p = as_f64("probability", v)?;
+            if !(0.0..=1.0).contains(&p) {
+                return Err(format!(
+                    "argument `probability` must be between 0 and 1, got {p}"
+                ));
+            }
+            p
+        }
+        (None, Some(v)) => percent("percent", v)? / 100.0,
+        (None, None) => 1.0,
+    };
+    Ok(HttpFault {
+        port,
+        to,
+        method,
+        path,
+        path_regex,
+        header,
+        effect,
+        delay_ms,
+        jitter_ms,
+        probability,
+    })
+}
+
+/// The arguments of a `dns` fault.
+fn dns_fault(args: &[(String, Value)]) -> Result<DnsFault, String> {
+    let names = match get(args, "name") {
+        None => return Err("needs `name` (e.g. \"web\" or \"*.example.com\")".into()),
+        Some(v) => names("name", v)?
+            .iter()
+            .map(|n| normalize_name(n))
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    let delay_ms = match get(args, "delay") {
+        None => 0.0,
+        Some(v) => as_ms("delay", v, 1.0)?,
+    };
+    let answer = match (get(args, "address"), get(args, "error")) {
+        (Some(_), Some(_)) => return Err("give `address` or `error`, not both".into()),
+        (Some(v), None) => {
+            let a = as_str("address", v)?;
+            DnsAnswer::Address(
+                a.trim().parse().map_err(|_| {
+                    format!("argument `address` must be an IPv4 address, got {a:?}")
+                })?,
+            )
+        }
+        (None, Some(v)) => match as_str("error", v)?.to_ascii_lowercase().as_str() {
+            "nxdomain" => DnsAnswer::NxDomain,
+            "servfail" => DnsAnswer::ServFail,
+            other => {
+                return Err(format!(
+                    "argument `error` must be nxdomain or servfail, got {other:?}"
+                ))
+            }
+        },
+        (None, None) if delay_ms > 0.0 => DnsAnswer::Forward,
+        (None, None) => {
+            return Err(
+                "needs `address` (an IPv4 address), `error` (nxdomain, servfail) or `delay`".into(),
+            )
+        }
+    };
+    let ttl = match get(args, "ttl") {
+        None => 0,
+        Some(v) => (as_ms("ttl", v, 1000.0)? / 1000.0)
+            .round()
+            .min(u32::MAX as f64) as u32,
+    };
+    Ok(DnsFault {
+        names,
+        answer,
+        delay_ms,
+        ttl,
+    })
 }
 
 /// A list-or-comma-separated-string argument (`"writes, fsync"` or `["writes", "fsync"]`).
@@ -665,6 +870,8 @@ pub fn params_json(a: &Action) -> Value {
             "cpu_shares": l.cpu_shares, "pids_limit": l.pids_limit,
         }),
         Action::Syscall(f) => f.params(),
+        Action::Http(f) => f.params(),
+        Action::Dns(f) => f.params(),
     }
 }
 
@@ -684,6 +891,17 @@ pub fn target_services(t: &FaultTarget) -> Vec<&str> {
 /// target names known services and has a shape the action accepts.
 pub fn validate(req: &FaultRequest, services: &[String]) -> Result<(), String> {
     let action = parse_action(&req.action, &req.args)?;
+    if let Action::Http(HttpFault { to: Some(peer), .. }) = &action {
+        if !services.iter().any(|x| x == peer) {
+            let mut known: Vec<&str> = services.iter().map(String::as_str).collect();
+            known.sort();
+            return Err(format!(
+                "fault `{}`: argument `to` names unknown service `{peer}` (the compose project has: {})",
+                req.action,
+                known.join(", ")
+            ));
+        }
+    }
     for s in target_services(&req.target) {
         if !services.iter().any(|x| x == s) {
             let mut known: Vec<&str> = services.iter().map(String::as_str).collect();
@@ -967,5 +1185,122 @@ mod tests {
             a("probability", json!(0.5)),
         ]);
         assert!(m.contains("not both"), "{m}");
+    }
+
+    #[test]
+    fn http_and_dns_fault_arguments() {
+        match parse_action(
+            "http",
+            &[
+                a("port", json!(8080)),
+                a("path", json!("/pay")),
+                a("status", json!(503)),
+                a("percent", json!(50)),
+            ],
+        ) {
+            Ok(Action::Http(f)) => {
+                assert_eq!(f.port, 8080);
+                assert_eq!(f.path.as_deref(), Some("/pay"));
+                assert_eq!(
+                    f.effect,
+                    HttpEffect::Respond {
+                        status: 503,
+                        body: "injected 503\n".into()
+                    }
+                );
+                assert_eq!(f.probability, 0.5);
+                let p = params_json(&Action::Http(f));
+                assert_eq!(p["direction"], "inbound");
+                assert_eq!(p["action"], "respond");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        match parse_action(
+            "http",
+            &[
+                a("port", json!("80")),
+                a("to", json!("web")),
+                a("header", json!("X-User: alice")),
+                a("delay", json!("200ms")),
+                a("jitter", json!("50ms")),
+            ],
+        ) {
+            Ok(Action::Http(f)) => {
+                assert_eq!(f.effect, HttpEffect::Forward);
+                assert_eq!(f.header, Some(("x-user".into(), Some("alice".into()))));
+                assert_eq!((f.delay_ms, f.jitter_ms), (200.0, 50.0));
+                assert_eq!(f.to.as_deref(), Some("web"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let e = |args: Vec<(String, Value)>| parse_action("http", &args).unwrap_err();
+        assert!(e(vec![a("status", json!(503))]).contains("needs `port`"));
+        assert!(e(vec![a("port", json!(8080))]).contains("needs `status`"));
+        assert!(e(vec![a("port", json!(70000)), a("reset", json!(true))]).contains("port"));
+        let m = e(vec![
+            a("port", json!(1)),
+            a("status", json!(503)),
+            a("reset", json!(true)),
+        ]);
+        assert!(m.contains("not both"), "{m}");
+        let m = e(vec![
+            a("port", json!(1)),
+            a("path_regex", json!("(")),
+            a("reset", json!(true)),
+        ]);
+        assert!(m.contains("path_regex"), "{m}");
+        let m = e(vec![
+            a("port", json!(1)),
+            a("path", json!("pay")),
+            a("reset", json!(true)),
+        ]);
+        assert!(m.contains("start with `/`"), "{m}");
+        let m = e(vec![
+            a("port", json!(1)),
+            a("body", json!("x")),
+            a("reset", json!(true)),
+        ]);
+        assert!(m.contains("goes with `status`"), "{m}");
+
+        match parse_action(
+            "dns",
+            &[
+                a("name", json!("web, *.example.test")),
+                a("address", json!("10.0.0.9")),
+            ],
+        ) {
+            Ok(Action::Dns(f)) => {
+                assert_eq!(f.names, vec!["web", "*.example.test"]);
+                assert_eq!(f.answer, DnsAnswer::Address("10.0.0.9".parse().unwrap()));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        match parse_action(
+            "dns",
+            &[a("name", json!(["db"])), a("error", json!("SERVFAIL"))],
+        ) {
+            Ok(Action::Dns(f)) => assert_eq!(f.answer, DnsAnswer::ServFail),
+            other => panic!("unexpected {other:?}"),
+        }
+        let e = |args: Vec<(String, Value)>| parse_action("dns", &args).unwrap_err();
+        assert!(e(vec![a("address", json!("1.2.3.4"))]).contains("needs `name`"));
+        assert!(e(vec![a("name", json!("web"))]).contains("needs `address`"));
+        assert!(e(vec![a("name", json!("web")), a("address", json!("nope"))]).contains("IPv4"));
+        assert!(
+            e(vec![a("name", json!("web")), a("error", json!("refused"))]).contains("nxdomain")
+        );
+
+        // `to` must name a service of the project
+        let r = req(
+            "http",
+            vec![
+                a("port", json!(80)),
+                a("to", json!("nope")),
+                a("reset", json!(true)),
+            ],
+            FaultTarget::Service("left-a".into()),
+        );
+        let m = validate(&r, &svcs()).unwrap_err();
+        assert!(m.contains("unknown service `nope`"), "{m}");
     }
 }
