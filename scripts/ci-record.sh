@@ -4,7 +4,8 @@
 # `analyzer check`, leaves the trace, the JUnit XML and the HTML report in an artifacts directory,
 # prints a one-line summary and exits with the offline verdict's code (docs/exit-codes.md):
 #   0 accept (and inconclusive unless FAIL_ON_INCONCLUSIVE=1), 1 fail, 2 inconclusive with
-#   FAIL_ON_INCONCLUSIVE=1, the recorder's or analyzer's own code (3, 4, 5, 64, 130) on an error.
+#   FAIL_ON_INCONCLUSIVE=1, the recorder's or analyzer's own code (3, 4, 5, 64, 130) on an error;
+#   6 when a halt condition halted the run (judged and kept all the same).
 #
 # usage: scripts/ci-record.sh SCENARIO --spec FILE... [--experiment E]... [--monitor M]...
 #          [--out DIR] [--project P] [--seed N] [--fail-on-inconclusive]
@@ -81,14 +82,15 @@ html="$out/report.html"
 [ -e "$trace" ] && die "$trace exists: use a fresh artifacts directory (--out)" 5
 
 # Record. The recorder's own code (its online verdict) is informative; 3, 4, 5, 64, 130 mean
-# nothing usable was recorded and fail the job as an error.
+# nothing usable was recorded and fail the job as an error; 6 (a halt condition halted the run)
+# fails the job with 6 after the trace is judged.
 rec_args=(run "$scenario" -o "$trace" --quiet)
 [ -n "$project" ] && rec_args+=(-p "$project")
 [ -n "$seed" ] && rec_args+=(--seed "$seed")
 "$recorder" "${rec_args[@]}" | tee "$out/recorder.txt"
 rec=${PIPESTATUS[0]}
 case "$rec" in
-  0 | 1 | 2) ;;
+  0 | 1 | 2 | 6) ;;
   *)
     echo "ci-record: error: recorder run exited $rec (docs/exit-codes.md); trace: $trace" >&2
     echo "ci-record: error (recorder exit $rec): $scenario not recorded; artifacts in $out"
@@ -110,6 +112,8 @@ case "$chk" in
   2) verdict=inconclusive; [ "$fail_inconclusive" = 1 ] && code=2 || code=0 ;;
   *) verdict=error; code=$chk ;;
 esac
+# a halted run fails the job whatever the offline verdict (the scenario's own safety check fired)
+if [ "$rec" = 6 ] && [ "$verdict" != error ]; then verdict=halted; code=6; fi
 if [ -n "${GITHUB_OUTPUT:-}" ]; then
   { echo "verdict=$verdict"; echo "artifacts=$out"; } >>"$GITHUB_OUTPUT"
 fi

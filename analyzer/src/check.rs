@@ -93,6 +93,66 @@ pub struct Judged {
     pub warnings: Vec<String>,
     /// The trace's manifest (run id, scenario, recorder; `--verdicts`, `flaky`, `diff`).
     pub manifest: Option<trace::Manifest>,
+    /// Where and why the recorder halted the run (its `halt` event), if it did.
+    pub halt: Option<HaltNote>,
+}
+
+/// The recorder's `halt` event (a halt condition failed, docs/scenario.md): where the run was
+/// halted and why.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct HaltNote {
+    /// The halt event (written when every fault was reverted).
+    pub ts_ns: i64,
+    pub seq: u64,
+    /// The halt condition that failed, as written in the scenario.
+    pub monitor: String,
+    pub explanation: String,
+    /// The event that decided the failure (its time, and seq unless a timeout decided).
+    pub deciding_ts_ns: Option<i64>,
+    pub deciding_seq: Option<u64>,
+    /// Faults reverted by the halt.
+    pub reverted: Vec<String>,
+    /// Deciding event → every fault reverted.
+    pub latency_ms: Option<f64>,
+}
+
+/// The recorder's `halt` event of the trace, if any.
+pub(crate) fn halt_note(t: &Trace) -> Result<Option<HaltNote>, crate::Error> {
+    let opts = ReadOptions {
+        sources: Some(vec!["recorder".into()]),
+        ..Default::default()
+    };
+    for batch in t.events(&opts)? {
+        let batch = batch?;
+        for ev in batch.iter() {
+            if ev.kind != "halt" {
+                continue;
+            }
+            let d: serde_json::Value = ev
+                .data
+                .and_then(|d| serde_json::from_str(d).ok())
+                .unwrap_or_default();
+            let s = |k: &str| d[k].as_str().unwrap_or_default().to_string();
+            return Ok(Some(HaltNote {
+                ts_ns: ev.ts_ns,
+                seq: ev.seq,
+                monitor: s("monitor"),
+                explanation: s("explanation"),
+                deciding_ts_ns: d["deciding_ts_ns"].as_i64(),
+                deciding_seq: d["deciding_seq"].as_u64(),
+                reverted: d["reverted"]
+                    .as_array()
+                    .map(|v| {
+                        v.iter()
+                            .filter_map(|x| x.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                latency_ms: d["latency_ms"].as_f64(),
+            }));
+        }
+    }
+    Ok(None)
 }
 
 /// Experiment steps of `report` naming a service (a `do` target, an `at`) that is not one of
@@ -317,6 +377,7 @@ pub fn judge_reading(
     let ctx = report::gather_context(&t, &report, context)?;
     let origin_ns = t.manifest().started_ns.or(report.start_ns);
     let warnings = unknown_service_warnings(spec, &report, t.manifest());
+    let halt = halt_note(&t)?;
     Ok(Judged {
         trace: dir.to_path_buf(),
         report,
@@ -324,6 +385,7 @@ pub fn judge_reading(
         origin_ns,
         warnings,
         manifest: Some(t.manifest().clone()),
+        halt,
     })
 }
 

@@ -166,6 +166,37 @@ pub struct Diff {
     /// The largest differences in the phases before the first divergence: where a cause (rather
     /// than a consequence) of the divergence shows.
     pub before_divergence: Vec<Difference>,
+    /// When one run replays the other (`recorder run --replay`, the manifest's `replay_of`):
+    /// which one, e.g. `BAD replays GOOD (run 20261201T…)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay: Option<String>,
+}
+
+/// Whether one of the runs replays the other, from their manifests' `replay_of`.
+fn replay_relation(g: &Judged, b: &Judged) -> Option<String> {
+    let (gm, bm) = (g.manifest.as_ref()?, b.manifest.as_ref()?);
+    let forced = |m: &trace::Manifest| {
+        if m.replay_of.as_ref().is_some_and(|r| r.forced) {
+            ", forced: the scenario or specs differed"
+        } else {
+            ""
+        }
+    };
+    if bm.replay_of.as_ref().is_some_and(|r| r.run_id == gm.run_id) {
+        Some(format!(
+            "BAD replays GOOD (run {}{})",
+            gm.run_id,
+            forced(bm)
+        ))
+    } else if gm.replay_of.as_ref().is_some_and(|r| r.run_id == bm.run_id) {
+        Some(format!(
+            "GOOD replays BAD (run {}{})",
+            bm.run_id,
+            forced(gm)
+        ))
+    } else {
+        None
+    }
 }
 
 /// A run's phase boundaries: (number, label, start, end, verdict).
@@ -702,6 +733,7 @@ pub fn diff(args: &DiffArgs, spec: &monitor::Spec) -> Result<Diff, Error> {
         divergence,
         ranked,
         before_divergence,
+        replay: replay_relation(&g, &b),
     })
 }
 
@@ -718,6 +750,9 @@ pub fn write_text(w: &mut dyn Write, x: &Diff) -> std::io::Result<()> {
     writeln!(w, "diff of experiment {}", x.experiment)?;
     writeln!(w, "  GOOD {}: {}", x.good, x.good_verdict)?;
     writeln!(w, "  BAD  {}: {}", x.bad, x.bad_verdict)?;
+    if let Some(r) = &x.replay {
+        writeln!(w, "  {r}")?;
+    }
     writeln!(w, "phases (duration GOOD / BAD, verdict GOOD / BAD):")?;
     for p in &x.phases {
         let verdicts = if p.good_verdict.is_some() || p.bad_verdict.is_some() {

@@ -238,6 +238,88 @@ pub fn project_networks(config_yaml: &str) -> Option<Vec<String>> {
     Some(out)
 }
 
+/// What the fault scope needs from the resolved compose configuration (`compose config`
+/// YAML): each service's labels, the services on each network (compose names; `default` for
+/// a service naming none, as [`project_networks`]), and fixed container names
+/// (`container_name`). `None` when the configuration does not parse.
+pub fn scope_facts(config_yaml: &str) -> Option<ScopeFacts> {
+    let doc = serde_yaml_ng::from_str::<serde_json::Value>(config_yaml).ok()?;
+    let services = doc.as_object()?.get("services")?.as_object()?;
+    let mut f = ScopeFacts::default();
+    for (name, svc) in services {
+        let labels: BTreeMap<String, String> = match svc.get("labels") {
+            Some(serde_json::Value::Object(m)) => m
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        serde_json::Value::String(s) => s.clone(),
+                        serde_json::Value::Null => String::new(),
+                        other => other.to_string(),
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+            Some(serde_json::Value::Array(v)) => v
+                .iter()
+                .filter_map(|x| x.as_str())
+                .map(|x| match x.split_once('=') {
+                    Some((k, v)) => (k.to_string(), v.to_string()),
+                    None => (x.to_string(), String::new()),
+                })
+                .collect(),
+            _ => BTreeMap::new(),
+        };
+        f.labels.insert(name.clone(), labels);
+        let nets: Vec<String> = match svc.get("networks") {
+            Some(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+            Some(serde_json::Value::Array(v)) => v
+                .iter()
+                .filter_map(|n| n.as_str())
+                .map(str::to_string)
+                .collect(),
+            _ if svc.get("network_mode").is_none() => vec!["default".to_string()],
+            _ => Vec::new(),
+        };
+        for n in nets {
+            f.networks.entry(n).or_default().push(name.clone());
+        }
+        if let Some(c) = svc.get("container_name").and_then(|c| c.as_str()) {
+            f.container_names.insert(c.to_string(), name.clone());
+        }
+    }
+    Some(f)
+}
+
+/// See [`scope_facts`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScopeFacts {
+    /// Service → its labels (a label without a value maps to "").
+    pub labels: BTreeMap<String, BTreeMap<String, String>>,
+    /// Network (compose name) → the services on it.
+    pub networks: BTreeMap<String, Vec<String>>,
+    /// `container_name` → service.
+    pub container_names: BTreeMap<String, String>,
+}
+
+impl ScopeFacts {
+    /// The service a container name belongs to: a fixed `container_name`, or compose's
+    /// generated `<project>-<service>-<n>` / `<project>_<service>_<n>`.
+    pub fn container_service(&self, project: &str, name: &str) -> Option<String> {
+        if let Some(s) = self.container_names.get(name) {
+            return Some(s.clone());
+        }
+        self.labels
+            .keys()
+            .find(|svc| {
+                ['-', '_'].iter().any(|sep| {
+                    name.strip_prefix(&format!("{project}{sep}{svc}{sep}"))
+                        .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+                })
+            })
+            .cloned()
+    }
+}
+
 /// Redacts values of environment variables whose names look like secrets (see
 /// [`trace::manifest::is_secret_name`]) in `compose config` YAML output. Handles the map form
 /// (`NAME: value`) and the list form (`- NAME=value`).

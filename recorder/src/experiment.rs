@@ -170,7 +170,7 @@ pub fn compile(
 /// `message` as a diagnostic at `at` (`file:line:col` of a step written as `text`; empty when
 /// unknown): `error: FILE:LINE:COL: message` and the source line, read from the file, with
 /// the step marked (the format of `monitor::Diagnostic`).
-fn diagnostic_at(at: &str, text: &str, message: &str) -> String {
+pub(crate) fn diagnostic_at(at: &str, text: &str, message: &str) -> String {
     let mut parts = at.rsplitn(3, ':');
     let (col, line, file) = (parts.next(), parts.next(), parts.next());
     let (Some(col), Some(line), Some(file)) = (

@@ -5,13 +5,15 @@
 //! container discovery through bollard), [`docker`] (events, logs and stats sensors), [`sink`] (the
 //! event channel every sensor writes into), [`sensor`] (the plug-in hook for protocol sensors),
 //! [`faults`] (fault injection, owned by the faults helper), [`run`] (the run loop tying it all
-//! together).
+//! together), [`halt`] (halt conditions judged live), [`replay`] (`run --replay`).
 
 pub mod compose;
 pub mod docker;
 pub mod experiment;
 pub mod faults;
+pub mod halt;
 pub mod probes;
+pub mod replay;
 pub mod run;
 pub mod scenario;
 pub mod sensor;

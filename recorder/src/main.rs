@@ -22,8 +22,10 @@ struct Cli {
 enum Cmd {
     /// Bring the project up, run the experiment or schedule, record a trace, tear down.
     Run {
-        /// The scenario file (TOML, see docs/scenario.md).
-        scenario: PathBuf,
+        /// The scenario file (TOML, see docs/scenario.md); with `--replay`, default: the one the
+        /// recorded trace's manifest names.
+        #[arg(required_unless_present = "replay")]
+        scenario: Option<PathBuf>,
         /// Trace directory (overrides the scenario's `output`; `{run_id}` is replaced).
         #[arg(short, long)]
         output: Option<PathBuf>,
@@ -31,11 +33,18 @@ enum Cmd {
         #[arg(short, long)]
         project: Option<String>,
         /// Random seed (overrides the scenario's).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "replay")]
         seed: Option<u64>,
         /// No progress line, even on a terminal.
         #[arg(short, long)]
         quiet: bool,
+        /// Run the recorded run of this trace again: its scenario and specs (checked against
+        /// the manifest's hashes), its seed, its random targets, the same offsets.
+        #[arg(long, value_name = "TRACE")]
+        replay: Option<PathBuf>,
+        /// With `--replay`: run even when the scenario or specs differ from the recorded ones.
+        #[arg(long, requires = "replay")]
+        force: bool,
     },
     /// Validate a scenario (and its specs) against the compose configuration; start nothing.
     Check {
@@ -113,7 +122,23 @@ async fn async_main(cli: Cli) -> i32 {
             project,
             seed,
             quiet,
+            replay,
+            force,
         } => {
+            let scenario = match (scenario, &replay) {
+                (Some(s), _) => s,
+                (None, Some(t)) => match recorder::replay::recorded_scenario(t) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return exit::TRACE;
+                    }
+                },
+                (None, None) => {
+                    eprintln!("error: give a scenario or --replay TRACE");
+                    return exit::USAGE;
+                }
+            };
             let o = recorder::run::run(RunOptions {
                 scenario,
                 output,
@@ -121,6 +146,8 @@ async fn async_main(cli: Cli) -> i32 {
                 seed,
                 quiet,
                 check_only: false,
+                replay,
+                force,
             })
             .await;
             report(&o);

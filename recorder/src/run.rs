@@ -20,6 +20,8 @@ use crate::compose::{self, ComposeCli, ProjectState};
 use crate::docker::{DockerSensors, DockerSensorsConfig};
 use crate::experiment;
 use crate::faults::{self, FaultInjector, FaultRequest};
+use crate::halt;
+use crate::replay;
 use crate::scenario::{self, LoadedScenario, Plan, Resolved, ScenarioError, ScheduledFault};
 use crate::sensor::{PacketSink, SensorContext, SensorRegistry};
 use crate::sink::{now_ns, EventReceiver, EventSink};
@@ -35,6 +37,7 @@ pub mod exit {
     pub const BAD_SCENARIO: i32 = 3;
     pub const TRACE: i32 = 4;
     pub const ENV: i32 = 5;
+    pub const HALTED: i32 = 6;
     pub const USAGE: i32 = 64;
     pub const INTERRUPTED: i32 = 130;
 }
@@ -53,6 +56,10 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Only validate the scenario (needs the compose CLI for the service list), start nothing.
     pub check_only: bool,
+    /// Replay the recorded run of this trace (`--replay`).
+    pub replay: Option<PathBuf>,
+    /// Replay even when the scenario or specs differ from the recorded ones (`--force`).
+    pub force: bool,
 }
 
 /// How a run ended.
@@ -152,8 +159,8 @@ impl WriterHandle {
     }
 }
 
-/// Starts the writer on its own thread. `live` receives every appended event with its seq (for
-/// the live monitors of `expect` steps).
+/// Starts the writer on its own thread. Each of `live` receives every appended event with its
+/// seq (for the live monitors of `expect` steps and of halt conditions).
 ///
 /// On the first write error the writer stops writing: it keeps the error, cancels
 /// [`WriterHandle::failed`], discards what arrives afterwards and, at `finish`, returns the error
@@ -163,7 +170,7 @@ pub fn spawn_writer(
     mut writer: TraceWriter,
     mut rx: EventReceiver,
     mut packets: mpsc::UnboundedReceiver<Vec<PacketRecord>>,
-    live: Option<mpsc::UnboundedSender<Event>>,
+    live: Vec<mpsc::UnboundedSender<Event>>,
 ) -> std::io::Result<WriterHandle> {
     let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<WriterCmd>();
     let error = Arc::new(Mutex::new(None::<String>));
@@ -198,22 +205,24 @@ pub fn spawn_writer(
                             // a failed writer writes nothing more (see above)
                             continue;
                         }
-                        match &live {
-                            Some(l) => {
-                                let mut copy = ev.clone();
-                                match writer.append(ev) {
-                                    Ok(seq) => {
-                                        copy.seq = seq;
-                                        let _ = l.send(copy);
+                        if live.is_empty() {
+                            if let Err(e) = writer.append(ev) {
+                                note_err(&e);
+                            }
+                            continue;
+                        }
+                        let mut copy = ev.clone();
+                        match writer.append(ev) {
+                            Ok(seq) => {
+                                copy.seq = seq;
+                                if let Some((last, rest)) = live.split_last() {
+                                    for l in rest {
+                                        let _ = l.send(copy.clone());
                                     }
-                                    Err(e) => note_err(&e),
+                                    let _ = last.send(copy);
                                 }
                             }
-                            None => {
-                                if let Err(e) = writer.append(ev) {
-                                    note_err(&e);
-                                }
-                            }
+                            Err(e) => note_err(&e),
                         }
                     }
                 };
@@ -468,9 +477,18 @@ pub struct PlanContext {
     pub start: Instant,
 }
 
-/// What validation learnt: the services `up` starts, the resolved configuration (`compose
-/// config`, recorded in the manifest) and the compiled experiment, if any.
-type Validated = (Vec<String>, String, Option<experiment::Compiled>);
+/// What validation learnt.
+struct Validated {
+    /// The services `up` starts.
+    services: Vec<String>,
+    /// The resolved configuration (`compose config`, recorded in the manifest).
+    config: String,
+    compiled: Option<experiment::Compiled>,
+    /// The halt conditions, compiled.
+    halt: Option<Vec<halt::HaltMonitor>>,
+    /// The fault scope (`[scope]`).
+    scope: Option<faults::scope::Scope>,
+}
 
 /// Validates the scenario against the compose configuration. Every error is returned, rendered
 /// as a diagnostic (`error: FILE:LINE:COL: message` and the source excerpt): `errs` (what
@@ -505,6 +523,16 @@ async fn validate(
     let (services, config) = compose.unwrap_or_default();
     // `None` (configuration not parsed): network names are then checked when used
     let networks = compose::project_networks(&config);
+    let facts = compose::scope_facts(&config);
+    let mut scope = None;
+    if let (false, Some(f)) = (config.is_empty(), &facts) {
+        let (s, mut e) = sc.resolve_scope(&services, f);
+        errs.append(&mut e);
+        if let Some(s) = &s {
+            errs.extend(sc.check_scope(s, f, project));
+        }
+        scope = s;
+    }
     if !config.is_empty() {
         let check = |f: &ScheduledFault| faults::validate(&schedule_request(f, 0), &services);
         if let Err(e) = sc.check_against(&services, &check) {
@@ -526,12 +554,45 @@ async fn validate(
             }
         }
     }
+    if let (Some(c), Some(s), Some(f)) = (&compiled, &scope, &facts) {
+        let on_network = |n: &str| f.networks.get(n).cloned();
+        let container = |c: &str| f.container_service(project, c);
+        for (i, step) in c.steps.iter().enumerate() {
+            if let experiment::ExpStep::Do {
+                text, at, target, ..
+            } = step
+            {
+                if let Err(m) = s.check_names(target, &on_network, &container) {
+                    other.push(experiment::diagnostic_at(
+                        at,
+                        text,
+                        &format!("experiment {}, step {} `{text}`: {m}", c.name, i + 1),
+                    ));
+                }
+            }
+        }
+    }
+    let mut halt_monitors = None;
+    if let Some(h) = &resolved.halt {
+        if !h.monitors.is_empty() && !h.specs.is_empty() && h.specs.iter().all(|p| p.is_file()) {
+            match halt::compile(h, &sc.path, &sc.text) {
+                Ok(m) => halt_monitors = Some(m),
+                Err(mut e) => other.append(&mut e),
+            }
+        }
+    }
     let mut errs = scenario::ScenarioErrors(errs);
     errs.sort();
     let mut all: Vec<String> = errs.0.iter().map(ScenarioError::render).collect();
     all.extend(other);
     if all.is_empty() {
-        Ok((services, config, compiled))
+        Ok(Validated {
+            services,
+            config,
+            compiled,
+            halt: halt_monitors,
+            scope,
+        })
     } else {
         Err(all)
     }
@@ -556,10 +617,35 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
         .clone()
         .or_else(|| resolved.project.clone())
         .unwrap_or_else(|| format!("ctk{}", run_id.replace(['T', '-'], "").to_lowercase()));
+    // the spec files of the run (experiment and halt conditions), recorded with their hashes
+    let mut spec_files: Vec<PathBuf> = match &resolved.plan {
+        Plan::Experiment { specs, .. } => specs.clone(),
+        _ => Vec::new(),
+    };
+    for p in resolved.halt.iter().flat_map(|h| h.specs.iter()) {
+        if !spec_files.contains(p) {
+            spec_files.push(p.clone());
+        }
+    }
+    let recorded = match &opts.replay {
+        None => None,
+        Some(dir) => match replay::load(dir, &sc.path, &spec_files, opts.force) {
+            Ok(r) => Some(r),
+            Err(e @ replay::ReplayError::Changed(_)) => {
+                return RunOutcome::early(exit::BAD_SCENARIO, "error", e.to_string())
+            }
+            Err(e) => return RunOutcome::early(exit::TRACE, "error", e.to_string()),
+        },
+    };
     let seed = opts
         .seed
+        .or(recorded.as_ref().and_then(|r| r.manifest.seed))
         .or(sc.scenario.seed)
         .unwrap_or_else(|| now_ns() as u64);
+    let replay_choices = recorded
+        .as_ref()
+        .map(|r| r.choices.clone())
+        .unwrap_or_default();
 
     // 2. environment
     let cli = match ComposeCli::detect().await {
@@ -572,7 +658,13 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
         }
         Err(e) => return RunOutcome::early(exit::ENV, "error", e.to_string()),
     };
-    let (services, config, compiled) = match validate(&sc, &resolved, &cli, &project, errs).await {
+    let Validated {
+        services,
+        config,
+        compiled,
+        halt: halt_monitors,
+        scope,
+    } = match validate(&sc, &resolved, &cli, &project, errs).await {
         Ok(v) => v,
         Err(errs) => return invalid(errs),
     };
@@ -626,21 +718,39 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
         path: sc.path.display().to_string(),
         sha256: compose::file_sha256(&sc.path).unwrap_or_default(),
     };
-    if let Plan::Experiment { specs, .. } = &resolved.plan {
-        manifest.specs = specs
-            .iter()
-            .map(|p| ComposeFile {
-                path: p.display().to_string(),
-                sha256: compose::file_sha256(p).unwrap_or_default(),
-            })
-            .collect();
-    }
+    manifest.specs = spec_files
+        .iter()
+        .map(|p| ComposeFile {
+            path: p.display().to_string(),
+            sha256: compose::file_sha256(p).unwrap_or_default(),
+        })
+        .collect();
     manifest.sensors = serde_json::to_value(&sc.scenario.sensors).unwrap_or_default();
     manifest.schedule = match (&sc.scenario.experiment, sc.scenario.schedule.is_empty()) {
         (Some(x), _) => serde_json::json!({"experiment": x}),
         (None, false) => serde_json::json!({"schedule": sc.scenario.schedule}),
         _ => serde_json::Value::Null,
     };
+    // the halt conditions and the fault scope go with the plan
+    for (key, v) in [
+        ("halt", serde_json::to_value(&sc.scenario.halt).ok()),
+        (
+            "scope",
+            scope
+                .as_ref()
+                .map(|s| serde_json::json!({"services": s.services()})),
+        ),
+    ] {
+        if let Some(v) = v.filter(|v| !v.is_null()) {
+            if !manifest.schedule.is_object() {
+                manifest.schedule = serde_json::json!({});
+            }
+            if let Some(o) = manifest.schedule.as_object_mut() {
+                o.insert(key.to_string(), v);
+            }
+        }
+    }
+    manifest.replay_of = recorded.as_ref().map(replay::Recorded::replay_of);
     if let Some(parent) = trace_dir.parent() {
         let _ = std::fs::create_dir_all(parent);
     }
@@ -657,13 +767,23 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
     };
     let (sink, rx) = EventSink::channel();
     let (packet_sink, packet_rx) = PacketSink::channel();
-    let (live_tx, live_rx) = if compiled.is_some() {
+    let mut live_txs = Vec::new();
+    let live_rx = compiled.is_some().then(|| {
         let (a, b) = mpsc::unbounded_channel();
-        (Some(a), Some(b))
-    } else {
-        (None, None)
-    };
-    let writer = match spawn_writer(writer, rx, packet_rx, live_tx) {
+        live_txs.push(a);
+        b
+    });
+    let halt_rx = halt_monitors.is_some().then(|| {
+        let (a, b) = mpsc::unbounded_channel();
+        live_txs.push(a);
+        b
+    });
+    let cool_down = resolved
+        .halt
+        .as_ref()
+        .map(|h| h.cool_down)
+        .unwrap_or_default();
+    let writer = match spawn_writer(writer, rx, packet_rx, live_txs) {
         Ok(w) => w,
         Err(e) => {
             return RunOutcome::early(
@@ -761,6 +881,8 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
             match FaultInjector::new(docker.clone(), &project, sink.clone(), seed) {
                 Ok(mut i) => {
                     i.set_features(host_features.clone());
+                    i.set_scope(scope.clone());
+                    i.set_replay_choices(replay_choices.clone());
                     let inj = Arc::new(tokio::sync::Mutex::new(i));
                     // the first fault should not pay for inspecting the project; nor should the
                     // plan wait for it (a fault that comes first waits on the lock)
@@ -782,15 +904,33 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
             });
         }
 
+        let halt_start_ns = now_ns();
         let pctx = PlanContext {
             sink: sink.clone(),
-            injector,
+            injector: injector.clone(),
             injector_error,
             progress: progress.clone(),
             live: live_rx,
             start: Instant::now(),
         };
-        Ok(execute_plan(pctx, &resolved, compiled, &state).await)
+        let plan = execute_plan(pctx, &resolved, compiled, &state);
+        match (halt_monitors, halt_rx) {
+            (Some(m), Some(rx)) => {
+                let watch = halt::watch(m, rx, injector, sink.clone(), halt_start_ns, cool_down);
+                tokio::select! {
+                    biased;
+                    h = watch => {
+                        // the plan is dropped: nothing more is applied; the recovery is recorded
+                        progress.set("halted: cool-down");
+                        tokio::time::sleep(cool_down).await;
+                        let p = PlanResult { verdict: None, verdicts: Vec::new(), error: None };
+                        Ok((p, Some(h)))
+                    }
+                    p = plan => Ok((p, None)),
+                }
+            }
+            _ => Ok((plan.await, None)),
+        }
     };
 
     let limit = resolved.time_limit;
@@ -819,7 +959,27 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
             Vec::new(),
         ),
         Some(Err((c, s, m))) => (c, s.to_string(), Some(m), None, Vec::new()),
-        Some(Ok(p)) => {
+        Some(Ok((_, Some(h)))) => {
+            let m = format!(
+                "halted: `{}` failed at {} (seq {}): {}; {} fault(s) reverted {:.1} ms after the deciding event",
+                h.monitor,
+                monitor::fmt_ts(h.deciding_ts_ns),
+                h.deciding_seq
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "none, a timeout".into()),
+                h.explanation,
+                h.reverted.len(),
+                h.latency_ns as f64 / 1e6
+            );
+            (
+                exit::HALTED,
+                "halted".into(),
+                Some(m.clone()),
+                None,
+                vec![m],
+            )
+        }
+        Some(Ok((p, None))) => {
             if let Some(e) = p.error {
                 (exit::ENV, "error".into(), Some(e), p.verdict, p.verdicts)
             } else {

@@ -143,6 +143,50 @@ pub struct Scenario {
     /// fault has been reverted plus 2s).
     #[serde(default)]
     pub duration: Option<Spanned<String>>,
+    /// Halt conditions: monitors judged live during the run; the first that fails halts it.
+    #[serde(default)]
+    pub halt: Option<HaltSection>,
+    /// The services faults may touch (blast radius).
+    #[serde(default)]
+    pub scope: Option<ScopeSection>,
+}
+
+/// `[halt]`: monitors judged live during any run (schedule, experiment, record only); when one
+/// fails every active fault is reverted at once, a `recorder`/`halt` event is written, the
+/// recording goes on for `cool_down`, and the run ends with exit code 6.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HaltSection {
+    /// Monitor expressions as in an `expect` step: `name`, `name(args)`, `name at svc`,
+    /// `a and b` ...
+    pub monitors: Vec<Spanned<String>>,
+    /// Spec files defining them, relative to the scenario file (default: the experiment's).
+    #[serde(default)]
+    pub specs: Vec<Spanned<String>>,
+    /// How long to keep recording after the faults were reverted (default "5s").
+    #[serde(default)]
+    pub cool_down: Option<Spanned<String>>,
+}
+
+/// `[scope]`: the services faults may touch: those listed, and those whose compose labels
+/// match one of `labels` (`key=value`, or `key` for any value). Every fault target outside it
+/// is refused before the run, and again at run time when a target is resolved.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeSection {
+    #[serde(default)]
+    pub services: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub labels: Vec<Spanned<String>>,
+}
+
+/// `[halt]`, resolved.
+#[derive(Debug, Clone)]
+pub struct HaltPlan {
+    pub specs: Vec<PathBuf>,
+    /// Each monitor expression with its byte range in the scenario file.
+    pub monitors: Vec<(String, Range<usize>)>,
+    pub cool_down: Duration,
 }
 
 /// `[compose]`
@@ -568,6 +612,8 @@ pub struct Resolved {
     pub duration: Option<Duration>,
     pub stats_interval: Option<Duration>,
     pub plan: Plan,
+    /// `[halt]`, when given.
+    pub halt: Option<HaltPlan>,
 }
 
 impl LoadedScenario {
@@ -838,6 +884,45 @@ impl LoadedScenario {
                 Plan::Schedule(out)
             }
         };
+        let halt = sc.halt.as_ref().map(|h| {
+            let mut specs: Vec<PathBuf> = Vec::new();
+            for s in &h.specs {
+                let p = base.join(s.get_ref());
+                if !p.is_file() {
+                    errs.push(self.err_at(s.span(), format!("spec file {} not found", p.display())));
+                }
+                specs.push(p);
+            }
+            if specs.is_empty() {
+                match &plan {
+                    Plan::Experiment { specs: e, .. } => specs = e.clone(),
+                    _ => errs.push(ScenarioError::whole_file(
+                        &self.path,
+                        "[halt] needs `specs` (the spec files defining its monitors) when there is no [experiment]",
+                    )),
+                }
+            }
+            if h.monitors.is_empty() {
+                errs.push(ScenarioError::whole_file(&self.path, "[halt] monitors is empty"));
+            }
+            for m in &h.monitors {
+                if m.get_ref().trim().is_empty() {
+                    errs.push(self.err_at(m.span(), "[halt] monitors: empty monitor expression"));
+                }
+            }
+            let cool_down = self
+                .dur(&h.cool_down, Some(Duration::from_secs(5)), &mut errs)
+                .unwrap_or(Duration::from_secs(5));
+            HaltPlan {
+                specs,
+                monitors: h
+                    .monitors
+                    .iter()
+                    .map(|m| (m.get_ref().clone(), m.span()))
+                    .collect(),
+                cool_down,
+            }
+        });
         (
             Resolved {
                 compose_files,
@@ -847,6 +932,7 @@ impl LoadedScenario {
                 duration,
                 stats_interval,
                 plan,
+                halt,
             },
             errs,
         )
@@ -982,6 +1068,84 @@ impl LoadedScenario {
         } else {
             Err(ScenarioErrors(errs))
         }
+    }
+}
+
+impl LoadedScenario {
+    /// The fault scope of `[scope]` (`None` without the section): its services, checked against
+    /// the compose `services`, and the services whose labels (`facts`) match one of its
+    /// `labels`. A label that matches no service is an error too.
+    pub fn resolve_scope(
+        &self,
+        services: &[String],
+        facts: &crate::compose::ScopeFacts,
+    ) -> (Option<crate::faults::scope::Scope>, Vec<ScenarioError>) {
+        let Some(sc) = &self.scenario.scope else {
+            return (None, Vec::new());
+        };
+        let mut errs = Vec::new();
+        let mut set: Vec<String> = Vec::new();
+        for s in &sc.services {
+            if services.iter().any(|x| x == s.get_ref()) {
+                set.push(s.get_ref().clone());
+            } else {
+                errs.push(self.err_at(
+                    s.span(),
+                    format!(
+                        "scope: no service `{}` in the compose configuration (services: {})",
+                        s.get_ref(),
+                        services.join(", ")
+                    ),
+                ));
+            }
+        }
+        for l in &sc.labels {
+            let (k, v) = match l.get_ref().split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (l.get_ref().as_str(), None),
+            };
+            let matching: Vec<&String> = facts
+                .labels
+                .iter()
+                .filter(|(_, ls)| ls.get(k).is_some_and(|x| v.is_none_or(|v| v == x)))
+                .map(|(svc, _)| svc)
+                .collect();
+            if matching.is_empty() {
+                errs.push(self.err_at(
+                    l.span(),
+                    format!("scope: no service has the label `{}`", l.get_ref()),
+                ));
+            }
+            set.extend(matching.into_iter().cloned());
+        }
+        if sc.services.is_empty() && sc.labels.is_empty() {
+            errs.push(ScenarioError::whole_file(
+                &self.path,
+                "[scope] lists no services and no labels (faults could touch nothing)",
+            ));
+        }
+        (Some(crate::faults::scope::Scope::new(set)), errs)
+    }
+
+    /// Checks every schedule entry's target against the scope (at the entry's target); network
+    /// and container targets through `facts` (`project`: for generated container names).
+    pub fn check_scope(
+        &self,
+        scope: &crate::faults::scope::Scope,
+        facts: &crate::compose::ScopeFacts,
+        project: &str,
+    ) -> Vec<ScenarioError> {
+        let on_network = |n: &str| facts.networks.get(n).cloned();
+        let container = |c: &str| facts.container_service(project, c);
+        let mut errs = Vec::new();
+        for e in &self.scenario.schedule {
+            if let Ok(t) = e.target.get_ref().resolve() {
+                if let Err(m) = scope.check_names(&t, &on_network, &container) {
+                    errs.push(self.err_at(e.target.span(), m));
+                }
+            }
+        }
+        errs
     }
 }
 
@@ -1409,5 +1573,78 @@ target = "a"
             }
             other => panic!("unexpected plan {other:?}"),
         }
+    }
+
+    #[test]
+    fn halt_conditions_resolve_and_their_mistakes_are_located() {
+        let d = dir_with_compose();
+        let p = d.path().join("s.toml");
+        // the experiment's specs by default, cool-down 5s by default
+        let text = "[compose]\nfiles = [\"compose.yml\"]\n[experiment]\nspecs = [\"x.spec\"]\nname = \"E\"\n[halt]\nmonitors = [\"m\"]\n";
+        let l = LoadedScenario::parse(&p, text).expect("parses");
+        let h = l.resolve().expect("ok").halt.expect("halt");
+        assert_eq!(h.specs, vec![d.path().join("x.spec")]);
+        assert_eq!(h.cool_down, Duration::from_secs(5));
+        assert_eq!(h.monitors[0].0, "m");
+        // a schedule run needs `specs`; a bad cool-down and an empty entry are located
+        let text = "[compose]\nfiles = [\"compose.yml\"]\n[halt]\nmonitors = [\" \"]\ncool_down = \"5 parsecs\"\n";
+        let l = LoadedScenario::parse(&p, text).expect("parses");
+        let e = l.resolve().expect_err("three errors").0;
+        let msgs: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+        assert_eq!(msgs.len(), 3, "{msgs:?}");
+        assert!(
+            msgs.iter().any(|m| m.contains("[halt] needs `specs`")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("s.toml:4:13: [halt] monitors: empty monitor expression")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter().any(|m| m.contains("s.toml:5:13: bad duration")),
+            "{msgs:?}"
+        );
+        // unknown keys are refused as everywhere
+        let text = "[compose]\nfiles = [\"compose.yml\"]\n[scope]\nservice = [\"a\"]\n";
+        let e = LoadedScenario::parse(&p, text).expect_err("unknown key").0;
+        assert!(
+            e[0].to_string()
+                .contains("s.toml:4:1: unknown field `service`"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn scope_resolves_services_and_labels_and_refuses_targets_outside() {
+        let d = dir_with_compose();
+        let p = d.path().join("s.toml");
+        let text = "[compose]\nfiles = [\"compose.yml\"]\n[scope]\nservices = [\"a\", \"zz\"]\nlabels = [\"tier=back\", \"nope\"]\n[[schedule]]\nat = \"1s\"\nfault = \"pause\"\ntarget = \"c\"\n[[schedule]]\nat = \"1s\"\nfault = \"pause\"\ntarget = { container = \"p-b-1\" }\n";
+        let l = LoadedScenario::parse(&p, text).expect("parses");
+        let config = "services:\n  a:\n    image: x\n  b:\n    image: x\n    labels:\n      tier: back\n  c:\n    image: x\n    networks: [mid]\n";
+        let facts = crate::compose::scope_facts(config).expect("facts");
+        assert_eq!(facts.networks.get("mid"), Some(&vec!["c".to_string()]));
+        let services: Vec<String> = vec!["a".into(), "b".into(), "c".into()];
+        let (scope, errs) = l.resolve_scope(&services, &facts);
+        let scope = scope.expect("scope");
+        assert_eq!(scope.services(), vec!["a".to_string(), "b".to_string()]);
+        let msgs: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            msgs,
+            vec![
+                format!("{}:4:18: scope: no service `zz` in the compose configuration (services: a, b, c)", p.display()),
+                format!("{}:5:24: scope: no service has the label `nope`", p.display()),
+            ]
+        );
+        let errs = l.check_scope(&scope, &facts, "p");
+        let msgs: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            msgs,
+            vec![format!(
+                "{}:9:10: fault target outside the scope: target names `c` (scope: a, b)",
+                p.display()
+            )],
+            "the container p-b-1 is b's: in scope"
+        );
     }
 }

@@ -5,6 +5,7 @@ mod demo_cluster;
 mod demo_e2e;
 mod faults;
 mod fleet_cli;
+mod halt_scope_replay;
 mod jmx_attach;
 mod recorder_common;
 mod recorder_experiment_offline;

@@ -40,9 +40,28 @@ pub struct Manifest {
     pub specs: Vec<ComposeFile>,
     /// How the run ended; absent while recording or when the recorder was killed.
     pub outcome: Option<Outcome>,
+    /// The recorded trace this run replays (`recorder run --replay`); absent otherwise and in
+    /// older traces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay_of: Option<ReplayOf>,
     /// Free-form extra facts (for forward compatibility: readers keep unknown keys here).
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// Which recorded run a replay repeats.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReplayOf {
+    /// The recorded run's `run_id`.
+    pub run_id: String,
+    /// The recorded trace's directory as given to `--replay`.
+    pub path: String,
+    /// True when the scenario or specs differed from the recorded ones and `--force` ran it.
+    pub forced: bool,
+    /// What differed (empty unless forced).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub differences: Vec<String>,
 }
 
 /// Facts about the machine that recorded the trace.

@@ -331,6 +331,7 @@ pub fn render(
         origin_ns: Some(origin),
         warnings,
         manifest: Some(t.manifest().clone()),
+        halt: crate::check::halt_note(&t)?,
     };
     let failures = failures(&judged, &lane_of);
     let steps = judged

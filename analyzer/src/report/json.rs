@@ -14,6 +14,9 @@ struct TraceOut<'a> {
     context: &'a [Context],
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     warnings: &'a [String],
+    /// Where and why the recorder halted the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    halt: Option<&'a crate::check::HaltNote>,
 }
 
 #[derive(Serialize)]
@@ -41,6 +44,7 @@ pub fn write(w: &mut dyn Write, results: &[Outcome]) -> std::io::Result<()> {
                 report: &j.report,
                 context: &j.context,
                 warnings: &j.warnings,
+                halt: j.halt.as_ref(),
             })
             .collect(),
         unreadable: results

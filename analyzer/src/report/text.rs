@@ -23,6 +23,27 @@ fn rel(ts: i64, start: Option<i64>) -> String {
     }
 }
 
+/// Where and why the recorder halted the run, as one line.
+pub fn halt_line(h: &crate::check::HaltNote, start: Option<i64>) -> String {
+    let deciding = match (h.deciding_ts_ns, h.deciding_seq) {
+        (Some(t), Some(s)) => format!("; deciding event seq {s} at {}", rel(t, start)),
+        (Some(t), None) => format!("; decided by a timeout at {}", rel(t, start)),
+        _ => String::new(),
+    };
+    let latency = h
+        .latency_ms
+        .map(|l| format!(", {l:.1} ms after the deciding event"))
+        .unwrap_or_default();
+    format!(
+        "HALTED at {} (seq {}): halt condition `{}` failed: {}{deciding}; {} fault(s) reverted{latency}",
+        rel(h.ts_ns, start),
+        h.seq,
+        h.monitor,
+        h.explanation,
+        h.reverted.len()
+    )
+}
+
 /// One event as a line.
 pub fn event_line(e: &EventInfo, start: Option<i64>) -> String {
     format!(
@@ -209,6 +230,9 @@ pub fn write_with(w: &mut dyn Write, judged: &[Judged], verbose: bool) -> std::i
         )?;
         for x in &j.warnings {
             writeln!(w, "  warning: {x}")?;
+        }
+        if let Some(h) = &j.halt {
+            writeln!(w, "  {}", halt_line(h, start))?;
         }
         for m in &r.monitors {
             writeln!(w, "  {} monitor {}", tag(Some(m.verdict)), m.name)?;

@@ -12,6 +12,7 @@
 pub mod host;
 pub mod resolve;
 pub mod rules;
+pub mod scope;
 pub mod spec;
 pub mod syscall;
 
@@ -198,6 +199,14 @@ pub struct FaultInjector {
     last_started_ns: Option<i64>,
     /// `ended_ns` of the last [`FaultInjector::apply`] (when the apply returned).
     last_ended_ns: Option<i64>,
+    /// The services faults may touch (`[scope]`); `None`: every service.
+    scope: Option<scope::Scope>,
+    /// Set by [`FaultInjector::halt`]: no fault is applied any more.
+    halted: bool,
+    /// A replayed run's random choices: fault number → the service the recorded run chose.
+    replay_choices: BTreeMap<u64, String>,
+    /// The fault being applied (its random choice may come from `replay_choices`).
+    applying: Option<FaultId>,
 }
 
 fn docker_err(what: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> FaultError {
@@ -296,7 +305,28 @@ impl FaultInjector {
             view_stale: true,
             last_started_ns: None,
             last_ended_ns: None,
+            scope: None,
+            halted: false,
+            replay_choices: BTreeMap::new(),
+            applying: None,
         })
+    }
+
+    /// Limits every fault to these services: a target that resolves to a container of another
+    /// service is refused (a `failed` fault event, nothing changed).
+    pub fn set_scope(&mut self, scope: Option<scope::Scope>) {
+        self.scope = scope;
+    }
+
+    /// Replays a recorded run's random choices: fault `f<n>` of this run takes the service the
+    /// recorded fault `f<n>` chose (see `replay::recorded_choices`).
+    pub fn set_replay_choices(&mut self, choices: BTreeMap<u64, String>) {
+        self.replay_choices = choices;
+    }
+
+    /// Whether [`Self::halt`] was called.
+    pub fn is_halted(&self) -> bool {
+        self.halted
     }
 
     /// Inspects the project once ahead of the first fault, so the first fault does not pay for
@@ -328,6 +358,34 @@ impl FaultInjector {
         target: &FaultTarget,
         check_pids: bool,
     ) -> Result<(ProjectView, Resolved), FaultError> {
+        // a replayed run takes the recorded run's random choice for this fault
+        let replayed = match (target, self.applying) {
+            (FaultTarget::Random(options), Some(id)) => match self.replay_choices.get(&id.0) {
+                Some(c) if options.contains(c) => Some(c.clone()),
+                Some(c) => {
+                    return Err(FaultError::Target(format!(
+                        "replay: the recorded run chose `{c}` for {id}, which is not among {}",
+                        options.join(", ")
+                    )))
+                }
+                None => None,
+            },
+            _ => None,
+        };
+        let fixed;
+        let target = match &replayed {
+            Some(c) => {
+                fixed = FaultTarget::Service(c.clone());
+                &fixed
+            }
+            None => target,
+        };
+        let with_choice = |mut r: Resolved| {
+            if replayed.is_some() {
+                r.chosen = replayed.clone();
+            }
+            r
+        };
         if let (Some(view), false) = (&self.view, self.view_stale) {
             let mut rng = self.rng.clone();
             if let Ok(r) = resolve::resolve(view, &self.project, target, &mut rng) {
@@ -338,14 +396,23 @@ impl FaultInjector {
                             .iter()
                             .all(|c| c.live_pid().is_some_and(|p| host::pid_belongs_to(p, &c.id))));
                 if current {
+                    if let Some(s) = &self.scope {
+                        s.check_resolved(&r)?;
+                    }
                     self.rng = rng;
-                    return Ok((view.clone(), r));
+                    return Ok((view.clone(), with_choice(r)));
                 }
             }
         }
         let view = self.refresh_view().await?;
-        let r = resolve::resolve(&view, &self.project, target, &mut self.rng)?;
-        Ok((view, r))
+        let r = scope::resolve_in_scope(
+            &view,
+            &self.project,
+            target,
+            &mut self.rng,
+            self.scope.as_ref(),
+        )?;
+        Ok((view, with_choice(r)))
     }
 
     /// Checks a request before anything starts (see [`validate`]).
@@ -437,14 +504,21 @@ impl FaultInjector {
     pub async fn apply(&mut self, req: &FaultRequest) -> Result<FaultId, FaultError> {
         let started_ns = now_ns();
         self.last_started_ns = Some(started_ns);
+        if self.halted {
+            return Err(FaultError::Invalid(
+                "the run was halted: no more faults are applied".into(),
+            ));
+        }
         let id = FaultId(self.next_id);
         self.next_id += 1;
         let mut params = json!({});
         let mut target = json!({"services": [], "containers": [], "networks": []});
         let mut single = None;
+        self.applying = Some(id);
         let result = self
             .apply_inner(id, req, &mut params, &mut target, &mut single)
             .await;
+        self.applying = None;
         let ended_ns = now_ns();
         self.last_ended_ns = Some(ended_ns);
         let r = self.record_apply(
@@ -1453,6 +1527,18 @@ impl FaultInjector {
         let started_ns = now_ns();
         let r = self.undo(&a).await;
         let ended_ns = now_ns();
+        self.record_revert(id, &a, started_ns, ended_ns, r.err().map(|e| e.to_string()));
+    }
+
+    /// Writes the `reverted` event of fault `id`.
+    fn record_revert(
+        &self,
+        id: FaultId,
+        a: &Active,
+        started_ns: i64,
+        ended_ns: i64,
+        error: Option<String>,
+    ) {
         let mut params = a.params.clone();
         if let Undo::Syscall(tracers) = &a.undo {
             // what the fault did: calls that matched, and those that got the error or delay
@@ -1472,8 +1558,67 @@ impl FaultInjector {
             &a.single,
             started_ns,
             ended_ns,
-            r.err().map(|e| e.to_string()),
+            error,
         );
+    }
+
+    /// Halts fault injection: no fault is applied from now on, and every active fault is
+    /// reverted at once, all in parallel (the network impairments of every fault merged into
+    /// one batch per namespace, so that faults sharing a namespace do not race on its rules).
+    /// Writes one `reverted` event per fault; returns the faults reverted, newest first.
+    pub async fn halt(&mut self) -> Vec<FaultId> {
+        self.halted = true;
+        let actives: Vec<(FaultId, Active)> =
+            std::mem::take(&mut self.active).into_iter().rev().collect();
+        let mut merged: BTreeMap<(String, i64), NetInstall> = BTreeMap::new();
+        for (_, a) in &actives {
+            if let Undo::Net { installs, .. } = &a.undo {
+                for i in installs {
+                    let m = merged
+                        .entry((i.container_id.clone(), i.pid))
+                        .or_insert_with(|| NetInstall {
+                            fault_id: i.fault_id.clone(),
+                            container_id: i.container_id.clone(),
+                            pid: i.pid,
+                            rules: Vec::new(),
+                            tc: Vec::new(),
+                        });
+                    m.rules.extend(i.rules.iter().cloned());
+                    m.tc.extend(i.tc.iter().cloned());
+                }
+            }
+        }
+        let merged: Vec<NetInstall> = merged.into_values().collect();
+        let this: &FaultInjector = self;
+        let net = async {
+            if merged.is_empty() {
+                return (now_ns(), now_ns(), None);
+            }
+            let started = now_ns();
+            let r = this.remove_installs(&merged).await;
+            let ids: Vec<String> = merged.iter().map(|i| i.container_id.clone()).collect();
+            this.drop_empty_chains(&ids).await;
+            (started, now_ns(), r.err().map(|e| e.to_string()))
+        };
+        let others = futures_util::future::join_all(
+            actives
+                .iter()
+                .filter(|(_, a)| !matches!(a.undo, Undo::Net { .. }))
+                .map(|(id, a)| async move {
+                    let started = now_ns();
+                    let r = this.undo(a).await;
+                    (*id, started, now_ns(), r.err().map(|e| e.to_string()))
+                }),
+        );
+        let ((net_started, net_ended, net_err), others) = futures_util::join!(net, others);
+        for (id, a) in &actives {
+            if matches!(a.undo, Undo::Net { .. }) {
+                self.record_revert(*id, a, net_started, net_ended, net_err.clone());
+            } else if let Some((_, started, ended, err)) = others.iter().find(|o| o.0 == *id) {
+                self.record_revert(*id, a, *started, *ended, err.clone());
+            }
+        }
+        actives.into_iter().map(|(id, _)| id).collect()
     }
 
     async fn undo(&self, a: &Active) -> Result<(), FaultError> {
