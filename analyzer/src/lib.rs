@@ -15,6 +15,7 @@ pub mod info;
 pub mod s3;
 pub mod timearg;
 pub mod verdicts;
+pub mod paths;
 
 pub use error::Error;
 
