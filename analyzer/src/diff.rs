@@ -504,7 +504,12 @@ fn differences(
 }
 
 /// Events of `services` (and faults, notes) around `at`: up to `n` before and `n` after.
-pub(crate) fn around(j: &Judged, at: i64, services: &[String], n: usize) -> Result<Vec<EventInfo>, Error> {
+pub(crate) fn around(
+    j: &Judged,
+    at: i64,
+    services: &[String],
+    n: usize,
+) -> Result<Vec<EventInfo>, Error> {
     let t = crate::s3::open_trace(&j.trace)?;
     // not past where judging ended (the recorder's teardown)
     let opts = ReadOptions {
@@ -868,7 +873,10 @@ pub fn write_text(w: &mut dyn Write, x: &Diff) -> std::io::Result<()> {
 
 /// Writes where the state paths part, both paths and the events around it in both runs.
 fn write_paths(w: &mut dyn Write, p: &crate::paths::PathDivergence) -> std::io::Result<()> {
-    let key = p.key.as_ref().map_or(String::new(), |k| format!(" (key {k})"));
+    let key = p
+        .key
+        .as_ref()
+        .map_or(String::new(), |k| format!(" (key {k})"));
     writeln!(
         w,
         "first divergence of monitor state paths: {}, `{}`{key}, path step {}:",

@@ -12,10 +12,10 @@ pub mod fleet;
 pub mod generate;
 pub mod html;
 pub mod info;
+pub mod paths;
 pub mod s3;
 pub mod timearg;
 pub mod verdicts;
-pub mod paths;
 
 pub use error::Error;
 

@@ -280,11 +280,13 @@ fn compare_events(
     g: (&Judged, &PathSide),
     b: (&Judged, &PathSide),
 ) -> Result<Option<EventComparison>, Error> {
-    let mover = [("GOOD", g, b), ("BAD", b, g)].into_iter().find(|(_, s, _)| {
-        s.1.step
-            .as_ref()
-            .is_some_and(|x| x.seq.is_some() && (x.phase, x.offset_ns) == f.first)
-    });
+    let mover = [("GOOD", g, b), ("BAD", b, g)]
+        .into_iter()
+        .find(|(_, s, _)| {
+            s.1.step
+                .as_ref()
+                .is_some_and(|x| x.seq.is_some() && (x.phase, x.offset_ns) == f.first)
+        });
     let Some((name, (mj, ms), (oj, os))) = mover else {
         return Ok(None);
     };
@@ -562,7 +564,12 @@ fn services(
 type Ident = (String, String, Option<String>, Option<String>);
 
 fn ident(h: &InstanceHistory) -> Ident {
-    (h.scope.clone(), h.monitor.clone(), h.key.clone(), h.at.clone())
+    (
+        h.scope.clone(),
+        h.monitor.clone(),
+        h.key.clone(),
+        h.at.clone(),
+    )
 }
 
 /// The first divergence of the two runs' monitor state paths (`None`: every path is the same).
@@ -652,11 +659,7 @@ pub fn first_divergence(
 
 /// One sentence saying how the paths part.
 fn summary(f: &Found, g: &PathSide, b: &PathSide, lag_ns: i64) -> String {
-    let d = |s: &PathSide| {
-        s.step
-            .as_ref()
-            .map(|x| describe(x, s.previous.as_deref()))
-    };
+    let d = |s: &PathSide| s.step.as_ref().map(|x| describe(x, s.previous.as_deref()));
     match (f.kind, d(g), d(b)) {
         ("only_good", Some(x), _) => format!("it ran in GOOD only: GOOD {x}"),
         ("only_bad", _, Some(y)) => format!("it ran in BAD only: BAD {y}"),
@@ -739,7 +742,10 @@ mod tests {
     fn paths_collapse_self_loops_and_end_with_the_verdict_or_undecided() {
         let j = judged(100);
         let p = path_of(
-            hist(&[("a", 10), ("a", 12), ("b", 20)], Some((Verdict::Accept, 30))),
+            hist(
+                &[("a", 10), ("a", 12), ("b", 20)],
+                Some((Verdict::Accept, 30)),
+            ),
             &bounds(),
             &j,
             "E",

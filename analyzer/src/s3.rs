@@ -222,7 +222,7 @@ impl RemoteTrace for S3Trace {
         &self,
         name: &str,
         tail: usize,
-    ) -> Result<Option<(Arc<dyn RemoteFile>, Bytes)>, TraceError> {
+    ) -> Result<Option<trace::remote::FileWithTail>, TraceError> {
         let key = self.key(name);
         let opts = GetOptions {
             range: Some(GetRange::Suffix(tail as u64)),

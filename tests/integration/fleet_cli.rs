@@ -336,7 +336,8 @@ fn diff_points_at_the_phase_where_the_failing_run_auto_downed() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|d| d.as_str().unwrap().contains("only in GOOD") && d.as_str().unwrap().contains("right-a")),
+            .any(|d| d.as_str().unwrap().contains("only in GOOD")
+                && d.as_str().unwrap().contains("right-a")),
         "{sd}"
     );
     assert!(!sd["bad"]["events"].as_array().unwrap().is_empty(), "{sd}");
@@ -437,7 +438,9 @@ fn diff_of_the_split_brain_samples_points_at_the_early_auto_down() {
 fn diff_of_a_run_with_itself_finds_no_divergence_of_state_paths() {
     let (a, s) = (p("specs/akka.spec"), p("specs/split-brain.spec"));
     let t = p("traces/sample-split-brain");
-    let o = run(&["diff", &t, &t, "--spec", &a, "--spec", &s, "--format", "json"]);
+    let o = run(&[
+        "diff", &t, &t, "--spec", &a, "--spec", &s, "--format", "json",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert!(v["state_divergence"].is_null(), "{}", v["state_divergence"]);

@@ -258,7 +258,12 @@ fn s3_traces_are_read_with_few_requests() {
     // a fleet-sized trace (100,000 events, about 1.5 MB of events.parquet: several row groups)
     let big = d.path().join("big");
     let o = Command::new(integration_tests::bin("analyzer"))
-        .args(["generate", big.to_str().unwrap(), "--scenario", "split-brain"])
+        .args([
+            "generate",
+            big.to_str().unwrap(),
+            "--scenario",
+            "split-brain",
+        ])
         .args(["--auto-down", "10", "--experiment", "AutoDownSplitBrain"])
         .args(["--events", "100000", "--duration", "70", "--seed", "1"])
         .output()
@@ -285,7 +290,13 @@ fn s3_traces_are_read_with_few_requests() {
                 "AutoDownSplitBrain",
             ],
         );
-        assert_eq!(o.status.code(), Some(0), "{}{}", text(&o.stdout), text(&o.stderr));
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}{}",
+            text(&o.stdout),
+            text(&o.stderr)
+        );
     };
     check("s3://fleet/big");
     let log = m.log();

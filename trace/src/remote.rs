@@ -36,6 +36,9 @@ pub trait RemoteFile: Send + Sync + std::fmt::Debug {
     fn read_range(&self, start: u64, len: usize) -> std::io::Result<Bytes>;
 }
 
+/// A remote file opened with its last bytes ([`RemoteTrace::open_with_tail`]).
+pub type FileWithTail = (Arc<dyn RemoteFile>, Bytes);
+
 /// A trace kept remotely: its files by name (`manifest.json`, `events.parquet`, ...).
 pub trait RemoteTrace: Send + Sync + std::fmt::Debug {
     /// Where the trace is, for messages (e.g. `s3://bucket/runs/run-1`).
@@ -47,11 +50,7 @@ pub trait RemoteTrace: Send + Sync + std::fmt::Debug {
     /// A file for range reads with its last `tail` bytes (all of it when it is no larger);
     /// `Ok(None)` when it does not exist. A store that can answer both at once (an HTTP suffix
     /// range) should: the default opens the file and then reads its tail, two requests.
-    fn open_with_tail(
-        &self,
-        name: &str,
-        tail: usize,
-    ) -> Result<Option<(Arc<dyn RemoteFile>, Bytes)>, TraceError> {
+    fn open_with_tail(&self, name: &str, tail: usize) -> Result<Option<FileWithTail>, TraceError> {
         let Some(f) = self.open(name)? else {
             return Ok(None);
         };
@@ -156,10 +155,7 @@ impl RemoteParquet {
         self.with_cache(|c| {
             let mut total: usize = c.iter().map(|b| b.bytes.len()).sum::<usize>() + bytes.len();
             while total > CACHE_BYTES {
-                let i = c
-                    .iter()
-                    .position(|b| b.rg_hi < span.rg_lo)
-                    .unwrap_or(0);
+                let i = c.iter().position(|b| b.rg_hi < span.rg_lo).unwrap_or(0);
                 match c.remove(i) {
                     Some(b) => total -= b.bytes.len(),
                     None => break,
@@ -194,7 +190,9 @@ pub(crate) fn coalesce(mut need: Vec<(usize, Range<u64>)>) -> Vec<Span> {
             continue;
         }
         match out.last_mut() {
-            Some(s) if r.start <= s.end + COALESCE_GAP && r.end.max(s.end) - s.start <= MAX_SPAN => {
+            Some(s)
+                if r.start <= s.end + COALESCE_GAP && r.end.max(s.end) - s.start <= MAX_SPAN =>
+            {
                 s.end = s.end.max(r.end);
                 s.rg_lo = s.rg_lo.min(rg);
                 s.rg_hi = s.rg_hi.max(rg);
@@ -385,11 +383,9 @@ mod tests {
             Ok(std::fs::read(self.0.join(name)).ok())
         }
         fn open(&self, name: &str) -> Result<Option<Arc<dyn RemoteFile>>, TraceError> {
-            Ok(std::fs::read(self.0.join(name))
-                .ok()
-                .map(|b| {
-                    Arc::new(DirFile(b, self.1.clone(), self.2.clone())) as Arc<dyn RemoteFile>
-                }))
+            Ok(std::fs::read(self.0.join(name)).ok().map(|b| {
+                Arc::new(DirFile(b, self.1.clone(), self.2.clone())) as Arc<dyn RemoteFile>
+            }))
         }
     }
 
@@ -405,8 +401,10 @@ mod tests {
             (2, 12 * mib..14 * mib),
             (3, 20 * mib..30 * mib),
         ]);
-        let spans: Vec<(u64, u64, usize, usize)> =
-            s.iter().map(|x| (x.start, x.end, x.rg_lo, x.rg_hi)).collect();
+        let spans: Vec<(u64, u64, usize, usize)> = s
+            .iter()
+            .map(|x| (x.start, x.end, x.rg_lo, x.rg_hi))
+            .collect();
         assert_eq!(
             spans,
             vec![
@@ -465,7 +463,10 @@ mod tests {
         // the column chunks were fetched in coalesced spans: fewer requests than row groups
         // (one per page and page header before)
         let read = requests.load(Ordering::Relaxed) - opened;
-        assert!(read >= 1 && read < row_groups, "{read} requests for {row_groups} row groups");
+        assert!(
+            read >= 1 && read < row_groups,
+            "{read} requests for {row_groups} row groups"
+        );
         // a narrow time window fetches a fraction of the file, in one or two requests
         let size = std::fs::metadata(d.path().join(crate::files::EVENTS_PARQUET))
             .unwrap()
