@@ -513,7 +513,11 @@ fn flaky_finds_the_step_that_passes_in_some_runs_of_a_scenario() {
         )),
         "{t}"
     );
-    assert!(t.contains("first divergence: step 9"), "{t}");
+    assert!(t.contains("first verdict divergence: step 9"), "{t}");
+    assert!(
+        t.contains("first divergence of monitor state paths: experiment AutoDownSplitBrain step 9"),
+        "{t}"
+    );
     // `check --flaky` prints the same section after the reports
     let o = check(&[
         &runs.to_string_lossy(),
