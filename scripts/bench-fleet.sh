@@ -69,7 +69,8 @@ PY
   S=$(secs "$OUT/check-s3.time")
   echo "   ${S}s: $(rate "$N" "$S" traces/s), $(rate "$TOTAL" "$S" events/s), peak RSS $(rss "$OUT/check-s3.time")"
   { grep '^summary:' "$OUT/check-s3.out" || true; } | sed 's/^/   /'
-  echo "   requests: $(grep -c '" 206 ' "$OUT/moto.log" || true) ranged GETs (206), $(grep -c 'GET /fleet/runs/[^ ]*events.parquet HTTP/1.1" 200' "$OUT/moto.log" || true) whole events.parquet downloads"
+  R=$(grep -cE '"(GET|HEAD) /fleet/runs/' "$OUT/moto.log" || true)
+  echo "   requests: $R for trace files ($(awk -v r="$R" -v n="$N" 'BEGIN{printf "%.1f", r/n}') per trace), $(grep -c '" 206 ' "$OUT/moto.log" || true) ranged GETs (206), $(grep -c 'GET /fleet/runs/[^ ]*events.parquet HTTP/1.1" 200' "$OUT/moto.log" || true) whole events.parquet downloads"
   kill "$MOTO" 2>/dev/null || true
 fi
 

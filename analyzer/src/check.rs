@@ -7,7 +7,9 @@
 pub mod report;
 
 use crate::exit;
-use monitor::{EventInfo, Needs, Report, Runner, Selection, SourceFile, Spec};
+use monitor::{
+    EventInfo, InstanceHistory, Needs, Report, Runner, Selection, SourceFile, Spec, StateLog,
+};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -289,6 +291,39 @@ pub fn judge_reading(
     read_all_columns: bool,
     include_teardown: bool,
 ) -> Result<Judged, crate::Error> {
+    judge_inner(
+        spec,
+        sel,
+        dir,
+        context,
+        read_all_columns,
+        include_teardown,
+        false,
+    )
+    .map(|(j, _)| j)
+}
+
+/// [`judge_reading`] (columns projected, teardown cut off) in the runner's recording mode: also
+/// every monitor instance's whole state path ([`Runner::record_states`]), for `diff`.
+pub fn judge_recording(
+    spec: &Spec,
+    sel: &Selection,
+    dir: &Path,
+    context: usize,
+) -> Result<(Judged, Vec<InstanceHistory>), crate::Error> {
+    judge_inner(spec, sel, dir, context, false, false, true)
+        .map(|(j, log)| (j, log.map(|l| l.histories()).unwrap_or_default()))
+}
+
+fn judge_inner(
+    spec: &Spec,
+    sel: &Selection,
+    dir: &Path,
+    context: usize,
+    read_all_columns: bool,
+    include_teardown: bool,
+    record: bool,
+) -> Result<(Judged, Option<StateLog>), crate::Error> {
     let t = crate::s3::open_trace(dir)?;
     // the recorder's own teardown (`compose down` stops every container) is not the system's
     // behaviour: judging ends where it began
@@ -307,6 +342,7 @@ pub fn judge_reading(
     {
         runner.recorded_experiment(name);
     }
+    let log = record.then(|| runner.record_states());
     // an unfinalized trace is sorted on the fly from its log: projection would save little
     let needs = if read_all_columns || !t.is_finalized() {
         Needs::everything()
@@ -382,7 +418,7 @@ pub fn judge_reading(
     let origin_ns = t.manifest().started_ns.or(report.start_ns);
     let warnings = unknown_service_warnings(spec, &report, t.manifest());
     let halt = halt_note(&t)?;
-    Ok(Judged {
+    let judged = Judged {
         trace: dir.to_path_buf(),
         report,
         context: ctx,
@@ -390,7 +426,8 @@ pub fn judge_reading(
         warnings,
         manifest: Some(t.manifest().clone()),
         halt,
-    })
+    };
+    Ok((judged, log))
 }
 
 /// Re-reads, with every column, the events a report shows (deciding events, transitions,

@@ -14,7 +14,7 @@ use regex::Regex;
 use serde::Serialize;
 use trace::ReadOptions;
 
-use crate::check::{judge_reading, load_spec, report::text::event_line, CheckFormat, Judged};
+use crate::check::{judge_recording, load_spec, report::text::event_line, CheckFormat, Judged};
 use crate::{exit, Error};
 
 /// Arguments of `analyzer diff`.
@@ -40,6 +40,14 @@ pub struct DiffArgs {
     /// Events shown around the first divergence, in each run.
     #[arg(long, default_value_t = 6)]
     pub context: usize,
+    /// Monitors whose state paths are compared besides the experiment's steps (repeatable;
+    /// default: every monitor without parameters, as `check` judges them).
+    #[arg(long)]
+    pub monitor: Vec<String>,
+    /// How much later one run may enter the same state in the same phase before the state
+    /// paths count as parted there (e.g. `2s`, `500ms`).
+    #[arg(long, default_value = "2s", value_parser = crate::timearg::parse_duration_ns)]
+    pub lag: i64,
 }
 
 /// Distinct log templates kept per service; the rest count as one `<other>` template.
@@ -160,6 +168,9 @@ pub struct Diff {
     pub good_verdict: Verdict,
     pub bad_verdict: Verdict,
     pub phases: Vec<Phase>,
+    /// Where the monitor state paths first part (docs/cli.md says how it is chosen).
+    pub state_divergence: Option<crate::paths::PathDivergence>,
+    /// The first step whose verdicts differ (else the step whose duration differs most).
     pub divergence: Option<Divergence>,
     /// The largest differences over all phases.
     pub ranked: Vec<Difference>,
@@ -170,6 +181,9 @@ pub struct Diff {
     /// which one, e.g. `BAD replays GOOD (run 20261201T…)`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replay: Option<String>,
+    /// The phase `before_divergence` stops at: where the state paths part, or the first step
+    /// whose verdicts differ, whichever comes first.
+    pub before_phase: Option<usize>,
 }
 
 /// Whether one of the runs replays the other, from their manifests' `replay_of`.
@@ -200,7 +214,7 @@ fn replay_relation(g: &Judged, b: &Judged) -> Option<String> {
 }
 
 /// A run's phase boundaries: (number, label, start, end, verdict).
-type Bounds = Vec<(usize, String, Option<i64>, Option<i64>, Option<Verdict>)>;
+pub(crate) type Bounds = Vec<(usize, String, Option<i64>, Option<i64>, Option<Verdict>)>;
 
 fn bounds(j: &Judged, x: &ExperimentResult) -> Bounds {
     let start = j.origin_ns.or(j.report.start_ns).unwrap_or(0);
@@ -234,7 +248,7 @@ fn bounds(j: &Judged, x: &ExperimentResult) -> Bounds {
     b
 }
 
-fn phase_of(b: &Bounds, ts: i64) -> Option<usize> {
+pub(crate) fn phase_of(b: &Bounds, ts: i64) -> Option<usize> {
     // the latest phase that has started and not ended (steps are sequential)
     b.iter()
         .enumerate()
@@ -521,7 +535,12 @@ fn differences(
 }
 
 /// Events of `services` (and faults, notes) around `at`: up to `n` before and `n` after.
-fn around(j: &Judged, at: i64, services: &[String], n: usize) -> Result<Vec<EventInfo>, Error> {
+pub(crate) fn around(
+    j: &Judged,
+    at: i64,
+    services: &[String],
+    n: usize,
+) -> Result<Vec<EventInfo>, Error> {
     let t = crate::s3::open_trace(&j.trace)?;
     // not past where judging ended (the recorder's teardown)
     let opts = ReadOptions {
@@ -646,20 +665,39 @@ fn divergence(
     }))
 }
 
+/// The phase where the state paths part: the earlier of the two runs' points.
+fn path_phase(p: &crate::paths::PathDivergence) -> usize {
+    [&p.good.step, &p.bad.step]
+        .into_iter()
+        .flatten()
+        .map(|s| s.phase)
+        .min()
+        .unwrap_or(p.good.around_phase)
+}
+
 /// Computes the diff of two runs.
 pub fn diff(args: &DiffArgs, spec: &monitor::Spec) -> Result<Diff, Error> {
     let name = experiment_name(args, spec, &args.good)?;
+    let monitors = if args.monitor.is_empty() {
+        spec.monitors
+            .iter()
+            .filter(|m| m.params.is_empty() && m.runnable.is_some())
+            .map(|m| m.name.clone())
+            .collect()
+    } else {
+        args.monitor.clone()
+    };
     let sel = Selection {
-        monitors: Vec::new(),
+        monitors,
         experiments: vec![name.clone()],
     };
-    let judge = |p: &Path| judge_reading(spec, &sel, p, 0, false, false);
+    let judge = |p: &Path| judge_recording(spec, &sel, p, 0);
     let (g, b) = std::thread::scope(|s| {
         let h = s.spawn(|| judge(&args.bad));
         (judge(&args.good), h.join())
     });
-    let g = g?;
-    let b = b.map_err(|_| Error::Runtime("judging the bad run panicked".into()))??;
+    let (g, g_paths) = g?;
+    let (b, b_paths) = b.map_err(|_| Error::Runtime("judging the bad run panicked".into()))??;
     let find = |j: &Judged| -> Result<ExperimentResult, Error> {
         j.report
             .experiments
@@ -713,10 +751,24 @@ pub fn diff(args: &DiffArgs, spec: &monitor::Spec) -> Result<Diff, Error> {
             .then_with(|| a.text.cmp(&b.text))
     });
     let divergence = divergence(args, (&g, &gx), (&b, &bx))?;
-    let before_divergence: Vec<Difference> = match &divergence {
-        Some(d) => ranked
+    let state_divergence = crate::paths::first_divergence(
+        &name,
+        (&g, &gb, g_paths),
+        (&b, &bb, b_paths),
+        args.lag,
+        args.context,
+    )?;
+    // the differences before where the runs first part: the state paths, else the verdicts
+    let cut = match (&state_divergence, &divergence) {
+        (Some(s), Some(d)) => Some(path_phase(s).min(d.step)),
+        (Some(s), None) => Some(path_phase(s)),
+        (None, Some(d)) => Some(d.step),
+        (None, None) => None,
+    };
+    let before_divergence: Vec<Difference> = match cut {
+        Some(cut) => ranked
             .iter()
-            .filter(|x| x.phase < d.step)
+            .filter(|x| x.phase < cut)
             .take(args.top)
             .cloned()
             .collect(),
@@ -730,10 +782,12 @@ pub fn diff(args: &DiffArgs, spec: &monitor::Spec) -> Result<Diff, Error> {
         good_verdict: gx.verdict,
         bad_verdict: bx.verdict,
         phases,
+        state_divergence,
         divergence,
         ranked,
         before_divergence,
         replay: replay_relation(&g, &b),
+        before_phase: cut,
     })
 }
 
@@ -769,12 +823,16 @@ pub fn write_text(w: &mut dyn Write, x: &Diff) -> std::io::Result<()> {
             d(p.bad_ns)
         )?;
     }
+    match &x.state_divergence {
+        Some(p) => write_paths(w, p)?,
+        None => writeln!(w, "the monitor state paths do not part")?,
+    }
     match &x.divergence {
         Some(dv) => {
             let how = if dv.good_verdict == dv.bad_verdict {
                 "no step verdict differs; the step whose duration differs most"
             } else {
-                "first divergence"
+                "first verdict divergence"
             };
             writeln!(
                 w,
@@ -820,8 +878,13 @@ pub fn write_text(w: &mut dyn Write, x: &Diff) -> std::io::Result<()> {
     for r in &x.ranked {
         writeln!(w, "  {}", r.text)?;
     }
-    if let Some(dv) = &x.divergence {
-        writeln!(w, "largest differences before step {}:", dv.step)?;
+    if let Some(n) = x.before_phase {
+        let last = x.phases.last().map_or(0, |p| p.number);
+        if n == 0 || n == last {
+            writeln!(w, "largest differences before phase {n}:")?;
+        } else {
+            writeln!(w, "largest differences before step {n}:")?;
+        }
         if x.before_divergence.is_empty() {
             writeln!(w, "  (none)")?;
         }
@@ -838,6 +901,74 @@ pub fn write_text(w: &mut dyn Write, x: &Diff) -> std::io::Result<()> {
         for r in &p.differences {
             let t = r.text.split_once(": ").map_or(r.text.as_str(), |x| x.1);
             writeln!(w, "    {t}")?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes where the state paths part, both paths and the events around it in both runs.
+fn write_paths(w: &mut dyn Write, p: &crate::paths::PathDivergence) -> std::io::Result<()> {
+    let key = p
+        .key
+        .as_ref()
+        .map_or(String::new(), |k| format!(" (key {k})"));
+    writeln!(
+        w,
+        "first divergence of monitor state paths: {}, `{}`{key}, path step {}:",
+        p.scope, p.monitor, p.index
+    )?;
+    writeln!(w, "  {}", p.text)?;
+    writeln!(w, "  paths ([phase +time into it]):")?;
+    for (name, s) in [("GOOD", &p.good), ("BAD ", &p.bad)] {
+        if s.path.is_empty() {
+            writeln!(w, "    {name} (no such instance)")?;
+        } else {
+            writeln!(
+                w,
+                "    {name} {}",
+                crate::paths::render_path(&s.path, s.elided)
+            )?;
+        }
+    }
+    if let Some(c) = &p.events {
+        let (other, start, ostart) = if c.moved == "GOOD" {
+            ("BAD", p.good.phase_start_ns, p.bad.phase_start_ns)
+        } else {
+            ("GOOD", p.bad.phase_start_ns, p.good.phase_start_ns)
+        };
+        writeln!(w, "  {} moved on:", c.moved)?;
+        writeln!(w, "    {}", event_line(&c.event, start))?;
+        match &c.other {
+            Some(o) => {
+                writeln!(w, "  {other}'s nearest event of the same kind:")?;
+                writeln!(w, "    {}", event_line(o, ostart))?;
+                if c.differences.is_empty() {
+                    writeln!(w, "  they do not differ")?;
+                } else {
+                    writeln!(w, "  they differ in:")?;
+                    for d in c.differences.iter().take(12) {
+                        writeln!(w, "    {d}")?;
+                    }
+                    if c.differences.len() > 12 {
+                        writeln!(w, "    ({} more)", c.differences.len() - 12)?;
+                    }
+                }
+            }
+            None => writeln!(w, "  {other} had no event of that kind within 30s")?,
+        }
+    }
+    for (name, s) in [("BAD", &p.bad), ("GOOD", &p.good)] {
+        writeln!(
+            w,
+            "  {name} around +{} into phase {} (times from the phase's start):",
+            secs(s.around_offset_ns),
+            s.around_phase
+        )?;
+        if s.events.is_empty() {
+            writeln!(w, "    (no events)")?;
+        }
+        for e in &s.events {
+            writeln!(w, "    {}", event_line(e, s.phase_start_ns))?;
         }
     }
     Ok(())

@@ -213,6 +213,8 @@ pub fn add_diffs(flaky: &mut [Flaky], spec: &monitor::Spec, top: usize) {
                 format: CheckFormat::Text,
                 top,
                 context: 4,
+                monitor: Vec::new(),
+                lag: 2_000_000_000,
             };
             crate::diff::diff(&args, spec).ok()
         });

@@ -12,6 +12,7 @@ pub mod fleet;
 pub mod generate;
 pub mod html;
 pub mod info;
+pub mod paths;
 pub mod s3;
 pub mod timearg;
 pub mod verdicts;

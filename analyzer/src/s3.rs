@@ -1,7 +1,7 @@
 //! Traces on object storage: `s3://bucket/prefix` URLs, through the `object_store` crate.
 //! [`open_trace`] opens a local trace directory or a URL (the trace's Parquet files are then read
-//! with range requests: footer first, then only the column chunks of the row groups judging
-//! needs); [`list_traces`] finds the traces under a URL prefix (every prefix holding a
+//! with few range requests: one suffix GET for the footer, then the column chunks of the row
+//! groups judging needs, coalesced; see `trace::remote`); [`list_traces`] finds the traces under a URL prefix (every prefix holding a
 //! `manifest.json`). Credentials, region and endpoint come from the usual `AWS_*` environment
 //! variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`,
 //! `AWS_ENDPOINT_URL` for an S3-compatible server; plain `http://` endpoints are allowed).
@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use object_store::path::Path as Key;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 use trace::{RemoteFile, RemoteTrace, Trace, TraceError};
 
 use crate::Error;
@@ -212,6 +212,38 @@ impl RemoteTrace for S3Trace {
                 size: m.size,
                 url: self.url(name),
             }))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(trace_error(&self.url(name), "cannot read", &e)),
+        }
+    }
+
+    /// One suffix-range GET: the object's last `tail` bytes and, from the answer, its size.
+    fn open_with_tail(
+        &self,
+        name: &str,
+        tail: usize,
+    ) -> Result<Option<trace::remote::FileWithTail>, TraceError> {
+        let key = self.key(name);
+        let opts = GetOptions {
+            range: Some(GetRange::Suffix(tail as u64)),
+            ..Default::default()
+        };
+        let r = block_on(async {
+            let g = self.store.get_opts(&key, opts).await?;
+            let size = g.meta.size;
+            g.bytes().await.map(|b| (size, b))
+        })
+        .map_err(rt_err)?;
+        match r {
+            Ok((size, bytes)) => Ok(Some((
+                Arc::new(S3File {
+                    store: self.store.clone(),
+                    key,
+                    size,
+                    url: self.url(name),
+                }),
+                bytes,
+            ))),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(trace_error(&self.url(name), "cannot read", &e)),
         }

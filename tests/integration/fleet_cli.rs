@@ -291,7 +291,17 @@ fn diff_points_at_the_phase_where_the_failing_run_auto_downed() {
     assert_eq!(o.status.code(), Some(0), "{t}{}", err(&o));
     assert!(t.contains("diff of experiment AutoDownSplitBrain"), "{t}");
     assert!(
-        t.contains("first divergence: step 9 `expect inCluster(left-a, left-b, right-a, right-b) at left-a within 30s`: GOOD accept after 4.497s, BAD inconclusive after"),
+        t.contains("first verdict divergence: step 9 `expect inCluster(left-a, left-b, right-a, right-b) at left-a within 30s`: GOOD accept after 4.497s, BAD inconclusive after"),
+        "{t}"
+    );
+    // the state paths part in step 9: GOOD's monitor saw the whole cluster and went `stable`,
+    // BAD's never left `forming`; the poll that moved GOOD had right-a as a member, BAD's did not
+    assert!(
+        t.contains("first divergence of monitor state paths: experiment AutoDownSplitBrain step 9, `inCluster(left-a, left-b, right-a, right-b) at left-a`, path step 1:\n  GOOD went `forming` -> `stable` at +1.497s into phase 9; BAD decided inconclusive in `forming`"),
+        "{t}"
+    );
+    assert!(
+        t.contains("    ClusterStatus.members[]: only in GOOD: {\"address\":\"akka.tcp://Sys@right-a:2552\""),
         "{t}"
     );
     assert!(
@@ -313,6 +323,24 @@ fn diff_points_at_the_phase_where_the_failing_run_auto_downed() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(v["divergence"]["step"], 9);
     assert_eq!(v["bad_verdict"], "inconclusive");
+    let sd = &v["state_divergence"];
+    assert_eq!(sd["scope"], "experiment AutoDownSplitBrain step 9", "{sd}");
+    assert_eq!(sd["kind"], "differ");
+    assert_eq!(sd["index"], 1);
+    assert_eq!(sd["good"]["step"]["name"], "stable");
+    assert_eq!(sd["good"]["step"]["phase"], 9);
+    assert_eq!(sd["bad"]["step"]["what"], "verdict");
+    assert_eq!(sd["events"]["moved"], "GOOD");
+    assert!(
+        sd["events"]["differences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d.as_str().unwrap().contains("only in GOOD")
+                && d.as_str().unwrap().contains("right-a")),
+        "{sd}"
+    );
+    assert!(!sd["bad"]["events"].as_array().unwrap().is_empty(), "{sd}");
     let phase7 = &v["phases"]
         .as_array()
         .unwrap()
@@ -351,8 +379,37 @@ fn diff_of_the_split_brain_samples_points_at_the_early_auto_down() {
     let t = out(&o);
     assert_eq!(o.status.code(), Some(0), "{t}{}", err(&o));
     assert!(
-        t.contains("first divergence: step 9 `expect inCluster(left-a, left-b, right-a, right-b) at left-a within 30s`: GOOD accept after 3.467s, BAD fail after 30.000s"),
+        t.contains("first verdict divergence: step 9 `expect inCluster(left-a, left-b, right-a, right-b) at left-a within 30s`: GOOD accept after 3.467s, BAD fail after 30.000s"),
         "{t}"
+    );
+    // the state paths part half a second into step 9, where GOOD's left-a saw all four nodes
+    // Up; BAD's left-a, at the same moment, no longer had right-a (downed while paused), whose
+    // JMX endpoint answered errors
+    let paths = t
+        .split("first divergence of monitor state paths: ")
+        .nth(1)
+        .and_then(|x| x.split("first verdict divergence").next())
+        .unwrap_or_else(|| panic!("{t}"));
+    assert!(
+        paths.starts_with("experiment AutoDownSplitBrain step 9, `inCluster(left-a, left-b, right-a, right-b) at left-a`, path step 1:\n  GOOD went `forming` -> `stable` at +0.467s into phase 9; BAD decided inconclusive in `forming` at +30.000s into phase 9\n"),
+        "{paths}"
+    );
+    assert!(
+        paths.contains("    GOOD forming [9 +0.000s] -> stable [9 +0.467s]\n    BAD  forming [9 +0.000s] -> inconclusive [9 +30.000s]\n"),
+        "{paths}"
+    );
+    assert!(
+        paths.contains("  they differ in:\n    ClusterStatus.members[]: only in GOOD: {\"address\":\"akka.tcp://TestCluster@right-a:2552\",\"roles\":[\"dc-default\"],\"status\":\"Up\"}\n"),
+        "{paths}"
+    );
+    let bad_around = paths
+        .split("  BAD around +0.467s into phase 9")
+        .nth(1)
+        .and_then(|x| x.split("  GOOD around").next())
+        .unwrap_or_else(|| panic!("{paths}"));
+    assert!(
+        bad_around.contains("jmx right-a error jolokia read of akka:type=Cluster failed"),
+        "{bad_around}"
     );
     let before = t
         .split("largest differences before step 9:\n")
@@ -374,6 +431,24 @@ fn diff_of_the_split_brain_samples_points_at_the_early_auto_down() {
     assert!(
         t.contains("Node has been marked as DOWN. Shutting down myself"),
         "{t}"
+    );
+}
+
+#[test]
+fn diff_of_a_run_with_itself_finds_no_divergence_of_state_paths() {
+    let (a, s) = (p("specs/akka.spec"), p("specs/split-brain.spec"));
+    let t = p("traces/sample-split-brain");
+    let o = run(&[
+        "diff", &t, &t, "--spec", &a, "--spec", &s, "--format", "json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert!(v["state_divergence"].is_null(), "{}", v["state_divergence"]);
+    let o = run(&["diff", &t, &t, "--spec", &a, "--spec", &s]);
+    assert!(
+        out(&o).contains("the monitor state paths do not part\n"),
+        "{}",
+        out(&o)
     );
 }
 
@@ -438,7 +513,11 @@ fn flaky_finds_the_step_that_passes_in_some_runs_of_a_scenario() {
         )),
         "{t}"
     );
-    assert!(t.contains("first divergence: step 9"), "{t}");
+    assert!(t.contains("first verdict divergence: step 9"), "{t}");
+    assert!(
+        t.contains("first divergence of monitor state paths: experiment AutoDownSplitBrain step 9"),
+        "{t}"
+    );
     // `check --flaky` prints the same section after the reports
     let o = check(&[
         &runs.to_string_lossy(),

@@ -1,8 +1,9 @@
 //! Traces on object storage: `analyzer check`/`diff` on `s3://` URLs against a real S3-protocol
 //! server (moto, started on 127.0.0.1 by the test, killed after), the same verdicts as from local
 //! directories, Parquet read with range requests (the server's log shows only 206 answers for
-//! `events.parquet`), and clear errors for a missing trace and for refused credentials (a second
-//! server that enforces authentication).
+//! `events.parquet`) and few of them (the requests per trace counted in the server's log), and
+//! clear errors for a missing trace and for refused credentials (a second server that enforces
+//! authentication).
 //!
 //! Needs `moto_server` (`pip install 'moto[server]'`, done by scripts/setup.sh) and boto3 (a moto
 //! dependency). Without it the tests print a note and pass, unless REQUIRE_S3=1 or CI is set.
@@ -235,6 +236,99 @@ fn s3_traces_are_judged_like_local_ones_with_range_reads() {
         text(&o.stderr).contains("error: s3://fleet/nothing-here: not a trace (no manifest.json)"),
         "{}",
         text(&o.stderr)
+    );
+}
+
+/// The server's request lines reading objects under `s3://fleet/{prefix}/` (GET and HEAD; the
+/// upload's PUTs left out).
+fn requests_under<'a>(log: &'a str, prefix: &str) -> Vec<&'a str> {
+    let get = format!("\"GET /fleet/{prefix}/");
+    let head = format!("\"HEAD /fleet/{prefix}/");
+    log.lines()
+        .filter(|l| l.contains(&get) || l.contains(&head))
+        .collect()
+}
+
+#[test]
+fn s3_traces_are_read_with_few_requests() {
+    if !moto_available() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    // a fleet-sized trace (100,000 events, about 1.5 MB of events.parquet: several row groups)
+    let big = d.path().join("big");
+    let o = Command::new(integration_tests::bin("analyzer"))
+        .args([
+            "generate",
+            big.to_str().unwrap(),
+            "--scenario",
+            "split-brain",
+        ])
+        .args(["--auto-down", "10", "--experiment", "AutoDownSplitBrain"])
+        .args(["--events", "100000", "--duration", "70", "--seed", "1"])
+        .output()
+        .expect("analyzer generate runs");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let size = std::fs::metadata(big.join("events.parquet")).unwrap().len();
+    assert!(size > 1_000_000, "events.parquet is {size} bytes");
+    let m = Moto::start(false);
+    let small = root().join("traces/sample-split-brain");
+    upload(&m, "fleet", &[("big", &big), ("small", &small)]);
+    let (a, s) = (p("specs/akka.spec"), p("specs/split-brain.spec"));
+    let check = |url: &str| {
+        let o = analyzer(
+            &m,
+            "test",
+            &[
+                "check",
+                url,
+                "--spec",
+                &a,
+                "--spec",
+                &s,
+                "--experiment",
+                "AutoDownSplitBrain",
+            ],
+        );
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}{}",
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+    };
+    check("s3://fleet/big");
+    let log = m.log();
+    let big_reqs = requests_under(&log, "big");
+    // the manifest, each Parquet file's tail, the coalesced column chunks, the re-reads of the
+    // shown events: a handful (about 580 before spans were planned and coalesced)
+    assert!(
+        (3..=10).contains(&big_reqs.len()),
+        "{} requests:\n{}",
+        big_reqs.len(),
+        big_reqs.join("\n")
+    );
+    // the large events.parquet was still read in ranges, never whole
+    let parquet: Vec<&&str> = big_reqs
+        .iter()
+        .filter(|l| l.contains("events.parquet"))
+        .collect();
+    assert!(!parquet.is_empty());
+    assert!(
+        parquet.iter().all(|l| l.contains("\" 206 ")),
+        "{}",
+        big_reqs.join("\n")
+    );
+    // a small trace: the manifest and one request per Parquet file, each read whole
+    check("s3://fleet/small");
+    let log = m.log();
+    let small_reqs = requests_under(&log, "small");
+    assert!(
+        small_reqs.len() <= 3,
+        "{} requests:\n{}",
+        small_reqs.len(),
+        small_reqs.join("\n")
     );
 }
 

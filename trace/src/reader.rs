@@ -26,7 +26,7 @@ use parquet::arrow::arrow_reader::{
 use parquet::arrow::ProjectionMask;
 use parquet::file::statistics::Statistics;
 
-use crate::remote::{Chunk, RemoteFile, RemoteTrace};
+use crate::remote::{Chunk, RemoteParquet, RemoteTrace, TAIL_BYTES};
 use crate::sort::{sort_log, LogReader};
 use crate::{files, schema, Event, EventRef, Manifest, PacketRecord, TraceError};
 
@@ -131,7 +131,7 @@ pub struct Trace {
 }
 
 /// The `events.parquet` and (when there is one) `packets.parquet` of a remote trace.
-type RemoteFiles = (Arc<dyn RemoteFile>, Option<Arc<dyn RemoteFile>>);
+type RemoteFiles = (Arc<RemoteParquet>, Option<Arc<RemoteParquet>>);
 
 fn load_parquet(path: &Path, required: &[&str]) -> Result<ArrowReaderMetadata, TraceError> {
     let f = File::open(path).map_err(|e| TraceError::io(path, e))?;
@@ -253,7 +253,12 @@ impl Trace {
                 source,
             })?;
         manifest.check_version(&loc)?;
-        let Some(ev) = store.open(files::EVENTS_PARQUET)? else {
+        let open = |name: &str| -> Result<Option<Arc<RemoteParquet>>, TraceError> {
+            Ok(store
+                .open_with_tail(name, TAIL_BYTES)?
+                .map(|(f, tail)| Arc::new(RemoteParquet::new(f, tail))))
+        };
+        let Some(ev) = open(files::EVENTS_PARQUET)? else {
             let reason = if store.get(files::EVENTS_LOG)?.is_some() {
                 "not finalized: run `analyzer finalize` on a local copy and upload events.parquet"
             } else {
@@ -265,14 +270,14 @@ impl Trace {
             });
         };
         let events = load_parquet_from(
-            &Chunk::Remote(ev.clone()),
+            &Chunk::Remote(ev.clone(), Arc::default()),
             &loc.join(files::EVENTS_PARQUET),
             &["ts_ns", "seq", "source", "kind"],
         )?;
-        let pk = store.open(files::PACKETS_PARQUET)?;
+        let pk = open(files::PACKETS_PARQUET)?;
         let packets = match &pk {
             Some(p) => Some(load_parquet_from(
-                &Chunk::Remote(p.clone()),
+                &Chunk::Remote(p.clone(), Arc::default()),
                 &loc.join(files::PACKETS_PARQUET),
                 &["ts_ns", "seq", "protocol"],
             )?),
@@ -290,8 +295,8 @@ impl Trace {
     /// The `events.parquet` (or `packets.parquet`) to read: the local file or the remote one.
     fn chunk(&self, packets: bool) -> Result<Chunk, TraceError> {
         match (&self.remote, packets) {
-            (Some((ev, _)), false) => Ok(Chunk::Remote(ev.clone())),
-            (Some((_, Some(pk))), true) => Ok(Chunk::Remote(pk.clone())),
+            (Some((ev, _)), false) => Ok(Chunk::Remote(ev.clone(), Arc::default())),
+            (Some((_, Some(pk))), true) => Ok(Chunk::Remote(pk.clone(), Arc::default())),
             (Some((_, None)), true) => Err(TraceError::NotFound {
                 path: self.dir.join(files::PACKETS_PARQUET),
             }),
@@ -480,6 +485,26 @@ impl Trace {
                 None => true,
             })
             .collect();
+        // a remote file: plan the spans of the column chunks this read needs (the projected
+        // columns and the one the row filter reads, of the row groups in range)
+        let f = match f {
+            Chunk::Remote(r, _) => {
+                let roots: Option<Vec<usize>> = (!columns.is_empty()).then(|| {
+                    let schema = meta.schema();
+                    let mut v: Vec<usize> = columns
+                        .iter()
+                        .filter_map(|c| schema.index_of(c).ok())
+                        .collect();
+                    if opts.sources.is_some() {
+                        v.extend(schema.index_of("source").ok());
+                    }
+                    v
+                });
+                let spans = crate::remote::plan(&r, meta.metadata(), &groups, roots.as_deref());
+                Chunk::Remote(r, Arc::new(spans))
+            }
+            local => local,
+        };
         let mut b = ParquetRecordBatchReaderBuilder::new_with_metadata(f, meta.clone())
             .with_batch_size(opts.batch_size())
             .with_row_groups(groups);
