@@ -5,7 +5,7 @@
 //! container discovery through bollard), [`docker`] (events, logs and stats sensors), [`sink`] (the
 //! event channel every sensor writes into), [`sensor`] (the plug-in hook for protocol sensors),
 //! [`faults`] (fault injection, owned by the faults helper), [`run`] (the run loop tying it all
-//! together).
+//! together), [`otlp`] (the OTLP receiver of a run and its compose override).
 
 pub mod compose;
 pub mod docker;
@@ -16,5 +16,6 @@ pub mod run;
 pub mod scenario;
 pub mod sensor;
 pub mod sink;
+pub mod otlp;
 
 pub use sink::EventSink;

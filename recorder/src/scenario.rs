@@ -184,6 +184,8 @@ pub struct SensorsSection {
     pub exec: Vec<ExecConfig>,
     #[serde(default)]
     pub pcap: Option<PcapConfig>,
+    #[serde(default)]
+    pub otlp: Option<OtlpConfig>,
 }
 
 fn yes() -> bool {
@@ -202,6 +204,7 @@ impl Default for SensorsSection {
             prom: Vec::new(),
             exec: Vec::new(),
             pcap: None,
+            otlp: None,
         }
     }
 }
@@ -341,6 +344,29 @@ pub struct PcapConfig {
 
 fn snaplen() -> u32 {
     128
+}
+
+/// `[sensors.otlp]`: the OTLP receiver (docs/sensors.md, OpenTelemetry).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpConfig {
+    /// Services pointed at the receiver: `OTEL_EXPORTER_OTLP_ENDPOINT` (and `OTEL_SERVICE_NAME`
+    /// when they do not set it) added through a generated compose override file.
+    #[serde(default)]
+    pub services: Vec<Spanned<String>>,
+    /// The gRPC port; default 0: picked per run (4317 is OTLP's usual one).
+    #[serde(default)]
+    pub grpc_port: u16,
+    /// The HTTP port; default 0: picked per run (4318 is OTLP's usual one).
+    #[serde(default)]
+    pub http_port: u16,
+    /// Largest request accepted, in KiB after decompression (default 4096).
+    #[serde(default)]
+    pub max_request_kib: Option<Spanned<u32>>,
+    /// Events held between the receiver and the trace before senders are told to retry
+    /// (default 100000).
+    #[serde(default)]
+    pub queue: Option<Spanned<u32>>,
 }
 
 /// `[experiment]`: run a named experiment from spec files.
@@ -778,6 +804,19 @@ impl LoadedScenario {
                 errs.push(self.err_at(b.span(), "pcap sensor: buffer_kib must be at least 1"));
             }
         }
+        if let Some(o) = &sc.sensors.otlp {
+            for (what, v) in [("max_request_kib", &o.max_request_kib), ("queue", &o.queue)] {
+                if let Some(v) = v.as_ref().filter(|v| *v.get_ref() == 0) {
+                    errs.push(self.err_at(v.span(), format!("otlp sensor: {what} must be at least 1")));
+                }
+            }
+            if o.grpc_port != 0 && o.grpc_port == o.http_port {
+                errs.push(ScenarioError::whole_file(
+                    &self.path,
+                    format!("otlp sensor: grpc_port and http_port are both {}", o.grpc_port),
+                ));
+            }
+        }
 
         let plan = match (&sc.experiment, sc.schedule.is_empty()) {
             (Some(_), false) => {
@@ -908,6 +947,11 @@ impl LoadedScenario {
         if let Some(p) = &sc.sensors.pcap {
             for s in &p.services {
                 check_svc(s, "pcap sensor", &mut errs);
+            }
+        }
+        if let Some(o) = &sc.sensors.otlp {
+            for s in &o.services {
+                check_svc(s, "otlp sensor", &mut errs);
             }
         }
         if let (

@@ -17,6 +17,8 @@ use trace::Event;
 #[derive(Debug, Default)]
 pub struct SinkStats {
     emitted: AtomicU64,
+    /// Events the writer has taken off the channel.
+    taken: AtomicU64,
     dropped: AtomicU64,
     per_source: Mutex<BTreeMap<String, u64>>,
 }
@@ -25,6 +27,12 @@ impl SinkStats {
     /// Events handed to the writer so far.
     pub fn emitted(&self) -> u64 {
         self.emitted.load(Ordering::Relaxed)
+    }
+
+    /// Events handed over and not yet taken by the writer (how far behind it is).
+    pub fn pending(&self) -> u64 {
+        self.emitted()
+            .saturating_sub(self.taken.load(Ordering::Relaxed))
     }
 
     /// Events that could not be handed over because the writer had already stopped.
@@ -66,18 +74,20 @@ pub struct EventSink {
 #[derive(Debug)]
 pub struct EventReceiver {
     rx: mpsc::UnboundedReceiver<Event>,
+    stats: Arc<SinkStats>,
 }
 
 impl EventSink {
     /// A new sink and the receiver the writer task drains.
     pub fn channel() -> (EventSink, EventReceiver) {
         let (tx, rx) = mpsc::unbounded_channel();
+        let stats = Arc::new(SinkStats::default());
         (
             EventSink {
                 tx,
-                stats: Arc::new(SinkStats::default()),
+                stats: stats.clone(),
             },
-            EventReceiver { rx },
+            EventReceiver { rx, stats },
         )
     }
 
@@ -111,7 +121,11 @@ impl EventSink {
 impl EventReceiver {
     /// The next event, or `None` once every sink clone is dropped and the queue is empty.
     pub async fn recv(&mut self) -> Option<Event> {
-        self.rx.recv().await
+        let ev = self.rx.recv().await;
+        if ev.is_some() {
+            self.stats.taken.fetch_add(1, Ordering::Relaxed);
+        }
+        ev
     }
 
     /// Takes up to `max` queued events without waiting; returns how many were appended to `out`.
@@ -126,12 +140,15 @@ impl EventReceiver {
                 Err(_) => break,
             }
         }
+        self.stats.taken.fetch_add(n as u64, Ordering::Relaxed);
         n
     }
 
     /// Receives up to `max` events, waiting for at least one; 0 means every sender is gone.
     pub async fn recv_many(&mut self, out: &mut Vec<Event>, max: usize) -> usize {
-        self.rx.recv_many(out, max).await
+        let n = self.rx.recv_many(out, max).await;
+        self.stats.taken.fetch_add(n as u64, Ordering::Relaxed);
+        n
     }
 
     /// Stops accepting new events; queued ones can still be received.
@@ -161,8 +178,12 @@ mod tests {
         assert!(s2.emit(Event::new(3, "log", "stderr")));
         assert_eq!(sink.stats().emitted(), 3);
         assert_eq!(sink.stats().per_source().get("log"), Some(&2));
+        assert_eq!(sink.stats().pending(), 3);
         let a = rx.recv().await.map(|e| e.ts_ns);
         assert_eq!(a, Some(1));
+        let mut rest = Vec::new();
+        assert_eq!(rx.drain_into(&mut rest, 10), 2);
+        assert_eq!(sink.stats().pending(), 0, "taken by the writer");
         drop(rx);
         assert!(!sink.emit(Event::new(4, "log", "stdout")));
         assert_eq!(sink.stats().dropped(), 1);
