@@ -323,6 +323,7 @@ fn example_scenarios_validate() {
         "split-brain",
         "split-brain-2seed",
         "zookeeper",
+        "otel",
     ] {
         assert!(
             names.iter().any(|n| n == want),
@@ -347,9 +348,9 @@ fn example_scenarios_validate() {
 
 /// One example recorded by `recorder run` under a unique project name: the trace (in a temporary
 /// directory that lives as long as this) and its events. The project is removed when dropped.
-struct Recorded {
-    trace: PathBuf,
-    events: Vec<Event>,
+pub(crate) struct Recorded {
+    pub(crate) trace: PathBuf,
+    pub(crate) events: Vec<Event>,
     _dir: TempDir,
     _guard: ProjectGuard,
 }
@@ -357,7 +358,7 @@ struct Recorded {
 /// Records `examples/<example>/scenario.toml` (project `ctkt<tag>...`, bounded by `limit`) and
 /// checks the live judgement: exit 0, `verdict: accept`, every step of `experiment` ended with
 /// accept, and nothing of the project left behind.
-fn record_example(example: &str, experiment: &str, limit: Duration) -> Recorded {
+pub(crate) fn record_example(example: &str, experiment: &str, limit: Duration) -> Recorded {
     ensure_images();
     let project = unique_project(example);
     let guard = ProjectGuard::new(&project);
@@ -405,7 +406,7 @@ fn record_example(example: &str, experiment: &str, limit: Duration) -> Recorded 
 
 /// `analyzer check` of a recorded example with its specs: exit 0 and every step `ok` (text) and
 /// `accept` (JSON), as many steps in both.
-fn judge_example(trace: &Path, specs: &[&str], experiment: &str) {
+pub(crate) fn judge_example(trace: &Path, specs: &[&str], experiment: &str) {
     let root = workspace_root();
     let args: Vec<String> = specs
         .iter()
