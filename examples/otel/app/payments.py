@@ -23,7 +23,8 @@ count = 0
 class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         global count
-        ctx = extract(dict(self.headers))
+        # header names as sent (urllib capitalises them); the propagator looks up lowercase names
+        ctx = extract({k.lower(): v for k, v in self.headers.items()})
         with tracer.start_as_current_span("POST /pay", context=ctx, kind=SpanKind.SERVER) as span:
             span.set_attribute("http.route", "/pay")
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
