@@ -134,7 +134,9 @@ async fn post(conn: &mut tokio::net::TcpStream, body: &[u8]) -> std::io::Result<
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let total: u64 = arg(&args, "--spans", "1000000").parse().unwrap_or(1_000_000);
+    let total: u64 = arg(&args, "--spans", "1000000")
+        .parse()
+        .unwrap_or(1_000_000);
     let size: usize = arg(&args, "--batch", "512").parse().unwrap_or(512);
     let clients: u64 = arg(&args, "--clients", "4").parse().unwrap_or(4);
     let protocol = arg(&args, "--protocol", "grpc");

@@ -11,11 +11,11 @@ pub mod compose;
 pub mod docker;
 pub mod experiment;
 pub mod faults;
+pub mod otlp;
 pub mod probes;
 pub mod run;
 pub mod scenario;
 pub mod sensor;
 pub mod sink;
-pub mod otlp;
 
 pub use sink::EventSink;

@@ -42,7 +42,10 @@ pub struct OtlpRun {
 /// host's routing, with their own address as the source.
 pub async fn host_address(docker: &bollard::Docker) -> Result<IpAddr, String> {
     let net = docker
-        .inspect_network("bridge", None::<bollard::query_parameters::InspectNetworkOptions>)
+        .inspect_network(
+            "bridge",
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
         .await
         .map_err(|e| format!("docker network `bridge`: {e}"))?;
     let configs = net.ipam.and_then(|i| i.config).unwrap_or_default();
@@ -56,7 +59,10 @@ pub async fn host_address(docker: &bollard::Docker) -> Result<IpAddr, String> {
             return Ok(ip);
         }
     }
-    Err("docker network `bridge` has no IPv4 gateway or subnet (is the default bridge disabled?)".into())
+    Err(
+        "docker network `bridge` has no IPv4 gateway or subnet (is the default bridge disabled?)"
+            .into(),
+    )
 }
 
 /// The first host address of an IPv4 subnet (`172.17.0.0/16` → `172.17.0.1`).
@@ -119,9 +125,10 @@ pub fn override_yaml(
             yaml_str(endpoint)
         ));
         let names_itself = env.contains_key("OTEL_SERVICE_NAME")
-            || env
-                .get("OTEL_RESOURCE_ATTRIBUTES")
-                .is_some_and(|a| a.split(',').any(|kv| kv.trim().starts_with("service.name=")));
+            || env.get("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|a| {
+                a.split(',')
+                    .any(|kv| kv.trim().starts_with("service.name="))
+            });
         if !names_itself {
             out.push_str(&format!("      OTEL_SERVICE_NAME: {}\n", yaml_str(s)));
         }
@@ -190,7 +197,9 @@ pub async fn start(
     trace_dir: &Path,
     sink: &EventSink,
 ) -> Result<OtlpRun, String> {
-    let ip = host_address(docker).await.map_err(|e| format!("otlp sensor: {e}"))?;
+    let ip = host_address(docker)
+        .await
+        .map_err(|e| format!("otlp sensor: {e}"))?;
     let mut rc = ReceiverConfig::ephemeral(ip);
     rc.grpc_port = cfg.grpc_port;
     rc.http_port = cfg.http_port;
@@ -364,11 +373,28 @@ services:
             "http://172.17.0.1:40001",
         );
         let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("valid yaml");
-        let env = |s: &str, k: &str| v["services"][s]["environment"][k].as_str().map(str::to_string);
-        assert_eq!(env("shop", "OTEL_EXPORTER_OTLP_ENDPOINT").as_deref(), Some("http://172.17.0.1:40001"));
-        assert_eq!(env("shop", "OTEL_SERVICE_NAME"), None, "the service names itself");
-        assert_eq!(env("worker", "OTEL_SERVICE_NAME").as_deref(), Some("worker"));
-        assert!(v["services"]["db"].is_null(), "only the configured services");
+        let env = |s: &str, k: &str| {
+            v["services"][s]["environment"][k]
+                .as_str()
+                .map(str::to_string)
+        };
+        assert_eq!(
+            env("shop", "OTEL_EXPORTER_OTLP_ENDPOINT").as_deref(),
+            Some("http://172.17.0.1:40001")
+        );
+        assert_eq!(
+            env("shop", "OTEL_SERVICE_NAME"),
+            None,
+            "the service names itself"
+        );
+        assert_eq!(
+            env("worker", "OTEL_SERVICE_NAME").as_deref(),
+            Some("worker")
+        );
+        assert!(
+            v["services"]["db"].is_null(),
+            "only the configured services"
+        );
         assert_eq!(
             bypass.get("shop").cloned(),
             Some(vec!["OTEL_EXPORTER_OTLP_LOGS_ENDPOINT".to_string()])
@@ -380,7 +406,10 @@ services:
 
     #[test]
     fn first_host_of_a_subnet() {
-        assert_eq!(first_host("172.17.0.0/16"), Some("172.17.0.1".parse().expect("ip")));
+        assert_eq!(
+            first_host("172.17.0.0/16"),
+            Some("172.17.0.1".parse().expect("ip"))
+        );
         assert_eq!(first_host("nonsense"), None);
     }
 }

@@ -807,13 +807,18 @@ impl LoadedScenario {
         if let Some(o) = &sc.sensors.otlp {
             for (what, v) in [("max_request_kib", &o.max_request_kib), ("queue", &o.queue)] {
                 if let Some(v) = v.as_ref().filter(|v| *v.get_ref() == 0) {
-                    errs.push(self.err_at(v.span(), format!("otlp sensor: {what} must be at least 1")));
+                    errs.push(
+                        self.err_at(v.span(), format!("otlp sensor: {what} must be at least 1")),
+                    );
                 }
             }
             if o.grpc_port != 0 && o.grpc_port == o.http_port {
                 errs.push(ScenarioError::whole_file(
                     &self.path,
-                    format!("otlp sensor: grpc_port and http_port are both {}", o.grpc_port),
+                    format!(
+                        "otlp sensor: grpc_port and http_port are both {}",
+                        o.grpc_port
+                    ),
                 ));
             }
         }
@@ -1404,6 +1409,38 @@ port = 9101
             msgs.iter()
                 .any(|m| m == "12:8 prom sensor: give `service` or `services`"),
             "{msgs:?}"
+        );
+    }
+
+    #[test]
+    fn otlp_section_is_checked() {
+        let d = dir_with_compose();
+        let text = "[compose]\nfiles = [\"compose.yml\"]\n[sensors.otlp]\nservices = [\"a\", \"nope\"]\nqueue = 0\n";
+        let l = LoadedScenario::parse(&d.path().join("s.toml"), text).expect("parses");
+        let o = l.scenario.sensors.otlp.as_ref().expect("otlp section");
+        assert_eq!(
+            (o.grpc_port, o.http_port),
+            (0, 0),
+            "ports are picked per run by default"
+        );
+        let e = l.resolve().expect_err("zero queue");
+        assert_eq!((e.0[0].line, e.0[0].col), (5, 9));
+        assert!(e.0[0].message.contains("otlp sensor: queue"), "{e}");
+        let e = l
+            .check_against(&["a".into()], &|_| Ok(()))
+            .expect_err("unknown service");
+        assert!(
+            e.0[0].message.contains("otlp sensor: no service `nope`"),
+            "{e}"
+        );
+        let same = "[compose]\nfiles = [\"compose.yml\"]\n[sensors.otlp]\ngrpc_port = 4317\nhttp_port = 4317\n";
+        let l = LoadedScenario::parse(&d.path().join("s.toml"), same).expect("parses");
+        let e = l.resolve().expect_err("one port for both");
+        assert!(e.0[0].message.contains("both 4317"), "{e}");
+        let bad = "[compose]\nfiles = [\"compose.yml\"]\n[sensors.otlp]\nendpoint = \"x\"\n";
+        assert!(
+            LoadedScenario::parse(&d.path().join("s.toml"), bad).is_err(),
+            "unknown key"
         );
     }
 

@@ -42,8 +42,10 @@ fn data(e: &Event) -> Value {
 fn judge_between(events: &[Event], monitor: &str, from: i64, to: i64) -> Verdict {
     let path = workspace_root().join("specs/otel.spec");
     let text = std::fs::read_to_string(&path).expect("specs/otel.spec");
-    let spec = monitor::compile(&[SourceFile::new(path.to_string_lossy(), text)], &|_, _| None)
-        .unwrap_or_else(|d| panic!("{}", d.render()));
+    let spec = monitor::compile(&[SourceFile::new(path.to_string_lossy(), text)], &|_, _| {
+        None
+    })
+    .unwrap_or_else(|d| panic!("{}", d.render()));
     let sel = Selection {
         monitors: vec![monitor.to_string()],
         experiments: Vec::new(),
@@ -80,7 +82,10 @@ fn otel_example_records_and_judges() {
     assert_eq!(rx[1]["dropped_requests"], 0, "{:#}", rx[1]);
     assert!(otel("error").is_empty() && otel("dropped").is_empty());
     let over = std::fs::read_to_string(rec.trace.join("compose.otlp.yml")).expect("override");
-    assert!(over.contains(&format!("OTEL_EXPORTER_OTLP_ENDPOINT: \"{endpoint}\"")), "{over}");
+    assert!(
+        over.contains(&format!("OTEL_EXPORTER_OTLP_ENDPOINT: \"{endpoint}\"")),
+        "{over}"
+    );
 
     // services resolved from the senders' addresses: the manifest's container addresses
     let m = trace::Manifest::read(&rec.trace).expect("manifest");
@@ -100,7 +105,10 @@ fn otel_example_records_and_judges() {
         assert!(mine.len() > 50, "{svc}: {} spans", mine.len());
         for e in &mine {
             let d = data(e);
-            assert!(addr_of(svc).contains(&d["peer"].as_str().unwrap_or("").to_string()), "{d}");
+            assert!(
+                addr_of(svc).contains(&d["peer"].as_str().unwrap_or("").to_string()),
+                "{d}"
+            );
             // OTEL_SERVICE_NAME set by the override
             assert_eq!(d["claimed_service"], svc, "{d}");
             assert_eq!(d["protocol"], protocol, "{d}");
@@ -134,9 +142,18 @@ fn otel_example_records_and_judges() {
             .collect()
     };
     let counts = metric("shop", "checkout.requests");
-    assert!(counts.iter().any(|d| d["type"] == "sum" && d["monotonic"] == true && d["value"].as_i64().unwrap_or(0) > 0), "{counts:?}");
+    assert!(
+        counts.iter().any(|d| d["type"] == "sum"
+            && d["monotonic"] == true
+            && d["value"].as_i64().unwrap_or(0) > 0),
+        "{counts:?}"
+    );
     let hist = metric("shop", "checkout.duration");
-    assert!(hist.iter().any(|d| d["type"] == "histogram" && d["histogram"]["count"].as_u64().unwrap_or(0) > 0), "{hist:?}");
+    assert!(
+        hist.iter()
+            .any(|d| d["type"] == "histogram" && d["histogram"]["count"].as_u64().unwrap_or(0) > 0),
+        "{hist:?}"
+    );
     assert!(!metric("payments", "payments.paid").is_empty());
     let logs = otel("log");
     assert!(logs.iter().any(|e| e.service.as_deref() == Some("payments")
@@ -152,7 +169,11 @@ fn otel_example_records_and_judges() {
     let (paused, resumed) = (fault("applied"), fault("reverted"));
     let errors: Vec<i64> = spans
         .iter()
-        .filter(|e| e.service.as_deref() == Some("shop") && data(e)["name"] == "GET /checkout" && data(e)["error"] == true)
+        .filter(|e| {
+            e.service.as_deref() == Some("shop")
+                && data(e)["name"] == "GET /checkout"
+                && data(e)["error"] == true
+        })
         .map(|e| e.ts_ns)
         .collect();
     assert!(errors.len() >= 10, "{} error spans", errors.len());
@@ -160,11 +181,19 @@ fn otel_example_records_and_judges() {
     // revert returns within its own timeout
     let second = 1_000_000_000;
     for t in &errors {
-        assert!(*t > paused && *t < resumed + second, "error span at {t}, pause {paused}..{resumed}");
+        assert!(
+            *t > paused && *t < resumed + second,
+            "error span at {t}, pause {paused}..{resumed}"
+        );
     }
     let failed_logs: Vec<&&Event> = logs
         .iter()
-        .filter(|e| e.service.as_deref() == Some("shop") && e.message.as_deref().is_some_and(|m| m.starts_with("payment failed")))
+        .filter(|e| {
+            e.service.as_deref() == Some("shop")
+                && e.message
+                    .as_deref()
+                    .is_some_and(|m| m.starts_with("payment failed"))
+        })
         .collect();
     assert!(!failed_logs.is_empty());
     for e in &failed_logs {
@@ -181,12 +210,22 @@ fn otel_example_records_and_judges() {
         .args(["--monitor", "checkoutSlo", "--format", "json"])
         .output()
         .expect("run analyzer");
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let r: Value = serde_json::from_slice(&out.stdout).expect("json report");
     let x = &r["traces"][0]["report"]["monitors"][0]["explanation"];
-    let decided = x["deciding_event"]["ts_ns"].as_i64().expect("deciding event");
+    let decided = x["deciding_event"]["ts_ns"]
+        .as_i64()
+        .expect("deciding event");
     assert!(decided > paused && decided < resumed + second, "{x:#}");
-    assert!(x["reason"].as_str().unwrap_or("").contains("error rate"), "{x:#}");
+    assert!(
+        x["reason"].as_str().unwrap_or("").contains("error rate"),
+        "{x:#}"
+    );
     // ... and accepts outside it: before the pause, and from 1 s after the revert (no error
     // span ends later, above) to the teardown: the last step waits for 60 good checkouts
     let teardown = ev
@@ -195,11 +234,20 @@ fn otel_example_records_and_judges() {
         .map(|e| e.ts_ns)
         .expect("teardown event");
     let first = ev.first().map(|e| e.ts_ns).unwrap_or(0);
-    assert_eq!(judge_between(ev, "checkoutSlo", first, paused), Verdict::Accept);
-    assert!(teardown > resumed + 6 * second, "the run ended too early to judge after the fault");
+    assert_eq!(
+        judge_between(ev, "checkoutSlo", first, paused),
+        Verdict::Accept
+    );
+    assert!(
+        teardown > resumed + 6 * second,
+        "the run ended too early to judge after the fault"
+    );
     assert_eq!(
         judge_between(ev, "checkoutSlo", resumed + second, teardown),
         Verdict::Accept
     );
-    assert_eq!(judge_between(ev, "checkoutSlo", first, teardown), Verdict::Fail);
+    assert_eq!(
+        judge_between(ev, "checkoutSlo", first, teardown),
+        Verdict::Fail
+    );
 }
