@@ -63,7 +63,7 @@ fn batch(client: u64, seq: u64, n: usize) -> ExportTraceServiceRequest {
                 ],
                 status: Some(Status {
                     message: String::new(),
-                    code: if id % 50 == 0 {
+                    code: if id.is_multiple_of(50) {
                         status::StatusCode::Error as i32
                     } else {
                         status::StatusCode::Ok as i32
