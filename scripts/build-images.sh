@@ -4,13 +4,15 @@
 # (cargo and docker's layer cache both skip unchanged work). Needs only cargo and the docker CLI;
 # nothing is pulled (FROM scratch).
 #
-# Usage: scripts/build-images.sh [--no-image] [--tag NAME:TAG] [--zookeeper] [--redis]
+# Usage: scripts/build-images.sh [--no-image] [--tag NAME:TAG] [--zookeeper] [--redis] [--otel]
 #   --no-image   build the static binary only (prints its path)
 #   --tag        image tag (default chaos-demo-node:latest; env DEMO_NODE_IMAGE also works)
 #   --zookeeper  also the JMX agent jar (jmx-agent/build.sh) and chaos-zookeeper:latest
 #                (scripts/build-zookeeper-image.sh: debootstrap, about 5 min cold, cached)
 #   --redis      also chaos-redis:latest (scripts/build-redis-image.sh: Debian's redis-server and
 #                redis-sentinel by debootstrap, a few minutes cold, cached)
+#   --otel       also chaos-otel-python:latest, the OpenTelemetry Python SDK image of examples/otel
+#                (scripts/build-otel-image.sh: debootstrap and pip, about 5 min cold, cached)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,11 +21,13 @@ TAG="${DEMO_NODE_IMAGE:-chaos-demo-node:latest}"
 BUILD_IMAGE=1
 ZOOKEEPER=0
 REDIS=0
+OTEL=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-image) BUILD_IMAGE=0 ;;
     --zookeeper) ZOOKEEPER=1 ;;
     --redis) REDIS=1 ;;
+    --otel) OTEL=1 ;;
     --tag) shift; TAG="${1:?--tag needs a value}" ;;
     --tag=*) TAG="${1#--tag=}" ;;
     -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
@@ -38,6 +42,9 @@ if [ "$ZOOKEEPER" = 1 ] && [ "$BUILD_IMAGE" = 1 ]; then
 fi
 if [ "$REDIS" = 1 ] && [ "$BUILD_IMAGE" = 1 ]; then
   bash "$ROOT/scripts/build-redis-image.sh"
+fi
+if [ "$OTEL" = 1 ] && [ "$BUILD_IMAGE" = 1 ]; then
+  bash "$ROOT/scripts/build-otel-image.sh"
 fi
 
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
 if docker version >/dev/null 2>&1; then
-  bash scripts/build-images.sh --zookeeper --redis
+  bash scripts/build-images.sh --zookeeper --redis --otel
 fi
 
 cargo build --workspace --all-targets

@@ -220,6 +220,32 @@ pub enum Agg {
     Max,
     /// `latest(EXPR) by KEY`: a map from each key to its latest sample.
     Latest,
+    /// `pNN(E)`: the NN-th percentile (nearest rank) of the samples, in hundredths of a percent
+    /// (`p99` is 9900, `p999` is 9990, `p50` is 5000).
+    Percentile(u16),
+}
+
+impl Agg {
+    /// The percentile of an aggregate name `p` + digits: two digits are whole percents, more
+    /// are decimals (`p50` 50 %, `p99` 99 %, `p999` 99.9 %, `p9999` 99.99 %), `p100` is the
+    /// maximum; in hundredths of a percent.
+    pub fn percentile_of(name: &str) -> Option<u16> {
+        let digits = name.strip_prefix('p')?;
+        if digits.len() < 2 || digits.len() > 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        if digits == "100" {
+            return Some(10_000);
+        }
+        let whole: u16 = digits[..2].parse().ok()?;
+        let frac = &digits[2..];
+        let hundredths: u16 = match frac.len() {
+            0 => 0,
+            1 => frac.parse::<u16>().ok()? * 10,
+            _ => frac.parse().ok()?,
+        };
+        Some(whole * 100 + hundredths)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -343,4 +369,22 @@ pub enum Item {
         span: Span,
         steps: Vec<StepDecl>,
     },
+}
+
+#[cfg(test)]
+mod percentile_names {
+    use super::Agg;
+
+    #[test]
+    fn percentile_aggregate_names() {
+        assert_eq!(Agg::percentile_of("p50"), Some(5000));
+        assert_eq!(Agg::percentile_of("p99"), Some(9900));
+        assert_eq!(Agg::percentile_of("p999"), Some(9990));
+        assert_eq!(Agg::percentile_of("p9999"), Some(9999));
+        assert_eq!(Agg::percentile_of("p100"), Some(10_000));
+        assert_eq!(Agg::percentile_of("p05"), Some(500));
+        for bad in ["p", "p5", "pxx", "p99999", "max", "q99"] {
+            assert_eq!(Agg::percentile_of(bad), None, "{bad}");
+        }
+    }
 }

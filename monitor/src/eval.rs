@@ -575,7 +575,19 @@ fn win_value<'a>(d: &WindowC, w: &'a WinState) -> V<'a> {
                 .map(|s| s.1)
                 .fold(f64::NEG_INFINITY, f64::max),
         ),
+        Agg::Percentile(p) => V::Float(percentile(w.samples.iter().map(|s| s.1), p)),
     }
+}
+
+/// The nearest-rank percentile (`p` in hundredths of a percent) of a non-empty set of samples:
+/// the smallest sample with at least `p` % of the samples at or below it.
+fn percentile(samples: impl Iterator<Item = f64>, p: u16) -> f64 {
+    let mut v: Vec<f64> = samples.collect();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    // rank = ceil(p/10000 * n), in integers
+    let rank = (u64::from(p) * n as u64).div_ceil(10_000) as usize;
+    v[rank.clamp(1, n) - 1]
 }
 
 // ---------------- instances and leaves ----------------

@@ -387,7 +387,7 @@ impl Parser<'_> {
         self.expect(Tok::Assign, "`=`")?;
         let (aname, asp) = match self.peek().clone() {
             Tok::Name(n) => (n, self.bump().span),
-            _ => return self.error("an aggregate (count, sum, mean, min, max)"),
+            _ => return self.error("an aggregate (count, sum, mean, min, max, p50, p99 ...)"),
         };
         let agg = match aname.as_str() {
             "count" => Agg::Count,
@@ -396,11 +396,14 @@ impl Parser<'_> {
             "min" => Agg::Min,
             "max" => Agg::Max,
             "latest" => Agg::Latest,
+            n if Agg::percentile_of(n).is_some() => {
+                Agg::Percentile(Agg::percentile_of(n).unwrap_or(10_000))
+            }
             _ => {
                 self.sink.hint(
                     asp,
                     format!("unknown aggregate `{aname}`"),
-                    "aggregates are count, sum(E), mean(E), min(E), max(E), latest(E) by K",
+                    "aggregates are count, sum(E), mean(E), min(E), max(E), latest(E) by K, and percentiles p50(E), p90(E), p99(E), p999(E)",
                 );
                 return Err(());
             }

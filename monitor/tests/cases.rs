@@ -100,6 +100,8 @@ fn cases() -> Vec<Case> {
           vec![d(1, 0.0, "get", json!({"ms": 50})), d(2, 1.0, "get", json!({"ms": 140})), d(3, 2.0, "get", json!({"ms": 170}))], None, Fail, Some(3)),
         c("max and min windows over time", "monitor m { window hi = max(data.ms) over last 2s of http\n window lo = min(data.ms) over last 2s of http\n state a { on http where hi - lo > 50 => fail on end => accept } }",
           vec![d(1, 0.0, "get", json!({"ms": 10})), d(2, 3.0, "get", json!({"ms": 100})), d(3, 4.0, "get", json!({"ms": 120})), d(4, 5.5, "get", json!({"ms": 20}))], None, Fail, Some(4)),
+        c("percentile windows", "monitor m { window med = p50(data.ms) over last 4 events of http\n window tail = p999(data.ms) over last 4 events of http\n state a { on http where tail < 1000 and med > 25 => fail on end => accept } }",
+          vec![d(1, 0.0, "get", json!({"ms": 10})), d(2, 1.0, "get", json!({"ms": 20})), d(3, 2.0, "get", json!({"ms": 30})), d(4, 3.0, "get", json!({"ms": 1000})), d(5, 4.0, "get", json!({"ms": 40})), d(6, 5.0, "get", json!({"ms": 50})), d(7, 6.0, "get", json!({"ms": 60})), d(8, 7.0, "get", json!({"ms": 70}))], None, Fail, Some(8)),
         c("per-key instances", "monitor m per container = after docker \"die\" expect docker \"start\" within 5s",
           vec![ev(1, 0.0, "docker", "die").container("c1"), ev(2, 1.0, "docker", "die").container("c2"), ev(3, 2.0, "docker", "start").container("c1"), ev(4, 10.0, "docker", "start").container("c2")], None, Fail, None),
         c("per-key all accept", "monitor m per container = after docker \"die\" expect docker \"start\" within 5s",

@@ -822,6 +822,7 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
         injector: None,
         sensor_stop: CancellationToken::new(),
         sensor_tasks: Vec::new(),
+        otlp: None,
     };
 
     let body = async {
@@ -845,8 +846,19 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
         // the configuration validation read: compose config does not run twice
         let red = compose::redact_config(&config);
         writer.update_manifest(move |m| m.compose.resolved_config = red);
+        // the OTLP receiver listens before the services start sending
+        if let Some(o) = &sc.scenario.sensors.otlp {
+            progress.set("otlp receiver");
+            match crate::otlp::start(o, &docker, &project, &config, &trace_dir, &sink).await {
+                Ok(run) => {
+                    session.files.push(run.override_file.clone());
+                    session.otlp = Some(run);
+                }
+                Err(e) => return Err((exit::ENV, "error", e)),
+            }
+        }
         progress.set("compose up");
-        if let Err(e) = cli.up(&resolved.compose_files, &project).await {
+        if let Err(e) = cli.up(&session.files, &project).await {
             return Err((exit::ENV, "error", e.to_string()));
         }
         progress.set("waiting for containers");
@@ -1149,6 +1161,8 @@ struct Session {
     injector: Option<SharedInjector>,
     sensor_stop: CancellationToken,
     sensor_tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The OTLP receiver: stopped after `compose down`, so the services' last exports are in.
+    otlp: Option<crate::otlp::OtlpRun>,
 }
 
 impl Session {
@@ -1203,6 +1217,9 @@ impl Session {
         }
         if let Err(e) = faults::cleanup_host(&self.project).await {
             errs.push(format!("host rules cleanup: {e}"));
+        }
+        if let Some(o) = self.otlp.take() {
+            o.stop().await;
         }
         if let Some(ds) = self.docker_sensors.take() {
             ds.stop_events().await;

@@ -228,6 +228,8 @@ pub struct SensorsSection {
     pub exec: Vec<ExecConfig>,
     #[serde(default)]
     pub pcap: Option<PcapConfig>,
+    #[serde(default)]
+    pub otlp: Option<OtlpConfig>,
 }
 
 fn yes() -> bool {
@@ -246,6 +248,7 @@ impl Default for SensorsSection {
             prom: Vec::new(),
             exec: Vec::new(),
             pcap: None,
+            otlp: None,
         }
     }
 }
@@ -385,6 +388,29 @@ pub struct PcapConfig {
 
 fn snaplen() -> u32 {
     128
+}
+
+/// `[sensors.otlp]`: the OTLP receiver (docs/sensors.md, OpenTelemetry).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpConfig {
+    /// Services pointed at the receiver: `OTEL_EXPORTER_OTLP_ENDPOINT` (and `OTEL_SERVICE_NAME`
+    /// when they do not set it) added through a generated compose override file.
+    #[serde(default)]
+    pub services: Vec<Spanned<String>>,
+    /// The gRPC port; default 0: picked per run (4317 is OTLP's usual one).
+    #[serde(default)]
+    pub grpc_port: u16,
+    /// The HTTP port; default 0: picked per run (4318 is OTLP's usual one).
+    #[serde(default)]
+    pub http_port: u16,
+    /// Largest request accepted, in KiB after decompression (default 4096).
+    #[serde(default)]
+    pub max_request_kib: Option<Spanned<u32>>,
+    /// Events held between the receiver and the trace before senders are told to retry
+    /// (default 100000).
+    #[serde(default)]
+    pub queue: Option<Spanned<u32>>,
 }
 
 /// `[experiment]`: run a named experiment from spec files.
@@ -824,6 +850,24 @@ impl LoadedScenario {
                 errs.push(self.err_at(b.span(), "pcap sensor: buffer_kib must be at least 1"));
             }
         }
+        if let Some(o) = &sc.sensors.otlp {
+            for (what, v) in [("max_request_kib", &o.max_request_kib), ("queue", &o.queue)] {
+                if let Some(v) = v.as_ref().filter(|v| *v.get_ref() == 0) {
+                    errs.push(
+                        self.err_at(v.span(), format!("otlp sensor: {what} must be at least 1")),
+                    );
+                }
+            }
+            if o.grpc_port != 0 && o.grpc_port == o.http_port {
+                errs.push(ScenarioError::whole_file(
+                    &self.path,
+                    format!(
+                        "otlp sensor: grpc_port and http_port are both {}",
+                        o.grpc_port
+                    ),
+                ));
+            }
+        }
 
         let plan = match (&sc.experiment, sc.schedule.is_empty()) {
             (Some(_), false) => {
@@ -994,6 +1038,11 @@ impl LoadedScenario {
         if let Some(p) = &sc.sensors.pcap {
             for s in &p.services {
                 check_svc(s, "pcap sensor", &mut errs);
+            }
+        }
+        if let Some(o) = &sc.sensors.otlp {
+            for s in &o.services {
+                check_svc(s, "otlp sensor", &mut errs);
             }
         }
         if let (
@@ -1524,6 +1573,38 @@ port = 9101
             msgs.iter()
                 .any(|m| m == "12:8 prom sensor: give `service` or `services`"),
             "{msgs:?}"
+        );
+    }
+
+    #[test]
+    fn otlp_section_is_checked() {
+        let d = dir_with_compose();
+        let text = "[compose]\nfiles = [\"compose.yml\"]\n[sensors.otlp]\nservices = [\"a\", \"nope\"]\nqueue = 0\n";
+        let l = LoadedScenario::parse(&d.path().join("s.toml"), text).expect("parses");
+        let o = l.scenario.sensors.otlp.as_ref().expect("otlp section");
+        assert_eq!(
+            (o.grpc_port, o.http_port),
+            (0, 0),
+            "ports are picked per run by default"
+        );
+        let e = l.resolve().expect_err("zero queue");
+        assert_eq!((e.0[0].line, e.0[0].col), (5, 9));
+        assert!(e.0[0].message.contains("otlp sensor: queue"), "{e}");
+        let e = l
+            .check_against(&["a".into()], &|_| Ok(()))
+            .expect_err("unknown service");
+        assert!(
+            e.0[0].message.contains("otlp sensor: no service `nope`"),
+            "{e}"
+        );
+        let same = "[compose]\nfiles = [\"compose.yml\"]\n[sensors.otlp]\ngrpc_port = 4317\nhttp_port = 4317\n";
+        let l = LoadedScenario::parse(&d.path().join("s.toml"), same).expect("parses");
+        let e = l.resolve().expect_err("one port for both");
+        assert!(e.0[0].message.contains("both 4317"), "{e}");
+        let bad = "[compose]\nfiles = [\"compose.yml\"]\n[sensors.otlp]\nendpoint = \"x\"\n";
+        assert!(
+            LoadedScenario::parse(&d.path().join("s.toml"), bad).is_err(),
+            "unknown key"
         );
     }
 

@@ -25,6 +25,8 @@ use trace::Event;
 #[derive(Debug, Default)]
 pub struct SinkStats {
     emitted: AtomicU64,
+    /// Events the writer has taken off the channel.
+    taken: AtomicU64,
     dropped: AtomicU64,
     per_source: Mutex<BTreeMap<String, u64>>,
 }
@@ -33,6 +35,12 @@ impl SinkStats {
     /// Events handed to the writer so far.
     pub fn emitted(&self) -> u64 {
         self.emitted.load(Ordering::Relaxed)
+    }
+
+    /// Events handed over and not yet taken by the writer (how far behind it is).
+    pub fn pending(&self) -> u64 {
+        self.emitted()
+            .saturating_sub(self.taken.load(Ordering::Relaxed))
     }
 
     /// Events that could not be handed over because the writer had already stopped.
@@ -81,6 +89,7 @@ pub struct EventReceiver {
     logs: mpsc::Receiver<Event>,
     events_done: bool,
     logs_done: bool,
+    stats: Arc<SinkStats>,
 }
 
 impl EventSink {
@@ -93,17 +102,19 @@ impl EventSink {
     pub fn with_log_queue(log_queue: usize) -> (EventSink, EventReceiver) {
         let (tx, rx) = mpsc::unbounded_channel();
         let (ltx, lrx) = mpsc::channel(log_queue.max(1));
+        let stats = Arc::new(SinkStats::default());
         (
             EventSink {
                 tx,
                 logs: ltx,
-                stats: Arc::new(SinkStats::default()),
+                stats: stats.clone(),
             },
             EventReceiver {
                 rx,
                 logs: lrx,
                 events_done: false,
                 logs_done: false,
+                stats,
             },
         )
     }
@@ -154,7 +165,11 @@ impl EventSink {
 impl EventReceiver {
     /// The next event, or `None` once every sink clone is dropped and the queue is empty.
     pub async fn recv(&mut self) -> Option<Event> {
-        self.rx.recv().await
+        let ev = self.rx.recv().await;
+        if ev.is_some() {
+            self.stats.taken.fetch_add(1, Ordering::Relaxed);
+        }
+        ev
     }
 
     /// Takes up to `max` queued events of each lane without waiting; returns how many were
@@ -180,6 +195,7 @@ impl EventReceiver {
                 Err(_) => break,
             }
         }
+        self.stats.taken.fetch_add((n + l) as u64, Ordering::Relaxed);
         n + l
     }
 
@@ -187,7 +203,7 @@ impl EventReceiver {
     /// every sender of both lanes is gone and both are empty.
     pub async fn recv_many(&mut self, out: &mut Vec<Event>, max: usize) -> usize {
         use std::task::Poll;
-        std::future::poll_fn(|cx| {
+        let n = std::future::poll_fn(|cx| {
             let mut got = 0;
             if !self.events_done {
                 match self.rx.poll_recv_many(cx, out, max) {
@@ -209,7 +225,9 @@ impl EventReceiver {
                 Poll::Pending
             }
         })
-        .await
+        .await;
+        self.stats.taken.fetch_add(n as u64, Ordering::Relaxed);
+        n
     }
 
     /// Stops accepting new events on both lanes; queued ones can still be received.
@@ -240,8 +258,12 @@ mod tests {
         assert!(s2.emit(Event::new(3, "log", "stderr")));
         assert_eq!(sink.stats().emitted(), 3);
         assert_eq!(sink.stats().per_source().get("log"), Some(&2));
+        assert_eq!(sink.stats().pending(), 3);
         let a = rx.recv().await.map(|e| e.ts_ns);
         assert_eq!(a, Some(1));
+        let mut rest = Vec::new();
+        assert_eq!(rx.drain_into(&mut rest, 10), 2);
+        assert_eq!(sink.stats().pending(), 0, "taken by the writer");
         drop(rx);
         assert!(!sink.emit(Event::new(4, "log", "stdout")));
         assert_eq!(sink.stats().dropped(), 1);

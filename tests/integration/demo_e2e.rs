@@ -325,6 +325,7 @@ fn example_scenarios_validate() {
         "split-brain-2seed",
         "zookeeper",
         "redis-sentinel",
+        "otel",
     ] {
         assert!(
             names.iter().any(|n| n == want),

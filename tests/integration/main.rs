@@ -10,6 +10,7 @@ mod halt_scope_replay;
 mod http_dns_faults;
 mod jmx_attach;
 mod recorder_bindings;
+mod otel;
 mod recorder_common;
 mod recorder_experiment_offline;
 mod recorder_faults;
