@@ -1,0 +1,91 @@
+//! Replays the seed corpora and every crash input of the sensors crate's fuzz targets
+//! (`sensors/fuzz`: `pcap`, `jolokia`, `prometheus`) on stable, with the same harness as the
+//! targets: each input must be parsed or refused, never panic.
+
+use std::path::Path;
+
+use sensors::jolokia::{parse_bulk_reply, parse_single_reply, parse_version_reply, MBeanRead};
+use sensors::pcap::{AddressMap, PcapSummariser};
+use sensors::prom::{parse, parse_strict, scrape_events, Selector};
+
+fn pcap(data: &[u8]) {
+    let mut addrs = AddressMap::default();
+    addrs.insert([172, 18, 0, 2].into(), "left-a");
+    addrs.insert([10, 0, 0, 1].into(), "recorder");
+    let Ok(s) = PcapSummariser::from_reader(std::io::Cursor::new(data.to_vec()), "fuzz", addrs)
+    else {
+        return;
+    };
+    for rec in s {
+        std::hint::black_box(rec.to_event());
+    }
+}
+
+fn jolokia(data: &[u8]) {
+    let reads = [
+        MBeanRead::new("akka:type=Cluster", &["ClusterStatus", "Leader"]),
+        MBeanRead::new("java.lang:type=Memory", &[]),
+        MBeanRead::new("org.apache.ZooKeeperService:*", &["State"]),
+    ];
+    if let Ok(outs) = parse_bulk_reply(&reads, data) {
+        for o in &outs {
+            std::hint::black_box(o.to_events(1, "svc", Some("c")));
+            std::hint::black_box(o.to_event(1, "svc", None));
+        }
+    }
+    for r in &reads {
+        if let Ok(o) = parse_single_reply(r, data) {
+            std::hint::black_box(o.to_events(1, "svc", None));
+        }
+    }
+    let _ = std::hint::black_box(parse_version_reply(data));
+}
+
+fn prometheus(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let (fams, errs) = parse(&text);
+    std::hint::black_box(errs);
+    for sel in [Selector::default(), Selector(vec!["http_*".into()])] {
+        std::hint::black_box(scrape_events(
+            1,
+            "svc",
+            Some("c"),
+            "http://x/metrics",
+            &fams,
+            &sel,
+        ));
+    }
+    let _ = std::hint::black_box(parse_strict(&text));
+}
+
+fn replay(target: &str, f: fn(&[u8])) -> usize {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let mut n = 0;
+    for dir in ["corpus", "regressions"] {
+        let Ok(rd) = std::fs::read_dir(root.join(dir).join(target)) else {
+            continue;
+        };
+        let mut paths: Vec<_> = rd.map(|e| e.unwrap().path()).collect();
+        paths.sort();
+        for p in paths {
+            f(&std::fs::read(&p).unwrap());
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn pcap_corpus_and_crashes_replay_without_panic() {
+    assert!(replay("pcap", pcap) >= 3);
+}
+
+#[test]
+fn jolokia_corpus_and_crashes_replay_without_panic() {
+    assert!(replay("jolokia", jolokia) >= 5);
+}
+
+#[test]
+fn prometheus_corpus_and_crashes_replay_without_panic() {
+    assert!(replay("prometheus", prometheus) >= 2);
+}
