@@ -284,7 +284,6 @@ fn write_sorted(
     };
     let mut prev: Option<(i64, u64)> = None;
     let mut feed = |b: RecordBatch, w: &mut Written| -> Result<(), TraceError> {
-        let b = to_shape(&b, &part.log_schema).map_err(|e| TraceError::corrupt(&origin, e))?;
         let b = if repair {
             let (b, dropped) =
                 drop_null_keys(b, part.keys).map_err(|e| TraceError::corrupt(&origin, e))?;
@@ -293,6 +292,7 @@ fn write_sorted(
         } else {
             b
         };
+        let b = to_shape(&b, &part.log_schema).map_err(|e| TraceError::corrupt(&origin, e))?;
         if let (Some(ts), Some(seq)) = (
             b.column_by_name("ts_ns")
                 .and_then(|c| c.as_any().downcast_ref::<arrow_array::Int64Array>()),

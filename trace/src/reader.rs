@@ -659,6 +659,8 @@ impl Trace {
             return Ok(it);
         };
         // the leaf columns each row group read decodes: projected ones and the filter's
+        // (and `time`, never decoded here but small, so that no column a SQL engine reads can
+        // differ unnoticed from `ts_ns`)
         let wanted: Vec<usize> = match &projection {
             None => (0..meta.parquet_schema().num_columns()).collect(),
             Some(p) => {
@@ -666,6 +668,7 @@ impl Trace {
                 if opts.sources.is_some() {
                     v.extend(source_idx);
                 }
+                v.extend(schema.index_of("time").ok());
                 v.sort_unstable();
                 v.dedup();
                 v.into_iter()
