@@ -57,9 +57,21 @@ fn crc_of_range(f: &Chunk, start: u64, len: u64) -> Result<u32, ParquetError> {
     Ok(d.finalize() as u32)
 }
 
-/// Byte range `(start, len)` of a column chunk according to trusted metadata.
+/// Byte range `(start, len)` of a column chunk, or `None` when the metadata holds a negative
+/// offset or size (parquet's own `byte_range` panics on those).
+pub(crate) fn checked_range(c: &parquet::file::metadata::ColumnChunkMetaData) -> Option<(u64, u64)> {
+    let start = match c.dictionary_page_offset() {
+        Some(d) => d,
+        None => c.data_page_offset(),
+    };
+    let len = c.compressed_size();
+    (start >= 0 && len >= 0 && c.data_page_offset() >= 0).then_some((start as u64, len as u64))
+}
+
+/// Byte range `(start, len)` of a column chunk; (0, 0) for one with a negative offset or size
+/// (which then fails its checksum or the layout check).
 fn chunk_range(md: &ParquetMetaData, rg: usize, col: usize) -> (u64, u64) {
-    md.row_group(rg).column(col).byte_range()
+    checked_range(md.row_group(rg).column(col)).unwrap_or((0, 0))
 }
 
 /// Computes the checksums of a Parquet file this crate has just written.

@@ -246,10 +246,9 @@ fn bound_metadata(
         total = total.saturating_add(g.num_rows());
         for c in 0..g.num_columns() {
             let col = g.column(c);
-            let (start, size) = col.byte_range();
+            let range = checksum::checked_range(col);
             if col.num_values() < 0
-                || col.compressed_size() < 0
-                || start.checked_add(size).is_none_or(|e| e > len)
+                || range.is_none_or(|(start, size)| start.checked_add(size).is_none_or(|e| e > len))
             {
                 return Err(TraceError::corrupt(
                     path,
