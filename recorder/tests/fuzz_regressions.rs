@@ -30,7 +30,7 @@ fn scenario(data: &[u8]) {
 
 #[test]
 fn scenario_corpus_and_crashes_replay_without_panic() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
     let mut n = 0;
     for dir in ["corpus/scenario", "regressions/scenario"] {
         let Ok(rd) = std::fs::read_dir(root.join(dir)) else {

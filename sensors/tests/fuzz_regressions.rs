@@ -59,7 +59,7 @@ fn prometheus(data: &[u8]) {
 }
 
 fn replay(target: &str, f: fn(&[u8])) -> usize {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
     let mut n = 0;
     for dir in ["corpus", "regressions"] {
         let Ok(rd) = std::fs::read_dir(root.join(dir).join(target)) else {
