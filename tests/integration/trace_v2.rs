@@ -59,7 +59,14 @@ fn flipped_bits_in_events_parquet_exit_4_for_info_events_and_check() {
         std::fs::write(&pq, &b).unwrap();
         let o = run(&["events", d]);
         assert_refused(&o, &["events.parquet", "checksum mismatch"]);
-        let o = run(&["check", d, "--spec", spec.to_str().unwrap()]);
+        let o = run(&[
+            "check",
+            d,
+            "--spec",
+            spec.to_str().unwrap(),
+            "--monitor",
+            "jmxResponsive",
+        ]);
         assert_eq!(o.status.code(), Some(4), "check: {}", stderr(&o));
         if pos + 100 >= bytes.len() {
             // the footer is verified at open: even `info` refuses
@@ -207,6 +214,8 @@ fn v1_fixtures_judge_the_same_as_before() {
             dir.to_str().unwrap(),
             "--spec",
             spec.to_str().unwrap(),
+            "--monitor",
+            "jmxResponsive",
         ]);
         assert!(o.status.code().is_some_and(|c| c <= 2), "{}", stderr(&o));
         (o.status.code(), stdout(&o))

@@ -198,7 +198,8 @@ pub struct Invariants {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Repairs {
-    /// Rows that were out of `(ts_ns, seq)` order in the input (they were sorted).
+    /// Rows of a Parquet file were out of `(ts_ns, seq)` order (they were sorted; a log is
+    /// unsorted by nature and always sorted).
     pub reordered: bool,
     /// Exact duplicate rows dropped.
     pub duplicates_dropped: u64,
