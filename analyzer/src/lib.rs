@@ -79,7 +79,10 @@ pub fn finalize_cmd_with(
             done.push("rows sorted into (ts_ns, seq) order".to_string());
         }
         if r.duplicates_dropped > 0 {
-            done.push(format!("{} exact duplicate rows dropped", r.duplicates_dropped));
+            done.push(format!(
+                "{} exact duplicate rows dropped",
+                r.duplicates_dropped
+            ));
         }
         if r.null_key_rows_dropped > 0 {
             done.push(format!(

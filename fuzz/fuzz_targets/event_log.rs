@@ -38,7 +38,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(dir) = tempfile::tempdir() else {
         return;
     };
-    let bytes = if mode & 1 == 0 { rest.to_vec() } else { framed(rest) };
+    let bytes = if mode & 1 == 0 {
+        rest.to_vec()
+    } else {
+        framed(rest)
+    };
     if std::fs::write(dir.path().join("manifest.json"), br#"{"format_version":2}"#).is_err()
         || std::fs::write(dir.path().join("events.arrows"), &bytes).is_err()
     {

@@ -12,7 +12,14 @@ fuzz_target!(|data: &[u8]| {
     let (fams, errs) = parse(&text);
     std::hint::black_box(errs);
     for sel in [Selector::default(), Selector(vec!["http_*".into()])] {
-        std::hint::black_box(scrape_events(1, "svc", Some("c"), "http://x/metrics", &fams, &sel));
+        std::hint::black_box(scrape_events(
+            1,
+            "svc",
+            Some("c"),
+            "http://x/metrics",
+            &fams,
+            &sel,
+        ));
     }
     let _ = std::hint::black_box(parse_strict(&text));
 });

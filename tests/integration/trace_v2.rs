@@ -105,7 +105,11 @@ fn a_zero_filled_log_tail_warns_and_a_damaged_record_exits_4_until_repaired() {
     let o = run(&["events", d]);
     assert_refused(
         &o,
-        &["events.arrows", "record at byte offset 16:", "checksum mismatch"],
+        &[
+            "events.arrows",
+            "record at byte offset 16:",
+            "checksum mismatch",
+        ],
     );
     let o = run(&["finalize", d]);
     assert_refused(&o, &["record at byte offset 16:"]);
@@ -159,7 +163,12 @@ fn out_of_order_rows_are_refused_and_finalize_repair_sorts_them() {
     let o = run(&["events", d]);
     assert_refused(
         &o,
-        &["events.parquet", "row 12 ", "out of (ts_ns, seq) order", "--repair"],
+        &[
+            "events.parquet",
+            "row 12 ",
+            "out of (ts_ns, seq) order",
+            "--repair",
+        ],
     );
     let o = run(&["finalize", "--repair", d]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -206,7 +215,11 @@ fn v1_fixtures_judge_the_same_as_before() {
     let copy = tmp.path().join("sb");
     std::fs::create_dir_all(&copy).unwrap();
     for f in ["manifest.json", "events.parquet", "packets.parquet"] {
-        std::fs::copy(root().join("traces/fixtures/v1-split-brain").join(f), copy.join(f)).unwrap();
+        std::fs::copy(
+            root().join("traces/fixtures/v1-split-brain").join(f),
+            copy.join(f),
+        )
+        .unwrap();
     }
     let judge = |dir: &Path| {
         let o = run(&[
@@ -223,7 +236,11 @@ fn v1_fixtures_judge_the_same_as_before() {
     let before = judge(&copy);
     let o = run(&["finalize", "--repair", copy.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stdout(&o).contains("nothing needed repair"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("nothing needed repair"),
+        "{}",
+        stdout(&o)
+    );
     let o = run(&["info", copy.to_str().unwrap()]);
     assert!(stdout(&o).contains("format:     v2"), "{}", stdout(&o));
     assert_eq!(judge(&copy), before);

@@ -59,7 +59,9 @@ fn crc_of_range(f: &Chunk, start: u64, len: u64) -> Result<u32, ParquetError> {
 
 /// Byte range `(start, len)` of a column chunk, or `None` when the metadata holds a negative
 /// offset or size (parquet's own `byte_range` panics on those).
-pub(crate) fn checked_range(c: &parquet::file::metadata::ColumnChunkMetaData) -> Option<(u64, u64)> {
+pub(crate) fn checked_range(
+    c: &parquet::file::metadata::ColumnChunkMetaData,
+) -> Option<(u64, u64)> {
     let start = match c.dictionary_page_offset() {
         Some(d) => d,
         None => c.data_page_offset(),
@@ -109,7 +111,10 @@ pub(crate) fn verify_tail(f: &Chunk, path: &Path, sums: &FileChecksums) -> Resul
     if sums.algorithm != ALGORITHM {
         return Err(TraceError::corrupt(
             path,
-            format!("unknown checksum algorithm {:?} in the manifest", sums.algorithm),
+            format!(
+                "unknown checksum algorithm {:?} in the manifest",
+                sums.algorithm
+            ),
         ));
     }
     let size = f.len();
@@ -132,7 +137,10 @@ pub(crate) fn verify_tail(f: &Chunk, path: &Path, sums: &FileChecksums) -> Resul
         .get_bytes(0, 4)
         .map_err(|e| TraceError::corrupt(path, e))?;
     if &head[..] != b"PAR1" {
-        return Err(TraceError::corrupt(path, "not a parquet file (bad leading magic)"));
+        return Err(TraceError::corrupt(
+            path,
+            "not a parquet file (bad leading magic)",
+        ));
     }
     let crc = crc_of_range(f, sums.tail_offset, size - sums.tail_offset)
         .map_err(|e| TraceError::corrupt(path, e))?;

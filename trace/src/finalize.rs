@@ -160,7 +160,10 @@ fn to_shape(b: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch, arrow_sc
 }
 
 /// The rows of `b` whose key columns are all non-null, and how many were dropped.
-fn drop_null_keys(b: RecordBatch, keys: &[&str]) -> Result<(RecordBatch, u64), arrow_schema::ArrowError> {
+fn drop_null_keys(
+    b: RecordBatch,
+    keys: &[&str],
+) -> Result<(RecordBatch, u64), arrow_schema::ArrowError> {
     let mut keep: Option<arrow_array::BooleanArray> = None;
     for k in ["ts_ns", "seq"].iter().chain(keys) {
         if let Some(c) = b.column_by_name(k) {
@@ -249,7 +252,10 @@ impl SeqCheck {
 /// Parquet file.
 enum Input {
     Log(LogReader),
-    Parquet(Box<dyn Iterator<Item = Result<RecordBatch, TraceError>> + Send>, PathBuf),
+    Parquet(
+        Box<dyn Iterator<Item = Result<RecordBatch, TraceError>> + Send>,
+        PathBuf,
+    ),
 }
 
 /// Sorts a part into `.<out>.tmp` and returns what was written. With `repair`, rows with a null
@@ -335,8 +341,8 @@ fn write_sorted(
     let f = File::create(&tmp_path).map_err(|e| TraceError::io(&tmp_path, e))?;
     let werr =
         |e: &dyn std::fmt::Display| TraceError::corrupt(&out_path, format!("cannot write: {e}"));
-    let mut pw =
-        ArrowWriter::try_new(f, part.table_schema.clone(), Some((part.props)())).map_err(|e| werr(&e))?;
+    let mut pw = ArrowWriter::try_new(f, part.table_schema.clone(), Some((part.props)()))
+        .map_err(|e| werr(&e))?;
     let converter = arrow::row::RowConverter::new(
         part.log_schema
             .fields()
@@ -385,7 +391,9 @@ fn write_sorted(
             .column_by_name("seq")
             .and_then(|c| c.as_any().downcast_ref::<arrow_array::UInt64Array>())
         {
-            w.max_seq = w.max_seq.max(seq.values().iter().copied().max().unwrap_or(0));
+            w.max_seq = w
+                .max_seq
+                .max(seq.values().iter().copied().max().unwrap_or(0));
         }
         seqs.push(&b)?;
         w.rows += b.num_rows() as u64;
@@ -467,7 +475,7 @@ pub fn finalize_with(dir: &Path, opts: FinalizeOptions) -> Result<FinalizeSummar
     let events_log = dir.join(files::EVENTS_LOG);
     let events_parquet = dir.join(files::EVENTS_PARQUET);
     let repair = opts.repair;
-    if !events_log.exists() && !(repair && events_parquet.exists()) {
+    if !(events_log.exists() || repair && events_parquet.exists()) {
         if events_parquet.exists() && !dir.join(files::PACKETS_LOG).exists() {
             summary.already_finalized = true;
             let t = crate::Trace::open(dir)?;
@@ -476,7 +484,11 @@ pub fn finalize_with(dir: &Path, opts: FinalizeOptions) -> Result<FinalizeSummar
             summary.first_ns = first;
             summary.last_ns = last;
             summary.row_groups = groups;
-            if let Some(path) = dir.join(files::PACKETS_PARQUET).exists().then(|| dir.join(files::PACKETS_PARQUET)) {
+            if let Some(path) = dir
+                .join(files::PACKETS_PARQUET)
+                .exists()
+                .then(|| dir.join(files::PACKETS_PARQUET))
+            {
                 let f = File::open(&path).map_err(|e| TraceError::io(&path, e))?;
                 let m = parquet::file::metadata::ParquetMetaDataReader::new()
                     .parse_and_finish(&f)

@@ -221,7 +221,10 @@ impl FramedLog {
         }
         let stored = u32::from_le_bytes([h[12], h[13], h[14], h[15]]);
         if crc32c(&h[..12]) != stored {
-            return Err(TraceError::corrupt(path, "log file header checksum mismatch"));
+            return Err(TraceError::corrupt(
+                path,
+                "log file header checksum mismatch",
+            ));
         }
         let version = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
         if version != 2 {

@@ -138,7 +138,10 @@ impl LogReader {
         if let Some(t) = self.tail.describe() {
             parts.push(t);
         } else if self.truncated {
-            parts.push("the log ends in an incomplete batch from a killed writer, which was dropped".to_string());
+            parts.push(
+                "the log ends in an incomplete batch from a killed writer, which was dropped"
+                    .to_string(),
+            );
         }
         if !self.skipped.is_empty() {
             let bytes: u64 = self.skipped.iter().map(|s| s.1).sum();

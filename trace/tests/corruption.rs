@@ -32,9 +32,7 @@ fn small_trace(dir: &Path) {
 }
 
 fn ev(ts: i64, seq: u64, msg: &str) -> Event {
-    let mut e = Event::new(ts, "log", "stdout")
-        .service("a")
-        .message(msg);
+    let mut e = Event::new(ts, "log", "stdout").service("a").message(msg);
     e.seq = seq;
     e
 }
@@ -170,7 +168,11 @@ fn a_zero_filled_log_tail_is_cut_and_reported() {
     let d = tempfile::tempdir().unwrap();
     let t = d.path();
     let batches: Vec<Vec<Event>> = (0..3)
-        .map(|b| (0..5).map(|i| ev(b * 10 + i, (b * 10 + i) as u64 + 1, "x")).collect())
+        .map(|b| {
+            (0..5)
+                .map(|i| ev(b * 10 + i, (b * 10 + i) as u64 + 1, "x"))
+                .collect()
+        })
         .collect();
     log_trace(t, &batches);
     let log = t.join(files::EVENTS_LOG);
@@ -199,7 +201,11 @@ fn a_flipped_byte_mid_log_stops_reading_and_repair_skips_the_record() {
     let d = tempfile::tempdir().unwrap();
     let t = d.path();
     let batches: Vec<Vec<Event>> = (0..3)
-        .map(|b| (0..5).map(|i| ev(b * 10 + i, (b * 10 + i) as u64 + 1, "x")).collect())
+        .map(|b| {
+            (0..5)
+                .map(|i| ev(b * 10 + i, (b * 10 + i) as u64 + 1, "x"))
+                .collect()
+        })
         .collect();
     log_trace(t, &batches);
     let log = t.join(files::EVENTS_LOG);
@@ -231,7 +237,10 @@ fn a_flipped_byte_mid_log_stops_reading_and_repair_skips_the_record() {
         [0, 1, 2, 3, 4, 20, 21, 22, 23, 24]
     );
     let m = Manifest::read(t).unwrap();
-    assert_eq!(m.invariants.unwrap().repaired.unwrap().log_records_skipped, 1);
+    assert_eq!(
+        m.invariants.unwrap().repaired.unwrap().log_records_skipped,
+        1
+    );
 }
 
 #[test]
@@ -241,10 +250,17 @@ fn duplicate_seq_is_refused_at_finalize_and_repair_renumbers_and_drops_exact_cop
     // seq 2 twice with different content; (ts 5, seq 3) twice identical; seq 0 on two rows
     let batches = vec![
         vec![ev(1, 1, "a"), ev(2, 2, "b"), ev(5, 3, "c")],
-        vec![ev(3, 2, "other"), ev(5, 3, "c"), ev(9, 0, "z1"), ev(10, 0, "z2")],
+        vec![
+            ev(3, 2, "other"),
+            ev(5, 3, "c"),
+            ev(9, 0, "z1"),
+            ev(10, 0, "z2"),
+        ],
     ];
     log_trace(t, &batches);
-    let e = finalize_with(t, FinalizeOptions::default()).unwrap_err().to_string();
+    let e = finalize_with(t, FinalizeOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("events.arrows") && e.contains("is shared by more than one row"),
         "{e}"
