@@ -435,7 +435,15 @@ impl FramedLog {
 }
 
 /// Decodes a record's payload: exactly one IPC stream whose schema has the expected fields.
+/// Arrow's IPC decoder panics on some malformed messages (slicing past a buffer); a payload that
+/// passed its checksum can still be malformed when the file was crafted or the writer was
+/// broken, so a panic is turned into an error naming the record.
 fn decode_payload(payload: &[u8], schema: &SchemaRef) -> Result<RecordBatch, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode_unchecked(payload, schema)))
+        .unwrap_or_else(|_| Err("record payload is a malformed arrow ipc message".into()))
+}
+
+fn decode_unchecked(payload: &[u8], schema: &SchemaRef) -> Result<RecordBatch, String> {
     let r = StreamReader::try_new(std::io::Cursor::new(payload), None)
         .map_err(|e| format!("record payload is not an arrow stream: {e}"))?;
     if r.schema().fields() != schema.fields() {

@@ -192,7 +192,7 @@ fn load_parquet_from(
             }
         }
     }
-    let meta = ArrowReaderMetadata::load(f, ArrowReaderOptions::new())
+    let meta = guard(path, || ArrowReaderMetadata::load(f, ArrowReaderOptions::new()))?
         .map_err(|e| TraceError::corrupt(path, e))?;
     if let Some(s) = sums {
         checksum::verify_layout(meta.metadata(), path, s)?;
@@ -652,9 +652,13 @@ impl Trace {
                 ParquetRecordBatchReaderBuilder::new_with_metadata(f, meta.clone())
                     .with_row_groups(groups),
             );
-            let reader = b.build().map_err(|e| TraceError::corrupt(&path, e))?;
+            let reader = guard(&path, || b.build())?.map_err(|e| TraceError::corrupt(&path, e))?;
             let it: Box<dyn Iterator<Item = Result<RecordBatch, TraceError>> + Send> =
-                Box::new(reader.map(move |r| r.map_err(|e| TraceError::corrupt(&path, e))));
+                Box::new(Guarded {
+                    inner: reader,
+                    path,
+                    done: false,
+                });
             return Ok(it);
         };
         // the leaf columns each row group read decodes: projected ones and the filter's
@@ -694,17 +698,51 @@ impl Trace {
                     ParquetRecordBatchReaderBuilder::new_with_metadata(chunk, meta.clone())
                         .with_row_groups(vec![rg]),
                 );
-                match b.build() {
-                    Ok(r) => {
-                        let path = path.clone();
-                        Box::new(r.map(move |r| r.map_err(|e| TraceError::corrupt(&path, e))))
-                    }
-                    Err(e) => Box::new(std::iter::once(Err(TraceError::corrupt(&path, e)))),
+                match guard(&path, || b.build()) {
+                    Ok(Ok(r)) => Box::new(Guarded {
+                        inner: r,
+                        path: path.clone(),
+                        done: false,
+                    }),
+                    Ok(Err(e)) => Box::new(std::iter::once(Err(TraceError::corrupt(&path, e)))),
+                    Err(e) => Box::new(std::iter::once(Err(e))),
                 }
             },
         );
         let it: Box<dyn Iterator<Item = Result<RecordBatch, TraceError>> + Send> = Box::new(it);
         Ok(it)
+    }
+}
+
+/// Runs parquet's decoder, turning a panic on malformed input (the parquet crate indexes past
+/// buffers on some damaged pages and footers) into an error naming the file. Only a file without
+/// checksums (v1), or one crafted to match them, reaches the decoder damaged.
+fn guard<T>(path: &Path, f: impl FnOnce() -> T) -> Result<T, TraceError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .map_err(|_| TraceError::corrupt(path, "malformed parquet data (the decoder failed)"))
+}
+
+/// A Parquet batch reader whose panics become one error, after which it ends.
+struct Guarded<R> {
+    inner: R,
+    path: PathBuf,
+    done: bool,
+}
+
+impl<R: Iterator<Item = Result<RecordBatch, arrow_schema::ArrowError>>> Iterator for Guarded<R> {
+    type Item = Result<RecordBatch, TraceError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match guard(&self.path, || self.inner.next()) {
+            Ok(r) => r.map(|r| r.map_err(|e| TraceError::corrupt(&self.path, e))),
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
     }
 }
 
