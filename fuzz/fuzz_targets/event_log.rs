@@ -31,7 +31,13 @@ fn framed(mut rest: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The trace crate turns arrow's and parquet's panics on malformed data into errors
+/// (`catch_unwind`); libFuzzer's panic hook would abort on those caught panics, so the default
+/// hook is put back. A panic that escapes the target still aborts (libfuzzer-sys does that).
+static HOOK: std::sync::Once = std::sync::Once::new();
+
 fuzz_target!(|data: &[u8]| {
+    HOOK.call_once(|| drop(std::panic::take_hook()));
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };

@@ -8,7 +8,13 @@
 
 use libfuzzer_sys::fuzz_target;
 
+/// The trace crate turns arrow's and parquet's panics on malformed data into errors
+/// (`catch_unwind`); libFuzzer's panic hook would abort on those caught panics, so the default
+/// hook is put back. A panic that escapes the target still aborts (libfuzzer-sys does that).
+static HOOK: std::sync::Once = std::sync::Once::new();
+
 fuzz_target!(|data: &[u8]| {
+    HOOK.call_once(|| drop(std::panic::take_hook()));
     let Ok(dir) = tempfile::tempdir() else {
         return;
     };

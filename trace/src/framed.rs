@@ -439,8 +439,10 @@ impl FramedLog {
 /// passed its checksum can still be malformed when the file was crafted or the writer was
 /// broken, so a panic is turned into an error naming the record.
 fn decode_payload(payload: &[u8], schema: &SchemaRef) -> Result<RecordBatch, String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode_unchecked(payload, schema)))
-        .unwrap_or_else(|_| Err("record payload is a malformed arrow ipc message".into()))
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        decode_unchecked(payload, schema)
+    }))
+    .unwrap_or_else(|_| Err("record payload is a malformed arrow ipc message".into()))
 }
 
 fn decode_unchecked(payload: &[u8], schema: &SchemaRef) -> Result<RecordBatch, String> {

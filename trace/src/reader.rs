@@ -192,8 +192,10 @@ fn load_parquet_from(
             }
         }
     }
-    let meta = guard(path, || ArrowReaderMetadata::load(f, ArrowReaderOptions::new()))?
-        .map_err(|e| TraceError::corrupt(path, e))?;
+    let meta = guard(path, || {
+        ArrowReaderMetadata::load(f, ArrowReaderOptions::new())
+    })?
+    .map_err(|e| TraceError::corrupt(path, e))?;
     if let Some(s) = sums {
         checksum::verify_layout(meta.metadata(), path, s)?;
     }

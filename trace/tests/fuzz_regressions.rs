@@ -115,6 +115,9 @@ fn parquet_trace_corpus_and_crashes_replay_without_panic() {
 /// duplication of a slice), for machines without nightly: `FUZZ_SECS=120 cargo test -p trace
 /// --release --test fuzz_regressions -- --ignored mutate`. Inputs that panic are written to
 /// `fuzz/artifacts/<target>/` and fail the run.
+/// A fuzz target: its corpus directory name and its body.
+type Target = (&'static str, fn(&[u8]));
+
 #[test]
 #[ignore = "a timed mutation run; start it by hand"]
 fn mutate_the_corpora() {
@@ -130,8 +133,7 @@ fn mutate_the_corpora() {
         x ^= x << 17;
         x
     };
-    let targets: [(&str, fn(&[u8])); 2] =
-        [("event_log", event_log), ("parquet_trace", parquet_trace)];
+    let targets: [Target; 2] = [("event_log", event_log), ("parquet_trace", parquet_trace)];
     let mut panics = 0;
     for (target, f) in targets {
         let mut seeds = Vec::new();
