@@ -6,16 +6,25 @@
 #
 #   scripts/fuzz.sh [TARGET] [SECONDS]      default: spec_check 300
 #
-# Targets: spec_check (monitor/fuzz: spec parser + checker). A crash is written under
-# monitor/fuzz/artifacts/TARGET/; minimise it, add it to monitor/fuzz/regressions/TARGET/
-# (replayed on stable by `cargo test -p monitor --test hardening`) and fix it.
+# Targets: spec_check (monitor/fuzz: spec parser + checker); event_log, parquet_trace (trace
+# reader), pcap, jolokia, prometheus (sensors parsers), scenario (recorder scenario files), all in
+# fuzz/; `all` runs every target for SECONDS each. A crash is written under
+# <fuzz dir>/artifacts/TARGET/; minimise it, add it to <fuzz dir>/regressions/TARGET/ (replayed on
+# stable by `cargo test -p monitor --test hardening`, or by the `fuzz_regressions` test of trace,
+# sensors or recorder) and fix it.
 set -euo pipefail
 target="${1:-spec_check}"
 secs="${2:-300}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
+all=(spec_check event_log parquet_trace pcap jolokia prometheus scenario)
+if [ "$target" = all ]; then
+  for t in "${all[@]}"; do "$0" "$t" "$secs"; done
+  exit 0
+fi
 case "$target" in
   spec_check) dir="$root/monitor/fuzz" ;;
-  *) echo "error: unknown fuzz target \`$target\` (known: spec_check)" >&2; exit 2 ;;
+  event_log|parquet_trace|pcap|jolokia|prometheus|scenario) dir="$root/fuzz" ;;
+  *) echo "error: unknown fuzz target \`$target\` (known: ${all[*]} all)" >&2; exit 2 ;;
 esac
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

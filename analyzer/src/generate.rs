@@ -60,8 +60,8 @@ pub struct GenerateArgs {
     /// Filler log lines per second per service (ignored with --events).
     #[arg(long)]
     pub log_rate: Option<f64>,
-    /// Leave the trace unfinalized (only the event log, flushed every 64 events, no end-of-stream
-    /// marker, no outcome in the manifest), as a killed recorder would.
+    /// Leave the trace unfinalized (only the event log, flushed every 64 events, no outcome in
+    /// the manifest), as a killed recorder would.
     #[arg(long)]
     pub unfinalized: bool,
     /// Also time the generator alone, to report the writer's own throughput.

@@ -23,9 +23,23 @@ pub use error::Error;
 /// and builds `packets.parquet` from the trace's pcap files when the recorder died before
 /// summarising them.
 pub fn finalize_cmd(trace: &std::path::Path, out: &mut dyn std::io::Write) -> Result<i32, Error> {
+    finalize_cmd_with(trace, false, out)
+}
+
+/// `analyzer finalize [--repair] TRACE`: like [`finalize_cmd`]; with `repair`, a trace breaking
+/// an invariant (order, unique seq, null keys, damaged log records) is rewritten and what changed
+/// is printed. Warnings (a cut log tail, skipped records) go to stderr.
+pub fn finalize_cmd_with(
+    trace: &std::path::Path,
+    repair: bool,
+    out: &mut dyn std::io::Write,
+) -> Result<i32, Error> {
     let had_packets = trace.join(trace::files::PACKETS_LOG).exists()
         || trace.join(trace::files::PACKETS_PARQUET).exists();
-    let mut s = trace::finalize(trace)?;
+    let mut s = trace::finalize::finalize_with(trace, trace::finalize::FinalizeOptions { repair })?;
+    for w in &s.warnings {
+        eprintln!("warning: {w}");
+    }
     if !had_packets {
         if let Some((files, packets)) = packets_from_pcap(trace)? {
             // sort the spooled packets into packets.parquet
@@ -60,6 +74,38 @@ pub fn finalize_cmd(trace: &std::path::Path, out: &mut dyn std::io::Write) -> Re
         );
     }
     writeln!(out, "{line}").map_err(Error::output)?;
+    if let Some(r) = &s.repairs {
+        let mut done = Vec::new();
+        if r.reordered {
+            done.push("rows sorted into (ts_ns, seq) order".to_string());
+        }
+        if r.duplicates_dropped > 0 {
+            done.push(format!(
+                "{} exact duplicate rows dropped",
+                r.duplicates_dropped
+            ));
+        }
+        if r.null_key_rows_dropped > 0 {
+            done.push(format!(
+                "{} rows with a null key column dropped",
+                r.null_key_rows_dropped
+            ));
+        }
+        if r.renumbered {
+            done.push("rows shared a seq: every row renumbered".to_string());
+        }
+        if r.log_records_skipped > 0 {
+            done.push(format!(
+                "{} damaged log records skipped ({} bytes)",
+                r.log_records_skipped, r.log_bytes_skipped
+            ));
+        }
+        if done.is_empty() {
+            done.push("nothing needed repair".to_string());
+        }
+        writeln!(out, "{}: repaired: {}", trace.display(), done.join("; "))
+            .map_err(Error::output)?;
+    }
     Ok(exit::OK)
 }
 

@@ -36,6 +36,11 @@ enum Command {
     Finalize {
         /// The trace directory.
         trace: std::path::PathBuf,
+        /// Repair a trace that breaks an invariant: sort its rows, drop rows with a null key
+        /// column and exact duplicate rows, renumber seq when rows share one, skip damaged log
+        /// records (docs/trace-format.md).
+        #[arg(long)]
+        repair: bool,
     },
     /// Write a synthetic trace (tests and benchmarks).
     #[command(hide = true)]
@@ -76,7 +81,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     let code = match cli.command {
         Command::Info(a) => info::run(&a, &mut out)?,
         Command::Events(a) => events::run(&a, &mut out)?,
-        Command::Finalize { trace } => analyzer::finalize_cmd(&trace, &mut out)?,
+        Command::Finalize { trace, repair } => {
+            analyzer::finalize_cmd_with(&trace, repair, &mut out)?
+        }
         Command::Generate(a) => generate::run(&a, &mut out)?,
         Command::Flaky(a) => flaky::run(&a, &mut out)?,
         Command::Diff(a) => diff::run(&a, &mut out)?,

@@ -22,7 +22,11 @@ use crate::Error;
 /// Opens a trace: a local directory, or an `s3://` URL.
 pub fn open_trace(p: &Path) -> Result<Trace, Error> {
     if !crate::fleet::is_url(p) {
-        return Ok(Trace::open(p)?);
+        let t = Trace::open(p)?;
+        for w in t.warnings() {
+            eprintln!("warning: {w}");
+        }
+        return Ok(t);
     }
     let url = p.to_string_lossy();
     let (bucket, prefix) = parse(&url)?;

@@ -26,3 +26,4 @@ mod syscall_faults;
 mod trace_cli;
 mod trace_compat;
 mod trace_sigkill;
+mod trace_v2;

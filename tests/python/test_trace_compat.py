@@ -1,4 +1,4 @@
-"""Trace format v1 is readable by the tools people already use: pyarrow and DuckDB.
+"""Trace formats v1 and v2 are readable by the tools people already use: pyarrow and DuckDB.
 
 The trace under test is $TRACE_PATH when set; otherwise one is generated with the analyzer's
 hidden `generate` command (the binary is $ANALYZER, else target/debug/analyzer, built with
@@ -68,7 +68,9 @@ def test_pyarrow_reads_types_rows_and_order(trace_dir):
     assert s.field("message").type == pa.string()
     assert s.field("data").type == pa.string()
     meta = f.metadata
-    assert meta.metadata[b"chaos_trace.format_version"] == b"1"
+    manifest = json.loads((trace_dir / "manifest.json").read_text())
+    version = str(manifest.get("format_version", 1)).encode()
+    assert meta.metadata[b"chaos_trace.format_version"] == version
     rg = meta.row_group(0)
     ts_col = rg.column(0)
     assert ts_col.compression == "ZSTD"

@@ -8,7 +8,7 @@
 //! The same happens for `packets.arrows` → `packets.parquet`.
 
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -18,7 +18,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use crate::sort::{sort_log, LogReader};
+use crate::sort::{LogReader, RunSorter};
 use crate::{files, schema, Manifest, TraceError};
 
 /// Rows per Parquet row group: the unit of skipping by time range and the bound of reader memory.
@@ -43,6 +43,10 @@ pub struct FinalizeSummary {
     pub truncated_log: bool,
     /// True when the trace was already finalized and nothing was rewritten.
     pub already_finalized: bool,
+    /// What was cut or skipped from the logs, one line each naming the file.
+    pub warnings: Vec<String>,
+    /// With `--repair`: what the repair changed.
+    pub repairs: Option<crate::manifest::Repairs>,
 }
 
 /// Writer properties of the trace's Parquet files.
@@ -77,126 +81,551 @@ struct Written {
     last: Option<i64>,
     row_groups: usize,
     truncated: bool,
+    warning: Option<String>,
+    reordered: bool,
+    duplicates_dropped: u64,
+    null_key_rows_dropped: u64,
+    records_skipped: u64,
+    bytes_skipped: u64,
+    max_seq: u64,
 }
 
-/// Sorts `log` into `out` (via a temporary file and rename), then removes the log.
-fn write_sorted(
-    dir: &Path,
-    log_name: &str,
-    out_name: &str,
+/// One of the two tables of a trace: its log, its Parquet file and their shapes.
+struct Part {
+    log_name: &'static str,
+    out_name: &'static str,
     log_schema: SchemaRef,
     table_schema: SchemaRef,
     convert: fn(&RecordBatch) -> Result<RecordBatch, arrow_schema::ArrowError>,
-    props: WriterProperties,
+    props: fn() -> WriterProperties,
+    /// Key columns besides `ts_ns` and `seq` that must not be null.
+    keys: &'static [&'static str],
+}
+
+fn events_part() -> Part {
+    Part {
+        log_name: files::EVENTS_LOG,
+        out_name: files::EVENTS_PARQUET,
+        log_schema: schema::event_log_schema(),
+        table_schema: schema::event_table_schema(),
+        convert: schema::log_to_table_batch,
+        props: || writer_properties(&schema::DICT_COLUMNS, &["ts_ns", "time", "seq", "data"]),
+        keys: &["source", "kind"],
+    }
+}
+
+fn packets_part() -> Part {
+    Part {
+        log_name: files::PACKETS_LOG,
+        out_name: files::PACKETS_PARQUET,
+        log_schema: crate::packets::packet_log_schema(),
+        table_schema: crate::packets::packet_table_schema(),
+        convert: crate::packets::packet_log_to_table_batch,
+        props: || {
+            writer_properties(
+                &crate::packets::PACKET_DICT_COLUMNS,
+                &["ts_ns", "time", "seq"],
+            )
+        },
+        keys: &[],
+    }
+}
+
+fn tmp_name(out_name: &str) -> String {
+    format!(".{out_name}.tmp")
+}
+
+/// Casts a batch of either shape (log or table) to `target` by column name.
+fn to_shape(b: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    let mut cols = Vec::with_capacity(target.fields().len());
+    for f in target.fields() {
+        let c = match b.column_by_name(f.name()) {
+            Some(c) if c.data_type() == f.data_type() => c.clone(),
+            Some(c) => arrow::compute::cast(c, f.data_type())?,
+            None if f.is_nullable() => arrow_array::new_null_array(f.data_type(), b.num_rows()),
+            None => {
+                return Err(arrow_schema::ArrowError::SchemaError(format!(
+                    "missing {} column",
+                    f.name()
+                )))
+            }
+        };
+        cols.push(c);
+    }
+    RecordBatch::try_new_with_options(
+        target.clone(),
+        cols,
+        &arrow_array::RecordBatchOptions::new().with_row_count(Some(b.num_rows())),
+    )
+}
+
+/// The rows of `b` whose key columns are all non-null, and how many were dropped.
+fn drop_null_keys(
+    b: RecordBatch,
+    keys: &[&str],
+) -> Result<(RecordBatch, u64), arrow_schema::ArrowError> {
+    let mut keep: Option<arrow_array::BooleanArray> = None;
+    for k in ["ts_ns", "seq"].iter().chain(keys) {
+        if let Some(c) = b.column_by_name(k) {
+            if c.null_count() > 0 {
+                let valid = arrow::compute::is_not_null(c)?;
+                keep = Some(match keep {
+                    None => valid,
+                    Some(k) => arrow::compute::and(&k, &valid)?,
+                });
+            }
+        }
+    }
+    match keep {
+        None => Ok((b, 0)),
+        Some(k) => {
+            let out = arrow::compute::filter_record_batch(&b, &k)?;
+            let dropped = (b.num_rows() - out.num_rows()) as u64;
+            Ok((out, dropped))
+        }
+    }
+}
+
+/// Collects `seq` values with bounded memory (an external sort of the seqs alone) and finds
+/// values that occur more than once.
+struct SeqCheck {
+    sorter: RunSorter,
+}
+
+/// What [`SeqCheck::finish`] found.
+struct SeqReport {
+    duplicates: u64,
+    first: Option<u64>,
+}
+
+impl SeqCheck {
+    fn new(dir: &Path) -> Result<SeqCheck, TraceError> {
+        let schema = std::sync::Arc::new(arrow_schema::Schema::new(vec![
+            arrow_schema::Field::new("ts_ns", arrow_schema::DataType::Int64, false),
+            arrow_schema::Field::new("seq", arrow_schema::DataType::UInt64, false),
+        ]));
+        Ok(SeqCheck {
+            sorter: RunSorter::new(schema, Some(dir), 16 << 20, dir)?,
+        })
+    }
+
+    fn push(&mut self, b: &RecordBatch) -> Result<(), TraceError> {
+        let Some(seq) = b.column_by_name("seq") else {
+            return Ok(());
+        };
+        let zeros: arrow_array::ArrayRef =
+            std::sync::Arc::new(arrow_array::Int64Array::from(vec![0i64; seq.len()]));
+        let seq = arrow::compute::cast(seq, &arrow_schema::DataType::UInt64)
+            .map_err(|e| TraceError::Invalid(format!("seq check: {e}")))?;
+        let kb = RecordBatch::try_new(self.sorter.schema(), vec![zeros, seq])
+            .map_err(|e| TraceError::Invalid(format!("seq check: {e}")))?;
+        self.sorter.push(kb)
+    }
+
+    fn finish(self) -> Result<SeqReport, TraceError> {
+        let mut last: Option<u64> = None;
+        let mut r = SeqReport {
+            duplicates: 0,
+            first: None,
+        };
+        for b in self.sorter.finish()? {
+            let b = b?;
+            let Some(seq) = b
+                .column_by_name("seq")
+                .and_then(|c| c.as_any().downcast_ref::<arrow_array::UInt64Array>())
+            else {
+                continue;
+            };
+            for &v in seq.values().iter() {
+                if last == Some(v) {
+                    r.duplicates += 1;
+                    r.first = r.first.or(Some(v));
+                }
+                last = Some(v);
+            }
+        }
+        Ok(r)
+    }
+}
+
+/// Where the rows of a part come from: its log, or (for a repair of a finalized trace) its
+/// Parquet file.
+enum Input {
+    Log(LogReader),
+    Parquet(
+        Box<dyn Iterator<Item = Result<RecordBatch, TraceError>> + Send>,
+        PathBuf,
+    ),
+}
+
+/// Sorts a part into `.<out>.tmp` and returns what was written. With `repair`, rows with a null
+/// key are dropped and exact duplicate rows are written once; without it, either is an error.
+fn write_sorted(
+    dir: &Path,
+    part: &Part,
+    input: Input,
+    repair: bool,
+    seqs: &mut SeqCheck,
 ) -> Result<Written, TraceError> {
-    let log_path = dir.join(log_name);
-    let out_path = dir.join(out_name);
-    let tmp_path = dir.join(format!(".{out_name}.tmp"));
-    let mut log = LogReader::open(&log_path, log_schema)?;
-    let merged = sort_log(&mut log, Some(dir), SORT_RUN_BYTES)?;
+    let out_path = dir.join(part.out_name);
+    let tmp_path = dir.join(tmp_name(part.out_name));
+    let origin = match &input {
+        Input::Log(l) => l.path().to_path_buf(),
+        Input::Parquet(_, p) => p.clone(),
+    };
+    let mut sorter = RunSorter::new(part.log_schema.clone(), Some(dir), SORT_RUN_BYTES, &origin)?;
+    let mut w = Written {
+        rows: 0,
+        first: None,
+        last: None,
+        row_groups: 0,
+        truncated: false,
+        warning: None,
+        reordered: false,
+        duplicates_dropped: 0,
+        null_key_rows_dropped: 0,
+        records_skipped: 0,
+        bytes_skipped: 0,
+        max_seq: 0,
+    };
+    let mut prev: Option<(i64, u64)> = None;
+    // a log is unsorted by nature; only a Parquet file's order is a finding
+    let from_parquet = matches!(input, Input::Parquet(..));
+    let mut feed = |b: RecordBatch, w: &mut Written| -> Result<(), TraceError> {
+        let b = if repair {
+            let (b, dropped) =
+                drop_null_keys(b, part.keys).map_err(|e| TraceError::corrupt(&origin, e))?;
+            w.null_key_rows_dropped += dropped;
+            b
+        } else {
+            b
+        };
+        let b = to_shape(&b, &part.log_schema).map_err(|e| TraceError::corrupt(&origin, e))?;
+        if let (Some(ts), Some(seq)) = (
+            b.column_by_name("ts_ns")
+                .and_then(|c| c.as_any().downcast_ref::<arrow_array::Int64Array>()),
+            b.column_by_name("seq")
+                .and_then(|c| c.as_any().downcast_ref::<arrow_array::UInt64Array>()),
+        ) {
+            for i in 0..b.num_rows() {
+                let k = (ts.value(i), seq.value(i));
+                if from_parquet && prev.is_some_and(|p| k < p) {
+                    w.reordered = true;
+                }
+                prev = Some(k);
+            }
+        }
+        sorter.push(b)
+    };
+    let log = match input {
+        Input::Log(mut l) => {
+            for b in l.by_ref() {
+                feed(b?, &mut w)?;
+            }
+            Some(l)
+        }
+        Input::Parquet(it, _) => {
+            for b in it {
+                feed(b?, &mut w)?;
+            }
+            None
+        }
+    };
+    if let Some(l) = &log {
+        w.truncated = l.truncated;
+        w.warning = l.warning();
+        w.records_skipped = l.skipped.len() as u64;
+        w.bytes_skipped = l.skipped.iter().map(|s| s.1).sum();
+    }
+    let merged = sorter.finish()?;
     let f = File::create(&tmp_path).map_err(|e| TraceError::io(&tmp_path, e))?;
     let werr =
         |e: &dyn std::fmt::Display| TraceError::corrupt(&out_path, format!("cannot write: {e}"));
-    let mut w = ArrowWriter::try_new(f, table_schema, Some(props)).map_err(|e| werr(&e))?;
-    let (mut rows, mut first, mut last) = (0u64, None, None);
+    let mut pw = ArrowWriter::try_new(f, part.table_schema.clone(), Some((part.props)()))
+        .map_err(|e| werr(&e))?;
+    let converter = arrow::row::RowConverter::new(
+        part.log_schema
+            .fields()
+            .iter()
+            .map(|f| arrow::row::SortField::new(f.data_type().clone()))
+            .collect(),
+    )
+    .map_err(|e| werr(&e))?;
+    let mut last_row: Option<arrow::row::OwnedRow> = None;
     for b in merged {
-        let b = b?;
+        let mut b = b?;
         if b.num_rows() == 0 {
             continue;
+        }
+        if repair {
+            // sorted by (ts_ns, seq): exact duplicates are adjacent
+            let rows = converter
+                .convert_columns(b.columns())
+                .map_err(|e| werr(&e))?;
+            let mut keep = Vec::with_capacity(b.num_rows());
+            for r in rows.iter() {
+                let dup = last_row.as_ref().is_some_and(|l| l.row() == r);
+                keep.push(!dup);
+                if !dup {
+                    last_row = Some(r.owned());
+                }
+            }
+            let dropped = keep.iter().filter(|k| !**k).count();
+            if dropped > 0 {
+                w.duplicates_dropped += dropped as u64;
+                let mask = arrow_array::BooleanArray::from(keep);
+                b = arrow::compute::filter_record_batch(&b, &mask).map_err(|e| werr(&e))?;
+                if b.num_rows() == 0 {
+                    continue;
+                }
+            }
         }
         if let Some(ts) = b
             .column_by_name("ts_ns")
             .and_then(|c| c.as_any().downcast_ref::<arrow_array::Int64Array>())
         {
-            first = first.or(Some(ts.value(0)));
-            last = Some(ts.value(ts.len() - 1));
+            w.first = w.first.or(Some(ts.value(0)));
+            w.last = Some(ts.value(ts.len() - 1));
         }
-        rows += b.num_rows() as u64;
-        let t = convert(&b).map_err(|e| werr(&e))?;
-        w.write(&t).map_err(|e| werr(&e))?;
+        if let Some(seq) = b
+            .column_by_name("seq")
+            .and_then(|c| c.as_any().downcast_ref::<arrow_array::UInt64Array>())
+        {
+            w.max_seq = w
+                .max_seq
+                .max(seq.values().iter().copied().max().unwrap_or(0));
+        }
+        seqs.push(&b)?;
+        w.rows += b.num_rows() as u64;
+        let t = (part.convert)(&b).map_err(|e| TraceError::corrupt(&origin, e))?;
+        pw.write(&t).map_err(|e| werr(&e))?;
     }
-    let meta = w.close().map_err(|e| werr(&e))?;
-    let row_groups = meta.num_row_groups();
+    let meta = pw.close().map_err(|e| werr(&e))?;
+    w.row_groups = meta.num_row_groups();
     File::open(&tmp_path)
         .and_then(|f| f.sync_all())
         .map_err(|e| TraceError::io(&tmp_path, e))?;
-    std::fs::rename(&tmp_path, &out_path).map_err(|e| TraceError::io(&out_path, e))?;
-    std::fs::remove_file(&log_path).map_err(|e| TraceError::io(&log_path, e))?;
-    Ok(Written {
-        rows,
-        first,
-        last,
-        row_groups,
-        truncated: log.truncated,
-    })
+    Ok(w)
+}
+
+/// Rewrites `.<out>.tmp` with `seq` renumbered from `first`; returns the next free seq.
+fn renumber(dir: &Path, part: &Part, first: u64) -> Result<u64, TraceError> {
+    let tmp_path = dir.join(tmp_name(part.out_name));
+    let re_path = dir.join(format!(".{}.renumber", part.out_name));
+    let f = File::open(&tmp_path).map_err(|e| TraceError::io(&tmp_path, e))?;
+    let rerr = |e: &dyn std::fmt::Display| TraceError::corrupt(&tmp_path, e.to_string());
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+        .map_err(|e| rerr(&e))?
+        .build()
+        .map_err(|e| rerr(&e))?;
+    let out = File::create(&re_path).map_err(|e| TraceError::io(&re_path, e))?;
+    let mut pw = ArrowWriter::try_new(out, part.table_schema.clone(), Some((part.props)()))
+        .map_err(|e| rerr(&e))?;
+    let mut next = first;
+    for b in reader {
+        let b = b.map_err(|e| rerr(&e))?;
+        let n = b.num_rows() as u64;
+        let seq: arrow_array::ArrayRef =
+            std::sync::Arc::new(arrow_array::UInt64Array::from_iter_values(next..next + n));
+        next += n;
+        let idx = b.schema().index_of("seq").map_err(|e| rerr(&e))?;
+        let mut cols = b.columns().to_vec();
+        cols[idx] = seq;
+        let b = RecordBatch::try_new(b.schema(), cols).map_err(|e| rerr(&e))?;
+        pw.write(&b).map_err(|e| rerr(&e))?;
+    }
+    pw.close().map_err(|e| rerr(&e))?;
+    File::open(&re_path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| TraceError::io(&re_path, e))?;
+    std::fs::rename(&re_path, &tmp_path).map_err(|e| TraceError::io(&tmp_path, e))?;
+    Ok(next)
+}
+
+/// How to finalize.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FinalizeOptions {
+    /// Repair a trace that breaks an invariant (`analyzer finalize --repair`): rows are sorted,
+    /// rows with a null key column dropped, exact duplicate rows written once, every row
+    /// renumbered when distinct rows share a `seq`, and damaged log records skipped. Also runs on
+    /// a finalized trace (its Parquet files are rewritten).
+    pub repair: bool,
 }
 
 /// Finalizes a trace directory left by a writer (finished or killed): sorts the event and packet
 /// logs with bounded memory and writes `events.parquet` / `packets.parquet`. A trace that is
 /// already finalized is left as it is (its summary is returned with `already_finalized`).
 pub fn finalize(dir: &Path) -> Result<FinalizeSummary, TraceError> {
+    finalize_with(dir, FinalizeOptions::default())
+}
+
+/// [`finalize`] with options. Without `repair`, a log holding rows that share a `seq` is refused
+/// (nothing is written and the log is kept). The Parquet files are written under temporary names,
+/// their checksums and the checked invariants recorded in the manifest (which then says format
+/// version 2), and only then are they renamed into place and the logs removed.
+pub fn finalize_with(dir: &Path, opts: FinalizeOptions) -> Result<FinalizeSummary, TraceError> {
     if !dir.is_dir() {
         return Err(TraceError::NotFound {
             path: dir.to_path_buf(),
         });
     }
-    let manifest = Manifest::read(dir)?;
+    let mut manifest = Manifest::read(dir)?;
     manifest.check_version(dir)?;
     let mut summary = FinalizeSummary::default();
     let events_log = dir.join(files::EVENTS_LOG);
     let events_parquet = dir.join(files::EVENTS_PARQUET);
-    if events_log.exists() {
-        let w = write_sorted(
-            dir,
-            files::EVENTS_LOG,
-            files::EVENTS_PARQUET,
-            schema::event_log_schema(),
-            schema::event_table_schema(),
-            schema::log_to_table_batch,
-            writer_properties(&schema::DICT_COLUMNS, &["ts_ns", "time", "seq", "data"]),
-        )?;
-        summary.events = w.rows;
-        summary.first_ns = w.first;
-        summary.last_ns = w.last;
-        summary.row_groups = w.row_groups;
-        summary.truncated_log |= w.truncated;
-    } else if events_parquet.exists() {
-        summary.already_finalized = true;
-        let t = crate::Trace::open(dir)?;
-        let (rows, first, last, groups) = t.parquet_facts().unwrap_or((0, None, None, 0));
-        summary.events = rows;
-        summary.first_ns = first;
-        summary.last_ns = last;
-        summary.row_groups = groups;
+    let repair = opts.repair;
+    if !(events_log.exists() || repair && events_parquet.exists()) {
+        if events_parquet.exists() && !dir.join(files::PACKETS_LOG).exists() {
+            summary.already_finalized = true;
+            let t = crate::Trace::open(dir)?;
+            let (rows, first, last, groups) = t.parquet_facts().unwrap_or((0, None, None, 0));
+            summary.events = rows;
+            summary.first_ns = first;
+            summary.last_ns = last;
+            summary.row_groups = groups;
+            if let Some(path) = dir
+                .join(files::PACKETS_PARQUET)
+                .exists()
+                .then(|| dir.join(files::PACKETS_PARQUET))
+            {
+                let f = File::open(&path).map_err(|e| TraceError::io(&path, e))?;
+                let m = parquet::file::metadata::ParquetMetaDataReader::new()
+                    .parse_and_finish(&f)
+                    .map_err(|e| TraceError::corrupt(&path, e))?;
+                summary.packets = m.file_metadata().num_rows().max(0) as u64;
+            }
+            return Ok(summary);
+        }
+        if !events_parquet.exists() {
+            return Err(TraceError::NotATrace {
+                path: dir.to_path_buf(),
+                reason: "no events.arrows or events.parquet".into(),
+            });
+        }
+    }
+    // a finalized trace being repaired is read through its verified Parquet files
+    let finalized = if events_parquet.exists() && (repair || !events_log.exists()) {
+        Some(crate::Trace::open(dir)?)
     } else {
-        return Err(TraceError::NotATrace {
-            path: dir.to_path_buf(),
-            reason: "no events.arrows or events.parquet".into(),
-        });
+        None
+    };
+    let mut seqs = SeqCheck::new(dir)?;
+    let mut written: Vec<(&'static str, Written)> = Vec::new();
+    for (part, is_packets) in [(events_part(), false), (packets_part(), true)] {
+        let log_path = dir.join(part.log_name);
+        let input = if log_path.exists() {
+            let l = LogReader::open(&log_path, part.log_schema.clone())?;
+            Input::Log(if repair { l.skip_damaged() } else { l })
+        } else if let (Some(t), true) = (&finalized, dir.join(part.out_name).exists()) {
+            Input::Parquet(t.raw_batches(is_packets)?, dir.join(part.out_name))
+        } else {
+            continue;
+        };
+        let w = write_sorted(dir, &part, input, repair, &mut seqs)?;
+        written.push((part.out_name, w));
     }
-    if dir.join(files::PACKETS_LOG).exists() {
-        let w = write_sorted(
-            dir,
-            files::PACKETS_LOG,
-            files::PACKETS_PARQUET,
-            crate::packets::packet_log_schema(),
-            crate::packets::packet_table_schema(),
-            crate::packets::packet_log_to_table_batch,
-            writer_properties(
-                &crate::packets::PACKET_DICT_COLUMNS,
-                &["ts_ns", "time", "seq"],
-            ),
-        )?;
-        summary.packets = w.rows;
+    let cleanup = |written: &[(&str, Written)]| {
+        for (name, _) in written {
+            let _ = std::fs::remove_file(dir.join(tmp_name(name)));
+        }
+    };
+    let report = match seqs.finish() {
+        Ok(r) => r,
+        Err(e) => {
+            cleanup(&written);
+            return Err(e);
+        }
+    };
+    let mut repairs = crate::manifest::Repairs::default();
+    for (_, w) in &written {
+        repairs.reordered |= w.reordered;
+        repairs.duplicates_dropped += w.duplicates_dropped;
+        repairs.null_key_rows_dropped += w.null_key_rows_dropped;
+        repairs.log_records_skipped += w.records_skipped;
+        repairs.log_bytes_skipped += w.bytes_skipped;
+    }
+    let mut max_seq = written.iter().map(|(_, w)| w.max_seq).max().unwrap_or(0);
+    if report.duplicates > 0 {
+        if !repair {
+            cleanup(&written);
+            return Err(TraceError::corrupt(
+                &dir.join(files::EVENTS_LOG),
+                format!(
+                    "seq {} is shared by more than one row ({} rows repeat a seq); nothing was written; run `analyzer finalize --repair` to renumber",
+                    report.first.unwrap_or(0),
+                    report.duplicates
+                ),
+            ));
+        }
+        let mut next = 1;
+        for part in [events_part(), packets_part()] {
+            if written.iter().any(|(n, _)| *n == part.out_name) {
+                next = match renumber(dir, &part, next) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        cleanup(&written);
+                        return Err(e);
+                    }
+                };
+            }
+        }
+        repairs.renumbered = true;
+        max_seq = next - 1;
+    }
+    let mut invariants = crate::manifest::Invariants {
+        sorted: true,
+        unique_seq: true,
+        events: 0,
+        packets: 0,
+        max_seq,
+        repaired: repair.then_some(repairs.clone()),
+    };
+    for (name, w) in &written {
+        let sums = match crate::checksum::compute(&dir.join(tmp_name(name))) {
+            Ok(s) => s,
+            Err(e) => {
+                cleanup(&written);
+                return Err(e);
+            }
+        };
+        manifest.checksums.insert(name.to_string(), sums);
+        if *name == files::EVENTS_PARQUET {
+            invariants.events = w.rows;
+            summary.events = w.rows;
+            summary.first_ns = w.first;
+            summary.last_ns = w.last;
+            summary.row_groups = w.row_groups;
+        } else {
+            invariants.packets = w.rows;
+            summary.packets = w.rows;
+        }
         summary.truncated_log |= w.truncated;
-        summary.already_finalized = false;
-    } else if dir.join(files::PACKETS_PARQUET).exists() {
-        let path = dir.join(files::PACKETS_PARQUET);
-        let f = File::open(&path).map_err(|e| TraceError::io(&path, e))?;
-        let m = parquet::file::metadata::ParquetMetaDataReader::new()
-            .parse_and_finish(&f)
-            .map_err(|e| TraceError::corrupt(&path, e))?;
-        summary.packets = m.file_metadata().num_rows().max(0) as u64;
+        summary.warnings.extend(w.warning.clone());
     }
+    if let Some(prev) = manifest.invariants.as_ref() {
+        // a packets-only finalization keeps the event counts recorded before
+        if !written.iter().any(|(n, _)| *n == files::EVENTS_PARQUET) {
+            invariants.events = prev.events;
+            summary.events = prev.events;
+        }
+    }
+    manifest.format_version = crate::FORMAT_VERSION;
+    manifest.invariants = Some(invariants);
+    if let Err(e) = manifest.write_atomic(dir) {
+        cleanup(&written);
+        return Err(e);
+    }
+    for (name, _) in &written {
+        let out = dir.join(name);
+        std::fs::rename(dir.join(tmp_name(name)), &out).map_err(|e| TraceError::io(&out, e))?;
+    }
+    for part in [events_part(), packets_part()] {
+        let log = dir.join(part.log_name);
+        if log.exists() {
+            std::fs::remove_file(&log).map_err(|e| TraceError::io(&log, e))?;
+        }
+    }
+    summary.repairs = repair.then_some(repairs);
     Ok(summary)
 }

@@ -6,9 +6,11 @@
 //! streaming reader ([`Trace`]) and the synthetic generator ([`gen`]) used by tests and
 //! benchmarks. It knows nothing about Docker or monitors.
 
+pub mod checksum;
 pub mod error;
 pub mod event;
 pub mod finalize;
+pub mod framed;
 pub mod gen;
 pub mod manifest;
 pub mod packets;
@@ -28,7 +30,7 @@ pub use remote::{RemoteFile, RemoteTrace};
 pub use writer::TraceWriter;
 
 /// The trace format version this crate writes. Readers accept this and every older version.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// File names inside a trace directory.
 pub mod files {

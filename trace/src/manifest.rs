@@ -44,6 +44,14 @@ pub struct Manifest {
     /// older traces.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replay_of: Option<ReplayOf>,
+    /// Format v2: checksums of the Parquet files, by file name (written at finalization; empty
+    /// in v1 traces and before finalization).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub checksums: BTreeMap<String, crate::checksum::FileChecksums>,
+    /// Format v2: the invariants finalization checked (absent in v1 traces and before
+    /// finalization).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invariants: Option<Invariants>,
     /// Free-form extra facts (for forward compatibility: readers keep unknown keys here).
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
@@ -184,6 +192,44 @@ pub struct Outcome {
     pub message: Option<String>,
     /// Combined online verdict, when an experiment ran: `accept`, `fail`, `inconclusive`.
     pub verdict: Option<String>,
+}
+
+/// What finalization checked (and, with `--repair`, changed) about the rows of the trace.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Invariants {
+    /// Rows of `events.parquet` and `packets.parquet` are in `(ts_ns, seq)` order (always true
+    /// for files written by finalization; readers check it again while streaming).
+    pub sorted: bool,
+    /// No two rows of the trace (events and packets) share a `seq`.
+    pub unique_seq: bool,
+    /// Rows checked.
+    pub events: u64,
+    pub packets: u64,
+    /// The largest `seq`.
+    pub max_seq: u64,
+    /// What `analyzer finalize --repair` changed; absent when the trace was not repaired.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repaired: Option<Repairs>,
+}
+
+/// What a repair changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Repairs {
+    /// Rows of a Parquet file were out of `(ts_ns, seq)` order (they were sorted; a log is
+    /// unsorted by nature and always sorted).
+    pub reordered: bool,
+    /// Exact duplicate rows dropped.
+    pub duplicates_dropped: u64,
+    /// Rows dropped because `ts_ns`, `seq`, `source` or `kind` was null.
+    pub null_key_rows_dropped: u64,
+    /// True when rows shared a `seq` and every row was renumbered (events 1..E in trace order,
+    /// then packets E+1..).
+    pub renumbered: bool,
+    /// Damaged records of the event or packet log skipped, and the bytes they held.
+    pub log_records_skipped: u64,
+    pub log_bytes_skipped: u64,
 }
 
 /// Names of environment variables whose values are redacted in the manifest.

@@ -26,6 +26,7 @@ use parquet::arrow::arrow_reader::{
 use parquet::arrow::ProjectionMask;
 use parquet::file::statistics::Statistics;
 
+use crate::checksum::{self, FileChecksums, VerifiedChunk};
 use crate::remote::{Chunk, RemoteParquet, RemoteTrace, TAIL_BYTES};
 use crate::sort::{sort_log, LogReader};
 use crate::{files, schema, Event, EventRef, Manifest, PacketRecord, TraceError};
@@ -128,23 +129,77 @@ pub struct Trace {
     packets: Option<ArrowReaderMetadata>,
     /// For a remote trace: its `events.parquet` and `packets.parquet`.
     remote: Option<RemoteFiles>,
+    /// What opening found and tolerated (a cut log tail), one line each.
+    warnings: Vec<String>,
 }
 
 /// The `events.parquet` and (when there is one) `packets.parquet` of a remote trace.
 type RemoteFiles = (Arc<RemoteParquet>, Option<Arc<RemoteParquet>>);
 
-fn load_parquet(path: &Path, required: &[&str]) -> Result<ArrowReaderMetadata, TraceError> {
-    let f = File::open(path).map_err(|e| TraceError::io(path, e))?;
-    load_parquet_from(&Chunk::Local(f), path, required)
+/// The checksums a trace records for one of its Parquet files: `None` for a v1 trace, an error
+/// for a v2 trace that lacks them.
+fn sums_for<'a>(
+    manifest: &'a Manifest,
+    name: &str,
+    path: &Path,
+) -> Result<Option<&'a FileChecksums>, TraceError> {
+    match manifest.checksums.get(name) {
+        Some(s) => Ok(Some(s)),
+        None if manifest.format_version >= 2 => Err(TraceError::corrupt(
+            path,
+            "the manifest records no checksums for this file (a format v2 trace must)",
+        )),
+        None => Ok(None),
+    }
 }
+
+fn load_parquet(
+    path: &Path,
+    required: &[&str],
+    sums: Option<&FileChecksums>,
+) -> Result<ArrowReaderMetadata, TraceError> {
+    let f = File::open(path).map_err(|e| TraceError::io(path, e))?;
+    load_parquet_from(&Chunk::Local(f), path, required, sums)
+}
+
+/// Largest footer accepted from a file without checksums (a v1 trace): a footer of a trace with
+/// millions of rows is a few megabytes; a damaged length field must not make us allocate more.
+const MAX_V1_FOOTER: u64 = 256 << 20;
 
 fn load_parquet_from(
     f: &Chunk,
     path: &Path,
     required: &[&str],
+    sums: Option<&FileChecksums>,
 ) -> Result<ArrowReaderMetadata, TraceError> {
-    let meta = ArrowReaderMetadata::load(f, ArrowReaderOptions::new())
-        .map_err(|e| TraceError::corrupt(path, e))?;
+    use parquet::file::reader::{ChunkReader, Length};
+    match sums {
+        Some(s) => checksum::verify_tail(f, path, s)?,
+        None => {
+            let len = f.len();
+            if len < 12 {
+                return Err(TraceError::corrupt(path, "file too small to be parquet"));
+            }
+            let tail = f
+                .get_bytes(len - 8, 8)
+                .map_err(|e| TraceError::corrupt(path, e))?;
+            let footer = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) as u64;
+            if footer > MAX_V1_FOOTER || footer + 8 > len {
+                return Err(TraceError::corrupt(
+                    path,
+                    format!("footer length {footer} does not fit the file ({len} bytes)"),
+                ));
+            }
+        }
+    }
+    let meta = guard(path, || {
+        ArrowReaderMetadata::load(f, ArrowReaderOptions::new())
+    })?
+    .map_err(|e| TraceError::corrupt(path, e))?;
+    if let Some(s) = sums {
+        checksum::verify_layout(meta.metadata(), path, s)?;
+    }
+    bound_metadata(meta.metadata(), path, f.len())?;
     let version = meta
         .metadata()
         .file_metadata()
@@ -172,6 +227,48 @@ fn load_parquet_from(
         }
     }
     Ok(meta)
+}
+
+/// Refuses metadata whose sizes cannot be true of a file of `len` bytes, before anything is
+/// allocated from them: row counts, column chunk ranges.
+fn bound_metadata(
+    md: &parquet::file::metadata::ParquetMetaData,
+    path: &Path,
+    len: u64,
+) -> Result<(), TraceError> {
+    let mut total: i64 = 0;
+    for rg in 0..md.num_row_groups() {
+        let g = md.row_group(rg);
+        if g.num_rows() < 0 {
+            return Err(TraceError::corrupt(
+                path,
+                format!("row group {rg}: negative row count"),
+            ));
+        }
+        total = total.saturating_add(g.num_rows());
+        for c in 0..g.num_columns() {
+            let col = g.column(c);
+            let range = checksum::checked_range(col);
+            if col.num_values() < 0
+                || range.is_none_or(|(start, size)| start.checked_add(size).is_none_or(|e| e > len))
+            {
+                return Err(TraceError::corrupt(
+                    path,
+                    format!("row group {rg}, column {c}: chunk size or offset out of the file"),
+                ));
+            }
+        }
+    }
+    if md.file_metadata().num_rows() != total {
+        return Err(TraceError::corrupt(
+            path,
+            format!(
+                "footer says {} rows, its row groups {total}",
+                md.file_metadata().num_rows()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn ts_stats(meta: &ArrowReaderMetadata, rg: usize) -> Option<(i64, i64)> {
@@ -208,11 +305,17 @@ impl Trace {
         manifest.check_version(dir)?;
         let ev_path = dir.join(files::EVENTS_PARQUET);
         let log_path = dir.join(files::EVENTS_LOG);
+        let mut warnings = Vec::new();
         let events = if ev_path.exists() {
-            Some(load_parquet(&ev_path, &["ts_ns", "seq", "source", "kind"])?)
+            let sums = sums_for(&manifest, files::EVENTS_PARQUET, &ev_path)?;
+            Some(load_parquet(
+                &ev_path,
+                &["ts_ns", "seq", "source", "kind"],
+                sums,
+            )?)
         } else if log_path.exists() {
-            // Validate the log's header now so errors surface at open.
-            LogReader::open(&log_path, schema::event_log_schema())?;
+            // Read the log through once now, so damage surfaces at open and a cut tail is known.
+            warnings.extend(scan_log(&log_path, schema::event_log_schema())?);
             None
         } else {
             return Err(TraceError::NotATrace {
@@ -222,8 +325,13 @@ impl Trace {
         };
         let pk_path = dir.join(files::PACKETS_PARQUET);
         let packets = if pk_path.exists() {
-            Some(load_parquet(&pk_path, &["ts_ns", "seq", "protocol"])?)
+            let sums = sums_for(&manifest, files::PACKETS_PARQUET, &pk_path)?;
+            Some(load_parquet(&pk_path, &["ts_ns", "seq", "protocol"], sums)?)
         } else {
+            let pk_log = dir.join(files::PACKETS_LOG);
+            if pk_log.exists() {
+                warnings.extend(scan_log(&pk_log, crate::packets::packet_log_schema())?);
+            }
             None
         };
         Ok(Trace {
@@ -232,6 +340,7 @@ impl Trace {
             events,
             packets,
             remote: None,
+            warnings,
         })
     }
 
@@ -269,18 +378,24 @@ impl Trace {
                 reason: reason.into(),
             });
         };
+        let ev_path = loc.join(files::EVENTS_PARQUET);
         let events = load_parquet_from(
             &Chunk::Remote(ev.clone(), Arc::default()),
-            &loc.join(files::EVENTS_PARQUET),
+            &ev_path,
             &["ts_ns", "seq", "source", "kind"],
+            sums_for(&manifest, files::EVENTS_PARQUET, &ev_path)?,
         )?;
         let pk = open(files::PACKETS_PARQUET)?;
         let packets = match &pk {
-            Some(p) => Some(load_parquet_from(
-                &Chunk::Remote(p.clone(), Arc::default()),
-                &loc.join(files::PACKETS_PARQUET),
-                &["ts_ns", "seq", "protocol"],
-            )?),
+            Some(p) => {
+                let pk_path = loc.join(files::PACKETS_PARQUET);
+                Some(load_parquet_from(
+                    &Chunk::Remote(p.clone(), Arc::default()),
+                    &pk_path,
+                    &["ts_ns", "seq", "protocol"],
+                    sums_for(&manifest, files::PACKETS_PARQUET, &pk_path)?,
+                )?)
+            }
             None => None,
         };
         Ok(Trace {
@@ -289,6 +404,7 @@ impl Trace {
             events: Some(events),
             packets,
             remote: Some((ev, pk)),
+            warnings: Vec::new(),
         })
     }
 
@@ -321,6 +437,12 @@ impl Trace {
     /// The manifest.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// What opening found and tolerated, one line each naming the file: a cut log tail (torn or
+    /// zero-filled). Empty for an intact trace.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// True when `events.parquet` exists (the writer finished or the trace was finalized).
@@ -360,6 +482,7 @@ impl Trace {
                     &self.dir.join(files::EVENTS_PARQUET),
                     &opts.columns.names(),
                     opts,
+                    self.manifest.checksums.get(files::EVENTS_PARQUET),
                 )?),
                 None => {
                     let mut log = LogReader::open(
@@ -374,6 +497,8 @@ impl Trace {
         } else {
             files::EVENTS_LOG
         });
+        let mut order = OrderCheck::new(&path, &["source", "kind"]);
+        let raw = raw.map(move |b| b.and_then(|b| order.check(&b).map(|_| b)));
         let o = opts.clone();
         // the Parquet row filter has already kept only the wanted sources (see parquet_batches)
         let sources_done = self
@@ -422,6 +547,29 @@ impl Trace {
         })
     }
 
+    /// The record batches of `events.parquet` (or `packets.parquet`) as stored, every column,
+    /// verified against the checksums but without the order and null checks: the input of
+    /// `finalize --repair`.
+    pub(crate) fn raw_batches(
+        &self,
+        packets: bool,
+    ) -> Result<Box<dyn Iterator<Item = Result<RecordBatch, TraceError>> + Send>, TraceError> {
+        let (meta, name) = match (packets, &self.events, &self.packets) {
+            (false, Some(m), _) => (m, files::EVENTS_PARQUET),
+            (true, _, Some(m)) => (m, files::PACKETS_PARQUET),
+            _ => return Ok(Box::new(std::iter::empty())),
+        };
+        let it = self.parquet_batches(
+            meta,
+            self.chunk(packets)?,
+            &self.dir.join(name),
+            &[],
+            &ReadOptions::default(),
+            self.manifest.checksums.get(name),
+        )?;
+        Ok(Box::new(it))
+    }
+
     /// Streams the packet records in `(ts_ns, seq)` order (empty when the trace has none).
     pub fn packets(&self) -> Result<PacketStream, TraceError> {
         let (raw, path): (
@@ -437,6 +585,7 @@ impl Trace {
                         &p,
                         &[],
                         &ReadOptions::default(),
+                        self.manifest.checksums.get(files::PACKETS_PARQUET),
                     )?),
                     p,
                 )
@@ -455,9 +604,11 @@ impl Trace {
                 )
             }
         };
+        let mut order = OrderCheck::new(&path, &[]);
         Ok(PacketStream {
             inner: Box::new(raw.map(move |b| {
                 b.and_then(|b| {
+                    order.check(&b)?;
                     crate::packets::packets_from_batch(&b)
                         .map_err(|m| TraceError::corrupt(&path, m))
                 })
@@ -466,7 +617,8 @@ impl Trace {
     }
 
     /// Record batches of a Parquet file: only row groups overlapping the time range, only the
-    /// named columns (all when empty).
+    /// named columns (all when empty). With checksums, each row group's column chunks are
+    /// fetched and verified before they are decoded.
     fn parquet_batches(
         &self,
         meta: &ArrowReaderMetadata,
@@ -474,6 +626,7 @@ impl Trace {
         path: &Path,
         columns: &[&str],
         opts: &ReadOptions,
+        sums: Option<&FileChecksums>,
     ) -> Result<impl Iterator<Item = Result<RecordBatch, TraceError>> + Send + 'static, TraceError>
     {
         let n = meta.metadata().num_row_groups();
@@ -485,18 +638,26 @@ impl Trace {
                 None => true,
             })
             .collect();
+        let schema = meta.schema();
+        let projection: Option<Vec<usize>> = (!columns.is_empty()).then(|| {
+            columns
+                .iter()
+                .filter_map(|c| schema.index_of(c).ok())
+                .collect()
+        });
+        let source_idx = schema.index_of("source").ok();
         // a remote file: plan the spans of the column chunks this read needs (the projected
-        // columns and the one the row filter reads, of the row groups in range)
+        // columns, the one the row filter reads and, with checksums, `time`, of the row groups
+        // in range), so that they are fetched in a few coalesced requests
         let f = match f {
             Chunk::Remote(r, _) => {
-                let roots: Option<Vec<usize>> = (!columns.is_empty()).then(|| {
-                    let schema = meta.schema();
-                    let mut v: Vec<usize> = columns
-                        .iter()
-                        .filter_map(|c| schema.index_of(c).ok())
-                        .collect();
+                let roots: Option<Vec<usize>> = projection.as_ref().map(|p| {
+                    let mut v = p.clone();
                     if opts.sources.is_some() {
-                        v.extend(schema.index_of("source").ok());
+                        v.extend(source_idx);
+                    }
+                    if sums.is_some() {
+                        v.extend(schema.index_of("time").ok());
                     }
                     v
                 });
@@ -505,56 +666,257 @@ impl Trace {
             }
             local => local,
         };
-        let mut b = ParquetRecordBatchReaderBuilder::new_with_metadata(f, meta.clone())
-            .with_batch_size(opts.batch_size())
-            .with_row_groups(groups);
-        if let (Some(sources), Ok(idx)) = (opts.sources.clone(), meta.schema().index_of("source")) {
-            // Decode `source` first and the other columns only for the rows that pass.
-            let mask = ProjectionMask::roots(meta.parquet_schema(), [idx]);
-            let pred = ArrowPredicateFn::new(mask, move |b: RecordBatch| {
-                let col = b.column(0);
-                let keep = |s: &str| sources.iter().any(|x| x == s);
-                let out: BooleanArray =
-                    match col.data_type() {
-                        DataType::Dictionary(k, _) if **k == DataType::Int32 => {
-                            let d = col.as_dictionary::<Int32Type>();
-                            let vals = arrow::compute::cast(d.values(), &DataType::Utf8)?;
-                            let vals = vals.as_string::<i32>();
-                            let hit: Vec<bool> = (0..vals.len())
-                                .map(|i| vals.is_valid(i) && keep(vals.value(i)))
-                                .collect();
-                            d.keys()
-                                .iter()
-                                .map(|k| {
-                                    Some(k.is_some_and(|k| {
-                                        hit.get(k as usize).copied().unwrap_or(false)
-                                    }))
-                                })
-                                .collect()
-                        }
-                        _ => {
-                            let c = arrow::compute::cast(col, &DataType::Utf8)?;
-                            c.as_string::<i32>()
-                                .iter()
-                                .map(|v| Some(v.is_some_and(keep)))
-                                .collect()
-                        }
-                    };
-                Ok(out)
-            });
-            b = b.with_row_filter(RowFilter::new(vec![Box::new(pred)]));
-        }
-        if !columns.is_empty() {
-            let schema = meta.schema();
-            let idx: Vec<usize> = columns
-                .iter()
-                .filter_map(|c| schema.index_of(c).ok())
-                .collect();
-            b = b.with_projection(ProjectionMask::roots(meta.parquet_schema(), idx));
-        }
-        let reader = b.build().map_err(|e| TraceError::corrupt(path, e))?;
+        let configure = ReadConfig {
+            meta: meta.clone(),
+            projection: projection.clone(),
+            sources: opts.sources.clone(),
+            source_idx,
+            batch_size: opts.batch_size(),
+        };
         let path = path.to_path_buf();
-        Ok(reader.map(move |r| r.map_err(|e| TraceError::corrupt(&path, e))))
+        let Some(sums) = sums.cloned() else {
+            let b = configure.apply(
+                ParquetRecordBatchReaderBuilder::new_with_metadata(f, meta.clone())
+                    .with_row_groups(groups),
+            );
+            let reader = guard(&path, || b.build())?.map_err(|e| TraceError::corrupt(&path, e))?;
+            let it: Box<dyn Iterator<Item = Result<RecordBatch, TraceError>> + Send> =
+                Box::new(Guarded {
+                    inner: reader,
+                    path,
+                    done: false,
+                });
+            return Ok(it);
+        };
+        // the leaf columns each row group read decodes: projected ones and the filter's
+        // (and `time`, never decoded here but small, so that no column a SQL engine reads can
+        // differ unnoticed from `ts_ns`)
+        let wanted: Vec<usize> = match &projection {
+            None => (0..meta.parquet_schema().num_columns()).collect(),
+            Some(p) => {
+                let mut v = p.clone();
+                if opts.sources.is_some() {
+                    v.extend(source_idx);
+                }
+                v.extend(schema.index_of("time").ok());
+                v.sort_unstable();
+                v.dedup();
+                v.into_iter()
+                    .filter_map(|root| leaf_of(meta, root))
+                    .collect()
+            }
+        };
+        let base = Arc::new(f);
+        let meta = meta.clone();
+        let it = groups.into_iter().flat_map(
+            move |rg| -> Box<dyn Iterator<Item = Result<RecordBatch, TraceError>> + Send> {
+                let chunk = match VerifiedChunk::fetch(
+                    base.clone(),
+                    meta.metadata(),
+                    &path,
+                    &sums,
+                    rg,
+                    &wanted,
+                ) {
+                    Ok(c) => c,
+                    Err(e) => return Box::new(std::iter::once(Err(e))),
+                };
+                let b = configure.apply(
+                    ParquetRecordBatchReaderBuilder::new_with_metadata(chunk, meta.clone())
+                        .with_row_groups(vec![rg]),
+                );
+                match guard(&path, || b.build()) {
+                    Ok(Ok(r)) => Box::new(Guarded {
+                        inner: r,
+                        path: path.clone(),
+                        done: false,
+                    }),
+                    Ok(Err(e)) => Box::new(std::iter::once(Err(TraceError::corrupt(&path, e)))),
+                    Err(e) => Box::new(std::iter::once(Err(e))),
+                }
+            },
+        );
+        let it: Box<dyn Iterator<Item = Result<RecordBatch, TraceError>> + Send> = Box::new(it);
+        Ok(it)
+    }
+}
+
+/// Runs parquet's decoder, turning a panic on malformed input (the parquet crate indexes past
+/// buffers on some damaged pages and footers) into an error naming the file. Only a file without
+/// checksums (v1), or one crafted to match them, reaches the decoder damaged.
+fn guard<T>(path: &Path, f: impl FnOnce() -> T) -> Result<T, TraceError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .map_err(|_| TraceError::corrupt(path, "malformed parquet data (the decoder failed)"))
+}
+
+/// A Parquet batch reader whose panics become one error, after which it ends.
+struct Guarded<R> {
+    inner: R,
+    path: PathBuf,
+    done: bool,
+}
+
+impl<R: Iterator<Item = Result<RecordBatch, arrow_schema::ArrowError>>> Iterator for Guarded<R> {
+    type Item = Result<RecordBatch, TraceError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match guard(&self.path, || self.inner.next()) {
+            Ok(r) => r.map(|r| r.map_err(|e| TraceError::corrupt(&self.path, e))),
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// How every Parquet read of one `events()` call is set up: batch size, source filter,
+/// projection.
+struct ReadConfig {
+    meta: ArrowReaderMetadata,
+    projection: Option<Vec<usize>>,
+    sources: Option<Vec<String>>,
+    source_idx: Option<usize>,
+    batch_size: usize,
+}
+
+impl ReadConfig {
+    fn apply<T: parquet::file::reader::ChunkReader + 'static>(
+        &self,
+        mut b: ParquetRecordBatchReaderBuilder<T>,
+    ) -> ParquetRecordBatchReaderBuilder<T> {
+        b = b.with_batch_size(self.batch_size);
+        if let (Some(sources), Some(idx)) = (self.sources.clone(), self.source_idx) {
+            b = b.with_row_filter(source_filter(&self.meta, idx, sources));
+        }
+        if let Some(idx) = &self.projection {
+            b = b.with_projection(ProjectionMask::roots(
+                self.meta.parquet_schema(),
+                idx.iter().copied(),
+            ));
+        }
+        b
+    }
+}
+
+/// The leaf column index of root column `root` (the trace schemas are flat: one leaf each).
+fn leaf_of(meta: &ArrowReaderMetadata, root: usize) -> Option<usize> {
+    let descr = meta.parquet_schema();
+    (0..descr.num_columns()).find(|&i| descr.get_column_root_idx(i) == root)
+}
+
+/// The row filter keeping rows whose `source` (root column `idx`) is one of `sources`: `source`
+/// is decoded first and the other columns only for the rows that pass.
+fn source_filter(meta: &ArrowReaderMetadata, idx: usize, sources: Vec<String>) -> RowFilter {
+    let mask = ProjectionMask::roots(meta.parquet_schema(), [idx]);
+    let pred = ArrowPredicateFn::new(mask, move |b: RecordBatch| {
+        let col = b.column(0);
+        let keep = |s: &str| sources.iter().any(|x| x == s);
+        let out: BooleanArray = match col.data_type() {
+            DataType::Dictionary(k, _) if **k == DataType::Int32 => {
+                let d = col.as_dictionary::<Int32Type>();
+                let vals = arrow::compute::cast(d.values(), &DataType::Utf8)?;
+                let vals = vals.as_string::<i32>();
+                let hit: Vec<bool> = (0..vals.len())
+                    .map(|i| vals.is_valid(i) && keep(vals.value(i)))
+                    .collect();
+                d.keys()
+                    .iter()
+                    .map(|k| Some(k.is_some_and(|k| hit.get(k as usize).copied().unwrap_or(false))))
+                    .collect()
+            }
+            _ => {
+                let c = arrow::compute::cast(col, &DataType::Utf8)?;
+                c.as_string::<i32>()
+                    .iter()
+                    .map(|v| Some(v.is_some_and(keep)))
+                    .collect()
+            }
+        };
+        Ok(out)
+    });
+    RowFilter::new(vec![Box::new(pred)])
+}
+
+/// Reads a log through once: the warning for a cut tail, or the error for a damaged record.
+fn scan_log(path: &Path, schema: arrow_schema::SchemaRef) -> Result<Option<String>, TraceError> {
+    let mut log = LogReader::open(path, schema)?;
+    for b in log.by_ref() {
+        b?;
+    }
+    Ok(log.warning())
+}
+
+/// Checks, while streaming, that rows come in `(ts_ns, seq)` order and that the key columns
+/// hold no null. Rows are counted from 1 in the order read.
+struct OrderCheck {
+    path: PathBuf,
+    keys: &'static [&'static str],
+    last: Option<(i64, u64)>,
+    row: u64,
+}
+
+impl OrderCheck {
+    fn new(path: &Path, keys: &'static [&'static str]) -> OrderCheck {
+        OrderCheck {
+            path: path.to_path_buf(),
+            keys,
+            last: None,
+            row: 0,
+        }
+    }
+
+    fn check(&mut self, b: &RecordBatch) -> Result<(), TraceError> {
+        let err = |m: String| TraceError::corrupt(&self.path, m);
+        let ts = b
+            .column_by_name("ts_ns")
+            .and_then(|c| c.as_primitive_opt::<Int64Type>())
+            .ok_or_else(|| err("ts_ns is not an int64 column".into()))?;
+        let seq = b
+            .column_by_name("seq")
+            .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+            .ok_or_else(|| err("seq is not a uint64 column".into()))?;
+        let mut nullable: Vec<(&str, &dyn Array)> = vec![("ts_ns", ts), ("seq", seq)];
+        for k in self.keys {
+            if let Some(c) = b.column_by_name(k) {
+                nullable.push((k, c.as_ref()));
+            }
+        }
+        for (name, c) in nullable {
+            if c.null_count() > 0 {
+                let i = (0..c.len()).find(|&i| c.is_null(i)).unwrap_or(0);
+                return Err(err(format!(
+                    "row {}: {name} is null (a key column); the trace is refused",
+                    self.row + 1 + i as u64
+                )));
+            }
+        }
+        for i in 0..b.num_rows() {
+            let k = (ts.value(i), seq.value(i));
+            if let Some(last) = self.last {
+                if k <= last {
+                    let what = if k == last {
+                        "repeats the (ts_ns, seq) of the row before"
+                    } else {
+                        "is out of (ts_ns, seq) order"
+                    };
+                    return Err(err(format!(
+                        "row {} (ts_ns {}, seq {}) {what} (ts_ns {}, seq {}); run `analyzer finalize --repair`",
+                        self.row + 1 + i as u64,
+                        k.0,
+                        k.1,
+                        last.0,
+                        last.1
+                    )));
+                }
+            }
+            self.last = Some(k);
+        }
+        self.row += b.num_rows() as u64;
+        Ok(())
     }
 }
 

@@ -20,6 +20,7 @@ use arrow_ipc::reader::StreamReader;
 use arrow_ipc::writer::StreamWriter;
 use arrow_schema::SchemaRef;
 
+use crate::framed::{self, FramedLog, LogTail};
 use crate::TraceError;
 
 /// Rows per batch produced by sorting and merging.
@@ -29,13 +30,26 @@ pub(crate) const OUT_BATCH: usize = 8192;
 /// batches keep the merge's memory low when there are many runs.
 const RUN_BATCH: usize = 2048;
 
-/// Reads an append-only IPC log written by the trace writer, tolerating a truncated tail (a
-/// writer killed mid-write): the incomplete last message is dropped and `truncated` set.
+/// Reads an append-only log written by the trace writer: the framed log of format v2
+/// ([`crate::framed`]) or the plain Arrow IPC stream of format v1. A truncated tail (a writer
+/// killed mid-write) is dropped and `truncated` set; for v2 logs `tail` says how many bytes were
+/// cut. A record damaged in the middle of a v2 log is an error, or, with
+/// [`LogReader::skip_damaged`], skipped and counted in `skipped`.
 pub(crate) struct LogReader {
     path: PathBuf,
-    reader: Option<StreamReader<BufReader<File>>>,
+    inner: Option<LogInner>,
     schema: SchemaRef,
     pub(crate) truncated: bool,
+    /// How a v2 log ended.
+    pub(crate) tail: LogTail,
+    /// Damaged records skipped (only with `skip_damaged`): (byte offset, bytes skipped).
+    pub(crate) skipped: Vec<(u64, u64)>,
+    skip_damaged: bool,
+}
+
+enum LogInner {
+    V1(Box<StreamReader<BufReader<File>>>),
+    V2(FramedLog),
 }
 
 impl LogReader {
@@ -44,16 +58,46 @@ impl LogReader {
     pub(crate) fn open(path: &Path, default_schema: SchemaRef) -> Result<LogReader, TraceError> {
         let f = File::open(path).map_err(|e| TraceError::io(path, e))?;
         let len = f.metadata().map_err(|e| TraceError::io(path, e))?.len();
+        let empty = |schema: SchemaRef| LogReader {
+            path: path.to_path_buf(),
+            inner: None,
+            schema,
+            truncated: true,
+            tail: LogTail::Clean,
+            skipped: Vec::new(),
+            skip_damaged: false,
+        };
         if len == 0 {
+            return Ok(empty(default_schema));
+        }
+        if framed::is_framed(path)? {
+            let log = FramedLog::open(path, default_schema.clone())?;
             return Ok(LogReader {
                 path: path.to_path_buf(),
-                reader: None,
+                inner: Some(LogInner::V2(log)),
                 schema: default_schema,
-                truncated: true,
+                truncated: false,
+                tail: LogTail::Clean,
+                skipped: Vec::new(),
+                skip_damaged: false,
             });
         }
-        let reader = StreamReader::try_new(BufReader::with_capacity(1 << 20, f), None)
-            .map_err(|e| TraceError::corrupt(path, format!("not an arrow ipc stream: {e}")))?;
+        if len < framed::HEADER_LEN {
+            // a v2 file header cut short by a killed writer
+            let head = std::fs::read(path).map_err(|e| TraceError::io(path, e))?;
+            if framed::FILE_MAGIC.starts_with(&head[..head.len().min(8)]) {
+                let mut r = empty(default_schema);
+                r.tail = LogTail::Torn {
+                    offset: 0,
+                    bytes: len,
+                };
+                return Ok(r);
+            }
+        }
+        let reader = catch(path, || {
+            StreamReader::try_new(BufReader::with_capacity(1 << 20, f), None)
+        })?
+        .map_err(|e| TraceError::corrupt(path, format!("not an arrow ipc stream: {e}")))?;
         let schema = reader.schema();
         for need in ["ts_ns", "seq"] {
             if schema.column_with_name(need).is_none() {
@@ -65,10 +109,19 @@ impl LogReader {
         }
         Ok(LogReader {
             path: path.to_path_buf(),
-            reader: Some(reader),
+            inner: Some(LogInner::V1(Box::new(reader))),
             schema,
             truncated: false,
+            tail: LogTail::Clean,
+            skipped: Vec::new(),
+            skip_damaged: false,
         })
+    }
+
+    /// Skips records damaged in the middle of a v2 log instead of failing (for repair).
+    pub(crate) fn skip_damaged(mut self) -> LogReader {
+        self.skip_damaged = true;
+        self
     }
 
     pub(crate) fn schema(&self) -> SchemaRef {
@@ -78,25 +131,102 @@ impl LogReader {
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
+
+    /// A warning describing what was cut or skipped, `None` when the log was read whole.
+    pub(crate) fn warning(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if let Some(t) = self.tail.describe() {
+            parts.push(t);
+        } else if self.truncated {
+            parts.push(
+                "the log ends in an incomplete batch from a killed writer, which was dropped"
+                    .to_string(),
+            );
+        }
+        if !self.skipped.is_empty() {
+            let bytes: u64 = self.skipped.iter().map(|s| s.1).sum();
+            parts.push(format!(
+                "{} damaged record(s) skipped ({bytes} bytes, first at byte offset {})",
+                self.skipped.len(),
+                self.skipped[0].0
+            ));
+        }
+        (!parts.is_empty()).then(|| format!("{}: {}", self.path.display(), parts.join("; ")))
+    }
+}
+
+/// Runs arrow's IPC decoder, turning a panic on malformed input into an error naming the file.
+fn catch<T>(path: &Path, f: impl FnOnce() -> T) -> Result<T, TraceError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .map_err(|_| TraceError::corrupt(path, "malformed arrow ipc message"))
 }
 
 impl Iterator for LogReader {
-    type Item = RecordBatch;
+    type Item = Result<RecordBatch, TraceError>;
 
-    fn next(&mut self) -> Option<RecordBatch> {
-        let r = self.reader.as_mut()?;
-        match r.next() {
-            Some(Ok(b)) => Some(b),
-            Some(Err(_)) => {
-                // An incomplete message at the end of a log left by a killed writer.
-                self.truncated = true;
-                self.reader = None;
-                None
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.inner.as_mut()? {
+            LogInner::V1(r) => {
+                let next = match catch(&self.path, || r.next()) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        self.inner = None;
+                        return Some(Err(e));
+                    }
+                };
+                match next {
+                    Some(Ok(b)) => Some(Ok(b)),
+                    Some(Err(_)) => {
+                        // An incomplete message at the end of a log left by a killed writer.
+                        self.truncated = true;
+                        self.inner = None;
+                        None
+                    }
+                    None => {
+                        self.inner = None;
+                        None
+                    }
+                }
             }
-            None => {
-                self.reader = None;
-                None
-            }
+            LogInner::V2(log) => loop {
+                match log.next_or_bad() {
+                    Err(e) => {
+                        self.inner = None;
+                        return Some(Err(e));
+                    }
+                    Ok(Ok(Some(b))) => return Some(Ok(b)),
+                    Ok(Ok(None)) => {
+                        self.tail = log.tail;
+                        self.truncated = log.tail != LogTail::Clean;
+                        self.inner = None;
+                        return None;
+                    }
+                    Ok(Err(bad)) if self.skip_damaged => match log.skip(&bad) {
+                        Ok(Some(n)) => self.skipped.push((bad.offset, n)),
+                        Ok(None) => {
+                            let len = std::fs::metadata(&self.path).map_or(0, |m| m.len());
+                            self.skipped
+                                .push((bad.offset, len.saturating_sub(bad.offset)));
+                            self.inner = None;
+                            return None;
+                        }
+                        Err(e) => {
+                            self.inner = None;
+                            return Some(Err(e));
+                        }
+                    },
+                    Ok(Err(bad)) => {
+                        self.inner = None;
+                        return Some(Err(TraceError::corrupt(
+                            &self.path,
+                            format!(
+                                "record at byte offset {}: {}; the log is damaged in the middle (run `analyzer finalize --repair` to drop the record)",
+                                bad.offset, bad.problem
+                            ),
+                        )));
+                    }
+                }
+            },
         }
     }
 }
@@ -165,6 +295,10 @@ impl RunSorter {
             budget,
             origin: origin.to_path_buf(),
         })
+    }
+
+    pub(crate) fn schema(&self) -> SchemaRef {
+        self.schema.clone()
     }
 
     pub(crate) fn push(&mut self, batch: RecordBatch) -> Result<(), TraceError> {
@@ -450,7 +584,7 @@ pub(crate) fn sort_log(
     let origin = log.path().to_path_buf();
     let mut s = RunSorter::new(log.schema(), tmp_parent, budget, &origin)?;
     for b in log.by_ref() {
-        s.push(b)?;
+        s.push(b?)?;
     }
     s.finish()
 }

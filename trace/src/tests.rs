@@ -165,7 +165,7 @@ fn a_truncated_log_is_read_up_to_the_last_complete_batch_and_finalizes() {
     let d = tempfile::tempdir().unwrap();
     let (mut w, all) = write_unfinished(d.path(), &cfg());
     w.flush().unwrap();
-    std::mem::forget(w); // as if killed: no finish, no end-of-stream marker
+    std::mem::forget(w); // as if killed: no finish
     let log = d.path().join(files::EVENTS_LOG);
     let len = std::fs::metadata(&log).unwrap().len();
     // Cut into the last message.

@@ -1,24 +1,21 @@
 //! The crash-safe trace writer.
 //!
-//! While recording, events are buffered briefly and appended as Arrow IPC stream messages to
-//! `events.arrows` (packets to `packets.arrows`). A buffer is written and flushed to the file when
+//! While recording, events are buffered briefly and appended as checksummed records (one Arrow
+//! IPC stream each, see [`crate::framed`]) to `events.arrows` (packets to `packets.arrows`). A buffer is written and flushed to the file when
 //! its oldest event is 250 ms old (checked on every append), when it holds
 //! [`TraceWriter::MAX_BUFFERED`] events, or when the owner calls [`TraceWriter::flush`] on its
-//! tick. A process killed at any instant leaves a log whose complete messages are all readable;
+//! tick. A process killed at any instant leaves a log whose complete records are all readable;
 //! [`TraceWriter::finish`] (or [`crate::finalize()`] for a killed writer) sorts the log and writes
 //! the Parquet files.
 
-use std::fs::{File, OpenOptions};
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use arrow_ipc::writer::StreamWriter;
-
 use crate::finalize::FinalizeSummary;
+use crate::framed::FramedWriter;
 use crate::{files, schema, Event, Manifest, PacketRecord, TraceError};
 
-type LogWriter = StreamWriter<BufWriter<File>>;
+type LogWriter = FramedWriter;
 
 /// Writes one trace directory. Owned by a single task.
 pub struct TraceWriter {
@@ -32,17 +29,8 @@ pub struct TraceWriter {
     flush_interval: Duration,
 }
 
-fn open_log(path: &Path, schema: &arrow_schema::Schema) -> Result<LogWriter, TraceError> {
-    let f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|e| TraceError::io(path, e))?;
-    let mut w = StreamWriter::try_new(BufWriter::with_capacity(1 << 20, f), schema)
-        .map_err(|e| TraceError::corrupt(path, format!("cannot start arrow stream: {e}")))?;
-    w.flush()
-        .map_err(|e| TraceError::corrupt(path, format!("cannot write: {e}")))?;
-    Ok(w)
+fn open_log(path: &Path) -> Result<LogWriter, TraceError> {
+    FramedWriter::create(path)
 }
 
 /// Writes packet summaries to `<dir>/packets.arrows` outside a running writer, numbering them
@@ -56,7 +44,7 @@ pub fn spool_packets(
     packets: impl IntoIterator<Item = PacketRecord>,
 ) -> Result<u64, TraceError> {
     let path = dir.join(files::PACKETS_LOG);
-    let mut log = open_log(&path, &crate::packets::packet_log_schema())?;
+    let mut log = open_log(&path)?;
     let mut seq = first_seq;
     let mut chunk: Vec<PacketRecord> = Vec::with_capacity(4096);
     let mut it = packets.into_iter().peekable();
@@ -68,11 +56,8 @@ pub fn spool_packets(
             chunk.push(p);
         }
         let batch = crate::packets::packets_to_log_batch(&chunk);
-        log.write(&batch)
-            .map_err(|e| TraceError::corrupt(&path, format!("cannot append: {e}")))?;
+        log.write(&batch)?;
     }
-    log.finish()
-        .map_err(|e| TraceError::corrupt(&path, format!("cannot close: {e}")))?;
     Ok(seq - first_seq)
 }
 
@@ -101,7 +86,7 @@ impl TraceWriter {
         }
         manifest.check_version(dir)?;
         manifest.write_atomic(dir)?;
-        let log = open_log(&dir.join(files::EVENTS_LOG), &schema::event_log_schema())?;
+        let log = open_log(&dir.join(files::EVENTS_LOG))?;
         Ok(TraceWriter {
             dir: dir.to_path_buf(),
             manifest,
@@ -154,13 +139,11 @@ impl TraceWriter {
         };
         if !self.buf.is_empty() {
             let batch = schema::events_to_log_batch(self.buf.iter());
-            log.write(&batch)
-                .map_err(|e| TraceError::corrupt(&path, format!("cannot append: {e}")))?;
+            log.write(&batch)?;
             self.buf.clear();
             self.oldest = None;
         }
-        log.flush()
-            .map_err(|e| TraceError::corrupt(&path, format!("cannot flush: {e}")))
+        Ok(())
     }
 
     /// Number of events appended so far.
@@ -191,14 +174,11 @@ impl TraceWriter {
                 chunk.push(p);
             }
             if self.packets.is_none() {
-                self.packets = Some(open_log(&path, &crate::packets::packet_log_schema())?);
+                self.packets = Some(open_log(&path)?);
             }
             if let Some(w) = self.packets.as_mut() {
                 let batch = crate::packets::packets_to_log_batch(&chunk);
-                w.write(&batch)
-                    .map_err(|e| TraceError::corrupt(&path, format!("cannot append: {e}")))?;
-                w.flush()
-                    .map_err(|e| TraceError::corrupt(&path, format!("cannot flush: {e}")))?;
+                w.write(&batch)?;
             }
         }
         Ok(())
@@ -221,15 +201,12 @@ impl TraceWriter {
 
     fn close_logs(&mut self) -> Result<(), TraceError> {
         self.flush()?;
+        // every record reached the file when it was written; make them durable before sorting
         if let Some(mut log) = self.log.take() {
-            let path = self.dir.join(files::EVENTS_LOG);
-            log.finish()
-                .map_err(|e| TraceError::corrupt(&path, format!("cannot close: {e}")))?;
+            log.sync()?;
         }
         if let Some(mut w) = self.packets.take() {
-            let path = self.dir.join(files::PACKETS_LOG);
-            w.finish()
-                .map_err(|e| TraceError::corrupt(&path, format!("cannot close: {e}")))?;
+            w.sync()?;
         }
         Ok(())
     }

@@ -1,0 +1,162 @@
+//! Replays the seed corpora and every crash input of the sensors crate's fuzz targets
+//! (`sensors/fuzz`: `pcap`, `jolokia`, `prometheus`) on stable, with the same harness as the
+//! targets: each input must be parsed or refused, never panic.
+
+use std::path::Path;
+
+use sensors::jolokia::{parse_bulk_reply, parse_single_reply, parse_version_reply, MBeanRead};
+use sensors::pcap::{AddressMap, PcapSummariser};
+use sensors::prom::{parse, parse_strict, scrape_events, Selector};
+
+fn pcap(data: &[u8]) {
+    let mut addrs = AddressMap::default();
+    addrs.insert([172, 18, 0, 2].into(), "left-a");
+    addrs.insert([10, 0, 0, 1].into(), "recorder");
+    let Ok(s) = PcapSummariser::from_reader(std::io::Cursor::new(data.to_vec()), "fuzz", addrs)
+    else {
+        return;
+    };
+    for rec in s {
+        std::hint::black_box(rec.to_event());
+    }
+}
+
+fn jolokia(data: &[u8]) {
+    let reads = [
+        MBeanRead::new("akka:type=Cluster", &["ClusterStatus", "Leader"]),
+        MBeanRead::new("java.lang:type=Memory", &[]),
+        MBeanRead::new("org.apache.ZooKeeperService:*", &["State"]),
+    ];
+    if let Ok(outs) = parse_bulk_reply(&reads, data) {
+        for o in &outs {
+            std::hint::black_box(o.to_events(1, "svc", Some("c")));
+            std::hint::black_box(o.to_event(1, "svc", None));
+        }
+    }
+    for r in &reads {
+        if let Ok(o) = parse_single_reply(r, data) {
+            std::hint::black_box(o.to_events(1, "svc", None));
+        }
+    }
+    let _ = std::hint::black_box(parse_version_reply(data));
+}
+
+fn prometheus(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let (fams, errs) = parse(&text);
+    std::hint::black_box(errs);
+    for sel in [Selector::default(), Selector(vec!["http_*".into()])] {
+        std::hint::black_box(scrape_events(
+            1,
+            "svc",
+            Some("c"),
+            "http://x/metrics",
+            &fams,
+            &sel,
+        ));
+    }
+    let _ = std::hint::black_box(parse_strict(&text));
+}
+
+fn replay(target: &str, f: fn(&[u8])) -> usize {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let mut n = 0;
+    for dir in ["corpus", "regressions"] {
+        let Ok(rd) = std::fs::read_dir(root.join(dir).join(target)) else {
+            continue;
+        };
+        let mut paths: Vec<_> = rd.map(|e| e.unwrap().path()).collect();
+        paths.sort();
+        for p in paths {
+            f(&std::fs::read(&p).unwrap());
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn pcap_corpus_and_crashes_replay_without_panic() {
+    assert!(replay("pcap", pcap) >= 3);
+}
+
+#[test]
+fn jolokia_corpus_and_crashes_replay_without_panic() {
+    assert!(replay("jolokia", jolokia) >= 5);
+}
+
+#[test]
+fn prometheus_corpus_and_crashes_replay_without_panic() {
+    assert!(replay("prometheus", prometheus) >= 2);
+}
+
+/// A stable-toolchain mutation run over the corpora (bit flips, byte overwrites, truncation,
+/// duplication of a slice), for machines without nightly: `FUZZ_SECS=120 cargo test -p sensors
+/// --test fuzz_regressions -- --ignored mutate`. Inputs that panic are written to
+/// `fuzz/artifacts/<target>/` and fail the run.
+/// A fuzz target: its corpus directory name and its body.
+type Target = (&'static str, fn(&[u8]));
+
+#[test]
+#[ignore = "a timed mutation run; start it by hand"]
+fn mutate_the_corpora() {
+    let secs: u64 = std::env::var("FUZZ_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let targets: [Target; 3] = [
+        ("pcap", pcap),
+        ("jolokia", jolokia),
+        ("prometheus", prometheus),
+    ];
+    let mut panics = 0;
+    for (target, f) in targets {
+        let mut seeds = Vec::new();
+        for dir in ["corpus", "regressions"] {
+            if let Ok(rd) = std::fs::read_dir(root.join(dir).join(target)) {
+                for e in rd {
+                    seeds.push(std::fs::read(e.unwrap().path()).unwrap());
+                }
+            }
+        }
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        let mut runs = 0u64;
+        while std::time::Instant::now() < end {
+            let mut b = seeds[(rnd() as usize) % seeds.len()].clone();
+            for _ in 0..1 + rnd() % 4 {
+                if b.len() < 2 {
+                    break;
+                }
+                let p = (rnd() as usize) % b.len();
+                match rnd() % 5 {
+                    0 | 1 => b[p] ^= 1 << (rnd() % 8),
+                    2 => b[p] = [0, 0xff, 0x7f, 0x80][(rnd() % 4) as usize],
+                    3 => b.truncate(p.max(1)),
+                    _ => {
+                        let n = ((rnd() as usize) % 64).min(b.len() - p);
+                        let s = b[p..p + n].to_vec();
+                        b.splice(p..p, s);
+                    }
+                }
+            }
+            let input = b.clone();
+            if std::panic::catch_unwind(|| f(&input)).is_err() {
+                let out = root.join("artifacts").join(target);
+                std::fs::create_dir_all(&out).unwrap();
+                std::fs::write(out.join(format!("crash-{runs}")), &b).unwrap();
+                panics += 1;
+            }
+            runs += 1;
+        }
+        eprintln!("{target}: {runs} inputs in {secs} s, {panics} panics so far");
+    }
+    assert_eq!(panics, 0, "inputs that panic are under fuzz/artifacts/");
+}
