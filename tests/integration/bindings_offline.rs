@@ -216,11 +216,11 @@ fn the_redis_sentinel_sample_loses_acknowledged_writes() {
     }
     assert!(s.contains("FAIL monitor ackedWritesKept"), "{s}");
     assert!(
-        s.contains("104 acknowledged writes lost: [\"w35 (acknowledged by redis-1 at 2026-12-01T14:07:15.123662207Z)\""),
+        s.contains("126 acknowledged writes lost: [\"w48 (acknowledged by redis-1 at 2026-12-01T15:12:55.658345976Z)\""),
         "{s}"
     );
     assert!(
-        s.contains("deciding event: +31.489s 2026-12-01T14:07:34.006176668Z seq 799 log client stdout readback from redis-3: 158 acknowledged, 104 lost"),
+        s.contains("deciding event: +25.223s 2026-12-01T15:13:12.730937567Z seq 842 log client stdout readback from redis-3: 193 acknowledged, 126 lost"),
         "{s}"
     );
 }

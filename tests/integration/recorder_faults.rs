@@ -470,7 +470,12 @@ services:
                 .is_some_and(|m| m.starts_with("start crash "))
         })
         .count();
-    assert_eq!(runs, starts, "start lines vs start events");
+    // every run that ran to its crash printed its `start` line; the last start may be stopped
+    // by the teardown before it prints one
+    assert!(
+        runs >= crashes && runs <= starts,
+        "{runs} start lines for {starts} starts and {crashes} crashes"
+    );
     let n = assert_contiguous(&ev, "crash");
     assert!(n >= 10 * crashes as u64, "{n} lines for {crashes} crashes");
     // restarts are not stream gaps, and the other container is not disturbed
