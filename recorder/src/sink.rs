@@ -195,7 +195,9 @@ impl EventReceiver {
                 Err(_) => break,
             }
         }
-        self.stats.taken.fetch_add((n + l) as u64, Ordering::Relaxed);
+        self.stats
+            .taken
+            .fetch_add((n + l) as u64, Ordering::Relaxed);
         n + l
     }
 
