@@ -9,14 +9,14 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use integration_tests::{
-    compose_command, ensure_images, require_docker, unique_project, ProjectGuard, DEMO_IMAGE,
-};
+use integration_tests::{require_docker, DEMO_IMAGE};
 use recorder::faults::{
     cleanup_host, FaultError, FaultId, FaultInjector, FaultRequest, FaultTarget,
 };
 use recorder::sink::{EventReceiver, EventSink};
 use serde_json::{json, Value};
+
+use crate::recorder_common::up;
 
 /// Two chatters `a` and `b` on network `middle` sending each other numbered UDP messages every
 /// `interval_ms`, plus `c` (also on `middle`, sending to nobody) when `with_c`.
@@ -45,40 +45,6 @@ fn compose_yaml(interval_ms: u64, with_c: bool) -> String {
     }
     y.push_str("networks:\n  middle: {}\n");
     y
-}
-
-/// A running compose project; torn down (with its rules) when dropped.
-struct Project {
-    name: String,
-    _dir: tempfile::TempDir,
-    _guard: ProjectGuard,
-}
-
-fn up(tag: &str, yaml: &str) -> Project {
-    ensure_images();
-    let name = unique_project(tag);
-    let guard = ProjectGuard::new(name.clone());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("compose.yml");
-    std::fs::write(&file, yaml).expect("write compose file");
-    let cmd = compose_command();
-    let out = Command::new(&cmd[0])
-        .args(&cmd[1..])
-        .args(["-p", &name, "-f"])
-        .arg(&file)
-        .args(["up", "-d"])
-        .output()
-        .expect("run compose");
-    assert!(
-        out.status.success(),
-        "compose up failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Project {
-        name,
-        _dir: dir,
-        _guard: guard,
-    }
 }
 
 fn sh(program: &str, args: &[&str]) -> String {

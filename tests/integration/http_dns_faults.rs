@@ -11,11 +11,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use integration_tests::{
-    bin, compose_command, ensure_images, require_docker, unique_project, ProjectGuard, DEMO_IMAGE,
+    bin, ensure_images, require_docker, unique_project, ProjectGuard, DEMO_IMAGE,
 };
 use recorder::faults::{FaultInjector, FaultRequest, FaultTarget};
 use recorder::sink::{EventReceiver, EventSink};
 use serde_json::{json, Value};
+
+use crate::recorder_common::up;
 
 /// The demo image: `DEMO_NODE_IMAGE` when set (scripts/build-images.sh builds that tag then),
 /// else the shared `chaos-demo-node:latest`.
@@ -38,39 +40,6 @@ fn compose_yaml() -> String {
     stop_grace_period: 1s
 "#
     )
-}
-
-struct Project {
-    name: String,
-    _dir: tempfile::TempDir,
-    _guard: ProjectGuard,
-}
-
-fn up(tag: &str) -> Project {
-    ensure_images();
-    let name = unique_project(tag);
-    let guard = ProjectGuard::new(name.clone());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("compose.yml");
-    std::fs::write(&file, compose_yaml()).expect("write compose file");
-    let cmd = compose_command();
-    let out = Command::new(&cmd[0])
-        .args(&cmd[1..])
-        .args(["-p", &name, "-f"])
-        .arg(&file)
-        .args(["up", "-d"])
-        .output()
-        .expect("run compose");
-    assert!(
-        out.status.success(),
-        "compose up failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Project {
-        name,
-        _dir: dir,
-        _guard: guard,
-    }
 }
 
 fn sh(program: &str, args: &[&str]) -> String {
@@ -246,7 +215,7 @@ fn get_once(addr: &str, path: &str) -> Result<(u16, String, Duration), String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_route_aborted_while_another_passes_then_delay_and_reset() {
     require_docker!();
-    let p = up("httpabort");
+    let p = up("httpabort", &compose_yaml());
     // only this test's requests reach the web service
     sh(
         "docker",
@@ -395,7 +364,7 @@ async fn http_route_aborted_while_another_passes_then_delay_and_reset() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbound_http_fault_is_seen_by_the_clients_retries() {
     require_docker!();
-    let p = up("httpout");
+    let p = up("httpout", &compose_yaml());
     let client = container(&p.name, "client");
     let web = container(&p.name, "web");
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -464,7 +433,7 @@ fn resolve_in(c: &str, name: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dns_name_resolves_to_another_address_and_back_after_revert() {
     require_docker!();
-    let p = up("dnsover");
+    let p = up("dnsover", &compose_yaml());
     let client = container(&p.name, "client");
     let web_ip = ip(&container(&p.name, "web"));
     assert_eq!(resolve_in(&client, "web"), format!("resolve web {web_ip}"));
@@ -742,7 +711,7 @@ fn measure(addr: &str, n: usize) -> (f64, f64, f64) {
 #[ignore = "benchmark: run by scripts/bench-http-fault.sh"]
 async fn bench_http_passthrough_overhead() {
     require_docker!();
-    let p = up("httpbench");
+    let p = up("httpbench", &compose_yaml());
     sh(
         "docker",
         &["stop", "-t", "1", &container(&p.name, "client")],

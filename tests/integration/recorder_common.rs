@@ -2,8 +2,11 @@
 //! temporary directory, running `recorder run`, and reading the resulting trace.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
-use integration_tests::{bin, DEMO_IMAGE};
+use integration_tests::{
+    bin, compose_command, ensure_images, unique_project, ProjectGuard, DEMO_IMAGE,
+};
 use trace::{Event, ReadOptions, Trace};
 
 /// A compose file with chatter services `a` and `b` (numbered lines, every 3rd on stderr,
@@ -156,4 +159,39 @@ pub fn fault_events(events: &[Event]) -> Vec<(String, serde_json::Value)> {
             Some((e.kind.clone(), d))
         })
         .collect()
+}
+
+/// A running compose project; torn down (with its rules) when dropped.
+pub struct Project {
+    pub name: String,
+    _dir: tempfile::TempDir,
+    _guard: ProjectGuard,
+}
+
+/// Starts `yaml` as a compose project with a unique name made from `tag` (`up -d`).
+pub fn up(tag: &str, yaml: &str) -> Project {
+    ensure_images();
+    let name = unique_project(tag);
+    let guard = ProjectGuard::new(name.clone());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("compose.yml");
+    std::fs::write(&file, yaml).expect("write compose file");
+    let cmd = compose_command();
+    let out = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .args(["-p", &name, "-f"])
+        .arg(&file)
+        .args(["up", "-d"])
+        .output()
+        .expect("run compose");
+    assert!(
+        out.status.success(),
+        "compose up failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Project {
+        name,
+        _dir: dir,
+        _guard: guard,
+    }
 }

@@ -18,6 +18,8 @@ use recorder::faults::{FaultInjector, FaultRequest, FaultTarget};
 use recorder::sink::{EventReceiver, EventSink};
 use serde_json::{json, Value};
 
+use crate::recorder_common::up;
+
 fn compose_yaml() -> String {
     format!(
         r#"services:
@@ -33,39 +35,6 @@ fn compose_yaml() -> String {
     stop_grace_period: 1s
 "#
     )
-}
-
-struct Project {
-    name: String,
-    _dir: tempfile::TempDir,
-    _guard: ProjectGuard,
-}
-
-fn up(tag: &str) -> Project {
-    ensure_images();
-    let name = unique_project(tag);
-    let guard = ProjectGuard::new(name.clone());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("compose.yml");
-    std::fs::write(&file, compose_yaml()).expect("write compose file");
-    let cmd = compose_command();
-    let out = Command::new(&cmd[0])
-        .args(&cmd[1..])
-        .args(["-p", &name, "-f"])
-        .arg(&file)
-        .args(["up", "-d"])
-        .output()
-        .expect("run compose");
-    assert!(
-        out.status.success(),
-        "compose up failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Project {
-        name,
-        _dir: dir,
-        _guard: guard,
-    }
 }
 
 fn sh(program: &str, args: &[&str]) -> String {
@@ -186,7 +155,7 @@ fn tracers(c: &str) -> Vec<(i32, i32)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enospc_on_the_data_path_is_seen_by_the_process_and_revert_leaves_it_untraced() {
     require_docker!();
-    let p = up("sysenospc");
+    let p = up("sysenospc", &compose_yaml());
     let c = container(&p.name);
     let (mut inj, mut rx) = injector(&p.name, 7).await;
     let me = std::process::id() as i32;
@@ -290,7 +259,7 @@ async fn enospc_on_the_data_path_is_seen_by_the_process_and_revert_leaves_it_unt
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delay_shows_in_the_write_time_and_nth_every_picks_calls() {
     require_docker!();
-    let p = up("sysdelay");
+    let p = up("sysdelay", &compose_yaml());
     let c = container(&p.name);
     let (mut inj, mut rx) = injector(&p.name, 7).await;
     let from = new_lines(&c, 0, 6).len();
@@ -369,7 +338,7 @@ async fn delay_shows_in_the_write_time_and_nth_every_picks_calls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processes_started_later_are_traced_and_a_second_tracer_is_refused() {
     require_docker!();
-    let p = up("syslater");
+    let p = up("syslater", &compose_yaml());
     let c = container(&p.name);
     let (mut inj, mut rx) = injector(&p.name, 7).await;
     new_lines(&c, 0, 3);
@@ -531,7 +500,7 @@ fn sigkilled_recorder_leaves_the_process_running_and_untraced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleanup_reports_threads_still_traced() {
     require_docker!();
-    let p = up("systraced");
+    let p = up("systraced", &compose_yaml());
     let c = container(&p.name);
     let (mut inj, _rx) = injector(&p.name, 7).await;
     new_lines(&c, 0, 3);
@@ -745,7 +714,7 @@ async fn threads_created_later_get_the_fault() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probability_injects_a_share_with_the_recorded_seed() {
     require_docker!();
-    let p = up("sysprob");
+    let p = up("sysprob", &compose_yaml());
     let c = container(&p.name);
     let (mut inj, mut rx) = injector(&p.name, 1234).await;
     let from = new_lines(&c, 0, 3).len();
@@ -816,7 +785,7 @@ fn teardown_reverts_an_active_syscall_fault() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revert_while_paused_detaches_when_the_tracer_ends() {
     require_docker!();
-    let p = up("syspaused");
+    let p = up("syspaused", &compose_yaml());
     let c = container(&p.name);
     let (mut inj, mut rx) = injector(&p.name, 7).await;
     new_lines(&c, 0, 3);
