@@ -2,11 +2,12 @@
 //! live, the analyzer offline), and [`ExperimentJudge`] reconstructs a recorded run from the
 //! trace: expect windows, `do` steps matched to the recorder's fault events, notes.
 
-use crate::eval::{fmt_ts, JsonCell, Node, Outcome};
+use crate::eval::{Node, Outcome};
 use crate::ir::{Bindings, ExpectStep, Experiment, FaultCall, FaultTarget, Step};
+use crate::ops::JsonCell;
 use crate::report::*;
 use crate::states::{LogScope, StateLog};
-use crate::value::{fmt_dur, Value};
+use crate::value::{fmt_dur, fmt_ts, Value};
 use serde_json::Value as J;
 use trace::EventRef;
 

@@ -1,8 +1,10 @@
-//! The compiled form: expressions with resolved slots, state machines, monitor expressions and
-//! experiment steps. Produced by `compile`, consumed by `eval` and `experiment`.
+//! The compiled form: expressions with resolved slots, built-in functions, state machines,
+//! monitor expressions and experiment steps. Produced by `compile`, consumed by `eval` and
+//! `experiment`.
 
 use crate::ast::{Agg, BinOp, Quant};
 use crate::diag::{Location, Span};
+use crate::fast::Fast;
 use crate::value::Value;
 use regex::Regex;
 use serde::Serialize;
@@ -32,6 +34,55 @@ pub(crate) enum Builtin {
     IsNull,
     /// `time(ns)`: a trace time rendered as UTC, RFC 3339 with nanoseconds.
     Time,
+}
+
+/// Names of the built-in functions.
+pub(crate) const BUILTINS: &[&str] = &[
+    "len",
+    "int",
+    "float",
+    "str",
+    "bool",
+    "lower",
+    "upper",
+    "split",
+    "starts_with",
+    "ends_with",
+    "contains",
+    "keys",
+    "values",
+    "abs",
+    "min",
+    "max",
+    "is_null",
+    "time",
+];
+
+/// Built-in function, arity and result type by name.
+pub(crate) fn builtin(name: &str) -> Option<(Builtin, usize, crate::ast::Ty)> {
+    use crate::ast::Ty;
+    use Builtin as B;
+    Some(match name {
+        "len" => (B::Len, 1, Ty::Int),
+        "int" => (B::Int, 1, Ty::Int),
+        "float" => (B::Float, 1, Ty::Float),
+        "str" => (B::Str, 1, Ty::Str),
+        "bool" => (B::Bool, 1, Ty::Bool),
+        "lower" => (B::Lower, 1, Ty::Str),
+        "upper" => (B::Upper, 1, Ty::Str),
+        "split" => (B::Split, 2, Ty::List),
+        "starts_with" => (B::StartsWith, 2, Ty::Bool),
+        "ends_with" => (B::EndsWith, 2, Ty::Bool),
+        "contains" => (B::Contains, 2, Ty::Bool),
+        "keys" => (B::Keys, 1, Ty::List),
+        "values" => (B::Values, 1, Ty::List),
+        "abs" => (B::Abs, 1, Ty::Any),
+        "min" => (B::Min, 2, Ty::Any),
+        "max" => (B::Max, 2, Ty::Any),
+        "is_null" => (B::IsNull, 1, Ty::Bool),
+        "time" => (B::Time, 1, Ty::Str),
+        _ => return None,
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -89,7 +140,7 @@ pub(crate) struct PatternC {
     pub guard: Option<X>,
     /// The guard specialised (see [`crate::fast`]) when it has a common shape and there is no
     /// `from`; evaluated instead of `guard` except when tracing guard values.
-    pub fast: Option<crate::fast::Fast>,
+    pub fast: Option<Fast>,
 }
 
 #[derive(Debug, Clone)]
@@ -327,7 +378,14 @@ pub struct Experiment {
     /// For every step, the bindings it uses (empty for most steps).
     pub uses: Vec<Vec<String>>,
     /// What [`Experiment::resolve`] recompiles a step with (`None` when no step uses a binding).
-    pub(crate) deferred: Option<Arc<crate::compile::Deferred>>,
+    pub(crate) deferred: Option<Arc<dyn ResolveStep>>,
+}
+
+/// Recompiles an experiment step that uses bindings with their values (the compiler implements
+/// it, keeping what that needs: monitors, constants, macros and the step as written).
+pub(crate) trait ResolveStep: std::fmt::Debug + Send + Sync {
+    /// Step `i` of experiment `exp` compiled with the bindings' values.
+    fn resolve(&self, exp: &str, i: usize, bindings: &Bindings) -> Result<Step, Vec<String>>;
 }
 
 /// Values bound by `expect ... as NAME` steps, by name.

@@ -1,9 +1,10 @@
 //! The [`Runner`]: every selected monitor and experiment of a [`Spec`], fed one trace in order.
 
-use crate::eval::{JsonCell, Node};
+use crate::eval::Node;
 use crate::experiment::ExperimentJudge;
 use crate::ir::{MonExpr, Spec, Step};
 use crate::needs::Needs;
+use crate::ops::JsonCell;
 use crate::report::{Report, Verdict};
 use crate::states::{LogScope, StateLog};
 use trace::EventRef;

@@ -1,4 +1,4 @@
-//! Shared helpers for the monitor tests: building events, compiling inline specs and the seed
+//! What the monitor tests share: building events, compiling inline specs and the seed
 //! specs under `specs/`, running a spec over events.
 
 #![allow(dead_code)]

@@ -1,0 +1,464 @@
+//! Guard specialisation: a compiled guard of a common shape (an event field or a `data` path
+//! compared with a constant, combined by `and`, `or`, `not`) turned into a [`Fast`] node, with
+//! constant sub-guards folded; `None` for any other shape, which keeps the generic evaluator.
+//! The tests check that both evaluators agree on random guards and events.
+
+use crate::ast::BinOp;
+use crate::fast::{not, Fast, Operand, StrField, Tri};
+use crate::ir::{Ex, X};
+use crate::ops::binop;
+use crate::value::{Value, V};
+
+fn is_cmp(op: BinOp) -> bool {
+    use BinOp::*;
+    matches!(op, Eq | Ne | Lt | Le | Gt | Ge | In | NotIn)
+}
+
+/// The operand an expression reads, if it is an event field or a `data` path.
+fn operand(x: &X) -> Option<Operand> {
+    Some(match &x.k {
+        Ex::Source => Operand::Str(StrField::Source),
+        Ex::Service => Operand::Str(StrField::Service),
+        Ex::Container => Operand::Str(StrField::Container),
+        Ex::Kind => Operand::Str(StrField::Kind),
+        Ex::Message => Operand::Str(StrField::Message),
+        Ex::Ts => Operand::Ts,
+        Ex::Seq => Operand::Seq,
+        Ex::Data => Operand::Data(Box::new([])),
+        Ex::Field(b, f) => match operand(b)? {
+            Operand::Data(p) => {
+                let mut v = p.into_vec();
+                v.push(f.clone());
+                Operand::Data(v.into())
+            }
+            _ => return None,
+        },
+        Ex::Index(b, i) => match (operand(b)?, &i.k) {
+            (Operand::Data(p), Ex::Const(Value::Str(s))) => {
+                let mut v = p.into_vec();
+                v.push((**s).into());
+                Operand::Data(v.into())
+            }
+            _ => return None,
+        },
+        _ => return None,
+    })
+}
+
+/// The specialised form of a guard, or `None` when it has another shape.
+pub(super) fn specialise(guard: Option<&X>) -> Option<Fast> {
+    match guard {
+        None => Some(Fast::Const(Tri::T)),
+        Some(g) => build(g),
+    }
+}
+
+fn build(x: &X) -> Option<Fast> {
+    Some(match &x.k {
+        Ex::Const(Value::Bool(b)) => Fast::Const(Tri::of_bool(*b)),
+        Ex::Const(Value::Null) => Fast::Const(Tri::N),
+        Ex::Not(a) => match build(a)? {
+            Fast::Const(t) => Fast::Const(not(t)),
+            f => Fast::Not(Box::new(f)),
+        },
+        Ex::Bin(BinOp::And, a, b) => {
+            let (l, r) = (build(a)?, build(b)?);
+            match (l, r) {
+                (Fast::Const(Tri::T), r) => r,
+                (Fast::Const(t), _) => Fast::Const(t),
+                (l, Fast::Const(Tri::T)) => l,
+                (l, r) => Fast::And(Box::new(l), Box::new(r)),
+            }
+        }
+        Ex::Bin(BinOp::Or, a, b) => {
+            let (l, r) = (build(a)?, build(b)?);
+            match (l, r) {
+                (Fast::Const(Tri::T), _) => Fast::Const(Tri::T),
+                (Fast::Const(_), r) => r,
+                (_, Fast::Const(Tri::T)) => Fast::Const(Tri::T),
+                (l, r) => Fast::Or(Box::new(l), Box::new(r)),
+            }
+        }
+        Ex::Bin(op, a, b) if is_cmp(*op) => match (&a.k, &b.k) {
+            (Ex::Const(l), Ex::Const(r)) => Fast::Const(match binop(*op, &V::of(l), &V::of(r)) {
+                V::Bool(b) => Tri::of_bool(b),
+                _ => return None,
+            }),
+            (_, Ex::Const(v)) => cmp(operand(a)?, *op, v.clone(), false),
+            (Ex::Const(v), _) => cmp(operand(b)?, *op, v.clone(), true),
+            _ => return None,
+        },
+        _ => return None,
+    })
+}
+
+/// A comparison node, the dedicated one where the shape has one.
+fn cmp(lhs: Operand, op: BinOp, val: Value, swapped: bool) -> Fast {
+    use BinOp::*;
+    match (&lhs, op, &val, swapped) {
+        (Operand::Str(f), Eq | Ne, Value::Str(s), _) => Fast::StrEq {
+            f: *f,
+            val: (**s).into(),
+            ne: op == Ne,
+        },
+        (Operand::Str(f), In | NotIn, Value::List(items), false)
+            if items.iter().all(|i| matches!(i, Value::Str(_))) =>
+        {
+            Fast::StrIn {
+                f: *f,
+                vals: items
+                    .iter()
+                    .filter_map(|i| i.as_str().map(Into::into))
+                    .collect(),
+                negated: op == NotIn,
+            }
+        }
+        (Operand::Ts | Operand::Seq, Eq | Ne | Lt | Le | Gt | Ge, Value::Int(i), _) => {
+            // `c < x` is `x > c`
+            let op = match (swapped, op) {
+                (true, Lt) => Gt,
+                (true, Le) => Ge,
+                (true, Gt) => Lt,
+                (true, Ge) => Le,
+                (_, o) => o,
+            };
+            Fast::IntCmp {
+                seq: lhs == Operand::Seq,
+                op,
+                val: *i,
+            }
+        }
+        _ => Fast::Cmp {
+            lhs,
+            op,
+            val,
+            swapped,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{MonExpr, PatternC};
+    use crate::ops::JsonCell;
+    use crate::SourceFile;
+    use proptest::prelude::*;
+    use trace::EventRef;
+
+    /// The compiled pattern of `never event where GUARD`, if the spec compiles.
+    fn try_pattern(guard: &str) -> Option<PatternC> {
+        let text = format!("monitor m = never event where {guard}\n");
+        let spec = crate::compile(&[SourceFile::new("t.spec", &text)], &|_, _| None).ok()?;
+        match spec.monitor("m").and_then(|m| m.runnable.clone()) {
+            Some(MonExpr::Ref(r)) => Some(r.machine.states[0].handlers[0].pat.clone()),
+            _ => None,
+        }
+    }
+
+    fn pattern(guard: &str) -> PatternC {
+        try_pattern(guard).unwrap_or_else(|| panic!("`{guard}` does not compile"))
+    }
+
+    /// The generic evaluator's verdict on a pattern (fast path disabled).
+    fn generic(p: &PatternC, ev: &EventRef<'_>, json: &JsonCell) -> bool {
+        let mut slow = p.clone();
+        slow.fast = None;
+        crate::eval::matches_generic(&slow, ev, json)
+    }
+
+    #[derive(Debug)]
+    struct Ev {
+        source: String,
+        service: Option<String>,
+        container: Option<String>,
+        kind: String,
+        message: Option<String>,
+        data: Option<String>,
+        ts: i64,
+        seq: u64,
+    }
+
+    impl Ev {
+        fn r(&self) -> EventRef<'_> {
+            EventRef {
+                ts_ns: self.ts,
+                seq: self.seq,
+                source: &self.source,
+                service: self.service.as_deref(),
+                container: self.container.as_deref(),
+                kind: &self.kind,
+                message: self.message.as_deref(),
+                data: self.data.as_deref(),
+            }
+        }
+    }
+
+    fn word() -> impl Strategy<Value = String> {
+        prop::sample::select(vec!["a", "b", "oom", "log", "", "B", "ab"]).prop_map(String::from)
+    }
+
+    fn scalar() -> impl Strategy<Value = String> {
+        prop::sample::select(vec![
+            "1",
+            "2",
+            "-3",
+            "2.0",
+            "2.5",
+            "\"a\"",
+            "\"b\"",
+            "\"2\"",
+            "true",
+            "false",
+            "null",
+            "[1, 2]",
+            "[\"a\"]",
+            "{\"x\": 1}",
+        ])
+        .prop_map(String::from)
+    }
+
+    fn event() -> impl Strategy<Value = Ev> {
+        let data = prop_oneof![
+            Just(None),
+            Just(Some("not json".to_string())),
+            (scalar(), scalar(), scalar()).prop_map(|(a, b, c)| Some(format!(
+                "{{\"x\": {a}, \"y\": {{\"z\": {b}}}, \"a\": {c}}}"
+            ))),
+            scalar().prop_map(Some),
+        ];
+        (
+            (word(), prop::option::of(word()), prop::option::of(word())),
+            (word(), prop::option::of(word()), data),
+            (-3i64..4, 0u64..4),
+        )
+            .prop_map(
+                |((source, service, container), (kind, message, data), (ts, seq))| Ev {
+                    source,
+                    service,
+                    container,
+                    kind,
+                    message,
+                    data,
+                    ts,
+                    seq,
+                },
+            )
+    }
+
+    fn atom() -> impl Strategy<Value = String> {
+        let lhs = prop::sample::select(vec![
+            "source",
+            "service",
+            "container",
+            "kind",
+            "message",
+            "seq",
+            "ts",
+            "data",
+            "data.x",
+            "data.y.z",
+            "data[\"a\"]",
+            "data.x.nope",
+        ]);
+        let op = prop::sample::select(vec!["==", "!=", "<", "<=", ">", ">=", "in", "not in"]);
+        let rhs = prop::sample::select(vec![
+            "\"a\"",
+            "\"oom\"",
+            "\"\"",
+            "\"2\"",
+            "1",
+            "2",
+            "-3",
+            "2.0",
+            "2.5",
+            "true",
+            "null",
+            "[\"a\", \"b\"]",
+            "[\"oom\"]",
+            "[1, 2]",
+            "[\"a\", 2, null]",
+            "[]",
+        ]);
+        prop_oneof![
+            (lhs.clone(), op.clone(), rhs.clone()).prop_map(|(l, o, r)| format!("{l} {o} {r}")),
+            (rhs.clone(), op, lhs).prop_map(|(r, o, l)| format!("{r} {o} {l}")),
+            prop::sample::select(vec!["true", "false", "null", "1 < 2", "\"a\" == \"b\""])
+                .prop_map(String::from),
+        ]
+    }
+
+    fn guard() -> impl Strategy<Value = String> {
+        atom().prop_recursive(4, 16, 2, |inner| {
+            prop_oneof![
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a}) and ({b})")),
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a}) or ({b})")),
+                inner.prop_map(|a| format!("not ({a})")),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+        /// Every guard the specialiser accepts agrees with the generic evaluator.
+        #[test]
+        fn fast_agrees_with_generic(g in guard(), evs in prop::collection::vec(event(), 12)) {
+            let p = try_pattern(&g);
+            prop_assume!(p.is_some(), "rejected by the checker");
+            let p = p.unwrap_or_else(|| unreachable!());
+            if let Some(f) = &p.fast {
+                for e in &evs {
+                    let ev = e.r();
+                    let (j1, j2) = (JsonCell::new(), JsonCell::new());
+                    prop_assert_eq!(f.holds(&ev, &j1), generic(&p, &ev, &j2), "guard {} on {:?}", g, ev);
+                }
+            }
+        }
+    }
+
+    fn ev0() -> Ev {
+        Ev {
+            source: "log".into(),
+            service: Some("svc".into()),
+            container: None,
+            kind: "oom".into(),
+            message: Some("hello".into()),
+            data: Some(r#"{"x": 2, "y": {"z": "q"}}"#.into()),
+            ts: 5,
+            seq: 7,
+        }
+    }
+
+    /// Each dedicated node is chosen for its shape and agrees with the generic evaluator on
+    /// events where it holds and where it does not.
+    fn check_node(g: &str, want: fn(&Fast) -> bool) {
+        let p = pattern(g);
+        let f = p
+            .fast
+            .clone()
+            .unwrap_or_else(|| panic!("{g} not specialised"));
+        assert!(want(&f), "{g}: unexpected node {f:?}");
+        let a = ev0();
+        let mut b = ev0();
+        b.kind = "start".into();
+        b.service = None;
+        b.message = None;
+        b.data = None;
+        b.seq = 100;
+        b.ts = -1;
+        let mut seen = Vec::new();
+        for e in [&a, &b] {
+            let ev = e.r();
+            let fast = f.holds(&ev, &JsonCell::new());
+            assert_eq!(fast, generic(&p, &ev, &JsonCell::new()), "{g} on {ev:?}");
+            seen.push(fast);
+        }
+        assert_ne!(seen[0], seen[1], "{g}: both events give {}", seen[0]);
+    }
+
+    #[test]
+    fn dedicated_nodes() {
+        check_node("kind == \"oom\"", |f| {
+            matches!(
+                f,
+                Fast::StrEq {
+                    f: StrField::Kind,
+                    ne: false,
+                    ..
+                }
+            )
+        });
+        check_node("\"svc\" != service", |f| {
+            matches!(
+                f,
+                Fast::StrEq {
+                    f: StrField::Service,
+                    ne: true,
+                    ..
+                }
+            )
+        });
+        check_node("kind in [\"oom\", \"die\"]", |f| {
+            matches!(f, Fast::StrIn { negated: false, .. })
+        });
+        check_node("kind not in [\"oom\", \"die\"]", |f| {
+            matches!(f, Fast::StrIn { negated: true, .. })
+        });
+        check_node("seq < 10", |f| {
+            matches!(
+                f,
+                Fast::IntCmp {
+                    seq: true,
+                    op: BinOp::Lt,
+                    val: 10
+                }
+            )
+        });
+        check_node("0 <= ts", |f| {
+            matches!(
+                f,
+                Fast::IntCmp {
+                    seq: false,
+                    op: BinOp::Ge,
+                    val: 0
+                }
+            )
+        });
+        check_node("data.x >= 2", |f| {
+            matches!(
+                f,
+                Fast::Cmp {
+                    lhs: Operand::Data(_),
+                    ..
+                }
+            )
+        });
+        check_node(
+            "data.y[\"z\"] == \"q\"",
+            |f| matches!(f, Fast::Cmp { lhs: Operand::Data(p), .. } if p.len() == 2),
+        );
+        check_node("message > \"a\"", |f| {
+            matches!(
+                f,
+                Fast::Cmp {
+                    lhs: Operand::Str(StrField::Message),
+                    ..
+                }
+            )
+        });
+        check_node(
+            "kind == \"oom\" and not (service == \"x\") or seq == 1",
+            |f| matches!(f, Fast::Or(..)),
+        );
+    }
+
+    #[test]
+    fn constants_fold() {
+        assert_eq!(pattern("1 < 2").fast, Some(Fast::Const(Tri::T)));
+        assert_eq!(
+            pattern("true and kind == \"a\"").fast,
+            pattern("kind == \"a\"").fast
+        );
+        assert_eq!(
+            pattern("false and kind == \"a\"").fast,
+            Some(Fast::Const(Tri::F))
+        );
+        assert_eq!(
+            pattern("\"a\" == \"b\" or seq < 3").fast,
+            pattern("seq < 3").fast
+        );
+        assert_eq!(pattern("not null").fast, Some(Fast::Const(Tri::N)));
+    }
+
+    #[test]
+    fn other_shapes_stay_generic() {
+        for g in [
+            "message ~ \"x\"",
+            "len(message) > 2",
+            "kind == service",
+            "data.x + 1 > 2",
+        ] {
+            assert!(pattern(g).fast.is_none(), "{g}");
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! What a fired handler decides ([`Effects`]): its `set` assignments (sequential: each
+//! right-hand side sees the ones before it), the captures to keep, and its terminal action (stay,
+//! go to a state with a timeout, or decide), computed while the context borrows the instance.
+
+use super::ctx::Ctx;
+use crate::ir::{ActionsC, Machine, TermC, X};
+use crate::report::{GuardValue, Verdict};
+use crate::value::{Value, V};
+use serde_json::Value as J;
+use std::rc::Rc;
+
+/// What a fired handler decided, computed while the context borrows the instance.
+pub(super) struct Effects {
+    pub(super) sets: Vec<(u16, Value)>,
+    pub(super) caps: Vec<(u16, Value)>,
+    pub(super) term: Decision,
+    /// The value of `accept ... with V`.
+    pub(super) value: Option<Value>,
+}
+
+/// The terminal action of a fired handler.
+pub(super) enum Decision {
+    Stay,
+    Goto(u16, Option<i64>),
+    Decide(Verdict, Option<String>, Vec<GuardValue>),
+}
+
+pub(super) fn effects<'a>(
+    ctx: &mut Ctx<'a>,
+    m: &'a Machine,
+    acts: &'a ActionsC,
+    _now: i64,
+) -> Effects {
+    // Sequential: each right-hand side sees the assignments before it, the message all of them.
+    let mut sets: Vec<(u16, Value)> = Vec::with_capacity(acts.sets.len());
+    for (i, key, e) in &acts.sets {
+        let mut v = ctx.eval(e);
+        if let Some(k) = key {
+            // `set m[k] = v`: the map in `m` (a new one when it holds no map) with key `k` set
+            // to `v`, or removed when `v` is null; a null key changes nothing
+            let k = ctx.eval(k);
+            let cur = match ctx.vars_now.get(*i as usize) {
+                Some(Some(c)) => c.clone(),
+                _ => ctx.vars.get(*i as usize).map(V::of).unwrap_or(V::Null),
+            };
+            let mut map = cur.as_map().cloned().unwrap_or_default();
+            let k = match &k {
+                V::Null => None,
+                other => Some(match other.as_str() {
+                    Some(s) => s.to_string(),
+                    None => other.show(),
+                }),
+            };
+            if let Some(k) = k {
+                if v.is_null() {
+                    map.remove(&k);
+                } else {
+                    map.insert(k, v.to_value().to_json());
+                }
+            }
+            v = V::M(Rc::new(J::Object(map)));
+        }
+        sets.push((*i, v.to_value()));
+        let slot = *i as usize;
+        if ctx.vars_now.len() <= slot {
+            ctx.vars_now.resize(slot + 1, None);
+        }
+        ctx.vars_now[slot] = Some(v);
+    }
+    let mut caps = Vec::new();
+    for (i, c) in ctx.caps_now.iter().enumerate() {
+        if let Some(v) = c {
+            caps.push((i as u16, v.to_value()));
+        }
+    }
+    let msg = |ctx: &mut Ctx<'a>, e: &'a Option<X>| {
+        e.as_ref().map(|x| match ctx.eval(x) {
+            V::Str(s) => s.to_string(),
+            V::S(s) => s.to_string(),
+            other => other.show(),
+        })
+    };
+    let term = match &acts.term {
+        TermC::Stay => Decision::Stay,
+        TermC::Goto(to, t) => {
+            let d = match t {
+                Some(t) => dur(ctx.eval(t)),
+                None => m.states[*to as usize]
+                    .timeout
+                    .as_ref()
+                    .and_then(|t| dur(ctx.eval(t))),
+            };
+            Decision::Goto(*to, d)
+        }
+        TermC::Accept(x, _) => Decision::Decide(Verdict::Accept, msg(ctx, x), Vec::new()),
+        TermC::Fail(x) => Decision::Decide(Verdict::Fail, msg(ctx, x), Vec::new()),
+        TermC::Inconclusive(x) => Decision::Decide(Verdict::Inconclusive, msg(ctx, x), Vec::new()),
+    };
+    let value = match &acts.term {
+        TermC::Accept(_, Some(w)) => Some(ctx.eval(w).to_value()),
+        _ => None,
+    };
+    Effects {
+        sets,
+        caps,
+        term,
+        value,
+    }
+}
+
+fn dur(v: V<'_>) -> Option<i64> {
+    match v {
+        V::Int(d) => Some(d.max(0)),
+        V::Float(f) => Some(f.max(0.0) as i64),
+        _ => None,
+    }
+}

@@ -1,0 +1,841 @@
+//! One instantiated machine ([`Leaf`]): its instances (one, or one per `per` key, created on
+//! first sight of the key), the timer heap that fires timeouts in trace time, the handlers
+//! offered each event (specialised guards first, the generic evaluator otherwise), state changes
+//! with their bounded path, decisions with their explanations, and the end of the trace.
+
+use super::ctx::Ctx;
+use super::effects::{effects, Decision, Effects};
+use super::explain::{inconclusive, path_of, show_key, Outcome, PathEntry, Timer};
+use super::fx::{push_int, FxBuild};
+use super::window::WinState;
+use super::PATH_MAX;
+use crate::ir::*;
+use crate::ops::JsonCell;
+use crate::report::*;
+use crate::states::LogScope;
+use crate::value::{fmt_ts, Value, V};
+use serde_json::Value as J;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use trace::EventRef;
+
+/// When the fault recorded by `ev` was done: `data.ended_ns` of a `fault` event (its `ts_ns` is
+/// the apply's start), else the event's time.
+fn fault_done_ns(ev: &EventRef<'_>) -> i64 {
+    if ev.source != "fault" {
+        return ev.ts_ns;
+    }
+    ev.data
+        .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .and_then(|d| d.get("ended_ns").and_then(serde_json::Value::as_i64))
+        .map_or(ev.ts_ns, |e| e.max(ev.ts_ns))
+}
+
+#[derive(Debug)]
+struct Inst {
+    state: u16,
+    vars: Vec<Value>,
+    caps: Vec<Value>,
+    wins: Vec<WinState>,
+    timer: Option<Timer>,
+    gen: u32,
+    done: Option<Outcome>,
+    path: VecDeque<PathEntry>,
+    entered_ns: i64,
+    entered_seq: Option<u64>,
+    key: Value,
+    /// Its id in the state log (recording mode, see [`crate::StateLog`]).
+    log_id: Option<usize>,
+}
+
+pub(crate) struct Leaf {
+    pub r: MonRef,
+    insts: Vec<Inst>,
+    keys: HashMap<Box<str>, u32, FxBuild>,
+    heap: BinaryHeap<Reverse<(i64, u32, u32)>>,
+    started: Option<i64>,
+    keybuf: String,
+    failed: Option<u32>,
+    no_key: Value,
+    /// Recording mode: where every state change goes.
+    pub(crate) log: Option<LogScope>,
+}
+
+impl Leaf {
+    pub fn new(r: MonRef) -> Leaf {
+        Leaf {
+            r,
+            insts: Vec::new(),
+            keys: HashMap::default(),
+            heap: BinaryHeap::new(),
+            started: None,
+            keybuf: String::new(),
+            failed: None,
+            no_key: Value::Null,
+            log: None,
+        }
+    }
+
+    fn m(&self) -> &Machine {
+        &self.r.machine
+    }
+
+    pub fn start(&mut self, ts: i64) {
+        if self.started.is_some() {
+            return;
+        }
+        self.started = Some(ts);
+        if self.m().per.is_none() {
+            self.new_inst(Value::Null, ts, None);
+        }
+    }
+
+    fn new_inst(&mut self, key: Value, ts: i64, seq: Option<u64>) -> u32 {
+        let m = self.r.machine.clone();
+        let json = JsonCell::new();
+        let empty: [Value; 0] = [];
+        let mut vars = Vec::with_capacity(m.vars.len());
+        let mut wins = Vec::with_capacity(m.windows.len());
+        let timeout;
+        {
+            let mut ctx = Ctx {
+                ev: None,
+                json: &json,
+                params: &self.r.params,
+                vars: &empty,
+                wins: &[],
+                win_defs: &[],
+                caps_saved: &empty,
+                caps_now: Vec::new(),
+                vars_now: Vec::new(),
+                locals: Vec::new(),
+                here: self.r.at.as_deref(),
+                key: &key,
+                trace: None,
+            };
+            for (_, e) in &m.vars {
+                let v = ctx.eval(e).to_value();
+                vars.push(v);
+            }
+            for w in &m.windows {
+                let (cap, span_ns) = match &w.size {
+                    WinSize::Events(n) => (*n, None),
+                    WinSize::Time(e) => (
+                        0,
+                        match ctx.eval(e) {
+                            V::Int(d) => Some(d),
+                            _ => Some(0),
+                        },
+                    ),
+                };
+                wins.push(WinState::new(cap, span_ns));
+            }
+            timeout = m
+                .states
+                .first()
+                .and_then(|s| s.timeout.as_ref())
+                .and_then(|t| match ctx.eval(t) {
+                    V::Int(d) => Some(d),
+                    _ => None,
+                });
+        }
+        let idx = self.insts.len() as u32;
+        let mut inst = Inst {
+            state: 0,
+            vars,
+            caps: vec![Value::Null; m.n_caps],
+            wins,
+            timer: None,
+            gen: 0,
+            done: None,
+            path: VecDeque::new(),
+            entered_ns: ts,
+            entered_seq: seq,
+            log_id: None,
+            key,
+        };
+        if let Some(l) = &self.log {
+            let key = m.per.is_some().then(|| show_key(&inst.key));
+            let first = m.states.first().map(|s| s.name.as_str()).unwrap_or("?");
+            inst.log_id = Some(l.log.begin(
+                &l.scope,
+                &self.r.display,
+                key,
+                self.r.at.as_deref(),
+                first,
+                ts,
+                seq,
+            ));
+        }
+        if let Some(d) = timeout {
+            inst.timer = Some(Timer {
+                deadline: ts.saturating_add(d),
+                armed_ns: ts,
+                armed_seq: seq,
+            });
+            self.heap.push(Reverse((ts.saturating_add(d), idx, 0)));
+        }
+        self.insts.push(inst);
+        idx
+    }
+
+    /// Timers superseded by a state change stay in the heap until popped (lazy deletion);
+    /// when they outnumber the instances (each has at most one live timer) they are dropped,
+    /// so the heap stays bounded by live monitor state, not by how many timers were armed.
+    fn compact_timers(&mut self) {
+        if self.heap.len() > 2 * self.insts.len() + 64 {
+            let insts = &self.insts;
+            self.heap.retain(|Reverse((_, idx, gen))| {
+                insts
+                    .get(*idx as usize)
+                    .is_some_and(|i| i.gen == *gen && i.timer.is_some() && i.done.is_none())
+            });
+        }
+    }
+
+    pub fn decided(&self) -> Option<&Outcome> {
+        if self.m().per.is_none() {
+            self.insts.first().and_then(|i| i.done.as_ref())
+        } else {
+            self.failed
+                .and_then(|i| self.insts[i as usize].done.as_ref())
+        }
+    }
+
+    /// Fires every timeout due strictly before `ts` (or at/before it when `inclusive`).
+    pub fn advance_to(&mut self, ts: i64, inclusive: bool) {
+        while let Some(&Reverse((dl, idx, gen))) = self.heap.peek() {
+            if dl > ts || (!inclusive && dl == ts) {
+                break;
+            }
+            self.heap.pop();
+            if self.decided().is_some() {
+                self.heap.clear();
+                return;
+            }
+            let inst = &self.insts[idx as usize];
+            if inst.gen != gen || inst.done.is_some() || inst.timer.is_none() {
+                continue;
+            }
+            self.fire_timeout(idx, dl);
+        }
+    }
+
+    fn fire_timeout(&mut self, idx: u32, now: i64) {
+        let m = self.r.machine.clone();
+        let inst = &self.insts[idx as usize];
+        let timer = inst.timer;
+        let st = &m.states[inst.state as usize];
+        let json = JsonCell::new();
+        let eff = match &st.on_timeout {
+            Some((acts, _)) => {
+                let mut ctx = inst_ctx(&self.r, &m, inst, None, &json, None);
+                effects(&mut ctx, &m, acts, now)
+            }
+            None => Effects {
+                sets: Vec::new(),
+                caps: Vec::new(),
+                value: None,
+                term: Decision::Decide(
+                    Verdict::Fail,
+                    Some(format!("timeout in state `{}`", st.name)),
+                    Vec::new(),
+                ),
+            },
+        };
+        let handler_text = st
+            .on_timeout
+            .as_ref()
+            .map(|h| h.1.clone())
+            .unwrap_or_else(|| format!("(no `on timeout` in state `{}`)", st.name));
+        self.insts[idx as usize].timer = None;
+        self.apply(idx, eff, now, None, u16::MAX, handler_text, timer);
+    }
+
+    /// Offers one event. `json` is the event's shared lazily parsed `data`.
+    pub fn observe(&mut self, ev: &EventRef<'_>, json: &JsonCell) {
+        if self.decided().is_some() {
+            return;
+        }
+        if let Some(at) = &self.r.at {
+            if ev.service != Some(&**at) {
+                return;
+            }
+        }
+        if let Some(srcs) = &self.r.machine.sources {
+            if !srcs.iter().any(|s| **s == *ev.source) {
+                return;
+            }
+        }
+        let idx = if self.r.machine.per.is_some() {
+            match self.key_inst(ev, json) {
+                Some(i) => i,
+                None => return,
+            }
+        } else {
+            0
+        };
+        if self
+            .insts
+            .get(idx as usize)
+            .is_none_or(|i| i.done.is_some())
+        {
+            return;
+        }
+        self.feed_windows(idx, ev, json);
+        // the machine is borrowed field by field, not cloned, on the per-event path
+        let m: &Machine = &self.r.machine;
+        // handlers: a specialised pattern rejects the event without building a context
+        let inst = &self.insts[idx as usize];
+        if ev.ts_ns < inst.entered_ns {
+            // the state has not opened yet (it opens when the fault that entered it is done)
+            return;
+        }
+        let st = &m.states[inst.state as usize];
+        let mut ctx: Option<Ctx<'_>> = None;
+        let mut fired = None;
+        for (hi, h) in st.handlers.iter().enumerate() {
+            let hit_fast = match &h.pat.fast {
+                Some(f) => {
+                    if !source_kind_match(&h.pat, ev) || !f.holds(ev, json) {
+                        continue;
+                    }
+                    true
+                }
+                None => false,
+            };
+            let c = ctx.get_or_insert_with(|| inst_ctx(&self.r, m, inst, Some(*ev), json, None));
+            c.caps_now.iter_mut().for_each(|c| *c = None);
+            if !hit_fast && !c.matches(&h.pat) {
+                continue;
+            }
+            let mut eff = effects(c, m, &h.actions, ev.ts_ns);
+            if let Decision::Decide(_, _, gv) = &mut eff.term {
+                // re-run the pattern with tracing to show what the guard saw
+                let mut t = inst_ctx(&self.r, m, inst, Some(*ev), json, Some(Vec::new()));
+                t.matches(&h.pat);
+                *gv = t.trace.take().unwrap_or_default();
+            }
+            // the handler's text is only shown for decisions (path entries name
+            // the handler by index): no copy per transition
+            let text = match eff.term {
+                Decision::Decide(..) => h.text.clone(),
+                _ => String::new(),
+            };
+            fired = Some((hi as u16, eff, text));
+            break;
+        }
+        drop(ctx);
+        if let Some((hi, eff, text)) = fired {
+            let timer = self.insts[idx as usize].timer;
+            self.apply(idx, eff, ev.ts_ns, Some(ev), hi, text, timer);
+        }
+    }
+
+    /// Evicts expired samples from instance `idx`'s windows and adds the event's samples.
+    fn feed_windows(&mut self, idx: u32, ev: &EventRef<'_>, json: &JsonCell) {
+        let m: &Machine = &self.r.machine;
+        for (wi, wd) in m.windows.iter().enumerate() {
+            self.insts[idx as usize].wins[wi].evict(ev.ts_ns);
+            if let Some(by) = &wd.by {
+                // `latest(E) by K`: the event's key and value (a null key or value: no sample)
+                let sample = {
+                    let inst = &self.insts[idx as usize];
+                    let mut ctx = inst_ctx(&self.r, m, inst, Some(*ev), json, None);
+                    let ok = match &wd.of {
+                        Some(p) => ctx.matches(p),
+                        None => true,
+                    };
+                    if !ok {
+                        None
+                    } else {
+                        let k = ctx.eval(by);
+                        let k = match k.as_str() {
+                            Some(s) => Some(s.to_string()),
+                            None if k.is_null() => None,
+                            None => Some(k.show()),
+                        };
+                        let v = wd
+                            .expr
+                            .as_ref()
+                            .map(|e| ctx.eval(e).to_value().to_json())
+                            .unwrap_or(J::Null);
+                        k.filter(|_| !v.is_null()).map(|k| (k, v))
+                    }
+                };
+                if let Some((k, v)) = sample {
+                    self.insts[idx as usize].wins[wi].push_keyed(ev.ts_ns, &k, v);
+                }
+                continue;
+            }
+            let sample = {
+                let inst = &self.insts[idx as usize];
+                let mut ctx = inst_ctx(&self.r, m, inst, Some(*ev), json, None);
+                let ok = match &wd.of {
+                    Some(p) => ctx.matches(p),
+                    None => true,
+                };
+                if !ok {
+                    None
+                } else {
+                    match &wd.expr {
+                        None => Some(1.0),
+                        Some(e) => match ctx.eval(e) {
+                            V::Bool(b) => Some(b as i64 as f64),
+                            v => v.as_f64(),
+                        },
+                    }
+                }
+            };
+            if let Some(x) = sample {
+                self.insts[idx as usize].wins[wi].push(ev.ts_ns, x);
+            }
+        }
+    }
+
+    /// The instance of the event's `per` key, created on first sight; `None` when the key is
+    /// null.
+    fn key_inst(&mut self, ev: &EventRef<'_>, json: &JsonCell) -> Option<u32> {
+        let key = {
+            let Some(kx) = &self.r.machine.per else {
+                return Some(0);
+            };
+            let mut ctx = Ctx {
+                ev: Some(*ev),
+                json,
+                params: &self.r.params,
+                vars: &[],
+                wins: &[],
+                win_defs: &[],
+                caps_saved: &[],
+                caps_now: Vec::new(),
+                vars_now: Vec::new(),
+                locals: Vec::new(),
+                here: self.r.at.as_deref(),
+                key: &self.no_key,
+                trace: None,
+            };
+            let k = ctx.eval(kx);
+            self.keybuf.clear();
+            match &k {
+                V::Null => return None,
+                V::Str(s) => self.keybuf.push_str(s),
+                V::S(s) => self.keybuf.push_str(s),
+                V::Int(i) => push_int(&mut self.keybuf, *i),
+                other => self.keybuf.push_str(&other.to_value().to_string()),
+            }
+            // one lookup for a known key; the owned key is built only for a new instance
+            if let Some(i) = self.keys.get(self.keybuf.as_str()) {
+                return Some(*i);
+            }
+            k.to_value()
+        };
+        let i = self.new_inst(key, ev.ts_ns, Some(ev.seq));
+        self.keys.insert(self.keybuf.clone().into_boxed_str(), i);
+        Some(i)
+    }
+
+    /// Applies what a handler (`handler`: its index, or `u16::MAX` for `on timeout` and `on
+    /// end`) decided for instance `idx` at `now`: assignments, captures, then the terminal
+    /// action. `timer` is the instance's timer before the handler ran.
+    #[allow(clippy::too_many_arguments)]
+    fn apply(
+        &mut self,
+        idx: u32,
+        eff: Effects,
+        now: i64,
+        ev: Option<&EventRef<'_>>,
+        handler: u16,
+        handler_text: String,
+        timer: Option<Timer>,
+    ) {
+        let inst = &mut self.insts[idx as usize];
+        for (i, v) in eff.sets {
+            inst.vars[i as usize] = v;
+        }
+        for (i, v) in eff.caps {
+            inst.caps[i as usize] = v;
+        }
+        match eff.term {
+            Decision::Stay => {}
+            Decision::Goto(to, t) => self.enter(idx, to, t, now, ev, handler),
+            Decision::Decide(verdict, msg, guard_values) => {
+                let explanation = self.explanation(
+                    idx,
+                    verdict,
+                    msg,
+                    guard_values,
+                    now,
+                    ev,
+                    handler_text,
+                    timer,
+                );
+                let inst = &mut self.insts[idx as usize];
+                inst.timer = None;
+                inst.gen = inst.gen.wrapping_add(1);
+                if let (Some(l), Some(id)) = (&self.log, inst.log_id) {
+                    l.log.decide(id, verdict, now, ev.map(|e| e.seq));
+                }
+                inst.done = Some(Outcome {
+                    verdict,
+                    at_ns: now,
+                    at_seq: ev.map(|e| e.seq),
+                    explanation,
+                    value: if verdict == Verdict::Accept {
+                        eff.value
+                    } else {
+                        None
+                    },
+                });
+                if verdict == Verdict::Fail && self.r.machine.per.is_some() && self.failed.is_none()
+                {
+                    self.failed = Some(idx);
+                }
+            }
+        }
+    }
+
+    /// Instance `idx` goes to state `to` (by handler `handler`, at `now`), its timer armed for
+    /// `timeout` from when the state opens; the transition joins the instance's path.
+    fn enter(
+        &mut self,
+        idx: u32,
+        to: u16,
+        timeout: Option<i64>,
+        now: i64,
+        ev: Option<&EventRef<'_>>,
+        handler: u16,
+    ) {
+        let m: &Machine = &self.r.machine;
+        let inst = &mut self.insts[idx as usize];
+        let mut reuse = None;
+        if inst.path.len() == PATH_MAX {
+            reuse = inst.path.pop_front().and_then(|p| p.event);
+        }
+        let event = ev.map(|e| match reuse {
+            Some(mut info) => {
+                info.refill(e);
+                info
+            }
+            None => EventInfo::of(e),
+        });
+        inst.path.push_back(PathEntry {
+            from: inst.state,
+            to,
+            ts: now,
+            handler,
+            event,
+        });
+        // a state that opens when the fault entering it is done starts then
+        let opens = match ev {
+            Some(e) if m.states[to as usize].opens_when_fault_done => fault_done_ns(e),
+            _ => now,
+        };
+        inst.state = to;
+        if let (Some(l), Some(id)) = (&self.log, inst.log_id) {
+            let name = &m.states[to as usize].name;
+            l.log.enter(id, name, now, ev.map(|e| e.seq));
+        }
+        inst.gen = inst.gen.wrapping_add(1);
+        inst.entered_ns = opens;
+        inst.entered_seq = ev.map(|e| e.seq);
+        inst.timer = timeout.map(|d| Timer {
+            deadline: opens.saturating_add(d),
+            armed_ns: opens,
+            armed_seq: ev.map(|e| e.seq),
+        });
+        if let Some(tm) = inst.timer {
+            self.heap.push(Reverse((tm.deadline, idx, inst.gen)));
+            self.compact_timers();
+        }
+    }
+
+    /// The explanation of instance `idx` deciding `verdict` at `now` (on event `ev`, or at a
+    /// timeout or the end when `None`), with the handler's message `msg` if it has one.
+    #[allow(clippy::too_many_arguments)]
+    fn explanation(
+        &self,
+        idx: u32,
+        verdict: Verdict,
+        msg: Option<String>,
+        guard_values: Vec<GuardValue>,
+        now: i64,
+        ev: Option<&EventRef<'_>>,
+        handler_text: String,
+        timer: Option<Timer>,
+    ) -> Explanation {
+        let m: &Machine = &self.r.machine;
+        let inst = &self.insts[idx as usize];
+        let st = &m.states[inst.state as usize];
+        // since the monitor started (for an experiment step: its window)
+        let rel = |ts: i64| {
+            let s = self.started.unwrap_or(ts);
+            format!("+{:.3}s", (ts - s) as f64 / 1e9)
+        };
+        let reason = msg.unwrap_or_else(|| match (verdict, ev) {
+            (Verdict::Fail, None) => format!("timeout in state `{}`", st.name),
+            // an accept says what was observed (temporal sugar: the form as written)
+            (Verdict::Accept, Some(e)) if !handler_text.is_empty() => format!(
+                "`{}`: matched at {}, seq {}",
+                handler_text,
+                rel(e.ts_ns),
+                e.seq
+            ),
+            (Verdict::Accept, None) if !handler_text.is_empty() => format!(
+                "`{}`: held until its timeout at {} in state `{}`",
+                handler_text,
+                rel(now),
+                st.name
+            ),
+            (v, _) => format!("{v} in state `{}`", st.name),
+        });
+        let mut services: Vec<String> = self.r.at.iter().map(|s| s.to_string()).collect();
+        if let Some(s) = ev.and_then(|e| e.service) {
+            services.push(s.to_string());
+        }
+        services.sort();
+        services.dedup();
+        Explanation {
+            reason,
+            monitor: self.r.display.clone(),
+            key: if m.per.is_some() {
+                Some(show_key(&inst.key))
+            } else {
+                None
+            },
+            state: st.name.clone(),
+            decided_ns: Some(now),
+            deciding_event: ev.map(EventInfo::of),
+            handler: Some(handler_text),
+            guard_values,
+            path: path_of(m, &inst.path),
+            timeout: if ev.is_none() {
+                timer.map(|t| TimeoutInfo {
+                    state: st.name.clone(),
+                    armed_ns: t.armed_ns,
+                    armed_by_seq: t.armed_seq,
+                    deadline_ns: t.deadline,
+                })
+            } else {
+                None
+            },
+            pending: None,
+            services,
+        }
+    }
+
+    /// Ends the run: due timeouts fire, undecided instances take their `on end` verdict or are
+    /// inconclusive. Returns the leaf's outcome.
+    pub fn finish(&mut self, end_ns: i64) -> Outcome {
+        if self.started.is_none() {
+            self.start(end_ns);
+        }
+        self.advance_to(end_ns, true);
+        if let Some(o) = self.decided() {
+            return o.clone();
+        }
+        let m = self.r.machine.clone();
+        for idx in 0..self.insts.len() {
+            if self.insts[idx].done.is_some() {
+                continue;
+            }
+            self.end_inst(idx as u32, end_ns);
+        }
+        if self.insts.is_empty() {
+            // no key ever seen: judge a fresh instance at the end
+            let idx = self.new_inst(Value::Null, end_ns, None);
+            self.end_inst(idx, end_ns);
+            let mut o = self.insts[idx as usize]
+                .done
+                .clone()
+                .unwrap_or_else(|| inconclusive(&self.r.display, "no event", end_ns));
+            o.explanation.key = None;
+            if o.verdict == Verdict::Inconclusive {
+                o.explanation.pending = Some(format!(
+                    "no event produced a `per` key; initial state `{}` undecided",
+                    m.states.first().map(|s| s.name.as_str()).unwrap_or("?")
+                ));
+            }
+            return o;
+        }
+        // combine instances: fail > inconclusive > accept; the explanation of the first worst
+        let mut best: Option<&Outcome> = None;
+        let mut n_acc = 0;
+        for i in &self.insts {
+            if let Some(o) = &i.done {
+                if o.verdict == Verdict::Accept {
+                    n_acc += 1;
+                }
+                if best.is_none_or(|b| o.verdict > b.verdict) {
+                    best = Some(o);
+                }
+            }
+        }
+        let mut o = best
+            .cloned()
+            .unwrap_or_else(|| inconclusive(&self.r.display, "no instance", end_ns));
+        if m.per.is_some() && o.verdict == Verdict::Accept {
+            o.explanation.reason = format!("all {n_acc} instance(s) accepted");
+            o.explanation.key = None;
+        }
+        o
+    }
+
+    fn end_inst(&mut self, idx: u32, end_ns: i64) {
+        let m = self.r.machine.clone();
+        let inst = &self.insts[idx as usize];
+        let st = &m.states[inst.state as usize];
+        match &st.on_end {
+            Some((acts, text)) => {
+                let json = JsonCell::new();
+                let mut ctx = inst_ctx(&self.r, &m, inst, None, &json, None);
+                let eff = effects(&mut ctx, &m, acts, end_ns);
+                let eff = match eff.term {
+                    Decision::Decide(v, msg, g) => Effects {
+                        sets: eff.sets,
+                        caps: eff.caps,
+                        value: eff.value,
+                        term: Decision::Decide(
+                            v,
+                            Some(msg.unwrap_or_else(|| {
+                                format!(
+                                    "trace ended in state `{}`, which {}s at the end",
+                                    st.name, v
+                                )
+                            })),
+                            g,
+                        ),
+                    },
+                    other => Effects {
+                        sets: eff.sets,
+                        caps: eff.caps,
+                        value: eff.value,
+                        term: other,
+                    },
+                };
+                let text = text.clone();
+                self.apply(idx, eff, end_ns, None, u16::MAX, text, None);
+                if let Some(o) = &mut self.insts[idx as usize].done {
+                    o.explanation.timeout = None;
+                }
+            }
+            None => {
+                let reason = format!("`{}` had not decided when its window ended", self.r.display);
+                let o = self.pending_outcome(idx, end_ns, reason);
+                let inst = &mut self.insts[idx as usize];
+                if let (Some(l), Some(id)) = (&self.log, inst.log_id) {
+                    l.log.decide(id, Verdict::Inconclusive, end_ns, None);
+                }
+                inst.done = Some(o);
+            }
+        }
+    }
+
+    /// The outcome of an instance that has not decided at `at_ns`: inconclusive, with its state,
+    /// its armed timeout and the handlers it was waiting for.
+    fn pending_outcome(&self, idx: u32, at_ns: i64, reason: String) -> Outcome {
+        let m = self.r.machine.clone();
+        let inst = &self.insts[idx as usize];
+        let st = &m.states[inst.state as usize];
+        let mut pending = format!("in state `{}` since {}", st.name, fmt_ts(inst.entered_ns));
+        if let Some(seq) = inst.entered_seq {
+            pending.push_str(&format!(" (event seq {seq})"));
+        }
+        if let Some(t) = inst.timer {
+            if t.deadline > at_ns {
+                pending.push_str(&format!(
+                    "; timeout armed at {} due at {} (after {})",
+                    fmt_ts(t.armed_ns),
+                    fmt_ts(t.deadline),
+                    fmt_ts(at_ns)
+                ));
+            }
+        }
+        let waiting: Vec<String> = st
+            .handlers
+            .iter()
+            .filter(|h| !matches!(h.actions.term, TermC::Stay))
+            .map(|h| format!("`{}`", h.text))
+            .collect();
+        if !waiting.is_empty() {
+            pending.push_str(&format!("; waiting for {}", waiting.join(" or ")));
+        }
+        let mut services: Vec<String> = self.r.at.iter().map(|s| s.to_string()).collect();
+        services.sort();
+        let explanation = Explanation {
+            reason,
+            monitor: self.r.display.clone(),
+            key: if m.per.is_some() {
+                Some(show_key(&inst.key))
+            } else {
+                None
+            },
+            state: st.name.clone(),
+            decided_ns: Some(at_ns),
+            path: path_of(&m, &inst.path),
+            timeout: inst.timer.map(|t| TimeoutInfo {
+                state: st.name.clone(),
+                armed_ns: t.armed_ns,
+                armed_by_seq: t.armed_seq,
+                deadline_ns: t.deadline,
+            }),
+            pending: Some(pending),
+            services,
+            ..Default::default()
+        };
+        Outcome {
+            verdict: Verdict::Inconclusive,
+            at_ns,
+            at_seq: None,
+            explanation,
+            value: None,
+        }
+    }
+
+    /// This monitor as it stood at `at_ns`, when the composition it is part of decided without
+    /// it (`why` says so): no end handlers run and no later timeout fires. Its verdict if it had
+    /// decided by then, otherwise inconclusive with the state it was in.
+    pub fn frozen(&mut self, at_ns: i64, why: &str) -> Outcome {
+        if let Some(o) = self.decided() {
+            return o.clone();
+        }
+        match (0..self.insts.len()).find(|i| self.insts[*i].done.is_none()) {
+            Some(i) => self.pending_outcome(i as u32, at_ns, why.to_string()),
+            None => inconclusive(&self.r.display, why, at_ns),
+        }
+    }
+}
+
+/// The evaluation context of an instance: on an event, or (`ev = None`) at a timeout or the
+/// end of the trace.
+fn inst_ctx<'a>(
+    r: &'a MonRef,
+    m: &'a Machine,
+    inst: &'a Inst,
+    ev: Option<EventRef<'a>>,
+    json: &'a JsonCell,
+    trace: Option<Vec<GuardValue>>,
+) -> Ctx<'a> {
+    Ctx {
+        ev,
+        json,
+        params: &r.params,
+        vars: &inst.vars,
+        wins: &inst.wins,
+        win_defs: &m.windows,
+        caps_saved: &inst.caps,
+        caps_now: Vec::new(),
+        vars_now: Vec::new(),
+        locals: Vec::new(),
+        here: r.at.as_deref(),
+        key: &inst.key,
+        trace,
+    }
+}
+
+/// The pattern's source and kind, checked before its guard.
+#[inline]
+fn source_kind_match(p: &PatternC, ev: &EventRef<'_>) -> bool {
+    p.source.as_deref().is_none_or(|s| s == ev.source)
+        && p.kind.as_deref().is_none_or(|k| k == ev.kind)
+}

@@ -1,0 +1,27 @@
+//! The evaluator: instances of compiled machines fed events in trace order, timeouts in trace
+//! time, per-key instances, windows, compositions, and the explanations of every decision.
+//! The hot path (an event that matches nothing or a guard over borrowed fields) allocates
+//! nothing.
+//!
+//! Submodules, each used only by the ones after it: `ctx` (the generic expression evaluator),
+//! `window` (window state and aggregates), `fx` (the per-key hasher), `effects` (what a fired
+//! handler decides), `leaf` (the instances of one instantiated machine), `explain` (the
+//! outcomes and paths explanations show), `node` (`and`/`or`/`not` compositions).
+
+mod ctx;
+mod effects;
+mod explain;
+mod fx;
+mod leaf;
+mod node;
+mod window;
+
+#[cfg(test)]
+pub(crate) use ctx::matches_generic;
+pub(crate) use explain::Outcome;
+pub(crate) use node::Node;
+
+/// The most transitions an instance keeps for its explanation (the oldest are dropped).
+const PATH_MAX: usize = 32;
+/// The most guard values an explanation shows.
+const TRACE_MAX: usize = 24;
