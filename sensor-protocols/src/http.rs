@@ -1,12 +1,16 @@
-//! A small HTTP/1.1 client over a tokio `TcpStream`, enough for the probes in this crate: one
-//! request per connection (`Connection: close`), `Content-Length`, chunked and read-to-close
-//! bodies, a body size cap, and one deadline covering connect, send and receive.
+//! The HTTP/1.1 client of the probes in this crate, on hyper's connection-level client: one
+//! request per connection (`Connection: close`), a body size cap, and one deadline covering
+//! connect, send and receive. Failures keep short machine-readable names ([`HttpError::kind`])
+//! for event data.
 //!
 //! It only speaks plain `http://` (the sensors reach containers on their compose networks, no TLS).
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{HeaderValue, ACCEPT, CONNECTION, CONTENT_LENGTH, HOST, USER_AGENT};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 /// Errors of one HTTP exchange. `kind()` gives a short machine-readable name for event data.
@@ -184,7 +188,7 @@ pub async fn send(req: &Request<'_>) -> Result<Response, HttpError> {
 
 async fn exchange(url: &Url, req: &Request<'_>) -> Result<Response, HttpError> {
     let addr = url.addr();
-    let mut stream = TcpStream::connect(&addr).await.map_err(|e| {
+    let stream = TcpStream::connect(&addr).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::ConnectionRefused {
             HttpError::Refused { addr: addr.clone() }
         } else {
@@ -195,288 +199,120 @@ async fn exchange(url: &Url, req: &Request<'_>) -> Result<Response, HttpError> {
         }
     })?;
     let _ = stream.set_nodelay(true);
-    let mut head = format!(
-        "{} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: chaos-trace-sensors/{}\r\nAccept: */*\r\nConnection: close\r\n",
-        req.method,
-        url.path,
-        url.host_header(),
-        env!("CARGO_PKG_VERSION")
-    );
-    for (k, v) in req.headers {
-        head.push_str(k);
-        head.push_str(": ");
-        head.push_str(v);
-        head.push_str("\r\n");
-    }
-    if let Some(b) = req.body {
-        head.push_str(&format!("Content-Length: {}\r\n", b.len()));
-    }
-    head.push_str("\r\n");
-    let io = |e| HttpError::Io {
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| from_hyper(&addr, e))?;
+    // Drives the connection; it ends with the exchange (or when `send` is dropped on timeout).
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+
+    let bad_request = |reason: String| HttpError::Malformed {
         addr: addr.clone(),
-        source: e,
+        reason,
     };
-    stream.write_all(head.as_bytes()).await.map_err(io)?;
+    let mut builder = hyper::Request::builder()
+        .method(req.method)
+        .uri(url.path.as_str())
+        .header(HOST, url.host_header())
+        .header(
+            USER_AGENT,
+            concat!("chaos-trace-sensors/", env!("CARGO_PKG_VERSION")),
+        )
+        .header(ACCEPT, "*/*")
+        .header(CONNECTION, "close");
+    for (k, v) in req.headers {
+        builder = builder.header(*k, *v);
+    }
     if let Some(b) = req.body {
-        stream.write_all(b).await.map_err(io)?;
+        builder = builder.header(CONTENT_LENGTH, HeaderValue::from(b.len()));
     }
-    stream.flush().await.map_err(io)?;
-
-    let mut parser = ResponseParser::new(req.method == "HEAD", req.max_body);
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = stream.read(&mut buf).await.map_err(|e| HttpError::Io {
-            addr: addr.clone(),
-            source: e,
+    let request = builder
+        .body(Full::new(Bytes::copy_from_slice(req.body.unwrap_or_default())))
+        .map_err(|_| HttpError::BadUrl {
+            url: req.url.to_string(),
+            reason: "characters not allowed in a request path or header",
         })?;
-        let done = if n == 0 {
-            parser.finish()
-        } else {
-            parser.feed(&buf[..n])
+
+    let resp = sender
+        .send_request(request)
+        .await
+        .map_err(|e| from_hyper(&addr, e))?;
+    let (parts, mut body) = resp.into_parts();
+    let too_large = || HttpError::TooLarge {
+        addr: addr.clone(),
+        limit: req.max_body,
+    };
+    if let Some(n) = parts.headers.get(CONTENT_LENGTH) {
+        let n: u64 = n
+            .to_str()
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .ok_or_else(|| bad_request(format!("bad content-length {n:?}")))?;
+        if n > req.max_body as u64 {
+            return Err(too_large());
+        }
+    }
+    let mut data = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| from_hyper(&addr, e))?;
+        if let Ok(chunk) = frame.into_data() {
+            if data.len().saturating_add(chunk.len()) > req.max_body {
+                return Err(too_large());
+            }
+            data.extend_from_slice(&chunk);
+        }
+    }
+    let reason = parts
+        .extensions
+        .get::<hyper::ext::ReasonPhrase>()
+        .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned())
+        .or_else(|| parts.status.canonical_reason().map(str::to_string))
+        .unwrap_or_default();
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).trim().to_string(),
+            )
+        })
+        .collect();
+    Ok(Response {
+        status: parts.status.as_u16(),
+        reason,
+        headers,
+        body: data,
+    })
+}
+
+/// The error of a failed exchange: an early close or an unparseable response is `Malformed`, a
+/// failed read or write `Io`.
+fn from_hyper(addr: &str, e: hyper::Error) -> HttpError {
+    let addr = addr.to_string();
+    if e.is_incomplete_message() {
+        return HttpError::Malformed {
+            addr,
+            reason: "connection closed before the response was complete".into(),
         };
-        match done {
-            Ok(Some(resp)) => return Ok(resp),
-            Ok(None) if n == 0 => {
-                return Err(HttpError::Malformed {
+    }
+    if !e.is_parse() && !e.is_parse_status() {
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            if let Some(io) = s.downcast_ref::<std::io::Error>() {
+                return HttpError::Io {
                     addr,
-                    reason: "connection closed before the response was complete".into(),
-                })
+                    source: std::io::Error::new(io.kind(), io.to_string()),
+                };
             }
-            Ok(None) => {}
-            Err(ParseError::TooLarge) => {
-                return Err(HttpError::TooLarge {
-                    addr,
-                    limit: req.max_body,
-                })
-            }
-            Err(ParseError::Bad(reason)) => return Err(HttpError::Malformed { addr, reason }),
+            src = s.source();
         }
     }
-}
-
-/// Why a response could not be parsed.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ParseError {
-    Bad(String),
-    TooLarge,
-}
-
-#[derive(Debug)]
-enum BodyMode {
-    Length(usize),
-    Chunked,
-    ToClose,
-}
-
-type Headers = Vec<(String, String)>;
-
-/// Incremental HTTP/1.1 response parser (push bytes with `feed`, then `finish` at EOF).
-#[derive(Debug)]
-pub struct ResponseParser {
-    buf: Vec<u8>,
-    head_only: bool,
-    max_body: usize,
-    head: Option<(u16, String, Headers, BodyMode)>,
-    /// Offset in `buf` where unparsed body bytes start.
-    pos: usize,
-    body: Vec<u8>,
-    /// Remaining bytes of the current chunk (chunked mode), `None` when a size line is due.
-    chunk_left: Option<usize>,
-}
-
-impl ResponseParser {
-    pub fn new(head_only: bool, max_body: usize) -> ResponseParser {
-        ResponseParser {
-            buf: Vec::new(),
-            head_only,
-            max_body,
-            head: None,
-            pos: 0,
-            body: Vec::new(),
-            chunk_left: None,
-        }
+    HttpError::Malformed {
+        addr,
+        reason: e.to_string(),
     }
-
-    /// Adds bytes; returns the response once it is complete.
-    pub fn feed(&mut self, data: &[u8]) -> Result<Option<Response>, ParseError> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() > self.max_body.saturating_add(64 * 1024) && self.head.is_none() {
-            return Err(ParseError::Bad("response head too large".into()));
-        }
-        loop {
-            if self.head.is_some() {
-                return self.advance_body(false);
-            }
-            let Some(end) = find(&self.buf, b"\r\n\r\n") else {
-                return Ok(None);
-            };
-            let (status, reason, headers) = parse_head(&self.buf[..end])?;
-            self.pos = end + 4;
-            if (100..200).contains(&status) {
-                // Interim response (100 Continue): drop it and parse the next head.
-                self.buf.drain(..self.pos);
-                self.pos = 0;
-                continue;
-            }
-            let get = |n: &str| {
-                headers
-                    .iter()
-                    .find(|(k, _)| k == n)
-                    .map(|(_, v)| v.as_str())
-            };
-            let mode = if self.head_only || status == 204 || status == 304 {
-                BodyMode::Length(0)
-            } else if get("transfer-encoding")
-                .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
-            {
-                BodyMode::Chunked
-            } else if let Some(cl) = get("content-length") {
-                let n: usize = cl
-                    .trim()
-                    .parse()
-                    .map_err(|_| ParseError::Bad(format!("bad content-length {cl:?}")))?;
-                if n > self.max_body {
-                    return Err(ParseError::TooLarge);
-                }
-                BodyMode::Length(n)
-            } else {
-                BodyMode::ToClose
-            };
-            self.head = Some((status, reason, headers, mode));
-        }
-    }
-
-    /// Signals end of stream.
-    pub fn finish(&mut self) -> Result<Option<Response>, ParseError> {
-        if self.head.is_none() {
-            return if self.buf.is_empty() {
-                Err(ParseError::Bad("empty response".into()))
-            } else {
-                Err(ParseError::Bad("truncated response head".into()))
-            };
-        }
-        self.advance_body(true)
-    }
-
-    fn advance_body(&mut self, eof: bool) -> Result<Option<Response>, ParseError> {
-        let Some((_, _, _, mode)) = &self.head else {
-            return Ok(None);
-        };
-        let complete = match mode {
-            BodyMode::Length(n) => {
-                let n = *n;
-                if self.buf.len() - self.pos >= n {
-                    self.body = self.buf[self.pos..self.pos + n].to_vec();
-                    true
-                } else {
-                    false
-                }
-            }
-            BodyMode::ToClose => {
-                if self.buf.len() - self.pos > self.max_body {
-                    return Err(ParseError::TooLarge);
-                }
-                if eof {
-                    self.body = self.buf[self.pos..].to_vec();
-                }
-                eof
-            }
-            BodyMode::Chunked => self.advance_chunks()?,
-        };
-        if !complete {
-            return Ok(None);
-        }
-        let (status, reason, headers, _) = self
-            .head
-            .take()
-            .ok_or_else(|| ParseError::Bad("no head".into()))?;
-        Ok(Some(Response {
-            status,
-            reason,
-            headers,
-            body: std::mem::take(&mut self.body),
-        }))
-    }
-
-    fn advance_chunks(&mut self) -> Result<bool, ParseError> {
-        loop {
-            match self.chunk_left {
-                None => {
-                    let rest = &self.buf[self.pos..];
-                    let Some(eol) = find(rest, b"\r\n") else {
-                        return Ok(false);
-                    };
-                    let line = std::str::from_utf8(&rest[..eol])
-                        .map_err(|_| ParseError::Bad("chunk size not ascii".into()))?;
-                    let size_txt = line.split(';').next().unwrap_or("").trim();
-                    let size = usize::from_str_radix(size_txt, 16)
-                        .map_err(|_| ParseError::Bad(format!("bad chunk size {size_txt:?}")))?;
-                    if size == 0 {
-                        // Last chunk: skip trailers up to the empty line.
-                        let after = &rest[eol + 2..];
-                        if after.starts_with(b"\r\n") {
-                            return Ok(true);
-                        }
-                        return Ok(find(after, b"\r\n\r\n").is_some());
-                    }
-                    if self.body.len().saturating_add(size) > self.max_body {
-                        return Err(ParseError::TooLarge);
-                    }
-                    self.pos += eol + 2;
-                    self.chunk_left = Some(size);
-                }
-                Some(left) => {
-                    // Chunk data followed by CRLF.
-                    if self.buf.len() - self.pos < left + 2 {
-                        return Ok(false);
-                    }
-                    self.body
-                        .extend_from_slice(&self.buf[self.pos..self.pos + left]);
-                    if &self.buf[self.pos + left..self.pos + left + 2] != b"\r\n" {
-                        return Err(ParseError::Bad("chunk not followed by crlf".into()));
-                    }
-                    self.pos += left + 2;
-                    self.chunk_left = None;
-                }
-            }
-        }
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-type Head = (u16, String, Vec<(String, String)>);
-
-fn parse_head(head: &[u8]) -> Result<Head, ParseError> {
-    let text = String::from_utf8_lossy(head);
-    let mut lines = text.split("\r\n");
-    let status_line = lines.next().unwrap_or("");
-    let mut parts = status_line.splitn(3, ' ');
-    let version = parts.next().unwrap_or("");
-    if !version.starts_with("HTTP/1.") {
-        return Err(ParseError::Bad(format!(
-            "not an http/1.x status line: {:?}",
-            truncate(status_line, 80)
-        )));
-    }
-    let status: u16 = parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .filter(|s| (100..1000).contains(s))
-        .ok_or_else(|| {
-            ParseError::Bad(format!("bad status line {:?}", truncate(status_line, 80)))
-        })?;
-    let reason = parts.next().unwrap_or("").to_string();
-    let mut headers = Vec::new();
-    for line in lines {
-        let (k, v) = line
-            .split_once(':')
-            .ok_or_else(|| ParseError::Bad(format!("bad header line {:?}", truncate(line, 80))))?;
-        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-    }
-    Ok((status, reason, headers))
 }
 
 /// The first `max` characters of `s` (on a char boundary).
@@ -490,15 +326,48 @@ pub fn truncate(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    fn parse_all(chunks: &[&[u8]]) -> Result<Option<Response>, ParseError> {
-        let mut p = ResponseParser::new(false, 1 << 20);
-        for c in chunks {
-            if let Some(r) = p.feed(c)? {
-                return Ok(Some(r));
+    /// A loopback server that reads one request, answers with `pieces` (written separately,
+    /// flushed in between) and closes; the URL to reach it.
+    async fn serve(pieces: Vec<Vec<u8>>) -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            let mut buf = vec![0u8; 8192];
+            let mut got = Vec::new();
+            while find(&got, b"\r\n\r\n").is_none() {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
             }
-        }
-        p.finish()
+            for p in pieces {
+                if s.write_all(&p).await.is_err() || s.flush().await.is_err() {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+        });
+        format!("http://127.0.0.1:{port}/x")
+    }
+
+    fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+        hay.windows(needle.len()).position(|w| w == needle)
+    }
+
+    async fn get(pieces: &[&[u8]], max_body: usize) -> Result<Response, HttpError> {
+        let url = serve(pieces.iter().map(|p| p.to_vec()).collect()).await;
+        let req = Request {
+            max_body,
+            ..Request::get(&url)
+        };
+        send(&req).await
     }
 
     #[test]
@@ -523,22 +392,22 @@ mod tests {
         assert!(Url::parse("http:///").is_err());
     }
 
-    #[test]
-    fn content_length_split_anywhere() {
+    #[tokio::test]
+    async fn content_length_split_anywhere() {
         let raw = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\r\n{\"a\":1}";
         for cut in 0..raw.len() {
-            let r = parse_all(&[&raw[..cut], &raw[cut..]]).unwrap().unwrap();
+            let r = get(&[&raw[..cut], &raw[cut..]], 1 << 20).await.unwrap();
             assert_eq!(r.status, 200);
             assert_eq!(r.body, b"{\"a\":1}");
             assert_eq!(r.header("content-type"), Some("application/json"));
         }
     }
 
-    #[test]
-    fn chunked_with_extensions_and_trailers() {
+    #[tokio::test]
+    async fn chunked_with_extensions_and_trailers() {
         let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4;ext=1\r\nWiki\r\n6\r\npedia \r\nE\r\nin \r\n\r\nchunks.\r\n0\r\nX-Trailer: y\r\n\r\n";
         for cut in 0..raw.len() {
-            let r = parse_all(&[&raw[..cut], &raw[cut..]]).unwrap().unwrap();
+            let r = get(&[&raw[..cut], &raw[cut..]], 1 << 20).await.unwrap();
             assert_eq!(
                 String::from_utf8(r.body).unwrap(),
                 "Wikipedia in \r\n\r\nchunks."
@@ -546,34 +415,87 @@ mod tests {
         }
     }
 
-    #[test]
-    fn read_to_close_and_interim() {
+    #[tokio::test]
+    async fn read_to_close_and_interim() {
         let raw = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 404 Not Found\r\n\r\nnope";
-        let r = parse_all(&[raw]).unwrap().unwrap();
+        let r = get(&[raw], 1 << 20).await.unwrap();
         assert_eq!(
             (r.status, r.reason.as_str(), r.body.as_slice()),
             (404, "Not Found", &b"nope"[..])
         );
     }
 
-    #[test]
-    fn garbage_and_truncation_are_errors() {
-        assert!(parse_all(&[b"SSH-2.0-OpenSSH\r\n\r\n"]).is_err());
-        assert!(
-            parse_all(&[b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"])
-                .unwrap()
-                .is_none()
-        );
-        assert!(parse_all(&[b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"]).is_err());
-        assert!(
-            parse_all(&[b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"]).is_err()
-        );
-        assert!(parse_all(&[b""]).is_err());
-        let mut p = ResponseParser::new(false, 4);
+    #[tokio::test]
+    async fn garbage_and_truncation_are_errors() {
+        let kind = |r: Result<Response, HttpError>| r.err().map(|e| e.kind());
         assert_eq!(
-            p.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
-                .unwrap_err(),
-            ParseError::TooLarge
+            kind(get(&[b"SSH-2.0-OpenSSH\r\n\r\n"], 1 << 20).await),
+            Some("malformed_http")
         );
+        let e = get(&[b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"], 1 << 20)
+            .await
+            .expect_err("truncated body");
+        assert_eq!(e.kind(), "malformed_http");
+        assert!(
+            e.to_string()
+                .contains("connection closed before the response was complete"),
+            "{e}"
+        );
+        assert_eq!(
+            kind(get(&[b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"], 1 << 20).await),
+            Some("malformed_http")
+        );
+        assert_eq!(
+            kind(
+                get(
+                    &[b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"],
+                    1 << 20
+                )
+                .await
+            ),
+            Some("malformed_http")
+        );
+        assert_eq!(kind(get(&[b""], 1 << 20).await), Some("malformed_http"));
+        assert_eq!(
+            kind(get(&[b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"], 4).await),
+            Some("too_large")
+        );
+        // a chunked or read-to-close body is cut at the cap too
+        assert_eq!(
+            kind(get(&[b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"], 4).await),
+            Some("too_large")
+        );
+        assert_eq!(
+            kind(get(&[b"HTTP/1.0 200 OK\r\n\r\nhello"], 4).await),
+            Some("too_large")
+        );
+    }
+
+    #[tokio::test]
+    async fn refused_and_timeout_keep_their_kinds() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        drop(l);
+        let url = format!("http://127.0.0.1:{port}/");
+        let e = send(&Request::get(&url)).await.expect_err("refused");
+        assert_eq!(e.kind(), "connection_refused");
+        // a server that accepts and never answers
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                held.push(s);
+            }
+        });
+        let url = format!("http://127.0.0.1:{port}/");
+        let req = Request {
+            timeout: Duration::from_millis(200),
+            ..Request::get(&url)
+        };
+        let e = send(&req).await.expect_err("timeout");
+        assert_eq!((e.kind(), e.to_string()), ("timeout", "timed out after 200ms".to_string()));
     }
 }
