@@ -7,11 +7,11 @@
 #   scripts/fuzz.sh [TARGET] [SECONDS]      default: spec_check 300
 #
 # Targets: spec_check (monitor/fuzz: spec parser + checker); event_log, parquet_trace (trace
-# reader), pcap, jolokia, prometheus (sensors parsers), scenario (recorder scenario files), all in
+# reader), pcap, jolokia, prometheus (sensor-protocols parsers), scenario (recorder scenario files), all in
 # fuzz/; `all` runs every target for SECONDS each. A crash is written under
 # <fuzz dir>/artifacts/TARGET/; minimise it, add it to <fuzz dir>/regressions/TARGET/ (replayed on
 # stable by `cargo test -p monitor --test hardening`, or by the `fuzz_regressions` test of trace,
-# sensors or recorder) and fix it.
+# sensor-protocols or recorder) and fix it.
 set -euo pipefail
 target="${1:-spec_check}"
 secs="${2:-300}"

@@ -24,7 +24,7 @@ command -v jattach >/dev/null 2>&1 || need_apt+=(jattach)
 if [ "$HOST_TOOLS_ONLY" = 0 ]; then
   command -v tshark >/dev/null 2>&1 || need_apt+=(tshark)
   command -v curl >/dev/null 2>&1 || need_apt+=(curl)
-  # The real Jolokia request handler for the live conformance test (sensors/tests/jolokia_real.rs).
+  # The real Jolokia request handler for the live conformance test (sensor-protocols/tests/jolokia_real.rs).
   [ -f /usr/share/java/jolokia-core.jar ] || need_apt+=(libjolokia-core-java)
   # The JMX agent jar merges json-simple (jmx-agent/build.sh).
   [ -f /usr/share/java/json-simple.jar ] || need_apt+=(libjson-simple-java)

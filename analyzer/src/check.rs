@@ -3,10 +3,7 @@
 //! per monitor/step with explanations for every fail (plus the surrounding events of the
 //! services involved), writes JSON or JUnit, and exits with the combined verdict's code.
 
-#[path = "report/mod.rs"]
-pub mod report;
-
-use crate::exit;
+use crate::{exit, report};
 use monitor::{
     EventInfo, InstanceHistory, Needs, Report, Runner, Selection, SourceFile, Spec, StateLog,
 };

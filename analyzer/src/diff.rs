@@ -14,7 +14,8 @@ use regex::Regex;
 use serde::Serialize;
 use trace::ReadOptions;
 
-use crate::check::{judge_recording, load_spec, report::text::event_line, CheckFormat, Judged};
+use crate::check::{judge_recording, load_spec, CheckFormat, Judged};
+use crate::report::text::event_line;
 use crate::{exit, Error};
 
 /// Arguments of `analyzer diff`.
@@ -556,7 +557,7 @@ pub(crate) fn around(
                 .is_some_and(|s| services.is_empty() || services.iter().any(|x| x == s));
         ours && ev.source != "packet"
     };
-    Ok(crate::check::report::events_around(
+    Ok(crate::report::events_around(
         &t,
         &opts,
         n,
@@ -615,7 +616,7 @@ fn divergence(
     let expl = |j: &Judged, s: &monitor::StepResult| -> (Vec<String>, Option<i64>, Vec<String>) {
         match s.monitor.as_ref().and_then(|m| m.primary_explanation()) {
             Some(e) => (
-                crate::check::report::text::explain(e, j.origin_ns, &[], ""),
+                crate::report::text::explain(e, j.origin_ns, &[], ""),
                 e.deciding_event.as_ref().map(|d| d.ts_ns).or(e.decided_ns),
                 e.services.clone(),
             ),

@@ -271,7 +271,7 @@ pub fn failure_line(j: &Judged) -> Option<String> {
         Some(d) => format!(
             "{}: {}",
             e.reason,
-            crate::check::report::text::event_line(d, j.origin_ns)
+            crate::report::text::event_line(d, j.origin_ns)
         ),
         None => e.reason.clone(),
     };

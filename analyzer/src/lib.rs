@@ -13,6 +13,7 @@ pub mod generate;
 pub mod html;
 pub mod info;
 pub mod paths;
+pub mod report;
 pub mod s3;
 pub mod timearg;
 pub mod verdicts;
@@ -138,7 +139,7 @@ fn packets_from_pcap(dir: &std::path::Path) -> Result<Option<(usize, u64)>, Erro
             last_seq = last_seq.max(ev.seq);
         }
     }
-    let addrs = sensors::pcap::AddressMap::from_manifest(t.manifest());
+    let addrs = sensor_protocols::pcap::AddressMap::from_manifest(t.manifest());
     // streamed file by file: captures can be much larger than memory
     let mut records = files
         .iter()
@@ -147,7 +148,7 @@ fn packets_from_pcap(dir: &std::path::Path) -> Result<Option<(usize, u64)>, Erro
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            sensors::pcap::PcapSummariser::open(f, &stem, addrs.clone()).ok()
+            sensor_protocols::pcap::PcapSummariser::open(f, &stem, addrs.clone()).ok()
         })
         .flatten()
         .peekable();

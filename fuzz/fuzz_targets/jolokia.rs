@@ -1,11 +1,11 @@
 //! Fuzz target: Jolokia reply parsing. The input is an HTTP body given to the bulk, single and
 //! version reply parsers (as an agent or anything on its port could answer), and every outcome
 //! turned into events. Must give outcomes or an error, never panic. Crashes go to
-//! `../regressions/jolokia/`, replayed by `sensors/tests/fuzz_regressions.rs`.
+//! `../regressions/jolokia/`, replayed by `sensor-protocols/tests/fuzz_regressions.rs`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sensors::jolokia::{parse_bulk_reply, parse_single_reply, parse_version_reply, MBeanRead};
+use sensor_protocols::jolokia::{parse_bulk_reply, parse_single_reply, parse_version_reply, MBeanRead};
 
 fuzz_target!(|data: &[u8]| {
     let reads = [

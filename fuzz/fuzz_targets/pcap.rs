@@ -2,11 +2,11 @@
 //! `PcapSummariser` (with an address map, so service lookups run) and every record turned into an
 //! event as the packet merge does. Must summarise or stop with a reason, never panic, loop or
 //! allocate without bound. Crashes go to `../regressions/pcap/`, replayed by
-//! `sensors/tests/fuzz_regressions.rs`.
+//! `sensor-protocols/tests/fuzz_regressions.rs`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sensors::pcap::{AddressMap, PcapSummariser};
+use sensor_protocols::pcap::{AddressMap, PcapSummariser};
 
 fuzz_target!(|data: &[u8]| {
     let mut addrs = AddressMap::default();

@@ -1,11 +1,11 @@
 //! Fuzz target: Prometheus text exposition parsing. The input (as lossy UTF-8) goes through the
 //! lenient and the strict parser, and the families through `scrape_events` with an empty and a
 //! prefix selector. Must give families or errors, never panic. Crashes go to
-//! `../regressions/prometheus/`, replayed by `sensors/tests/fuzz_regressions.rs`.
+//! `../regressions/prometheus/`, replayed by `sensor-protocols/tests/fuzz_regressions.rs`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sensors::prom::{parse, parse_strict, scrape_events, Selector};
+use sensor_protocols::prom::{parse, parse_strict, scrape_events, Selector};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

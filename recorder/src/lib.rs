@@ -2,23 +2,21 @@
 //! the recording loop. The `recorder` binary is a thin shell over it.
 //!
 //! Module map: [`scenario`] (the TOML scenario and its validation), [`compose`] (the compose CLI and
-//! container discovery through bollard), [`docker`] (events, logs and stats sensors), [`sink`] (the
-//! event channel every sensor writes into), [`sensor`] (the plug-in hook for protocol sensors),
-//! [`faults`] (fault injection from the host), [`run`] (the run loop tying it all together),
-//! [`halt`] (halt conditions judged live), [`replay`] (`run --replay`), [`otlp`] (the OTLP
-//! receiver of a run and its compose override).
+//! container discovery through bollard), [`sensors`] (every sensor: the trait and registry, the
+//! Docker events, logs and stats sensors, the JMX, HTTP, Prometheus, exec and pcap sensors),
+//! [`sink`] (the event channel every sensor writes into), [`faults`] (fault injection from the
+//! host), [`run`] (the run loop tying it all together), [`halt`] (halt conditions judged live),
+//! [`replay`] (`run --replay`), [`otlp`] (the OTLP receiver of a run and its compose override).
 
 pub mod compose;
-pub mod docker;
 pub mod experiment;
 pub mod faults;
 pub mod halt;
 pub mod otlp;
-pub mod probes;
 pub mod replay;
 pub mod run;
 pub mod scenario;
-pub mod sensor;
+pub mod sensors;
 pub mod sink;
 
 pub use sink::EventSink;

@@ -179,7 +179,7 @@ async fn async_main(cli: Cli) -> i32 {
             no_attach,
             keep_agent,
         } => {
-            let o = recorder::probes::glue::attach::DiscoverOptions {
+            let o = recorder::sensors::attach::DiscoverOptions {
                 project,
                 service,
                 pattern,
@@ -188,7 +188,7 @@ async fn async_main(cli: Cli) -> i32 {
                 attach: !no_attach,
                 keep_agent,
             };
-            match recorder::probes::glue::attach::discover(&o).await {
+            match recorder::sensors::attach::discover(&o).await {
                 Ok(text) => {
                     print!("{text}");
                     0

@@ -17,13 +17,13 @@ use trace::manifest::{ComposeFile, Outcome, ScenarioInfo};
 use trace::{Event, FinalizeSummary, Manifest, PacketRecord, TraceError, TraceWriter};
 
 use crate::compose::{self, ComposeCli, ProjectState};
-use crate::docker::{DockerSensors, DockerSensorsConfig};
+use crate::sensors::docker::{DockerSensors, DockerSensorsConfig};
 use crate::experiment;
 use crate::faults::{self, FaultInjector, FaultRequest};
 use crate::halt;
 use crate::replay;
 use crate::scenario::{self, LoadedScenario, Plan, Resolved, ScenarioError, ScheduledFault};
-use crate::sensor::{PacketSink, SensorContext, SensorRegistry};
+use crate::sensors::{PacketSink, SensorContext, SensorRegistry};
 use crate::sink::{now_ns, EventReceiver, EventSink};
 
 /// The fault injector shared by the plan, the revert timers and the restart watcher.
@@ -1357,7 +1357,7 @@ pub async fn cleanup(project: Option<&str>, all: bool) -> Result<Vec<String>, St
                 .into_iter()
                 .map(|l| format!("{p}: {l}")),
         );
-        lines.extend(crate::probes::glue::stop_leftover_captures(&p).await);
+        lines.extend(crate::sensors::stop_leftover_captures(&p).await);
         // a syscall fault's tracer that is still alive (not a killed recorder: the kernel
         // detached its tracees when it died)
         match faults::traced_leftovers(&docker, &p).await {

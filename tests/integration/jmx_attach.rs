@@ -413,7 +413,7 @@ fn recorder_jmx_lists_mbeans_reuses_and_stops_the_agent() {
         .enable_all()
         .build()
         .expect("runtime");
-    let client = sensors::jolokia::JolokiaClient::for_host(&ip, 8778, Duration::from_secs(5));
+    let client = sensor_protocols::jolokia::JolokiaClient::for_host(&ip, 8778, Duration::from_secs(5));
     rt.block_on(async {
         let v = client
             .request(&serde_json::json!({"type": "read", "mbean": "java.lang:type=Memory", "attribute": "Verbose"}))
@@ -426,7 +426,7 @@ fn recorder_jmx_lists_mbeans_reuses_and_stops_the_agent() {
             serde_json::json!({"type": "exec", "mbean": "java.lang:type=Runtime", "operation": "getSystemProperties"}),
         ] {
             match client.request(&req).await {
-                Err(sensors::jolokia::JolokiaError::Agent { status, error, .. }) => {
+                Err(sensor_protocols::jolokia::JolokiaError::Agent { status, error, .. }) => {
                     assert_eq!(status, 403, "{req}: {error}");
                     assert!(error.contains("forbidden"), "{req}: {error}");
                 }
@@ -441,7 +441,7 @@ fn recorder_jmx_lists_mbeans_reuses_and_stops_the_agent() {
         assert_eq!(v, Value::Bool(false));
 
         // --- stop: the port is free, the JVM runs on, and a new attach works
-        recorder::probes::glue::attach::stop_agent(pid)
+        recorder::sensors::attach::stop_agent(pid)
             .await
             .expect("stop the agent");
     });

@@ -181,7 +181,7 @@ fn finalize_makes_a_killed_trace_finalized() {
 /// packets: `finalize` builds `packets.parquet` from them (services from the manifest).
 #[test]
 fn finalize_builds_packets_from_the_pcap_files_a_killed_recorder_left() {
-    use sensors::pcapgen::{ethernet, ip_packet, PcapWriter, L4};
+    use sensor_protocols::pcapgen::{ethernet, ip_packet, PcapWriter, L4};
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("t");
     generate(&dir, &["--unfinalized", "--duration", "10"]);

@@ -8,7 +8,8 @@
 
 pub mod collect;
 
-use crate::check::{load_spec, report as reporters, Judged};
+use crate::check::{load_spec, Judged};
+use crate::report as reporters;
 use crate::{exit, Error};
 use collect::{Collector, Row, AROUND_BYTES};
 use monitor::{InstanceHistory, Report, Runner, Selection, Spec, Verdict};

@@ -1,5 +1,5 @@
 //! A Jolokia-compatible HTTP endpoint (agent 1.7.1, protocol 7.2 shapes, checked against the
-//! replies recorded from real Jolokia in `sensors/tests/fixtures/jolokia/recorded/`) serving the
+//! replies recorded from real Jolokia in `sensor-protocols/tests/fixtures/jolokia/recorded/`) serving the
 //! `akka:type=Cluster` MBean of Akka's ClusterMBean: ClusterStatus (a JSON *string*), Members,
 //! Unreachable, Leader, MemberStatus, Available. POST bulk and single read requests, GET
 //! `/jolokia/read/...` with `!` escaping, GET `/jolokia/version`; pattern reads (`akka:type=*`,
@@ -700,7 +700,7 @@ fn serve_conn(
 }
 
 /// demo-node's replies against the replies recorded from real Jolokia 1.7.1
-/// (`sensors/tests/fixtures/jolokia/recorded/`, the requests of its `record.sh`): same keys in
+/// (`sensor-protocols/tests/fixtures/jolokia/recorded/`, the requests of its `record.sh`): same keys in
 /// the same order, same JSON types, same statuses and error types; timestamps, stack trace
 /// lines, heap figures and the agent id are not compared. The view mirrors the recorded cluster
 /// (four members `Up`, right-a unreachable as seen by left-a and left-b), so the
@@ -713,7 +713,7 @@ mod conformance {
     macro_rules! recorded {
         ($file:literal) => {
             serde_json::from_str::<Value>(include_str!(concat!(
-                "../../../sensors/tests/fixtures/jolokia/recorded/",
+                "../../../sensor-protocols/tests/fixtures/jolokia/recorded/",
                 $file
             )))
             .expect(concat!("recorded fixture ", $file))
@@ -860,7 +860,7 @@ mod conformance {
         );
         assert_eq!(
             text,
-            include_str!("../../../sensors/tests/fixtures/jolokia/recorded/read_single.json")
+            include_str!("../../../sensor-protocols/tests/fixtures/jolokia/recorded/read_single.json")
         );
         let ours =
             post(r#"{"type":"read","mbean":"akka:type=Cluster","attribute":"ClusterStatus"}"#);

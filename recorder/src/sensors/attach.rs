@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bollard::query_parameters::UploadToContainerOptionsBuilder;
-use sensors::jolokia::{JolokiaClient, MBeanRead, ReadOutcome};
+use sensor_protocols::jolokia::{JolokiaClient, MBeanRead, ReadOutcome};
 use serde_json::{json, Value};
 use trace::Event;
 
@@ -254,7 +254,7 @@ pub(crate) fn classify_jattach(pid: i64, status: Option<i32>, output: &str) -> A
         .lines()
         .find_map(|l| l.trim().strip_prefix("return code:"))
         .and_then(|c| c.trim().parse::<i64>().ok());
-    let brief = sensors::http::truncate(out, 300).replace('\n', " | ");
+    let brief = sensor_protocols::http::truncate(out, 300).replace('\n', " | ");
     if out.contains("Could not start attach mechanism") {
         return AttachError::new(
             "attach_disabled",
@@ -556,7 +556,7 @@ pub struct MBeanListing {
 pub async fn list_mbeans(
     client: &JolokiaClient,
     pattern: &str,
-) -> Result<Vec<MBeanListing>, sensors::jolokia::JolokiaError> {
+) -> Result<Vec<MBeanListing>, sensor_protocols::jolokia::JolokiaError> {
     let names = client.search(pattern).await?;
     let mut out = Vec::with_capacity(names.len());
     for name in names {
@@ -703,8 +703,8 @@ pub async fn discover(o: &DiscoverOptions) -> Result<String, DiscoverError> {
     let mut failures = Vec::new();
     for c in containers {
         let preferred: Vec<String> = o.network.iter().cloned().collect();
-        let Some(addr) = super::address_on(c, &preferred) else {
-            failures.push(format!("{}: {}", c.name, super::NO_ADDRESS));
+        let Some(addr) = super::poll::address_on(c, &preferred) else {
+            failures.push(format!("{}: {}", c.name, super::poll::NO_ADDRESS));
             continue;
         };
         let client = JolokiaClient::for_host(&addr, o.port, Duration::from_secs(5));

@@ -1,40 +1,37 @@
 //! The `exec` sensor: runs a command in each container of a service at an interval through the
 //! Docker exec API, and records stdout (parsed as JSON when it is JSON), stderr and the exit code
-//! as `exec` events (see `sensors::probe::ExecOutput`).
+//! as `exec` events (see `sensor_protocols::probe::ExecOutput`).
 
 use std::time::{Duration, Instant};
 
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
-use sensors::probe::ExecOutput;
+use sensor_protocols::probe::ExecOutput;
 
 use trace::Event;
 
-use super::{check_service, interval, poll_containers, ContainerProbe};
+use super::poll::{check_service, interval, ContainerProbe, Polling};
+use super::{ConfigError, Sensor, SensorContext};
 use crate::compose::ContainerFacts;
 use crate::scenario::SensorsSection;
-use crate::sensor::{Sensor, SensorContext, Stop};
-use crate::sink::{now_ns, EventSink};
+use crate::sink::now_ns;
 
 pub(crate) fn factory(
     cfg: &SensorsSection,
     ctx: &SensorContext,
-) -> Result<Vec<Box<dyn Sensor>>, String> {
+) -> Result<Vec<Box<dyn Sensor>>, ConfigError> {
     let mut out: Vec<Box<dyn Sensor>> = Vec::new();
     for e in &cfg.exec {
         check_service(ctx, e.service.get_ref())?;
         if e.cmd.is_empty() {
-            return Err(format!(
-                "exec probe on {:?} has an empty cmd",
-                e.service.get_ref()
-            ));
+            return Err(ConfigError::EmptyCommand(e.service.get_ref().clone()));
         }
-        out.push(Box::new(ExecSensor {
+        out.push(Box::new(Polling(ExecSensor {
             service: e.service.get_ref().clone(),
             cmd: e.cmd.clone(),
             every: interval(&e.interval)?,
-        }));
+        })));
     }
     Ok(out)
 }
@@ -45,7 +42,7 @@ struct ExecSensor {
     every: Duration,
 }
 
-/// Largest output kept per stream while reading (the event keeps less, see `sensors::probe`).
+/// Largest output kept per stream while reading (the event keeps less, see `sensor_protocols::probe`).
 const MAX_READ: usize = 1 << 20;
 
 async fn run_exec(
@@ -122,6 +119,18 @@ async fn run_exec(
 }
 
 impl ContainerProbe for ExecSensor {
+    fn name(&self) -> &str {
+        "exec"
+    }
+
+    fn service(&self) -> &str {
+        &self.service
+    }
+
+    fn every(&self) -> Duration {
+        self.every
+    }
+
     fn probe<'a>(
         &'a self,
         ctx: &'a SensorContext,
@@ -136,21 +145,5 @@ impl ContainerProbe for ExecSensor {
             (vec![out.to_event(ts, &self.service, Some(&c.name))], false)
         }
         .boxed()
-    }
-}
-
-impl Sensor for ExecSensor {
-    fn name(&self) -> &str {
-        "exec"
-    }
-
-    fn run(
-        self: Box<Self>,
-        ctx: SensorContext,
-        sink: EventSink,
-        stop: Stop,
-    ) -> BoxFuture<'static, ()> {
-        async move { poll_containers(&*self, &ctx, &self.service, self.every, &sink, &stop).await }
-            .boxed()
     }
 }

@@ -1,6 +1,6 @@
 //! The `jmx` sensor: polls the Jolokia agent of each container of the configured services with
 //! one bulk read per interval, at `http://<container address>:<port><path>`; one `jmx` event per
-//! container and MBean per poll, errors as `jmx`/`error` events (see `sensors::jolokia`). The
+//! container and MBean per poll, errors as `jmx`/`error` events (see `sensor_protocols::jolokia`). The
 //! address is the one on the first of the configured `networks` the container is attached to.
 //! A pattern MBean (`org.apache.ZooKeeperService:*`) gives one event per matching MBean. With
 //! `attach = true`, a container whose port does not answer gets the recorder's agent attached
@@ -15,29 +15,29 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::{join_all, BoxFuture};
 use futures_util::FutureExt;
-use sensors::jolokia::{JolokiaClient, MBeanRead, ReadOutcome};
+use sensor_protocols::jolokia::{JolokiaClient, MBeanRead, ReadOutcome};
 
 use trace::Event;
 
 use super::attach::{attach_event, ensure_agent, stop_agent};
-use super::{
-    address_on, check_networks, check_service, interval, is_unreachable, poll_containers,
-    ContainerProbe, NO_ADDRESS,
+use super::poll::{
+    address_on, check_networks, check_service, interval, is_unreachable, ContainerProbe, Polling,
+    NO_ADDRESS,
 };
+use super::{ConfigError, Sensor, SensorContext};
 use crate::compose::ContainerFacts;
 use crate::scenario::SensorsSection;
-use crate::sensor::{Sensor, SensorContext, Stop};
 use crate::sink::{now_ns, EventSink};
 
 pub(crate) fn factory(
     cfg: &SensorsSection,
     ctx: &SensorContext,
-) -> Result<Vec<Box<dyn Sensor>>, String> {
+) -> Result<Vec<Box<dyn Sensor>>, ConfigError> {
     let Some(j) = &cfg.jmx else {
         return Ok(Vec::new());
     };
     if j.mbeans.is_empty() {
-        return Err("[sensors.jmx] lists no mbeans".into());
+        return Err(ConfigError::NoMBeans);
     }
     let every = interval(&j.interval)?;
     let reads: Vec<MBeanRead> = j
@@ -55,11 +55,11 @@ pub(crate) fn factory(
         format!("/{}", j.path)
     };
     let networks: Vec<String> = j.networks.iter().map(|n| n.get_ref().clone()).collect();
-    check_networks(ctx, "[sensors.jmx] networks", &networks)?;
+    check_networks(ctx, Some("[sensors.jmx] networks"), &networks)?;
     let mut out: Vec<Box<dyn Sensor>> = Vec::new();
     for s in &j.services {
         check_service(ctx, s.get_ref())?;
-        out.push(Box::new(JmxSensor {
+        out.push(Box::new(Polling(JmxSensor {
             service: s.get_ref().clone(),
             port: j.port,
             path: path.clone(),
@@ -68,7 +68,7 @@ pub(crate) fn factory(
             networks: networks.clone(),
             attach: j.attach,
             attached: Mutex::new(HashMap::new()),
-        }));
+        })));
     }
     Ok(out)
 }
@@ -216,6 +216,18 @@ fn url(addr: &str, port: u16, path: &str) -> String {
 }
 
 impl ContainerProbe for JmxSensor {
+    fn name(&self) -> &str {
+        "jmx"
+    }
+
+    fn service(&self) -> &str {
+        &self.service
+    }
+
+    fn every(&self) -> Duration {
+        self.every
+    }
+
     fn probe<'a>(
         &'a self,
         ctx: &'a SensorContext,
@@ -252,23 +264,9 @@ impl ContainerProbe for JmxSensor {
         }
         .boxed()
     }
-}
 
-impl Sensor for JmxSensor {
-    fn name(&self) -> &str {
-        "jmx"
-    }
-
-    fn run(
-        self: Box<Self>,
-        ctx: SensorContext,
-        sink: EventSink,
-        stop: Stop,
-    ) -> BoxFuture<'static, ()> {
-        async move {
-            poll_containers(&*self, &ctx, &self.service, self.every, &sink, &stop).await;
-            self.stop_agents(&ctx, &sink).await;
-        }
-        .boxed()
+    /// Stops the agents this sensor attached.
+    fn finish<'a>(&'a self, ctx: &'a SensorContext, sink: &'a EventSink) -> BoxFuture<'a, ()> {
+        self.stop_agents(ctx, sink).boxed()
     }
 }

@@ -1,181 +1,197 @@
-//! Recorder glue for the protocol sensors of the `sensors` crate: turns the scenario's
-//! `[sensors.jmx]`, `[[sensors.http]]`, `[[sensors.prom]]`, `[[sensors.exec]]` and
-//! `[sensors.pcap]` sections into [`Sensor`]s. Containers are reached at their address on a
-//! compose network (no published ports); exec and the capture's network namespace go through
-//! Docker. Every failure is an event; a sensor never stops the run.
+//! Every sensor of the recorder, in one module: the [`Sensor`] trait, the [`SensorContext`] every
+//! sensor gets (the resolved project: containers with addresses and pids, networks, the
+//! manifest, where pcap files go), the [`SensorRegistry`] that turns the scenario's `[sensors]`
+//! section into sensors, and the sensors themselves.
+//!
+//! Module map: [`poll`] (the polling loop every probe shares and the checks their factories
+//! use), [`jmx`] (Jolokia, attaching an agent with [`attach`]), [`web`] (`http` and `prom`),
+//! [`exec`], [`pcap`]; the Docker sensors [`docker`] (their supervisor), [`events`], [`logs`] and
+//! [`stats`]. The protocols themselves (Jolokia, HTTP, Prometheus, pcap) are in the
+//! `sensor-protocols` crate, which knows no Docker.
+//!
+//! The run loop starts the Docker events sensor before `compose up` and the log and stats
+//! followers once the project is ready ([`docker::DockerSensors`]); it starts every registered
+//! sensor after that, hands it an [`EventSink`] and a cancellation token, and awaits it (bounded)
+//! at teardown, before the project goes down.
 
 pub mod attach;
+pub mod docker;
+pub mod events;
 mod exec;
 mod jmx;
+pub mod logs;
 mod pcap;
-pub use pcap::stop_leftover_captures;
+pub mod poll;
+pub mod stats;
 mod web;
 
-use std::time::Duration;
+pub use pcap::stop_leftover_captures;
 
-use futures_util::future::{join_all, BoxFuture};
-use toml::Spanned;
-use trace::Event;
+use std::path::PathBuf;
+use std::sync::Arc;
 
-use crate::compose::ContainerFacts;
-use crate::scenario::parse_duration;
-use crate::sensor::{SensorContext, SensorRegistry, Stop};
+use futures_util::future::BoxFuture;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use trace::{Manifest, PacketRecord};
+
+use crate::compose::{ContainerFacts, NetworkFacts};
+use crate::scenario::SensorsSection;
 use crate::sink::EventSink;
 
-/// Adds the jmx, http, prom, exec and pcap factories.
-pub fn register(registry: &mut SensorRegistry) {
-    registry.register("jmx", jmx::factory);
-    registry.register("http", web::http_factory);
-    registry.register("prom", web::prom_factory);
-    registry.register("exec", exec::factory);
-    registry.register("pcap", pcap::factory);
+/// Cancellation signal handed to sensors: when cancelled, finish promptly (flush what you have).
+pub type Stop = CancellationToken;
+
+/// What a sensor knows about the run.
+#[derive(Clone)]
+pub struct SensorContext {
+    pub docker: bollard::Docker,
+    pub project: String,
+    /// Every container of the project at start (service, name, id, host pid, addresses per
+    /// compose network).
+    pub containers: Vec<ContainerFacts>,
+    pub networks: Vec<NetworkFacts>,
+    /// The manifest as written after `up`.
+    pub manifest: Arc<Manifest>,
+    /// `<trace>/pcap`, for raw captures.
+    pub pcap_dir: PathBuf,
+    /// Packet summaries to add to `packets.parquet` (the writer assigns seqs).
+    pub packets: PacketSink,
 }
 
-/// Default poll interval of every probe.
-pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Parses an optional interval (default 1 s); must be at least 10 ms.
-pub(crate) fn interval(v: &Option<Spanned<String>>) -> Result<Duration, String> {
-    match v {
-        None => Ok(DEFAULT_INTERVAL),
-        Some(s) => {
-            let d = parse_duration(s.get_ref())
-                .map_err(|e| format!("interval {:?}: {e}", s.get_ref()))?;
-            if d < Duration::from_millis(10) {
-                return Err(format!("interval {:?} is shorter than 10ms", s.get_ref()));
-            }
-            Ok(d)
-        }
-    }
-}
-
-/// Checks that a service exists in the project.
-pub(crate) fn check_service(ctx: &SensorContext, service: &str) -> Result<(), String> {
-    if ctx.containers.iter().any(|c| c.service == service) {
-        Ok(())
-    } else {
-        let mut known: Vec<&str> = ctx.containers.iter().map(|c| c.service.as_str()).collect();
-        known.sort();
-        known.dedup();
-        Err(format!(
-            "unknown service {service:?} (the project has: {})",
-            known.join(", ")
-        ))
-    }
-}
-
-/// The address to reach a container at: its first address on a compose network.
-pub(crate) fn address_of(c: &ContainerFacts) -> Option<String> {
-    address_on(c, &[])
-}
-
-/// The address to reach a container at: on the first of `preferred` (compose network names) it
-/// is attached to, else its first address on a compose network.
-pub(crate) fn address_on(c: &ContainerFacts, preferred: &[String]) -> Option<String> {
-    preferred
-        .iter()
-        .filter_map(|n| c.addresses.get(n))
-        .chain(c.addresses.values())
-        .find(|a| !a.is_empty())
-        .map(|a| a.split('/').next().unwrap_or(a).to_string())
-}
-
-/// Checks that every network named by a sensor exists in the project.
-pub(crate) fn check_networks(
-    ctx: &SensorContext,
-    what: &str,
-    networks: &[String],
-) -> Result<(), String> {
-    for n in networks {
-        if !ctx.networks.iter().any(|x| &x.name == n) {
-            let known: Vec<&str> = ctx.networks.iter().map(|x| x.name.as_str()).collect();
-            return Err(format!(
-                "{what}: unknown network {n:?} (the project has: {})",
-                known.join(", ")
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// A ticker that skips missed ticks (a slow poll never causes a burst afterwards).
-pub(crate) fn ticker(every: Duration) -> tokio::time::Interval {
-    let mut t = tokio::time::interval(every);
-    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    t
-}
-
-/// Fresh facts of a container from Docker (after a restart its address and pid change).
-pub(crate) async fn refresh(docker: &bollard::Docker, id: &str) -> Option<ContainerFacts> {
-    crate::compose::inspect_container(docker, id)
-        .await
-        .ok()
-        .flatten()
-}
-
-/// Whether an error type means the address may be stale.
-pub(crate) fn is_unreachable(error_type: &str) -> bool {
-    matches!(error_type, "connection_refused" | "connect" | "timeout")
-}
-
-/// What a container has no address for: the message of the `no_address` error.
-pub(crate) const NO_ADDRESS: &str = "container has no address on a compose network";
-
-/// An `error` event of a probe of one container.
-pub(crate) fn error_event(
-    ts: i64,
-    source: &str,
-    service: &str,
-    container: &str,
-    message: impl Into<String>,
-    data: &serde_json::Value,
-) -> Event {
-    Event::new(ts, source, "error")
-        .service(service)
-        .container(container)
-        .message(message)
-        .data(data)
-}
-
-/// One poll of one container by a polling sensor.
-pub(crate) trait ContainerProbe: Sync {
-    /// The events of one poll of `c`, and `true` when its address may be stale (the container
-    /// is then re-resolved from Docker before the next poll).
-    fn probe<'a>(
+impl SensorContext {
+    /// The containers of a service.
+    pub fn containers_of<'a>(
         &'a self,
-        ctx: &'a SensorContext,
-        c: &'a ContainerFacts,
-    ) -> BoxFuture<'a, (Vec<Event>, bool)>;
+        service: &'a str,
+    ) -> impl Iterator<Item = &'a ContainerFacts> + 'a {
+        self.containers.iter().filter(move |c| c.service == service)
+    }
 }
 
-/// Polls every container of `service` at `every` until `stop`: all containers at once per tick,
-/// their events emitted in container order, and a container whose poll said its address may be
-/// stale re-resolved from Docker (after a restart its address changes).
-pub(crate) async fn poll_containers(
-    probe: &impl ContainerProbe,
-    ctx: &SensorContext,
-    service: &str,
-    every: Duration,
-    sink: &EventSink,
-    stop: &Stop,
-) {
-    let mut targets: Vec<ContainerFacts> = ctx.containers_of(service).cloned().collect();
-    let mut tick = ticker(every);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tick.tick() => {}
+/// Sends packet summaries to the writer task.
+#[derive(Clone, Debug)]
+pub struct PacketSink {
+    tx: mpsc::UnboundedSender<Vec<PacketRecord>>,
+}
+
+impl PacketSink {
+    /// A new packet sink and its receiving half (drained by the writer task).
+    pub fn channel() -> (PacketSink, mpsc::UnboundedReceiver<Vec<PacketRecord>>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (PacketSink { tx }, rx)
+    }
+
+    /// Hands a batch to the writer; false when the writer has stopped.
+    pub fn add(&self, packets: Vec<PacketRecord>) -> bool {
+        self.tx.send(packets).is_ok()
+    }
+}
+
+/// A sensor: runs until `stop` is cancelled, emitting events into `sink`. Errors are recorded as
+/// events (`source = "recorder", kind = "sensor_error"`, or the sensor's own error kind), never
+/// returned: a sensor failing must not stop the run.
+pub trait Sensor: Send {
+    /// Short name for progress and diagnostics, e.g. `jmx`.
+    fn name(&self) -> &str;
+    /// Runs the sensor until `stop`.
+    fn run(
+        self: Box<Self>,
+        ctx: SensorContext,
+        sink: EventSink,
+        stop: Stop,
+    ) -> BoxFuture<'static, ()>;
+}
+
+/// A configuration problem of a sensor found once the project is known (reported as a
+/// `recorder`/`sensor_error` event).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("unknown service {service:?} (the project has: {known})")]
+    UnknownService { service: String, known: String },
+    #[error("{}unknown network {network:?} (the project has: {known})", what.map(|w| format!("{w}: ")).unwrap_or_default())]
+    UnknownNetwork {
+        /// The setting that names it (`[sensors.jmx] networks`), if any.
+        what: Option<&'static str>,
+        network: String,
+        known: String,
+    },
+    #[error("unknown container {0:?}")]
+    UnknownContainer(String),
+    #[error("network {0:?}: bridge interface unknown")]
+    UnknownBridge(String),
+    #[error("{what} {value:?}: {reason}")]
+    BadDuration {
+        what: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("{what} {value:?} is shorter than 10ms")]
+    TooShort { what: &'static str, value: String },
+    #[error("[sensors.jmx] lists no mbeans")]
+    NoMBeans,
+    #[error("exec probe on {0:?} has an empty cmd")]
+    EmptyCommand(String),
+    #[error("[sensors.pcap] names no services, containers or networks")]
+    NoCaptureTargets,
+}
+
+/// Builds sensors from the scenario's `[sensors]` section.
+pub type SensorFactory =
+    fn(&SensorsSection, &SensorContext) -> Result<Vec<Box<dyn Sensor>>, ConfigError>;
+
+/// Named sensor factories.
+#[derive(Default, Clone)]
+pub struct SensorRegistry {
+    factories: Vec<(&'static str, SensorFactory)>,
+}
+
+impl SensorRegistry {
+    /// An empty registry.
+    pub fn new() -> SensorRegistry {
+        SensorRegistry::default()
+    }
+
+    /// The registry with every sensor this build knows: jmx, http, prom, exec and pcap.
+    pub fn builtin() -> SensorRegistry {
+        let mut r = SensorRegistry::new();
+        r.register("jmx", jmx::factory);
+        r.register("http", web::http_factory);
+        r.register("prom", web::prom_factory);
+        r.register("exec", exec::factory);
+        r.register("pcap", pcap::factory);
+        r
+    }
+
+    /// Adds a factory.
+    pub fn register(&mut self, name: &'static str, f: SensorFactory) {
+        self.factories.push((name, f));
+    }
+
+    /// Names of the registered factories.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.factories.iter().map(|(n, _)| *n).collect()
+    }
+
+    /// Every sensor the configuration asks for; all errors, as messages prefixed with the factory
+    /// name.
+    pub fn build(
+        &self,
+        cfg: &SensorsSection,
+        ctx: &SensorContext,
+    ) -> Result<Vec<Box<dyn Sensor>>, Vec<String>> {
+        let mut out = Vec::new();
+        let mut errs = Vec::new();
+        for (name, f) in &self.factories {
+            match f(cfg, ctx) {
+                Ok(mut v) => out.append(&mut v),
+                Err(e) => errs.push(format!("{name} sensor: {e}")),
+            }
         }
-        let results = join_all(targets.iter().map(|c| probe.probe(ctx, c))).await;
-        for (c, (evs, stale)) in targets.iter_mut().zip(results) {
-            for ev in evs {
-                sink.emit(ev);
-            }
-            if stale {
-                if let Some(f) = refresh(&ctx.docker, &c.id).await {
-                    *c = f;
-                }
-            }
+        if errs.is_empty() {
+            Ok(out)
+        } else {
+            Err(errs)
         }
     }
 }
@@ -183,15 +199,12 @@ pub(crate) async fn poll_containers(
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::sync::Arc;
+    use std::time::Duration;
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    use super::poll::{address_of, address_on};
     use super::*;
-    use crate::compose::NetworkFacts;
-    use crate::scenario::SensorsSection;
-    use crate::sensor::{PacketSink, SensorRegistry};
-    use crate::sink::EventSink;
 
     fn container(service: &str, name: &str, addr: &str) -> ContainerFacts {
         let mut addresses = BTreeMap::new();
@@ -243,8 +256,7 @@ mod tests {
 
     #[test]
     fn factories_validate_configuration() {
-        let mut reg = SensorRegistry::new();
-        register(&mut reg);
+        let reg = SensorRegistry::builtin();
         assert_eq!(reg.names(), vec!["jmx", "http", "prom", "exec", "pcap"]);
         let c = ctx(vec![container("left-a", "p_left-a_1", "172.30.0.2")]);
         let ok = section(
@@ -288,8 +300,7 @@ mod tests {
             address_on(&c, &["left".to_string()]).as_deref(),
             Some("172.30.0.4")
         );
-        let mut reg = SensorRegistry::new();
-        register(&mut reg);
+        let reg = SensorRegistry::builtin();
         let cx = ctx(vec![c]);
         let ok = section(
             r#"jmx = { services = ["right-a"], networks = ["middle"], mbeans = [{ mbean = "a:b=c" }] }"#,
@@ -327,12 +338,11 @@ mod tests {
         let cfg = section(&format!(
             r#"jmx = {{ services = ["left-a"], port = {port}, interval = "200ms", mbeans = [{{ mbean = "akka:type=Cluster", attributes = ["ClusterStatus"] }}, {{ mbean = "x:type=Missing" }}] }}"#
         ));
-        let mut reg = SensorRegistry::new();
-        register(&mut reg);
+        let reg = SensorRegistry::builtin();
         let mut sensors = reg.build(&cfg, &c).expect("valid");
         assert_eq!(sensors.len(), 1);
         let (sink, mut rx) = EventSink::channel();
-        let stop = crate::sensor::Stop::new();
+        let stop = Stop::new();
         let task = tokio::spawn(sensors.remove(0).run(c.clone(), sink, stop.clone()));
         tokio::time::sleep(Duration::from_millis(500)).await;
         stop.cancel();

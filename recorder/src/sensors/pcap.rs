@@ -2,7 +2,7 @@
 //! namespace (`nsenter -t <pid> -n tcpdump -i any`) and of chosen compose networks on their host
 //! bridge, into `<trace>/pcap/<name>.pcap`. At the end it stops every tcpdump (SIGINT), records
 //! its statistics (kernel drops) and summarises each file into `packets.parquet`
-//! (`sensors::pcap::PcapSummariser`, services resolved from the manifest's addresses).
+//! (`sensor_protocols::pcap::PcapSummariser`, services resolved from the manifest's addresses).
 //! A capture that cannot start, or dies, is an event; the run goes on. A capture whose container
 //! restarted (new network namespace) is resumed into `<name>-2.pcap`, `-3` …. A killed recorder
 //! leaves its tcpdumps running: [`stop_leftover_captures`] (`recorder cleanup`) finds and stops
@@ -13,14 +13,14 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
-use sensors::capture::{CaptureSpec, CaptureTarget, RunningCapture};
-use sensors::pcap::{AddressMap, PcapSummariser};
+use sensor_protocols::capture::{CaptureSpec, CaptureTarget, RunningCapture};
+use sensor_protocols::pcap::{AddressMap, PcapSummariser};
 use serde_json::json;
 use trace::Event;
 
-use super::{check_service, refresh};
+use super::poll::{check_service, refresh, unknown_network};
+use super::{ConfigError, PacketSink, Sensor, SensorContext, Stop};
 use crate::scenario::SensorsSection;
-use crate::sensor::{PacketSink, Sensor, SensorContext, Stop};
 use crate::sink::{now_ns, EventSink};
 
 /// One thing to capture.
@@ -60,7 +60,7 @@ fn sanitize(s: &str) -> String {
 pub(crate) fn factory(
     cfg: &SensorsSection,
     ctx: &SensorContext,
-) -> Result<Vec<Box<dyn Sensor>>, String> {
+) -> Result<Vec<Box<dyn Sensor>>, ConfigError> {
     let Some(p) = &cfg.pcap else {
         return Ok(Vec::new());
     };
@@ -80,7 +80,7 @@ pub(crate) fn factory(
             .containers
             .iter()
             .find(|c| &c.name == n || c.id.starts_with(n.as_str()))
-            .ok_or_else(|| format!("unknown container {n:?}"))?;
+            .ok_or_else(|| ConfigError::UnknownContainer(n.clone()))?;
         targets.push(Target::Container {
             id: c.id.clone(),
             name: c.name.clone(),
@@ -89,21 +89,16 @@ pub(crate) fn factory(
     }
     for n in &p.networks {
         let n = n.get_ref();
-        let net = ctx.networks.iter().find(|x| &x.name == n).ok_or_else(|| {
-            format!(
-                "unknown network {n:?} (the project has: {})",
-                ctx.networks
-                    .iter()
-                    .map(|x| x.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })?;
+        let net = ctx
+            .networks
+            .iter()
+            .find(|x| &x.name == n)
+            .ok_or_else(|| unknown_network(ctx, None, n))?;
         // Docker names a user-defined bridge network's interface br-<first 12 hex of its id>.
         let bridge = match &net.info.bridge {
             Some(b) if !b.is_empty() => b.clone(),
             _ if net.info.id.len() >= 12 => format!("br-{}", &net.info.id[..12]),
-            _ => return Err(format!("network {n:?}: bridge interface unknown")),
+            _ => return Err(ConfigError::UnknownBridge(n.clone())),
         };
         targets.push(Target::Network {
             name: n.clone(),
@@ -111,7 +106,7 @@ pub(crate) fn factory(
         });
     }
     if targets.is_empty() {
-        return Err("[sensors.pcap] names no services, containers or networks".into());
+        return Err(ConfigError::NoCaptureTargets);
     }
     Ok(vec![Box::new(PcapSensor {
         targets,
@@ -261,7 +256,7 @@ impl Sensor for PcapSensor {
                 live.push(Live { target: t.clone(), files, running });
             }
             // Watch for captures that die (container restarted: new namespace) and resume them.
-            let mut tick = super::ticker(Duration::from_secs(1));
+            let mut tick = super::poll::ticker(Duration::from_secs(1));
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => break,

@@ -7,19 +7,19 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
-use sensors::probe::http_get;
-use sensors::prom;
+use sensor_protocols::probe::http_get;
+use sensor_protocols::prom;
 use serde_json::json;
 use trace::Event;
 
-use super::{
-    address_of, check_service, error_event, interval, is_unreachable, poll_containers,
-    ContainerProbe, NO_ADDRESS,
+use super::poll::{
+    address_of, at_least_10ms, check_service, error_event, interval, is_unreachable,
+    ContainerProbe, Polling, NO_ADDRESS,
 };
+use super::{ConfigError, Sensor, SensorContext};
 use crate::compose::ContainerFacts;
-use crate::scenario::{parse_duration, SensorsSection};
-use crate::sensor::{Sensor, SensorContext, Stop};
-use crate::sink::{now_ns, EventSink};
+use crate::scenario::SensorsSection;
+use crate::sink::now_ns;
 use toml::Spanned;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -43,17 +43,10 @@ struct WebSensor {
 fn probe_timeout(
     timeout: &Option<Spanned<String>>,
     every: &Option<Spanned<String>>,
-) -> Result<Duration, String> {
+) -> Result<Duration, ConfigError> {
     match timeout {
         None => interval(every),
-        Some(s) => {
-            let d = parse_duration(s.get_ref())
-                .map_err(|e| format!("timeout {:?}: {e}", s.get_ref()))?;
-            if d < Duration::from_millis(10) {
-                return Err(format!("timeout {:?} is shorter than 10ms", s.get_ref()));
-            }
-            Ok(d)
-        }
+        Some(s) => at_least_10ms("timeout", s.get_ref()),
     }
 }
 
@@ -68,12 +61,12 @@ fn norm_path(p: &str) -> String {
 pub(crate) fn http_factory(
     cfg: &SensorsSection,
     ctx: &SensorContext,
-) -> Result<Vec<Box<dyn Sensor>>, String> {
+) -> Result<Vec<Box<dyn Sensor>>, ConfigError> {
     let mut out: Vec<Box<dyn Sensor>> = Vec::new();
     for h in &cfg.http {
         for service in h.service_names() {
             check_service(ctx, service.get_ref())?;
-            out.push(Box::new(WebSensor {
+            out.push(Box::new(Polling(WebSensor {
                 mode: Mode::Http,
                 service: service.get_ref().clone(),
                 port: *h.port.get_ref(),
@@ -81,7 +74,7 @@ pub(crate) fn http_factory(
                 every: interval(&h.interval)?,
                 timeout: probe_timeout(&h.timeout, &h.interval)?,
                 families: prom::Selector::default(),
-            }));
+            })));
         }
     }
     Ok(out)
@@ -90,12 +83,12 @@ pub(crate) fn http_factory(
 pub(crate) fn prom_factory(
     cfg: &SensorsSection,
     ctx: &SensorContext,
-) -> Result<Vec<Box<dyn Sensor>>, String> {
+) -> Result<Vec<Box<dyn Sensor>>, ConfigError> {
     let mut out: Vec<Box<dyn Sensor>> = Vec::new();
     for p in &cfg.prom {
         for service in p.service_names() {
             check_service(ctx, service.get_ref())?;
-            out.push(Box::new(WebSensor {
+            out.push(Box::new(Polling(WebSensor {
                 mode: Mode::Prom,
                 service: service.get_ref().clone(),
                 port: *p.port.get_ref(),
@@ -103,13 +96,28 @@ pub(crate) fn prom_factory(
                 every: interval(&p.interval)?,
                 timeout: probe_timeout(&p.timeout, &p.interval)?,
                 families: prom::Selector(p.families.clone()),
-            }));
+            })));
         }
     }
     Ok(out)
 }
 
 impl ContainerProbe for WebSensor {
+    fn name(&self) -> &str {
+        match self.mode {
+            Mode::Http => "http",
+            Mode::Prom => "prom",
+        }
+    }
+
+    fn service(&self) -> &str {
+        &self.service
+    }
+
+    fn every(&self) -> Duration {
+        self.every
+    }
+
     fn probe<'a>(
         &'a self,
         _ctx: &'a SensorContext,
@@ -181,25 +189,6 @@ impl WebSensor {
                 stale,
             ),
         }
-    }
-}
-
-impl Sensor for WebSensor {
-    fn name(&self) -> &str {
-        match self.mode {
-            Mode::Http => "http",
-            Mode::Prom => "prom",
-        }
-    }
-
-    fn run(
-        self: Box<Self>,
-        ctx: SensorContext,
-        sink: EventSink,
-        stop: Stop,
-    ) -> BoxFuture<'static, ()> {
-        async move { poll_containers(&*self, &ctx, &self.service, self.every, &sink, &stop).await }
-            .boxed()
     }
 }
 

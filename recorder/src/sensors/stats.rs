@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use trace::Event;
 
-use crate::docker::logs::FollowTarget;
+use super::logs::FollowTarget;
 use crate::sink::{now_ns, EventSink};
 
 /// The figures recorded for one sample.

@@ -3,7 +3,7 @@
 //! back gives the same families; arbitrary text never panics the parser.
 
 use proptest::prelude::*;
-use sensors::prom::{escape_label_value, parse, parse_strict, MetricType};
+use sensor_protocols::prom::{escape_label_value, parse, parse_strict, MetricType};
 
 fn name() -> impl Strategy<Value = String> {
     "[a-zA-Z_:][a-zA-Z0-9_:]{0,12}"

@@ -13,8 +13,8 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::process::Command;
 
-use sensors::pcap::{AddressMap, PcapFileError, PcapSummariser};
-use sensors::pcapgen::{
+use sensor_protocols::pcap::{AddressMap, PcapFileError, PcapSummariser};
+use sensor_protocols::pcapgen::{
     arp_request, ethernet, ethertype_of, ip_packet, mixed_frames, sll, sll2, PcapNgWriter,
     PcapWriter, L4,
 };
@@ -46,7 +46,7 @@ fn manifest_addrs() -> AddressMap {
     AddressMap::from_manifest(&m)
 }
 
-fn read_all(path: &Path) -> (Vec<PacketRecord>, sensors::pcap::CaptureSummary) {
+fn read_all(path: &Path) -> (Vec<PacketRecord>, sensor_protocols::pcap::CaptureSummary) {
     let mut s = PcapSummariser::open(path, "cap", manifest_addrs()).expect("open");
     let recs: Vec<_> = s.by_ref().collect();
     (recs, s.into_summary())
@@ -501,7 +501,7 @@ fn agrees_with_tshark_on_crafted_captures() {
 
 #[tokio::test]
 async fn real_loopback_capture_with_tcpdump() {
-    use sensors::capture::{CaptureSpec, CaptureTarget, RunningCapture};
+    use sensor_protocols::capture::{CaptureSpec, CaptureTarget, RunningCapture};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     // SAFETY: geteuid has no preconditions.

@@ -13,8 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use sensors::http::{self, Request};
-use sensors::jolokia::{JolokiaClient, MBeanRead, ReadOutcome};
+use sensor_protocols::http::{self, Request};
+use sensor_protocols::jolokia::{JolokiaClient, MBeanRead, ReadOutcome};
 use serde_json::{json, Value};
 
 const JAR: &str = "/usr/share/java/jolokia-core.jar";
@@ -231,7 +231,7 @@ fn real_jolokia_agent_conformance() {
         assert_eq!(d["Members"].as_str().map(|m| m.split(',').count()), Some(4));
 
         // The error event carries what Jolokia itself said about the bogus MBean.
-        let raw = raw_post(&url, &sensors::jolokia::bulk_request(&reads)).await;
+        let raw = raw_post(&url, &sensor_protocols::jolokia::bulk_request(&reads)).await;
         let raw_err = &raw[1];
         assert_eq!(raw_err["status"], 404);
         assert_eq!(
@@ -306,7 +306,7 @@ fn real_jolokia_agent_conformance() {
             MBeanRead::new("akka:type=Cluster", &["Leader"]),
             MBeanRead::new("not an object name", &[]),
         ];
-        let raw = raw_post(&url, &sensors::jolokia::bulk_request(&bad)).await;
+        let raw = raw_post(&url, &sensor_protocols::jolokia::bulk_request(&bad)).await;
         assert!(raw.is_object(), "whole-request error is one object: {raw}");
         let out = client.poll(&bad).await;
         assert_eq!(out.len(), 2);

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sensors::jolokia::{
+use sensor_protocols::jolokia::{
     parse_bulk_reply, parse_single_reply, parse_version_reply, JolokiaClient, JolokiaError,
     MBeanRead, ReadOutcome,
 };

@@ -4,9 +4,9 @@
 
 use std::path::Path;
 
-use sensors::jolokia::{parse_bulk_reply, parse_single_reply, parse_version_reply, MBeanRead};
-use sensors::pcap::{AddressMap, PcapSummariser};
-use sensors::prom::{parse, parse_strict, scrape_events, Selector};
+use sensor_protocols::jolokia::{parse_bulk_reply, parse_single_reply, parse_version_reply, MBeanRead};
+use sensor_protocols::pcap::{AddressMap, PcapSummariser};
+use sensor_protocols::prom::{parse, parse_strict, scrape_events, Selector};
 
 fn pcap(data: &[u8]) {
     let mut addrs = AddressMap::default();
@@ -91,7 +91,7 @@ fn prometheus_corpus_and_crashes_replay_without_panic() {
 }
 
 /// A stable-toolchain mutation run over the corpora (bit flips, byte overwrites, truncation,
-/// duplication of a slice), for machines without nightly: `FUZZ_SECS=120 cargo test -p sensors
+/// duplication of a slice), for machines without nightly: `FUZZ_SECS=120 cargo test -p sensor-protocols
 /// --test fuzz_regressions -- --ignored mutate`. Inputs that panic are written to
 /// `fuzz/artifacts/<target>/` and fail the run.
 /// A fuzz target: its corpus directory name and its body.

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Records the replies in sensors/tests/fixtures/jolokia/recorded/ from the real Jolokia request
+# Records the replies in sensor-protocols/tests/fixtures/jolokia/recorded/ from the real Jolokia request
 # handler (Debian's libjolokia-core-java) served by JolokiaAgent.java on loopback. Bodies are written
 # byte for byte as the agent sent them (curl -o). Needs java, javac, curl and
 # /usr/share/java/jolokia-core.jar (apt-get install -y libjolokia-core-java).
 #
-# Usage: bash sensors/tests/jolokia-agent/record.sh [OUT_DIR]
+# Usage: bash sensor-protocols/tests/jolokia-agent/record.sh [OUT_DIR]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 out="${1:-$here/../fixtures/jolokia/recorded}"

@@ -1,4 +1,4 @@
-//! The Docker sensors (events, logs, stats) and their supervisor.
+//! The supervisor of the Docker sensors ([`super::events`], [`super::logs`], [`super::stats`]).
 //!
 //! The events reader starts before `compose up` so container creation is recorded. Once the
 //! project is ready, [`DockerSensors::attach`] starts a log follower and a stats follower per
@@ -6,10 +6,6 @@
 //! followers for containers that appear later and wakes existing ones when their container
 //! restarts. Container starts are also forwarded to the run loop (the fault injector re-applies
 //! impairments that a restart wiped).
-
-pub mod events;
-pub mod logs;
-pub mod stats;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,10 +17,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::events::{self, ContainerSignal, EventDedup};
+use super::logs::{self, FollowTarget};
+use super::stats;
 use crate::compose::{inspect_container, ContainerFacts};
 use crate::sink::EventSink;
-use events::{ContainerSignal, EventDedup};
-use logs::FollowTarget;
 
 /// Which Docker sensors run.
 #[derive(Debug, Clone)]

@@ -4,8 +4,8 @@
 use std::io::BufWriter;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use sensors::pcap::{AddressMap, PcapSummariser};
-use sensors::pcapgen::{mixed_frames, PcapNgWriter, PcapWriter};
+use sensor_protocols::pcap::{AddressMap, PcapSummariser};
+use sensor_protocols::pcapgen::{mixed_frames, PcapNgWriter, PcapWriter};
 
 const N: usize = 200_000;
 
