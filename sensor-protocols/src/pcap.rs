@@ -8,7 +8,9 @@
 //! UDP / ICMP / ICMPv6 headers are parsed by hand, every access bounds-checked: garbage frames
 //! become `other`, never a panic. Addresses are mapped to compose services through an
 //! [`AddressMap`] built from the trace manifest. A truncated or corrupt file is read up to the
-//! last whole packet and the [`CaptureSummary`] says why it stopped.
+//! last whole packet and the [`CaptureSummary`] says why it stopped. pcapng block lengths below
+//! the 12-byte minimum are refused before pcap-parser sees the block (0.17 subtracts 12 from them
+//! unchecked: a panic with overflow checks, garbage without).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -148,6 +150,8 @@ pub struct PcapSummariser {
     /// Blocks read at the last `Incomplete`, to detect no progress.
     last_incomplete: Option<u64>,
     blocks: u64,
+    /// Byte order of the current pcapng section (from its section header block).
+    ng_big_endian: bool,
 }
 
 impl std::fmt::Debug for PcapSummariser {
@@ -207,6 +211,7 @@ impl PcapSummariser {
             done: false,
             last_incomplete: None,
             blocks: 0,
+            ng_big_endian: false,
         })
     }
 
@@ -238,6 +243,16 @@ impl Iterator for PcapSummariser {
     fn next(&mut self) -> Option<PacketRecord> {
         while !self.done {
             let consumed = self.reader.consumed();
+            if self.summary.format == "pcapng" {
+                if let Some(len) = short_ng_block(self.reader.data(), self.ng_big_endian) {
+                    let msg = format!(
+                        "corrupt data at byte {consumed}: pcapng block length {len} is shorter than \
+                         the 12-byte minimum"
+                    );
+                    self.stop(false, msg);
+                    return None;
+                }
+            }
             let (offset, rec) = match self.reader.next() {
                 Ok((offset, block)) => {
                     self.blocks += 1;
@@ -278,8 +293,9 @@ impl Iterator for PcapSummariser {
                                 data,
                             ))
                         }
-                        PcapBlockOwned::NG(Block::SectionHeader(_)) => {
+                        PcapBlockOwned::NG(Block::SectionHeader(shb)) => {
                             self.summary.format = "pcapng".into();
+                            self.ng_big_endian = shb.big_endian();
                             self.ifaces.clear();
                             None
                         }
@@ -412,6 +428,23 @@ impl Iterator for PcapSummariser {
         }
         None
     }
+}
+
+/// The length field of the pcapng block at the start of `data` when it is below the 12 bytes
+/// every block has (type, length, trailing length). Section header blocks are skipped: their
+/// byte order is their own and pcap-parser checks their length against a larger minimum.
+fn short_ng_block(data: &[u8], big_endian: bool) -> Option<u32> {
+    let ty: [u8; 4] = data.get(0..4)?.try_into().ok()?;
+    let len: [u8; 4] = data.get(4..8)?.try_into().ok()?;
+    if ty == [0x0a, 0x0d, 0x0d, 0x0a] {
+        return None;
+    }
+    let len = if big_endian {
+        u32::from_be_bytes(len)
+    } else {
+        u32::from_le_bytes(len)
+    };
+    (len < 12).then_some(len)
 }
 
 /// Units per second of a pcapng `if_tsresol` byte: `10^n`, or `2^n` when the high bit is set.

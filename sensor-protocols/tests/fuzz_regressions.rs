@@ -80,6 +80,26 @@ fn pcap_corpus_and_crashes_replay_without_panic() {
     assert!(replay("pcap", pcap) >= 3);
 }
 
+/// libFuzzer's pcap finding: a pcapng block (type 0x80000001) declaring a length of 4, which
+/// pcap-parser 0.17 would take 12 from unchecked. The blocks before it are read, then reading
+/// stops naming the byte offset.
+#[test]
+fn a_pcapng_block_shorter_than_its_header_stops_reading_at_its_offset() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/regressions/pcap/pcapng-short-block-crash-6ca7ec3c.pcapng");
+    let data = std::fs::read(path).unwrap();
+    let mut s =
+        PcapSummariser::from_reader(std::io::Cursor::new(data), "fuzz", AddressMap::default())
+            .unwrap();
+    assert_eq!(s.by_ref().count(), 0);
+    let sum = s.into_summary();
+    assert_eq!(sum.format, "pcapng");
+    assert_eq!(
+        sum.stop_reason.as_deref(),
+        Some("corrupt data at byte 28: pcapng block length 4 is shorter than the 12-byte minimum")
+    );
+}
+
 #[test]
 fn jolokia_corpus_and_crashes_replay_without_panic() {
     assert!(replay("jolokia", jolokia) >= 5);
