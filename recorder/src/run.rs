@@ -17,12 +17,12 @@ use trace::manifest::{ComposeFile, Outcome, ScenarioInfo};
 use trace::{Event, FinalizeSummary, Manifest, PacketRecord, TraceError, TraceWriter};
 
 use crate::compose::{self, ComposeCli, ProjectState};
-use crate::sensors::docker::{DockerSensors, DockerSensorsConfig};
 use crate::experiment;
 use crate::faults::{self, FaultInjector, FaultRequest};
 use crate::halt;
 use crate::replay;
 use crate::scenario::{self, LoadedScenario, Plan, Resolved, ScenarioError, ScheduledFault};
+use crate::sensors::docker::{DockerSensors, DockerSensorsConfig};
 use crate::sensors::{PacketSink, SensorContext, SensorRegistry};
 use crate::sink::{now_ns, EventReceiver, EventSink};
 

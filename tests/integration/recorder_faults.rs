@@ -663,10 +663,7 @@ services:
         .map(|e| e.message.as_deref().map_or(0, str::len))
         .collect();
     assert_eq!(sizes, vec![1 << 20, 1 << 20, LEN - (2 << 20)]);
-    let got: String = pieces
-        .iter()
-        .filter_map(|e| e.message.as_deref())
-        .collect();
+    let got: String = pieces.iter().filter_map(|e| e.message.as_deref()).collect();
     let mut want = String::new();
     let mut n = 1u64;
     while want.len() < LEN {

@@ -371,7 +371,11 @@ fn utf8_cut(buf: &[u8]) -> usize {
             0xF0..=0xF7 => 4,
             _ => 1,
         };
-        return if len > back && n - back > 0 { n - back } else { n };
+        return if len > back && n - back > 0 {
+            n - back
+        } else {
+            n
+        };
     }
     n
 }
@@ -780,7 +784,11 @@ mod tests {
 
     /// Bytes held for unfinished lines, over every stream.
     fn buffered(a: &LineAssembler) -> usize {
-        a.pending.iter().flatten().map(|p| p.buf.len()).sum::<usize>()
+        a.pending
+            .iter()
+            .flatten()
+            .map(|p| p.buf.len())
+            .sum::<usize>()
             + a.raw.iter().map(Vec::len).sum::<usize>()
     }
 
@@ -804,7 +812,10 @@ mod tests {
         // pieces come out while the line goes on, full, numbered, marked as continuing
         assert_eq!(out.len(), sent.len() / 16, "{out:?}");
         for (n, l) in out.iter().enumerate() {
-            assert_eq!((l.part, l.continues, l.line.len()), (n as u32 + 1, true, 16));
+            assert_eq!(
+                (l.part, l.continues, l.line.len()),
+                (n as u32 + 1, true, 16)
+            );
             assert_eq!(
                 l.data(),
                 Some(serde_json::json!({"part": n + 1, "continues": true}))
@@ -842,7 +853,12 @@ mod tests {
     fn a_line_of_exactly_the_limit_is_whole_and_pieces_keep_characters_whole() {
         let mut a = LineAssembler::with_max_line(8);
         let mut out = Vec::new();
-        a.push(StreamKind::Stderr, format!("{T1} 12345678\n").as_bytes(), 0, &mut out);
+        a.push(
+            StreamKind::Stderr,
+            format!("{T1} 12345678\n").as_bytes(),
+            0,
+            &mut out,
+        );
         assert_eq!(lines(&out), vec![(ns(T1), "stderr", "12345678")]);
         assert_eq!(out[0].part, 0);
         out.clear();
