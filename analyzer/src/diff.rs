@@ -557,13 +557,9 @@ pub(crate) fn around(
                 .is_some_and(|s| services.is_empty() || services.iter().any(|x| x == s));
         ours && ev.source != "packet"
     };
-    Ok(crate::report::events_around(
-        &t,
-        &opts,
-        n,
-        keep,
-        |ev| ev.ts_ns <= at,
-    )?)
+    Ok(crate::report::events_around(&t, &opts, n, keep, |ev| {
+        ev.ts_ns <= at
+    })?)
 }
 
 fn experiment_name(args: &DiffArgs, spec: &monitor::Spec, good: &Path) -> Result<String, Error> {

@@ -5,7 +5,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sensor_protocols::jolokia::{parse_bulk_reply, parse_single_reply, parse_version_reply, MBeanRead};
+use sensor_protocols::jolokia::{
+    parse_bulk_reply, parse_single_reply, parse_version_reply, MBeanRead,
+};
 
 fuzz_target!(|data: &[u8]| {
     let reads = [

@@ -1,7 +1,9 @@
 //! Engine-only throughput: the bench specs of `monitor/benches/specs/` run over in-memory
 //! `EventRef`s (a generated trace held in a `Vec<Event>`), so the evaluator's own speed is
 //! visible apart from the Parquet reader. Cases: (a) guard-only machine, (b) regex guard with
-//! captures over log lines, (c) 100 per-key instances with timeouts, and the dispatch baseline.
+//! captures over log lines, (c) 100 per-key instances with timeouts, the dispatch baseline, the
+//! RTLola counting property (`rtlola-count`), and the four first specs as one spec of four
+//! monitors, evaluated event by event (`all-1`) and in batches on two threads (`all-2`).
 //! `cargo bench -p monitor --bench engine`; figures in docs/performance.md.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -27,19 +29,43 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(evs.len() as u64));
     g.sample_size(10);
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/specs");
-    for case in ["baseline", "guards", "regex", "keyed"] {
+    let source = |case: &str| {
         let p = dir.join(format!("{case}.spec"));
         let text = std::fs::read_to_string(&p).expect("bench spec");
-        let spec = match compile(&[SourceFile::new(p.to_string_lossy(), text)], &|_, _| None) {
+        SourceFile::new(p.to_string_lossy(), text)
+    };
+    let end = evs.last().map(|e| e.ts_ns).unwrap_or(0);
+    for case in ["baseline", "guards", "regex", "keyed", "rtlola-count"] {
+        let spec = match compile(&[source(case)], &|_, _| None) {
             Ok(s) => s,
             Err(d) => panic!("{}", d.render()),
         };
-        let end = evs.last().map(|e| e.ts_ns).unwrap_or(0);
         g.bench_function(case, |b| {
             b.iter(|| {
                 let mut r = Runner::new(&spec, &Selection::default()).expect("runner");
                 for e in &evs {
                     r.observe(&e.as_ref());
+                }
+                black_box(r.finish(end))
+            })
+        });
+    }
+    let four: Vec<SourceFile> = ["baseline", "guards", "regex", "keyed"]
+        .into_iter()
+        .map(source)
+        .collect();
+    let spec = match compile(&four, &|_, _| None) {
+        Ok(s) => s,
+        Err(d) => panic!("{}", d.render()),
+    };
+    let refs: Vec<trace::EventRef<'_>> = evs.iter().map(|e| e.as_ref()).collect();
+    for threads in [1, 2] {
+        g.bench_function(format!("all-{threads}"), |b| {
+            b.iter(|| {
+                let mut r = Runner::new(&spec, &Selection::default()).expect("runner");
+                r.set_threads(threads);
+                for chunk in refs.chunks(8192) {
+                    r.observe_batch(chunk);
                 }
                 black_box(r.finish(end))
             })

@@ -1,4 +1,6 @@
-//! The [`Runner`]: every selected monitor and experiment of a [`Spec`], fed one trace in order.
+//! The [`Runner`]: every selected monitor and experiment of a [`Spec`], fed one trace in order,
+//! one event at a time or a run of events at a time ([`Runner::observe_batch`]), the independent
+//! monitors and experiments of a run then evaluated on several threads.
 
 use crate::eval::Node;
 use crate::experiment::ExperimentJudge;
@@ -44,6 +46,42 @@ pub struct Runner {
     start: Option<i64>,
     last_ts: i64,
     events: u64,
+    /// How many threads [`Runner::observe_batch`] may use (1: the calling thread only).
+    threads: usize,
+    /// Recording mode: the state log's order is the sequential one, so batches stay on one thread.
+    recording: bool,
+}
+
+/// One independently evaluated part of a run: a selected monitor or an experiment.
+enum Unit<'r> {
+    Monitor(&'r mut Node),
+    Experiment(&'r mut ExperimentJudge),
+}
+
+impl Unit<'_> {
+    /// Feeds `evs` as [`Runner::observe`] feeds each event: timeouts due before an event's time
+    /// fire first (`last_ts`: the time the runner had advanced to before the run).
+    fn run(&mut self, evs: &[EventRef<'_>], mut last_ts: i64) {
+        for ev in evs {
+            let json = JsonCell::new();
+            match self {
+                Unit::Monitor(n) => {
+                    if ev.ts_ns > last_ts {
+                        last_ts = ev.ts_ns;
+                        n.advance_to(ev.ts_ns, false);
+                    }
+                    n.observe(ev, &json);
+                }
+                Unit::Experiment(e) => {
+                    if ev.ts_ns > last_ts {
+                        last_ts = ev.ts_ns;
+                        e.advance_to(ev.ts_ns);
+                    }
+                    e.observe_with(ev, &json);
+                }
+            }
+        }
+    }
 }
 
 impl Runner {
@@ -110,6 +148,8 @@ impl Runner {
             start: None,
             last_ts: i64::MIN,
             events: 0,
+            threads: 1,
+            recording: false,
         })
     }
 
@@ -152,6 +192,7 @@ impl Runner {
     /// and of the experiments' `expect` steps) goes to the returned log, not only the last few
     /// kept for explanations. Call before the first event; the verdicts are the same.
     pub fn record_states(&mut self) -> StateLog {
+        self.recording = true;
         let log = StateLog::new();
         for ((name, n), e) in self.monitors.iter_mut().zip(&self.mexprs) {
             let scope = LogScope {
@@ -213,6 +254,51 @@ impl Runner {
         for e in &mut self.experiments {
             e.observe_with(ev, &json);
         }
+    }
+
+    /// Lets [`Runner::observe_batch`] evaluate independent monitors and experiments on up to
+    /// `threads` threads (the default is 1). The report is the same for any number of threads.
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = threads.max(1);
+    }
+
+    /// Offers a run of events in `(ts_ns, seq)` order, after those offered before: the same as
+    /// [`Runner::observe`] on each in turn. With [`Runner::set_threads`] above 1, the selected
+    /// monitors and experiments (each independent of the others) are split over that many
+    /// threads, each thread feeding the whole run to its share; not in recording mode, whose
+    /// state log keeps the order of one thread.
+    pub fn observe_batch(&mut self, evs: &[EventRef<'_>]) {
+        let Some(first) = evs.first() else { return };
+        let threads = self.threads.min(self.len());
+        if threads <= 1 || self.recording {
+            for ev in evs {
+                self.observe(ev);
+            }
+            return;
+        }
+        self.start(first.ts_ns);
+        let last_ts = self.last_ts;
+        let mut shares: Vec<Vec<Unit<'_>>> = (0..threads).map(|_| Vec::new()).collect();
+        let units = self
+            .monitors
+            .iter_mut()
+            .map(|(_, n)| Unit::Monitor(n))
+            .chain(self.experiments.iter_mut().map(Unit::Experiment));
+        for (i, u) in units.enumerate() {
+            shares[i % threads].push(u);
+        }
+        let mut shares = shares.into_iter();
+        let mine = shares.next().unwrap_or_default();
+        std::thread::scope(|s| {
+            for mut share in shares {
+                s.spawn(move || share.iter_mut().for_each(|u| u.run(evs, last_ts)));
+            }
+            for mut u in mine {
+                u.run(evs, last_ts);
+            }
+        });
+        self.last_ts = evs.iter().fold(last_ts, |t, e| t.max(e.ts_ns));
+        self.events += evs.len() as u64;
     }
 
     /// True when every monitor and experiment step has decided (a live caller may stop early).

@@ -4,7 +4,7 @@
 
 mod common;
 use common::*;
-use monitor::Verdict;
+use monitor::{Runner, Selection, Verdict};
 
 #[test]
 fn every_seed_spec_compiles() {
@@ -299,4 +299,80 @@ fn seed_cluster_monitors_judge_views() {
         .map(|t| (t.from.as_str(), t.to.as_str(), t.seq))
         .collect();
     assert_eq!(states, vec![("forming", "stable", Some(3))]);
+}
+
+/// Generated traces of the seed scenarios (healthy, a GC pause, the split-brain run recorded as
+/// experiment `splitBrain`), in `(ts_ns, seq)` order with writer-assigned sequence numbers.
+fn generated_traces() -> Vec<Vec<trace::Event>> {
+    use std::time::Duration;
+    use trace::gen::{self, GenConfig, Scenario};
+    let scenarios = [
+        (Scenario::healthy(), None),
+        (
+            Scenario::gc_pause("right-a", Duration::from_secs(20), Duration::from_secs(8)),
+            None,
+        ),
+        (
+            Scenario::split_brain(),
+            Some("AutoDownSplitBrain".to_string()),
+        ),
+    ];
+    scenarios
+        .into_iter()
+        .map(|(scenario, experiment)| {
+            let cfg = GenConfig {
+                scenario,
+                experiment,
+                duration: Duration::from_secs(70),
+                auto_down_after: Some(Duration::from_secs(10)),
+                ..GenConfig::default()
+            };
+            let mut v: Vec<trace::Event> = gen::events(&cfg).collect();
+            v.sort_by_key(|e| (e.ts_ns, e.seq));
+            for (i, e) in v.iter_mut().enumerate() {
+                e.seq = i as u64 + 1;
+            }
+            v
+        })
+        .collect()
+}
+
+/// `Runner::observe_batch` on several threads gives the report one thread gives, event by event:
+/// same verdicts, explanations and order, for every seed spec and generated trace, whatever the
+/// batch size.
+#[test]
+fn parallel_batches_report_what_one_thread_reports() {
+    let traces = generated_traces();
+    let specs = [
+        "akka.spec",
+        "network.spec",
+        "stable.spec",
+        "hello-world.spec",
+        "split-brain.spec",
+    ];
+    let mut compared = 0;
+    for file in specs {
+        let spec = seed_spec(file);
+        for evs in &traces {
+            let refs: Vec<trace::EventRef<'_>> = evs.iter().map(|e| e.as_ref()).collect();
+            let end = evs.last().map_or(T0, |e| e.ts_ns + S);
+            let sequential = run(&spec, Selection::default(), evs, Some(end));
+            for (threads, batch) in [(2, 1), (2, 97), (3, 4096), (8, 100_000)] {
+                let mut r = Runner::new(&spec, &Selection::default()).expect("runner");
+                r.set_threads(threads);
+                for chunk in refs.chunks(batch) {
+                    r.observe_batch(chunk);
+                }
+                let parallel = r.finish(end);
+                assert_eq!(
+                    serde_json::to_string(&parallel).expect("json"),
+                    serde_json::to_string(&sequential).expect("json"),
+                    "{file}: {threads} threads, batches of {batch}"
+                );
+                assert_eq!(parallel, sequential);
+            }
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, specs.len() * traces.len());
 }

@@ -360,7 +360,10 @@ pub async fn run(
     let mut services: Vec<String> = state.containers.iter().map(|c| c.service.clone()).collect();
     services.sort();
     services.dedup();
+    // the values the steps use, and those the monitors accepted with (the same but in a replay,
+    // which uses the recorded run's values)
     let mut bindings = monitor::Bindings::new();
+    let mut live_bindings = monitor::Bindings::new();
     let mut verdicts = Vec::new();
     let mut overall = "accept".to_string();
     let mut reverts = Vec::new();
@@ -375,6 +378,60 @@ pub async fn run(
         let step = &c.steps[i];
         ctx.progress
             .set(format!("step {n}/{total}: {}", step.text()));
+        // the step with the values bound so far; in a replay a recorded value this run cannot
+        // use ends the experiment, or with `--force` gives way to the live one (with a warning)
+        let mut resolved = resolve_step(&c, i, &bindings, &services);
+        let mut replay_error = None;
+        if let (Err(e), Some(r)) = (&resolved, ctx.replay.as_ref()) {
+            let swapped: Vec<(String, serde_json::Value, serde_json::Value)> = c
+                .exp
+                .as_ref()
+                .map(|x| x.uses[i].clone())
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|u| {
+                    let used = bindings.get(&u)?.to_json();
+                    let live = live_bindings.get(&u)?.to_json();
+                    (used != live).then_some((u, used, live))
+                })
+                .collect();
+            if !swapped.is_empty() {
+                let list = |k: fn(&(String, serde_json::Value, serde_json::Value)) -> String| {
+                    swapped.iter().map(k).collect::<Vec<_>>().join(", ")
+                };
+                let recorded = list(|(u, v, _)| format!("{u} = {v}"));
+                let live = list(|(u, _, l)| format!("{u} = {l}"));
+                if r.force {
+                    let m = format!(
+                        "replay: step {n} `{}` cannot use the binding recorded in {} ({recorded}): {e}; the live value is used instead ({live}, --force)",
+                        step.text(),
+                        r.dir.display()
+                    );
+                    ctx.sink.emit(
+                        Event::new(now_ns(), "recorder", "replay_warning")
+                            .message(m)
+                            .data(&serde_json::json!({
+                                "experiment": name,
+                                "step": i,
+                                "recorded": swapped.iter().map(|(u, v, _)| (u.clone(), v.clone())).collect::<serde_json::Map<_, _>>(),
+                                "live": swapped.iter().map(|(u, _, l)| (u.clone(), l.clone())).collect::<serde_json::Map<_, _>>(),
+                                "error": e,
+                            })),
+                    );
+                    for (u, _, _) in &swapped {
+                        if let Some(v) = live_bindings.get(u) {
+                            bindings.insert(u.clone(), v.clone());
+                        }
+                    }
+                    resolved = resolve_step(&c, i, &bindings, &services);
+                } else {
+                    replay_error = Some(format!(
+                        "replay: the binding recorded in {} ({recorded}) cannot be used in this run: {e} (--force uses the live value, {live})",
+                        r.dir.display()
+                    ));
+                }
+            }
+        }
         // the bindings the step uses, recorded in its start event
         let used = c.uses_bindings(i).then(|| {
             let uses = c
@@ -396,7 +453,11 @@ pub async fn run(
             window_start_ns = start.ts_ns;
         }
         ctx.sink.emit(start);
-        let resolved = match resolve_step(&c, i, &bindings, &services) {
+        let resolved = match replay_error {
+            Some(e) => Err(e),
+            None => resolved,
+        };
+        let resolved = match resolved {
             Ok(s) => s,
             Err(e) => {
                 let m = format!(
@@ -615,14 +676,44 @@ pub async fn run(
                 if let (Some(b), "accept") = (binds, verdict.as_str()) {
                     match bound.as_ref() {
                         Some(v) => {
-                            bindings.insert(b.clone(), monitor::Value::from_json(v));
+                            live_bindings.insert(b.clone(), monitor::Value::from_json(v));
+                            let mut binding = serde_json::json!({ "name": b, "value": v });
+                            // a replay binds the value the recorded run bound at this step
+                            let recorded = ctx
+                                .replay
+                                .as_ref()
+                                .and_then(|r| {
+                                    r.bindings.get(&(name.to_string(), i)).map(|x| (r, x))
+                                })
+                                .filter(|(_, x)| &x.name == b);
+                            let used = match recorded {
+                                Some((r, x)) => {
+                                    binding["value"] = x.value.clone();
+                                    binding["replayed_seq"] = x.seq.into();
+                                    if &x.value == v {
+                                        m = format!(
+                                            "{m} (bound {b} = {v}, as in the recorded run)"
+                                        );
+                                    } else {
+                                        binding["live"] = v.clone();
+                                        m = format!(
+                                            "{m} (bound {b} = {}, the value the recorded run bound ({}, seq {}); this run's monitor accepted with {v})",
+                                            x.value,
+                                            r.dir.display(),
+                                            x.seq
+                                        );
+                                    }
+                                    &x.value
+                                }
+                                None => {
+                                    m = format!("{m} (bound {b} = {v})");
+                                    v
+                                }
+                            };
+                            bindings.insert(b.clone(), monitor::Value::from_json(used));
                             let mut x = serde_json::Map::new();
-                            x.insert(
-                                "binding".into(),
-                                serde_json::json!({ "name": b, "value": v }),
-                            );
+                            x.insert("binding".into(), binding);
                             extra = Some(x);
-                            m = format!("{m} (bound {b} = {v})");
                         }
                         None => {
                             verdict = "inconclusive".into();

@@ -1,8 +1,10 @@
 //! `recorder run --replay TRACE` (docs/cli.md): what a replay takes from the recorded trace.
 //! The scenario and spec files must be the ones recorded (their sha256 in the manifest) unless
 //! forced; the seed is the recorded one; every random target takes the service the recorded
-//! run chose for the same fault (`f<n>`, from the trace's `fault` events); the new manifest's
-//! `replay_of` names the recorded trace.
+//! run chose for the same fault (`f<n>`, from the trace's `fault` events); every `expect ... as
+//! NAME` step binds the value the recorded run bound at the same step (its `recorder`/`step` end
+//! event's `data.binding`; `experiment::run` uses it); the new manifest's `replay_of` names the
+//! recorded trace.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,8 +40,22 @@ pub struct Recorded {
     pub manifest: Manifest,
     /// Fault number (`f<n>`) → the service its random target chose.
     pub choices: BTreeMap<u64, String>,
+    /// (experiment, step index) → the binding that step's end event recorded.
+    pub bindings: BTreeMap<(String, usize), RecordedBinding>,
     /// Differences from the recorded scenario and specs, when forced.
     pub differences: Vec<String>,
+    /// `--force`: a recorded binding this run cannot use gives way to the live one (with a
+    /// warning event) instead of ending the experiment.
+    pub force: bool,
+}
+
+/// A binding recorded by an `expect ... as NAME` step of the replayed run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedBinding {
+    pub name: String,
+    pub value: serde_json::Value,
+    /// The seq of the step's end event in the recorded trace.
+    pub seq: u64,
 }
 
 impl Recorded {
@@ -142,24 +158,34 @@ pub fn load(
     if !differences.is_empty() && !force {
         return Err(ReplayError::Changed(differences.join("; ")));
     }
-    let choices = recorded_choices(dir)?;
+    let (choices, bindings) = recorded_choices(dir)?;
     Ok(Recorded {
         dir: dir.to_path_buf(),
         manifest,
         choices,
+        bindings,
         differences,
+        force,
     })
 }
 
-/// Fault number → the service chosen for its random target, from the `applied` (and
-/// `failed`) fault events of the trace `dir`.
-pub fn recorded_choices(dir: &Path) -> Result<BTreeMap<u64, String>, ReplayError> {
+/// What the recorded trace `dir` decided at run time: fault number → the service chosen for its
+/// random target (from the `applied` and `failed` fault events), and (experiment, step) → the
+/// value an `expect ... as NAME` step bound (from the `recorder`/`step` end events).
+pub type RecordedChoices = (
+    BTreeMap<u64, String>,
+    BTreeMap<(String, usize), RecordedBinding>,
+);
+
+/// Reads the [`RecordedChoices`] of the trace `dir`.
+pub fn recorded_choices(dir: &Path) -> Result<RecordedChoices, ReplayError> {
     let t = Trace::open(dir)?;
     let opts = ReadOptions {
-        sources: Some(vec!["fault".to_string()]),
+        sources: Some(vec!["fault".to_string(), "recorder".to_string()]),
         ..ReadOptions::default()
     };
     let mut out = BTreeMap::new();
+    let mut bindings = BTreeMap::new();
     for batch in t.events(&opts)? {
         let batch = batch?;
         for ev in batch.iter() {
@@ -169,6 +195,18 @@ pub fn recorded_choices(dir: &Path) -> Result<BTreeMap<u64, String>, ReplayError
                 seq: ev.seq,
                 message,
             };
+            if ev.source == "recorder" {
+                if ev.kind != "step" {
+                    continue;
+                }
+                let Ok(d) = serde_json::from_str::<serde_json::Value>(data) else {
+                    return Err(bad("step event data is not JSON".into()));
+                };
+                if let Some(b) = recorded_binding(&d, ev.seq) {
+                    bindings.entry(b.0).or_insert(b.1);
+                }
+                continue;
+            }
             let d: serde_json::Value =
                 serde_json::from_str(data).map_err(|e| bad(format!("data is not JSON: {e}")))?;
             if !matches!(
@@ -193,5 +231,52 @@ pub fn recorded_choices(dir: &Path) -> Result<BTreeMap<u64, String>, ReplayError
             out.insert(id, chosen.to_string());
         }
     }
-    Ok(out)
+    Ok((out, bindings))
+}
+
+/// The binding of a `recorder`/`step` end event's data (`experiment`, `step`, `binding.name`,
+/// `binding.value`), if it has one.
+fn recorded_binding(d: &serde_json::Value, seq: u64) -> Option<((String, usize), RecordedBinding)> {
+    if d.get("phase").and_then(|p| p.as_str()) != Some("end") {
+        return None;
+    }
+    let exp = d.get("experiment")?.as_str()?;
+    let step = usize::try_from(d.get("step")?.as_u64()?).ok()?;
+    let b = d.get("binding")?;
+    let name = b.get("name")?.as_str()?;
+    let value = b.get("value")?.clone();
+    Some((
+        (exp.to_string(), step),
+        RecordedBinding {
+            name: name.to_string(),
+            value,
+            seq,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_end_event_gives_its_binding_and_other_events_none() {
+        let d = serde_json::json!({
+            "experiment": "E", "step": 2, "phase": "end", "verdict": "accept",
+            "binding": {"name": "T", "value": "b"}
+        });
+        let ((exp, step), b) = recorded_binding(&d, 41).expect("a binding");
+        assert_eq!((exp.as_str(), step), ("E", 2));
+        assert_eq!(b.name, "T");
+        assert_eq!(b.value, serde_json::json!("b"));
+        assert_eq!(b.seq, 41);
+        let mut start = d.clone();
+        start["phase"] = "start".into();
+        assert!(recorded_binding(&start, 1).is_none());
+        let mut none = d.clone();
+        if let Some(o) = none.as_object_mut() {
+            o.remove("binding");
+        }
+        assert!(recorded_binding(&none, 1).is_none());
+    }
 }

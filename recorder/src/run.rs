@@ -17,12 +17,12 @@ use trace::manifest::{ComposeFile, Outcome, ScenarioInfo};
 use trace::{Event, FinalizeSummary, Manifest, PacketRecord, TraceError, TraceWriter};
 
 use crate::compose::{self, ComposeCli, ProjectState};
-use crate::sensors::docker::{DockerSensors, DockerSensorsConfig};
 use crate::experiment;
 use crate::faults::{self, FaultInjector, FaultRequest};
 use crate::halt;
 use crate::replay;
 use crate::scenario::{self, LoadedScenario, Plan, Resolved, ScenarioError, ScheduledFault};
+use crate::sensors::docker::{DockerSensors, DockerSensorsConfig};
 use crate::sensors::{PacketSink, SensorContext, SensorRegistry};
 use crate::sink::{now_ns, EventReceiver, EventSink};
 
@@ -475,6 +475,8 @@ pub struct PlanContext {
     /// Appended events with seqs (experiment mode only).
     pub live: Option<mpsc::UnboundedReceiver<Event>>,
     pub start: Instant,
+    /// The recorded run this one replays (`--replay`): its bindings are reused.
+    pub replay: Option<Arc<replay::Recorded>>,
 }
 
 /// What validation learnt.
@@ -651,6 +653,7 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
         .as_ref()
         .map(|r| r.choices.clone())
         .unwrap_or_default();
+    let replayed = recorded.clone().map(Arc::new);
 
     // 2. environment
     let cli = match ComposeCli::detect().await {
@@ -929,6 +932,7 @@ pub async fn run(opts: RunOptions) -> RunOutcome {
             progress: progress.clone(),
             live: live_rx,
             start: Instant::now(),
+            replay: replayed.clone(),
         };
         let plan = execute_plan(pctx, &resolved, compiled, &state);
         match (halt_monitors, halt_rx) {

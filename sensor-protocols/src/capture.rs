@@ -5,7 +5,7 @@
 //! kernel / interface). A capture that cannot start is an `Err` the caller turns into an error
 //! event; nothing here panics on tcpdump's output.
 //!
-//! Which container or bridge to capture on is resolved by the recorder's Docker glue.
+//! Which container or bridge to capture on is resolved by the recorder's pcap sensor.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

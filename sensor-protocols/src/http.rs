@@ -228,7 +228,9 @@ async fn exchange(url: &Url, req: &Request<'_>) -> Result<Response, HttpError> {
         builder = builder.header(CONTENT_LENGTH, HeaderValue::from(b.len()));
     }
     let request = builder
-        .body(Full::new(Bytes::copy_from_slice(req.body.unwrap_or_default())))
+        .body(Full::new(Bytes::copy_from_slice(
+            req.body.unwrap_or_default(),
+        )))
         .map_err(|_| HttpError::BadUrl {
             url: req.url.to_string(),
             reason: "characters not allowed in a request path or header",
@@ -290,29 +292,32 @@ async fn exchange(url: &Url, req: &Request<'_>) -> Result<Response, HttpError> {
 /// The error of a failed exchange: an early close or an unparseable response is `Malformed`, a
 /// failed read or write `Io`.
 fn from_hyper(addr: &str, e: hyper::Error) -> HttpError {
-    let addr = addr.to_string();
+    const INCOMPLETE: &str = "connection closed before the response was complete";
+    let malformed = |reason: String| HttpError::Malformed {
+        addr: addr.to_string(),
+        reason,
+    };
     if e.is_incomplete_message() {
-        return HttpError::Malformed {
-            addr,
-            reason: "connection closed before the response was complete".into(),
-        };
+        return malformed(INCOMPLETE.into());
     }
-    if !e.is_parse() && !e.is_parse_status() {
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            if let Some(io) = s.downcast_ref::<std::io::Error>() {
-                return HttpError::Io {
-                    addr,
-                    source: std::io::Error::new(io.kind(), io.to_string()),
-                };
-            }
-            src = s.source();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                std::io::ErrorKind::UnexpectedEof => malformed(INCOMPLETE.into()),
+                // hyper's decoder reports a bad chunk size or body this way
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput => {
+                    malformed(format!("{e}: {io}"))
+                }
+                kind => HttpError::Io {
+                    addr: addr.to_string(),
+                    source: std::io::Error::new(kind, io.to_string()),
+                },
+            };
         }
+        src = s.source();
     }
-    HttpError::Malformed {
-        addr,
-        reason: e.to_string(),
-    }
+    malformed(e.to_string())
 }
 
 /// The first `max` characters of `s` (on a char boundary).
@@ -432,9 +437,12 @@ mod tests {
             kind(get(&[b"SSH-2.0-OpenSSH\r\n\r\n"], 1 << 20).await),
             Some("malformed_http")
         );
-        let e = get(&[b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"], 1 << 20)
-            .await
-            .expect_err("truncated body");
+        let e = get(
+            &[b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"],
+            1 << 20,
+        )
+        .await
+        .expect_err("truncated body");
         assert_eq!(e.kind(), "malformed_http");
         assert!(
             e.to_string()
@@ -496,6 +504,9 @@ mod tests {
             ..Request::get(&url)
         };
         let e = send(&req).await.expect_err("timeout");
-        assert_eq!((e.kind(), e.to_string()), ("timeout", "timed out after 200ms".to_string()));
+        assert_eq!(
+            (e.kind(), e.to_string()),
+            ("timeout", "timed out after 200ms".to_string())
+        );
     }
 }

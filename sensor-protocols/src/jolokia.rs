@@ -1,8 +1,8 @@
 //! Jolokia (JMX over HTTP) client: builds read requests, sends one bulk POST per poll, parses the
 //! replies (per-request status in bulk replies, whole-request error objects), parses attribute
 //! values that are JSON inside a string (Akka's `ClusterStatus`) into structure, and turns each
-//! outcome into a `jmx` event (docs/sensors.md, *Events*). Also the `!` escaping of GET URL paths and
-//! single GET reads. Checked against replies of the real Jolokia request handler (jolokia-core
+//! outcome into a `jmx` event (docs/sensors.md, *Events*). Also the `!` escaping of GET URL paths
+//! and single GET reads. Checked against replies of the real Jolokia request handler (jolokia-core
 //! 1.7.1): recorded fixtures and a live agent in the tests.
 //!
 //! Transport failures, timeouts and malformed replies never surface as panics or aborted polls:

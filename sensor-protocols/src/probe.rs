@@ -92,7 +92,7 @@ impl HttpProbe {
     }
 }
 
-/// What an exec in a container produced (filled by the recorder's Docker glue).
+/// What an exec in a container produced (filled by the recorder's exec sensor).
 #[derive(Debug, Clone, Default)]
 pub struct ExecOutput {
     pub command: Vec<String>,

@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use sensor_protocols::jolokia::{parse_bulk_reply, parse_single_reply, parse_version_reply, MBeanRead};
+use sensor_protocols::jolokia::{
+    parse_bulk_reply, parse_single_reply, parse_version_reply, MBeanRead,
+};
 use sensor_protocols::pcap::{AddressMap, PcapSummariser};
 use sensor_protocols::prom::{parse, parse_strict, scrape_events, Selector};
 

@@ -413,7 +413,8 @@ fn recorder_jmx_lists_mbeans_reuses_and_stops_the_agent() {
         .enable_all()
         .build()
         .expect("runtime");
-    let client = sensor_protocols::jolokia::JolokiaClient::for_host(&ip, 8778, Duration::from_secs(5));
+    let client =
+        sensor_protocols::jolokia::JolokiaClient::for_host(&ip, 8778, Duration::from_secs(5));
     rt.block_on(async {
         let v = client
             .request(&serde_json::json!({"type": "read", "mbean": "java.lang:type=Memory", "attribute": "Verbose"}))

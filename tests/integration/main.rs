@@ -19,6 +19,7 @@ mod recorder_logs;
 mod recorder_network;
 mod recorder_teardown;
 mod recorder_validation;
+mod replay_bindings;
 mod report_html;
 mod s3;
 mod sensors_docker;

@@ -596,6 +596,85 @@ services:
     assert!(errors.is_empty(), "{errors:?}");
 }
 
+/// A Debian image with a shell (the base of `chaos-zookeeper:latest`), built once per test
+/// process by scripts/build-zookeeper-image.sh (cached by recipe).
+fn debian_image() -> &'static str {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let root = integration_tests::workspace_root();
+        let status = Command::new("bash")
+            .arg(root.join("scripts/build-zookeeper-image.sh"))
+            .current_dir(&root)
+            .stdout(Stdio::null())
+            .status();
+        assert!(
+            matches!(status, Ok(s) if s.success()),
+            "scripts/build-zookeeper-image.sh: {status:?}"
+        );
+    });
+    "chaos-zookeeper-base:latest"
+}
+
+#[test]
+fn an_endless_log_line_is_recorded_in_pieces() {
+    require_docker!();
+    let image = debian_image();
+    let project = unique_project("longline");
+    let _guard = ProjectGuard::new(&project);
+    // one line, then 2.5 MiB (`1,2,3,…`) without a newline, then nothing until stopped
+    const LEN: usize = 5 << 19;
+    let compose = format!(
+        r#"version: "2.4"
+services:
+  long:
+    image: {image}
+    entrypoint: ["/bin/sh", "-c"]
+    command: ["echo before; seq 1 1000000 | tr '\\n' , | head -c {LEN}; exec sleep 600"]
+    stop_grace_period: 1s
+"#
+    );
+    let (dir, scenario) = write_scenario(
+        &project,
+        &compose,
+        "time_limit = \"120s\"\nduration = \"6s\"",
+        "[sensors]\nstats = false\n",
+    );
+    let (code, out, err) = run_recorder(&scenario);
+    assert_eq!(code, 0, "recorder failed\nstdout:\n{out}\nstderr:\n{err}");
+    let events = read_events(&dir.path().join("trace"));
+    let lines: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.source == "log" && e.service.as_deref() == Some("long"))
+        .collect();
+    assert_eq!(lines[0].message.as_deref(), Some("before"));
+    assert_eq!(data(lines[0]), Value::Null, "a whole line has no data");
+    let pieces = &lines[1..];
+    let marks: Vec<Value> = pieces.iter().map(|e| data(e)).collect();
+    assert_eq!(
+        marks,
+        vec![
+            serde_json::json!({"part": 1, "continues": true}),
+            serde_json::json!({"part": 2, "continues": true}),
+            serde_json::json!({"part": 3, "continues": false}),
+        ]
+    );
+    let sizes: Vec<usize> = pieces
+        .iter()
+        .map(|e| e.message.as_deref().map_or(0, str::len))
+        .collect();
+    assert_eq!(sizes, vec![1 << 20, 1 << 20, LEN - (2 << 20)]);
+    let got: String = pieces.iter().filter_map(|e| e.message.as_deref()).collect();
+    let mut want = String::new();
+    let mut n = 1u64;
+    while want.len() < LEN {
+        want.push_str(&format!("{n},"));
+        n += 1;
+    }
+    want.truncate(LEN);
+    assert!(got == want, "the pieces do not join into the line written");
+    assert!(pieces.iter().all(|e| e.kind == "stdout"));
+}
+
 // ---------------------------------------------------------------------------------------------
 // probe endpoints that hang or answer garbage
 

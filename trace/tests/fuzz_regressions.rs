@@ -111,6 +111,35 @@ fn parquet_trace_corpus_and_crashes_replay_without_panic() {
     assert!(n >= 3, "only {n} parquet_trace inputs");
 }
 
+/// libFuzzer's timeout: a v1 `events.parquet` whose `seq` page header is garbage Thrift with a
+/// field parquet skips as a list of thousands of elements past the end of the file (each skip
+/// read nothing and parquet went on: minutes in a debug build). Reading now stops with an
+/// error naming the file; the footer is sound, so opening works.
+#[test]
+fn a_page_header_skipping_past_the_end_of_the_file_is_an_error() {
+    let data = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fuzz/regressions/parquet_trace/page-header-skip-timeout-f1a8b446.parquet"),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("manifest.json"), br#"{"format_version":1}"#).unwrap();
+    std::fs::write(dir.path().join("events.parquet"), &data).unwrap();
+    let t = Trace::open(dir.path()).unwrap();
+    assert_eq!(t.parquet_facts().map(|f| f.0), Some(651));
+    // the events before the error, then the error (a reader stops there, as the analyzer does)
+    let mut error = None;
+    for b in t.events(&ReadOptions::default()).unwrap() {
+        if let Err(e) = b {
+            error = Some(e.to_string());
+            break;
+        }
+    }
+    let errors: Vec<String> = error.into_iter().collect();
+    assert_eq!(errors.len(), 1, "no error");
+    assert!(errors[0].contains("events.parquet"), "{errors:?}");
+}
+
 /// A stable-toolchain mutation run over the corpora (bit flips, byte overwrites, truncation,
 /// duplication of a slice), for machines without nightly: `FUZZ_SECS=120 cargo test -p trace
 /// --release --test fuzz_regressions -- --ignored mutate`. Inputs that panic are written to

@@ -860,7 +860,9 @@ mod conformance {
         );
         assert_eq!(
             text,
-            include_str!("../../../sensor-protocols/tests/fixtures/jolokia/recorded/read_single.json")
+            include_str!(
+                "../../../sensor-protocols/tests/fixtures/jolokia/recorded/read_single.json"
+            )
         );
         let ours =
             post(r#"{"type":"read","mbean":"akka:type=Cluster","attribute":"ClusterStatus"}"#);

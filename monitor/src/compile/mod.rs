@@ -136,7 +136,7 @@ struct Compiler<'f> {
     /// Types of the `accept ... with V` values of the machine being compiled.
     bind_tys: Vec<Ty>,
     /// Steps that use bindings, as written (experiment, index, step): kept for
-    /// [`Deferred::resolve`].
+    /// [`Deferred`] (its [`ResolveStep::resolve`]).
     deferred_steps: Vec<(String, usize, StepDecl)>,
 }
 

@@ -11,11 +11,38 @@ use std::rc::Rc;
 
 /// What a fired handler decided, computed while the context borrows the instance.
 pub(super) struct Effects {
-    pub(super) sets: Vec<(u16, Value)>,
+    pub(super) sets: Sets,
     pub(super) caps: Vec<(u16, Value)>,
     pub(super) term: Decision,
     /// The value of `accept ... with V`.
     pub(super) value: Option<Value>,
+}
+
+/// The `set` assignments of a fired handler, (variable, value) in order. The first is kept
+/// inline: a handler usually sets one variable, and the per-event path then allocates nothing.
+#[derive(Default)]
+pub(super) struct Sets {
+    first: Option<(u16, Value)>,
+    rest: Vec<(u16, Value)>,
+}
+
+impl Sets {
+    fn push(&mut self, s: (u16, Value)) {
+        if self.first.is_none() {
+            self.first = Some(s);
+        } else {
+            self.rest.push(s);
+        }
+    }
+}
+
+impl IntoIterator for Sets {
+    type Item = (u16, Value);
+    type IntoIter =
+        std::iter::Chain<std::option::IntoIter<(u16, Value)>, std::vec::IntoIter<(u16, Value)>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.first.into_iter().chain(self.rest)
+    }
 }
 
 /// The terminal action of a fired handler.
@@ -32,8 +59,10 @@ pub(super) fn effects<'a>(
     _now: i64,
 ) -> Effects {
     // Sequential: each right-hand side sees the assignments before it, the message all of them.
-    let mut sets: Vec<(u16, Value)> = Vec::with_capacity(acts.sets.len());
-    for (i, key, e) in &acts.sets {
+    let mut sets = Sets::default();
+    // after the last assignment of a handler that stays, nothing reads the variables
+    let stays = matches!(acts.term, TermC::Stay);
+    for (n, (i, key, e)) in acts.sets.iter().enumerate() {
         let mut v = ctx.eval(e);
         if let Some(k) = key {
             // `set m[k] = v`: the map in `m` (a new one when it holds no map) with key `k` set
@@ -61,6 +90,9 @@ pub(super) fn effects<'a>(
             v = V::M(Rc::new(J::Object(map)));
         }
         sets.push((*i, v.to_value()));
+        if stays && n + 1 == acts.sets.len() {
+            break;
+        }
         let slot = *i as usize;
         if ctx.vars_now.len() <= slot {
             ctx.vars_now.resize(slot + 1, None);

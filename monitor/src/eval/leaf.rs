@@ -4,7 +4,7 @@
 //! with their bounded path, decisions with their explanations, and the end of the trace.
 
 use super::ctx::Ctx;
-use super::effects::{effects, Decision, Effects};
+use super::effects::{effects, Decision, Effects, Sets};
 use super::explain::{inconclusive, path_of, show_key, Outcome, PathEntry, Timer};
 use super::fx::{push_int, FxBuild};
 use super::window::WinState;
@@ -233,7 +233,7 @@ impl Leaf {
                 effects(&mut ctx, &m, acts, now)
             }
             None => Effects {
-                sets: Vec::new(),
+                sets: Sets::default(),
                 caps: Vec::new(),
                 value: None,
                 term: Decision::Decide(

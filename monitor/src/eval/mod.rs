@@ -3,10 +3,10 @@
 //! The hot path (an event that matches nothing or a guard over borrowed fields) allocates
 //! nothing.
 //!
-//! Submodules, each used only by the ones after it: `ctx` (the generic expression evaluator),
-//! `window` (window state and aggregates), `fx` (the per-key hasher), `effects` (what a fired
-//! handler decides), `leaf` (the instances of one instantiated machine), `explain` (the
-//! outcomes and paths explanations show), `node` (`and`/`or`/`not` compositions).
+//! Submodules, each used only by the ones after it: `window` (window state and aggregates),
+//! `ctx` (the generic expression evaluator), `effects` (what a fired handler decides), `fx` (the
+//! per-key hasher), `explain` (the outcomes and paths explanations show), `leaf` (the instances
+//! of one instantiated machine), `node` (`and`/`or`/`not` compositions).
 
 mod ctx;
 mod effects;

@@ -1,7 +1,8 @@
 //! The `jmx` sensor: polls the Jolokia agent of each container of the configured services with
 //! one bulk read per interval, at `http://<container address>:<port><path>`; one `jmx` event per
-//! container and MBean per poll, errors as `jmx`/`error` events (see `sensor_protocols::jolokia`). The
-//! address is the one on the first of the configured `networks` the container is attached to.
+//! container and MBean per poll, errors as `jmx`/`error` events (see
+//! `sensor_protocols::jolokia`). The address is the one on the first of the configured
+//! `networks` the container is attached to.
 //! A pattern MBean (`org.apache.ZooKeeperService:*`) gives one event per matching MBean. With
 //! `attach = true`, a container whose port does not answer gets the recorder's agent attached
 //! to its JVM first (`super::attach`), again after a restart, and the agent is stopped when the

@@ -8,6 +8,10 @@
 //! splits long lines, or the program had not finished the line) and is buffered until the rest
 //! arrives or the stream ends. A TTY container's stream is raw (kind `tty`), lines end in `\r\n`.
 //!
+//! A line is buffered up to [`MAX_LINE_BYTES`] per stream: a longer one (or one that never ends)
+//! is emitted in pieces of at most that size as it arrives, each piece's event carrying
+//! `data = {"part": n, "continues": bool}` (docs/sensors.md, *Long lines*); no byte is dropped.
+//!
 //! Re-attaching uses `since` (whole seconds in this API) and then skips entries already seen:
 //! every entry older than the last one seen, and as many entries stamped exactly like the last one
 //! as were seen before.
@@ -60,13 +64,38 @@ impl StreamKind {
     }
 }
 
-/// One complete log line.
+/// The most bytes of one log line buffered per stream, and so the longest piece one event
+/// carries: 1 MiB. A longer line is emitted in pieces.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// One complete log line, or one piece of a line longer than the limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogLine {
-    /// The daemon's timestamp of the (first part of the) line.
+    /// The daemon's timestamp of the (first part of the) line or piece.
     pub ts_ns: i64,
     pub kind: StreamKind,
     pub line: String,
+    /// 0 for a whole line; the number of the piece (from 1) of a line emitted in pieces.
+    pub part: u32,
+    /// More pieces of the same line follow.
+    pub continues: bool,
+}
+
+impl LogLine {
+    /// The event's `data`: the piece marker of a line emitted in pieces, `None` for a whole line.
+    pub fn data(&self) -> Option<serde_json::Value> {
+        (self.part > 0).then(|| serde_json::json!({"part": self.part, "continues": self.continues}))
+    }
+}
+
+/// The line being assembled on one stream.
+#[derive(Debug)]
+struct Pending {
+    /// Timestamp of the bytes at the start of `buf`.
+    ts: i64,
+    buf: Vec<u8>,
+    /// Pieces of this line already emitted.
+    parts: u32,
 }
 
 /// Parses the daemon's RFC 3339 timestamp at the start of an entry; returns it and the rest
@@ -144,10 +173,11 @@ impl Replay {
     }
 }
 
-/// Turns frames into complete lines: strips timestamps, joins partial entries, de-duplicates.
-#[derive(Debug, Default)]
+/// Turns frames into complete lines: strips timestamps, joins partial entries (up to
+/// `max_line` bytes, then in pieces), de-duplicates.
+#[derive(Debug)]
 pub struct LineAssembler {
-    pending: [Option<(i64, Vec<u8>)>; 3],
+    pending: [Option<Pending>; 3],
     /// The last piece of this stream ended without a newline and may continue in raw bytes
     /// (a raw TTY stream cut at an arbitrary byte).
     open: [bool; 3],
@@ -155,12 +185,72 @@ pub struct LineAssembler {
     raw: [Vec<u8>; 3],
     pub position: LogPosition,
     replay: Option<Replay>,
+    /// The most bytes of a line kept before a piece is emitted.
+    max_line: usize,
+}
+
+impl Default for LineAssembler {
+    fn default() -> LineAssembler {
+        LineAssembler::with_max_line(MAX_LINE_BYTES)
+    }
 }
 
 impl LineAssembler {
     /// A new assembler starting at the beginning of the log.
     pub fn new() -> LineAssembler {
         LineAssembler::default()
+    }
+
+    /// A new assembler that emits lines longer than `max_line` bytes (at least 4) in pieces.
+    pub fn with_max_line(max_line: usize) -> LineAssembler {
+        LineAssembler {
+            pending: Default::default(),
+            open: [false; 3],
+            raw: Default::default(),
+            position: LogPosition::default(),
+            replay: None,
+            max_line: max_line.max(4),
+        }
+    }
+
+    /// Appends `bytes` (stamped `ts`) to the line pending on stream `kind`, emitting a piece into
+    /// `out` whenever the line is at `max_line` bytes and more follow.
+    fn append(&mut self, kind: StreamKind, ts: i64, mut bytes: &[u8], out: &mut Vec<LogLine>) {
+        let max = self.max_line;
+        let p = self.pending[kind.index()].get_or_insert_with(|| Pending {
+            ts,
+            buf: Vec::new(),
+            parts: 0,
+        });
+        loop {
+            let take = (max - p.buf.len().min(max)).min(bytes.len());
+            p.buf.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if bytes.is_empty() {
+                return;
+            }
+            // full, and the line goes on: emit what is buffered, cut at a UTF-8 boundary
+            let cut = utf8_cut(&p.buf);
+            let rest = p.buf.split_off(cut);
+            p.parts += 1;
+            let piece = std::mem::replace(&mut p.buf, rest);
+            out.push(LogLine {
+                ts_ns: p.ts,
+                kind,
+                line: lossy(piece),
+                part: p.parts,
+                continues: true,
+            });
+            p.ts = ts;
+        }
+    }
+
+    /// Emits the line pending on stream `kind` (its last piece when it was emitted in pieces).
+    fn finish_line(&mut self, kind: StreamKind, out: &mut Vec<LogLine>) {
+        if let Some(p) = self.pending[kind.index()].take() {
+            let part = if p.parts > 0 { p.parts + 1 } else { 0 };
+            out.push(make_line(p.ts, kind, p.buf, part));
+        }
     }
 
     /// Begins a new attachment: flushes what is pending (the old stream ended) into `out` and arms
@@ -204,9 +294,8 @@ impl LineAssembler {
             }
             match stamped {
                 None if continuation => {
-                    if let Some((_, buf)) = self.pending[i].as_mut() {
-                        buf.extend_from_slice(body);
-                    }
+                    let ts = self.pending[i].as_ref().map_or(fallback_ts, |p| p.ts);
+                    self.append(kind, ts, body, out);
                 }
                 _ => {
                     let (ts, text) = stamped.unwrap_or((fallback_ts, body));
@@ -221,17 +310,12 @@ impl LineAssembler {
                         self.open[i] = false;
                         continue;
                     }
-                    match self.pending[i].as_mut() {
-                        Some((_, buf)) => buf.extend_from_slice(text),
-                        None => self.pending[i] = Some((ts, text.to_vec())),
-                    }
+                    self.append(kind, ts, text, out);
                 }
             }
             self.open[i] = !complete;
             if complete {
-                if let Some((ts, buf)) = self.pending[i].take() {
-                    out.push(make_line(ts, kind, buf));
-                }
+                self.finish_line(kind, out);
             }
         }
     }
@@ -243,27 +327,57 @@ impl LineAssembler {
             self.open[i] = false;
             let raw = std::mem::take(&mut self.raw[i]);
             if !raw.is_empty() {
-                match self.pending[i].as_mut() {
-                    Some((_, buf)) => buf.extend_from_slice(&raw),
-                    None => self.pending[i] = Some((now_ns(), raw)),
-                }
+                let ts = self.pending[i].as_ref().map_or_else(now_ns, |p| p.ts);
+                self.append(kind, ts, &raw, out);
             }
-            if let Some((ts, buf)) = self.pending[i].take() {
-                out.push(make_line(ts, kind, buf));
-            }
+            self.finish_line(kind, out);
         }
     }
 }
 
-fn make_line(ts_ns: i64, kind: StreamKind, mut buf: Vec<u8>) -> LogLine {
+/// The last line or piece of a line (`part` 0: a whole line), its `\r` line ending removed.
+fn make_line(ts_ns: i64, kind: StreamKind, mut buf: Vec<u8>, part: u32) -> LogLine {
     if buf.last() == Some(&b'\r') {
         buf.pop();
     }
-    let line = match String::from_utf8(buf) {
+    LogLine {
+        ts_ns,
+        kind,
+        line: lossy(buf),
+        part,
+        continues: false,
+    }
+}
+
+fn lossy(buf: Vec<u8>) -> String {
+    match String::from_utf8(buf) {
         Ok(s) => s,
         Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    };
-    LogLine { ts_ns, kind, line }
+    }
+}
+
+/// Where to cut a full buffer so that a UTF-8 character is not split: before the start of a
+/// multi-byte character whose last bytes are missing (at most 3 bytes back), else at the end.
+fn utf8_cut(buf: &[u8]) -> usize {
+    let n = buf.len();
+    for back in 1..=3.min(n) {
+        let b = buf[n - back];
+        if b & 0xC0 == 0x80 {
+            continue; // a continuation byte: look further back for the lead byte
+        }
+        let len = match b {
+            0xC0..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF7 => 4,
+            _ => 1,
+        };
+        return if len > back && n - back > 0 {
+            n - back
+        } else {
+            n
+        };
+    }
+    n
 }
 
 /// Identity of the container a follower serves.
@@ -277,13 +391,15 @@ pub struct FollowTarget {
 
 async fn emit_lines(sink: &EventSink, t: &FollowTarget, lines: &mut Vec<LogLine>) {
     for l in lines.drain(..) {
-        sink.emit_log(
-            Event::new(l.ts_ns, "log", l.kind.as_str())
-                .service(t.service.clone())
-                .container(t.name.clone())
-                .message(l.line),
-        )
-        .await;
+        let data = l.data();
+        let mut ev = Event::new(l.ts_ns, "log", l.kind.as_str())
+            .service(t.service.clone())
+            .container(t.name.clone())
+            .message(l.line);
+        if let Some(d) = data {
+            ev = ev.data(&d);
+        }
+        sink.emit_log(ev).await;
     }
 }
 
@@ -664,6 +780,103 @@ mod tests {
         );
         assert_eq!(out.len(), 5);
         assert_eq!(a.position.since_secs(), 1_714_557_601);
+    }
+
+    /// Bytes held for unfinished lines, over every stream.
+    fn buffered(a: &LineAssembler) -> usize {
+        a.pending
+            .iter()
+            .flatten()
+            .map(|p| p.buf.len())
+            .sum::<usize>()
+            + a.raw.iter().map(Vec::len).sum::<usize>()
+    }
+
+    #[test]
+    fn an_endless_line_is_emitted_in_pieces_within_the_limit() {
+        let mut a = LineAssembler::with_max_line(16);
+        let mut out = Vec::new();
+        // the daemon hands a line without newline over as stamped partial entries
+        let mut sent = String::new();
+        for i in 0..10 {
+            let chunk = format!("chunk{i}-");
+            sent.push_str(&chunk);
+            a.push(
+                StreamKind::Stdout,
+                format!("{T1} {chunk}").as_bytes(),
+                0,
+                &mut out,
+            );
+            assert!(buffered(&a) <= 16, "{} bytes buffered", buffered(&a));
+        }
+        // pieces come out while the line goes on, full, numbered, marked as continuing
+        assert_eq!(out.len(), sent.len() / 16, "{out:?}");
+        for (n, l) in out.iter().enumerate() {
+            assert_eq!(
+                (l.part, l.continues, l.line.len()),
+                (n as u32 + 1, true, 16)
+            );
+            assert_eq!(
+                l.data(),
+                Some(serde_json::json!({"part": n + 1, "continues": true}))
+            );
+        }
+        // the stream ends: the rest is the last piece
+        a.flush(&mut out);
+        let last = out.last().expect("last piece");
+        assert_eq!((last.part as usize, last.continues), (out.len(), false));
+        let joined: String = out.iter().map(|l| l.line.as_str()).collect();
+        assert_eq!(joined, sent, "bytes lost or duplicated");
+        // a newline ends a line emitted in pieces the same way, and the next line is whole
+        a.push(
+            StreamKind::Stdout,
+            format!("{T2} 0123456789abcdefXYZ\n{T2} short\n").as_bytes(),
+            0,
+            &mut out,
+        );
+        let tail: Vec<(&str, u32, bool)> = out[out.len() - 3..]
+            .iter()
+            .map(|l| (l.line.as_str(), l.part, l.continues))
+            .collect();
+        assert_eq!(
+            tail,
+            vec![
+                ("0123456789abcdef", 1, true),
+                ("XYZ", 2, false),
+                ("short", 0, false)
+            ]
+        );
+        assert_eq!(out.last().and_then(LogLine::data), None);
+    }
+
+    #[test]
+    fn a_line_of_exactly_the_limit_is_whole_and_pieces_keep_characters_whole() {
+        let mut a = LineAssembler::with_max_line(8);
+        let mut out = Vec::new();
+        a.push(
+            StreamKind::Stderr,
+            format!("{T1} 12345678\n").as_bytes(),
+            0,
+            &mut out,
+        );
+        assert_eq!(lines(&out), vec![(ns(T1), "stderr", "12345678")]);
+        assert_eq!(out[0].part, 0);
+        out.clear();
+        // "é" is 2 bytes, "€" 3: no piece may end inside one
+        let text = "aéé€€é€b€";
+        let bytes = format!("{T1} {text}\n");
+        let b = bytes.as_bytes();
+        // raw TTY bytes split at every position
+        for cut in 0..b.len() {
+            let mut a = LineAssembler::with_max_line(8);
+            let mut out = Vec::new();
+            a.push(StreamKind::Tty, &b[..cut], 0, &mut out);
+            a.push(StreamKind::Tty, &b[cut..], 0, &mut out);
+            let joined: String = out.iter().map(|l| l.line.as_str()).collect();
+            assert_eq!(joined, text, "cut at {cut}: {out:?}");
+            assert!(out.iter().all(|l| l.line.len() <= 8 && l.ts_ns == ns(T1)));
+            assert!(out.len() > 1);
+        }
     }
 
     #[test]

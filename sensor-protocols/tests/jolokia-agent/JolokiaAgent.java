@@ -1,8 +1,8 @@
 // A tiny JVM that serves the real Jolokia request handler (jolokia-core: HttpRequestHandler +
 // BackendManager, as packaged by Debian's libjolokia-core-java) over the JDK's built-in HTTP server,
 // with a real `akka:type=Cluster` MBean (the attributes of Akka's ClusterNodeMBean) registered in
-// the platform MBeanServer. Used by sensor-protocols/tests/jolokia_real.rs and to record the reply fixtures
-// in sensor-protocols/tests/fixtures/jolokia/recorded/ (see the README there).
+// the platform MBeanServer. Used by sensor-protocols/tests/jolokia_real.rs and to record the reply
+// fixtures in sensor-protocols/tests/fixtures/jolokia/recorded/ (see the README there).
 //
 // Every JSON reply is produced by Jolokia itself; this file only does what Jolokia's own JVM agent
 // (org.jolokia.jvmagent.JolokiaHttpHandler, not packaged by Debian) does around it: strip the
