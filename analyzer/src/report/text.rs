@@ -4,7 +4,8 @@
 
 use super::Context;
 use crate::check::Judged;
-use monitor::{fmt_ts, EventInfo, Explanation, MonitorResult, Verdict};
+use monitor::{EventInfo, Explanation, MonitorResult, Verdict};
+use trace::time::format_rfc3339_nanos as fmt_ts;
 use std::io::Write;
 
 fn tag(v: Option<Verdict>) -> &'static str {
