@@ -440,7 +440,11 @@ mod tests {
         let t = timestamp();
         let b = t.as_bytes();
         assert_eq!(t.len(), "2026-01-01 00:00:05.250".len(), "{t}");
-        assert_eq!((b[4], b[7], b[10], b[13], b[16], b[19]), (b'-', b'-', b' ', b':', b':', b'.'), "{t}");
+        assert_eq!(
+            (b[4], b[7], b[10], b[13], b[16], b[19]),
+            (b'-', b'-', b' ', b':', b':', b'.'),
+            "{t}"
+        );
         assert!(t.starts_with("20"), "{t}");
     }
 

@@ -12,4 +12,3 @@ pub use server::{
     Batch, Dropped, Queue, Receiver, ReceiverConfig, ReceiverError, Stats,
     DEFAULT_MAX_REQUEST_BYTES, DEFAULT_QUEUE_EVENTS,
 };
-

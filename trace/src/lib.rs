@@ -10,9 +10,9 @@
 //! 3339), which is all that is left without the default `io` feature, and, behind the `testing`
 //! feature, [`testing`], the fuzz-corpus runner of the crates' `tests/fuzz_regressions.rs`.
 
-pub mod time;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod time;
 
 #[cfg(feature = "io")]
 pub mod checksum;

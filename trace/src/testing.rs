@@ -26,7 +26,10 @@ pub fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
             continue;
         };
         let mut paths: Vec<PathBuf> = rd
-            .map(|e| e.unwrap_or_else(|e| panic!("list {dir}/{target}: {e}")).path())
+            .map(|e| {
+                e.unwrap_or_else(|e| panic!("list {dir}/{target}: {e}"))
+                    .path()
+            })
             .collect();
         paths.sort();
         for p in paths {

@@ -5,8 +5,8 @@
 use super::Context;
 use crate::check::Judged;
 use monitor::{EventInfo, Explanation, MonitorResult, Verdict};
-use trace::time::format_rfc3339_nanos as fmt_ts;
 use std::io::Write;
+use trace::time::format_rfc3339_nanos as fmt_ts;
 
 fn tag(v: Option<Verdict>) -> &'static str {
     match v {
