@@ -25,34 +25,24 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-command -v docker >/dev/null 2>&1 || { echo "build-zookeeper-image.sh: docker CLI not found" >&2; exit 5; }
+BUILDER=build-zookeeper-image.sh
+# shellcheck source=scripts/lib/debootstrap.sh
+. "$ROOT/scripts/lib/debootstrap.sh"
+command -v docker >/dev/null 2>&1 || die "docker CLI not found"
 
-# The host's suite and mirror (deb822 sources or a one-line sources.list), else Debian's defaults.
-SUITE="${DEBIAN_SUITE:-}"
-MIRROR="${DEBIAN_MIRROR:-}"
-if [ -z "$SUITE" ] && [ -r /etc/os-release ]; then
-  SUITE="$(. /etc/os-release; echo "${VERSION_CODENAME:-}")"
-fi
-SUITE="${SUITE:-bookworm}"
-if [ -z "$MIRROR" ]; then
-  MIRROR="$(grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}' | grep -v security | head -1 || true)"
-fi
-if [ -z "$MIRROR" ]; then
-  MIRROR="$(grep -hs '^deb ' /etc/apt/sources.list | awk '{print $2}' | grep -v security | head -1 || true)"
-fi
-MIRROR="${MIRROR:-http://deb.debian.org/debian}"
+debian_source
 PACKAGES="libzookeeper-java,openjdk-17-jre-headless"
 
 BASE="${ZOOKEEPER_BASE_IMAGE:-chaos-zookeeper-base:latest}"
 # Bump BASE_RECIPE_VERSION when the debootstrap or trimming steps below change.
 BASE_RECIPE_VERSION=2
-BASE_SUM="$(printf '%s' "$BASE_RECIPE_VERSION $SUITE $MIRROR $PACKAGES" | sha256sum | cut -d' ' -f1)"
+BASE_SUM="$(recipe_sum "$BASE_RECIPE_VERSION" "$SUITE" "$MIRROR" "$PACKAGES")"
 IMAGE_DIR="$ROOT/examples/zookeeper/image"
 
 build_final() {
   local sum
   sum="$(cat "$IMAGE_DIR/Dockerfile" "$IMAGE_DIR/zk-start" "$IMAGE_DIR/log4j.properties" | sha256sum | cut -d' ' -f1)-$BASE_SUM-$BASE"
-  if [ "$(docker image inspect -f '{{ index .Config.Labels "org.chaos-trace.zookeeper.recipe" }}' "$TAG" 2>/dev/null || true)" = "$sum" ]; then
+  if [ "$(image_label "$TAG" org.chaos-trace.zookeeper.recipe)" = "$sum" ]; then
     echo "$TAG up to date"
     return 0
   fi
@@ -60,42 +50,19 @@ build_final() {
   if ! out="$(DOCKER_BUILDKIT="${DOCKER_BUILDKIT:-0}" docker build --quiet \
     --build-arg "BASE=$BASE" --label "org.chaos-trace.zookeeper.recipe=$sum" -t "$TAG" "$IMAGE_DIR" 2>&1)"; then
     echo "$out" >&2
-    echo "build-zookeeper-image.sh: docker build of $TAG failed" >&2
-    exit 5
+    die "docker build of $TAG failed"
   fi
   echo "$TAG built"
 }
 
 # One build at a time (several test processes may call this at once).
-if command -v flock >/dev/null 2>&1; then
-  exec 9>/var/tmp/.chaos-zookeeper-image.lock
-  flock 9
-fi
-if [ "$(docker image inspect -f '{{ index .Config.Labels "org.chaos-trace.zookeeper.base" }}' "$BASE" 2>/dev/null || true)" = "$BASE_SUM" ]; then
+build_lock chaos-zookeeper-image
+if [ "$(image_label "$BASE" org.chaos-trace.zookeeper.base)" = "$BASE_SUM" ]; then
   build_final
   exit 0
 fi
-command -v debootstrap >/dev/null 2>&1 || { echo "build-zookeeper-image.sh: debootstrap not found (apt-get install debootstrap, or scripts/setup.sh)" >&2; exit 5; }
-[ "$(id -u)" = 0 ] || { echo "build-zookeeper-image.sh: debootstrap needs root" >&2; exit 5; }
-
-WORK="$(mktemp -d /var/tmp/chaos-zk-rootfs.XXXXXX)"
-trap 'rm -rf "$WORK"' EXIT
-START=$(date +%s)
-echo "build-zookeeper-image.sh: debootstrap $SUITE from $MIRROR ($PACKAGES)" >&2
-if ! debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$WORK/rootfs" "$MIRROR" >"$WORK/debootstrap.log" 2>&1; then
-  tail -30 "$WORK/debootstrap.log" >&2
-  echo "build-zookeeper-image.sh: debootstrap failed" >&2
-  exit 5
-fi
-R="$WORK/rootfs"
+debootstrap_rootfs chaos-zk-rootfs "$PACKAGES"
 # Trim what a container never reads.
-rm -rf "$R"/usr/share/doc/* "$R"/usr/share/man/* "$R"/usr/share/info/* "$R"/var/cache/apt/* \
-  "$R"/var/lib/apt/lists/* "$R"/var/log/*.log "$R"/usr/share/locale/*
-find "$R/usr/share/zoneinfo" -mindepth 1 -maxdepth 1 ! -name UTC ! -name Etc -exec rm -rf {} + 2>/dev/null || true
-tar -C "$R" --numeric-owner -c . | docker import \
-  -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-  -c "LABEL org.chaos-trace.zookeeper.base=$BASE_SUM" \
-  - "$BASE" >/dev/null
-SIZE="$(docker image inspect -f '{{ .Size }}' "$BASE")"
-echo "$BASE built ($((SIZE / 1048576)) MiB, $(( $(date +%s) - START )) s)"
+trim_rootfs --zoneinfo
+import_rootfs "$BASE" "LABEL org.chaos-trace.zookeeper.base=$BASE_SUM"
 build_final

@@ -614,7 +614,12 @@ pub fn run(args: &CheckArgs) -> Result<i32, crate::Error> {
     }
     out.flush().map_err(crate::Error::output)?;
     if let Some(path) = &args.junit {
-        let xml = report::junit::render(&results);
+        let xml = report::junit::render(&results).map_err(|e| {
+            crate::Error::Runtime(format!(
+                "{}: cannot render junit report: {e}",
+                path.display()
+            ))
+        })?;
         std::fs::write(path, xml).map_err(|e| {
             crate::Error::Runtime(format!(
                 "{}: cannot write junit report: {e}",

@@ -47,7 +47,7 @@ pub struct DiffArgs {
     pub monitor: Vec<String>,
     /// How much later one run may enter the same state in the same phase before the state
     /// paths count as parted there (e.g. `2s`, `500ms`).
-    #[arg(long, default_value = "2s", value_parser = crate::timearg::parse_duration_ns)]
+    #[arg(long, default_value = "2s", value_parser = trace::time::parse_duration_ns)]
     pub lag: i64,
 }
 

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
-use monitor::{fmt_ts, Verdict};
+use monitor::Verdict;
+use trace::time::format_rfc3339_nanos as fmt_ts;
 
 use crate::check::Judged;
 use crate::{exit, Error};

@@ -56,26 +56,16 @@ fn one_line(s: &str) -> String {
         .join(" ")
 }
 
-fn report(e: &anyhow::Error) -> i32 {
-    if let Some(a) = e.downcast_ref::<analyzer::Error>() {
-        if a.is_broken_pipe() {
-            return exit::OK;
-        }
-        eprintln!("error: {}", one_line(&a.to_string()));
-        return a.exit_code();
+/// Prints `e` as one `error:` line (nothing for a closed pipe) and returns its exit code.
+fn report(e: &analyzer::Error) -> i32 {
+    if e.is_broken_pipe() {
+        return exit::OK;
     }
-    if let Some(t) = e.downcast_ref::<trace::TraceError>() {
-        eprintln!("error: {}", one_line(&t.to_string()));
-        return match t {
-            trace::TraceError::Invalid(_) => exit::RUNTIME,
-            _ => exit::UNREADABLE_TRACE,
-        };
-    }
-    eprintln!("error: {}", one_line(&format!("{e:#}")));
-    exit::RUNTIME
+    eprintln!("error: {}", one_line(&e.to_string()));
+    e.exit_code()
 }
 
-fn run(cli: Cli) -> anyhow::Result<i32> {
+fn run(cli: Cli) -> Result<i32, analyzer::Error> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let code = match cli.command {
@@ -90,12 +80,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Report(a) => {
             out.flush().ok();
             drop(out);
-            return html::run(&a).map_err(anyhow::Error::from);
+            return html::run(&a);
         }
         Command::Check(a) => {
             out.flush().ok();
             drop(out);
-            return check::run(&a).map_err(anyhow::Error::from);
+            return check::run(&a);
         }
     };
     out.flush().map_err(analyzer::Error::output)?;

@@ -1,47 +1,13 @@
 //! Time arguments and time display: `--since`/`--until` accept RFC 3339 times
 //! (`2026-01-01T00:00:05Z`), offsets from the trace start (`+5s`, `+1m30s`, `+250ms`, `+1.5s`),
-//! or raw UTC nanoseconds; times print as RFC 3339 UTC with nanoseconds.
+//! or raw UTC nanoseconds; times print as RFC 3339 UTC with nanoseconds. Durations, RFC 3339 and
+//! the formats are `trace::time`'s (docs/cli.md, Durations).
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use trace::time::{parse_duration_ns, parse_rfc3339, TimeError};
 
-/// Parses a duration like `5s`, `1m30s`, `250ms`, `1.5s`, `2h`, `100us`, `10ns` into ns.
-pub fn parse_duration_ns(s: &str) -> Result<i64, String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Err("empty duration".into());
-    }
-    let bad = || format!("bad duration {s:?} (use e.g. 5s, 1m30s, 250ms)");
-    let mut total: f64 = 0.0;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if num_end == 0 {
-            return Err(bad());
-        }
-        let n: f64 = rest[..num_end].parse().map_err(|_| bad())?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let mult = match &rest[..unit_end] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" | "min" => 60e9,
-            "h" => 3600e9,
-            _ => return Err(bad()),
-        };
-        rest = &rest[unit_end..];
-        total += n * mult;
-    }
-    if total > i64::MAX as f64 {
-        return Err(bad());
-    }
-    Ok(total.round() as i64)
-}
+/// Times print as RFC 3339 UTC with nanoseconds (`2026-01-01T00:00:05.250000000Z`) or, for
+/// compact tables, milliseconds.
+pub use trace::time::{format_rfc3339_millis as format_ts_ms, format_rfc3339_nanos as format_ts};
 
 /// Parses a time argument. `start_ns` is the trace start, for `+offset` forms.
 pub fn parse_time(arg: &str, start_ns: Option<i64>) -> Result<i64, String> {
@@ -49,26 +15,17 @@ pub fn parse_time(arg: &str, start_ns: Option<i64>) -> Result<i64, String> {
     if let Some(off) = a.strip_prefix('+') {
         let start =
             start_ns.ok_or_else(|| format!("{a:?}: the trace has no start time to offset from"))?;
-        return Ok(start + parse_duration_ns(off)?);
+        return Ok(start + parse_duration_ns(off).map_err(|e| e.to_string())?);
     }
     if !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()) {
         return a.parse().map_err(|_| format!("bad time {a:?}"));
     }
-    let t = DateTime::parse_from_rfc3339(a).map_err(|_| {
-        format!("bad time {a:?} (use RFC 3339 like 2026-01-01T00:00:05Z, an offset like +5s, or nanoseconds)")
-    })?;
-    t.timestamp_nanos_opt()
-        .ok_or_else(|| format!("time {a:?} out of range"))
-}
-
-/// RFC 3339 UTC with nanoseconds, e.g. `2026-01-01T00:00:05.250000000Z`.
-pub fn format_ts(ns: i64) -> String {
-    DateTime::<Utc>::from_timestamp_nanos(ns).to_rfc3339_opts(SecondsFormat::Nanos, true)
-}
-
-/// RFC 3339 UTC with milliseconds, for compact tables.
-pub fn format_ts_ms(ns: i64) -> String {
-    DateTime::<Utc>::from_timestamp_nanos(ns).to_rfc3339_opts(SecondsFormat::Millis, true)
+    parse_rfc3339(a).map_err(|e| match e {
+        TimeError::BadTime(_) => format!(
+            "bad time {a:?} (use RFC 3339 like 2026-01-01T00:00:05Z, an offset like +5s, or nanoseconds)"
+        ),
+        e => e.to_string(),
+    })
 }
 
 /// A duration for humans: `1h02m03.500s`, `5.250s`, `12ms`.
@@ -101,13 +58,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration_ns("5s"), Ok(5_000_000_000));
-        assert_eq!(parse_duration_ns("1m30s"), Ok(90_000_000_000));
-        assert_eq!(parse_duration_ns("250ms"), Ok(250_000_000));
-        assert_eq!(parse_duration_ns("1.5s"), Ok(1_500_000_000));
-        assert!(parse_duration_ns("5x").is_err());
-        assert!(parse_duration_ns("s").is_err());
+    fn offsets_take_the_one_duration_syntax() {
+        assert_eq!(parse_time("+1m30s", Some(0)), Ok(90_000_000_000));
+        assert_eq!(parse_time("+1.5s", Some(10)), Ok(1_500_000_010));
+        assert_eq!(parse_time("+250ms", Some(0)), Ok(250_000_000));
+        let e = parse_time("+5x", Some(0)).unwrap_err();
+        assert!(e.contains("`5x`"), "{e}");
     }
 
     #[test]

@@ -123,28 +123,18 @@ impl Config {
     }
 }
 
-/// Parses `250ms`, `2s`, `1.5s`, `1m`, or a bare number of milliseconds.
+/// Parses a demo-node duration setting: the one duration syntax (docs/cli.md, Durations: `250ms`,
+/// `2s`, `1.5s`, `1m30s`), or a bare number of milliseconds (`40`, `2.5`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
-    let (num, unit) = match t.find(|c: char| c.is_ascii_alphabetic()) {
-        Some(i) => (&t[..i], &t[i..]),
-        None => (t, "ms"),
-    };
-    let n: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (e.g. 250ms, 2s)"))?;
-    if !n.is_finite() || n < 0.0 {
-        return Err(format!("`{s}` is not a non-negative duration"));
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return match t.parse::<f64>() {
+            Ok(ms) => Duration::try_from_secs_f64(ms / 1000.0)
+                .map_err(|_| format!("`{s}` is not a duration (e.g. 250ms, 2s)")),
+            Err(_) => Err(format!("`{s}` is not a duration (e.g. 250ms, 2s)")),
+        };
     }
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" | "min" => n * 60.0,
-        "us" => n / 1e6,
-        _ => return Err(format!("`{s}`: unknown unit `{unit}` (ms, s, m)")),
-    };
-    Ok(Duration::from_secs_f64(secs))
+    trace::time::parse_duration(t).map_err(|e| e.to_string())
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -198,20 +188,8 @@ pub fn sleep_unless_stopping(d: Duration) {
 
 /// Wall-clock time as `YYYY-MM-DD HH:MM:SS.mmm` (UTC).
 pub fn timestamp() -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = now.as_secs() as i64;
-    let ms = now.subsec_millis();
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{ms:03}",
-        sod / 3600,
-        (sod / 60) % 60,
-        sod % 60
-    )
+    let t = trace::time::format_rfc3339_millis(trace::time::now_ns());
+    t.trim_end_matches('Z').replacen('T', " ", 1)
 }
 
 /// Seconds since the Unix epoch.
@@ -220,20 +198,6 @@ pub fn epoch_secs() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs()
-}
-
-/// Howard Hinnant's days-from-civil inverse.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// Writes one line to stdout and flushes it (the recorder reads container logs line by line).
@@ -463,15 +427,25 @@ mod tests {
         assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
         assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
         assert_eq!(parse_duration("40").unwrap(), Duration::from_millis(40));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
         assert!(parse_duration("fast").is_err());
-        assert!(parse_duration("3h").is_err());
+        assert!(parse_duration("3 weeks").is_err());
+        assert!(parse_duration("-5").is_err());
+        assert!(parse_duration("1.2.3").is_err());
+        assert!(parse_duration("99999999999999999999999999").is_err());
     }
 
     #[test]
-    fn civil_dates_are_right() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    fn timestamps_are_utc_with_milliseconds() {
+        let t = timestamp();
+        let b = t.as_bytes();
+        assert_eq!(t.len(), "2026-01-01 00:00:05.250".len(), "{t}");
+        assert_eq!(
+            (b[4], b[7], b[10], b[13], b[16], b[19]),
+            (b'-', b'-', b' ', b':', b':', b'.'),
+            "{t}"
+        );
+        assert!(t.starts_with("20"), "{t}");
     }
 
     #[test]

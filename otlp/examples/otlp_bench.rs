@@ -43,7 +43,7 @@ fn kv(k: &str, v: &str) -> KeyValue {
 /// One request of `n` spans, like a Python or Java SDK's batch: a resource, one scope, spans with
 /// a few attributes, one in 50 with status error.
 fn batch(client: u64, seq: u64, n: usize) -> ExportTraceServiceRequest {
-    let now = otlp::now_ns() as u64;
+    let now = trace::time::now_ns() as u64;
     let spans = (0..n as u64)
         .map(|i| {
             let id = (client << 48) | (seq << 16) | i;

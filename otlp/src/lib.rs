@@ -12,11 +12,3 @@ pub use server::{
     Batch, Dropped, Queue, Receiver, ReceiverConfig, ReceiverError, Stats,
     DEFAULT_MAX_REQUEST_BYTES, DEFAULT_QUEUE_EVENTS,
 };
-
-/// The current time as UTC nanoseconds since the Unix epoch (the trace clock).
-pub fn now_ns() -> i64 {
-    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
-        Err(_) => 0,
-    }
-}

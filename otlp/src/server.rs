@@ -46,6 +46,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::codec::CompressionEncoding;
 use tonic::codegen::Service;
+use trace::time::now_ns;
 use trace::Event;
 
 use crate::convert::{self, Received, SOURCE};
@@ -211,7 +212,7 @@ impl Shared {
     /// Records a refused request: an `otel`/`error` event (dropped too when the queue is full).
     fn error(&self, peer: Option<IpAddr>, message: String, data: serde_json::Value) {
         self.stats.errors.fetch_add(1, Ordering::Relaxed);
-        let ev = Event::new(crate::now_ns(), SOURCE, "error")
+        let ev = Event::new(now_ns(), SOURCE, "error")
             .message(message)
             .data(&data);
         self.offer(peer, vec![ev], Signal::Error);
@@ -256,7 +257,7 @@ impl Grpc {
     fn received(peer: Option<IpAddr>) -> Received {
         Received {
             peer: peer.map(|p| p.to_string()),
-            received_ns: crate::now_ns(),
+            received_ns: now_ns(),
             protocol: "grpc",
         }
     }
@@ -615,7 +616,7 @@ impl Handler {
         };
         let rx = Received {
             peer: Some(peer.ip().to_string()),
-            received_ns: crate::now_ns(),
+            received_ns: now_ns(),
             protocol: fmt.protocol(),
         };
         let malformed = |what: &str, e: &dyn std::fmt::Display| {

@@ -16,6 +16,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+/// The one duration syntax (docs/cli.md, Durations), re-exported for the scenario's sections.
+pub use trace::time::parse_duration;
+
 /// A scenario error with its location (file, 1-based line and column) when known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScenarioError {
@@ -519,48 +522,6 @@ impl TargetSpec {
     }
 }
 
-/// Parses a duration like `250ms`, `5s`, `2m`, `1h`, `1m30s`, `1.5s`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    if t.is_empty() {
-        return Err("empty duration".into());
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = t;
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("duration `{t}` has no unit (use ms, s, m or h)"))?;
-        if num_end == 0 {
-            return Err(format!("bad duration `{t}`: expected a number"));
-        }
-        let num: f64 = rest[..num_end]
-            .parse()
-            .map_err(|_| format!("bad duration `{t}`: bad number"))?;
-        let after = &rest[num_end..];
-        let unit_end = after
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(after.len());
-        let unit = &after[..unit_end];
-        let scale = match unit {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" | "min" => 60.0,
-            "h" => 3600.0,
-            _ => {
-                return Err(format!(
-                    "bad duration `{t}`: unknown unit `{unit}` (use ms, s, m or h)"
-                ))
-            }
-        };
-        total += Duration::from_secs_f64(num * scale);
-        rest = &after[unit_end..];
-    }
-    Ok(total)
-}
-
 /// Removes the entry whose key starts at byte `start` from `table` or any table below it;
 /// whether one was found.
 fn remove_key_at(table: &mut toml::de::DeTable<'_>, start: usize) -> bool {
@@ -745,7 +706,7 @@ impl LoadedScenario {
             Some(s) => match parse_duration(s.get_ref()) {
                 Ok(d) => Some(d),
                 Err(m) => {
-                    errs.push(self.err_at(s.span(), m));
+                    errs.push(self.err_at(s.span(), m.to_string()));
                     default
                 }
             },

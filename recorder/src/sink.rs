@@ -239,13 +239,8 @@ impl EventReceiver {
     }
 }
 
-/// The current time as UTC nanoseconds since the Unix epoch (the trace clock).
-pub fn now_ns() -> i64 {
-    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
-        Err(_) => 0,
-    }
-}
+/// The trace clock, for every event source of the recorder.
+pub use trace::time::now_ns;
 
 #[cfg(test)]
 mod tests {

@@ -134,6 +134,22 @@ fn junit_has_one_case_per_step_with_the_explanation() {
     assert_eq!(x.matches("<testcase ").count(), 14 + 3, "{x}");
     assert_eq!(x.matches("<failure ").count(), 1, "{x}");
     assert!(x.contains("deciding event:"), "{x}");
+    let r = quick_junit::Report::deserialize_from_str(&x).expect("well-formed JUnit XML");
+    assert_eq!(
+        (r.test_suites.len(), r.tests, r.failures),
+        (1, 17, 1),
+        "{x}"
+    );
+    let failed = r.test_suites[0]
+        .test_cases
+        .iter()
+        .find(|c| matches!(c.status, quick_junit::TestCaseStatus::NonSuccess { .. }))
+        .expect("a failed case");
+    assert_eq!(
+        failed.classname.as_ref().map(|c| c.as_str()),
+        Some("experiment.ClusterSurvivesPartition"),
+        "{x}"
+    );
 }
 
 #[test]

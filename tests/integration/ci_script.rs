@@ -76,7 +76,10 @@ fn junit_cases(p: &Path) -> (Vec<String>, String) {
     let names: Vec<String> = x
         .split("<testcase ")
         .skip(1)
-        .filter_map(|c| c.split(" name=\"").nth(1)?.split('"').next())
+        .filter_map(|c| {
+            let c = format!(" {c}");
+            Some(c.split(" name=\"").nth(1)?.split('"').next()?.to_string())
+        })
         .map(|n| n.replace("&quot;", "\""))
         .collect();
     let attr = |a: &str| -> usize {

@@ -223,7 +223,7 @@ fn junit_has_one_suite_per_trace_and_an_error_for_an_unreadable_one() {
     assert_eq!(xml.matches("<testcase ").count(), 3 * 14 + 1, "{xml}");
     assert!(
         xml.contains(&format!(
-            "<testsuite name=\"{}\" tests=\"1\" failures=\"0\" errors=\"1\"",
+            "<testsuite name=\"{}\" tests=\"1\" skipped=\"0\" errors=\"1\" failures=\"0\"",
             runs.join("c/broken").display()
         )),
         "{xml}"

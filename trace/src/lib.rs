@@ -5,34 +5,65 @@
 //! manifest types, the crash-safe writer ([`TraceWriter`]), finalization ([`finalize()`]), the
 //! streaming reader ([`Trace`]) and the synthetic generator ([`gen`]) used by tests and
 //! benchmarks. It knows nothing about Docker or monitors.
+//!
+//! It also owns [`time`], the one time dialect of the workspace (trace clock, durations, RFC
+//! 3339), which is all that is left without the default `io` feature, and, behind the `testing`
+//! feature, [`testing`], the fuzz-corpus runner of the crates' `tests/fuzz_regressions.rs`.
 
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod time;
+
+#[cfg(feature = "io")]
 pub mod checksum;
+#[cfg(feature = "io")]
 pub mod error;
+#[cfg(feature = "io")]
 pub mod event;
+#[cfg(feature = "io")]
 pub mod finalize;
+#[cfg(feature = "io")]
 pub mod framed;
+#[cfg(feature = "io")]
 pub mod gen;
+#[cfg(feature = "io")]
 pub mod manifest;
+#[cfg(feature = "io")]
 pub mod packets;
+#[cfg(feature = "io")]
 pub mod reader;
+#[cfg(feature = "io")]
 pub mod remote;
+#[cfg(feature = "io")]
 pub mod schema;
+#[cfg(feature = "io")]
 mod sort;
+#[cfg(feature = "io")]
 pub mod writer;
 
+#[cfg(feature = "io")]
 pub use error::TraceError;
+#[cfg(feature = "io")]
 pub use event::{Event, EventRef, Source};
+#[cfg(feature = "io")]
 pub use finalize::{finalize, FinalizeSummary};
+#[cfg(feature = "io")]
 pub use manifest::Manifest;
+#[cfg(feature = "io")]
 pub use packets::PacketRecord;
+#[cfg(feature = "io")]
 pub use reader::{Columns, EventBatch, EventStream, ReadOptions, Trace};
+#[cfg(feature = "io")]
 pub use remote::{RemoteFile, RemoteTrace};
+#[cfg(feature = "io")]
 pub use writer::TraceWriter;
 
 /// The trace format version this crate writes. Readers accept this and every older version.
+#[cfg(feature = "io")]
 pub const FORMAT_VERSION: u32 = 2;
 
 /// File names inside a trace directory.
+#[cfg(feature = "io")]
 pub mod files {
     /// The manifest (JSON).
     pub const MANIFEST: &str = "manifest.json";
@@ -48,5 +79,5 @@ pub mod files {
     pub const PCAP_DIR: &str = "pcap";
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "io"))]
 mod tests;

@@ -146,7 +146,7 @@ pub fn log_to_table_batch(batch: &RecordBatch) -> Result<RecordBatch, arrow_sche
     RecordBatch::try_new(schema, cols)
 }
 
-/// The number of rows of `batch`, a helper for generic code.
+/// The number of rows of `batch`, for generic code.
 pub fn rows(batch: &RecordBatch) -> usize {
     batch.num_rows()
 }

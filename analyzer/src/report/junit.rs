@@ -1,115 +1,83 @@
-//! `--junit FILE`: JUnit XML, one test suite per trace and one test case per monitor or
-//! experiment step; a fail is a `<failure>` whose text is the explanation, an inconclusive is
-//! `<skipped>` with the reason, a step never reached is `<skipped>`; a trace that could not be
-//! read is a suite with one `<error>` case.
+//! `--junit FILE`: JUnit XML, written with `quick-junit`: one test suite per trace and one test
+//! case per monitor or experiment step; a fail is a `<failure>` whose text is the explanation, an
+//! inconclusive is `<skipped>` with the reason, a step never reached is `<skipped>`; a trace that
+//! could not be read is a suite with one `<error>` case.
+
+use monitor::Verdict;
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::text::explain;
 use crate::fleet::Outcome;
-use monitor::Verdict;
 
-fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&apos;"),
-            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => {}
-            c => o.push(c),
+/// One test case: its verdict (`None`: never reached), the one-line reason and the explanation.
+fn case(class: &str, name: &str, verdict: Option<Verdict>, message: &str, body: &str) -> TestCase {
+    let status = match verdict {
+        Some(Verdict::Accept) => TestCaseStatus::success(),
+        Some(Verdict::Fail) => {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            s.set_message(message).set_description(body);
+            s
         }
-    }
-    o
+        Some(Verdict::Inconclusive) => {
+            let mut s = TestCaseStatus::skipped();
+            s.set_message(format!("inconclusive: {message}"));
+            s
+        }
+        None => {
+            let mut s = TestCaseStatus::skipped();
+            s.set_message("not reached");
+            s
+        }
+    };
+    let mut c = TestCase::new(name, status);
+    c.set_classname(class);
+    c
 }
 
-struct Case {
-    class: String,
-    name: String,
-    verdict: Option<Verdict>,
-    message: String,
-    body: String,
-}
-
-pub fn render(results: &[Outcome]) -> String {
-    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
+/// The JUnit XML document for the judged traces, in their order.
+pub fn render(results: &[Outcome]) -> Result<String, quick_junit::SerializeError> {
+    let mut report = Report::new("analyzer check");
     for (path, r) in results {
         let j = match r {
             Ok(j) => j,
             Err(e) => {
-                x.push_str(&format!(
-                    "  <testsuite name=\"{}\" tests=\"1\" failures=\"0\" errors=\"1\" skipped=\"0\">\n    <testcase classname=\"trace\" name=\"read\">\n      <error message=\"{}\"/>\n    </testcase>\n  </testsuite>\n",
-                    esc(&path.display().to_string()),
-                    esc(&crate::fleet::one_line(&e.to_string()))
-                ));
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+                s.set_message(crate::fleet::one_line(&e.to_string()));
+                let mut c = TestCase::new("read", s);
+                c.set_classname("trace");
+                let mut suite = TestSuite::new(path.display().to_string());
+                suite.add_test_case(c);
+                report.add_test_suite(suite);
                 continue;
             }
         };
         let start = j.origin_ns;
-        let mut cases = Vec::new();
+        let mut suite = TestSuite::new(j.trace.display().to_string());
         for m in &j.report.monitors {
             let e = m.primary_explanation();
-            cases.push(Case {
-                class: "monitor".into(),
-                name: m.name.clone(),
-                verdict: Some(m.verdict),
-                message: e.map(|e| e.reason.clone()).unwrap_or_default(),
-                body: e
-                    .map(|e| explain(e, start, &j.context, "").join("\n"))
+            suite.add_test_case(case(
+                "monitor",
+                &m.name,
+                Some(m.verdict),
+                &e.map(|e| e.reason.clone()).unwrap_or_default(),
+                &e.map(|e| explain(e, start, &j.context, "").join("\n"))
                     .unwrap_or_default(),
-            });
+            ));
         }
         for e in &j.report.experiments {
             for s in &e.steps {
                 let ex = s.monitor.as_ref().and_then(|m| m.primary_explanation());
-                cases.push(Case {
-                    class: format!("experiment.{}", e.name),
-                    name: format!("{:02} {}", s.index + 1, s.text),
-                    verdict: s.verdict,
-                    message: s.reason.clone().unwrap_or_default(),
-                    body: ex
-                        .map(|e| explain(e, start, &j.context, "").join("\n"))
+                suite.add_test_case(case(
+                    &format!("experiment.{}", e.name),
+                    &format!("{:02} {}", s.index + 1, s.text),
+                    s.verdict,
+                    s.reason.as_deref().unwrap_or_default(),
+                    &ex.map(|e| explain(e, start, &j.context, "").join("\n"))
                         .unwrap_or_else(|| s.reason.clone().unwrap_or_default()),
-                });
+                ));
             }
         }
-        let failures = cases
-            .iter()
-            .filter(|c| c.verdict == Some(Verdict::Fail))
-            .count();
-        let skipped = cases
-            .iter()
-            .filter(|c| c.verdict != Some(Verdict::Accept) && c.verdict != Some(Verdict::Fail))
-            .count();
-        x.push_str(&format!(
-            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\">\n",
-            esc(&j.trace.display().to_string()),
-            cases.len()
-        ));
-        for c in cases {
-            x.push_str(&format!(
-                "    <testcase classname=\"{}\" name=\"{}\"",
-                esc(&c.class),
-                esc(&c.name)
-            ));
-            match c.verdict {
-                Some(Verdict::Accept) => x.push_str("/>\n"),
-                Some(Verdict::Fail) => x.push_str(&format!(
-                    ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>\n",
-                    esc(&c.message),
-                    esc(&c.body)
-                )),
-                Some(Verdict::Inconclusive) => x.push_str(&format!(
-                    ">\n      <skipped message=\"inconclusive: {}\"/>\n    </testcase>\n",
-                    esc(&c.message)
-                )),
-                None => {
-                    x.push_str(">\n      <skipped message=\"not reached\"/>\n    </testcase>\n")
-                }
-            }
-        }
-        x.push_str("  </testsuite>\n");
+        report.add_test_suite(suite);
     }
-    x.push_str("</testsuites>\n");
-    x
+    report.to_string()
 }

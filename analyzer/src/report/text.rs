@@ -4,8 +4,9 @@
 
 use super::Context;
 use crate::check::Judged;
-use monitor::{fmt_ts, EventInfo, Explanation, MonitorResult, Verdict};
+use monitor::{EventInfo, Explanation, MonitorResult, Verdict};
 use std::io::Write;
+use trace::time::format_rfc3339_nanos as fmt_ts;
 
 fn tag(v: Option<Verdict>) -> &'static str {
     match v {

@@ -742,28 +742,6 @@ pub fn parse_size(v: &str) -> Option<i64> {
     Some(r as i64)
 }
 
-/// Parses a duration: `150ms`, `2s`, `1.5s`, `500us`, `1m`. Bare numbers are refused (callers
-/// decide the unit of bare numbers).
-pub fn parse_duration(v: &str) -> Option<std::time::Duration> {
-    let v = v.trim().to_ascii_lowercase();
-    let split = v.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-    let (num, unit) = v.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let secs = match unit {
-        "ns" => n / 1e9,
-        "us" => n / 1e6,
-        "ms" => n / 1e3,
-        "s" => n,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return None,
-    };
-    if !(secs.is_finite() && secs >= 0.0) {
-        return None;
-    }
-    Some(std::time::Duration::from_secs_f64(secs))
-}
-
 /// Normalises a signal name or number for the Docker kill API: `KILL`, `sigterm`, `9` → `SIGKILL`,
 /// `SIGTERM`, `9`. `None` for names that are not Linux signals.
 pub fn normalize_signal(v: &str) -> Option<String> {
@@ -1119,16 +1097,6 @@ mod tests {
         assert_eq!(parse_size("64MiB"), Some(64 << 20));
         assert_eq!(parse_size("4096"), Some(4096));
         assert_eq!(parse_size("lots"), None);
-        assert_eq!(
-            parse_duration("150ms"),
-            Some(std::time::Duration::from_millis(150))
-        );
-        assert_eq!(
-            parse_duration("1.5s"),
-            Some(std::time::Duration::from_millis(1500))
-        );
-        assert_eq!(parse_duration("10"), None);
-        assert_eq!(parse_duration("3 weeks"), None);
         assert_eq!(normalize_signal("KILL").as_deref(), Some("SIGKILL"));
         assert_eq!(normalize_signal("sigterm").as_deref(), Some("SIGTERM"));
         assert_eq!(normalize_signal("9").as_deref(), Some("9"));

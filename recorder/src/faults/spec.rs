@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::dns::{normalize_name, DnsAnswer, DnsFault};
 use super::http::{HttpEffect, HttpFault};
-use super::rules::{normalize_signal, parse_duration, parse_rate, parse_size, Direction, Netem};
+use super::rules::{normalize_signal, parse_rate, parse_size, Direction, Netem};
 use super::syscall::{errno_from, syscall_numbers, Effect, SyscallFault, When};
 use super::{FaultRequest, FaultTarget};
 
@@ -196,11 +196,9 @@ fn as_ms(name: &str, v: &Value, bare_unit_ms: f64) -> Result<f64, String> {
             .filter(|x| x.is_finite() && *x >= 0.0)
             .map(|x| x * bare_unit_ms)
             .ok_or_else(|| format!("argument `{name}` must be a non-negative duration: {n}")),
-        Value::String(s) => parse_duration(s)
+        Value::String(s) => trace::time::parse_duration(s)
             .map(|d| d.as_secs_f64() * 1000.0)
-            .ok_or_else(|| {
-                format!("argument `{name}` must be a duration like \"100ms\" or \"2s\", got {s:?}")
-            }),
+            .map_err(|e| format!("argument `{name}`: {e}")),
         Value::Object(o) => match o.get("ns").and_then(Value::as_f64) {
             Some(ns) if ns >= 0.0 => Ok(ns / 1e6),
             _ => Err(format!("argument `{name}` must be a duration, got {v}")),
