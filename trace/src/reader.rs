@@ -723,32 +723,39 @@ impl Trace {
         let meta = meta.clone();
         let group_path = path.clone();
         // one row group: its column chunks fetched (and verified, with checksums), then decoded
-        let group = move |rg: usize| -> Box<dyn Iterator<Item = Result<RecordBatch, TraceError>> + Send> {
-            let path = &group_path;
-            let chunk = match &sums {
-                Some(sums) => {
-                    match VerifiedChunk::fetch(base.clone(), meta.metadata(), path, sums, rg, &wanted)
-                    {
-                        Ok(c) => c,
-                        Err(e) => return Box::new(std::iter::once(Err(e))),
+        let group =
+            move |rg: usize| -> Box<dyn Iterator<Item = Result<RecordBatch, TraceError>> + Send> {
+                let path = &group_path;
+                let chunk = match &sums {
+                    Some(sums) => {
+                        match VerifiedChunk::fetch(
+                            base.clone(),
+                            meta.metadata(),
+                            path,
+                            sums,
+                            rg,
+                            &wanted,
+                        ) {
+                            Ok(c) => c,
+                            Err(e) => return Box::new(std::iter::once(Err(e))),
+                        }
                     }
+                    None => VerifiedChunk::unverified(base.clone()),
+                };
+                let b = configure.apply(
+                    ParquetRecordBatchReaderBuilder::new_with_metadata(chunk, meta.clone())
+                        .with_row_groups(vec![rg]),
+                );
+                match guard(path, || b.build()) {
+                    Ok(Ok(r)) => Box::new(Guarded {
+                        inner: r,
+                        path: path.clone(),
+                        done: false,
+                    }),
+                    Ok(Err(e)) => Box::new(std::iter::once(Err(TraceError::corrupt(path, e)))),
+                    Err(e) => Box::new(std::iter::once(Err(e))),
                 }
-                None => VerifiedChunk::unverified(base.clone()),
             };
-            let b = configure.apply(
-                ParquetRecordBatchReaderBuilder::new_with_metadata(chunk, meta.clone())
-                    .with_row_groups(vec![rg]),
-            );
-            match guard(path, || b.build()) {
-                Ok(Ok(r)) => Box::new(Guarded {
-                    inner: r,
-                    path: path.clone(),
-                    done: false,
-                }),
-                Ok(Err(e)) => Box::new(std::iter::once(Err(TraceError::corrupt(path, e)))),
-                Err(e) => Box::new(std::iter::once(Err(e))),
-            }
-        };
         if threads >= 2 && groups.len() > 1 {
             let jobs = groups.len();
             let it = ahead::ReadAhead::new(

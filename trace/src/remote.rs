@@ -357,8 +357,11 @@ impl ChunkReader for Chunk {
                 let mut buf = vec![0u8; length];
                 let mut got = 0;
                 while got < length {
-                    match std::os::unix::fs::FileExt::read_at(f, &mut buf[got..], start + got as u64)
-                    {
+                    match std::os::unix::fs::FileExt::read_at(
+                        f,
+                        &mut buf[got..],
+                        start + got as u64,
+                    ) {
                         Ok(0) => break,
                         Ok(n) => got += n,
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}

@@ -712,7 +712,10 @@ impl NearSorter {
         }
         let err = |e: arrow_schema::ArrowError| TraceError::Invalid(format!("sort failed: {e}"));
         let batch = if sorted && batches.len() == 1 {
-            batches.into_iter().next().unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone()))
+            batches
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone()))
         } else if sorted {
             arrow::compute::concat_batches(&self.schema, &batches).map_err(err)?
         } else {
@@ -760,7 +763,11 @@ impl NearSorter {
         if cut == n {
             return Ok(());
         }
-        let batch = if cut > 0 { batch.slice(cut, n - cut) } else { batch };
+        let batch = if cut > 0 {
+            batch.slice(cut, n - cut)
+        } else {
+            batch
+        };
         let (ts, seq) = key_cols(&batch, &self.origin)?;
         let chunk = Chunk {
             batch,
@@ -964,11 +971,13 @@ mod tests {
             popped.push(b);
         }
         let late_rows = s.late_rows();
-        let popped_keys = keys(merge_sorted(
-            vec![Box::new(popped.clone().into_iter().map(Ok))],
-            Path::new("x"),
-        )
-        .unwrap());
+        let popped_keys = keys(
+            merge_sorted(
+                vec![Box::new(popped.clone().into_iter().map(Ok))],
+                Path::new("x"),
+            )
+            .unwrap(),
+        );
         assert!(
             popped_keys.windows(2).all(|w| w[0] <= w[1]),
             "the popped stream is sorted"

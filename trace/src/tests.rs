@@ -289,7 +289,11 @@ fn reading_ahead_on_threads_gives_the_sequential_stream() {
         ..cfg()
     };
     let s = gen::write_trace(d.path(), &c).unwrap();
-    assert!(s.row_groups >= 6, "want many row groups, got {}", s.row_groups);
+    assert!(
+        s.row_groups >= 6,
+        "want many row groups, got {}",
+        s.row_groups
+    );
     // the same trace as format v1 (no checksums): row groups read without verification
     let v1 = d.path().join("v1");
     std::fs::create_dir(&v1).unwrap();

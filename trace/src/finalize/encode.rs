@@ -60,33 +60,32 @@ impl ParallelWriter {
                         "nested columns are not supported by the parallel writer".into(),
                     ));
                 }
-                let chunks: Vec<Result<ArrowColumnChunk, ParquetError>> =
-                    std::thread::scope(|s| {
-                        let handles: Vec<_> = writers
-                            .into_iter()
-                            .enumerate()
-                            .map(|(i, mut w)| {
-                                let table = &table;
-                                let field = schema.field(i);
-                                s.spawn(move || {
-                                    for b in table {
-                                        for leaf in compute_leaves(field, b.column(i))? {
-                                            w.write(&leaf)?;
-                                        }
+                let chunks: Vec<Result<ArrowColumnChunk, ParquetError>> = std::thread::scope(|s| {
+                    let handles: Vec<_> = writers
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, mut w)| {
+                            let table = &table;
+                            let field = schema.field(i);
+                            s.spawn(move || {
+                                for b in table {
+                                    for leaf in compute_leaves(field, b.column(i))? {
+                                        w.write(&leaf)?;
                                     }
-                                    w.close()
-                                })
+                                }
+                                w.close()
                             })
-                            .collect();
-                        handles
-                            .into_iter()
-                            .map(|h| {
-                                h.join().unwrap_or_else(|_| {
-                                    Err(ParquetError::General("a column encoder failed".into()))
-                                })
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| {
+                            h.join().unwrap_or_else(|_| {
+                                Err(ParquetError::General("a column encoder failed".into()))
                             })
-                            .collect()
-                    });
+                        })
+                        .collect()
+                });
                 let mut rgw = fw.next_row_group()?;
                 for c in chunks {
                     c?.append_to_row_group(&mut rgw)?;
@@ -129,9 +128,10 @@ impl ParallelWriter {
         } else {
             // the encoder stopped on an error: that error
             self.tx = None;
-            Err(self.join().err().unwrap_or_else(|| {
-                ParquetError::General("the column encoder stopped".into())
-            }))
+            Err(self
+                .join()
+                .err()
+                .unwrap_or_else(|| ParquetError::General("the column encoder stopped".into())))
         }
     }
 

@@ -93,9 +93,8 @@ impl<T: Send + 'static> ReadAhead<T> {
                         s.next += 1;
                         s.next - 1
                     };
-                    let items =
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(j)))
-                            .unwrap_or_else(|_| vec![on_panic()]);
+                    let items = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(j)))
+                        .unwrap_or_else(|_| vec![on_panic()]);
                     let mut s = shared.lock();
                     s.done.insert(j, items);
                     shared.changed.notify_all();
