@@ -244,7 +244,7 @@ pub fn judge(
     dir: &Path,
     context: usize,
 ) -> Result<Judged, crate::Error> {
-    judge_reading(spec, sel, dir, context, false, false)
+    judge_reading(spec, sel, dir, context, false, false, 0)
 }
 
 /// When the recorder started tearing the project down (its `teardown` event with
@@ -279,7 +279,9 @@ pub(crate) fn teardown_start(t: &Trace) -> Result<Option<i64>, crate::Error> {
 /// with the columns and sources the selection needs ([`Runner::needs`]): events of other
 /// sources only move trace time, which the runner is given from the Parquet footer instead
 /// (first and last `ts_ns`, row count); the events the report shows are then re-read with
-/// every column ([`refill_shown_events`]), so the report is the same either way.
+/// every column ([`refill_shown_events`]), so the report is the same either way. With
+/// `read_ahead` of 2 or more, the judging pass decodes row groups on that many threads ahead of
+/// the evaluator ([`ReadOptions::read_ahead`]).
 pub fn judge_reading(
     spec: &Spec,
     sel: &Selection,
@@ -287,6 +289,7 @@ pub fn judge_reading(
     context: usize,
     read_all_columns: bool,
     include_teardown: bool,
+    read_ahead: usize,
 ) -> Result<Judged, crate::Error> {
     judge_inner(
         spec,
@@ -296,6 +299,7 @@ pub fn judge_reading(
         read_all_columns,
         include_teardown,
         false,
+        read_ahead,
     )
     .map(|(j, _)| j)
 }
@@ -308,10 +312,11 @@ pub fn judge_recording(
     dir: &Path,
     context: usize,
 ) -> Result<(Judged, Vec<InstanceHistory>), crate::Error> {
-    judge_inner(spec, sel, dir, context, false, false, true)
+    judge_inner(spec, sel, dir, context, false, false, true, 0)
         .map(|(j, log)| (j, log.map(|l| l.histories()).unwrap_or_default()))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn judge_inner(
     spec: &Spec,
     sel: &Selection,
@@ -320,6 +325,7 @@ fn judge_inner(
     read_all_columns: bool,
     include_teardown: bool,
     record: bool,
+    read_ahead: usize,
 ) -> Result<(Judged, Option<StateLog>), crate::Error> {
     let t = crate::s3::open_trace(dir)?;
     // the recorder's own teardown (`compose down` stops every container) is not the system's
@@ -361,6 +367,7 @@ fn judge_inner(
         columns: needs.columns(),
         sources: skip.as_ref().map(|s| s.0.clone()),
         until_ns: cutoff,
+        read_ahead,
         ..Default::default()
     };
     let mut last = None;
@@ -504,8 +511,19 @@ fn judge_fleet_reading(
     read_all_columns: bool,
     include_teardown: bool,
 ) -> Vec<crate::fleet::Outcome> {
+    // cores the fleet leaves idle decode each trace's row groups ahead of its evaluator (one
+    // trace on every core; a fleet of at least as many traces as jobs reads each sequentially)
+    let read_ahead = jobs / list.len().max(1);
     crate::fleet::par_map(list, jobs, true, |t| {
-        let r = judge_reading(spec, sel, t, context, read_all_columns, include_teardown);
+        let r = judge_reading(
+            spec,
+            sel,
+            t,
+            context,
+            read_all_columns,
+            include_teardown,
+            read_ahead,
+        );
         (t.clone(), r)
     })
 }

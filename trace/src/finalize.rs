@@ -1,11 +1,16 @@
 //! Finalization: turning the append-only logs of a trace into sorted Parquet files.
 //!
-//! `events.arrows` is sorted by `(ts_ns, seq)` with bounded memory (sorted runs spilled to a
-//! temporary directory inside the trace, then a k-way merge) and written to `events.parquet`
-//! (dictionary-encoded low-cardinality columns, ZSTD, statistics, [`ROW_GROUP_ROWS`] rows per row
-//! group). The Parquet file is written under a temporary name and renamed into place, and only
-//! then is the log removed, so a finalization that is itself interrupted can simply be rerun.
-//! The same happens for `packets.arrows` → `packets.parquet`.
+//! `events.arrows` is sorted by `(ts_ns, seq)` with bounded memory and written to
+//! `events.parquet` (dictionary-encoded low-cardinality columns, ZSTD, statistics,
+//! [`ROW_GROUP_ROWS`] rows per row group, columns encoded in parallel: [`encode`]). The log is
+//! nearly in order already, so it is sorted in one pass by merging sorted chunks in memory
+//! ([`crate::sort::NearSorter`], [`SORT_RUN_BYTES`] held); rows that arrive too late for that
+//! are sorted apart (spilled to a temporary directory inside the trace) and merged with the
+//! written rows in a second pass. The Parquet file is written under a temporary name and renamed
+//! into place, and only then is the log removed, so a finalization that is itself interrupted
+//! can simply be rerun. The same happens for `packets.arrows` → `packets.parquet`.
+
+mod encode;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -18,13 +23,14 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use crate::sort::{LogReader, RunSorter};
+use crate::sort::{merge_sorted, LogReader, NearSorter, RunSorter};
 use crate::{files, schema, Manifest, TraceError};
 
 /// Rows per Parquet row group: the unit of skipping by time range and the bound of reader memory.
 pub const ROW_GROUP_ROWS: usize = 64 * 1024;
 
-/// In-memory budget of one sort run (bytes of Arrow data).
+/// In-memory budget of the sort (bytes of Arrow data held before sorted rows are written, and
+/// of one spilled run of late rows).
 pub const SORT_RUN_BYTES: usize = 48 << 20;
 
 /// What finalization wrote.
@@ -222,13 +228,19 @@ impl SeqCheck {
         self.sorter.push(kb)
     }
 
-    fn finish(self) -> Result<SeqReport, TraceError> {
+    /// Finds the seqs that occur more than once across every check (one per part).
+    fn finish_all(checks: Vec<SeqCheck>, dir: &Path) -> Result<SeqReport, TraceError> {
+        let mut streams: Vec<Box<dyn Iterator<Item = Result<RecordBatch, TraceError>> + Send>> =
+            Vec::new();
+        for c in checks {
+            streams.push(Box::new(c.sorter.finish()?));
+        }
         let mut last: Option<u64> = None;
         let mut r = SeqReport {
             duplicates: 0,
             first: None,
         };
-        for b in self.sorter.finish()? {
+        for b in merge_sorted(streams, dir)? {
             let b = b?;
             let Some(seq) = b
                 .column_by_name("seq")
@@ -258,125 +270,81 @@ enum Input {
     ),
 }
 
-/// Sorts a part into `.<out>.tmp` and returns what was written. With `repair`, rows with a null
-/// key are dropped and exact duplicate rows are written once; without it, either is an error.
-fn write_sorted(
-    dir: &Path,
-    part: &Part,
-    input: Input,
+/// The end of finalization's pipeline: takes sorted batches (log shape), drops exact
+/// duplicates (with `repair`), keeps the figures of [`Written`], collects the seqs and writes
+/// the Parquet file.
+struct Sink<'a> {
     repair: bool,
-    seqs: &mut SeqCheck,
-) -> Result<Written, TraceError> {
-    let out_path = dir.join(part.out_name);
-    let tmp_path = dir.join(tmp_name(part.out_name));
-    let origin = match &input {
-        Input::Log(l) => l.path().to_path_buf(),
-        Input::Parquet(_, p) => p.clone(),
-    };
-    let mut sorter = RunSorter::new(part.log_schema.clone(), Some(dir), SORT_RUN_BYTES, &origin)?;
-    let mut w = Written {
-        rows: 0,
-        first: None,
-        last: None,
-        row_groups: 0,
-        truncated: false,
-        warning: None,
-        reordered: false,
-        duplicates_dropped: 0,
-        null_key_rows_dropped: 0,
-        records_skipped: 0,
-        bytes_skipped: 0,
-        max_seq: 0,
-    };
-    let mut prev: Option<(i64, u64)> = None;
-    // a log is unsorted by nature; only a Parquet file's order is a finding
-    let from_parquet = matches!(input, Input::Parquet(..));
-    let mut feed = |b: RecordBatch, w: &mut Written| -> Result<(), TraceError> {
-        let b = if repair {
-            let (b, dropped) =
-                drop_null_keys(b, part.keys).map_err(|e| TraceError::corrupt(&origin, e))?;
-            w.null_key_rows_dropped += dropped;
-            b
-        } else {
-            b
+    out_path: PathBuf,
+    converter: arrow::row::RowConverter,
+    last_row: Option<arrow::row::OwnedRow>,
+    seqs: SeqCheck,
+    writer: encode::ParallelWriter,
+    _part: &'a Part,
+}
+
+impl<'a> Sink<'a> {
+    fn new(dir: &Path, part: &'a Part, file: &Path, repair: bool) -> Result<Sink<'a>, TraceError> {
+        let out_path = dir.join(part.out_name);
+        let werr = |e: &dyn std::fmt::Display| {
+            TraceError::corrupt(&out_path, format!("cannot write: {e}"))
         };
-        let b = to_shape(&b, &part.log_schema).map_err(|e| TraceError::corrupt(&origin, e))?;
-        if let (Some(ts), Some(seq)) = (
-            b.column_by_name("ts_ns")
-                .and_then(|c| c.as_any().downcast_ref::<arrow_array::Int64Array>()),
-            b.column_by_name("seq")
-                .and_then(|c| c.as_any().downcast_ref::<arrow_array::UInt64Array>()),
-        ) {
-            for i in 0..b.num_rows() {
-                let k = (ts.value(i), seq.value(i));
-                if from_parquet && prev.is_some_and(|p| k < p) {
-                    w.reordered = true;
-                }
-                prev = Some(k);
-            }
-        }
-        sorter.push(b)
-    };
-    let log = match input {
-        Input::Log(mut l) => {
-            for b in l.by_ref() {
-                feed(b?, &mut w)?;
-            }
-            Some(l)
-        }
-        Input::Parquet(it, _) => {
-            for b in it {
-                feed(b?, &mut w)?;
-            }
-            None
-        }
-    };
-    if let Some(l) = &log {
-        w.truncated = l.truncated;
-        w.warning = l.warning();
-        w.records_skipped = l.skipped.len() as u64;
-        w.bytes_skipped = l.skipped.iter().map(|s| s.1).sum();
-    }
-    let merged = sorter.finish()?;
-    let f = File::create(&tmp_path).map_err(|e| TraceError::io(&tmp_path, e))?;
-    let werr =
-        |e: &dyn std::fmt::Display| TraceError::corrupt(&out_path, format!("cannot write: {e}"));
-    let mut pw = ArrowWriter::try_new(f, part.table_schema.clone(), Some((part.props)()))
+        let f = File::create(file).map_err(|e| TraceError::io(file, e))?;
+        let writer = encode::ParallelWriter::try_new(
+            f,
+            part.table_schema.clone(),
+            (part.props)(),
+            part.convert,
+        )
         .map_err(|e| werr(&e))?;
-    let converter = arrow::row::RowConverter::new(
-        part.log_schema
-            .fields()
-            .iter()
-            .map(|f| arrow::row::SortField::new(f.data_type().clone()))
-            .collect(),
-    )
-    .map_err(|e| werr(&e))?;
-    let mut last_row: Option<arrow::row::OwnedRow> = None;
-    for b in merged {
-        let mut b = b?;
+        let converter = arrow::row::RowConverter::new(
+            part.log_schema
+                .fields()
+                .iter()
+                .map(|f| arrow::row::SortField::new(f.data_type().clone()))
+                .collect(),
+        )
+        .map_err(|e| werr(&e))?;
+        Ok(Sink {
+            repair,
+            out_path: out_path.clone(),
+            converter,
+            last_row: None,
+            seqs: SeqCheck::new(dir)?,
+            writer,
+            _part: part,
+        })
+    }
+
+    fn werr(&self, e: &dyn std::fmt::Display) -> TraceError {
+        TraceError::corrupt(&self.out_path, format!("cannot write: {e}"))
+    }
+
+    fn write(&mut self, mut b: RecordBatch, w: &mut Written) -> Result<(), TraceError> {
         if b.num_rows() == 0 {
-            continue;
+            return Ok(());
         }
-        if repair {
+        if self.repair {
             // sorted by (ts_ns, seq): exact duplicates are adjacent
-            let rows = converter
+            let rows = self
+                .converter
                 .convert_columns(b.columns())
-                .map_err(|e| werr(&e))?;
+                .map_err(|e| self.werr(&e))?;
             let mut keep = Vec::with_capacity(b.num_rows());
             for r in rows.iter() {
-                let dup = last_row.as_ref().is_some_and(|l| l.row() == r);
+                let dup = self.last_row.as_ref().is_some_and(|l| l.row() == r);
                 keep.push(!dup);
                 if !dup {
-                    last_row = Some(r.owned());
+                    self.last_row = Some(r.owned());
                 }
             }
             let dropped = keep.iter().filter(|k| !**k).count();
             if dropped > 0 {
                 w.duplicates_dropped += dropped as u64;
                 let mask = arrow_array::BooleanArray::from(keep);
-                b = arrow::compute::filter_record_batch(&b, &mask).map_err(|e| werr(&e))?;
+                b = arrow::compute::filter_record_batch(&b, &mask).map_err(|e| self.werr(&e))?;
                 if b.num_rows() == 0 {
-                    continue;
+                    return Ok(());
                 }
             }
         }
@@ -395,17 +363,174 @@ fn write_sorted(
                 .max_seq
                 .max(seq.values().iter().copied().max().unwrap_or(0));
         }
-        seqs.push(&b)?;
+        self.seqs.push(&b)?;
         w.rows += b.num_rows() as u64;
-        let t = (part.convert)(&b).map_err(|e| TraceError::corrupt(&origin, e))?;
-        pw.write(&t).map_err(|e| werr(&e))?;
+        self.writer.write(&b).map_err(|e| self.werr(&e))
     }
-    let meta = pw.close().map_err(|e| werr(&e))?;
-    w.row_groups = meta.num_row_groups();
+
+    /// Writes the footer; returns the row groups written and the collected seqs.
+    fn close(self) -> Result<(usize, SeqCheck), TraceError> {
+        let out_path = self.out_path;
+        let meta = self
+            .writer
+            .close()
+            .map_err(|e| TraceError::corrupt(&out_path, format!("cannot write: {e}")))?;
+        Ok((meta.num_row_groups(), self.seqs))
+    }
+}
+
+/// Sorts a part into `.<out>.tmp` and returns what was written and its seqs. With `repair`,
+/// rows with a null key are dropped and exact duplicate rows are written once; without it,
+/// either is an error.
+fn write_sorted(
+    dir: &Path,
+    part: &Part,
+    input: Input,
+    repair: bool,
+    budget: usize,
+) -> Result<(Written, SeqCheck), TraceError> {
+    let r = write_sorted_files(dir, part, input, repair, budget);
+    if r.is_err() {
+        // nothing half-written stays behind
+        let _ = std::fs::remove_file(dir.join(tmp_name(part.out_name)));
+        let _ = std::fs::remove_file(dir.join(merge_name(part.out_name)));
+    }
+    r
+}
+
+fn merge_name(out_name: &str) -> String {
+    format!(".{out_name}.merge")
+}
+
+fn write_sorted_files(
+    dir: &Path,
+    part: &Part,
+    input: Input,
+    repair: bool,
+    budget: usize,
+) -> Result<(Written, SeqCheck), TraceError> {
+    let tmp_path = dir.join(tmp_name(part.out_name));
+    let origin = match &input {
+        Input::Log(l) => l.path().to_path_buf(),
+        Input::Parquet(_, p) => p.clone(),
+    };
+    let mut sorter = NearSorter::new(part.log_schema.clone(), Some(dir), budget, &origin);
+    let mut sink = Sink::new(dir, part, &tmp_path, repair)?;
+    let mut w = Written {
+        rows: 0,
+        first: None,
+        last: None,
+        row_groups: 0,
+        truncated: false,
+        warning: None,
+        reordered: false,
+        duplicates_dropped: 0,
+        null_key_rows_dropped: 0,
+        records_skipped: 0,
+        bytes_skipped: 0,
+        max_seq: 0,
+    };
+    let mut prev: Option<(i64, u64)> = None;
+    // a log is unsorted by nature; only a Parquet file's order is a finding
+    let from_parquet = matches!(input, Input::Parquet(..));
+    let mut feed = |b: RecordBatch, w: &mut Written, sink: &mut Sink| -> Result<(), TraceError> {
+        let b = if repair {
+            let (b, dropped) =
+                drop_null_keys(b, part.keys).map_err(|e| TraceError::corrupt(&origin, e))?;
+            w.null_key_rows_dropped += dropped;
+            b
+        } else {
+            b
+        };
+        let b = to_shape(&b, &part.log_schema).map_err(|e| TraceError::corrupt(&origin, e))?;
+        if from_parquet {
+            if let (Some(ts), Some(seq)) = (
+                b.column_by_name("ts_ns")
+                    .and_then(|c| c.as_any().downcast_ref::<arrow_array::Int64Array>()),
+                b.column_by_name("seq")
+                    .and_then(|c| c.as_any().downcast_ref::<arrow_array::UInt64Array>()),
+            ) {
+                for i in 0..b.num_rows() {
+                    let k = (ts.value(i), seq.value(i));
+                    if prev.is_some_and(|p| k < p) {
+                        w.reordered = true;
+                    }
+                    prev = Some(k);
+                }
+            }
+        }
+        sorter.push(b)?;
+        while let Some(out) = sorter.pop()? {
+            sink.write(out, w)?;
+        }
+        Ok(())
+    };
+    let log = match input {
+        Input::Log(mut l) => {
+            for b in l.by_ref() {
+                feed(b?, &mut w, &mut sink)?;
+            }
+            Some(l)
+        }
+        Input::Parquet(it, _) => {
+            for b in it {
+                feed(b?, &mut w, &mut sink)?;
+            }
+            None
+        }
+    };
+    if let Some(l) = &log {
+        w.truncated = l.truncated;
+        w.warning = l.warning();
+        w.records_skipped = l.skipped.len() as u64;
+        w.bytes_skipped = l.skipped.iter().map(|s| s.1).sum();
+    }
+    sorter.finish_input()?;
+    while let Some(out) = sorter.pop()? {
+        sink.write(out, &mut w)?;
+    }
+    let (mut row_groups, mut seqs) = sink.close()?;
+    if sorter.late_rows() > 0 {
+        // rows that came too late for the one-pass sort: merge them, sorted, with what was
+        // written into a second file that replaces the first
+        let late = sorter.late()?;
+        let merge_path = dir.join(merge_name(part.out_name));
+        let rerr = |e: &dyn std::fmt::Display| TraceError::corrupt(&tmp_path, e.to_string());
+        let f = File::open(&tmp_path).map_err(|e| TraceError::io(&tmp_path, e))?;
+        let written = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+            .map_err(|e| rerr(&e))?
+            .with_batch_size(crate::sort::OUT_BATCH)
+            .build()
+            .map_err(|e| rerr(&e))?;
+        let log_schema = part.log_schema.clone();
+        let path = tmp_path.clone();
+        let written = written.map(move |b| {
+            b.and_then(|b| to_shape(&b, &log_schema))
+                .map_err(|e| TraceError::corrupt(&path, e.to_string()))
+        });
+        let mut streams: Vec<Box<dyn Iterator<Item = Result<RecordBatch, TraceError>> + Send>> =
+            vec![Box::new(written)];
+        streams.extend(late.map(|m| {
+            Box::new(m) as Box<dyn Iterator<Item = Result<RecordBatch, TraceError>> + Send>
+        }));
+        // the figures of the written rows are those of the second file
+        w.rows = 0;
+        w.first = None;
+        w.last = None;
+        w.max_seq = 0;
+        w.duplicates_dropped = 0;
+        let mut sink = Sink::new(dir, part, &merge_path, repair)?;
+        for b in merge_sorted(streams, &origin)? {
+            sink.write(b?, &mut w)?;
+        }
+        (row_groups, seqs) = sink.close()?;
+        std::fs::rename(&merge_path, &tmp_path).map_err(|e| TraceError::io(&tmp_path, e))?;
+    }
+    w.row_groups = row_groups;
     File::open(&tmp_path)
         .and_then(|f| f.sync_all())
         .map_err(|e| TraceError::io(&tmp_path, e))?;
-    Ok(w)
+    Ok((w, seqs))
 }
 
 /// Rewrites `.<out>.tmp` with `seq` renumbered from `first`; returns the next free seq.
@@ -464,6 +589,15 @@ pub fn finalize(dir: &Path) -> Result<FinalizeSummary, TraceError> {
 /// their checksums and the checked invariants recorded in the manifest (which then says format
 /// version 2), and only then are they renamed into place and the logs removed.
 pub fn finalize_with(dir: &Path, opts: FinalizeOptions) -> Result<FinalizeSummary, TraceError> {
+    finalize_budget(dir, opts, SORT_RUN_BYTES)
+}
+
+/// [`finalize_with`] holding `budget` bytes in the sort (tests use small ones).
+pub(crate) fn finalize_budget(
+    dir: &Path,
+    opts: FinalizeOptions,
+    budget: usize,
+) -> Result<FinalizeSummary, TraceError> {
     if !dir.is_dir() {
         return Err(TraceError::NotFound {
             path: dir.to_path_buf(),
@@ -510,7 +644,7 @@ pub fn finalize_with(dir: &Path, opts: FinalizeOptions) -> Result<FinalizeSummar
     } else {
         None
     };
-    let mut seqs = SeqCheck::new(dir)?;
+    let mut seqs = Vec::new();
     let mut written: Vec<(&'static str, Written)> = Vec::new();
     for (part, is_packets) in [(events_part(), false), (packets_part(), true)] {
         let log_path = dir.join(part.log_name);
@@ -522,15 +656,16 @@ pub fn finalize_with(dir: &Path, opts: FinalizeOptions) -> Result<FinalizeSummar
         } else {
             continue;
         };
-        let w = write_sorted(dir, &part, input, repair, &mut seqs)?;
+        let (w, s) = write_sorted(dir, &part, input, repair, budget)?;
         written.push((part.out_name, w));
+        seqs.push(s);
     }
     let cleanup = |written: &[(&str, Written)]| {
         for (name, _) in written {
             let _ = std::fs::remove_file(dir.join(tmp_name(name)));
         }
     };
-    let report = match seqs.finish() {
+    let report = match SeqCheck::finish_all(seqs, dir) {
         Ok(r) => r,
         Err(e) => {
             cleanup(&written);

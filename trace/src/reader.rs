@@ -8,6 +8,12 @@
 //! rows of `packets.parquet` are merged into the stream as `source = "packet"` events. A trace on
 //! object storage ([`Trace::open_remote`]) is read the same way through range requests; it must be
 //! finalized.
+//!
+//! With [`ReadOptions::read_ahead`], the row groups of `events.parquet` are decoded on worker
+//! threads ahead of the consumer ([`ahead`]): the same batches in the same order, at most
+//! `read_ahead + 1` row groups decoded ahead of the one being consumed.
+
+mod ahead;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -98,6 +104,11 @@ pub struct ReadOptions {
     pub include_packets: bool,
     /// Rows per batch (0: the default, 8192).
     pub batch_size: usize,
+    /// Decode the row groups of `events.parquet` on this many worker threads ahead of the
+    /// consumer (0 or 1: in the calling thread, one after the other). The stream is the same
+    /// either way; memory grows to at most `read_ahead + 2` decoded row groups (one being
+    /// consumed, `read_ahead + 1` ready or decoding).
+    pub read_ahead: usize,
 }
 
 impl ReadOptions {
@@ -674,7 +685,9 @@ impl Trace {
             batch_size: opts.batch_size(),
         };
         let path = path.to_path_buf();
-        let Some(sums) = sums.cloned() else {
+        let sums = sums.cloned();
+        let threads = opts.read_ahead;
+        if sums.is_none() && threads < 2 {
             let b = configure.apply(
                 ParquetRecordBatchReaderBuilder::new_with_metadata(f, meta.clone())
                     .with_row_groups(groups),
@@ -687,7 +700,7 @@ impl Trace {
                     done: false,
                 });
             return Ok(it);
-        };
+        }
         // the leaf columns each row group read decodes: projected ones and the filter's
         // (and `time`, never decoded here but small, so that no column a SQL engine reads can
         // differ unnoticed from `ts_ns`)
@@ -708,34 +721,58 @@ impl Trace {
         };
         let base = Arc::new(f);
         let meta = meta.clone();
-        let it = groups.into_iter().flat_map(
-            move |rg| -> Box<dyn Iterator<Item = Result<RecordBatch, TraceError>> + Send> {
-                let chunk = match VerifiedChunk::fetch(
-                    base.clone(),
-                    meta.metadata(),
-                    &path,
-                    &sums,
-                    rg,
-                    &wanted,
-                ) {
-                    Ok(c) => c,
-                    Err(e) => return Box::new(std::iter::once(Err(e))),
+        let group_path = path.clone();
+        // one row group: its column chunks fetched (and verified, with checksums), then decoded
+        let group =
+            move |rg: usize| -> Box<dyn Iterator<Item = Result<RecordBatch, TraceError>> + Send> {
+                let path = &group_path;
+                let chunk = match &sums {
+                    Some(sums) => {
+                        match VerifiedChunk::fetch(
+                            base.clone(),
+                            meta.metadata(),
+                            path,
+                            sums,
+                            rg,
+                            &wanted,
+                        ) {
+                            Ok(c) => c,
+                            Err(e) => return Box::new(std::iter::once(Err(e))),
+                        }
+                    }
+                    None => VerifiedChunk::unverified(base.clone()),
                 };
                 let b = configure.apply(
                     ParquetRecordBatchReaderBuilder::new_with_metadata(chunk, meta.clone())
                         .with_row_groups(vec![rg]),
                 );
-                match guard(&path, || b.build()) {
+                match guard(path, || b.build()) {
                     Ok(Ok(r)) => Box::new(Guarded {
                         inner: r,
                         path: path.clone(),
                         done: false,
                     }),
-                    Ok(Err(e)) => Box::new(std::iter::once(Err(TraceError::corrupt(&path, e)))),
+                    Ok(Err(e)) => Box::new(std::iter::once(Err(TraceError::corrupt(path, e)))),
                     Err(e) => Box::new(std::iter::once(Err(e))),
                 }
-            },
-        );
+            };
+        if threads >= 2 && groups.len() > 1 {
+            let jobs = groups.len();
+            let it = ahead::ReadAhead::new(
+                jobs,
+                threads,
+                threads + 1,
+                move |j| group(groups[j]).collect(),
+                move || {
+                    Err(TraceError::corrupt(
+                        &path,
+                        "malformed parquet data (the decoder failed)",
+                    ))
+                },
+            );
+            return Ok(Box::new(it));
+        }
+        let it = groups.into_iter().flat_map(group);
         let it: Box<dyn Iterator<Item = Result<RecordBatch, TraceError>> + Send> = Box::new(it);
         Ok(it)
     }

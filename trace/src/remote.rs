@@ -270,6 +270,21 @@ impl Chunk {
     }
 }
 
+/// A `Read` over a local file from a position, by positional reads: clones of one file handle
+/// share its offset, so a seek-and-read would race between threads reading the same file.
+struct AtReader {
+    file: File,
+    pos: u64,
+}
+
+impl Read for AtReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = std::os::unix::fs::FileExt::read_at(&self.file, buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
 /// A `Read` over a remote file from a position, fetching blocks of [`READ_BLOCK`] bytes (or
 /// what the caller asks for, if more) as it is read: the Parquet page reader reads page headers
 /// through it without knowing how far it will go.
@@ -348,7 +363,10 @@ impl ChunkReader for Chunk {
 
     fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
         match self {
-            Chunk::Local(f) => Ok(Box::new(EofGuard::new(f.get_read(start)?))),
+            Chunk::Local(f) => Ok(Box::new(EofGuard::new(std::io::BufReader::new(AtReader {
+                file: f.try_clone()?,
+                pos: start,
+            })))),
             Chunk::Remote(r, spans) => {
                 // what is at hand, then the file goes on in blocks (a page header read never
                 // leaves its column chunk, so the blocks are rarely needed)
@@ -374,7 +392,29 @@ impl ChunkReader for Chunk {
 
     fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
         match self {
-            Chunk::Local(f) => f.get_bytes(start, length),
+            Chunk::Local(f) => {
+                // a positional read: threads decoding row groups of the same file share it
+                let mut buf = vec![0u8; length];
+                let mut got = 0;
+                while got < length {
+                    match std::os::unix::fs::FileExt::read_at(
+                        f,
+                        &mut buf[got..],
+                        start + got as u64,
+                    ) {
+                        Ok(0) => break,
+                        Ok(n) => got += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                if got != length {
+                    return Err(ParquetError::EOF(format!(
+                        "Expected to read {length} bytes, read only {got}"
+                    )));
+                }
+                Ok(buf.into())
+            }
             Chunk::Remote(r, spans) => {
                 let end = start.saturating_add(length as u64).min(r.size());
                 if start >= end {

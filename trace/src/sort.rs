@@ -3,8 +3,15 @@
 //!
 //! [`RunSorter`] buffers incoming batches up to a byte budget, sorts each buffer into a *run*
 //! spilled to a temporary IPC file, and [`Merged`] k-way merges the runs back (holding one batch
-//! per run). When everything fits in one buffer nothing is spilled. Both finalization and reading
-//! an unfinalized trace use it. Batches only need `ts_ns` (Int64) and `seq` (UInt64) columns.
+//! per run). When everything fits in one buffer nothing is spilled. Reading an unfinalized trace
+//! uses it, and finalization for what [`NearSorter`] cannot place.
+//!
+//! [`NearSorter`] is finalization's sort of a log that is nearly in order already (events reach
+//! the writer close to time order): it sorts chunks of the input as they come and merges them
+//! in memory, emitting the smallest rows once a byte budget is held, so the sorted stream leaves
+//! in one pass with nothing spilled. A row that arrives after a larger key has been emitted is
+//! *late*: it goes to a [`RunSorter`], and the caller merges the (sorted) late rows with the
+//! emitted stream afterwards. Batches only need `ts_ns` (Int64) and `seq` (UInt64) columns.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -389,9 +396,13 @@ impl RunSorter {
             let f = File::open(p).map_err(|e| TraceError::io(p, e))?;
             let r = StreamReader::try_new(BufReader::with_capacity(64 << 10, f), None)
                 .map_err(|e| TraceError::corrupt(p, format!("cannot read sort run: {e}")))?;
+            let path = p.clone();
+            let r = r.map(move |b| {
+                b.map_err(|e| TraceError::corrupt(&path, format!("cannot read sort run: {e}")))
+            });
             let mut c = Cursor {
                 path: p.clone(),
-                reader: r,
+                reader: Box::new(r),
                 batch: None,
                 ts: Int64Array::from(Vec::<i64>::new()),
                 seq: UInt64Array::from(Vec::<u64>::new()),
@@ -418,7 +429,7 @@ impl RunSorter {
 
 struct Cursor {
     path: PathBuf,
-    reader: StreamReader<BufReader<File>>,
+    reader: Box<dyn Iterator<Item = Result<RecordBatch, TraceError>> + Send>,
     batch: Option<RecordBatch>,
     ts: Int64Array,
     seq: UInt64Array,
@@ -434,12 +445,7 @@ impl Cursor {
                     self.batch = None;
                     return Ok(false);
                 }
-                Some(Err(e)) => {
-                    return Err(TraceError::corrupt(
-                        &self.path,
-                        format!("cannot read sort run: {e}"),
-                    ))
-                }
+                Some(Err(e)) => return Err(e),
                 Some(Ok(b)) if b.num_rows() == 0 => continue,
                 Some(Ok(b)) => {
                     let (ts, seq) = key_cols(&b, &self.path)?;
@@ -575,6 +581,302 @@ impl Iterator for Merged {
     }
 }
 
+/// Rows gathered from the input before [`NearSorter`] sorts them into a chunk.
+const CHUNK_ROWS: usize = 64 * 1024;
+
+/// One sorted chunk held by [`NearSorter`], consumed from `pos`.
+struct Chunk {
+    batch: RecordBatch,
+    ts: Int64Array,
+    seq: UInt64Array,
+    pos: usize,
+    /// Estimated bytes per row (for the budget).
+    row_bytes: f64,
+    /// Input order of the chunk: ties of equal keys leave in input order.
+    no: u64,
+}
+
+impl Chunk {
+    fn key(&self) -> (i64, u64) {
+        (self.ts.value(self.pos), self.seq.value(self.pos))
+    }
+
+    fn held_bytes(&self) -> f64 {
+        self.row_bytes * (self.batch.num_rows() - self.pos) as f64
+    }
+}
+
+/// The sort of a nearly sorted stream (see the module doc): push batches, pop sorted batches
+/// as they become ready, [`NearSorter::finish_input`], pop the rest, then take the late rows.
+pub(crate) struct NearSorter {
+    schema: SchemaRef,
+    budget: usize,
+    origin: PathBuf,
+    tmp_parent: Option<PathBuf>,
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
+    /// Sorted chunks being merged; `None` once consumed.
+    chunks: Vec<Option<Chunk>>,
+    heap: BinaryHeap<Reverse<((i64, u64), u64, usize)>>,
+    chunks_made: u64,
+    held: f64,
+    /// The key of the last row emitted.
+    last_out: Option<(i64, u64)>,
+    late: Option<RunSorter>,
+    late_rows: u64,
+    input_done: bool,
+}
+
+impl NearSorter {
+    /// A sorter holding about `budget` bytes of sorted rows before it emits; late rows are
+    /// spilled under `tmp_parent` (the system temporary directory when `None`).
+    pub(crate) fn new(
+        schema: SchemaRef,
+        tmp_parent: Option<&Path>,
+        budget: usize,
+        origin: &Path,
+    ) -> NearSorter {
+        NearSorter {
+            schema,
+            budget,
+            origin: origin.to_path_buf(),
+            tmp_parent: tmp_parent.map(Path::to_path_buf),
+            pending: Vec::new(),
+            pending_rows: 0,
+            chunks: Vec::new(),
+            heap: BinaryHeap::new(),
+            chunks_made: 0,
+            held: 0.0,
+            last_out: None,
+            late: None,
+            late_rows: 0,
+            input_done: false,
+        }
+    }
+
+    pub(crate) fn push(&mut self, batch: RecordBatch) -> Result<(), TraceError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        if batch.schema().fields() != self.schema.fields() {
+            return Err(TraceError::corrupt(
+                &self.origin,
+                "batch schema differs from the log schema",
+            ));
+        }
+        self.pending_rows += batch.num_rows();
+        self.pending.push(batch);
+        if self.pending_rows >= CHUNK_ROWS {
+            self.make_chunk()?;
+        }
+        Ok(())
+    }
+
+    /// No more input: everything held can leave.
+    pub(crate) fn finish_input(&mut self) -> Result<(), TraceError> {
+        self.make_chunk()?;
+        self.input_done = true;
+        Ok(())
+    }
+
+    /// Rows that came too late to be emitted in order (0: the popped stream is the whole sort).
+    pub(crate) fn late_rows(&self) -> u64 {
+        self.late_rows
+    }
+
+    /// The late rows, sorted (call after the last [`NearSorter::pop`]).
+    pub(crate) fn late(self) -> Result<Option<Merged>, TraceError> {
+        self.late.map(RunSorter::finish).transpose()
+    }
+
+    /// Sorts the pending rows into a chunk; its rows below the last emitted key go to the late
+    /// sorter.
+    fn make_chunk(&mut self) -> Result<(), TraceError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let batches = std::mem::take(&mut self.pending);
+        self.pending_rows = 0;
+        let bytes: usize = batches.iter().map(logical_size).sum();
+        let mut keys: Vec<(i64, u64, u32, u32)> = Vec::new();
+        let mut sorted = true;
+        let mut last = (i64::MIN, 0u64);
+        for (bi, b) in batches.iter().enumerate() {
+            let (ts, seq) = key_cols(b, &self.origin)?;
+            for r in 0..b.num_rows() {
+                let k = (ts.value(r), seq.value(r));
+                sorted &= k >= last;
+                last = k;
+                keys.push((k.0, k.1, bi as u32, r as u32));
+            }
+        }
+        let err = |e: arrow_schema::ArrowError| TraceError::Invalid(format!("sort failed: {e}"));
+        let batch = if sorted && batches.len() == 1 {
+            batches
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone()))
+        } else if sorted {
+            arrow::compute::concat_batches(&self.schema, &batches).map_err(err)?
+        } else {
+            keys.sort_unstable();
+            let order: Vec<(usize, usize)> =
+                keys.iter().map(|k| (k.2 as usize, k.3 as usize)).collect();
+            let refs: Vec<&RecordBatch> = batches.iter().collect();
+            interleave_record_batch(&refs, &order).map_err(err)?
+        };
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        let (ts, seq) = key_cols(&batch, &self.origin)?;
+        let cut = match self.last_out {
+            None => 0,
+            Some(l) => {
+                let (mut lo, mut hi) = (0, n);
+                while lo < hi {
+                    let mid = (lo + hi) / 2;
+                    if (ts.value(mid), seq.value(mid)) < l {
+                        lo = mid + 1;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                lo
+            }
+        };
+        let row_bytes = bytes as f64 / n as f64;
+        if cut > 0 {
+            if self.late.is_none() {
+                self.late = Some(RunSorter::new(
+                    self.schema.clone(),
+                    self.tmp_parent.as_deref(),
+                    self.budget,
+                    &self.origin,
+                )?);
+            }
+            if let Some(late) = self.late.as_mut() {
+                late.push(batch.slice(0, cut))?;
+            }
+            self.late_rows += cut as u64;
+        }
+        if cut == n {
+            return Ok(());
+        }
+        let batch = if cut > 0 {
+            batch.slice(cut, n - cut)
+        } else {
+            batch
+        };
+        let (ts, seq) = key_cols(&batch, &self.origin)?;
+        let chunk = Chunk {
+            batch,
+            ts,
+            seq,
+            pos: 0,
+            row_bytes,
+            no: self.chunks_made,
+        };
+        self.chunks_made += 1;
+        self.held += chunk.held_bytes();
+        let slot = match self.chunks.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                self.chunks.push(None);
+                self.chunks.len() - 1
+            }
+        };
+        self.heap.push(Reverse((chunk.key(), chunk.no, slot)));
+        self.chunks[slot] = Some(chunk);
+        Ok(())
+    }
+
+    /// The next sorted batch of up to [`OUT_BATCH`] rows, when the budget is held or the input
+    /// is done; `None` when more input is needed (or, after `finish_input`, at the end).
+    pub(crate) fn pop(&mut self) -> Result<Option<RecordBatch>, TraceError> {
+        if self.heap.is_empty() || !(self.input_done || self.held >= self.budget as f64) {
+            return Ok(None);
+        }
+        let mut idx: Vec<(usize, usize)> = Vec::with_capacity(OUT_BATCH);
+        let mut last = None;
+        while idx.len() < OUT_BATCH {
+            let Some(Reverse((_, no, slot))) = self.heap.pop() else {
+                break;
+            };
+            let bound = self.heap.peek().map(|Reverse((k, n, _))| (*k, *n));
+            let Some(c) = self.chunks[slot].as_mut() else {
+                continue;
+            };
+            let before = c.pos;
+            // consecutive rows of this chunk while they stay below every other chunk's head
+            loop {
+                idx.push((slot, c.pos));
+                last = Some(c.key());
+                c.pos += 1;
+                if c.pos >= c.batch.num_rows() {
+                    break;
+                }
+                if idx.len() >= OUT_BATCH || bound.is_some_and(|b| (c.key(), no) > b) {
+                    self.heap.push(Reverse((c.key(), no, slot)));
+                    break;
+                }
+            }
+            self.held -= c.row_bytes * (c.pos - before) as f64;
+        }
+        let mut refs: Vec<&RecordBatch> = Vec::with_capacity(self.chunks.len());
+        let empty = RecordBatch::new_empty(self.schema.clone());
+        for c in &self.chunks {
+            refs.push(c.as_ref().map_or(&empty, |c| &c.batch));
+        }
+        let out = interleave_record_batch(&refs, &idx)
+            .map_err(|e| TraceError::Invalid(format!("merge failed: {e}")))?;
+        for c in self.chunks.iter_mut() {
+            if c.as_ref().is_some_and(|c| c.pos >= c.batch.num_rows()) {
+                *c = None;
+            }
+        }
+        if self.heap.is_empty() {
+            self.held = 0.0;
+        }
+        self.last_out = last.or(self.last_out);
+        Ok(Some(out))
+    }
+}
+
+/// Merges sorted streams of record batches (each sorted by `(ts_ns, seq)`, one schema) into one
+/// sorted stream of [`OUT_BATCH`]-row batches, holding one batch per stream.
+pub(crate) fn merge_sorted(
+    streams: Vec<Box<dyn Iterator<Item = Result<RecordBatch, TraceError>> + Send>>,
+    origin: &Path,
+) -> Result<Merged, TraceError> {
+    let mut cursors = Vec::with_capacity(streams.len());
+    for s in streams {
+        let mut c = Cursor {
+            path: origin.to_path_buf(),
+            reader: s,
+            batch: None,
+            ts: Int64Array::from(Vec::<i64>::new()),
+            seq: UInt64Array::from(Vec::<u64>::new()),
+            pos: 0,
+        };
+        if c.load()? {
+            cursors.push(c);
+        }
+    }
+    let mut heap = BinaryHeap::with_capacity(cursors.len());
+    for (i, c) in cursors.iter().enumerate() {
+        heap.push(Reverse((c.key(), i)));
+    }
+    Ok(Merged {
+        inner: MergedInner::Runs {
+            cursors,
+            heap,
+            done: false,
+        },
+        _tmp: None,
+    })
+}
+
 /// Sorts everything a log holds; `budget` bytes per in-memory run.
 pub(crate) fn sort_log(
     log: &mut LogReader,
@@ -649,6 +951,86 @@ mod tests {
                 );
             }
             assert_eq!(keys(s.finish().unwrap()), expected, "budget {budget}");
+        }
+    }
+
+    /// Pushes `input` in chunks of `chunk` rows through a [`NearSorter`] of `budget` bytes and
+    /// returns the sorted keys: the popped stream merged with the late rows, and how many rows
+    /// were late.
+    fn near_sort(input: &[(i64, u64)], chunk: usize, budget: usize) -> (Vec<(i64, u64)>, u64) {
+        let mut s = NearSorter::new(schema::event_log_schema(), None, budget, Path::new("x"));
+        let mut popped: Vec<RecordBatch> = Vec::new();
+        for c in input.chunks(chunk) {
+            s.push(batch(c)).unwrap();
+            while let Some(b) = s.pop().unwrap() {
+                popped.push(b);
+            }
+        }
+        s.finish_input().unwrap();
+        while let Some(b) = s.pop().unwrap() {
+            popped.push(b);
+        }
+        let late_rows = s.late_rows();
+        let popped_keys = keys(
+            merge_sorted(
+                vec![Box::new(popped.clone().into_iter().map(Ok))],
+                Path::new("x"),
+            )
+            .unwrap(),
+        );
+        assert!(
+            popped_keys.windows(2).all(|w| w[0] <= w[1]),
+            "the popped stream is sorted"
+        );
+        let mut streams: Vec<Box<dyn Iterator<Item = Result<RecordBatch, TraceError>> + Send>> =
+            vec![Box::new(popped.into_iter().map(Ok))];
+        if let Some(late) = s.late().unwrap() {
+            streams.push(Box::new(late));
+        }
+        (
+            keys(merge_sorted(streams, Path::new("x")).unwrap()),
+            late_rows,
+        )
+    }
+
+    #[test]
+    fn near_sort_of_a_nearly_sorted_stream_needs_no_second_pass() {
+        // each key lags its arrival by up to 500 positions
+        let mut x = 7u64;
+        let mut input: Vec<(i64, u64)> = (0..300_000u64)
+            .map(|s| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (s as i64 - (x % 500) as i64, s)
+            })
+            .collect();
+        let mut expected = input.clone();
+        expected.sort();
+        let (got, late) = near_sort(&input, 777, 8 << 20);
+        assert_eq!(late, 0);
+        assert_eq!(got, expected);
+        // a few very late rows: placed by the merge with the late sort
+        input.push((-5, 1_000_000));
+        input.push((100, 1_000_001));
+        let mut expected = input.clone();
+        expected.sort();
+        let (got, late) = near_sort(&input, 777, 8 << 20);
+        assert_eq!(late, 2);
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn near_sort_of_a_random_stream_is_still_a_sort() {
+        let input = pseudo_random_keys(100_000, 3);
+        let mut expected = input.clone();
+        expected.sort();
+        for budget in [usize::MAX / 2, 1 << 20, 1] {
+            let (got, late) = near_sort(&input, 3000, budget);
+            assert_eq!(got, expected, "budget {budget}");
+            if budget < 1 << 21 {
+                assert!(late > 0);
+            }
         }
     }
 

@@ -271,3 +271,218 @@ fn an_empty_log_reads_as_no_events_and_finalizes() {
     assert!(s.truncated_log);
     assert!(read_all(&Trace::open(d.path()).unwrap(), &ReadOptions::default()).is_empty());
 }
+
+/// Every batch of a read, as owned events, batch by batch.
+fn batches(t: &Trace, o: &ReadOptions) -> Vec<Vec<Event>> {
+    t.events(o)
+        .unwrap()
+        .map(|b| b.unwrap().iter().map(|e| e.to_owned()).collect())
+        .collect()
+}
+
+#[test]
+fn reading_ahead_on_threads_gives_the_sequential_stream() {
+    let d = tempfile::tempdir().unwrap();
+    let c = GenConfig {
+        duration: Duration::from_secs(260),
+        log_rate: 400.0,
+        ..cfg()
+    };
+    let s = gen::write_trace(d.path(), &c).unwrap();
+    assert!(
+        s.row_groups >= 6,
+        "want many row groups, got {}",
+        s.row_groups
+    );
+    // the same trace as format v1 (no checksums): row groups read without verification
+    let v1 = d.path().join("v1");
+    std::fs::create_dir(&v1).unwrap();
+    std::fs::copy(
+        d.path().join(files::EVENTS_PARQUET),
+        v1.join(files::EVENTS_PARQUET),
+    )
+    .unwrap();
+    let mut m = Manifest::read(d.path()).unwrap();
+    m.format_version = 1;
+    m.checksums.clear();
+    m.invariants = None;
+    m.write_atomic(&v1).unwrap();
+    let windows = [
+        ReadOptions::default(),
+        ReadOptions {
+            columns: Columns::NONE,
+            batch_size: 1000,
+            ..Default::default()
+        },
+        ReadOptions {
+            since_ns: Some(c.start_ns + 60_000_000_000),
+            until_ns: Some(c.start_ns + 200_000_000_000),
+            sources: Some(vec!["jmx".into(), "log".into()]),
+            ..Default::default()
+        },
+    ];
+    for dir in [d.path(), v1.as_path()] {
+        let t = Trace::open(dir).unwrap();
+        for o in &windows {
+            let want = batches(&t, o);
+            assert!(want.len() > 8, "{} batches", want.len());
+            for threads in [2, 5] {
+                let ahead = ReadOptions {
+                    read_ahead: threads,
+                    ..o.clone()
+                };
+                assert!(
+                    batches(&t, &ahead) == want,
+                    "{threads} threads differ from the sequential read of {}",
+                    dir.display()
+                );
+            }
+        }
+    }
+    // a consumer that stops early ends the workers
+    let t = Trace::open(d.path()).unwrap();
+    let ahead = ReadOptions {
+        read_ahead: 2,
+        ..Default::default()
+    };
+    let first = t.events(&ahead).unwrap().next().unwrap().unwrap().len();
+    assert!(first > 0);
+}
+
+#[test]
+fn reading_ahead_reports_a_damaged_row_group_in_order() {
+    let d = tempfile::tempdir().unwrap();
+    let c = GenConfig {
+        duration: Duration::from_secs(200),
+        log_rate: 400.0,
+        ..cfg()
+    };
+    gen::write_trace(d.path(), &c).unwrap();
+    let seq = read_all(&Trace::open(d.path()).unwrap(), &ReadOptions::default());
+    // damage a byte in the middle of the file: a later row group fails its checksum
+    let pq = d.path().join(files::EVENTS_PARQUET);
+    let mut bytes = std::fs::read(&pq).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&pq, &bytes).unwrap();
+    let t = Trace::open(d.path()).unwrap();
+    for threads in [0, 2] {
+        let o = ReadOptions {
+            read_ahead: threads,
+            ..Default::default()
+        };
+        let mut got = Vec::new();
+        let mut err = None;
+        for b in t.events(&o).unwrap() {
+            match b {
+                Ok(b) => got.extend(b.iter().map(|e| e.to_owned())),
+                Err(e) => {
+                    err = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        let err = err.expect("the damage is found");
+        assert!(err.contains("checksum mismatch"), "{err}");
+        assert!(!got.is_empty() && got.len() < seq.len());
+        assert_eq!(got[..], seq[..got.len()], "{threads} threads");
+    }
+}
+
+/// Leaves `events` (with their seqs) in an unfinalized trace's log, in arrival order, in
+/// batches of 500 as a recorder flushes them.
+fn write_log(dir: &Path, events: &[Event]) {
+    Manifest {
+        format_version: 2,
+        run_id: "t".into(),
+        ..Default::default()
+    }
+    .write_atomic(dir)
+    .unwrap();
+    let mut w = crate::framed::FramedWriter::create(&dir.join(files::EVENTS_LOG)).unwrap();
+    for b in events.chunks(500) {
+        w.write(&crate::schema::events_to_log_batch(b.iter()))
+            .unwrap();
+    }
+}
+
+#[test]
+fn finalize_merges_a_nearly_sorted_log_and_places_late_events() {
+    let c = GenConfig {
+        duration: Duration::from_secs(120),
+        log_rate: 300.0,
+        disorder: Duration::from_millis(200),
+        ..cfg()
+    };
+    let mut events: Vec<Event> = gen::events(&c).collect();
+    // a few events arrive very late (a log read again at teardown): the last 20 of each
+    // thousand moved to the end
+    let mut late = Vec::new();
+    let mut i = 0;
+    events.retain(|e| {
+        i += 1;
+        if i % 1000 >= 980 {
+            late.push(e.clone());
+            false
+        } else {
+            true
+        }
+    });
+    events.extend(late);
+    for (i, e) in events.iter_mut().enumerate() {
+        e.seq = i as u64 + 1;
+    }
+    let want = sorted(events.clone());
+    // budgets: everything held, a few MB held (late events placed by the second pass), tiny
+    for budget in [usize::MAX / 2, 4 << 20, 64 << 10] {
+        let d = tempfile::tempdir().unwrap();
+        write_log(d.path(), &events);
+        let s = crate::finalize::finalize_budget(d.path(), Default::default(), budget).unwrap();
+        assert_eq!(s.events, events.len() as u64);
+        assert!(s.row_groups >= 2, "{s:?}");
+        let t = Trace::open(d.path()).unwrap();
+        let inv = t.manifest().invariants.clone().unwrap();
+        assert!(inv.sorted && inv.unique_seq && inv.events == events.len() as u64);
+        assert_eq!(inv.max_seq, events.len() as u64);
+        assert_eq!(s.first_ns, Some(want[0].ts_ns));
+        assert_eq!(s.last_ns, Some(want[want.len() - 1].ts_ns));
+        assert!(
+            read_all(&t, &ReadOptions::default()) == want,
+            "budget {budget}: finalized events differ from the sorted log"
+        );
+        assert!(!d.path().join(files::EVENTS_LOG).exists());
+        let left: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+}
+
+#[test]
+fn finalize_still_refuses_shared_seqs_across_late_rows_and_parts() {
+    let c = GenConfig {
+        duration: Duration::from_secs(60),
+        log_rate: 200.0,
+        ..cfg()
+    };
+    let mut events: Vec<Event> = gen::events(&c).collect();
+    for (i, e) in events.iter_mut().enumerate() {
+        e.seq = i as u64 + 1;
+    }
+    // the first event again at the very end, with its seq and another time
+    let mut again = events[0].clone();
+    again.ts_ns -= 1;
+    events.push(again);
+    for budget in [usize::MAX / 2, 64 << 10] {
+        let d = tempfile::tempdir().unwrap();
+        write_log(d.path(), &events);
+        let e = crate::finalize::finalize_budget(d.path(), Default::default(), budget)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("seq 1 is shared"), "{e}");
+        assert!(d.path().join(files::EVENTS_LOG).exists());
+        assert!(!d.path().join(files::EVENTS_PARQUET).exists());
+    }
+}

@@ -1,0 +1,218 @@
+//! Writing finalization's Parquet files with their columns encoded in parallel.
+//!
+//! [`ParallelWriter`] takes sorted batches in the log's shape and gathers them into row groups
+//! of the writer properties' row count; a background thread converts each row group to the
+//! table's shape and encodes its columns on one thread per column (page encoding, dictionaries,
+//! statistics and ZSTD are per column), then appends the column chunks in schema order. The file
+//! is the one `ArrowWriter` writes from the same batches with the same properties: the same
+//! column writers see the same values in the same slices. The caller merges the next row group
+//! while one is encoded: at most three row groups are held (one gathering, one queued, one
+//! encoding).
+
+use std::fs::File;
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::thread::JoinHandle;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{ArrowError, SchemaRef};
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk};
+use parquet::arrow::ArrowWriter;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::ParquetMetaData;
+use parquet::file::properties::WriterProperties;
+
+/// Converts a batch of the log's shape to the table's.
+pub(crate) type Convert = fn(&RecordBatch) -> Result<RecordBatch, ArrowError>;
+
+/// A Parquet file writer encoding the columns of each row group in parallel.
+pub(crate) struct ParallelWriter {
+    tx: Option<SyncSender<Vec<RecordBatch>>>,
+    encoder: Option<JoinHandle<Result<ParquetMetaData, ParquetError>>>,
+    group: Vec<RecordBatch>,
+    rows: usize,
+    rows_per_group: usize,
+}
+
+impl ParallelWriter {
+    /// A writer of `schema` (the table's shape) into `file`; batches given to
+    /// [`ParallelWriter::write`] are in the log's shape and pass through `convert`.
+    pub(crate) fn try_new(
+        file: File,
+        schema: SchemaRef,
+        props: WriterProperties,
+        convert: Convert,
+    ) -> Result<ParallelWriter, ParquetError> {
+        let rows_per_group = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
+        let (mut fw, factory) =
+            ArrowWriter::try_new(file, schema.clone(), Some(props))?.into_serialized_writer()?;
+        let (tx, rx) = sync_channel::<Vec<RecordBatch>>(1);
+        let encoder = std::thread::spawn(move || {
+            for (rg, group) in rx.into_iter().enumerate() {
+                let table = group
+                    .iter()
+                    .map(convert)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| ParquetError::ArrowError(e.to_string()))?;
+                drop(group);
+                let writers = factory.create_column_writers(rg)?;
+                if writers.len() != schema.fields().len() {
+                    return Err(ParquetError::General(
+                        "nested columns are not supported by the parallel writer".into(),
+                    ));
+                }
+                let chunks: Vec<Result<ArrowColumnChunk, ParquetError>> = std::thread::scope(|s| {
+                    let handles: Vec<_> = writers
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, mut w)| {
+                            let table = &table;
+                            let field = schema.field(i);
+                            s.spawn(move || {
+                                for b in table {
+                                    for leaf in compute_leaves(field, b.column(i))? {
+                                        w.write(&leaf)?;
+                                    }
+                                }
+                                w.close()
+                            })
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| {
+                            h.join().unwrap_or_else(|_| {
+                                Err(ParquetError::General("a column encoder failed".into()))
+                            })
+                        })
+                        .collect()
+                });
+                let mut rgw = fw.next_row_group()?;
+                for c in chunks {
+                    c?.append_to_row_group(&mut rgw)?;
+                }
+                rgw.close()?;
+            }
+            fw.close()
+        });
+        Ok(ParallelWriter {
+            tx: Some(tx),
+            encoder: Some(encoder),
+            group: Vec::new(),
+            rows: 0,
+            rows_per_group,
+        })
+    }
+
+    /// Appends a batch (log shape); a full row group goes to the encoder.
+    pub(crate) fn write(&mut self, batch: &RecordBatch) -> Result<(), ParquetError> {
+        let mut rest = batch.clone();
+        while rest.num_rows() > 0 {
+            let room = self.rows_per_group - self.rows;
+            let take = room.min(rest.num_rows());
+            self.group.push(rest.slice(0, take));
+            self.rows += take;
+            rest = rest.slice(take, rest.num_rows() - take);
+            if self.rows >= self.rows_per_group {
+                self.send()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&mut self) -> Result<(), ParquetError> {
+        let group = std::mem::take(&mut self.group);
+        self.rows = 0;
+        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(group).is_ok());
+        if sent {
+            Ok(())
+        } else {
+            // the encoder stopped on an error: that error
+            self.tx = None;
+            Err(self
+                .join()
+                .err()
+                .unwrap_or_else(|| ParquetError::General("the column encoder stopped".into())))
+        }
+    }
+
+    fn join(&mut self) -> Result<ParquetMetaData, ParquetError> {
+        match self.encoder.take() {
+            Some(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(ParquetError::General("the column encoder failed".into()))),
+            None => Err(ParquetError::General("the column encoder stopped".into())),
+        }
+    }
+
+    /// Writes the last row group and the footer.
+    pub(crate) fn close(mut self) -> Result<ParquetMetaData, ParquetError> {
+        if self.rows > 0 {
+            self.send()?;
+        }
+        self.tx = None;
+        self.join()
+    }
+}
+
+impl Drop for ParallelWriter {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(h) = self.encoder.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gen::{self, GenConfig};
+
+    #[test]
+    fn the_file_is_the_one_arrow_writer_writes() {
+        let cfg = GenConfig {
+            duration: std::time::Duration::from_secs(60),
+            log_rate: 600.0,
+            ..Default::default()
+        };
+        let events: Vec<crate::Event> = gen::events(&cfg).collect();
+        let batches: Vec<RecordBatch> = events
+            .chunks(8192)
+            .map(|c| crate::schema::events_to_log_batch(c.iter()))
+            .collect();
+        assert!(events.len() > 2 * crate::finalize::ROW_GROUP_ROWS);
+        let props = || {
+            crate::finalize::writer_properties(
+                &crate::schema::DICT_COLUMNS,
+                &["ts_ns", "time", "seq", "data"],
+            )
+        };
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("arrow.parquet");
+        let mut w = ArrowWriter::try_new(
+            File::create(&a).unwrap(),
+            crate::schema::event_table_schema(),
+            Some(props()),
+        )
+        .unwrap();
+        for b in &batches {
+            w.write(&crate::schema::log_to_table_batch(b).unwrap())
+                .unwrap();
+        }
+        w.close().unwrap();
+        let p = d.path().join("parallel.parquet");
+        let mut w = ParallelWriter::try_new(
+            File::create(&p).unwrap(),
+            crate::schema::event_table_schema(),
+            props(),
+            crate::schema::log_to_table_batch,
+        )
+        .unwrap();
+        for b in &batches {
+            w.write(b).unwrap();
+        }
+        let meta = w.close().unwrap();
+        assert!(meta.num_row_groups() >= 3);
+        assert!(std::fs::read(&a).unwrap() == std::fs::read(&p).unwrap());
+    }
+}
