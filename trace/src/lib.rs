@@ -3,8 +3,8 @@
 //! A trace is a directory holding `manifest.json`, `events.parquet`, `packets.parquet` and `pcap/`
 //! (see `docs/trace-format.md`). This crate owns the event model ([`Event`], [`EventRef`]), the
 //! manifest types, the crash-safe writer ([`TraceWriter`]), finalization ([`finalize()`]), the
-//! streaming reader ([`Trace`]) and the synthetic generator ([`gen`]) used by tests and
-//! benchmarks. It knows nothing about Docker or monitors.
+//! streaming reader ([`Trace`]), the synthetic generator ([`gen`]) used by tests and
+//! benchmarks, and the event names writers use ([`kinds`]). It knows nothing about Docker or monitors.
 
 pub mod checksum;
 pub mod error;
@@ -12,6 +12,7 @@ pub mod event;
 pub mod finalize;
 pub mod framed;
 pub mod gen;
+pub mod kinds;
 pub mod manifest;
 pub mod packets;
 pub mod reader;
