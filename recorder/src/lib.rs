@@ -4,16 +4,23 @@
 //! Module map: [`scenario`] (the TOML scenario and its validation), [`compose`] (the compose CLI and
 //! container discovery through bollard), [`docker`] (events, logs and stats sensors), [`sink`] (the
 //! event channel every sensor writes into), [`sensor`] (the plug-in hook for protocol sensors),
-//! [`faults`] (fault injection from the host), [`run`] (the run loop tying it all together),
-//! [`halt`] (halt conditions judged live), [`replay`] (`run --replay`), [`otlp`] (the OTLP
-//! receiver of a run and its compose override).
+//! [`faults`] (fault injection from the host), [`plan`] (what a plan runs with and reports),
+//! [`experiment`] (an experiment run live), [`run`] (the run loop tying it all together, and
+//! `recorder cleanup`), [`halt`] (halt conditions judged live), [`replay`] (`run --replay`),
+//! [`otlp`] (the OTLP receiver of a run and its compose override), [`exit`] (the exit codes).
+//!
+//! The modules depend one way: [`run`] uses the others; [`experiment`] and [`halt`] use
+//! [`plan`], [`scenario`] and [`faults`]; [`plan`] uses [`faults`]; [`scenario`] uses
+//! [`compose`] and [`faults`]; [`faults`] uses [`sink`] only.
 
 pub mod compose;
 pub mod docker;
+pub mod exit;
 pub mod experiment;
 pub mod faults;
 pub mod halt;
 pub mod otlp;
+pub mod plan;
 pub mod probes;
 pub mod replay;
 pub mod run;

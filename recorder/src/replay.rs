@@ -31,6 +31,17 @@ pub enum ReplayError {
     },
 }
 
+impl ReplayError {
+    /// The exit code (docs/exit-codes.md): 3 for changed files (the scenario is refused as it
+    /// is), 4 for a trace that cannot be read.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ReplayError::Changed(_) => crate::exit::BAD_SCENARIO,
+            _ => crate::exit::TRACE,
+        }
+    }
+}
+
 /// The recorded run a replay repeats.
 #[derive(Debug, Clone)]
 pub struct Recorded {
@@ -156,7 +167,7 @@ pub fn load(
 pub fn recorded_choices(dir: &Path) -> Result<BTreeMap<u64, String>, ReplayError> {
     let t = Trace::open(dir)?;
     let opts = ReadOptions {
-        sources: Some(vec!["fault".to_string()]),
+        sources: Some(vec![trace::Source::Fault.as_str().to_string()]),
         ..ReadOptions::default()
     };
     let mut out = BTreeMap::new();
