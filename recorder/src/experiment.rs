@@ -26,12 +26,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use monitor::Verdict;
 use tokio::sync::mpsc;
-use trace::Event;
+use trace::{kinds, Event};
 
 use crate::compose::ProjectState;
 use crate::faults::FaultRequest;
-use crate::run::{PlanContext, PlanResult};
+use crate::plan::{PlanContext, PlanResult};
 use crate::scenario::Target;
 use crate::sink::now_ns;
 
@@ -41,8 +42,8 @@ pub trait LiveJudge: Send {
     fn observe(&mut self, ev: &Event);
     /// Advances the judge's clock (timeouts fire).
     fn advance_to(&mut self, ts_ns: i64);
-    /// `Some("accept" | "fail")` once decided.
-    fn verdict(&self) -> Option<String>;
+    /// `Some(Accept | Fail)` once decided.
+    fn verdict(&self) -> Option<Verdict>;
     /// The trace time of the decision (the deciding event's timestamp, or the expired
     /// timeout's deadline), once decided.
     fn decided_ns(&self) -> Option<i64>;
@@ -118,6 +119,20 @@ impl Compiled {
     }
 }
 
+/// Why a step that uses bindings cannot run with the values bound so far.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// There is no step `i` (counted from 1).
+    #[error("no step {0}")]
+    NoStep(usize),
+    /// The monitor crate could not resolve the step with the bound values.
+    #[error("{}", .0.join("; "))]
+    Unresolved(Vec<String>),
+    /// The resolved `do` step is not a valid fault for the project.
+    #[error("{0}")]
+    Fault(String),
+}
+
 /// Step `i` of `c` ready to run with the values bound so far: a step that uses no binding as
 /// compiled; one that does recompiled with the bound values, and a `do` checked as at compile
 /// time against the project's `services` (a bound service that the project does not have is
@@ -129,14 +144,14 @@ pub fn resolve_step(
     i: usize,
     bindings: &monitor::Bindings,
     services: &[String],
-) -> Result<ExpStep, String> {
+) -> Result<ExpStep, StepError> {
     let Some(step) = c.steps.get(i) else {
-        return Err(format!("no step {}", i + 1));
+        return Err(StepError::NoStep(i + 1));
     };
     let Some(exp) = c.exp.as_ref().filter(|e| e.uses_bindings(i)) else {
         return Ok(step.clone());
     };
-    let resolved = exp.resolve(i, bindings).map_err(|e| e.join("; "))?;
+    let resolved = exp.resolve(i, bindings).map_err(StepError::Unresolved)?;
     let s = live::convert(&resolved);
     if let ExpStep::Do {
         action,
@@ -155,7 +170,7 @@ pub fn resolve_step(
             step: Some(i),
             intended_ns: 0,
         };
-        crate::faults::validate(&req, services).map_err(|e| e.to_string())?;
+        crate::faults::validate(&req, services).map_err(|e| StepError::Fault(e.to_string()))?;
     }
     Ok(s)
 }
@@ -298,7 +313,7 @@ fn step_event(
     index: usize,
     s: &ExpStep,
     phase: &str,
-    verdict: Option<&str>,
+    verdict: Option<Verdict>,
     message: Option<String>,
 ) -> Event {
     step_event_with(exp, index, s, phase, verdict, message, None)
@@ -311,7 +326,7 @@ fn step_event_with(
     index: usize,
     s: &ExpStep,
     phase: &str,
-    verdict: Option<&str>,
+    verdict: Option<Verdict>,
     message: Option<String>,
     extra: Option<serde_json::Map<String, serde_json::Value>>,
 ) -> Event {
@@ -320,18 +335,509 @@ fn step_event_with(
         "step": index,
         "step_kind": s.kind(),
         "phase": phase,
-        "verdict": verdict,
+        "verdict": verdict.map(Verdict::as_str),
         "text": s.text(),
     });
     if let (Some(d), Some(extra)) = (data.as_object_mut(), extra) {
         d.extend(extra);
     }
-    let mut ev = Event::new(now_ns(), "recorder", "step")
+    let mut ev = kinds::recorder::STEP
+        .at(now_ns())
         // people count steps from 1, as every other message does; `data.step` keeps the index
         .message(message.unwrap_or_else(|| format!("{phase} step {}: {}", index + 1, s.text())))
         .data(&data);
     ev.service = None;
     ev
+}
+
+/// How a step ended, for the executor: go on with the next step, or end the experiment with
+/// this verdict (and, for a step that could not run, the run's error message).
+enum StepEnd {
+    Next,
+    Stop(Verdict, Option<String>),
+}
+
+/// The state of an experiment being run.
+struct Executor<'a> {
+    ctx: &'a PlanContext,
+    c: &'a Compiled,
+    name: &'a str,
+    live: Option<mpsc::UnboundedReceiver<Event>>,
+    /// The project's services (sorted), for checking steps resolved from bindings.
+    services: Vec<String>,
+    /// The values the steps use.
+    bindings: monitor::Bindings,
+    /// The values this run's monitors accepted with: the same as `bindings` but in a replay,
+    /// which uses the recorded run's values.
+    live_bindings: monitor::Bindings,
+    /// One line per judged step.
+    verdicts: Vec<String>,
+    /// The revert timers of `do X for D` steps.
+    reverts: Vec<tokio::task::JoinHandle<()>>,
+    /// Where the current step's window starts (UTC ns): the end of the previous step.
+    window_start_ns: i64,
+    /// Appended events received but not yet judged (they belong to a later step).
+    backlog: Vec<Event>,
+}
+
+/// Runs the experiment; returns the combined verdict and one line per step.
+pub async fn run(
+    ctx: &PlanContext,
+    c: Compiled,
+    name: &str,
+    live: Option<mpsc::UnboundedReceiver<Event>>,
+    state: &ProjectState,
+) -> PlanResult {
+    let mut services: Vec<String> = state.containers.iter().map(|c| c.service.clone()).collect();
+    services.sort();
+    services.dedup();
+    let mut x = Executor {
+        ctx,
+        c: &c,
+        name,
+        live,
+        services,
+        bindings: monitor::Bindings::new(),
+        live_bindings: monitor::Bindings::new(),
+        verdicts: Vec::new(),
+        reverts: Vec::new(),
+        window_start_ns: now_ns(),
+        backlog: Vec::new(),
+    };
+    let mut overall = Verdict::Accept;
+    let mut error = None;
+    for i in 0..c.steps.len() {
+        if let StepEnd::Stop(v, e) = x.step(i).await {
+            overall = v;
+            error = e;
+            break;
+        }
+    }
+    // a fault with `for D` is reverted on time even at the end of the experiment
+    if overall == Verdict::Accept {
+        for r in x.reverts.drain(..) {
+            let _ = r.await;
+        }
+    }
+    PlanResult {
+        verdict: Some(overall),
+        verdicts: x.verdicts,
+        error,
+    }
+}
+
+impl Executor<'_> {
+    /// Runs step `i`: its start event, the step resolved with the bindings, the step itself.
+    async fn step(&mut self, i: usize) -> StepEnd {
+        let (c, name) = (self.c, self.name);
+        // people count steps from 1, as `analyzer check` prints them; the trace keeps `i`
+        let n = i + 1;
+        let step = &c.steps[i];
+        self.ctx
+            .progress
+            .set(format!("step {n}/{}: {}", c.steps.len(), step.text()));
+        // the step with the values bound so far; in a replay a recorded value this run cannot
+        // use ends the experiment, or with `--force` gives way to the live one (with a warning)
+        let mut resolved =
+            resolve_step(c, i, &self.bindings, &self.services).map_err(|e| e.to_string());
+        if let (Err(e), Some(r)) = (&resolved, self.ctx.replay.clone()) {
+            let e = e.clone();
+            resolved = self.replay_fallback(i, step, &r, e);
+        }
+        // the bindings the step uses, recorded in its start event
+        let used = c.uses_bindings(i).then(|| {
+            let uses = c
+                .exp
+                .as_ref()
+                .map(|e| e.uses[i].clone())
+                .unwrap_or_default();
+            let mut m = serde_json::Map::new();
+            let b: serde_json::Map<String, serde_json::Value> = uses
+                .iter()
+                .filter_map(|u| self.bindings.get(u).map(|v| (u.clone(), v.to_json())))
+                .collect();
+            m.insert("bindings".into(), serde_json::Value::Object(b));
+            m
+        });
+        let start = step_event_with(name, i, step, "start", None, None, used);
+        if i == 0 {
+            // the experiment's first window opens with its first step event
+            self.window_start_ns = start.ts_ns;
+        }
+        self.ctx.sink.emit(start);
+        let resolved = match resolved {
+            Ok(s) => s,
+            Err(e) => {
+                let m = format!(
+                    "step {n} `{}`: cannot use the bound values: {e}",
+                    step.text()
+                );
+                let line = format!("step {n} {}: error: {e}", step.text());
+                return self.cannot_run(i, step, m, line);
+            }
+        };
+        match &resolved {
+            ExpStep::Note(text) => {
+                self.ctx
+                    .sink
+                    .emit(kinds::note::NOTE.at(now_ns()).message(text.clone()).data(
+                        &serde_json::json!({
+                            "experiment": name, "step": i
+                        }),
+                    ));
+                // a note does not move the window (offline it is satisfied at once)
+                self.ctx.sink.emit(step_event(
+                    name,
+                    i,
+                    &resolved,
+                    "end",
+                    Some(Verdict::Accept),
+                    None,
+                ));
+                StepEnd::Next
+            }
+            ExpStep::Do { .. } => self.do_step(i, &resolved).await,
+            ExpStep::Expect { .. } => self.expect_step(i, &resolved).await,
+        }
+    }
+
+    /// In a replay, step `i` could not be resolved (`e`) with the recorded run's bindings: where a
+    /// recorded value differs from the one this run's monitor accepted with, `--force` uses the
+    /// live value (a `recorder`/`replay_warning` event says so) and resolves the step again;
+    /// without `--force` the error names the recorded value. Otherwise `e` stands.
+    fn replay_fallback(
+        &mut self,
+        i: usize,
+        step: &ExpStep,
+        r: &crate::replay::Recorded,
+        e: String,
+    ) -> Result<ExpStep, String> {
+        let c = self.c;
+        let n = i + 1;
+        type Swap = (String, serde_json::Value, serde_json::Value);
+        let swapped: Vec<Swap> = c
+            .exp
+            .as_ref()
+            .map(|x| x.uses[i].clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|u| {
+                let used = self.bindings.get(&u)?.to_json();
+                let live = self.live_bindings.get(&u)?.to_json();
+                (used != live).then_some((u, used, live))
+            })
+            .collect();
+        if swapped.is_empty() {
+            return Err(e);
+        }
+        let list = |k: fn(&Swap) -> String| swapped.iter().map(k).collect::<Vec<_>>().join(", ");
+        let recorded = list(|(u, v, _)| format!("{u} = {v}"));
+        let live = list(|(u, _, l)| format!("{u} = {l}"));
+        if !r.force {
+            return Err(format!(
+                "replay: the binding recorded in {} ({recorded}) cannot be used in this run: {e} (--force uses the live value, {live})",
+                r.dir.display()
+            ));
+        }
+        let m = format!(
+            "replay: step {n} `{}` cannot use the binding recorded in {} ({recorded}): {e}; the live value is used instead ({live}, --force)",
+            step.text(),
+            r.dir.display()
+        );
+        self.ctx.sink.emit(
+            kinds::recorder::REPLAY_WARNING
+                .at(now_ns())
+                .message(m)
+                .data(&serde_json::json!({
+                    "experiment": self.name,
+                    "step": i,
+                    "recorded": swapped.iter().map(|(u, v, _)| (u.clone(), v.clone())).collect::<serde_json::Map<_, _>>(),
+                    "live": swapped.iter().map(|(u, _, l)| (u.clone(), l.clone())).collect::<serde_json::Map<_, _>>(),
+                    "error": e,
+                })),
+        );
+        for (u, _, _) in &swapped {
+            if let Some(v) = self.live_bindings.get(u) {
+                self.bindings.insert(u.clone(), v.clone());
+            }
+        }
+        resolve_step(c, i, &self.bindings, &self.services).map_err(|e| e.to_string())
+    }
+
+    /// Ends the experiment inconclusive at step `i`, which could not run: `m` is its end
+    /// message and the run's error, `line` its verdict line.
+    fn cannot_run(&mut self, i: usize, step: &ExpStep, m: String, line: String) -> StepEnd {
+        self.ctx.sink.emit(step_event(
+            self.name,
+            i,
+            step,
+            "end",
+            Some(Verdict::Inconclusive),
+            Some(m.clone()),
+        ));
+        self.verdicts.push(line);
+        StepEnd::Stop(Verdict::Inconclusive, Some(m))
+    }
+
+    /// A `do` step: the fault applied (its revert scheduled after `for D`); the step is done
+    /// when the fault is.
+    async fn do_step(&mut self, i: usize, step: &ExpStep) -> StepEnd {
+        let ExpStep::Do {
+            action,
+            args,
+            target,
+            duration,
+            ..
+        } = step
+        else {
+            return StepEnd::Next;
+        };
+        let n = i + 1;
+        let Some(inj) = self.ctx.injector.clone() else {
+            let m = format!(
+                "fault injector unavailable: {}",
+                self.ctx.injector_error.clone().unwrap_or_default()
+            );
+            let line = format!("step {n} {}: error: {m}", step.text());
+            return self.cannot_run(i, step, m, line);
+        };
+        let req = FaultRequest {
+            action: action.clone(),
+            args: args.clone(),
+            target: target.clone(),
+            duration: *duration,
+            experiment: Some(self.name.to_string()),
+            step: Some(i),
+            intended_ns: now_ns(),
+        };
+        let (applied, ended_ns) = {
+            let mut g = inj.lock().await;
+            let r = g.apply(&req).await;
+            (r, g.last_ended_ns())
+        };
+        // the step is done when the fault is: the next expect is judged from the apply's end
+        // (the fault event's `data.ended_ns`), as offline
+        self.window_start_ns = ended_ns.unwrap_or_else(now_ns);
+        match applied {
+            Ok(id) => {
+                if let Some(d) = *duration {
+                    let inj2 = inj.clone();
+                    self.reverts.push(tokio::spawn(async move {
+                        tokio::time::sleep(d).await;
+                        inj2.lock().await.revert(id).await;
+                    }));
+                }
+                self.ctx.sink.emit(step_event(
+                    self.name,
+                    i,
+                    step,
+                    "end",
+                    Some(Verdict::Accept),
+                    None,
+                ));
+                StepEnd::Next
+            }
+            Err(e) => {
+                let m = format!("step {n} `{}`: {e}", step.text());
+                let line = format!("step {n} {}: error: {e}", step.text());
+                self.cannot_run(i, step, m, line)
+            }
+        }
+    }
+
+    /// An `expect` step: its monitors judged on the events of its window until they decide or
+    /// `within` expires; `as NAME` binds the value it accepted with.
+    async fn expect_step(&mut self, i: usize, step: &ExpStep) -> StepEnd {
+        let ExpStep::Expect {
+            within,
+            judge,
+            binds,
+            ..
+        } = step
+        else {
+            return StepEnd::Next;
+        };
+        let n = i + 1;
+        let mut j = judge(self.window_start_ns);
+        let (verdict, deadline) = self.judge(&mut j, *within).await;
+        // the next step's window starts where this one was decided, as offline
+        self.window_start_ns = j.decided_ns().unwrap_or_else(now_ns);
+        let bound = j.bound();
+        let explain = j.explain();
+        let timed_out =
+            deadline.is_some_and(|d| tokio::time::Instant::now() >= d) && verdict == Verdict::Fail;
+        let mut m = if timed_out {
+            format!(
+                "step {n} `{}`: fail (within {:?} expired): {explain}",
+                step.text(),
+                within.unwrap_or_default()
+            )
+        } else {
+            format!("step {n} `{}`: {verdict}: {explain}", step.text())
+        };
+        // `expect ... as NAME`: the value it accepted with is bound (and recorded)
+        let mut verdict = verdict;
+        let mut extra = None;
+        if let (Some(b), Verdict::Accept) = (binds, verdict) {
+            match bound.as_ref() {
+                Some(v) => {
+                    self.live_bindings
+                        .insert(b.clone(), monitor::Value::from_json(v));
+                    let mut binding = serde_json::json!({ "name": b, "value": v });
+                    // a replay binds the value the recorded run bound at this step
+                    let recorded = self
+                        .ctx
+                        .replay
+                        .as_ref()
+                        .and_then(|r| {
+                            r.bindings
+                                .get(&(self.name.to_string(), i))
+                                .map(|x| (r, x))
+                        })
+                        .filter(|(_, x)| &x.name == b);
+                    let used = match recorded {
+                        Some((r, x)) => {
+                            binding["value"] = x.value.clone();
+                            binding["replayed_seq"] = x.seq.into();
+                            if &x.value == v {
+                                m = format!("{m} (bound {b} = {v}, as in the recorded run)");
+                            } else {
+                                binding["live"] = v.clone();
+                                m = format!(
+                                    "{m} (bound {b} = {}, the value the recorded run bound ({}, seq {}); this run's monitor accepted with {v})",
+                                    x.value,
+                                    r.dir.display(),
+                                    x.seq
+                                );
+                            }
+                            x.value.clone()
+                        }
+                        None => {
+                            m = format!("{m} (bound {b} = {v})");
+                            v.clone()
+                        }
+                    };
+                    self.bindings
+                        .insert(b.clone(), monitor::Value::from_json(&used));
+                    let mut x = serde_json::Map::new();
+                    x.insert("binding".into(), binding);
+                    extra = Some(x);
+                }
+                None => {
+                    verdict = Verdict::Inconclusive;
+                    m = format!(
+                        "step {n} `{}`: accepted without a value for `{b}` (no `accept ... with VALUE` decided it)",
+                        step.text()
+                    );
+                }
+            }
+        }
+        self.ctx.sink.emit(step_event_with(
+            self.name,
+            i,
+            step,
+            "end",
+            Some(verdict),
+            Some(m.clone()),
+            extra,
+        ));
+        self.verdicts.push(m);
+        if verdict == Verdict::Accept {
+            StepEnd::Next
+        } else {
+            StepEnd::Stop(verdict, None)
+        }
+    }
+
+    /// Feeds the appended events of the window to `j` until it decides or the wall-clock bound
+    /// of `within` passes; returns the verdict (`fail` when nothing decided in time) and that
+    /// bound.
+    async fn judge(
+        &mut self,
+        j: &mut Box<dyn LiveJudge>,
+        within: Option<Duration>,
+    ) -> (Verdict, Option<tokio::time::Instant>) {
+        let window_start_ns = self.window_start_ns;
+        let (live, backlog) = (&mut self.live, &mut self.backlog);
+        let started = tokio::time::Instant::now();
+        // The judge decides `within` in trace time from the window start; the wall clock only
+        // bounds the wait, a little past it so that events stamped before the deadline but
+        // still in the pipeline are seen (as they are offline).
+        let deadline = within.map(|w| {
+            let behind = Duration::from_nanos(
+                u64::try_from(now_ns().saturating_sub(window_start_ns)).unwrap_or(0),
+            );
+            started + w.saturating_sub(behind) + j.lag() + Duration::from_millis(50)
+        });
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The step's window starts where the previous step ended (as offline): events queued
+        // from before that belong to earlier steps. The rest are judged in trace order,
+        // (ts, seq), like offline: events arrive in the order the sensors delivered them (log
+        // streams, docker events and probes interleave loosely), so they wait in `backlog`
+        // until the judge's clock (the wall clock minus its lag) has passed their timestamp,
+        // and are then fed sorted, up to the deciding one; what follows it is the next step's.
+        let lag_ns = i64::try_from(j.lag().as_nanos()).unwrap_or(0);
+        backlog.retain(|e| e.ts_ns >= window_start_ns);
+        let release = |j: &mut Box<dyn LiveJudge>, backlog: &mut Vec<Event>, horizon: i64| {
+            backlog.sort_by_key(|e| (e.ts_ns, e.seq));
+            let mut taken = 0;
+            for ev in backlog.iter() {
+                if ev.ts_ns > horizon || j.verdict().is_some() {
+                    break;
+                }
+                j.observe(ev);
+                taken += 1;
+            }
+            backlog.drain(..taken);
+        };
+        let verdict = loop {
+            let ev = async {
+                match live.as_mut() {
+                    Some(l) => l.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                ev = ev => match ev {
+                    Some(ev) => {
+                        if ev.ts_ns >= window_start_ns {
+                            backlog.push(ev);
+                        }
+                    }
+                    None => *live = None,
+                },
+                // release, advance and look at the verdict on a short tick (the first one fires
+                // at once)
+                _ = tick.tick() => {
+                    drain(live, backlog, window_start_ns);
+                    let now = now_ns();
+                    release(j, backlog, now - lag_ns);
+                    if j.verdict().is_none() {
+                        j.advance_to(now);
+                    }
+                    if let Some(v) = j.verdict() {
+                        break v;
+                    }
+                }
+                _ = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    drain(live, backlog, window_start_ns);
+                    let now = now_ns();
+                    release(j, backlog, now - lag_ns);
+                    if j.verdict().is_none() {
+                        j.advance_to(now);
+                    }
+                    break j.verdict().unwrap_or(Verdict::Fail);
+                }
+            }
+        };
+        (verdict, deadline)
+    }
 }
 
 /// Moves every event already queued on `live` into `backlog` (those of the current window).
@@ -349,415 +855,10 @@ fn drain(
     }
 }
 
-/// Runs the experiment; returns the combined verdict and one line per step.
-pub async fn run(
-    ctx: &PlanContext,
-    c: Compiled,
-    name: &str,
-    mut live: Option<mpsc::UnboundedReceiver<Event>>,
-    state: &ProjectState,
-) -> PlanResult {
-    let mut services: Vec<String> = state.containers.iter().map(|c| c.service.clone()).collect();
-    services.sort();
-    services.dedup();
-    // the values the steps use, and those the monitors accepted with (the same but in a replay,
-    // which uses the recorded run's values)
-    let mut bindings = monitor::Bindings::new();
-    let mut live_bindings = monitor::Bindings::new();
-    let mut verdicts = Vec::new();
-    let mut overall = "accept".to_string();
-    let mut reverts = Vec::new();
-    let mut error = None;
-    let total = c.steps.len();
-    let mut window_start_ns = now_ns();
-    // appended events received but not yet judged (they belong to a later step)
-    let mut backlog: Vec<Event> = Vec::new();
-    for i in 0..c.steps.len() {
-        // people count steps from 1, as `analyzer check` prints them; the trace keeps `i`
-        let n = i + 1;
-        let step = &c.steps[i];
-        ctx.progress
-            .set(format!("step {n}/{total}: {}", step.text()));
-        // the step with the values bound so far; in a replay a recorded value this run cannot
-        // use ends the experiment, or with `--force` gives way to the live one (with a warning)
-        let mut resolved = resolve_step(&c, i, &bindings, &services);
-        let mut replay_error = None;
-        if let (Err(e), Some(r)) = (&resolved, ctx.replay.as_ref()) {
-            let swapped: Vec<(String, serde_json::Value, serde_json::Value)> = c
-                .exp
-                .as_ref()
-                .map(|x| x.uses[i].clone())
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|u| {
-                    let used = bindings.get(&u)?.to_json();
-                    let live = live_bindings.get(&u)?.to_json();
-                    (used != live).then_some((u, used, live))
-                })
-                .collect();
-            if !swapped.is_empty() {
-                let list = |k: fn(&(String, serde_json::Value, serde_json::Value)) -> String| {
-                    swapped.iter().map(k).collect::<Vec<_>>().join(", ")
-                };
-                let recorded = list(|(u, v, _)| format!("{u} = {v}"));
-                let live = list(|(u, _, l)| format!("{u} = {l}"));
-                if r.force {
-                    let m = format!(
-                        "replay: step {n} `{}` cannot use the binding recorded in {} ({recorded}): {e}; the live value is used instead ({live}, --force)",
-                        step.text(),
-                        r.dir.display()
-                    );
-                    ctx.sink.emit(
-                        Event::new(now_ns(), "recorder", "replay_warning")
-                            .message(m)
-                            .data(&serde_json::json!({
-                                "experiment": name,
-                                "step": i,
-                                "recorded": swapped.iter().map(|(u, v, _)| (u.clone(), v.clone())).collect::<serde_json::Map<_, _>>(),
-                                "live": swapped.iter().map(|(u, _, l)| (u.clone(), l.clone())).collect::<serde_json::Map<_, _>>(),
-                                "error": e,
-                            })),
-                    );
-                    for (u, _, _) in &swapped {
-                        if let Some(v) = live_bindings.get(u) {
-                            bindings.insert(u.clone(), v.clone());
-                        }
-                    }
-                    resolved = resolve_step(&c, i, &bindings, &services);
-                } else {
-                    replay_error = Some(format!(
-                        "replay: the binding recorded in {} ({recorded}) cannot be used in this run: {e} (--force uses the live value, {live})",
-                        r.dir.display()
-                    ));
-                }
-            }
-        }
-        // the bindings the step uses, recorded in its start event
-        let used = c.uses_bindings(i).then(|| {
-            let uses = c
-                .exp
-                .as_ref()
-                .map(|e| e.uses[i].clone())
-                .unwrap_or_default();
-            let mut m = serde_json::Map::new();
-            let b: serde_json::Map<String, serde_json::Value> = uses
-                .iter()
-                .filter_map(|u| bindings.get(u).map(|v| (u.clone(), v.to_json())))
-                .collect();
-            m.insert("bindings".into(), serde_json::Value::Object(b));
-            m
-        });
-        let start = step_event_with(name, i, step, "start", None, None, used);
-        if i == 0 {
-            // the experiment's first window opens with its first step event
-            window_start_ns = start.ts_ns;
-        }
-        ctx.sink.emit(start);
-        let resolved = match replay_error {
-            Some(e) => Err(e),
-            None => resolved,
-        };
-        let resolved = match resolved {
-            Ok(s) => s,
-            Err(e) => {
-                let m = format!(
-                    "step {n} `{}`: cannot use the bound values: {e}",
-                    step.text()
-                );
-                ctx.sink.emit(step_event(
-                    name,
-                    i,
-                    step,
-                    "end",
-                    Some("inconclusive"),
-                    Some(m.clone()),
-                ));
-                verdicts.push(format!("step {n} {}: error: {e}", step.text()));
-                error = Some(m);
-                overall = "inconclusive".into();
-                break;
-            }
-        };
-        let step = &resolved;
-        match step {
-            ExpStep::Note(text) => {
-                ctx.sink.emit(
-                    Event::new(now_ns(), "note", "note")
-                        .message(text.clone())
-                        .data(&serde_json::json!({
-                            "experiment": name, "step": i
-                        })),
-                );
-                // a note does not move the window (offline it is satisfied at once)
-                ctx.sink
-                    .emit(step_event(name, i, step, "end", Some("accept"), None));
-            }
-            ExpStep::Do {
-                action,
-                args,
-                target,
-                duration,
-                ..
-            } => {
-                // On failure: the step's end message and its line in the verdicts.
-                let failed: Option<(String, String)> = match ctx.injector.clone() {
-                    None => {
-                        let m = format!(
-                            "fault injector unavailable: {}",
-                            ctx.injector_error.clone().unwrap_or_default()
-                        );
-                        let line = format!("step {n} {}: error: {m}", step.text());
-                        Some((m, line))
-                    }
-                    Some(inj) => {
-                        let req = FaultRequest {
-                            action: action.clone(),
-                            args: args.clone(),
-                            target: target.clone(),
-                            duration: *duration,
-                            experiment: Some(name.to_string()),
-                            step: Some(i),
-                            intended_ns: now_ns(),
-                        };
-                        let (applied, ended_ns) = {
-                            let mut g = inj.lock().await;
-                            let r = g.apply(&req).await;
-                            (r, g.last_ended_ns())
-                        };
-                        // the step is done when the fault is: the next expect is judged from
-                        // the apply's end (the fault event's `data.ended_ns`), as offline
-                        window_start_ns = ended_ns.unwrap_or_else(now_ns);
-                        match applied {
-                            Ok(id) => {
-                                if let Some(d) = *duration {
-                                    let inj2 = inj.clone();
-                                    reverts.push(tokio::spawn(async move {
-                                        tokio::time::sleep(d).await;
-                                        inj2.lock().await.revert(id).await;
-                                    }));
-                                }
-                                ctx.sink.emit(step_event(
-                                    name,
-                                    i,
-                                    step,
-                                    "end",
-                                    Some("accept"),
-                                    None,
-                                ));
-                                None
-                            }
-                            Err(e) => Some((
-                                format!("step {n} `{}`: {e}", step.text()),
-                                format!("step {n} {}: error: {e}", step.text()),
-                            )),
-                        }
-                    }
-                };
-                if let Some((m, line)) = failed {
-                    ctx.sink.emit(step_event(
-                        name,
-                        i,
-                        step,
-                        "end",
-                        Some("inconclusive"),
-                        Some(m.clone()),
-                    ));
-                    verdicts.push(line);
-                    error = Some(m);
-                    overall = "inconclusive".into();
-                    break;
-                }
-            }
-            ExpStep::Expect {
-                within,
-                judge,
-                binds,
-                ..
-            } => {
-                let mut j = judge(window_start_ns);
-                let started = tokio::time::Instant::now();
-                // The judge decides `within` in trace time from the window start; the wall
-                // clock only bounds the wait, a little past it so that events stamped before
-                // the deadline but still in the pipeline are seen (as they are offline).
-                let deadline = within.map(|w| {
-                    let behind = Duration::from_nanos(
-                        u64::try_from(now_ns().saturating_sub(window_start_ns)).unwrap_or(0),
-                    );
-                    started + w.saturating_sub(behind) + j.lag() + Duration::from_millis(50)
-                });
-                let mut tick = tokio::time::interval(Duration::from_millis(20));
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                // The step's window starts where the previous step ended (as offline): events
-                // queued from before that belong to earlier steps. The rest are judged in trace
-                // order, (ts, seq), like offline: events arrive in the order the sensors
-                // delivered them (log streams, docker events and probes interleave loosely), so
-                // they wait in `backlog` until the judge's clock (the wall clock minus its lag)
-                // has passed their timestamp, and are then fed sorted, up to the deciding one;
-                // what follows it is the next step's.
-                let lag_ns = i64::try_from(j.lag().as_nanos()).unwrap_or(0);
-                backlog.retain(|e| e.ts_ns >= window_start_ns);
-                let release =
-                    |j: &mut Box<dyn LiveJudge>, backlog: &mut Vec<Event>, horizon: i64| {
-                        backlog.sort_by_key(|e| (e.ts_ns, e.seq));
-                        let mut taken = 0;
-                        for ev in backlog.iter() {
-                            if ev.ts_ns > horizon || j.verdict().is_some() {
-                                break;
-                            }
-                            j.observe(ev);
-                            taken += 1;
-                        }
-                        backlog.drain(..taken);
-                    };
-                let verdict = loop {
-                    let ev = async {
-                        match live.as_mut() {
-                            Some(l) => l.recv().await,
-                            None => std::future::pending().await,
-                        }
-                    };
-                    tokio::select! {
-                        ev = ev => match ev {
-                            Some(ev) => {
-                                if ev.ts_ns >= window_start_ns {
-                                    backlog.push(ev);
-                                }
-                            }
-                            None => live = None,
-                        },
-                        // release, advance and look at the verdict on a short tick (the first
-                        // one fires at once)
-                        _ = tick.tick() => {
-                            drain(&mut live, &mut backlog, window_start_ns);
-                            let now = now_ns();
-                            release(&mut j, &mut backlog, now - lag_ns);
-                            if j.verdict().is_none() {
-                                j.advance_to(now);
-                            }
-                            if let Some(v) = j.verdict() {
-                                break v;
-                            }
-                        }
-                        _ = async {
-                            match deadline {
-                                Some(d) => tokio::time::sleep_until(d).await,
-                                None => std::future::pending().await,
-                            }
-                        } => {
-                            drain(&mut live, &mut backlog, window_start_ns);
-                            let now = now_ns();
-                            release(&mut j, &mut backlog, now - lag_ns);
-                            if j.verdict().is_none() {
-                                j.advance_to(now);
-                            }
-                            break j.verdict().unwrap_or_else(|| "fail".to_string());
-                        }
-                    }
-                };
-                // the next step's window starts where this one was decided, as offline
-                window_start_ns = j.decided_ns().unwrap_or_else(now_ns);
-                let bound = j.bound();
-                let explain = j.explain();
-                let timed_out =
-                    deadline.is_some_and(|d| tokio::time::Instant::now() >= d) && verdict == "fail";
-                let m = if timed_out {
-                    format!(
-                        "step {n} `{}`: fail (within {:?} expired): {explain}",
-                        step.text(),
-                        within.unwrap_or_default()
-                    )
-                } else {
-                    format!("step {n} `{}`: {verdict}: {explain}", step.text())
-                };
-                // `expect ... as NAME`: the value it accepted with is bound (and recorded)
-                let mut verdict = verdict;
-                let mut m = m;
-                let mut extra = None;
-                if let (Some(b), "accept") = (binds, verdict.as_str()) {
-                    match bound.as_ref() {
-                        Some(v) => {
-                            live_bindings.insert(b.clone(), monitor::Value::from_json(v));
-                            let mut binding = serde_json::json!({ "name": b, "value": v });
-                            // a replay binds the value the recorded run bound at this step
-                            let recorded = ctx
-                                .replay
-                                .as_ref()
-                                .and_then(|r| {
-                                    r.bindings.get(&(name.to_string(), i)).map(|x| (r, x))
-                                })
-                                .filter(|(_, x)| &x.name == b);
-                            let used = match recorded {
-                                Some((r, x)) => {
-                                    binding["value"] = x.value.clone();
-                                    binding["replayed_seq"] = x.seq.into();
-                                    if &x.value == v {
-                                        m = format!(
-                                            "{m} (bound {b} = {v}, as in the recorded run)"
-                                        );
-                                    } else {
-                                        binding["live"] = v.clone();
-                                        m = format!(
-                                            "{m} (bound {b} = {}, the value the recorded run bound ({}, seq {}); this run's monitor accepted with {v})",
-                                            x.value,
-                                            r.dir.display(),
-                                            x.seq
-                                        );
-                                    }
-                                    &x.value
-                                }
-                                None => {
-                                    m = format!("{m} (bound {b} = {v})");
-                                    v
-                                }
-                            };
-                            bindings.insert(b.clone(), monitor::Value::from_json(used));
-                            let mut x = serde_json::Map::new();
-                            x.insert("binding".into(), binding);
-                            extra = Some(x);
-                        }
-                        None => {
-                            verdict = "inconclusive".into();
-                            m = format!(
-                                "step {n} `{}`: accepted without a value for `{b}` (no `accept ... with VALUE` decided it)",
-                                step.text()
-                            );
-                        }
-                    }
-                }
-                ctx.sink.emit(step_event_with(
-                    name,
-                    i,
-                    step,
-                    "end",
-                    Some(&verdict),
-                    Some(m.clone()),
-                    extra,
-                ));
-                verdicts.push(m);
-                if verdict != "accept" {
-                    overall = verdict;
-                    break;
-                }
-            }
-        }
-    }
-    // a fault with `for D` is reverted on time even at the end of the experiment
-    if overall == "accept" {
-        for r in reverts {
-            let _ = r.await;
-        }
-    }
-    PlanResult {
-        verdict: Some(overall),
-        verdicts,
-        error,
-    }
-}
-
 /// The monitor-crate side: compiling spec files and the live judge.
 mod live {
     use super::*;
-    use monitor::{Literal, LiveStep, SourceFile, Step, Verdict};
+    use monitor::{Literal, LiveStep, SourceFile, Step};
 
     /// How far behind the wall clock the judge's time runs, so events still in the pipeline
     /// (daemon timestamps are slightly older than their arrival) are not overtaken by timeouts.
@@ -780,12 +881,8 @@ mod live {
         fn lag(&self) -> Duration {
             Duration::from_nanos(LAG_NS as u64)
         }
-        fn verdict(&self) -> Option<String> {
-            self.step.verdict().and_then(|v| match v {
-                Verdict::Accept => Some("accept".to_string()),
-                Verdict::Fail => Some("fail".to_string()),
-                Verdict::Inconclusive => None,
-            })
+        fn verdict(&self) -> Option<Verdict> {
+            self.step.verdict().filter(|v| *v != Verdict::Inconclusive)
         }
         fn bound(&self) -> Option<serde_json::Value> {
             self.step.value().map(|v| v.to_json())
@@ -966,7 +1063,7 @@ mod step_messages {
         let d: serde_json::Value =
             serde_json::from_str(ev.data.as_deref().unwrap_or("null")).unwrap_or_default();
         assert_eq!(d["step"], 3, "{d}");
-        let ev = step_event("E", 0, &s, "end", Some("accept"), None);
+        let ev = step_event("E", 0, &s, "end", Some(Verdict::Accept), None);
         assert_eq!(
             ev.message.as_deref(),
             Some("end step 1: note \"partition next\"")

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use monitor::{LiveStep, SourceFile, Step, Verdict};
 use tokio::sync::mpsc;
-use trace::Event;
+use trace::{kinds, Event};
 
-use crate::run::SharedInjector;
+use crate::plan::SharedInjector;
 use crate::scenario::{HaltPlan, ScenarioError};
 use crate::sink::{now_ns, EventSink};
 
@@ -41,6 +41,24 @@ pub struct Halted {
     /// Deciding event → every fault reverted.
     pub latency_ns: i64,
     pub reverted: Vec<String>,
+}
+
+impl Halted {
+    /// The run's message and its one verdict line: which condition failed, when, why, and how
+    /// soon the faults were reverted.
+    pub fn summary(&self) -> String {
+        format!(
+            "halted: `{}` failed at {} (seq {}): {}; {} fault(s) reverted {:.1} ms after the deciding event",
+            self.monitor,
+            monitor::fmt_ts(self.deciding_ts_ns),
+            self.deciding_seq
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "none, a timeout".into()),
+            self.explanation,
+            self.reverted.len(),
+            self.latency_ns as f64 / 1e6
+        )
+    }
 }
 
 /// The name of the synthetic spec source holding the halt conditions of `scenario`.
@@ -227,7 +245,8 @@ pub async fn watch(
     let latency_ns = reverted_ns - deciding_ts_ns;
     let ms = |ns: i64| ns as f64 / 1e6;
     sink.emit(
-        Event::new(reverted_ns, "recorder", "halt")
+        kinds::recorder::HALT
+            .at(reverted_ns)
             .message(format!(
                 "halted: `{monitor}` failed: {explanation}; {} fault(s) reverted {:.1} ms after the deciding event",
                 reverted.len(),

@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use recorder::run::{exit, RunOptions};
+use recorder::exit;
+use recorder::run::{RunOptions, Status};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -131,7 +132,7 @@ async fn async_main(cli: Cli) -> i32 {
                     Ok(s) => s,
                     Err(e) => {
                         eprintln!("error: {e}");
-                        return exit::TRACE;
+                        return e.exit_code();
                     }
                 },
                 (None, None) => {
@@ -212,11 +213,7 @@ async fn async_main(cli: Cli) -> i32 {
                 }
                 Err(e) => {
                     eprintln!("error: {e}");
-                    if e.starts_with("give") {
-                        exit::USAGE
-                    } else {
-                        exit::ENV
-                    }
+                    e.exit_code()
                 }
             }
         }
@@ -226,7 +223,7 @@ async fn async_main(cli: Cli) -> i32 {
 fn report(o: &recorder::run::RunOutcome) {
     let Some(dir) = &o.trace_dir else {
         if let Some(m) = &o.message {
-            if o.status == "invalid" {
+            if o.status == Status::Invalid {
                 // refused before anything started: every error, already rendered as a
                 // diagnostic (`error: FILE:LINE:COL: message` and the source excerpt)
                 eprintln!("{m}");

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use otlp::{Queue, Receiver, ReceiverConfig};
 use serde_json::json;
 use tokio::task::JoinHandle;
-use trace::Event;
+use trace::{kinds, Event};
 
 use crate::compose;
 use crate::scenario::OtlpConfig;
@@ -25,6 +25,28 @@ pub const OVERRIDE_FILE: &str = "compose.otlp.yml";
 /// Events the writer may have waiting before the forwarder pauses (the receiver's queue then
 /// fills and senders are told to retry).
 const WRITER_BACKLOG: u64 = 200_000;
+
+/// Why the receiver of a run could not start (nothing was started).
+#[derive(Debug, thiserror::Error)]
+pub enum OtlpError {
+    /// The default bridge network cannot be inspected.
+    #[error("otlp sensor: docker network `bridge`: {0}")]
+    Bridge(#[source] bollard::errors::Error),
+    /// The default bridge network has no address the containers could reach the host on.
+    #[error(
+        "otlp sensor: docker network `bridge` has no IPv4 gateway or subnet (is the default bridge disabled?)"
+    )]
+    NoBridgeAddress,
+    /// The receiver cannot listen.
+    #[error("otlp sensor: {0}")]
+    Receiver(#[from] otlp::ReceiverError),
+    /// The compose override file cannot be written.
+    #[error("otlp sensor: {}: {source}", .path.display())]
+    Override {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
 
 /// A running receiver and its forwarder.
 pub struct OtlpRun {
@@ -40,14 +62,14 @@ pub struct OtlpRun {
 /// The host's address on Docker's default bridge (`docker0`): the `bridge` network's gateway,
 /// else the first address of its subnet. Containers on any bridge network reach it through the
 /// host's routing, with their own address as the source.
-pub async fn host_address(docker: &bollard::Docker) -> Result<IpAddr, String> {
+pub async fn host_address(docker: &bollard::Docker) -> Result<IpAddr, OtlpError> {
     let net = docker
         .inspect_network(
             "bridge",
             None::<bollard::query_parameters::InspectNetworkOptions>,
         )
         .await
-        .map_err(|e| format!("docker network `bridge`: {e}"))?;
+        .map_err(OtlpError::Bridge)?;
     let configs = net.ipam.and_then(|i| i.config).unwrap_or_default();
     for c in &configs {
         if let Some(ip) = c.gateway.as_deref().and_then(|g| g.parse::<IpAddr>().ok()) {
@@ -59,10 +81,7 @@ pub async fn host_address(docker: &bollard::Docker) -> Result<IpAddr, String> {
             return Ok(ip);
         }
     }
-    Err(
-        "docker network `bridge` has no IPv4 gateway or subnet (is the default bridge disabled?)"
-            .into(),
-    )
+    Err(OtlpError::NoBridgeAddress)
 }
 
 /// The first host address of an IPv4 subnet (`172.17.0.0/16` → `172.17.0.1`).
@@ -187,8 +206,8 @@ impl Resolver {
     }
 }
 
-/// Starts the receiver and writes the override file into `trace_dir`. `Err` is a message for
-/// the run's error (nothing was started).
+/// Starts the receiver and writes the override file into `trace_dir`. On `Err` nothing was
+/// started.
 pub async fn start(
     cfg: &OtlpConfig,
     docker: &bollard::Docker,
@@ -196,10 +215,8 @@ pub async fn start(
     config_yaml: &str,
     trace_dir: &Path,
     sink: &EventSink,
-) -> Result<OtlpRun, String> {
-    let ip = host_address(docker)
-        .await
-        .map_err(|e| format!("otlp sensor: {e}"))?;
+) -> Result<OtlpRun, OtlpError> {
+    let ip = host_address(docker).await?;
     let mut rc = ReceiverConfig::ephemeral(ip);
     rc.grpc_port = cfg.grpc_port;
     rc.http_port = cfg.http_port;
@@ -209,19 +226,21 @@ pub async fn start(
     if let Some(q) = &cfg.queue {
         rc.queue_events = *q.get_ref() as usize;
     }
-    let (receiver, queue) = Receiver::start(&rc)
-        .await
-        .map_err(|e| format!("otlp sensor: {e}"))?;
+    let (receiver, queue) = Receiver::start(&rc).await?;
     let endpoint = format!("http://{}", receiver.grpc_addr());
     let services: Vec<String> = cfg.services.iter().map(|s| s.get_ref().clone()).collect();
     let (text, bypass) = override_yaml(config_yaml, &services, &endpoint);
     let override_file = trace_dir.join(OVERRIDE_FILE);
     if let Err(e) = std::fs::write(&override_file, text) {
         receiver.stop(Duration::from_millis(100)).await;
-        return Err(format!("otlp sensor: {}: {e}", override_file.display()));
+        return Err(OtlpError::Override {
+            path: override_file,
+            source: e,
+        });
     }
     sink.emit(
-        Event::new(now_ns(), otlp::SOURCE, "receiver")
+        kinds::otel::RECEIVER
+            .at(now_ns())
             .message(format!("otlp receiver listening, endpoint {endpoint}"))
             .data(&json!({
                 "phase": "started",
@@ -258,7 +277,7 @@ pub async fn start(
 
 /// A `otel`/`dropped` event for what the receiver refused since the last one.
 fn dropped_event(d: otlp::Dropped) -> Event {
-    Event::new(now_ns(), otlp::SOURCE, "dropped")
+    kinds::otel::DROPPED.at(now_ns())
         .message(format!(
             "otlp receiver queue full: refused {} requests ({} spans, {} metric points, {} log records)",
             d.requests, d.spans, d.points, d.logs
@@ -332,7 +351,8 @@ impl OtlpRun {
         let _ = tokio::time::timeout(Duration::from_secs(10), self.forwarder).await;
         use std::sync::atomic::Ordering::Relaxed;
         self.sink.emit(
-            Event::new(now_ns(), otlp::SOURCE, "receiver")
+            kinds::otel::RECEIVER
+                .at(now_ns())
                 .message("otlp receiver stopped")
                 .data(&json!({
                     "phase": "stopped",

@@ -33,6 +33,17 @@ pub enum ReplayError {
     },
 }
 
+impl ReplayError {
+    /// The exit code (docs/exit-codes.md): 3 for changed files (the scenario is refused as it
+    /// is), 4 for a trace that cannot be read.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ReplayError::Changed(_) => crate::exit::BAD_SCENARIO,
+            _ => crate::exit::TRACE,
+        }
+    }
+}
+
 /// The recorded run a replay repeats.
 #[derive(Debug, Clone)]
 pub struct Recorded {
@@ -181,7 +192,10 @@ pub type RecordedChoices = (
 pub fn recorded_choices(dir: &Path) -> Result<RecordedChoices, ReplayError> {
     let t = Trace::open(dir)?;
     let opts = ReadOptions {
-        sources: Some(vec!["fault".to_string(), "recorder".to_string()]),
+        sources: Some(vec![
+            trace::Source::Fault.as_str().to_string(),
+            trace::Source::Recorder.as_str().to_string(),
+        ]),
         ..ReadOptions::default()
     };
     let mut out = BTreeMap::new();

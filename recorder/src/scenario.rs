@@ -18,6 +18,7 @@ use toml::Spanned;
 
 /// The one duration syntax (docs/cli.md, Durations), re-exported for the scenario's sections.
 pub use trace::time::parse_duration;
+use crate::faults::InvalidFault;
 
 /// A scenario error with its location (file, 1-based line and column) when known.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -480,9 +481,24 @@ pub struct TargetTable {
 /// A resolved fault target: the fault injector's (the spec language's) target.
 pub use crate::faults::FaultTarget as Target;
 
+/// What is wrong with a target table of the scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    #[error("random target needs at least one service")]
+    EmptyRandom,
+    #[error("a one-way partition target needs both `from` and `to`")]
+    OneWayIncomplete,
+    #[error(
+        "empty target: give one of service, container, network, services, random, between, from/to"
+    )]
+    Empty,
+    #[error("target has more than one form; give exactly one")]
+    Ambiguous,
+}
+
 impl TargetSpec {
     /// The resolved target, or what is wrong with the table.
-    pub fn resolve(&self) -> Result<Target, String> {
+    pub fn resolve(&self) -> Result<Target, TargetError> {
         let t = match self {
             TargetSpec::Service(s) => return Ok(Target::Service(s.clone())),
             TargetSpec::Table(t) => t,
@@ -502,7 +518,7 @@ impl TargetSpec {
         }
         if let Some(s) = &t.random {
             if s.is_empty() {
-                return Err("random target needs at least one service".into());
+                return Err(TargetError::EmptyRandom);
             }
             forms.push(Target::Random(s.clone()));
         }
@@ -512,12 +528,12 @@ impl TargetSpec {
         match (&t.from, &t.to) {
             (Some(a), Some(b)) => forms.push(Target::FromTo(a.clone(), b.clone())),
             (None, None) => {}
-            _ => return Err("a one-way partition target needs both `from` and `to`".into()),
+            _ => return Err(TargetError::OneWayIncomplete),
         }
         match forms.len() {
             1 => Ok(forms.remove(0)),
-            0 => Err("empty target: give one of service, container, network, services, random, between, from/to".into()),
-            _ => Err("target has more than one form; give exactly one".into()),
+            0 => Err(TargetError::Empty),
+            _ => Err(TargetError::Ambiguous),
         }
     }
 }
@@ -872,7 +888,7 @@ impl LoadedScenario {
                     let target = match e.target.get_ref().resolve() {
                         Ok(t) => t,
                         Err(m) => {
-                            errs.push(self.err_at(e.target.span(), m));
+                            errs.push(self.err_at(e.target.span(), m.to_string()));
                             continue;
                         }
                     };
@@ -949,7 +965,7 @@ impl LoadedScenario {
     pub fn check_against(
         &self,
         services: &[String],
-        check_fault: &dyn Fn(&ScheduledFault) -> Result<(), String>,
+        check_fault: &dyn Fn(&ScheduledFault) -> Result<(), InvalidFault>,
     ) -> Result<(), ScenarioErrors> {
         let sc = &self.scenario;
         let mut errs = Vec::new();
@@ -1028,7 +1044,7 @@ impl LoadedScenario {
                     }
                 }
                 if let Err(m) = check_fault(f) {
-                    errs.push(self.err_at(entry.fault.span(), m));
+                    errs.push(self.err_at(entry.fault.span(), m.to_string()));
                 }
             }
         }
@@ -1151,7 +1167,7 @@ impl LoadedScenario {
         for e in &self.scenario.schedule {
             if let Ok(t) = e.target.get_ref().resolve() {
                 if let Err(m) = scope.check_names(&t, &on_network, &container) {
-                    errs.push(self.err_at(e.target.span(), m));
+                    errs.push(self.err_at(e.target.span(), m.to_string()));
                 }
             }
         }
@@ -1159,21 +1175,29 @@ impl LoadedScenario {
     }
 }
 
+/// A network name the compose project does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "no network `{name}` in the compose configuration (networks: {})",
+    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+)]
+pub struct UnknownNetwork {
+    pub name: String,
+    /// The project's networks, sorted.
+    pub known: Vec<String>,
+}
+
 /// Whether `name` is one of the compose project's `networks`; the error lists the known ones.
-pub fn check_network_name(name: &str, networks: &[String]) -> Result<(), String> {
+pub fn check_network_name(name: &str, networks: &[String]) -> Result<(), UnknownNetwork> {
     if networks.iter().any(|n| n == name) {
         return Ok(());
     }
-    let mut known: Vec<&str> = networks.iter().map(String::as_str).collect();
+    let mut known = networks.to_vec();
     known.sort();
-    Err(format!(
-        "no network `{name}` in the compose configuration (networks: {})",
-        if known.is_empty() {
-            "none".to_string()
-        } else {
-            known.join(", ")
-        }
-    ))
+    Err(UnknownNetwork {
+        name: name.to_string(),
+        known,
+    })
 }
 
 #[cfg(test)]
@@ -1269,7 +1293,7 @@ target = { between = [["a"], ["b"]] }
         );
         let bad = |f: &ScheduledFault| {
             if f.action == "pause" {
-                Err("unknown fault action `pause`".to_string())
+                Err(InvalidFault::from("unknown fault action `pause`"))
             } else {
                 Ok(())
             }
@@ -1483,7 +1507,7 @@ target = { network = "middle" }
             .to_vec();
         assert!(l.check_networks(&all).is_ok());
         assert_eq!(
-            check_network_name("x", &[]),
+            check_network_name("x", &[]).map_err(|e| e.to_string()),
             Err("no network `x` in the compose configuration (networks: none)".to_string())
         );
     }

@@ -32,11 +32,16 @@ pub enum Source {
     Recorder,
     /// Packet summaries merged in from `packets.parquet`.
     Packet,
+    /// OpenTelemetry spans, metric points and log records the run's OTLP receiver took in, and
+    /// the receiver's own lifecycle (`kind` = `span`, `metric`, `log`, `receiver` …).
+    Otel,
+    /// Requests and DNS queries an `http` or `dns` fault matched (`kind` = `http` or `dns`).
+    Proxy,
 }
 
 impl Source {
     /// Every well-known source, in documentation order.
-    pub const ALL: [Source; 11] = [
+    pub const ALL: [Source; 13] = [
         Source::Docker,
         Source::Log,
         Source::Stats,
@@ -48,10 +53,12 @@ impl Source {
         Source::Note,
         Source::Recorder,
         Source::Packet,
+        Source::Otel,
+        Source::Proxy,
     ];
 
     /// The value stored in the `source` column.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Source::Docker => "docker",
             Source::Log => "log",
@@ -64,6 +71,8 @@ impl Source {
             Source::Note => "note",
             Source::Recorder => "recorder",
             Source::Packet => "packet",
+            Source::Otel => "otel",
+            Source::Proxy => "proxy",
         }
     }
 

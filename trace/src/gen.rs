@@ -7,9 +7,10 @@
 //! partitioned node becomes unreachable after [`GenConfig::unreachable_after`], reachable again
 //! after it answers, auto-downed after [`GenConfig::auto_down_after`] when set), poll errors for
 //! paused or killed nodes, docker events, stats, fault events, notes and recorder step events in
-//! the shapes the recorder writes (docs/trace-format.md). The same config always gives the same events. Events are yielded
-//! in *arrival* order: with [`GenConfig::disorder`] > 0 timestamps lag arrival by up to that much,
-//! so the writer sees slightly unsorted input as it does from real sensors.
+//! the shapes the recorder writes (docs/trace-format.md, docs/sensors.md, docs/faults.md). The
+//! same config always gives the same events. Events are yielded in *arrival* order: with
+//! [`GenConfig::disorder`] > 0 timestamps lag arrival by up to that much, so the writer sees
+//! slightly unsorted input as it does from real sensors.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};

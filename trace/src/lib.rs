@@ -3,8 +3,9 @@
 //! A trace is a directory holding `manifest.json`, `events.parquet`, `packets.parquet` and `pcap/`
 //! (see `docs/trace-format.md`). This crate owns the event model ([`Event`], [`EventRef`]), the
 //! manifest types, the crash-safe writer ([`TraceWriter`]), finalization ([`finalize()`]), the
-//! streaming reader ([`Trace`]) and the synthetic generator ([`gen`]) used by tests and
-//! benchmarks. It knows nothing about Docker or monitors.
+//! streaming reader ([`Trace`]), the synthetic generator ([`gen`]) used by tests and
+//! benchmarks, and the event names writers use ([`kinds`]). It knows nothing about Docker or
+//! monitors.
 //!
 //! It also owns [`time`], the one time dialect of the workspace (trace clock, durations, RFC
 //! 3339), which is all that is left without the default `io` feature, and, behind the `testing`
@@ -26,6 +27,8 @@ pub mod finalize;
 pub mod framed;
 #[cfg(feature = "io")]
 pub mod gen;
+#[cfg(feature = "io")]
+pub mod kinds;
 #[cfg(feature = "io")]
 pub mod manifest;
 #[cfg(feature = "io")]

@@ -70,7 +70,7 @@ impl DnsFault {
 }
 
 /// Normalises a name pattern: lowercase, no trailing dot; `*` only as a whole first label.
-pub fn normalize_name(p: &str) -> Result<String, String> {
+pub fn normalize_name(p: &str) -> Result<String, super::InvalidFault> {
     let n = p.trim().trim_end_matches('.').to_ascii_lowercase();
     if n.is_empty() {
         return Err("argument `name`: empty name".into());
@@ -83,9 +83,9 @@ pub fn normalize_name(p: &str) -> Result<String, String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
     {
-        return Err(format!(
-            "argument `name`: `{p}` is not a DNS name or a `*.suffix` wildcard"
-        ));
+        return Err(
+            format!("argument `name`: `{p}` is not a DNS name or a `*.suffix` wildcard").into(),
+        );
     }
     Ok(n)
 }
@@ -251,7 +251,8 @@ async fn one(sock: Arc<UdpSocket>, shared: Arc<Shared>, packet: Vec<u8>, client:
             "client": client.to_string(),
         });
         shared.sink.emit(
-            trace::Event::new(ts, "proxy", "dns")
+            trace::kinds::proxy::DNS
+                .at(ts)
                 .service(shared.service.clone())
                 .container(shared.container.clone())
                 .message(format!(

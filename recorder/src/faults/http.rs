@@ -95,7 +95,7 @@ pub struct Matcher {
 }
 
 impl Matcher {
-    pub fn new(f: &HttpFault) -> Result<Matcher, String> {
+    pub fn new(f: &HttpFault) -> Result<Matcher, super::InvalidFault> {
         let regex = f
             .path_regex
             .as_deref()
@@ -197,7 +197,8 @@ impl Shared {
             "direction": if self.fault.to.is_some() { "outbound" } else { "inbound" },
         });
         self.sink.emit(
-            trace::Event::new(ts, "proxy", "http")
+            trace::kinds::proxy::HTTP
+                .at(ts)
                 .service(self.service.clone())
                 .container(self.container.clone())
                 .message(message)

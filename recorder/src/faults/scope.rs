@@ -15,6 +15,21 @@ pub struct Scope {
     services: BTreeSet<String>,
 }
 
+/// A target as written that reaches services outside the scope.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "fault target outside the scope: {what} {} (scope: {scope})",
+    services.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+)]
+pub struct OutsideScope {
+    /// How the target reaches them (`target names`, `network `n` joins` …).
+    pub what: String,
+    /// The services outside the scope.
+    pub services: Vec<String>,
+    /// The scope, as listed in messages.
+    pub scope: String,
+}
+
 impl Scope {
     /// A scope of these services.
     pub fn new(services: impl IntoIterator<Item = String>) -> Scope {
@@ -50,7 +65,7 @@ impl Scope {
         target: &FaultTarget,
         on_network: &dyn Fn(&str) -> Option<Vec<String>>,
         container_service: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), OutsideScope> {
         let mut outside: Vec<String> = Vec::new();
         let push = |s: &str, outside: &mut Vec<String>| {
             if !self.allows(s) && !outside.iter().any(|x| x == s) {
@@ -80,15 +95,11 @@ impl Scope {
         if outside.is_empty() {
             Ok(())
         } else {
-            Err(format!(
-                "fault target outside the scope: {what} {} (scope: {})",
-                outside
-                    .iter()
-                    .map(|s| format!("`{s}`"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                self.listed()
-            ))
+            Err(OutsideScope {
+                what,
+                services: outside,
+                scope: self.listed(),
+            })
         }
     }
 
@@ -153,7 +164,8 @@ mod tests {
                 &none,
                 &no_container,
             )
-            .expect_err("c is outside");
+            .expect_err("c is outside")
+            .to_string();
         assert_eq!(
             e,
             "fault target outside the scope: target names `c` (scope: a, b)"
@@ -164,12 +176,14 @@ mod tests {
                 &none,
                 &no_container,
             )
-            .expect_err("c, d are outside");
+            .expect_err("c, d are outside")
+            .to_string();
         assert!(e.contains("`d`, `c`"), "{e}");
         let net = |n: &str| (n == "mid").then(|| vec!["a".to_string(), "z".to_string()]);
         let e = s
             .check_names(&FaultTarget::Network("mid".into()), &net, &no_container)
-            .expect_err("z joins mid");
+            .expect_err("z joins mid")
+            .to_string();
         assert!(e.contains("network `mid` joins `z`"), "{e}");
         // not known before the run: left to the run-time check
         assert!(s
@@ -216,7 +230,8 @@ mod tests {
             &mut rng,
             Some(&scope),
         )
-        .expect_err("b is outside");
+        .expect_err("b is outside")
+        .to_string();
         assert_eq!(
             err.to_string(),
             "fault target: outside the scope: resolved to p-b-1 (service `b`) (scope: a)"

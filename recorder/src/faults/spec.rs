@@ -13,6 +13,40 @@ use super::rules::{normalize_signal, parse_rate, parse_size, Direction, Netem};
 use super::syscall::{errno_from, syscall_numbers, Effect, SyscallFault, When};
 use super::{FaultRequest, FaultTarget};
 
+/// What is wrong with a fault request as written: the action, an argument or the target. The
+/// messages name the action and the argument.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidFault {
+    /// A problem of one action's arguments or target (`fault `ACTION`: …`).
+    #[error("fault `{action}`: {problem}")]
+    Fault {
+        action: String,
+        problem: Box<InvalidFault>,
+    },
+    /// What is wrong, naming the argument (`argument `percent` must be …`) or the action.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<String> for InvalidFault {
+    fn from(m: String) -> InvalidFault {
+        InvalidFault::Invalid(m)
+    }
+}
+
+impl From<&str> for InvalidFault {
+    fn from(m: &str) -> InvalidFault {
+        InvalidFault::Invalid(m.to_string())
+    }
+}
+
+/// An [`InvalidFault`] with a formatted message.
+macro_rules! bad {
+    ($($t:tt)*) => {
+        InvalidFault::Invalid(format!($($t)*))
+    };
+}
+
 /// A fault action with its arguments checked and defaults filled in.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -154,70 +188,66 @@ fn get<'a>(args: &'a [(String, Value)], name: &str) -> Option<&'a Value> {
     args.iter().find(|(k, _)| k == name).map(|(_, v)| v)
 }
 
-fn as_str(name: &str, v: &Value) -> Result<String, String> {
+fn as_str(name: &str, v: &Value) -> Result<String, InvalidFault> {
     match v {
         Value::String(s) => Ok(s.clone()),
         Value::Number(n) => Ok(n.to_string()),
-        other => Err(format!("argument `{name}` must be a string, got {other}")),
+        other => Err(bad!("argument `{name}` must be a string, got {other}")),
     }
 }
 
-fn as_f64(name: &str, v: &Value) -> Result<f64, String> {
+fn as_f64(name: &str, v: &Value) -> Result<f64, InvalidFault> {
     match v {
         Value::Number(n) => n
             .as_f64()
-            .ok_or_else(|| format!("argument `{name}` is not a number: {n}")),
+            .ok_or_else(|| bad!("argument `{name}` is not a number: {n}")),
         Value::String(s) => s
             .trim()
             .trim_end_matches('%')
             .parse::<f64>()
-            .map_err(|_| format!("argument `{name}` must be a number, got {s:?}")),
-        other => Err(format!("argument `{name}` must be a number, got {other}")),
+            .map_err(|_| bad!("argument `{name}` must be a number, got {s:?}")),
+        other => Err(bad!("argument `{name}` must be a number, got {other}")),
     }
 }
 
-fn as_bool(name: &str, v: &Value) -> Result<bool, String> {
+fn as_bool(name: &str, v: &Value) -> Result<bool, InvalidFault> {
     match v {
         Value::Bool(b) => Ok(*b),
         Value::String(s) if s == "true" => Ok(true),
         Value::String(s) if s == "false" => Ok(false),
-        other => Err(format!(
-            "argument `{name}` must be true or false, got {other}"
-        )),
+        other => Err(bad!("argument `{name}` must be true or false, got {other}")),
     }
 }
 
 /// A duration argument in milliseconds: a string with a unit (`100ms`, `2s`), a `{"ns": n}`
 /// object, or a bare number taken in `bare_unit_ms` milliseconds.
-fn as_ms(name: &str, v: &Value, bare_unit_ms: f64) -> Result<f64, String> {
+fn as_ms(name: &str, v: &Value, bare_unit_ms: f64) -> Result<f64, InvalidFault> {
     match v {
         Value::Number(n) => n
             .as_f64()
             .filter(|x| x.is_finite() && *x >= 0.0)
             .map(|x| x * bare_unit_ms)
-            .ok_or_else(|| format!("argument `{name}` must be a non-negative duration: {n}")),
+            .ok_or_else(|| bad!("argument `{name}` must be a non-negative duration: {n}")),
         Value::String(s) => trace::time::parse_duration(s)
             .map(|d| d.as_secs_f64() * 1000.0)
-            .map_err(|e| format!("argument `{name}`: {e}")),
+            .map_err(|e| bad!("argument `{name}`: {e}")),
         Value::Object(o) => match o.get("ns").and_then(Value::as_f64) {
             Some(ns) if ns >= 0.0 => Ok(ns / 1e6),
-            _ => Err(format!("argument `{name}` must be a duration, got {v}")),
+            _ => Err(bad!("argument `{name}` must be a duration, got {v}")),
         },
-        other => Err(format!("argument `{name}` must be a duration, got {other}")),
+        other => Err(bad!("argument `{name}` must be a duration, got {other}")),
     }
 }
 
-fn percent(name: &str, v: &Value) -> Result<f64, String> {
+fn percent(name: &str, v: &Value) -> Result<f64, InvalidFault> {
     let p = as_f64(name, v)?;
     if !(0.0..=100.0).contains(&p) {
-        return Err(format!(
-            "argument `{name}` must be between 0 and 100, got {p}"
-        ));
+        return Err(bad!("argument `{name}` must be between 0 and 100, got {p}"));
     }
     Ok(p)
 }
 
-fn command(name: &str, v: &Value) -> Result<Vec<String>, String> {
+fn command(name: &str, v: &Value) -> Result<Vec<String>, InvalidFault> {
     let cmd: Vec<String> = match v {
         Value::String(s) => s.split_whitespace().map(str::to_string).collect(),
         Value::Array(a) => a
@@ -225,22 +255,22 @@ fn command(name: &str, v: &Value) -> Result<Vec<String>, String> {
             .map(|x| match x {
                 Value::String(s) => Ok(s.clone()),
                 Value::Number(n) => Ok(n.to_string()),
-                other => Err(format!("argument `{name}` holds a non-string: {other}")),
+                other => Err(bad!("argument `{name}` holds a non-string: {other}")),
             })
             .collect::<Result<_, _>>()?,
         other => {
-            return Err(format!(
+            return Err(bad!(
                 "argument `{name}` must be a command string or a list of strings, got {other}"
             ))
         }
     };
     if cmd.is_empty() {
-        return Err(format!("argument `{name}` is an empty command"));
+        return Err(bad!("argument `{name}` is an empty command"));
     }
     Ok(cmd)
 }
 
-fn timeout_s(args: &[(String, Value)]) -> Result<Option<i32>, String> {
+fn timeout_s(args: &[(String, Value)]) -> Result<Option<i32>, InvalidFault> {
     match get(args, "timeout") {
         None => Ok(None),
         Some(v) => {
@@ -252,10 +282,10 @@ fn timeout_s(args: &[(String, Value)]) -> Result<Option<i32>, String> {
 
 /// Parses an action and its arguments. Unknown actions, unknown argument names and bad values are
 /// errors naming the action and the argument.
-pub fn parse_action(action: &str, args: &[(String, Value)]) -> Result<Action, String> {
+pub fn parse_action(action: &str, args: &[(String, Value)]) -> Result<Action, InvalidFault> {
     let Some((_, known)) = ACTIONS.iter().find(|(n, _)| *n == action) else {
         let names: Vec<&str> = ACTIONS.iter().map(|(n, _)| *n).collect();
-        return Err(format!(
+        return Err(bad!(
             "unknown fault action `{action}` (known: {})",
             names.join(", ")
         ));
@@ -264,27 +294,29 @@ pub fn parse_action(action: &str, args: &[(String, Value)]) -> Result<Action, St
     for (k, _) in args {
         if !known.contains(&k.as_str()) {
             return Err(if known.is_empty() {
-                format!("fault `{action}` takes no arguments, got `{k}`")
+                bad!("fault `{action}` takes no arguments, got `{k}`")
             } else {
-                format!(
+                bad!(
                     "fault `{action}` has no argument `{k}` (it takes: {})",
                     known.join(", ")
                 )
             });
         }
         if !seen.insert(k.as_str()) {
-            return Err(format!("fault `{action}`: argument `{k}` given twice"));
+            return Err(bad!("fault `{action}`: argument `{k}` given twice"));
         }
     }
-    let ctx = |e: String| format!("fault `{action}`: {e}");
+    let ctx = |e: InvalidFault| InvalidFault::Fault {
+        action: action.to_string(),
+        problem: Box::new(e),
+    };
     let a = match action {
         "kill" => {
             let signal = match get(args, "signal") {
                 None => "SIGKILL".to_string(),
                 Some(v) => {
                     let s = as_str("signal", v).map_err(ctx)?;
-                    normalize_signal(&s)
-                        .ok_or_else(|| ctx(format!("`{s}` is not a Linux signal")))?
+                    normalize_signal(&s).ok_or_else(|| ctx(bad!("`{s}` is not a Linux signal")))?
                 }
             };
             Action::Kill { signal }
@@ -320,7 +352,7 @@ pub fn parse_action(action: &str, args: &[(String, Value)]) -> Result<Action, St
                 (None, Some(v)) => {
                     let p = as_f64("probability", v).map_err(ctx)?;
                     if !(0.0..=1.0).contains(&p) {
-                        return Err(ctx(format!(
+                        return Err(ctx(bad!(
                             "argument `probability` must be between 0 and 1, got {p}"
                         )));
                     }
@@ -335,7 +367,7 @@ pub fn parse_action(action: &str, args: &[(String, Value)]) -> Result<Action, St
                 Some(v) => {
                     let s = as_str("direction", v).map_err(ctx)?;
                     Direction::parse(&s).ok_or_else(|| {
-                        ctx(format!(
+                        ctx(bad!(
                             "argument `direction` must be egress, ingress or both, got {s:?}"
                         ))
                     })?
@@ -353,11 +385,11 @@ pub fn parse_action(action: &str, args: &[(String, Value)]) -> Result<Action, St
                     .as_f64()
                     .filter(|x| *x >= 1.0)
                     .map(|x| x as u64)
-                    .ok_or_else(|| ctx(format!("argument `rate` must be positive, got {n}")))?,
+                    .ok_or_else(|| ctx(bad!("argument `rate` must be positive, got {n}")))?,
                 Some(v) => {
                     let s = as_str("rate", v).map_err(ctx)?;
                     parse_rate(&s).ok_or_else(|| {
-                        ctx(format!(
+                        ctx(bad!(
                             "argument `rate` must look like \"1mbit\", \"500kbit\" or \"1mbps\", got {s:?}"
                         ))
                     })?
@@ -365,14 +397,15 @@ pub fn parse_action(action: &str, args: &[(String, Value)]) -> Result<Action, St
             };
             let burst_bytes = match get(args, "burst") {
                 None => (rate_bps / 8 / 100).max(3028),
-                Some(Value::Number(n)) => n.as_u64().filter(|x| *x > 0).ok_or_else(|| {
-                    ctx(format!("argument `burst` must be positive bytes, got {n}"))
-                })?,
+                Some(Value::Number(n)) => n
+                    .as_u64()
+                    .filter(|x| *x > 0)
+                    .ok_or_else(|| ctx(bad!("argument `burst` must be positive bytes, got {n}")))?,
                 Some(v) => {
                     let s = as_str("burst", v).map_err(ctx)?;
                     parse_size(&s)
                         .map(|x| x as u64)
-                        .ok_or_else(|| ctx(format!("argument `burst` must be a size, got {s:?}")))?
+                        .ok_or_else(|| ctx(bad!("argument `burst` must be a size, got {s:?}")))?
                 }
             };
             let latency_ms = match get(args, "latency") {
@@ -393,7 +426,7 @@ pub fn parse_action(action: &str, args: &[(String, Value)]) -> Result<Action, St
             if let Some(v) = get(args, "jitter") {
                 n.jitter_ms = Some(as_ms("jitter", v, 1.0).map_err(ctx)?);
             }
-            let pct = |key: &str| -> Result<Option<f64>, String> {
+            let pct = |key: &str| -> Result<Option<f64>, InvalidFault> {
                 match get(args, key) {
                     None => Ok(None),
                     Some(v) => percent(key, v).map(Some),
@@ -426,7 +459,7 @@ pub fn parse_action(action: &str, args: &[(String, Value)]) -> Result<Action, St
                     "duplicate" | "corrupt" | "reorder" => "`percent`",
                     _ => "at least one of delay, jitter, loss, duplicate, corrupt, reorder",
                 };
-                return Err(ctx(format!("needs {need}")));
+                return Err(ctx(bad!("needs {need}")));
             }
             if action == "jitter" && n.delay_ms.is_none() {
                 // Jitter varies a delay; without one, use the jitter itself as the base delay.
@@ -464,21 +497,21 @@ pub fn parse_action(action: &str, args: &[(String, Value)]) -> Result<Action, St
             }
         }
         "limits" => {
-            let size = |key: &str| -> Result<Option<i64>, String> {
+            let size = |key: &str| -> Result<Option<i64>, InvalidFault> {
                 match get(args, key) {
                     None => Ok(None),
                     Some(Value::Number(n)) => n
                         .as_i64()
                         .filter(|x| *x > 0 || key == "memory_swap" && *x == -1)
                         .map(Some)
-                        .ok_or_else(|| format!("argument `{key}` must be positive bytes, got {n}")),
+                        .ok_or_else(|| bad!("argument `{key}` must be positive bytes, got {n}")),
                     Some(v) => {
                         let s = as_str(key, v)?;
                         if key == "memory_swap" && s.trim() == "-1" {
                             return Ok(Some(-1));
                         }
                         parse_size(&s).map(Some).ok_or_else(|| {
-                            format!("argument `{key}` must be a size like \"256m\", got {s:?}")
+                            bad!("argument `{key}` must be a size like \"256m\", got {s:?}")
                         })
                     }
                 }
@@ -491,14 +524,14 @@ pub fn parse_action(action: &str, args: &[(String, Value)]) -> Result<Action, St
             if let Some(v) = get(args, "cpus") {
                 let c = as_f64("cpus", v).map_err(ctx)?;
                 if !(c > 0.0 && c <= 1024.0) {
-                    return Err(ctx(format!("argument `cpus` must be > 0, got {c}")));
+                    return Err(ctx(bad!("argument `cpus` must be > 0, got {c}")));
                 }
                 l.nano_cpus = Some((c * 1e9) as i64);
             }
             if let Some(v) = get(args, "cpu_shares") {
                 let c = as_f64("cpu_shares", v).map_err(ctx)?;
                 if !(2.0..=262144.0).contains(&c) {
-                    return Err(ctx(format!(
+                    return Err(ctx(bad!(
                         "argument `cpu_shares` must be between 2 and 262144, got {c}"
                     )));
                 }
@@ -507,7 +540,7 @@ pub fn parse_action(action: &str, args: &[(String, Value)]) -> Result<Action, St
             if let Some(v) = get(args, "pids") {
                 let c = as_f64("pids", v).map_err(ctx)?;
                 if c < 1.0 {
-                    return Err(ctx(format!("argument `pids` must be >= 1, got {c}")));
+                    return Err(ctx(bad!("argument `pids` must be >= 1, got {c}")));
                 }
                 l.pids_limit = Some(c as i64);
             }
@@ -521,24 +554,22 @@ pub fn parse_action(action: &str, args: &[(String, Value)]) -> Result<Action, St
         "syscall" => Action::Syscall(syscall_fault(args).map_err(ctx)?),
         "http" => Action::Http(http_fault(args).map_err(ctx)?),
         "dns" => Action::Dns(dns_fault(args).map_err(ctx)?),
-        _ => return Err(format!("unknown fault action `{action}`")),
+        _ => return Err(bad!("unknown fault action `{action}`")),
     };
     Ok(a)
 }
 
 /// A TCP/UDP port argument (1..=65535).
-fn port(name: &str, v: &Value) -> Result<u16, String> {
+fn port(name: &str, v: &Value) -> Result<u16, InvalidFault> {
     let p = as_f64(name, v)?;
     if !(1.0..=65535.0).contains(&p) || p.fract() != 0.0 {
-        return Err(format!(
-            "argument `{name}` must be a port (1-65535), got {v}"
-        ));
+        return Err(bad!("argument `{name}` must be a port (1-65535), got {v}"));
     }
     Ok(p as u16)
 }
 
 /// The arguments of an `http` fault.
-fn http_fault(args: &[(String, Value)]) -> Result<HttpFault, String> {
+fn http_fault(args: &[(String, Value)]) -> Result<HttpFault, InvalidFault> {
     let port = match get(args, "port") {
         None => return Err("needs `port` (the service's port, or the peer's with `to`)".into()),
         Some(v) => port("port", v)?,
@@ -548,7 +579,7 @@ fn http_fault(args: &[(String, Value)]) -> Result<HttpFault, String> {
     let method = opt("method")?;
     if let Some(m) = &method {
         if m.is_empty() || !m.chars().all(|c| c.is_ascii_alphabetic()) {
-            return Err(format!(
+            return Err(bad!(
                 "argument `method` must be a method like GET, got {m:?}"
             ));
         }
@@ -556,12 +587,12 @@ fn http_fault(args: &[(String, Value)]) -> Result<HttpFault, String> {
     let path = opt("path")?;
     if let Some(p) = &path {
         if !p.starts_with('/') {
-            return Err(format!("argument `path` must start with `/`, got {p:?}"));
+            return Err(bad!("argument `path` must start with `/`, got {p:?}"));
         }
     }
     let path_regex = opt("path_regex")?;
     if let Some(r) = &path_regex {
-        regex::Regex::new(r).map_err(|e| format!("argument `path_regex`: {e}"))?;
+        regex::Regex::new(r).map_err(|e| bad!("argument `path_regex`: {e}"))?;
     }
     let header = match opt("header")? {
         None => None,
@@ -571,7 +602,7 @@ fn http_fault(args: &[(String, Value)]) -> Result<HttpFault, String> {
                 None => (h.trim(), None),
             };
             if hyper::header::HeaderName::from_bytes(n.as_bytes()).is_err() {
-                return Err(format!(
+                return Err(bad!(
                     "argument `header` must be \"Name\" or \"Name: value\", got {h:?}"
                 ));
             }
@@ -595,7 +626,7 @@ fn http_fault(args: &[(String, Value)]) -> Result<HttpFault, String> {
         Some(v) => {
             let s = as_f64("status", v)?;
             if !(100.0..=599.0).contains(&s) || s.fract() != 0.0 {
-                return Err(format!("argument `status` must be 100-599, got {v}"));
+                return Err(bad!("argument `status` must be 100-599, got {v}"));
             }
             Some(s as u16)
         }
@@ -626,7 +657,7 @@ fn http_fault(args: &[(String, Value)]) -> Result<HttpFault, String> {
         (Some(v), None) => {
             let p = as_f64("probability", v)?;
             if !(0.0..=1.0).contains(&p) {
-                return Err(format!(
+                return Err(bad!(
                     "argument `probability` must be between 0 and 1, got {p}"
                 ));
             }
@@ -650,7 +681,7 @@ fn http_fault(args: &[(String, Value)]) -> Result<HttpFault, String> {
 }
 
 /// The arguments of a `dns` fault.
-fn dns_fault(args: &[(String, Value)]) -> Result<DnsFault, String> {
+fn dns_fault(args: &[(String, Value)]) -> Result<DnsFault, InvalidFault> {
     let names = match get(args, "name") {
         None => return Err("needs `name` (e.g. \"web\" or \"*.example.com\")".into()),
         Some(v) => names("name", v)?
@@ -667,16 +698,16 @@ fn dns_fault(args: &[(String, Value)]) -> Result<DnsFault, String> {
         (Some(v), None) => {
             let a = as_str("address", v)?;
             DnsAnswer::Address(
-                a.trim().parse().map_err(|_| {
-                    format!("argument `address` must be an IPv4 address, got {a:?}")
-                })?,
+                a.trim()
+                    .parse()
+                    .map_err(|_| bad!("argument `address` must be an IPv4 address, got {a:?}"))?,
             )
         }
         (None, Some(v)) => match as_str("error", v)?.to_ascii_lowercase().as_str() {
             "nxdomain" => DnsAnswer::NxDomain,
             "servfail" => DnsAnswer::ServFail,
             other => {
-                return Err(format!(
+                return Err(bad!(
                     "argument `error` must be nxdomain or servfail, got {other:?}"
                 ))
             }
@@ -703,7 +734,7 @@ fn dns_fault(args: &[(String, Value)]) -> Result<DnsFault, String> {
 }
 
 /// A list-or-comma-separated-string argument (`"writes, fsync"` or `["writes", "fsync"]`).
-fn names(name: &str, v: &Value) -> Result<Vec<String>, String> {
+fn names(name: &str, v: &Value) -> Result<Vec<String>, InvalidFault> {
     let out: Vec<String> = match v {
         Value::String(s) => s
             .split([',', ' '])
@@ -716,21 +747,21 @@ fn names(name: &str, v: &Value) -> Result<Vec<String>, String> {
             .map(|x| as_str(name, x))
             .collect::<Result<_, _>>()?,
         other => {
-            return Err(format!(
+            return Err(bad!(
                 "argument `{name}` must be a name, a comma-separated string or a list, got {other}"
             ))
         }
     };
     if out.is_empty() {
-        return Err(format!("argument `{name}` is empty"));
+        return Err(bad!("argument `{name}` is empty"));
     }
     Ok(out)
 }
 
-fn count(name: &str, v: &Value) -> Result<u64, String> {
+fn count(name: &str, v: &Value) -> Result<u64, InvalidFault> {
     let x = as_f64(name, v)?;
     if x < 1.0 || x.fract() != 0.0 {
-        return Err(format!(
+        return Err(bad!(
             "argument `{name}` must be a whole number >= 1, got {x}"
         ));
     }
@@ -739,7 +770,7 @@ fn count(name: &str, v: &Value) -> Result<u64, String> {
 
 /// The `syscall` fault's arguments: `calls` (required), `error` or `delay` (one required),
 /// `path`, how often (`nth`/`every` or `probability`/`percent`; default every call), `process`.
-fn syscall_fault(args: &[(String, Value)]) -> Result<SyscallFault, String> {
+fn syscall_fault(args: &[(String, Value)]) -> Result<SyscallFault, InvalidFault> {
     let calls = match get(args, "calls") {
         None => {
             return Err(
@@ -755,14 +786,14 @@ fn syscall_fault(args: &[(String, Value)]) -> Result<SyscallFault, String> {
         (Some(v), None) => {
             let s = as_str("error", v)?;
             let (name, errno) = errno_from(&s).ok_or_else(|| {
-                format!("argument `error` must be an errno name like ENOSPC, EIO, EMFILE, ENOMEM, ECONNREFUSED (or a number), got {s:?}")
+                bad!("argument `error` must be an errno name like ENOSPC, EIO, EMFILE, ENOMEM, ECONNREFUSED (or a number), got {s:?}")
             })?;
             Effect::Error { name, errno }
         }
         (None, Some(v)) => {
             let ms = as_ms("delay", v, 1.0)?;
             if ms <= 0.0 || ms > 600_000.0 {
-                return Err(format!(
+                return Err(bad!(
                     "argument `delay` must be between 0 and 10m, got {ms}ms"
                 ));
             }
@@ -777,7 +808,7 @@ fn syscall_fault(args: &[(String, Value)]) -> Result<SyscallFault, String> {
         Some(v) => {
             let p = as_str("path", v)?;
             if !p.starts_with('/') {
-                return Err(format!("argument `path` must be absolute, got {p:?}"));
+                return Err(bad!("argument `path` must be absolute, got {p:?}"));
             }
             Some(p)
         }
@@ -787,7 +818,7 @@ fn syscall_fault(args: &[(String, Value)]) -> Result<SyscallFault, String> {
         (Some(v), None) => {
             let p = as_f64("probability", v)?;
             if !(0.0..=1.0).contains(&p) {
-                return Err(format!(
+                return Err(bad!(
                     "argument `probability` must be between 0 and 1, got {p}"
                 ));
             }
@@ -887,13 +918,13 @@ pub fn target_services(t: &FaultTarget) -> Vec<&str> {
 
 /// Checks a request before anything starts: the action is known, its arguments are valid, the
 /// target names known services and has a shape the action accepts.
-pub fn validate(req: &FaultRequest, services: &[String]) -> Result<(), String> {
+pub fn validate(req: &FaultRequest, services: &[String]) -> Result<(), InvalidFault> {
     let action = parse_action(&req.action, &req.args)?;
     if let Action::Http(HttpFault { to: Some(peer), .. }) = &action {
         if !services.iter().any(|x| x == peer) {
             let mut known: Vec<&str> = services.iter().map(String::as_str).collect();
             known.sort();
-            return Err(format!(
+            return Err(bad!(
                 "fault `{}`: argument `to` names unknown service `{peer}` (the compose project has: {})",
                 req.action,
                 known.join(", ")
@@ -904,7 +935,7 @@ pub fn validate(req: &FaultRequest, services: &[String]) -> Result<(), String> {
         if !services.iter().any(|x| x == s) {
             let mut known: Vec<&str> = services.iter().map(String::as_str).collect();
             known.sort();
-            return Err(format!(
+            return Err(bad!(
                 "fault `{}`: unknown service `{s}` (the compose project has: {})",
                 req.action,
                 known.join(", ")
@@ -913,33 +944,33 @@ pub fn validate(req: &FaultRequest, services: &[String]) -> Result<(), String> {
     }
     match &req.target {
         FaultTarget::Services(v) | FaultTarget::Random(v) if v.is_empty() => {
-            return Err(format!("fault `{}`: the target list is empty", req.action));
+            return Err(bad!("fault `{}`: the target list is empty", req.action));
         }
         FaultTarget::Between(a, b) | FaultTarget::FromTo(a, b) => {
             if !matches!(action, Action::Partition) {
-                return Err(format!(
+                return Err(bad!(
                     "fault `{}`: `between`/`from ... to` targets are for `partition` only",
                     req.action
                 ));
             }
             if a.is_empty() || b.is_empty() {
-                return Err(format!(
+                return Err(bad!(
                     "fault `{}`: both sides of a partition need at least one service",
                     req.action
                 ));
             }
             if let Some(s) = a.iter().find(|s| b.contains(s)) {
-                return Err(format!(
+                return Err(bad!(
                     "fault `{}`: service `{s}` is on both sides of the partition",
                     req.action
                 ));
             }
         }
         FaultTarget::Container(c) if c.trim().is_empty() => {
-            return Err(format!("fault `{}`: empty container name", req.action));
+            return Err(bad!("fault `{}`: empty container name", req.action));
         }
         FaultTarget::Network(n) if n.trim().is_empty() => {
-            return Err(format!("fault `{}`: empty network name", req.action));
+            return Err(bad!("fault `{}`: empty network name", req.action));
         }
         _ => {}
     }
@@ -1037,25 +1068,37 @@ mod tests {
 
     #[test]
     fn refuses_bad_actions_and_arguments_with_clear_messages() {
-        let e = parse_action("explode", &[]).unwrap_err();
+        let e = parse_action("explode", &[]).unwrap_err().to_string();
         assert!(e.contains("unknown fault action `explode`"), "{e}");
-        let e = parse_action("pause", &[a("hard", json!(true))]).unwrap_err();
+        let e = parse_action("pause", &[a("hard", json!(true))])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("takes no arguments"), "{e}");
-        let e = parse_action("loss", &[a("percnt", json!(3))]).unwrap_err();
+        let e = parse_action("loss", &[a("percnt", json!(3))])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no argument `percnt`"), "{e}");
-        let e = parse_action("loss", &[a("percent", json!(130))]).unwrap_err();
+        let e = parse_action("loss", &[a("percent", json!(130))])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("between 0 and 100"), "{e}");
-        let e = parse_action("loss", &[]).unwrap_err();
+        let e = parse_action("loss", &[]).unwrap_err().to_string();
         assert!(e.contains("needs `percent`"), "{e}");
-        let e = parse_action("kill", &[a("signal", json!("SIGFOO"))]).unwrap_err();
+        let e = parse_action("kill", &[a("signal", json!("SIGFOO"))])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not a Linux signal"), "{e}");
-        let e = parse_action("bandwidth", &[a("rate", json!("quick"))]).unwrap_err();
+        let e = parse_action("bandwidth", &[a("rate", json!("quick"))])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("argument `rate`"), "{e}");
-        let e = parse_action("delay", &[]).unwrap_err();
+        let e = parse_action("delay", &[]).unwrap_err().to_string();
         assert!(e.contains("needs `delay`"), "{e}");
-        let e = parse_action("limits", &[]).unwrap_err();
+        let e = parse_action("limits", &[]).unwrap_err().to_string();
         assert!(e.contains("at least one"), "{e}");
-        let e = parse_action("exec", &[a("cmd", json!([]))]).unwrap_err();
+        let e = parse_action("exec", &[a("cmd", json!([]))])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("empty command"), "{e}");
     }
 
@@ -1073,7 +1116,8 @@ mod tests {
             &req("pause", vec![], FaultTarget::Service("nope".into())),
             &s,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("unknown service `nope`"), "{e}");
         assert!(e.contains("left-a, left-b, right-a"), "{e}");
         let between = FaultTarget::Between(vec!["left-a".into()], vec!["right-a".into()]);
@@ -1081,12 +1125,18 @@ mod tests {
             validate(&req("partition", vec![], between.clone()), &s),
             Ok(())
         );
-        let e = validate(&req("pause", vec![], between), &s).unwrap_err();
+        let e = validate(&req("pause", vec![], between), &s)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("for `partition` only"), "{e}");
         let both = FaultTarget::FromTo(vec!["left-a".into()], vec!["left-a".into()]);
-        let e = validate(&req("partition", vec![], both), &s).unwrap_err();
+        let e = validate(&req("partition", vec![], both), &s)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("both sides"), "{e}");
-        let e = validate(&req("kill", vec![], FaultTarget::Random(vec![])), &s).unwrap_err();
+        let e = validate(&req("kill", vec![], FaultTarget::Random(vec![])), &s)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("empty"), "{e}");
         assert_eq!(
             validate(
@@ -1157,7 +1207,8 @@ mod tests {
             Ok(Action::Syscall(f)) => assert_eq!(f.when, When::Nth { nth: 3, every: 2 }),
             other => panic!("unexpected {other:?}"),
         }
-        let e = |args: Vec<(String, Value)>| parse_action("syscall", &args).unwrap_err();
+        let e =
+            |args: Vec<(String, Value)>| parse_action("syscall", &args).unwrap_err().to_string();
         assert!(e(vec![]).contains("needs `calls`"));
         assert!(e(vec![a("calls", json!("write"))]).contains("needs `error`"));
         let m = e(vec![a("calls", json!("write")), a("error", json!("ENOPE"))]);
@@ -1231,7 +1282,7 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
-        let e = |args: Vec<(String, Value)>| parse_action("http", &args).unwrap_err();
+        let e = |args: Vec<(String, Value)>| parse_action("http", &args).unwrap_err().to_string();
         assert!(e(vec![a("status", json!(503))]).contains("needs `port`"));
         assert!(e(vec![a("port", json!(8080))]).contains("needs `status`"));
         assert!(e(vec![a("port", json!(70000)), a("reset", json!(true))]).contains("port"));
@@ -1280,7 +1331,7 @@ mod tests {
             Ok(Action::Dns(f)) => assert_eq!(f.answer, DnsAnswer::ServFail),
             other => panic!("unexpected {other:?}"),
         }
-        let e = |args: Vec<(String, Value)>| parse_action("dns", &args).unwrap_err();
+        let e = |args: Vec<(String, Value)>| parse_action("dns", &args).unwrap_err().to_string();
         assert!(e(vec![a("address", json!("1.2.3.4"))]).contains("needs `name`"));
         assert!(e(vec![a("name", json!("web"))]).contains("needs `address`"));
         assert!(e(vec![a("name", json!("web")), a("address", json!("nope"))]).contains("IPv4"));
@@ -1298,7 +1349,7 @@ mod tests {
             ],
             FaultTarget::Service("left-a".into()),
         );
-        let m = validate(&r, &svcs()).unwrap_err();
+        let m = validate(&r, &svcs()).unwrap_err().to_string();
         assert!(m.contains("unknown service `nope`"), "{m}");
     }
 }

@@ -234,7 +234,7 @@ pub fn errno_from(s: &str) -> Option<(String, i32)> {
 }
 
 /// Syscall numbers for names and classes; unknown names are an error listing the classes.
-pub fn syscall_numbers(names: &[String]) -> Result<BTreeSet<i64>, String> {
+pub fn syscall_numbers(names: &[String]) -> Result<BTreeSet<i64>, super::InvalidFault> {
     let mut out = BTreeSet::new();
     for n in names {
         let n = n.trim();
@@ -251,7 +251,8 @@ pub fn syscall_numbers(names: &[String]) -> Result<BTreeSet<i64>, String> {
             return Err(format!(
                 "unknown syscall `{n}` (give x86_64 names like write, openat, connect, or a class: {})",
                 classes.join(", ")
-            ));
+            )
+            .into());
         }
     }
     if out.is_empty() {
@@ -1190,7 +1191,7 @@ mod tests {
         let n = syscall_numbers(&["writes".into(), "openat".into()]).unwrap();
         assert!(n.contains(&1) && n.contains(&18) && n.contains(&20) && n.contains(&257));
         assert!(!n.contains(&0));
-        let e = syscall_numbers(&["wrte".into()]).unwrap_err();
+        let e = syscall_numbers(&["wrte".into()]).unwrap_err().to_string();
         assert!(
             e.contains("unknown syscall `wrte`") && e.contains("writes"),
             "{e}"

@@ -663,7 +663,7 @@ pub struct DiscoverError {
 /// service (attaching the agent first when needed, and stopping it again afterwards). Returns
 /// the text to print: per container a `# <container> …` header, then the listing.
 pub async fn discover(o: &DiscoverOptions) -> Result<String, DiscoverError> {
-    use crate::run::exit;
+    use crate::exit;
     let env = |m: String| DiscoverError {
         message: m,
         exit_code: exit::ENV,
