@@ -106,8 +106,9 @@ pub struct ReadOptions {
     pub batch_size: usize,
     /// Decode the row groups of `events.parquet` on this many worker threads ahead of the
     /// consumer (0 or 1: in the calling thread, one after the other). The events are the same
-    /// either way (and, for a format v2 file, the batches); memory grows to at most `read_ahead + 2` decoded row groups (one being
-    /// consumed, `read_ahead + 1` ready or decoding).
+    /// either way (and, for a format v2 file, the batches); memory grows to at most
+    /// `read_ahead + 2` decoded row groups (one being consumed, `read_ahead + 1` ready or
+    /// decoding).
     pub read_ahead: usize,
 }
 
