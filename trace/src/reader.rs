@@ -10,7 +10,7 @@
 //! finalized.
 //!
 //! With [`ReadOptions::read_ahead`], the row groups of `events.parquet` are decoded on worker
-//! threads ahead of the consumer ([`ahead`]): the same batches in the same order, at most
+//! threads ahead of the consumer ([`ahead`]): the same events in the same order, at most
 //! `read_ahead + 1` row groups decoded ahead of the one being consumed.
 
 mod ahead;
@@ -105,9 +105,10 @@ pub struct ReadOptions {
     /// Rows per batch (0: the default, 8192).
     pub batch_size: usize,
     /// Decode the row groups of `events.parquet` on this many worker threads ahead of the
-    /// consumer (0 or 1: in the calling thread, one after the other). The stream is the same
-    /// either way; memory grows to at most `read_ahead + 2` decoded row groups (one being
-    /// consumed, `read_ahead + 1` ready or decoding).
+    /// consumer (0 or 1: in the calling thread, one after the other). The events are the same
+    /// either way (and, for a format v2 file, the batches); memory grows to at most
+    /// `read_ahead + 2` decoded row groups (one being consumed, `read_ahead + 1` ready or
+    /// decoding).
     pub read_ahead: usize,
 }
 

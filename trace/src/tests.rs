@@ -331,8 +331,16 @@ fn reading_ahead_on_threads_gives_the_sequential_stream() {
                     read_ahead: threads,
                     ..o.clone()
                 };
+                let got = batches(&t, &ahead);
+                // a v1 file is read sequentially by one reader whose batches run across row
+                // groups; read ahead, each row group ends its last batch: compare the events
+                let same = if dir == d.path() {
+                    got == want
+                } else {
+                    got.concat() == want.concat()
+                };
                 assert!(
-                    batches(&t, &ahead) == want,
+                    same,
                     "{threads} threads differ from the sequential read of {}",
                     dir.display()
                 );
