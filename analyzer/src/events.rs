@@ -226,6 +226,7 @@ pub fn run(a: &EventsArgs, out: &mut dyn Write) -> Result<i32, Error> {
         until_ns: until,
         include_packets,
         batch_size: 0,
+        read_ahead: 0,
     };
     if a.format == Format::Csv && !a.count {
         writeln!(

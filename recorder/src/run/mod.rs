@@ -37,6 +37,7 @@ use crate::scenario::{self, LoadedScenario, Plan, Resolved, ScenarioError};
 use crate::sensors::{PacketSink, SensorContext};
 use crate::sink::{now_ns, EventSink};
 
+pub use crate::exit;
 pub use cleanup::{cleanup, CleanupError};
 pub use outcome::{RunError, RunOutcome, Status};
 use session::Session;

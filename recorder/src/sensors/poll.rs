@@ -31,7 +31,7 @@ pub(crate) fn at_least_10ms(what: &'static str, value: &str) -> Result<Duration,
     let d = parse_duration(value).map_err(|reason| ConfigError::BadDuration {
         what,
         value: value.to_string(),
-        reason,
+        reason: reason.to_string(),
     })?;
     if d < Duration::from_millis(10) {
         return Err(ConfigError::TooShort {
