@@ -7,14 +7,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use monitor::{EventInfo, ExperimentResult, Selection, Verdict};
-use regex::Regex;
 use serde::Serialize;
 use trace::ReadOptions;
 
-use crate::check::{judge_recording, load_spec, CheckFormat, Judged};
+use crate::judge::{judge_recording, load_spec, Judged};
+use crate::phases::{around, phase_of, template, Bounds};
+use crate::report::CheckFormat;
 use crate::report::text::event_line;
 use crate::{exit, Error};
 
@@ -53,57 +53,6 @@ pub struct DiffArgs {
 
 /// Distinct log templates kept per service; the rest count as one `<other>` template.
 const MAX_TEMPLATES: usize = 5_000;
-
-/// Masks the variable parts of a log line: timestamps, addresses, ids and numbers.
-pub fn template(line: &str) -> String {
-    static RE: OnceLock<Vec<(Regex, &'static str)>> = OnceLock::new();
-    let res = RE.get_or_init(|| {
-        [
-            // 2026-11-25 12:47:20.282, 2026-11-25T12:47:20Z
-            (
-                r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?",
-                "<ts>",
-            ),
-            (
-                r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b",
-                "<id>",
-            ),
-            (r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b", "<ip>"),
-            (r"\b(?:[0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}\b", "<mac>"),
-            // hex ids (container ids, hashes): at least 8 hex digits with a digit and a letter
-            (r"\b(?:0x)?[0-9a-f]*[0-9][0-9a-f]*[a-f][0-9a-f]*\b", "<hex>"),
-            (r"\b(?:0x)?[0-9a-f]*[a-f][0-9a-f]*[0-9][0-9a-f]*\b", "<hex>"),
-            (r"-?\b\d+(?:\.\d+)?", "<n>"),
-        ]
-        .into_iter()
-        .filter_map(|(p, r)| Regex::new(p).ok().map(|re| (re, r)))
-        .collect()
-    });
-    let mut s = line.trim().to_string();
-    for (re, rep) in res {
-        if *rep == "<hex>" {
-            // only long runs are ids; `dc1` or `a1` stay
-            s = re
-                .replace_all(&s, |c: &regex::Captures<'_>| {
-                    if c[0].len() >= 8 {
-                        "<hex>".to_string()
-                    } else {
-                        c[0].to_string()
-                    }
-                })
-                .into_owned();
-        } else {
-            s = re.replace_all(&s, *rep).into_owned();
-        }
-    }
-    // a bracketed timestamp says nothing once masked
-    let s = s.replace("[<ts>] ", "");
-    let mut out: String = s.chars().take(240).collect();
-    if s.chars().count() > 240 {
-        out.push('…');
-    }
-    out
-}
 
 /// One phase of a run: the time before the experiment, a step, or the time after it.
 #[derive(Debug, Clone, Serialize)]
@@ -214,9 +163,6 @@ fn replay_relation(g: &Judged, b: &Judged) -> Option<String> {
     }
 }
 
-/// A run's phase boundaries: (number, label, start, end, verdict).
-pub(crate) type Bounds = Vec<(usize, String, Option<i64>, Option<i64>, Option<Verdict>)>;
-
 fn bounds(j: &Judged, x: &ExperimentResult) -> Bounds {
     let start = j.origin_ns.or(j.report.start_ns).unwrap_or(0);
     let end = j.report.end_ns;
@@ -247,15 +193,6 @@ fn bounds(j: &Judged, x: &ExperimentResult) -> Bounds {
     };
     b.push((n, "after the experiment".into(), a, z, None));
     b
-}
-
-pub(crate) fn phase_of(b: &Bounds, ts: i64) -> Option<usize> {
-    // the latest phase that has started and not ended (steps are sequential)
-    b.iter()
-        .enumerate()
-        .rev()
-        .find(|(_, p)| p.2.is_some_and(|s| ts >= s) && p.3.is_none_or(|e| ts < e))
-        .map(|(i, _)| i)
 }
 
 #[derive(Default)]
@@ -533,33 +470,6 @@ fn differences(
             .then_with(|| a.text.cmp(&b.text))
     });
     out
-}
-
-/// Events of `services` (and faults, notes) around `at`: up to `n` before and `n` after.
-pub(crate) fn around(
-    j: &Judged,
-    at: i64,
-    services: &[String],
-    n: usize,
-) -> Result<Vec<EventInfo>, Error> {
-    let t = crate::s3::open_trace(&j.trace)?;
-    // not past where judging ended (the recorder's teardown)
-    let opts = ReadOptions {
-        since_ns: Some(at - 30_000_000_000),
-        until_ns: Some((at + 30_000_000_000).min(j.report.end_ns.saturating_add(1))),
-        ..Default::default()
-    };
-    let keep = |ev: &trace::EventRef<'_>| {
-        let ours = ev.source == "fault"
-            || ev.source == "note"
-            || ev
-                .service
-                .is_some_and(|s| services.is_empty() || services.iter().any(|x| x == s));
-        ours && ev.source != "packet"
-    };
-    Ok(crate::report::events_around(&t, &opts, n, keep, |ev| {
-        ev.ts_ns <= at
-    })?)
 }
 
 fn experiment_name(args: &DiffArgs, spec: &monitor::Spec, good: &Path) -> Result<String, Error> {

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use monitor::Verdict;
 use serde::Serialize;
 
-use crate::check::{CheckFormat, Judged};
+use crate::report::{CheckFormat, Judged};
 use crate::fleet::{Outcome, Shard};
 use crate::{exit, Error};
 
@@ -289,7 +289,7 @@ struct JsonOut<'a> {
 /// Runs `analyzer flaky`: exit 1 when something is flaky, else 0 (4 when a trace could not be
 /// read and nothing is flaky).
 pub fn run(args: &FlakyArgs, out: &mut dyn Write) -> Result<i32, Error> {
-    let spec = match crate::check::load_spec(&args.spec) {
+    let spec = match crate::judge::load_spec(&args.spec) {
         Ok(s) => s,
         Err((code, msg)) => {
             eprintln!("{msg}");
@@ -301,7 +301,7 @@ pub fn run(args: &FlakyArgs, out: &mut dyn Write) -> Result<i32, Error> {
         experiments: args.experiment.clone(),
     };
     let list = crate::fleet::trace_list(&args.traces, args.traces_from.as_deref(), args.shard)?;
-    let results = crate::check::judge_fleet(&spec, &sel, &list, crate::fleet::jobs(args.jobs), 0)?;
+    let results = crate::judge::judge_fleet(&spec, &sel, &list, crate::fleet::jobs(args.jobs), 0)?;
     for (_, r) in &results {
         if let Err(e) = r {
             eprintln!("error: {}", crate::fleet::one_line(&e.to_string()));

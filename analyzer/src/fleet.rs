@@ -12,13 +12,11 @@ use std::sync::mpsc;
 use monitor::Verdict;
 use trace::time::format_rfc3339_nanos as fmt_ts;
 
-use crate::check::Judged;
+use crate::report::Judged;
+pub use crate::error::one_line;
+pub use crate::s3::is_url;
 use crate::{exit, Error};
 
-/// True for an object-storage URL (`s3://bucket/prefix`).
-pub fn is_url(p: &Path) -> bool {
-    p.to_str().is_some_and(|s| s.starts_with("s3://"))
-}
 
 /// `--shard K/N`: the K-th of N disjoint slices of the trace list (K counts from 0, as a
 /// Kubernetes Indexed Job's `JOB_COMPLETION_INDEX` does). A trace belongs to the slice its path's
@@ -414,14 +412,6 @@ pub fn write_summary(
     writeln!(w, "verdict: {word}")
 }
 
-/// An error message on one line.
-pub fn one_line(s: &str) -> String {
-    s.split('\n')
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
 
 /// `YYYY-MM-DDTHH:MM:SSZ` of a manifest time, for listings.
 pub fn when(ns: Option<i64>) -> String {

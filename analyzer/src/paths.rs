@@ -22,8 +22,8 @@ use std::collections::BTreeMap;
 use monitor::{EventInfo, InstanceHistory};
 use serde::Serialize;
 
-use crate::check::Judged;
-use crate::diff::Bounds;
+use crate::report::Judged;
+use crate::phases::Bounds;
 use crate::Error;
 
 /// One step of an instance's state path in one run.
@@ -259,8 +259,8 @@ fn event_differences(g: &Full, b: &Full) -> Vec<String> {
     }
     if g.message != b.message {
         let (x, y) = (
-            g.message.as_deref().map(crate::diff::template),
-            b.message.as_deref().map(crate::diff::template),
+            g.message.as_deref().map(crate::phases::template),
+            b.message.as_deref().map(crate::phases::template),
         );
         if x != y {
             out.push(format!(
@@ -321,7 +321,7 @@ struct Path {
 fn place(b: &Bounds, ts: i64, fixed: Option<usize>) -> (usize, i64) {
     // past every phase's end (the end of what was judged): the last phase that had begun
     let slot = fixed
-        .or_else(|| crate::diff::phase_of(b, ts))
+        .or_else(|| crate::phases::phase_of(b, ts))
         .or_else(|| b.iter().rposition(|p| p.2.is_some_and(|s| s <= ts)))
         .unwrap_or(0);
     let start = b.get(slot).and_then(|p| p.2).unwrap_or(ts);
@@ -504,7 +504,7 @@ fn side(
             (j.report.end_ns, last.0, last.1)
         }
     };
-    let events = crate::diff::around(j, at, services, context)?;
+    let events = crate::phases::around(j, at, services, context)?;
     Ok(PathSide {
         step,
         previous,

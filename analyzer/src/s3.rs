@@ -21,7 +21,7 @@ use crate::Error;
 
 /// Opens a trace: a local directory, or an `s3://` URL.
 pub fn open_trace(p: &Path) -> Result<Trace, Error> {
-    if !crate::fleet::is_url(p) {
+    if !is_url(p) {
         let t = Trace::open(p)?;
         for w in t.warnings() {
             eprintln!("warning: {w}");
@@ -137,10 +137,10 @@ fn trace_error(what: &str, doing: &str, e: &object_store::Error) -> TraceError {
         object_store::Error::NotFound { .. } => "no such object".to_string(),
         object_store::Error::PermissionDenied { .. }
         | object_store::Error::Unauthenticated { .. } => {
-            format!("{doing}: access denied (check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN): {}", crate::fleet::one_line(&e.to_string()))
+            format!("{doing}: access denied (check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN): {}", crate::error::one_line(&e.to_string()))
         }
         _ => {
-            let m = crate::fleet::one_line(&e.to_string());
+            let m = crate::error::one_line(&e.to_string());
             // S3 answers bad keys with 403 codes object_store reports as generic errors
             if m.contains("403")
                 || m.contains("InvalidAccessKeyId")
@@ -278,7 +278,7 @@ impl RemoteFile for S3File {
                 std::io::Error::other(format!(
                     "{}: range {start}..{end}: {}",
                     self.url,
-                    crate::fleet::one_line(&e.to_string())
+                    crate::error::one_line(&e.to_string())
                 ))
             })
     }
@@ -297,4 +297,9 @@ mod tests {
         assert_eq!(parse("s3://b").unwrap(), ("b".to_string(), String::new()));
         assert!(parse("s3:///x").is_err());
     }
+}
+
+/// True for an object-storage URL (`s3://bucket/prefix`).
+pub fn is_url(p: &Path) -> bool {
+    p.to_str().is_some_and(|s| s.starts_with("s3://"))
 }

@@ -368,28 +368,8 @@ pub fn excerpt_into(t: &mut String, s: &str, n: usize) {
     }
 }
 
-/// Renders trace time (UTC, RFC 3339 with nanoseconds).
+/// Renders trace time (UTC, RFC 3339 with nanoseconds), as every crate does
+/// ([`trace::time::format_rfc3339_nanos`]).
 pub fn fmt_ts(ns: i64) -> String {
-    let secs = ns.div_euclid(1_000_000_000);
-    let nanos = ns.rem_euclid(1_000_000_000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    // civil from days (Howard Hinnant)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if mo <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
-        sod / 3600,
-        (sod % 3600) / 60,
-        sod % 60,
-        nanos
-    )
+    trace::time::format_rfc3339_nanos(ns)
 }

@@ -16,9 +16,4 @@ pub mod probe;
 pub mod prom;
 
 /// Now, as UTC nanoseconds since the epoch (the trace clock).
-pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
+pub use trace::time::now_ns;

@@ -4,6 +4,7 @@ mod check_cli;
 mod ci_script;
 mod demo_cluster;
 mod demo_e2e;
+mod docs_map;
 mod faults;
 mod fleet_cli;
 mod halt_scope_replay;

@@ -8,7 +8,7 @@
 
 pub mod collect;
 
-use crate::check::{load_spec, Judged};
+use crate::judge::{load_spec, Judged};
 use crate::report as reporters;
 use crate::{exit, Error};
 use collect::{Collector, Row, AROUND_BYTES};
@@ -271,7 +271,7 @@ pub fn render(
     let cutoff = if opts.include_teardown {
         None
     } else {
-        crate::check::teardown_start(&t)?
+        crate::judge::teardown_start(&t)?
     };
     let mut runner = Runner::new(spec, sel).map_err(|e| Error::Usage(e.to_string()))?;
     if let Some(name) = t
@@ -324,7 +324,7 @@ pub fn render(
     let histories = log.histories();
     let bands_total = histories.len();
     let bands = bands(histories, &lane_of);
-    let warnings = crate::check::unknown_service_warnings(spec, &report, t.manifest());
+    let warnings = crate::judge::unknown_service_warnings(spec, &report, t.manifest());
     let judged = Judged {
         trace: dir.to_path_buf(),
         report,
@@ -332,7 +332,7 @@ pub fn render(
         origin_ns: Some(origin),
         warnings,
         manifest: Some(t.manifest().clone()),
-        halt: crate::check::halt_note(&t)?,
+        halt: crate::judge::halt_note(&t)?,
     };
     let failures = failures(&judged, &lane_of);
     let steps = judged

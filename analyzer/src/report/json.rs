@@ -16,7 +16,7 @@ struct TraceOut<'a> {
     warnings: &'a [String],
     /// Where and why the recorder halted the run.
     #[serde(skip_serializing_if = "Option::is_none")]
-    halt: Option<&'a crate::check::HaltNote>,
+    halt: Option<&'a crate::report::HaltNote>,
 }
 
 #[derive(Serialize)]

@@ -8,7 +8,52 @@ pub mod text;
 
 use monitor::{EventInfo, Explanation, MonitorResult, Report, Verdict};
 use serde::Serialize;
+use std::path::PathBuf;
 use trace::{ReadOptions, Trace};
+
+/// Report format of `check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckFormat {
+    Text,
+    Json,
+}
+
+/// One judged trace with the context events of its failures.
+pub struct Judged {
+    pub trace: PathBuf,
+    pub report: Report,
+    /// Per deciding event seq: the surrounding events of the services involved.
+    pub context: Vec<Context>,
+    /// Where `+offsets` count from: the recording's start (manifest `started_ns`), as in
+    /// `analyzer info` and `events`, else the first event.
+    pub origin_ns: Option<i64>,
+    /// What looks wrong without changing a verdict: experiment steps naming services the
+    /// trace's compose project does not have (the step warnings are in the report).
+    pub warnings: Vec<String>,
+    /// The trace's manifest (run id, scenario, recorder; `--verdicts`, `flaky`, `diff`).
+    pub manifest: Option<trace::Manifest>,
+    /// Where and why the recorder halted the run (its `halt` event), if it did.
+    pub halt: Option<HaltNote>,
+}
+
+/// The recorder's `halt` event (a halt condition failed, docs/scenario.md): where the run was
+/// halted and why.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct HaltNote {
+    /// The halt event (written when every fault was reverted).
+    pub ts_ns: i64,
+    pub seq: u64,
+    /// The halt condition that failed, as written in the scenario.
+    pub monitor: String,
+    pub explanation: String,
+    /// The event that decided the failure (its time, and seq unless a timeout decided).
+    pub deciding_ts_ns: Option<i64>,
+    pub deciding_seq: Option<u64>,
+    /// Faults reverted by the halt.
+    pub reverted: Vec<String>,
+    /// Deciding event → every fault reverted.
+    pub latency_ms: Option<f64>,
+}
 
 /// Events around one deciding event (`seq`), or around a time (`at_ns`: the end of a window a
 /// timeout closed; `seq` is then 0).

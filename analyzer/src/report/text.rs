@@ -3,7 +3,7 @@
 //! and, verbose (`-v`), the reason of every accept.
 
 use super::Context;
-use crate::check::Judged;
+use crate::report::Judged;
 use monitor::{EventInfo, Explanation, MonitorResult, Verdict};
 use std::io::Write;
 use trace::time::format_rfc3339_nanos as fmt_ts;
@@ -25,7 +25,7 @@ fn rel(ts: i64, start: Option<i64>) -> String {
 }
 
 /// Where and why the recorder halted the run, as one line.
-pub fn halt_line(h: &crate::check::HaltNote, start: Option<i64>) -> String {
+pub fn halt_line(h: &crate::report::HaltNote, start: Option<i64>) -> String {
     let deciding = match (h.deciding_ts_ns, h.deciding_seq) {
         (Some(t), Some(s)) => format!("; deciding event seq {s} at {}", rel(t, start)),
         (Some(t), None) => format!("; decided by a timeout at {}", rel(t, start)),

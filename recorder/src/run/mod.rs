@@ -66,9 +66,15 @@ pub struct RunOptions {
 
 /// A unique run id: UTC time plus pid and a few clock bits.
 pub fn new_run_id() -> String {
-    let now = chrono::Utc::now();
-    let salt = (now_ns() as u64 ^ u64::from(std::process::id()).rotate_left(17)) & 0xffff;
-    format!("{}-{:04x}", now.format("%Y%m%dT%H%M%S"), salt)
+    let now = now_ns();
+    let salt = (now as u64 ^ u64::from(std::process::id()).rotate_left(17)) & 0xffff;
+    // `2026-12-01T17:55:00.123Z` → `20261201T175500`
+    let stamp: String = trace::time::format_rfc3339_millis(now)
+        .chars()
+        .take(19)
+        .filter(|c| *c != '-' && *c != ':')
+        .collect();
+    format!("{stamp}-{salt:04x}")
 }
 
 /// The relative or absolute path shown in the summary.

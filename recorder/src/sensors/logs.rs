@@ -106,8 +106,7 @@ pub fn split_timestamp(entry: &[u8]) -> Option<(i64, &[u8])> {
     if !ts.as_bytes().first().is_some_and(u8::is_ascii_digit) {
         return None;
     }
-    let dt = chrono::DateTime::parse_from_rfc3339(ts).ok()?;
-    let ns = dt.timestamp_nanos_opt()?;
+    let ns = trace::time::parse_rfc3339(ts).ok()?;
     Some((ns, &entry[sp + 1..]))
 }
 
@@ -602,8 +601,7 @@ async fn container_state(docker: &Docker, id: &str) -> (bool, i64) {
             let started = st
                 .started_at
                 .as_deref()
-                .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-                .and_then(|d| d.timestamp_nanos_opt())
+                .and_then(|s| trace::time::parse_rfc3339(s).ok())
                 .unwrap_or(0);
             // Docker reports a container waiting for its restart policy as running (and
             // restarting): its log stream has ended with the old process, it is not a gap
