@@ -75,8 +75,11 @@ fn first_sentence(text: &str) -> Option<String> {
     let mut end = para.len();
     for (i, b) in bytes.iter().enumerate() {
         if *b == b'.' && (i + 1 == bytes.len() || bytes[i + 1] == b' ') {
-            // "e.g." and "i.e." do not end a sentence
+            // "e.g.", "i.e." and an ellipsis (`expect ... as`) do not end a sentence
             let before = &para[..i];
+            if before.ends_with('.') {
+                continue;
+            }
             if before.ends_with("e.g") || before.ends_with("i.e") || before.ends_with("etc") {
                 continue;
             }
@@ -156,6 +159,10 @@ fn first_sentence_stops_at_the_first_full_stop() {
     assert_eq!(
         first_sentence("//! Owns a\n//! b and c\n//!\n//! Later.").as_deref(),
         Some("Owns a b and c")
+    );
+    assert_eq!(
+        first_sentence("//! Steps (`expect ... as NAME`) bound. Rest.").as_deref(),
+        Some("Steps (`expect ... as NAME`) bound.")
     );
     assert_eq!(first_sentence("use x;\n//! late"), None);
 }
