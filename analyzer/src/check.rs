@@ -9,8 +9,8 @@ use monitor::{Runner, Selection};
 use std::io::Write;
 use std::path::PathBuf;
 
-pub use crate::report::CheckFormat;
 use crate::judge::{judge_fleet_reading, load_spec};
+pub use crate::report::CheckFormat;
 
 /// Arguments of `analyzer check`.
 #[derive(Debug, Clone, clap::Args)]

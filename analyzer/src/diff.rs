@@ -14,8 +14,8 @@ use trace::ReadOptions;
 
 use crate::judge::{judge_recording, load_spec, Judged};
 use crate::phases::{around, phase_of, template, Bounds};
-use crate::report::CheckFormat;
 use crate::report::text::event_line;
+use crate::report::CheckFormat;
 use crate::{exit, Error};
 
 /// Arguments of `analyzer diff`.

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use monitor::Verdict;
 use serde::Serialize;
 
-use crate::report::{CheckFormat, Judged};
 use crate::fleet::{Outcome, Shard};
+use crate::report::{CheckFormat, Judged};
 use crate::{exit, Error};
 
 /// Arguments of `analyzer flaky`.

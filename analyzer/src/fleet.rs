@@ -12,11 +12,10 @@ use std::sync::mpsc;
 use monitor::Verdict;
 use trace::time::format_rfc3339_nanos as fmt_ts;
 
-use crate::report::Judged;
 pub use crate::error::one_line;
+use crate::report::Judged;
 pub use crate::s3::is_url;
 use crate::{exit, Error};
-
 
 /// `--shard K/N`: the K-th of N disjoint slices of the trace list (K counts from 0, as a
 /// Kubernetes Indexed Job's `JOB_COMPLETION_INDEX` does). A trace belongs to the slice its path's
@@ -411,7 +410,6 @@ pub fn write_summary(
     };
     writeln!(w, "verdict: {word}")
 }
-
 
 /// `YYYY-MM-DDTHH:MM:SSZ` of a manifest time, for listings.
 pub fn when(ns: Option<i64>) -> String {

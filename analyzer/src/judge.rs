@@ -4,8 +4,8 @@
 //! what a report adds from the trace (halt note, teardown start, unknown services, the events
 //! shown around each decision). `check`, `diff`, `flaky` and `report` all judge through here.
 
-use crate::{exit, report};
 pub use crate::report::{HaltNote, Judged};
+use crate::{exit, report};
 use monitor::{
     EventInfo, InstanceHistory, Needs, Report, Runner, Selection, SourceFile, Spec, StateLog,
 };
@@ -425,4 +425,3 @@ pub(crate) fn judge_fleet_reading(
         (t.clone(), r)
     })
 }
-

@@ -22,8 +22,8 @@ use std::collections::BTreeMap;
 use monitor::{EventInfo, InstanceHistory};
 use serde::Serialize;
 
-use crate::report::Judged;
 use crate::phases::Bounds;
+use crate::report::Judged;
 use crate::Error;
 
 /// One step of an instance's state path in one run.

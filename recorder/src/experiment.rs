@@ -689,11 +689,7 @@ impl Executor<'_> {
                         .ctx
                         .replay
                         .as_ref()
-                        .and_then(|r| {
-                            r.bindings
-                                .get(&(self.name.to_string(), i))
-                                .map(|x| (r, x))
-                        })
+                        .and_then(|r| r.bindings.get(&(self.name.to_string(), i)).map(|x| (r, x)))
                         .filter(|(_, x)| &x.name == b);
                     let used = match recorded {
                         Some((r, x)) => {

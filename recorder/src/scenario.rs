@@ -16,9 +16,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::faults::InvalidFault;
 /// The one duration syntax (docs/cli.md, Durations), re-exported for the scenario's sections.
 pub use trace::time::parse_duration;
-use crate::faults::InvalidFault;
 
 /// A scenario error with its location (file, 1-based line and column) when known.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -26,14 +26,14 @@ use trace::manifest::{ComposeFile, Outcome, ScenarioInfo};
 use trace::{Event, Manifest, TraceWriter};
 
 use crate::compose::{self, ComposeCli, ProjectState};
-use crate::sensors::events::ContainerSignal;
-use crate::sensors::docker::{DockerSensors, DockerSensorsConfig};
 use crate::experiment;
 use crate::faults::{self, FaultInjector};
 use crate::halt::{self, Halted};
 use crate::plan::{PlanContext, PlanResult, Progress, SharedInjector};
 use crate::replay;
 use crate::scenario::{self, LoadedScenario, Plan, Resolved, ScenarioError};
+use crate::sensors::docker::{DockerSensors, DockerSensorsConfig};
+use crate::sensors::events::ContainerSignal;
 use crate::sensors::{PacketSink, SensorContext};
 use crate::sink::{now_ns, EventSink};
 

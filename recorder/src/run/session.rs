@@ -11,10 +11,10 @@ use tokio_util::sync::CancellationToken;
 use trace::kinds::recorder;
 
 use crate::compose::{self, ComposeCli};
-use crate::sensors::docker::DockerSensors;
 use crate::faults;
 use crate::plan::SharedInjector;
 use crate::scenario::LoadedScenario;
+use crate::sensors::docker::DockerSensors;
 use crate::sensors::{SensorContext, SensorRegistry};
 use crate::sink::EventSink;
 
