@@ -284,6 +284,11 @@ impl RemoteFile for S3File {
     }
 }
 
+/// True for an object-storage URL (`s3://bucket/prefix`).
+pub fn is_url(p: &Path) -> bool {
+    p.to_str().is_some_and(|s| s.starts_with("s3://"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse;
@@ -297,9 +302,4 @@ mod tests {
         assert_eq!(parse("s3://b").unwrap(), ("b".to_string(), String::new()));
         assert!(parse("s3:///x").is_err());
     }
-}
-
-/// True for an object-storage URL (`s3://bucket/prefix`).
-pub fn is_url(p: &Path) -> bool {
-    p.to_str().is_some_and(|s| s.starts_with("s3://"))
 }

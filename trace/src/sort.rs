@@ -606,6 +606,9 @@ impl Chunk {
     }
 }
 
+/// A merge-heap entry: the row's `(ts_ns, seq)` key, its row in the chunk, the chunk.
+type HeapEntry = Reverse<((i64, u64), u64, usize)>;
+
 /// The sort of a nearly sorted stream (see the module doc): push batches, pop sorted batches
 /// as they become ready, [`NearSorter::finish_input`], pop the rest, then take the late rows.
 pub(crate) struct NearSorter {
@@ -617,7 +620,7 @@ pub(crate) struct NearSorter {
     pending_rows: usize,
     /// Sorted chunks being merged; `None` once consumed.
     chunks: Vec<Option<Chunk>>,
-    heap: BinaryHeap<Reverse<((i64, u64), u64, usize)>>,
+    heap: BinaryHeap<HeapEntry>,
     chunks_made: u64,
     held: f64,
     /// The key of the last row emitted.
