@@ -1,5 +1,5 @@
 //! Replays the seed corpora and every crash input of the sensors crate's fuzz targets
-//! (`sensors/fuzz`: `pcap`, `jolokia`, `prometheus`) on stable, with the same harness as the
+//! (`fuzz/`: `pcap`, `jolokia`, `prometheus`) on stable, with the same harness as the
 //! targets: each input must be parsed or refused, never panic.
 
 use std::path::Path;
