@@ -1,4 +1,4 @@
-//! Replays the seed corpora and every crash input of the sensors crate's fuzz targets
+//! Replays the seed corpora and every crash input of the sensor-protocols fuzz targets
 //! (`fuzz/`: `pcap`, `jolokia`, `prometheus`) on stable, with the same harness as the
 //! targets: each input must be parsed or refused, never panic.
 
