@@ -8,28 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use trace::framed::{crc32c, FILE_MAGIC, RECORD_MAGIC};
-
-fn framed(mut rest: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(rest.len() + 64);
-    out.extend_from_slice(FILE_MAGIC);
-    out.extend_from_slice(&2u32.to_le_bytes());
-    let c = crc32c(&out[..12]);
-    out.extend_from_slice(&c.to_le_bytes());
-    while rest.len() >= 2 {
-        let n = (u16::from_le_bytes([rest[0], rest[1]]) as usize).min(rest.len() - 2);
-        let payload = &rest[2..2 + n];
-        let start = out.len();
-        out.extend_from_slice(RECORD_MAGIC);
-        out.extend_from_slice(&(n as u32).to_le_bytes());
-        out.extend_from_slice(&crc32c(payload).to_le_bytes());
-        let h = crc32c(&out[start..start + 12]);
-        out.extend_from_slice(&h.to_le_bytes());
-        out.extend_from_slice(payload);
-        rest = &rest[2 + n..];
-    }
-    out
-}
+use trace::testing::framed_log;
 
 /// The trace crate turns arrow's and parquet's panics on malformed data into errors
 /// (`catch_unwind`); libFuzzer's panic hook would abort on those caught panics, so the default
@@ -47,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
     let bytes = if mode & 1 == 0 {
         rest.to_vec()
     } else {
-        framed(rest)
+        framed_log(rest)
     };
     if std::fs::write(dir.path().join("manifest.json"), br#"{"format_version":2}"#).is_err()
         || std::fs::write(dir.path().join("events.arrows"), &bytes).is_err()

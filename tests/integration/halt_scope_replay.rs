@@ -20,7 +20,7 @@ use recorder::sink::EventSink;
 use serde_json::Value;
 use trace::Event;
 
-use crate::recorder_common::{peer_compose, read_events, run_recorder, write_scenario};
+use crate::recorder_common::{peer_compose, read_events, replay, run_recorder, write_scenario};
 
 fn sh(cmd: &str, args: &[&str]) -> String {
     let out = Command::new(cmd).args(args).output().expect("run command");
@@ -525,25 +525,6 @@ fn applied_offsets(dir: &Path) -> Vec<(String, f64, Option<String>)> {
             )
         })
         .collect()
-}
-
-fn replay(trace: &Path, output: &Path, extra: &[&str]) -> (i32, String) {
-    let out = Command::new(bin("recorder"))
-        .args(["run", "--quiet", "--replay"])
-        .arg(trace)
-        .arg("--output")
-        .arg(output)
-        .args(extra)
-        .output()
-        .expect("recorder run --replay");
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
 }
 
 #[test]

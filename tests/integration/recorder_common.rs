@@ -56,6 +56,27 @@ pub fn write_scenario(
     (d, p)
 }
 
+/// `recorder run --quiet --replay TRACE --output OUTPUT EXTRA…`: its exit code and its stdout
+/// and stderr together.
+pub fn replay(trace: &Path, output: &Path, extra: &[&str]) -> (i32, String) {
+    let out = Command::new(bin("recorder"))
+        .args(["run", "--quiet", "--replay"])
+        .arg(trace)
+        .arg("--output")
+        .arg(output)
+        .args(extra)
+        .output()
+        .expect("recorder run --replay");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 /// Runs `recorder run SCENARIO`; returns the exit code, stdout and stderr.
 pub fn run_recorder(scenario: &Path) -> (i32, String, String) {
     let out = std::process::Command::new(bin("recorder"))

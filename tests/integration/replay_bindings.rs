@@ -3,7 +3,6 @@
 //! 19). The bound service is whichever container prints `recv` lines, so the compose file
 //! decides it: the tests change it between the recording and the replay.
 
-use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -16,7 +15,7 @@ use integration_tests::{
 use serde_json::Value;
 use trace::Event;
 
-use crate::recorder_common::{read_events, run_recorder, write_scenario};
+use crate::recorder_common::{read_events, replay, run_recorder, write_scenario};
 
 /// Services `sender` and `receivers`, on one network: `sender` sends datagrams to the first
 /// receiver, which prints `recv ...` lines; the others only listen.
@@ -85,25 +84,6 @@ fn applied(events: &[Event]) -> Vec<Value> {
         .filter(|d| d["phase"] == "applied")
         .map(|d| d["target"]["services"].clone())
         .collect()
-}
-
-fn replay(trace: &Path, output: &Path, extra: &[&str]) -> (i32, String) {
-    let out = Command::new(bin("recorder"))
-        .args(["run", "--quiet", "--replay"])
-        .arg(trace)
-        .arg("--output")
-        .arg(output)
-        .args(extra)
-        .output()
-        .expect("recorder run --replay");
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
 }
 
 #[test]

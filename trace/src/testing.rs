@@ -2,7 +2,8 @@
 //! recorder crates (feature `testing`, for dev-dependencies only): [`replay`] feeds every seed
 //! and crash input of a cargo-fuzz target under `fuzz/corpus/<target>/` and
 //! `fuzz/regressions/<target>/` to the target's body on the stable toolchain; [`mutate`] is a
-//! timed mutation run over those inputs for machines without nightly. The bodies themselves stay
+//! timed mutation run over those inputs for machines without nightly; [`framed_log`] builds the
+//! checksummed log the `event_log` target feeds. The bodies themselves stay
 //! in each crate's test file, beside the fuzz target they copy.
 
 use std::path::{Path, PathBuf};
@@ -10,6 +11,32 @@ use std::time::{Duration, Instant};
 
 /// A fuzz target: its corpus directory name and its body (which must never panic).
 pub type Target = (&'static str, fn(&[u8]));
+
+/// An `events.arrows` file of format v2 built from `rest`, a list of `u16`-length-prefixed
+/// payloads (a length past the end takes what is left), each framed with valid checksums: the
+/// `event_log` fuzz target and its stable replay use it so that Arrow IPC decoding of a record
+/// that passes its checksum is reached.
+#[cfg(feature = "io")]
+pub fn framed_log(mut rest: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rest.len() + 64);
+    out.extend_from_slice(crate::framed::FILE_MAGIC);
+    out.extend_from_slice(&2u32.to_le_bytes());
+    let c = crate::framed::crc32c(&out[..12]);
+    out.extend_from_slice(&c.to_le_bytes());
+    while rest.len() >= 2 {
+        let n = (u16::from_le_bytes([rest[0], rest[1]]) as usize).min(rest.len() - 2);
+        let payload = &rest[2..2 + n];
+        let start = out.len();
+        out.extend_from_slice(crate::framed::RECORD_MAGIC);
+        out.extend_from_slice(&(n as u32).to_le_bytes());
+        out.extend_from_slice(&crate::framed::crc32c(payload).to_le_bytes());
+        let h = crate::framed::crc32c(&out[start..start + 12]);
+        out.extend_from_slice(&h.to_le_bytes());
+        out.extend_from_slice(payload);
+        rest = &rest[2 + n..];
+    }
+    out
+}
 
 /// The workspace's `fuzz/` directory.
 pub fn fuzz_root() -> PathBuf {
