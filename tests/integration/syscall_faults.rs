@@ -10,9 +10,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use integration_tests::{
-    compose_command, ensure_images, require_docker, unique_project, ProjectGuard, DEMO_IMAGE,
-};
+use integration_tests::{ensure_images, require_docker, unique_project, ProjectGuard, DEMO_IMAGE};
 use recorder::faults::syscall::{container_threads, tracer_pid};
 use recorder::faults::{FaultInjector, FaultRequest, FaultTarget};
 use recorder::sink::{EventReceiver, EventSink};
@@ -565,26 +563,11 @@ fn loop_rate(c: &str, n: usize) -> f64 {
 #[ignore = "benchmark: scripts/bench-syscall-fault.sh"]
 async fn syscall_overhead_benchmark() {
     require_docker!();
-    ensure_images();
-    let name = unique_project("sysbench");
-    let _guard = ProjectGuard::new(name.clone());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("compose.yml");
-    let yaml = compose_yaml().replace("INTERVAL: \"100ms\"", "LOOP: \"true\"");
-    std::fs::write(&file, yaml).expect("write compose file");
-    let cmd = compose_command();
-    let out = Command::new(&cmd[0])
-        .args(&cmd[1..])
-        .args(["-p", &name, "-f"])
-        .arg(&file)
-        .args(["up", "-d"])
-        .output()
-        .expect("run compose");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let p = up(
+        "sysbench",
+        &compose_yaml().replace("INTERVAL: \"100ms\"", "LOOP: \"true\""),
     );
+    let name = p.name.clone();
     let c = container(&name);
     let (mut inj, _rx) = injector(&name, 7).await;
     new_lines(&c, 0, 2);
@@ -625,28 +608,13 @@ async fn syscall_overhead_benchmark() {
 async fn threads_created_later_get_the_fault() {
     use std::io::{BufRead, BufReader, Write};
     require_docker!();
-    ensure_images();
-    let name = unique_project("systhreads");
-    let _guard = ProjectGuard::new(name.clone());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("compose.yml");
-    let yaml = format!(
-        "services:\n  store:\n    image: {DEMO_IMAGE}\n    command: [\"ping\", \"--listen-port\", \"7001\"]\n    stop_grace_period: 1s\n"
+    let p = up(
+        "systhreads",
+        &format!(
+            "services:\n  store:\n    image: {DEMO_IMAGE}\n    command: [\"ping\", \"--listen-port\", \"7001\"]\n    stop_grace_period: 1s\n"
+        ),
     );
-    std::fs::write(&file, yaml).expect("write compose file");
-    let cmd = compose_command();
-    let out = Command::new(&cmd[0])
-        .args(&cmd[1..])
-        .args(["-p", &name, "-f"])
-        .arg(&file)
-        .args(["up", "-d"])
-        .output()
-        .expect("run compose");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let name = p.name.clone();
     let c = container(&name);
     let ip = sh(
         "docker",
