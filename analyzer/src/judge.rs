@@ -268,39 +268,45 @@ fn judge_inner(
         read_ahead,
         ..Default::default()
     };
+    // with more than one monitor or experiment selected, the cores that decode row groups
+    // ahead also evaluate them, each batch's monitors split over the threads (same report)
+    runner.set_threads(read_ahead.max(1));
+    let batched = read_ahead > 1 && runner.len() > 1 && !record;
     let mut last = None;
     let mut packets = 0u64;
-    match &skip {
-        None => {
-            for batch in t.events(&opts)? {
-                let batch = batch?;
-                for ev in batch.iter() {
-                    runner.observe(&ev);
-                    last = Some(ev.ts_ns);
-                }
-            }
-        }
-        Some((_, _, first, trace_last)) => {
-            let (first, trace_last) = (*first, *trace_last);
+    let mut started = skip.is_none();
+    for batch in t.events(&opts)? {
+        let batch = batch?;
+        let Some(first_ev) = batch.iter().next() else {
+            continue;
+        };
+        if !started {
             // start at the trace's first event, observed or not
-            let mut started = false;
-            for batch in t.events(&opts)? {
-                let batch = batch?;
-                for ev in batch.iter() {
-                    if !started {
-                        runner.advance_to(first.min(ev.ts_ns));
-                        started = true;
-                    }
-                    packets += u64::from(ev.source == "packet");
-                    runner.observe(&ev);
-                    last = Some(ev.ts_ns);
-                }
+            if let Some((_, _, first, _)) = &skip {
+                runner.advance_to((*first).min(first_ev.ts_ns));
             }
-            if !started {
-                runner.advance_to(first);
-            }
-            last = Some(last.map_or(trace_last, |l: i64| l.max(trace_last)));
+            started = true;
         }
+        if batched {
+            let evs: Vec<_> = batch.iter().collect();
+            runner.observe_batch(&evs);
+            for ev in &evs {
+                packets += u64::from(ev.source == "packet");
+                last = Some(last.map_or(ev.ts_ns, |l: i64| l.max(ev.ts_ns)));
+            }
+        } else {
+            for ev in batch.iter() {
+                packets += u64::from(ev.source == "packet");
+                runner.observe(&ev);
+                last = Some(ev.ts_ns);
+            }
+        }
+    }
+    if let Some((_, _, first, trace_last)) = &skip {
+        if !started {
+            runner.advance_to(*first);
+        }
+        last = Some(last.map_or(*trace_last, |l: i64| l.max(*trace_last)));
     }
     let m = t.manifest();
     let end = match (cutoff, last, m.ended_ns) {

@@ -121,6 +121,29 @@ fn a_directory_of_traces_is_judged_in_parallel_in_a_stable_order() {
     assert_eq!(two.status.code(), Some(4));
 }
 
+/// One trace with every monitor of two specs: with spare cores (`-j 4`) its row groups are
+/// decoded ahead and its monitors evaluated on several threads, batch by batch; the report is
+/// the one-thread report, byte for byte, on every committed trace.
+#[test]
+fn one_trace_on_several_threads_reports_what_one_thread_reports() {
+    for t in [
+        "traces/fixtures/v1-split-brain",
+        "traces/fixtures/v1-gc-pause",
+        "traces/fixtures/v1-killed",
+        "traces/sample-split-brain",
+        "traces/sample-split-brain-fail",
+    ] {
+        let tr = p(t);
+        for fmt in ["text", "json"] {
+            let one = check(&[&tr, "--format", fmt, "-j", "1"]);
+            let four = check(&[&tr, "--format", fmt, "-j", "4"]);
+            assert_eq!(one.status.code(), four.status.code(), "{t}: {}", err(&four));
+            assert!(!out(&one).is_empty(), "{t}: {}", err(&one));
+            assert_eq!(out(&one), out(&four), "{t} ({fmt})");
+        }
+    }
+}
+
 #[test]
 fn a_fail_wins_over_an_unreadable_trace_and_the_summary_names_the_deciding_event() {
     let d = tempfile::tempdir().unwrap();
