@@ -268,10 +268,11 @@ fn judge_inner(
         read_ahead,
         ..Default::default()
     };
-    // with more than one monitor or experiment selected, the cores that decode row groups
-    // ahead also evaluate them, each batch's monitors split over the threads (same report)
+    // the cores that decode row groups ahead also evaluate them: each batch's monitors and
+    // experiments, and the parts of a keyed monitor split by key, spread over the threads
+    // (the same report)
     runner.set_threads(read_ahead.max(1));
-    let batched = read_ahead > 1 && runner.len() > 1 && !record;
+    let batched = runner.parallel_parts() > 1;
     let mut last = None;
     let mut packets = 0u64;
     let mut started = skip.is_none();

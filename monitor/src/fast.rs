@@ -84,6 +84,24 @@ impl Operand {
     }
 }
 
+/// A specialised `per` key: an event field or `data` path, or one of them `% N` (`seq % 100`),
+/// read without building an evaluation context; the value is the generic evaluator's.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum FastKey {
+    Operand(Operand),
+    Mod(Operand, i64),
+}
+
+impl FastKey {
+    #[inline]
+    pub(crate) fn get<'a>(&self, ev: &EventRef<'a>, json: &'a JsonCell) -> V<'a> {
+        match self {
+            FastKey::Operand(o) => o.get(ev, json),
+            FastKey::Mod(o, n) => binop(BinOp::Rem, &o.get(ev, json), &V::Int(*n)),
+        }
+    }
+}
+
 /// A specialised guard.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Fast {

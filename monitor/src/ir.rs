@@ -4,7 +4,7 @@
 
 use crate::ast::{Agg, BinOp, Quant};
 use crate::diag::{Location, Span};
-use crate::fast::Fast;
+use crate::fast::{Fast, FastKey};
 use crate::value::Value;
 use regex::Regex;
 use serde::Serialize;
@@ -207,6 +207,8 @@ pub(crate) struct ParamC {
 pub struct Machine {
     pub(crate) params: Vec<ParamC>,
     pub(crate) per: Option<X>,
+    /// `per` specialised (see [`crate::fast::FastKey`]) when it has a common shape.
+    pub(crate) per_fast: Option<FastKey>,
     pub(crate) vars: Vec<(String, X)>,
     pub(crate) windows: Vec<WindowC>,
     pub(crate) states: Vec<StateC>,

@@ -2,7 +2,7 @@
 //! one event at a time or a run of events at a time ([`Runner::observe_batch`]), the independent
 //! monitors and experiments of a run then evaluated on several threads.
 
-use crate::eval::Node;
+use crate::eval::{Node, NodePart};
 use crate::experiment::ExperimentJudge;
 use crate::ir::{MonExpr, Spec, Step};
 use crate::needs::Needs;
@@ -52,9 +52,10 @@ pub struct Runner {
     recording: bool,
 }
 
-/// One independently evaluated part of a run: a selected monitor or an experiment.
+/// One independently evaluated part of a run: a selected monitor (or one part of a keyed
+/// monitor split by key) or an experiment.
 enum Unit<'r> {
-    Monitor(&'r mut Node),
+    Monitor(NodePart<'r>),
     Experiment(&'r mut ExperimentJudge),
 }
 
@@ -258,8 +259,34 @@ impl Runner {
 
     /// Lets [`Runner::observe_batch`] evaluate independent monitors and experiments on up to
     /// `threads` threads (the default is 1). The report is the same for any number of threads.
+    /// Called before the first event (and not in recording mode), it also splits each selected
+    /// keyed (`per`) monitor into `threads` parts by a hash of the key, evaluated in parallel.
     pub fn set_threads(&mut self, threads: usize) {
         self.threads = threads.max(1);
+        if self.threads > 1 && !self.recording && self.start.is_none() {
+            for (_, n) in &mut self.monitors {
+                n.split_by_key(self.threads);
+            }
+        }
+    }
+
+    /// The parts [`Runner::observe_batch`] would evaluate on their own threads: every selected
+    /// monitor (each part of a split keyed one) and experiment; 1 when batches stay on one thread
+    /// (one thread set, or recording mode).
+    pub fn parallel_parts(&mut self) -> usize {
+        if self.threads <= 1 || self.recording {
+            return 1;
+        }
+        self.units().len()
+    }
+
+    fn units(&mut self) -> Vec<Unit<'_>> {
+        self.monitors
+            .iter_mut()
+            .flat_map(|(_, n)| n.parts_mut())
+            .map(Unit::Monitor)
+            .chain(self.experiments.iter_mut().map(Unit::Experiment))
+            .collect()
     }
 
     /// Offers a run of events in `(ts_ns, seq)` order, after those offered before: the same as
@@ -269,8 +296,8 @@ impl Runner {
     /// state log keeps the order of one thread.
     pub fn observe_batch(&mut self, evs: &[EventRef<'_>]) {
         let Some(first) = evs.first() else { return };
-        let threads = self.threads.min(self.len());
-        if threads <= 1 || self.recording {
+        let threads = self.threads.min(self.parallel_parts());
+        if threads <= 1 {
             for ev in evs {
                 self.observe(ev);
             }
@@ -279,12 +306,7 @@ impl Runner {
         self.start(first.ts_ns);
         let last_ts = self.last_ts;
         let mut shares: Vec<Vec<Unit<'_>>> = (0..threads).map(|_| Vec::new()).collect();
-        let units = self
-            .monitors
-            .iter_mut()
-            .map(|(_, n)| Unit::Monitor(n))
-            .chain(self.experiments.iter_mut().map(Unit::Experiment));
-        for (i, u) in units.enumerate() {
+        for (i, u) in self.units().into_iter().enumerate() {
             shares[i % threads].push(u);
         }
         let mut shares = shares.into_iter();
@@ -297,6 +319,10 @@ impl Runner {
                 u.run(evs, last_ts);
             }
         });
+        // a split keyed monitor takes the earliest failure of its parts
+        for (_, n) in &mut self.monitors {
+            n.update();
+        }
         self.last_ts = evs.iter().fold(last_ts, |t, e| t.max(e.ts_ns));
         self.events += evs.len() as u64;
     }

@@ -2,7 +2,7 @@
 //! scope (parameters, variables, windows, regex captures, quantifier locals, event fields), its
 //! patterns (with their specialised guards), actions, and the source prefilter.
 
-use super::specialise::specialise;
+use super::specialise::{specialise, specialise_key};
 use super::{closest, num, x, Compiler, Scope};
 use crate::ast::*;
 use crate::diag::Span;
@@ -85,6 +85,7 @@ impl Compiler<'_> {
         }
         Some(Machine {
             params: sc.params,
+            per_fast: per_c.as_ref().and_then(specialise_key),
             per: per_c,
             vars: vars_c,
             windows: wins,

@@ -4,7 +4,7 @@
 //! The tests check that both evaluators agree on random guards and events.
 
 use crate::ast::BinOp;
-use crate::fast::{not, Fast, Operand, StrField, Tri};
+use crate::fast::{not, Fast, FastKey, Operand, StrField, Tri};
 use crate::ir::{Ex, X};
 use crate::ops::binop;
 use crate::value::{Value, V};
@@ -43,6 +43,18 @@ fn operand(x: &X) -> Option<Operand> {
         },
         _ => return None,
     })
+}
+
+/// The specialised form of a `per` key (an event field or `data` path, maybe `% N` with a
+/// constant integer `N`), or `None` when it has another shape.
+pub(super) fn specialise_key(per: &X) -> Option<FastKey> {
+    match &per.k {
+        Ex::Bin(BinOp::Rem, a, b) => match &b.k {
+            Ex::Const(Value::Int(n)) => Some(FastKey::Mod(operand(a)?, *n)),
+            _ => None,
+        },
+        _ => operand(per).map(FastKey::Operand),
+    }
 }
 
 /// The specialised form of a guard, or `None` when it has another shape.

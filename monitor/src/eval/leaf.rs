@@ -44,6 +44,9 @@ struct Inst {
     entered_ns: i64,
     entered_seq: Option<u64>,
     key: Value,
+    /// When it was created: `(ts_ns, seq)` of the event that first had its key (`u64::MAX` for
+    /// no event): the order instances are created in, across the parts of [`super::Shards`].
+    born: (i64, u64),
     /// Its id in the state log (recording mode, see [`crate::StateLog`]).
     log_id: Option<usize>,
 }
@@ -59,6 +62,9 @@ pub(crate) struct Leaf {
     no_key: Value,
     /// Recording mode: where every state change goes.
     pub(crate) log: Option<LogScope>,
+    /// One part `(i, n)` of a keyed monitor split over threads ([`super::Shards`]): only the
+    /// keys whose hash falls in part `i` of `n` get an instance here.
+    shard: Option<(u32, u32)>,
 }
 
 impl Leaf {
@@ -73,7 +79,15 @@ impl Leaf {
             failed: None,
             no_key: Value::Null,
             log: None,
+            shard: None,
         }
+    }
+
+    /// Part `i` of `n` of the keyed machine `r` (see [`super::Shards`]).
+    pub fn new_shard(r: MonRef, i: u32, n: u32) -> Leaf {
+        let mut l = Leaf::new(r);
+        l.shard = Some((i, n));
+        l
     }
 
     fn m(&self) -> &Machine {
@@ -151,6 +165,7 @@ impl Leaf {
             path: VecDeque::new(),
             entered_ns: ts,
             entered_seq: seq,
+            born: (ts, seq.unwrap_or(u64::MAX)),
             log_id: None,
             key,
         };
@@ -400,22 +415,10 @@ impl Leaf {
             let Some(kx) = &self.r.machine.per else {
                 return Some(0);
             };
-            let mut ctx = Ctx {
-                ev: Some(*ev),
-                json,
-                params: &self.r.params,
-                vars: &[],
-                wins: &[],
-                win_defs: &[],
-                caps_saved: &[],
-                caps_now: Vec::new(),
-                vars_now: Vec::new(),
-                locals: Vec::new(),
-                here: self.r.at.as_deref(),
-                key: &self.no_key,
-                trace: None,
+            let k = match &self.r.machine.per_fast {
+                Some(fk) => fk.get(ev, json),
+                None => generic_key(&self.r, &self.no_key, kx, ev, json),
             };
-            let k = ctx.eval(kx);
             self.keybuf.clear();
             match &k {
                 V::Null => return None,
@@ -423,6 +426,13 @@ impl Leaf {
                 V::S(s) => self.keybuf.push_str(s),
                 V::Int(i) => push_int(&mut self.keybuf, *i),
                 other => self.keybuf.push_str(&other.to_value().to_string()),
+            }
+            if let Some((part, parts)) = self.shard {
+                // another part's key (multiply-shift: the hash's high bits pick the part)
+                let h = std::hash::BuildHasher::hash_one(&FxBuild, self.keybuf.as_bytes());
+                if ((u128::from(h) * u128::from(parts)) >> 64) as u32 != part {
+                    return None;
+                }
             }
             // one lookup for a known key; the owned key is built only for a new instance
             if let Some(i) = self.keys.get(self.keybuf.as_str()) {
@@ -627,22 +637,14 @@ impl Leaf {
     /// Ends the run: due timeouts fire, undecided instances take their `on end` verdict or are
     /// inconclusive. Returns the leaf's outcome.
     pub fn finish(&mut self, end_ns: i64) -> Outcome {
-        if self.started.is_none() {
-            self.start(end_ns);
-        }
-        self.advance_to(end_ns, true);
+        self.settle(end_ns);
         if let Some(o) = self.decided() {
             return o.clone();
         }
-        let m = self.r.machine.clone();
-        for idx in 0..self.insts.len() {
-            if self.insts[idx].done.is_some() {
-                continue;
-            }
-            self.end_inst(idx as u32, end_ns);
-        }
+        self.end_all(end_ns);
         if self.insts.is_empty() {
             // no key ever seen: judge a fresh instance at the end
+            let m = self.r.machine.clone();
             let idx = self.new_inst(Value::Null, end_ns, None);
             self.end_inst(idx, end_ns);
             let mut o = self.insts[idx as usize]
@@ -658,27 +660,56 @@ impl Leaf {
             }
             return o;
         }
-        // combine instances: fail > inconclusive > accept; the explanation of the first worst
-        let mut best: Option<&Outcome> = None;
-        let mut n_acc = 0;
-        for i in &self.insts {
-            if let Some(o) = &i.done {
-                if o.verdict == Verdict::Accept {
-                    n_acc += 1;
-                }
-                if best.is_none_or(|b| o.verdict > b.verdict) {
-                    best = Some(o);
-                }
+        combine(
+            &self.r,
+            self.insts.iter().filter_map(|i| i.done.as_ref()),
+            end_ns,
+        )
+    }
+
+    /// Starts the leaf if no event did and fires every timeout due by `end_ns` (inclusive).
+    pub fn settle(&mut self, end_ns: i64) {
+        if self.started.is_none() {
+            self.start(end_ns);
+        }
+        self.advance_to(end_ns, true);
+    }
+
+    /// Ends every undecided instance at `end_ns` (its `on end` handler, or inconclusive).
+    pub fn end_all(&mut self, end_ns: i64) {
+        for idx in 0..self.insts.len() {
+            if self.insts[idx].done.is_none() {
+                self.end_inst(idx as u32, end_ns);
             }
         }
-        let mut o = best
-            .cloned()
-            .unwrap_or_else(|| inconclusive(&self.r.display, "no instance", end_ns));
-        if m.per.is_some() && o.verdict == Verdict::Accept {
-            o.explanation.reason = format!("all {n_acc} instance(s) accepted");
-            o.explanation.key = None;
-        }
-        o
+    }
+
+    /// How many instances the leaf has.
+    pub fn instances(&self) -> usize {
+        self.insts.len()
+    }
+
+    /// Every decided instance's outcome with when the instance was created.
+    pub fn outcomes(&self) -> impl Iterator<Item = ((i64, u64), &Outcome)> + '_ {
+        self.insts
+            .iter()
+            .filter_map(|i| i.done.as_ref().map(|o| (i.born, o)))
+    }
+
+    /// Where the failure that decided a keyed leaf stands in the order one leaf decides in:
+    /// its time, its event (a timeout after every event of its time), then instance creation.
+    pub fn fail_order(&self) -> Option<(i64, u64, (i64, u64))> {
+        let inst = &self.insts[self.failed? as usize];
+        let o = inst.done.as_ref()?;
+        Some((o.at_ns, o.at_seq.unwrap_or(u64::MAX), inst.born))
+    }
+
+    /// The undecided instance created first, with when it was created.
+    pub fn first_pending(&self) -> Option<((i64, u64), u32)> {
+        self.insts
+            .iter()
+            .position(|i| i.done.is_none())
+            .map(|i| (self.insts[i].born, i as u32))
     }
 
     fn end_inst(&mut self, idx: u32, end_ns: i64) {
@@ -733,7 +764,7 @@ impl Leaf {
 
     /// The outcome of an instance that has not decided at `at_ns`: inconclusive, with its state,
     /// its armed timeout and the handlers it was waiting for.
-    fn pending_outcome(&self, idx: u32, at_ns: i64, reason: String) -> Outcome {
+    pub fn pending_outcome(&self, idx: u32, at_ns: i64, reason: String) -> Outcome {
         let m = self.r.machine.clone();
         let inst = &self.insts[idx as usize];
         let st = &m.states[inst.state as usize];
@@ -806,6 +837,32 @@ impl Leaf {
     }
 }
 
+/// The `per` key of an event by the generic evaluator.
+fn generic_key<'a>(
+    r: &'a MonRef,
+    no_key: &'a Value,
+    kx: &'a X,
+    ev: &EventRef<'a>,
+    json: &'a JsonCell,
+) -> V<'a> {
+    let mut ctx = Ctx {
+        ev: Some(*ev),
+        json,
+        params: &r.params,
+        vars: &[],
+        wins: &[],
+        win_defs: &[],
+        caps_saved: &[],
+        caps_now: Vec::new(),
+        vars_now: Vec::new(),
+        locals: Vec::new(),
+        here: r.at.as_deref(),
+        key: no_key,
+        trace: None,
+    };
+    ctx.eval(kx)
+}
+
 /// The evaluation context of an instance: on an event, or (`ev = None`) at a timeout or the
 /// end of the trace.
 fn inst_ctx<'a>(
@@ -838,4 +895,31 @@ fn inst_ctx<'a>(
 fn source_kind_match(p: &PatternC, ev: &EventRef<'_>) -> bool {
     p.source.as_deref().is_none_or(|s| s == ev.source)
         && p.kind.as_deref().is_none_or(|k| k == ev.kind)
+}
+
+/// The verdict of a keyed leaf's instances (`outcomes` in creation order) at the end: fail >
+/// inconclusive > accept, with the explanation of the first worst; all accepted says how many.
+pub(super) fn combine<'o>(
+    r: &MonRef,
+    outcomes: impl Iterator<Item = &'o Outcome>,
+    end_ns: i64,
+) -> Outcome {
+    let mut best: Option<&Outcome> = None;
+    let mut n_acc = 0;
+    for o in outcomes {
+        if o.verdict == Verdict::Accept {
+            n_acc += 1;
+        }
+        if best.is_none_or(|b| o.verdict > b.verdict) {
+            best = Some(o);
+        }
+    }
+    let mut o = best
+        .cloned()
+        .unwrap_or_else(|| inconclusive(&r.display, "no instance", end_ns));
+    if r.machine.per.is_some() && o.verdict == Verdict::Accept {
+        o.explanation.reason = format!("all {n_acc} instance(s) accepted");
+        o.explanation.key = None;
+    }
+    o
 }

@@ -6,7 +6,8 @@
 //! Submodules, each used only by the ones after it: `window` (window state and aggregates),
 //! `ctx` (the generic expression evaluator), `effects` (what a fired handler decides), `fx` (the
 //! per-key hasher), `explain` (the outcomes and paths explanations show), `leaf` (the instances
-//! of one instantiated machine), `node` (`and`/`or`/`not` compositions).
+//! of one instantiated machine), `shards` (one keyed leaf split by key over threads), `node`
+//! (`and`/`or`/`not` compositions).
 
 mod ctx;
 mod effects;
@@ -14,12 +15,13 @@ mod explain;
 mod fx;
 mod leaf;
 mod node;
+mod shards;
 mod window;
 
 #[cfg(test)]
 pub(crate) use ctx::matches_generic;
 pub(crate) use explain::Outcome;
-pub(crate) use node::Node;
+pub(crate) use node::{Node, NodePart};
 
 /// The most transitions an instance keeps for its explanation (the oldest are dropped).
 const PATH_MAX: usize = 32;

@@ -4,6 +4,7 @@
 
 use super::explain::Outcome;
 use super::leaf::Leaf;
+use super::shards::Shards;
 use crate::ir::MonExpr;
 use crate::ops::JsonCell;
 use crate::report::{Explanation, MonitorResult, Verdict};
@@ -14,9 +15,33 @@ use trace::EventRef;
 /// One node of a composition: a leaf or an operator with its early outcome.
 pub(crate) enum Node {
     Leaf(Box<Leaf>),
+    /// A keyed leaf split over threads by key (built by the runner, only at the top).
+    Shards(Box<Shards>),
     And(Box<Node>, Box<Node>, Option<Outcome>),
     Or(Box<Node>, Box<Node>, Option<Outcome>),
     Not(Box<Node>, Option<Outcome>),
+}
+
+/// A part of a [`Node`] fed events on its own: the node, or one part of its split keyed leaf.
+pub(crate) enum NodePart<'n> {
+    Node(&'n mut Node),
+    Leaf(&'n mut Leaf),
+}
+
+impl NodePart<'_> {
+    pub fn advance_to(&mut self, ts: i64, inclusive: bool) {
+        match self {
+            NodePart::Node(n) => n.advance_to(ts, inclusive),
+            NodePart::Leaf(l) => l.advance_to(ts, inclusive),
+        }
+    }
+
+    pub fn observe(&mut self, ev: &EventRef<'_>, json: &JsonCell) {
+        match self {
+            NodePart::Node(n) => n.observe(ev, json),
+            NodePart::Leaf(l) => l.observe(ev, json),
+        }
+    }
 }
 
 fn earliest(a: &Outcome, b: &Outcome) -> bool {
@@ -43,9 +68,30 @@ impl Node {
         }
     }
 
+    /// A keyed leaf that has seen no event becomes `parts` [`Shards`] (more than one part);
+    /// anything else stays as it is.
+    pub fn split_by_key(&mut self, parts: usize) {
+        if let Node::Leaf(l) = self {
+            if parts > 1 && l.r.machine.per.is_some() && l.log.is_none() && l.instances() == 0 {
+                *self = Node::Shards(Box::new(Shards::new(&l.r, parts)));
+            }
+        }
+    }
+
+    /// The parts evaluated on their own threads: a split keyed leaf's parts, or the whole node.
+    pub fn parts_mut(&mut self) -> Vec<NodePart<'_>> {
+        if matches!(self, Node::Shards(s) if s.decided().is_none()) {
+            if let Node::Shards(s) = self {
+                return s.parts.iter_mut().map(NodePart::Leaf).collect();
+            }
+        }
+        vec![NodePart::Node(self)]
+    }
+
     pub fn decided(&self) -> Option<&Outcome> {
         match self {
             Node::Leaf(l) => l.decided(),
+            Node::Shards(s) => s.decided(),
             Node::And(_, _, o) | Node::Or(_, _, o) | Node::Not(_, o) => o.as_ref(),
         }
     }
@@ -53,6 +99,7 @@ impl Node {
     pub fn start(&mut self, ts: i64) {
         match self {
             Node::Leaf(l) => l.start(ts),
+            Node::Shards(s) => s.start(ts),
             Node::And(a, b, _) | Node::Or(a, b, _) => {
                 a.start(ts);
                 b.start(ts);
@@ -67,6 +114,7 @@ impl Node {
         }
         match self {
             Node::Leaf(l) => l.observe(ev, json),
+            Node::Shards(s) => s.observe(ev, json),
             Node::And(a, b, _) | Node::Or(a, b, _) => {
                 a.observe(ev, json);
                 b.observe(ev, json);
@@ -82,6 +130,7 @@ impl Node {
         }
         match self {
             Node::Leaf(l) => l.advance_to(ts, inclusive),
+            Node::Shards(s) => s.advance_to(ts, inclusive),
             Node::And(a, b, _) | Node::Or(a, b, _) => {
                 a.advance_to(ts, inclusive);
                 b.advance_to(ts, inclusive);
@@ -91,9 +140,11 @@ impl Node {
         self.update();
     }
 
-    fn update(&mut self) {
+    /// Recomputes the node's early outcome from its children's (after they were fed).
+    pub fn update(&mut self) {
         match self {
             Node::Leaf(_) => {}
+            Node::Shards(s) => s.update(),
             Node::And(a, b, o) if o.is_none() => {
                 *o = combine_early(true, a.decided().cloned(), b.decided().cloned())
             }
@@ -114,6 +165,15 @@ impl Node {
         match self {
             Node::Leaf(l) => {
                 let o = l.finish(end_ns);
+                MonitorResult {
+                    name: name.to_string(),
+                    verdict: o.verdict,
+                    explanation: Some(o.explanation),
+                    children: vec![],
+                }
+            }
+            Node::Shards(s) => {
+                let o = s.finish(end_ns);
                 MonitorResult {
                     name: name.to_string(),
                     verdict: o.verdict,
@@ -154,6 +214,15 @@ impl Node {
                     children: vec![],
                 }
             }
+            Node::Shards(s) => {
+                let o = s.frozen(at_ns, why);
+                MonitorResult {
+                    name,
+                    verdict: o.verdict,
+                    explanation: Some(o.explanation),
+                    children: vec![],
+                }
+            }
             Node::And(a, b, _) | Node::Or(a, b, _) => MonitorResult {
                 explanation: Some(Explanation {
                     reason: why.to_string(),
@@ -177,6 +246,7 @@ impl Node {
     fn name(&self) -> String {
         match self {
             Node::Leaf(l) => l.r.display.clone(),
+            Node::Shards(s) => s.display().to_string(),
             Node::And(a, b, _) => format!("{} and {}", a.name(), b.name()),
             Node::Or(a, b, _) => format!("({} or {})", a.name(), b.name()),
             Node::Not(a, _) => format!("not {}", a.name()),
