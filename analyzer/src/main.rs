@@ -92,7 +92,19 @@ fn run(cli: Cli) -> Result<i32, analyzer::Error> {
     Ok(code)
 }
 
+/// At most two glibc malloc arenas: the threads that decode row groups and encode Parquet
+/// columns would otherwise each get an arena of their own, and freed memory kept in them adds
+/// about 50 MB to `finalize`'s peak (docs/performance.md, "Side by side with DuckDB and RTLola").
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called first thing, before any thread
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() {
+    limit_malloc_arenas();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
