@@ -1,7 +1,8 @@
 //! Specialised guards: [`Fast`] nodes for the common guard shapes (an event field or a
 //! `data.path` compared with a constant by `==`, `!=`, `<`, `<=`, `>`, `>=`, `in`, `not in`,
 //! combined by `and`, `or`, `not`) that read the event directly instead of walking the generic
-//! expression tree, and their evaluation. The compiler builds them (`compile::specialise`, with
+//! expression tree, and their evaluation; likewise [`FastKey`] for `per` keys of those shapes
+//! (or one of them `% N`). The compiler builds them (`compile::specialise`, with
 //! constants folded); a guard of any other shape keeps the generic evaluator (`eval`), which
 //! stays the reference: explanations re-run it with tracing, and the tests of
 //! `compile::specialise` check that both agree on random guards and events.
