@@ -7,7 +7,7 @@
 #   FAIL_ON_INCONCLUSIVE=1, the recorder's or analyzer's own code (3, 4, 5, 64, 130) on an error;
 #   6 when a halt condition halted the run (judged and kept all the same).
 #
-# usage: scripts/ci-record.sh SCENARIO --spec FILE... [--experiment E]... [--monitor M]...
+# usage: scripts/ci-record.sh SCENARIO --spec FILE [--spec FILE]... [--experiment E]... [--monitor M]...
 #          [--out DIR] [--project P] [--seed N] [--fail-on-inconclusive]
 # environment: RECORDER, ANALYZER (binaries to use; default: built here with cargo, profile
 #   CI_PROFILE, default release), OUT (artifacts directory, default ci-artifacts),

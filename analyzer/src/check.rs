@@ -1,8 +1,8 @@
-//! `analyzer check TRACE... --spec FILE...`, the subcommand: compiles the specs (reporting every
-//! error like a compiler), replays each trace through the selected monitors and experiments
-//! ([`crate::judge`]), prints one line per monitor/step with explanations for every fail (plus
-//! the surrounding events of the services involved), writes JSON or JUnit, and exits with the
-//! combined verdict's code.
+//! `analyzer check TRACE... --spec FILE [--spec FILE]...`, the subcommand: compiles the specs
+//! (reporting every error like a compiler), replays each trace through the selected monitors and
+//! experiments ([`crate::judge`]), prints one line per monitor/step with explanations for every
+//! fail (plus the surrounding events of the services involved), writes JSON or JUnit, and exits
+//! with the combined verdict's code.
 
 use crate::{exit, report};
 use monitor::{Runner, Selection};
@@ -36,8 +36,8 @@ pub struct CheckArgs {
     /// `analyzer flaky`).
     #[arg(long)]
     pub flaky: bool,
-    /// Spec files (imports are resolved relative to each file).
-    #[arg(long = "spec", required = true, num_args = 1..)]
+    /// A spec file, one per `--spec` (repeatable; imports are resolved relative to each file).
+    #[arg(long = "spec", value_name = "FILE", required = true)]
     pub spec: Vec<PathBuf>,
     /// Only these monitors (repeatable).
     #[arg(long)]

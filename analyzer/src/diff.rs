@@ -25,8 +25,8 @@ pub struct DiffArgs {
     pub good: PathBuf,
     /// The failing run.
     pub bad: PathBuf,
-    /// Spec files (as for `check`).
-    #[arg(long = "spec", required = true, num_args = 1..)]
+    /// A spec file, one per `--spec` (repeatable, as for `check`).
+    #[arg(long = "spec", value_name = "FILE", required = true)]
     pub spec: Vec<PathBuf>,
     /// The experiment whose steps align the runs (default: the one the runs recorded, else the
     /// only experiment of the specs).

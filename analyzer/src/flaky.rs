@@ -22,8 +22,8 @@ pub struct FlakyArgs {
     /// Also the traces listed in this file, one path or URL a line (`-`: standard input).
     #[arg(long, value_name = "FILE")]
     pub traces_from: Option<PathBuf>,
-    /// Spec files.
-    #[arg(long = "spec", required = true, num_args = 1..)]
+    /// A spec file, one per `--spec` (repeatable).
+    #[arg(long = "spec", value_name = "FILE", required = true)]
     pub spec: Vec<PathBuf>,
     /// Only these monitors (repeatable).
     #[arg(long)]

@@ -43,6 +43,34 @@ fn generate(dir: &Path, scenario: &str) {
     assert!(o.status.success(), "generate failed: {}", err(&o));
 }
 
+/// `--spec` takes one file: traces may follow it (`check --spec S TRACE` judges TRACE, it does
+/// not read it as a second spec), and several specs are given by repeating the flag.
+#[test]
+fn traces_may_follow_a_spec_and_specs_are_given_one_per_flag() {
+    let (a, s, t) = (
+        p("specs/akka.spec"),
+        p("specs/split-brain.spec"),
+        fixture("v1-split-brain"),
+    );
+    let after = run(&["check", &t, "--spec", &a, "--spec", &s]);
+    let before = run(&["check", "--spec", &a, "--spec", &s, &t]);
+    assert!(
+        out(&after).contains("experiment AutoDownSplitBrain"),
+        "{}",
+        err(&after)
+    );
+    assert_eq!(
+        before.status.code(),
+        after.status.code(),
+        "{}",
+        err(&before)
+    );
+    assert_eq!(out(&before), out(&after));
+    // a second file after one `--spec` is a trace, and a spec file is not a trace
+    let o = run(&["check", "--spec", &s, &a]);
+    assert_eq!(o.status.code(), Some(4), "{}{}", out(&o), err(&o));
+}
+
 #[test]
 fn split_brain_fixture_accepts_the_seed_experiment() {
     let o = check_split_brain(

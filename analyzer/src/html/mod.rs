@@ -30,8 +30,8 @@ const AROUND: usize = 200;
 pub struct ReportArgs {
     /// The trace directory.
     pub trace: PathBuf,
-    /// Spec files (imports are resolved relative to each file).
-    #[arg(long = "spec", required = true, num_args = 1..)]
+    /// A spec file, one per `--spec` (repeatable; imports are resolved relative to each file).
+    #[arg(long = "spec", value_name = "FILE", required = true)]
     pub spec: Vec<PathBuf>,
     /// Only these monitors (repeatable).
     #[arg(long)]
