@@ -163,24 +163,8 @@ impl Node {
     /// Final outcome and the result tree.
     pub fn finish(&mut self, end_ns: i64, name: &str) -> MonitorResult {
         match self {
-            Node::Leaf(l) => {
-                let o = l.finish(end_ns);
-                MonitorResult {
-                    name: name.to_string(),
-                    verdict: o.verdict,
-                    explanation: Some(o.explanation),
-                    children: vec![],
-                }
-            }
-            Node::Shards(s) => {
-                let o = s.finish(end_ns);
-                MonitorResult {
-                    name: name.to_string(),
-                    verdict: o.verdict,
-                    explanation: Some(o.explanation),
-                    children: vec![],
-                }
-            }
+            Node::Leaf(l) => leaf_result(name.to_string(), l.finish(end_ns)),
+            Node::Shards(s) => leaf_result(name.to_string(), s.finish(end_ns)),
             Node::And(a, b, o) => finish_bin(true, a, b, o, end_ns, name),
             Node::Or(a, b, o) => finish_bin(false, a, b, o, end_ns, name),
             Node::Not(a, o) => {
@@ -205,24 +189,8 @@ impl Node {
     fn frozen(&mut self, at_ns: i64, why: &str) -> MonitorResult {
         let name = self.name();
         match self {
-            Node::Leaf(l) => {
-                let o = l.frozen(at_ns, why);
-                MonitorResult {
-                    name,
-                    verdict: o.verdict,
-                    explanation: Some(o.explanation),
-                    children: vec![],
-                }
-            }
-            Node::Shards(s) => {
-                let o = s.frozen(at_ns, why);
-                MonitorResult {
-                    name,
-                    verdict: o.verdict,
-                    explanation: Some(o.explanation),
-                    children: vec![],
-                }
-            }
+            Node::Leaf(l) => leaf_result(name, l.frozen(at_ns, why)),
+            Node::Shards(s) => leaf_result(name, s.frozen(at_ns, why)),
             Node::And(a, b, _) | Node::Or(a, b, _) => MonitorResult {
                 explanation: Some(Explanation {
                     reason: why.to_string(),
@@ -251,6 +219,16 @@ impl Node {
             Node::Or(a, b, _) => format!("({} or {})", a.name(), b.name()),
             Node::Not(a, _) => format!("not {}", a.name()),
         }
+    }
+}
+
+/// The result of a leaf (or of a keyed leaf split over threads) from its outcome.
+fn leaf_result(name: String, o: Outcome) -> MonitorResult {
+    MonitorResult {
+        name,
+        verdict: o.verdict,
+        explanation: Some(o.explanation),
+        children: vec![],
     }
 }
 
