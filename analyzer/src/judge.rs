@@ -214,17 +214,14 @@ pub fn judge_recording(
         .map(|(j, log)| (j, log.map(|l| l.histories()).unwrap_or_default()))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn judge_inner(
+/// Opens the trace at `dir` for judging: where judging ends (unless `include_teardown`, where
+/// the recorder's teardown began) and a runner for the selection.
+pub(crate) fn open_judging(
     spec: &Spec,
     sel: &Selection,
     dir: &Path,
-    context: usize,
-    read_all_columns: bool,
     include_teardown: bool,
-    record: bool,
-    read_ahead: usize,
-) -> Result<(Judged, Option<StateLog>), crate::Error> {
+) -> Result<(Trace, Option<i64>, Runner), crate::Error> {
     let t = crate::s3::open_trace(dir)?;
     // the recorder's own teardown (`compose down` stops every container) is not the system's
     // behaviour: judging ends where it began
@@ -243,6 +240,21 @@ fn judge_inner(
     {
         runner.recorded_experiment(name);
     }
+    Ok((t, cutoff, runner))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn judge_inner(
+    spec: &Spec,
+    sel: &Selection,
+    dir: &Path,
+    context: usize,
+    read_all_columns: bool,
+    include_teardown: bool,
+    record: bool,
+    read_ahead: usize,
+) -> Result<(Judged, Option<StateLog>), crate::Error> {
+    let (t, cutoff, mut runner) = open_judging(spec, sel, dir, include_teardown)?;
     let log = record.then(|| runner.record_states());
     // an unfinalized trace is sorted on the fly from its log: projection would save little
     let needs = if read_all_columns || !t.is_finalized() {

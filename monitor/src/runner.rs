@@ -273,11 +273,11 @@ impl Runner {
     /// The parts [`Runner::observe_batch`] would evaluate on their own threads: every selected
     /// monitor (each part of a split keyed one) and experiment; 1 when batches stay on one thread
     /// (one thread set, or recording mode).
-    pub fn parallel_parts(&mut self) -> usize {
+    pub fn parallel_parts(&self) -> usize {
         if self.threads <= 1 || self.recording {
             return 1;
         }
-        self.units().len()
+        self.monitors.iter().map(|(_, n)| n.parts()).sum::<usize>() + self.experiments.len()
     }
 
     fn units(&mut self) -> Vec<Unit<'_>> {

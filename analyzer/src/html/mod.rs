@@ -267,21 +267,8 @@ pub fn render(
     dir: &Path,
     opts: &HtmlOptions,
 ) -> Result<(String, Verdict), Error> {
-    let t = crate::s3::open_trace(dir)?;
-    let cutoff = if opts.include_teardown {
-        None
-    } else {
-        crate::judge::teardown_start(&t)?
-    };
-    let mut runner = Runner::new(spec, sel).map_err(|e| Error::Usage(e.to_string()))?;
-    if let Some(name) = t
-        .manifest()
-        .schedule
-        .pointer("/experiment/name")
-        .and_then(|n| n.as_str())
-    {
-        runner.recorded_experiment(name);
-    }
+    let (t, cutoff, mut runner) =
+        crate::judge::open_judging(spec, sel, dir, opts.include_teardown)?;
     let log = runner.record_states();
     let (t0, t1, size) = range(&t)?;
     let services: Vec<String> = t.manifest().compose.services.keys().cloned().collect();

@@ -39,6 +39,32 @@ fn s<'a>(o: Option<&'a str>) -> V<'a> {
 }
 
 impl<'a> Ctx<'a> {
+    /// A context without instance state (no variables, windows or captures): for `per` keys and
+    /// the initial values of a new instance, on `ev` when there is one.
+    pub(super) fn bare(
+        ev: Option<EventRef<'a>>,
+        json: &'a JsonCell,
+        params: &'a [Value],
+        here: Option<&'a str>,
+        key: &'a Value,
+    ) -> Ctx<'a> {
+        Ctx {
+            ev,
+            json,
+            params,
+            vars: &[],
+            wins: &[],
+            win_defs: &[],
+            caps_saved: &[],
+            caps_now: Vec::new(),
+            vars_now: Vec::new(),
+            locals: Vec::new(),
+            here,
+            key,
+            trace: None,
+        }
+    }
+
     fn data(&self) -> V<'a> {
         match &self.ev {
             Some(ev) => data_of(ev, self.json),
@@ -409,20 +435,5 @@ fn convert(b: Builtin, a0: V<'_>) -> V<'_> {
 #[cfg(test)]
 pub(crate) fn matches_generic(p: &PatternC, ev: &EventRef<'_>, json: &JsonCell) -> bool {
     let key = Value::Null;
-    let mut ctx = Ctx {
-        ev: Some(*ev),
-        json,
-        params: &[],
-        vars: &[],
-        wins: &[],
-        win_defs: &[],
-        caps_saved: &[],
-        caps_now: Vec::new(),
-        vars_now: Vec::new(),
-        locals: Vec::new(),
-        here: None,
-        key: &key,
-        trace: None,
-    };
-    ctx.matches(p)
+    Ctx::bare(Some(*ev), json, &[], None, &key).matches(p)
 }

@@ -107,26 +107,11 @@ impl Leaf {
     fn new_inst(&mut self, key: Value, ts: i64, seq: Option<u64>) -> u32 {
         let m = self.r.machine.clone();
         let json = JsonCell::new();
-        let empty: [Value; 0] = [];
         let mut vars = Vec::with_capacity(m.vars.len());
         let mut wins = Vec::with_capacity(m.windows.len());
         let timeout;
         {
-            let mut ctx = Ctx {
-                ev: None,
-                json: &json,
-                params: &self.r.params,
-                vars: &empty,
-                wins: &[],
-                win_defs: &[],
-                caps_saved: &empty,
-                caps_now: Vec::new(),
-                vars_now: Vec::new(),
-                locals: Vec::new(),
-                here: self.r.at.as_deref(),
-                key: &key,
-                trace: None,
-            };
+            let mut ctx = Ctx::bare(None, &json, &self.r.params, self.r.at.as_deref(), &key);
             for (_, e) in &m.vars {
                 let v = ctx.eval(e).to_value();
                 vars.push(v);
@@ -845,22 +830,7 @@ fn generic_key<'a>(
     ev: &EventRef<'a>,
     json: &'a JsonCell,
 ) -> V<'a> {
-    let mut ctx = Ctx {
-        ev: Some(*ev),
-        json,
-        params: &r.params,
-        vars: &[],
-        wins: &[],
-        win_defs: &[],
-        caps_saved: &[],
-        caps_now: Vec::new(),
-        vars_now: Vec::new(),
-        locals: Vec::new(),
-        here: r.at.as_deref(),
-        key: no_key,
-        trace: None,
-    };
-    ctx.eval(kx)
+    Ctx::bare(Some(*ev), json, &r.params, r.at.as_deref(), no_key).eval(kx)
 }
 
 /// The evaluation context of an instance: on an event, or (`ev = None`) at a timeout or the

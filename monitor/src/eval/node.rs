@@ -78,9 +78,17 @@ impl Node {
         }
     }
 
+    /// How many parts [`Node::parts_mut`] gives.
+    pub fn parts(&self) -> usize {
+        match self {
+            Node::Shards(s) if s.decided().is_none() => s.parts.len(),
+            _ => 1,
+        }
+    }
+
     /// The parts evaluated on their own threads: a split keyed leaf's parts, or the whole node.
     pub fn parts_mut(&mut self) -> Vec<NodePart<'_>> {
-        if matches!(self, Node::Shards(s) if s.decided().is_none()) {
+        if self.parts() > 1 {
             if let Node::Shards(s) = self {
                 return s.parts.iter_mut().map(NodePart::Leaf).collect();
             }
