@@ -219,6 +219,28 @@ pub fn run(a: &EventsArgs, out: &mut dyn Write) -> Result<i32, Error> {
     } else {
         Columns::ALL
     };
+    // row groups whose statistics rule out every listed source, kind or service are not read
+    let row_groups = if a.touch_all {
+        None
+    } else {
+        t.group_stats().map(|groups| {
+            let any = |want: &[String], c: &trace::StrStats, rows: u64, null_reads_empty: bool| {
+                want.is_empty()
+                    || want.iter().any(|w| {
+                        c.may_equal(w, rows)
+                            || (null_reads_empty && w.is_empty() && c.may_be_null())
+                    })
+            };
+            groups
+                .iter()
+                .map(|g| {
+                    any(&a.source, &g.source, g.rows, true)
+                        && any(&a.kind, &g.kind, g.rows, true)
+                        && any(&a.service, &g.service, g.rows, false)
+                })
+                .collect::<std::sync::Arc<[bool]>>()
+        })
+    };
     let opts = ReadOptions {
         columns,
         sources,
@@ -227,6 +249,7 @@ pub fn run(a: &EventsArgs, out: &mut dyn Write) -> Result<i32, Error> {
         include_packets,
         batch_size: 0,
         read_ahead: 0,
+        row_groups,
     };
     if a.format == Format::Csv && !a.count {
         writeln!(

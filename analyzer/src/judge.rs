@@ -7,16 +7,30 @@
 pub use crate::report::{HaltNote, Judged};
 use crate::{exit, report};
 use monitor::{
-    EventInfo, InstanceHistory, Needs, Report, Runner, Selection, SourceFile, Spec, StateLog,
+    EventInfo, InstanceHistory, Needs, Relevance, Report, Runner, Selection, SourceFile, Spec,
+    StateLog,
 };
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use trace::{Columns, ReadOptions, Trace};
 
+/// The row groups that may hold an event of `source` and `kind` (by their statistics); `None`
+/// where the trace has no footer statistics.
+fn groups_holding(t: &Trace, source: &str, kind: &str) -> Option<std::sync::Arc<[bool]>> {
+    let groups = t.group_stats()?;
+    Some(
+        groups
+            .iter()
+            .map(|g| g.source.may_equal(source, g.rows) && g.kind.may_equal(kind, g.rows))
+            .collect(),
+    )
+}
+
 /// The recorder's `halt` event of the trace, if any.
 pub(crate) fn halt_note(t: &Trace) -> Result<Option<HaltNote>, crate::Error> {
     let opts = ReadOptions {
         sources: Some(vec!["recorder".into()]),
+        row_groups: groups_holding(t, "recorder", "halt"),
         ..Default::default()
     };
     for batch in t.events(&opts)? {
@@ -155,6 +169,7 @@ pub(crate) fn teardown_start(t: &Trace) -> Result<Option<i64>, crate::Error> {
             ..Columns::NONE
         },
         sources: Some(vec!["recorder".into()]),
+        row_groups: groups_holding(t, "recorder", "teardown"),
         ..Default::default()
     };
     for batch in t.events(&opts)? {
@@ -174,10 +189,12 @@ pub(crate) fn teardown_start(t: &Trace) -> Result<Option<i64>, crate::Error> {
 }
 
 /// Replays one trace through the runner. Unless `read_all_columns`, a finalized trace is read
-/// with the columns and sources the selection needs ([`Runner::needs`]): events of other
-/// sources only move trace time, which the runner is given from the Parquet footer instead
-/// (first and last `ts_ns`, row count); the events the report shows are then re-read with
-/// every column ([`refill_shown_events`]), so the report is the same either way. With
+/// with the columns and sources the selection needs ([`Runner::needs`]), and without the row
+/// groups whose statistics rule out every event the selection may react to
+/// ([`Runner::relevance`], [`skipped_groups`]): the events not read only move trace time, which
+/// the runner is given from the Parquet footer instead (first and last `ts_ns`, row count); the
+/// events the report shows are then re-read with every column ([`refill_shown_events`]), so
+/// the report is the same either way. With
 /// `read_ahead` of 2 or more, the judging pass decodes row groups on that many threads ahead of
 /// the evaluator ([`ReadOptions::read_ahead`]).
 pub fn judge_reading(
@@ -265,9 +282,23 @@ fn judge_inner(
     // skipping sources needs the trace's first/last time and event count from the footer
     let facts = t.parquet_facts();
     // (footer facts count the whole trace: with a cut-off, read every needed row instead)
-    let skip = match (&needs.sources, facts) {
-        (Some(srcs), Some((rows, Some(first), Some(last), _))) if cutoff.is_none() => {
-            Some((srcs.iter().cloned().collect::<Vec<_>>(), rows, first, last))
+    let sources = match (&needs.sources, facts) {
+        (Some(srcs), Some((_, Some(_), Some(_), _))) if cutoff.is_none() => {
+            Some(srcs.iter().cloned().collect::<Vec<_>>())
+        }
+        _ => None,
+    };
+    // row groups whose statistics rule out every event the selection may react to
+    let skipped = if read_all_columns {
+        None
+    } else {
+        skipped_groups(&t, &runner.relevance(), cutoff)
+    };
+    // events not observed (other sources, skipped row groups) still count, and the trace's
+    // first and last times come from the footer
+    let bounds = match facts {
+        Some((rows, Some(first), Some(last), _)) if sources.is_some() || skipped.is_some() => {
+            Some((rows, first, last))
         }
         _ => None,
     };
@@ -275,9 +306,10 @@ fn judge_inner(
     let opts = ReadOptions {
         include_packets: runner.may_observe("packet"),
         columns: needs.columns(),
-        sources: skip.as_ref().map(|s| s.0.clone()),
+        sources,
         until_ns: cutoff,
         read_ahead,
+        row_groups: skipped.as_ref().map(|s| s.keep.clone()),
         ..Default::default()
     };
     // the cores that decode row groups ahead also evaluate them: each batch's monitors and
@@ -287,7 +319,7 @@ fn judge_inner(
     let batched = runner.parallel_parts() > 1;
     let mut last = None;
     let mut packets = 0u64;
-    let mut started = skip.is_none();
+    let mut started = bounds.is_none();
     for batch in t.events(&opts)? {
         let batch = batch?;
         let Some(first_ev) = batch.iter().next() else {
@@ -295,7 +327,7 @@ fn judge_inner(
         };
         if !started {
             // start at the trace's first event, observed or not
-            if let Some((_, _, first, _)) = &skip {
+            if let Some((_, first, _)) = &bounds {
                 runner.advance_to((*first).min(first_ev.ts_ns));
             }
             started = true;
@@ -315,7 +347,7 @@ fn judge_inner(
             }
         }
     }
-    if let Some((_, _, first, trace_last)) = &skip {
+    if let Some((_, first, trace_last)) = &bounds {
         if !started {
             runner.advance_to(*first);
         }
@@ -328,9 +360,11 @@ fn judge_inner(
         (None, a, b) => a.or(b).or(m.started_ns).unwrap_or(0),
     };
     let mut report = runner.finish(end);
-    if let Some((_, rows, _, _)) = &skip {
+    match (&bounds, cutoff) {
         // every event of the trace counts, observed or skipped
-        report.events = rows + packets;
+        (Some((rows, _, _)), None) => report.events = rows + packets,
+        // every event before the cut-off: those observed and those of the groups skipped
+        _ => report.events += skipped.as_ref().map_or(0, |s| s.rows),
     }
     if needs.columns() != Columns::ALL {
         refill_shown_events(&t, &mut report)?;
@@ -349,6 +383,44 @@ fn judge_inner(
         halt,
     };
     Ok((judged, log))
+}
+
+/// The row groups of a finalized trace a judging pass may leave unread: those whose statistics
+/// prove that none of their events is one the selection may react to ([`Relevance`]), and,
+/// with a cut-off, that lie wholly before it (their events count; a group reaching the cut-off
+/// is read). `None` when every group is read.
+pub struct Skipped {
+    /// Which row groups to read, by index.
+    pub keep: std::sync::Arc<[bool]>,
+    /// The events of the groups left unread.
+    pub rows: u64,
+}
+
+pub fn skipped_groups(t: &Trace, relevance: &Relevance, cutoff: Option<i64>) -> Option<Skipped> {
+    if relevance.is_everything() {
+        return None;
+    }
+    let groups = t.group_stats()?;
+    // the skipped events' times come from the footer: every group must record them
+    if groups.iter().any(|g| g.ts.is_none()) {
+        return None;
+    }
+    let mut rows = 0;
+    let keep: Vec<bool> = groups
+        .iter()
+        .map(|g| {
+            let before_cutoff = cutoff.is_none_or(|c| g.ts.is_some_and(|(_, hi)| hi < c));
+            let read = !before_cutoff || relevance.may_matter(g);
+            if !read {
+                rows += g.rows;
+            }
+            read
+        })
+        .collect();
+    keep.iter().any(|k| !k).then(|| Skipped {
+        keep: keep.into(),
+        rows,
+    })
 }
 
 /// Re-reads, with every column, the events a report shows (deciding events, transitions,

@@ -20,6 +20,7 @@ mod lexer;
 mod needs;
 mod ops;
 mod parser;
+mod relevance;
 mod report;
 mod runner;
 mod states;
@@ -33,6 +34,7 @@ pub use ir::{
     Step,
 };
 pub use needs::Needs;
+pub use relevance::Relevance;
 pub use report::{
     EventInfo, ExperimentResult, Explanation, GuardValue, MonitorResult, Report, StepBinding,
     StepResult, TimeoutInfo, Transition, Verdict,

@@ -7,6 +7,7 @@ use crate::experiment::ExperimentJudge;
 use crate::ir::{MonExpr, Spec, Step};
 use crate::needs::Needs;
 use crate::ops::JsonCell;
+use crate::relevance::Relevance;
 use crate::report::{Report, Verdict};
 use crate::states::{LogScope, StateLog};
 use trace::EventRef;
@@ -175,6 +176,20 @@ impl Runner {
             n.merge(&Needs::experiment());
         }
         n
+    }
+
+    /// The events the selected monitors and experiments may react to ([`Relevance`]): a reader
+    /// may skip the row groups whose statistics rule all of them out (see [`Runner::needs`] for
+    /// what the skipped events still count for).
+    pub fn relevance(&self) -> Relevance {
+        let mut r = Relevance::nothing();
+        for e in &self.exprs {
+            r.add_expr(e);
+        }
+        if !self.experiments.is_empty() {
+            r.add_sources(Some(&["fault", "recorder"]));
+        }
+        r
     }
 
     /// The trace was recorded running experiment `name` (the manifest's

@@ -235,3 +235,261 @@ proptest! {
         prop_assert_eq!(&serde_json::to_string(&par.finish(end)).expect("json"), &want_json);
     }
 }
+
+/// Monitors of every shape the relevance analysis distinguishes: specialised guards over
+/// fields, `seq` and `ts`; a regex guard (not specialised); timeouts; a response; keyed and
+/// windowed machines (every event of their sources matters); `at`; compositions.
+const RELEVANCE: &str = r#"
+monitor oom = never event where kind == "oom" and service != "nobody" and seq < 1000000
+monitor errors = never log where message ~ "ERROR"
+monitor startStop {
+  state idle { on docker "start" => goto up timeout 2s }
+  state up {
+    on docker "stop" => goto idle
+    on timeout => fail "no stop within 2s"
+  }
+}
+monitor late = eventually event where kind == "done" and ts > 1700000005000000000
+monitor resp = after docker "start" expect log where kind == "ready" within 3s
+monitor keyed per service { state s { on stats where kind == "x" => fail "x on " + service } }
+monitor win {
+  window w = count(kind == "x") over last 2s of jmx
+  state s {
+    on jmx where kind == "y" and w > 1 => fail "two x, then y"
+    on end => accept
+  }
+}
+monitor boom = never event where kind == "boom" or kind == "q" and service in ["s1", "s2"]
+monitor atS1 = boom at s1
+monitor either = (never event where kind == "q") or eventually event where kind == "done"
+monitor notOom = not oom
+"#;
+
+const KINDS: [&str; 10] = [
+    "stdout", "start", "stop", "oom", "x", "y", "done", "ready", "boom", "q",
+];
+
+/// Events in chunks: each chunk draws its kinds and sources from its own palette (so that row
+/// groups made of chunks have statistics that rule some monitors out), times moving on.
+/// A chunk: its events (milliseconds after the previous one, kind and source picks) and its
+/// palettes of kinds and sources (bit masks over [`KINDS`] and the four sources).
+type Chunk = (Vec<(u32, usize, usize)>, u16, u8);
+
+fn chunked_trace(chunks: &[Chunk]) -> Vec<Vec<trace::Event>> {
+    let sources = ["log", "docker", "stats", "jmx"];
+    let services = ["s0", "s1", "s2", "nobody"];
+    let mut t_ms = 0u64;
+    let mut seq = 0;
+    let mut out = Vec::new();
+    for (evs, kinds, srcs) in chunks {
+        let ks: Vec<&str> = (0..KINDS.len())
+            .filter(|i| kinds & (1 << i) != 0)
+            .map(|i| KINDS[i])
+            .collect();
+        let ss: Vec<&str> = (0..sources.len())
+            .filter(|i| srcs & (1 << i) != 0)
+            .map(|i| sources[i])
+            .collect();
+        let mut chunk = Vec::new();
+        for (dt, k, s) in evs {
+            t_ms += u64::from(*dt);
+            seq += 1;
+            let secs = t_ms as f64 / 1000.0;
+            let kind = ks[k % ks.len().max(1)];
+            let source = ss[s % ss.len().max(1)];
+            let mut e = ev(seq, secs, source, kind);
+            if s % 5 != 4 {
+                e = e.service(services[(k + s) % services.len()]);
+            }
+            if source == "log" {
+                e = e.message(if k % 4 == 0 { "ERROR bad" } else { "ok" });
+            }
+            chunk.push(e);
+        }
+        if !chunk.is_empty() {
+            out.push(chunk);
+        }
+    }
+    out
+}
+
+/// The statistics a Parquet footer records for `evs` (exact bounds, null counts) and, when
+/// `listed`, the distinct values finalize lists for the dictionary-encoded columns.
+fn group_stats_as(evs: &[trace::Event], listed: bool) -> trace::GroupStats {
+    let strs = |vals: Vec<Option<&str>>, dict: bool| {
+        let mut s = strs(vals.iter().copied());
+        if dict && listed {
+            let mut d: Vec<&str> = vals.into_iter().flatten().collect();
+            d.sort_unstable();
+            d.dedup();
+            s.values = Some(d.into_iter().map(Box::from).collect());
+        }
+        s
+    };
+    let ts = evs.iter().map(|e| e.ts_ns);
+    let seq = evs.iter().map(|e| e.seq);
+    trace::GroupStats {
+        rows: evs.len() as u64,
+        ts: ts.clone().min().zip(ts.max()),
+        seq: seq.clone().min().zip(seq.max()),
+        source: strs(evs.iter().map(|e| Some(e.source.as_str())).collect(), true),
+        service: strs(evs.iter().map(|e| e.service.as_deref()).collect(), true),
+        container: strs(evs.iter().map(|e| e.container.as_deref()).collect(), true),
+        kind: strs(evs.iter().map(|e| Some(e.kind.as_str())).collect(), true),
+        message: strs(evs.iter().map(|e| e.message.as_deref()).collect(), false),
+    }
+}
+
+fn group_stats(evs: &[trace::Event]) -> trace::GroupStats {
+    group_stats_as(evs, true)
+}
+
+fn strs<'a>(vals: impl Iterator<Item = Option<&'a str>>) -> trace::StrStats {
+    let mut s = trace::StrStats {
+        exact: true,
+        nulls: Some(0),
+        ..Default::default()
+    };
+    for v in vals {
+        match v {
+            None => *s.nulls.get_or_insert(0) += 1,
+            Some(v) => {
+                let b: Box<[u8]> = v.as_bytes().into();
+                if s.min.as_ref().is_none_or(|m| b < *m) {
+                    s.min = Some(b.clone());
+                }
+                if s.max.as_ref().is_none_or(|m| b > *m) {
+                    s.max = Some(b);
+                }
+            }
+        }
+    }
+    s
+}
+
+/// Runs `spec` over the groups of `groups` that its relevance does not rule out, as
+/// `analyzer check` does (trace time from the first event of all; the skipped events counted):
+/// the report and how many groups were skipped.
+fn run_skipping(
+    spec: &monitor::Spec,
+    groups: &[Vec<trace::Event>],
+    end: i64,
+    listed: bool,
+) -> (monitor::Report, usize) {
+    let sel = monitor::Selection::default();
+    let mut r = monitor::Runner::new(spec, &sel).expect("runner");
+    let rel = r.relevance();
+    if let Some(first) = groups.iter().flatten().map(|e| e.ts_ns).min() {
+        r.advance_to(first);
+    }
+    let (mut skipped, mut rows) = (0, 0);
+    for g in groups {
+        if rel.may_matter(&group_stats_as(g, listed)) {
+            for e in g {
+                r.observe(&e.as_ref());
+            }
+        } else {
+            skipped += 1;
+            rows += g.len() as u64;
+        }
+    }
+    let mut report = r.finish(end);
+    report.events += rows;
+    (report, skipped)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn row_groups_whose_statistics_rule_out_every_handler_change_nothing(
+        chunks in prop::collection::vec(
+            (prop::collection::vec((0u32..700, 0usize..10, 0usize..10), 0..12), 1u16..1024, 1u8..16),
+            1..24,
+        ),
+        tail_ms in 0i64..4_000,
+        listed: bool,
+    ) {
+        let spec = spec(RELEVANCE);
+        let groups = chunked_trace(&chunks);
+        let all: Vec<trace::Event> = groups.iter().flatten().cloned().collect();
+        let end = all.last().map_or(T0, |e| e.ts_ns) + tail_ms * 1_000_000;
+        let want = run(&spec, monitor::Selection::default(), &all, Some(end));
+        let (got, _) = run_skipping(&spec, &groups, end, listed);
+        prop_assert_eq!(
+            serde_json::to_string(&got).expect("json"),
+            serde_json::to_string(&want).expect("json")
+        );
+    }
+}
+
+/// The analysis does rule groups out: groups of only `stdout` events from `log` and `docker`
+/// are skipped by the field guards, and the report is the same; a regex guard on log lines
+/// rules nothing out; a keyed machine reads every event of its sources, whatever its handlers
+/// match, and a windowed one too.
+#[test]
+fn relevance_rules_out_groups_no_handler_can_match() {
+    let quiet: Vec<(u32, usize, usize)> = (0..8).map(|i| (100, 0, i % 2)).collect();
+    let busy: Vec<(u32, usize, usize)> = (0..8).map(|i| (300, i, i)).collect();
+    let chunks = vec![
+        (busy.clone(), 0b11_1111_1111u16, 0b1111u8),
+        // kind `stdout` from `log` or `docker`
+        (quiet.clone(), 0b1, 0b0011),
+        (busy, 0b11_1111_1111, 0b1111),
+        // kind `stdout` from `stats` or `jmx`
+        (quiet, 0b1, 0b1100),
+    ];
+    let groups = chunked_trace(&chunks);
+    let all: Vec<trace::Event> = groups.iter().flatten().cloned().collect();
+    let end = all.last().map_or(T0, |e| e.ts_ns) + S;
+    let s = spec(RELEVANCE);
+    let skipped = |names: &[&str]| -> Vec<bool> {
+        let rel = monitor::Runner::new(&s, &monitors(names))
+            .expect("runner")
+            .relevance();
+        groups
+            .iter()
+            .map(|g| !rel.may_matter(&group_stats(g)))
+            .collect()
+    };
+    let guards = [
+        "oom",
+        "startStop",
+        "late",
+        "boom",
+        "atS1",
+        "either",
+        "notOom",
+    ];
+    assert_eq!(skipped(&guards), [false, true, false, true]);
+    let sel = monitors(&guards);
+    let want = run(&s, sel.clone(), &all, Some(end));
+    let mut r = monitor::Runner::new(&s, &sel).expect("runner");
+    let rel = r.relevance();
+    r.advance_to(all[0].ts_ns);
+    for g in groups.iter().filter(|g| rel.may_matter(&group_stats(g))) {
+        for e in g {
+            r.observe(&e.as_ref());
+        }
+    }
+    let mut got = r.finish(end);
+    assert_eq!(got.events, want.events - 16);
+    got.events = want.events;
+    assert_eq!(
+        serde_json::to_string(&got).expect("json"),
+        serde_json::to_string(&want).expect("json")
+    );
+    assert_eq!(skipped(&["errors"]), [false, false, false, true]);
+    // by their bounds only, `log` lies between `jmx` and `stats`: nothing is ruled out
+    let rel = monitor::Runner::new(&s, &monitors(&["errors"]))
+        .expect("runner")
+        .relevance();
+    assert!(groups
+        .iter()
+        .all(|g| rel.may_matter(&group_stats_as(g, false))));
+    // `keyed` reads `stats`, `win` reads `jmx`: the last quiet group holds both
+    assert_eq!(skipped(&["keyed"]), [false, true, false, false]);
+    assert_eq!(skipped(&["win"]), [false, true, false, false]);
+    // with an experiment, its `fault` and `recorder` events matter too
+    assert_eq!(skipped(&[]), [false, false, false, false]);
+}

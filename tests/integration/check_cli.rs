@@ -529,6 +529,130 @@ fn reading_only_needed_columns_gives_the_same_report() {
     );
 }
 
+/// A trace of several row groups, mostly quiet log lines and stats samples, with a few rare
+/// events where a monitor reacts: a `start` in the second row group (no `stop`: its timeout
+/// fires in a quiet stretch), an `oom` in the third, the recorder's teardown in the fourth and
+/// last, and a `kill` after it.
+fn rare_events_trace(dir: &Path) -> PathBuf {
+    use trace::{Event, Manifest, TraceWriter};
+    const T0: i64 = 1_700_000_000_000_000_000;
+    let trace = dir.join("rare");
+    let mut w = TraceWriter::create(
+        &trace,
+        Manifest {
+            run_id: "rare-events".into(),
+            started_ns: Some(T0),
+            ..Default::default()
+        },
+    )
+    .expect("create trace");
+    let n = 200_000u64;
+    let at = |i: u64| T0 + i as i64 * 1_000_000;
+    for i in 0..n {
+        let svc = ["s0", "s1", "s2"][(i % 3) as usize];
+        let e = match i {
+            70_000 => Event::new(at(i), "docker", "start").service("s1"),
+            150_000 => Event::new(at(i), "docker", "oom").service("s2"),
+            197_000 => Event::new(at(i), "recorder", "teardown")
+                .data(&serde_json::json!({"phase": "start"})),
+            198_000 => Event::new(at(i), "docker", "kill").service("s0"),
+            _ if i % 10 == 0 => Event::new(at(i), "stats", "sample")
+                .service(svc)
+                .data(&serde_json::json!({"cpu": i % 100})),
+            _ => Event::new(at(i), "log", "stdout")
+                .service(svc)
+                .message(format!("line {i}")),
+        };
+        w.append(e).expect("append");
+    }
+    w.finish().expect("finish trace");
+    trace
+}
+
+const RARE_SPEC: &str = r#"
+monitor noOom = never docker "oom"
+monitor noKill = never docker "kill"
+monitor startStop {
+  state idle { on docker "start" => goto up timeout 2s }
+  state up {
+    on docker "stop" => goto idle
+    on timeout => fail "no stop within 2s"
+  }
+}
+monitor done = eventually docker "done"
+monitor quietS1 = never log where service == "s1" and seq < 0
+"#;
+
+/// `check` leaves unread the row groups whose statistics rule out every event its monitors
+/// react to; the report is the one reading everything gives (text with context, JSON), with
+/// and without the teardown cut-off, and some groups are ruled out.
+#[test]
+fn row_groups_ruled_out_by_their_statistics_give_the_same_report() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace = rare_events_trace(dir.path());
+    let spec = dir.path().join("rare.spec");
+    std::fs::write(&spec, RARE_SPEC).expect("spec");
+    // what the analyzer computes: the monitors' relevance against the footer's statistics
+    let compiled = monitor::compile(
+        &[monitor::SourceFile::new("rare.spec", RARE_SPEC)],
+        &|_, _| None,
+    )
+    .expect("spec compiles");
+    let rel = monitor::Runner::new(&compiled, &monitor::Selection::default())
+        .expect("runner")
+        .relevance();
+    let groups = trace::Trace::open(&trace)
+        .expect("open")
+        .group_stats()
+        .expect("finalized");
+    let ruled_out = groups.iter().filter(|g| !rel.may_matter(g)).count();
+    assert!(groups.len() >= 4, "{} row groups", groups.len());
+    assert!(
+        ruled_out >= 1 && ruled_out < groups.len(),
+        "{ruled_out} of {}",
+        groups.len()
+    );
+    let (t, s) = (trace.to_string_lossy(), spec.to_string_lossy());
+    for extra in [
+        &["--context", "3"][..],
+        &["--format", "json"],
+        &["--include-teardown"],
+        &["--include-teardown", "--format", "json", "-j", "2"],
+    ] {
+        let mut args = vec!["check", &*t, "--spec", &*s];
+        args.extend_from_slice(extra);
+        let narrow = run(&args);
+        args.push("--read-all-columns");
+        let wide = run(&args);
+        assert_eq!(
+            narrow.status.code(),
+            Some(1),
+            "{}{}",
+            out(&narrow),
+            err(&narrow)
+        );
+        assert_eq!(wide.status.code(), Some(1), "{extra:?}");
+        assert_eq!(out(&narrow), out(&wide), "{extra:?}");
+        assert_eq!(err(&narrow), err(&wide), "{extra:?}");
+    }
+    // what the report says: the oom and the timeout found, the kill only with the teardown
+    let o = run(&["check", &t, "--spec", &s, "--format", "json"]);
+    let j: serde_json::Value = serde_json::from_str(&out(&o)).expect("json");
+    let j = &j["traces"][0]["report"];
+    let verdict = |name: &str| {
+        j["monitors"]
+            .as_array()
+            .and_then(|m| m.iter().find(|m| m["name"] == name))
+            .map(|m| m["verdict"].as_str().unwrap_or_default().to_string())
+    };
+    assert_eq!(verdict("noOom").as_deref(), Some("fail"));
+    assert_eq!(verdict("startStop").as_deref(), Some("fail"));
+    assert_eq!(verdict("noKill").as_deref(), Some("accept"));
+    assert_eq!(verdict("quietS1").as_deref(), Some("accept"));
+    // every event before the teardown counts, read or not
+    assert_eq!(j["events"], 197_000, "{}", j["events"]);
+}
+
 #[test]
 fn judging_ends_where_the_recorder_started_teardown() {
     // the committed sample is a real recording: `compose down` stops every container after the

@@ -10,7 +10,8 @@
 //! into place, and only then is the log removed, so a finalization that is itself interrupted
 //! can simply be rerun. The same happens for `packets.arrows` → `packets.parquet`.
 
-mod encode;
+pub(crate) mod encode;
+pub use encode::{GROUP_VALUES_KEY, MAX_GROUP_VALUES};
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -539,13 +540,25 @@ fn renumber(dir: &Path, part: &Part, first: u64) -> Result<u64, TraceError> {
     let re_path = dir.join(format!(".{}.renumber", part.out_name));
     let f = File::open(&tmp_path).map_err(|e| TraceError::io(&tmp_path, e))?;
     let rerr = |e: &dyn std::fmt::Display| TraceError::corrupt(&tmp_path, e.to_string());
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
-        .map_err(|e| rerr(&e))?
-        .build()
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
         .map_err(|e| rerr(&e))?;
+    // the same rows in the same row groups: their distinct values stay what they were
+    let values = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| {
+            kv.iter()
+                .find(|k| k.key == encode::GROUP_VALUES_KEY)
+                .cloned()
+        });
+    let reader = builder.build().map_err(|e| rerr(&e))?;
     let out = File::create(&re_path).map_err(|e| TraceError::io(&re_path, e))?;
     let mut pw = ArrowWriter::try_new(out, part.table_schema.clone(), Some((part.props)()))
         .map_err(|e| rerr(&e))?;
+    if let Some(kv) = values {
+        pw.append_key_value_metadata(kv);
+    }
     let mut next = first;
     for b in reader {
         let b = b.map_err(|e| rerr(&e))?;

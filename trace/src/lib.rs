@@ -42,6 +42,8 @@ pub mod schema;
 #[cfg(feature = "io")]
 mod sort;
 #[cfg(feature = "io")]
+pub mod stats;
+#[cfg(feature = "io")]
 pub mod writer;
 
 #[cfg(feature = "io")]
@@ -58,6 +60,8 @@ pub use packets::PacketRecord;
 pub use reader::{Columns, EventBatch, EventStream, ReadOptions, Trace};
 #[cfg(feature = "io")]
 pub use remote::{RemoteFile, RemoteTrace};
+#[cfg(feature = "io")]
+pub use stats::{GroupStats, StrStats};
 #[cfg(feature = "io")]
 pub use writer::TraceWriter;
 

@@ -110,6 +110,11 @@ pub struct ReadOptions {
     /// `read_ahead + 2` decoded row groups (one being consumed, `read_ahead + 1` ready or
     /// decoding).
     pub read_ahead: usize,
+    /// Only the row groups of `events.parquet` marked `true` here, by index (`None`, or an
+    /// index past the end: read). A caller that proves from [`Trace::group_stats`] that no
+    /// event of a group matters to it skips the group without fetching or decoding it. Ignored
+    /// for a trace that is not finalized.
+    pub row_groups: Option<Arc<[bool]>>,
 }
 
 impl ReadOptions {
@@ -484,6 +489,28 @@ impl Trace {
         Some((md.file_metadata().num_rows().max(0) as u64, first, last, n))
     }
 
+    /// For a finalized trace: the footer's statistics of each row group of `events.parquet`,
+    /// in order.
+    pub fn group_stats(&self) -> Option<Vec<crate::GroupStats>> {
+        let md = self.events.as_ref()?.metadata();
+        let descr = md.file_metadata().schema_descr();
+        let names: Vec<String> = (0..descr.num_columns())
+            .map(|i| descr.column(i).name().to_string())
+            .collect();
+        let mut groups: Vec<crate::GroupStats> = md
+            .row_groups()
+            .iter()
+            .map(|rg| crate::GroupStats::of(rg, &names))
+            .collect();
+        if let Some(kv) = md.file_metadata().key_value_metadata().and_then(|kv| {
+            kv.iter()
+                .find(|k| k.key == crate::finalize::GROUP_VALUES_KEY)
+        }) {
+            crate::stats::apply_group_values(&mut groups, kv.value.as_deref().unwrap_or(""));
+        }
+        Some(groups)
+    }
+
     /// Streams events in `(ts_ns, seq)` order.
     pub fn events(&self, opts: &ReadOptions) -> Result<EventStream, TraceError> {
         let raw: Box<dyn Iterator<Item = Result<RecordBatch, TraceError>> + Send> =
@@ -643,6 +670,11 @@ impl Trace {
     {
         let n = meta.metadata().num_row_groups();
         let groups: Vec<usize> = (0..n)
+            .filter(|&rg| {
+                opts.row_groups
+                    .as_ref()
+                    .is_none_or(|m| m.get(rg).copied().unwrap_or(true))
+            })
             .filter(|&rg| match ts_stats(meta, rg) {
                 Some((lo, hi)) => {
                     opts.since_ns.is_none_or(|s| hi >= s) && opts.until_ns.is_none_or(|u| lo < u)

@@ -117,6 +117,102 @@ fn filters_and_projection() {
     );
 }
 
+/// The footer's statistics of each row group (bounds, null counts, the listed distinct values)
+/// hold for the events read from it, and `row_groups` reads exactly the groups marked.
+#[test]
+fn group_statistics_describe_their_events_and_a_mask_reads_only_its_groups() {
+    let d = tempfile::tempdir().unwrap();
+    let c = GenConfig {
+        duration: Duration::from_secs(200),
+        log_rate: 400.0,
+        ..cfg()
+    };
+    let s = gen::write_trace(d.path(), &c).unwrap();
+    assert!(s.row_groups > 2, "{s:?}");
+    let t = Trace::open(d.path()).unwrap();
+    let groups = t.group_stats().unwrap();
+    assert_eq!(groups.len(), s.row_groups);
+    let all = read_all(&t, &ReadOptions::default());
+    let mut at = 0;
+    for (i, g) in groups.iter().enumerate() {
+        let evs = &all[at..at + g.rows as usize];
+        at += g.rows as usize;
+        let ts = (evs[0].ts_ns, evs[evs.len() - 1].ts_ns);
+        assert_eq!(g.ts, Some(ts), "group {i}");
+        let seqs = evs.iter().map(|e| e.seq);
+        assert_eq!(g.seq, seqs.clone().min().zip(seqs.max()), "group {i}");
+        let cols: [(&str, &crate::StrStats, Vec<Option<&str>>); 4] = [
+            (
+                "source",
+                &g.source,
+                evs.iter().map(|e| Some(e.source.as_str())).collect(),
+            ),
+            (
+                "kind",
+                &g.kind,
+                evs.iter().map(|e| Some(e.kind.as_str())).collect(),
+            ),
+            (
+                "service",
+                &g.service,
+                evs.iter().map(|e| e.service.as_deref()).collect(),
+            ),
+            (
+                "container",
+                &g.container,
+                evs.iter().map(|e| e.container.as_deref()).collect(),
+            ),
+        ];
+        for (name, st, vals) in cols {
+            let mut distinct: Vec<&str> = vals.iter().flatten().copied().collect();
+            distinct.sort_unstable();
+            distinct.dedup();
+            let listed: Vec<&str> = st.values.as_deref().unwrap().iter().map(|v| &**v).collect();
+            assert_eq!(listed, distinct, "group {i}, {name}");
+            let nulls = vals.iter().filter(|v| v.is_none()).count() as u64;
+            assert_eq!(st.nulls, Some(nulls), "group {i}, {name}");
+            if let (Some(lo), Some(hi)) = (distinct.first(), distinct.last()) {
+                assert_eq!(st.min.as_deref(), Some(lo.as_bytes()), "group {i}, {name}");
+                assert_eq!(st.max.as_deref(), Some(hi.as_bytes()), "group {i}, {name}");
+            }
+            for v in &distinct {
+                assert!(st.may_equal(v, g.rows), "group {i}, {name}: {v}");
+            }
+            assert!(!st.may_equal("no such value", g.rows), "group {i}, {name}");
+        }
+    }
+    assert_eq!(at, all.len());
+    // every other group, by a mask
+    let keep: Vec<bool> = (0..groups.len()).map(|i| i % 2 == 1).collect();
+    let got = read_all(
+        &t,
+        &ReadOptions {
+            row_groups: Some(keep.clone().into()),
+            ..Default::default()
+        },
+    );
+    let mut want = Vec::new();
+    let mut at = 0;
+    for (g, k) in groups.iter().zip(&keep) {
+        if *k {
+            want.extend_from_slice(&all[at..at + g.rows as usize]);
+        }
+        at += g.rows as usize;
+    }
+    assert!(!want.is_empty());
+    assert_eq!(got, want);
+    // on decoding threads too
+    let got = read_all(
+        &t,
+        &ReadOptions {
+            row_groups: Some(keep.into()),
+            read_ahead: 2,
+            ..Default::default()
+        },
+    );
+    assert_eq!(got, want);
+}
+
 #[test]
 fn packets_merge_into_the_event_stream() {
     let d = tempfile::tempdir().unwrap();

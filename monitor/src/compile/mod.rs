@@ -14,7 +14,7 @@ mod experiment;
 mod expr;
 mod machine;
 mod monexpr;
-mod specialise;
+pub(crate) mod specialise;
 mod temporal;
 
 use crate::ast::*;

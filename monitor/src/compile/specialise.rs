@@ -150,7 +150,7 @@ fn cmp(lhs: Operand, op: BinOp, val: Value, swapped: bool) -> Fast {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::ir::{MonExpr, PatternC};
     use crate::ops::JsonCell;
@@ -159,7 +159,7 @@ mod tests {
     use trace::EventRef;
 
     /// The compiled pattern of `never event where GUARD`, if the spec compiles.
-    fn try_pattern(guard: &str) -> Option<PatternC> {
+    pub(crate) fn try_pattern(guard: &str) -> Option<PatternC> {
         let text = format!("monitor m = never event where {guard}\n");
         let spec = crate::compile(&[SourceFile::new("t.spec", &text)], &|_, _| None).ok()?;
         match spec.monitor("m").and_then(|m| m.runnable.clone()) {
@@ -180,19 +180,19 @@ mod tests {
     }
 
     #[derive(Debug)]
-    struct Ev {
-        source: String,
-        service: Option<String>,
-        container: Option<String>,
-        kind: String,
-        message: Option<String>,
-        data: Option<String>,
-        ts: i64,
-        seq: u64,
+    pub(crate) struct Ev {
+        pub source: String,
+        pub service: Option<String>,
+        pub container: Option<String>,
+        pub kind: String,
+        pub message: Option<String>,
+        pub data: Option<String>,
+        pub ts: i64,
+        pub seq: u64,
     }
 
     impl Ev {
-        fn r(&self) -> EventRef<'_> {
+        pub(crate) fn r(&self) -> EventRef<'_> {
             EventRef {
                 ts_ns: self.ts,
                 seq: self.seq,
@@ -230,7 +230,7 @@ mod tests {
         .prop_map(String::from)
     }
 
-    fn event() -> impl Strategy<Value = Ev> {
+    pub(crate) fn event() -> impl Strategy<Value = Ev> {
         let data = prop_oneof![
             Just(None),
             Just(Some("not json".to_string())),
@@ -300,7 +300,7 @@ mod tests {
         ]
     }
 
-    fn guard() -> impl Strategy<Value = String> {
+    pub(crate) fn guard() -> impl Strategy<Value = String> {
         atom().prop_recursive(4, 16, 2, |inner| {
             prop_oneof![
                 (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a}) and ({b})")),

@@ -8,6 +8,10 @@
 //! column writers see the same values in the same slices. The caller merges the next row group
 //! while one is encoded: at most three row groups are held (one gathering, one queued, one
 //! encoding).
+//!
+//! The footer also lists, for each row group, the distinct values of each dictionary-encoded
+//! text column (the union of its batches' dictionaries; [`GROUP_VALUES_KEY`], read back by
+//! [`crate::Trace::group_stats`]), so that a reader can rule a group out by a value it lacks.
 
 use std::fs::File;
 use std::sync::mpsc::{sync_channel, SyncSender};
@@ -18,8 +22,74 @@ use arrow_schema::{ArrowError, SchemaRef};
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk};
 use parquet::arrow::ArrowWriter;
 use parquet::errors::ParquetError;
-use parquet::file::metadata::ParquetMetaData;
+use parquet::file::metadata::{KeyValue, ParquetMetaData};
 use parquet::file::properties::WriterProperties;
+
+/// The footer metadata key of the row groups' distinct values (docs/trace-format.md): a JSON
+/// object mapping each dictionary-encoded text column to one entry per row group, the sorted
+/// distinct non-null values of the column in that group, or `null` where there are more than
+/// [`MAX_GROUP_VALUES`].
+pub const GROUP_VALUES_KEY: &str = "chaos_trace.group_values";
+
+/// The most distinct values listed for one column of one row group.
+pub const MAX_GROUP_VALUES: usize = 256;
+
+/// The distinct values of each dictionary-encoded text column of one row group (`None`: too
+/// many to list), in schema order of those columns.
+type GroupValues = Vec<(String, Option<Vec<String>>)>;
+
+fn group_values(schema: &SchemaRef, table: &[RecordBatch]) -> GroupValues {
+    use arrow_array::cast::AsArray;
+    use arrow_schema::DataType;
+    let mut out = Vec::new();
+    for (i, f) in schema.fields().iter().enumerate() {
+        if !matches!(f.data_type(), DataType::Dictionary(_, v) if **v == DataType::Utf8) {
+            continue;
+        }
+        let mut set = std::collections::BTreeSet::new();
+        let mut listed = true;
+        for b in table {
+            let Some(d) = b.column(i).as_any_dictionary_opt() else {
+                listed = false;
+                break;
+            };
+            let Some(vals) = d.values().as_string_opt::<i32>() else {
+                listed = false;
+                break;
+            };
+            for v in vals.iter().flatten() {
+                if !set.contains(v) {
+                    set.insert(v.to_string());
+                }
+            }
+            if set.len() > MAX_GROUP_VALUES {
+                listed = false;
+                break;
+            }
+        }
+        out.push((f.name().clone(), listed.then(|| set.into_iter().collect())));
+    }
+    out
+}
+
+/// The footer entry of the distinct values of every row group (see [`GROUP_VALUES_KEY`]).
+fn group_values_kv(groups: &[GroupValues]) -> KeyValue {
+    let mut cols = serde_json::Map::new();
+    for g in groups {
+        for (name, vals) in g {
+            let e = cols
+                .entry(name.clone())
+                .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+            if let serde_json::Value::Array(a) = e {
+                a.push(serde_json::json!(vals));
+            }
+        }
+    }
+    KeyValue::new(
+        GROUP_VALUES_KEY.to_string(),
+        serde_json::Value::Object(cols).to_string(),
+    )
+}
 
 /// Converts a batch of the log's shape to the table's.
 pub(crate) type Convert = fn(&RecordBatch) -> Result<RecordBatch, ArrowError>;
@@ -47,6 +117,7 @@ impl ParallelWriter {
             ArrowWriter::try_new(file, schema.clone(), Some(props))?.into_serialized_writer()?;
         let (tx, rx) = sync_channel::<Vec<RecordBatch>>(1);
         let encoder = std::thread::spawn(move || {
+            let mut values = Vec::new();
             for (rg, group) in rx.into_iter().enumerate() {
                 let table = group
                     .iter()
@@ -54,6 +125,7 @@ impl ParallelWriter {
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| ParquetError::ArrowError(e.to_string()))?;
                 drop(group);
+                values.push(group_values(&schema, &table));
                 let writers = factory.create_column_writers(rg)?;
                 if writers.len() != schema.fields().len() {
                     return Err(ParquetError::General(
@@ -91,6 +163,9 @@ impl ParallelWriter {
                     c?.append_to_row_group(&mut rgw)?;
                 }
                 rgw.close()?;
+            }
+            if values.first().is_some_and(|v| !v.is_empty()) {
+                fw.append_key_value_metadata(group_values_kv(&values));
             }
             fw.close()
         });
@@ -188,18 +263,6 @@ mod tests {
             )
         };
         let d = tempfile::tempdir().unwrap();
-        let a = d.path().join("arrow.parquet");
-        let mut w = ArrowWriter::try_new(
-            File::create(&a).unwrap(),
-            crate::schema::event_table_schema(),
-            Some(props()),
-        )
-        .unwrap();
-        for b in &batches {
-            w.write(&crate::schema::log_to_table_batch(b).unwrap())
-                .unwrap();
-        }
-        w.close().unwrap();
         let p = d.path().join("parallel.parquet");
         let mut w = ParallelWriter::try_new(
             File::create(&p).unwrap(),
@@ -213,6 +276,25 @@ mod tests {
         }
         let meta = w.close().unwrap();
         assert!(meta.num_row_groups() >= 3);
+        // the same file, the row groups' distinct values appended to the footer
+        let kv = meta
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| kv.iter().find(|k| k.key == GROUP_VALUES_KEY).cloned())
+            .expect("the distinct values are listed");
+        let a = d.path().join("arrow.parquet");
+        let mut w = ArrowWriter::try_new(
+            File::create(&a).unwrap(),
+            crate::schema::event_table_schema(),
+            Some(props()),
+        )
+        .unwrap();
+        for b in &batches {
+            w.write(&crate::schema::log_to_table_batch(b).unwrap())
+                .unwrap();
+        }
+        w.append_key_value_metadata(kv);
+        w.close().unwrap();
         assert!(std::fs::read(&a).unwrap() == std::fs::read(&p).unwrap());
     }
 }
