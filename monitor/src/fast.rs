@@ -1,7 +1,8 @@
-//! Specialised guards: [`Fast`] nodes for the common guard shapes (an event field or a
-//! `data.path` compared with a constant by `==`, `!=`, `<`, `<=`, `>`, `>=`, `in`, `not in`,
-//! combined by `and`, `or`, `not`) that read the event directly instead of walking the generic
-//! expression tree, and their evaluation; likewise [`FastKey`] for `per` keys of those shapes
+//! Specialised guards: [`Fast`] nodes for the common guard shapes (an event field, a
+//! `data.path` or a monitor variable compared with a constant by `==`, `!=`, `<`, `<=`, `>`,
+//! `>=`, `in`, `not in`, or matched by a regular expression without captures, combined by `and`,
+//! `or`, `not`) that read the event directly instead of walking the generic expression tree, and
+//! their evaluation; likewise [`FastKey`] for `per` keys of those shapes
 //! (or one of them `% N`). The compiler builds them (`compile::specialise`, with
 //! constants folded); a guard of any other shape keeps the generic evaluator (`eval`), which
 //! stays the reference: explanations re-run it with tracing, and the tests of
@@ -10,6 +11,7 @@
 use crate::ast::BinOp;
 use crate::ops::{binop, data_of, JsonCell};
 use crate::value::{Value, V};
+use regex::Regex;
 use trace::EventRef;
 
 /// A guard's three outcomes as the generic evaluator combines them: `and`/`or`/`not` over
@@ -62,12 +64,15 @@ pub(crate) enum Operand {
     Seq,
     /// `data.a.b` / `data["a"]`: the path of object fields under `data` (empty: `data` itself).
     Data(Box<[Box<str>]>),
+    /// A variable of the monitor instance (guards only; a `per` key has no instance yet).
+    Var(u16),
 }
 
 impl Operand {
     #[inline]
-    fn get<'a>(&self, ev: &EventRef<'a>, json: &'a JsonCell) -> V<'a> {
+    fn get<'a>(&self, ev: &EventRef<'a>, json: &'a JsonCell, vars: &'a [Value]) -> V<'a> {
         match self {
+            Operand::Var(i) => vars.get(*i as usize).map(V::of).unwrap_or(V::Null),
             Operand::Str(f) => f.get(ev).map(V::Str).unwrap_or(V::Null),
             Operand::Ts => V::Int(ev.ts_ns),
             Operand::Seq => V::Int(ev.seq as i64),
@@ -97,8 +102,8 @@ impl FastKey {
     #[inline]
     pub(crate) fn get<'a>(&self, ev: &EventRef<'a>, json: &'a JsonCell) -> V<'a> {
         match self {
-            FastKey::Operand(o) => o.get(ev, json),
-            FastKey::Mod(o, n) => binop(BinOp::Rem, &o.get(ev, json), &V::Int(*n)),
+            FastKey::Operand(o) => o.get(ev, json, &[]),
+            FastKey::Mod(o, n) => binop(BinOp::Rem, &o.get(ev, json, &[]), &V::Int(*n)),
         }
     }
 }
@@ -134,9 +139,26 @@ pub(crate) enum Fast {
         val: Value,
         swapped: bool,
     },
+    /// `OPERAND ~ re` (`!~` when `negated`) for a regular expression without named captures:
+    /// a text operand is searched, anything else is no match.
+    Regex {
+        lhs: Operand,
+        re: FastRegex,
+        negated: bool,
+    },
     And(Box<Fast>, Box<Fast>),
     Or(Box<Fast>, Box<Fast>),
     Not(Box<Fast>),
+}
+
+/// A compiled regular expression, equal to another of the same pattern.
+#[derive(Debug, Clone)]
+pub(crate) struct FastRegex(pub(crate) Regex);
+
+impl PartialEq for FastRegex {
+    fn eq(&self, other: &FastRegex) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
 }
 
 /// Three-valued `not` (null stays null).
@@ -149,13 +171,14 @@ pub(crate) fn not(t: Tri) -> Tri {
 }
 
 impl Fast {
-    /// Does the guard hold on this event (the generic evaluator's `truthy`)?
+    /// Does the guard hold on this event, for an instance whose variables are `vars` (the
+    /// generic evaluator's `truthy`)?
     #[inline]
-    pub(crate) fn holds(&self, ev: &EventRef<'_>, json: &JsonCell) -> bool {
-        self.eval(ev, json) == Tri::T
+    pub(crate) fn holds(&self, ev: &EventRef<'_>, json: &JsonCell, vars: &[Value]) -> bool {
+        self.eval(ev, json, vars) == Tri::T
     }
 
-    pub(crate) fn eval(&self, ev: &EventRef<'_>, json: &JsonCell) -> Tri {
+    pub(crate) fn eval(&self, ev: &EventRef<'_>, json: &JsonCell, vars: &[Value]) -> Tri {
         use std::cmp::Ordering::*;
         match self {
             Fast::Const(t) => *t,
@@ -183,7 +206,7 @@ impl Fast {
                 val,
                 swapped,
             } => {
-                let x = lhs.get(ev, json);
+                let x = lhs.get(ev, json, vars);
                 let c = V::of(val);
                 let r = if *swapped {
                     binop(*op, &c, &x)
@@ -195,15 +218,20 @@ impl Fast {
                     _ => Tri::N,
                 }
             }
-            Fast::And(a, b) => match a.eval(ev, json) {
-                Tri::T => b.eval(ev, json),
+            Fast::Regex { lhs, re, negated } => match lhs.get(ev, json, vars) {
+                V::Str(h) => Tri::of_bool(re.0.is_match(h) != *negated),
+                V::S(h) => Tri::of_bool(re.0.is_match(&h) != *negated),
+                _ => Tri::of_bool(*negated),
+            },
+            Fast::And(a, b) => match a.eval(ev, json, vars) {
+                Tri::T => b.eval(ev, json, vars),
                 t => t,
             },
-            Fast::Or(a, b) => match a.eval(ev, json) {
+            Fast::Or(a, b) => match a.eval(ev, json, vars) {
                 Tri::T => Tri::T,
-                _ => b.eval(ev, json),
+                _ => b.eval(ev, json, vars),
             },
-            Fast::Not(a) => not(a.eval(ev, json)),
+            Fast::Not(a) => not(a.eval(ev, json, vars)),
         }
     }
 }

@@ -1,10 +1,11 @@
-//! Guard specialisation: a compiled guard of a common shape (an event field or a `data` path
-//! compared with a constant, combined by `and`, `or`, `not`) turned into a [`Fast`] node, with
+//! Guard specialisation: a compiled guard of a common shape (an event field, a `data` path or a
+//! variable compared with a constant or matched by a regular expression without captures,
+//! combined by `and`, `or`, `not`) turned into a [`Fast`] node, with
 //! constant sub-guards folded; `None` for any other shape, which keeps the generic evaluator.
 //! The tests check that both evaluators agree on random guards and events.
 
 use crate::ast::BinOp;
-use crate::fast::{not, Fast, FastKey, Operand, StrField, Tri};
+use crate::fast::{not, Fast, FastKey, FastRegex, Operand, StrField, Tri};
 use crate::ir::{Ex, X};
 use crate::ops::binop;
 use crate::value::{Value, V};
@@ -43,6 +44,14 @@ fn operand(x: &X) -> Option<Operand> {
         },
         _ => return None,
     })
+}
+
+/// What a guard's comparison reads: an operand, or a variable of the instance.
+fn guard_operand(x: &X) -> Option<Operand> {
+    match &x.k {
+        Ex::Var(i) => Some(Operand::Var(*i)),
+        _ => operand(x),
+    }
 }
 
 /// The specialised form of a `per` key (an event field or `data` path, maybe `% N` with a
@@ -96,9 +105,19 @@ fn build(x: &X) -> Option<Fast> {
                 V::Bool(b) => Tri::of_bool(b),
                 _ => return None,
             }),
-            (_, Ex::Const(v)) => cmp(operand(a)?, *op, v.clone(), false),
-            (Ex::Const(v), _) => cmp(operand(b)?, *op, v.clone(), true),
+            (_, Ex::Const(v)) => cmp(guard_operand(a)?, *op, v.clone(), false),
+            (Ex::Const(v), _) => cmp(guard_operand(b)?, *op, v.clone(), true),
             _ => return None,
+        },
+        Ex::Match {
+            negated,
+            lhs,
+            re,
+            caps,
+        } if caps.is_empty() => Fast::Regex {
+            lhs: guard_operand(lhs)?,
+            re: FastRegex(re.clone()),
+            negated: *negated,
         },
         _ => return None,
     })
@@ -158,9 +177,23 @@ pub(crate) mod tests {
     use proptest::prelude::*;
     use trace::EventRef;
 
-    /// The compiled pattern of `never event where GUARD`, if the spec compiles.
+    /// The variables of the test monitor, as its instances start: `v = 2`, `w = "a"`,
+    /// `n = null`, `l = [1, 2]`.
+    pub(crate) fn test_vars() -> Vec<Value> {
+        vec![
+            Value::Int(2),
+            Value::Str("a".into()),
+            Value::Null,
+            Value::List(vec![Value::Int(1), Value::Int(2)].into()),
+        ]
+    }
+
+    /// The compiled pattern of `on event where GUARD` in a monitor with the variables of
+    /// [`test_vars`], if the spec compiles.
     pub(crate) fn try_pattern(guard: &str) -> Option<PatternC> {
-        let text = format!("monitor m = never event where {guard}\n");
+        let text = format!(
+            "monitor m {{\n  var v = 2\n  var w = \"a\"\n  var n = null\n  var l = [1, 2]\n  state s {{ on event where {guard} => fail \"x\" }}\n}}\n"
+        );
         let spec = crate::compile(&[SourceFile::new("t.spec", &text)], &|_, _| None).ok()?;
         match spec.monitor("m").and_then(|m| m.runnable.clone()) {
             Some(MonExpr::Ref(r)) => Some(r.machine.states[0].handlers[0].pat.clone()),
@@ -176,7 +209,7 @@ pub(crate) mod tests {
     fn generic(p: &PatternC, ev: &EventRef<'_>, json: &JsonCell) -> bool {
         let mut slow = p.clone();
         slow.fast = None;
-        crate::eval::matches_generic(&slow, ev, json)
+        crate::eval::matches_generic(&slow, ev, json, &test_vars())
     }
 
     #[derive(Debug)]
@@ -272,6 +305,10 @@ pub(crate) mod tests {
             "data.y.z",
             "data[\"a\"]",
             "data.x.nope",
+            "v",
+            "w",
+            "n",
+            "l",
         ]);
         let op = prop::sample::select(vec!["==", "!=", "<", "<=", ">", ">=", "in", "not in"]);
         let rhs = prop::sample::select(vec![
@@ -292,7 +329,16 @@ pub(crate) mod tests {
             "[\"a\", 2, null]",
             "[]",
         ]);
+        let re = prop::sample::select(vec![
+            "\"a\"",
+            "\"^o\"",
+            "\"^$\"",
+            "\"[0-9]\"",
+            "\"(?i)OOM\"",
+        ]);
+        let re_op = prop::sample::select(vec!["~", "!~"]);
         prop_oneof![
+            (lhs.clone(), re_op, re).prop_map(|(l, o, r)| format!("{l} {o} {r}")),
             (lhs.clone(), op.clone(), rhs.clone()).prop_map(|(l, o, r)| format!("{l} {o} {r}")),
             (rhs.clone(), op, lhs).prop_map(|(r, o, l)| format!("{r} {o} {l}")),
             prop::sample::select(vec!["true", "false", "null", "1 < 2", "\"a\" == \"b\""])
@@ -322,7 +368,7 @@ pub(crate) mod tests {
                 for e in &evs {
                     let ev = e.r();
                     let (j1, j2) = (JsonCell::new(), JsonCell::new());
-                    prop_assert_eq!(f.holds(&ev, &j1), generic(&p, &ev, &j2), "guard {} on {:?}", g, ev);
+                    prop_assert_eq!(f.holds(&ev, &j1, &test_vars()), generic(&p, &ev, &j2), "guard {} on {:?}", g, ev);
                 }
             }
         }
@@ -361,7 +407,7 @@ pub(crate) mod tests {
         let mut seen = Vec::new();
         for e in [&a, &b] {
             let ev = e.r();
-            let fast = f.holds(&ev, &JsonCell::new());
+            let fast = f.holds(&ev, &JsonCell::new(), &test_vars());
             assert_eq!(fast, generic(&p, &ev, &JsonCell::new()), "{g} on {ev:?}");
             seen.push(fast);
         }
@@ -442,6 +488,38 @@ pub(crate) mod tests {
             "kind == \"oom\" and not (service == \"x\") or seq == 1",
             |f| matches!(f, Fast::Or(..)),
         );
+        check_node("message ~ \"^hel+o$\"", |f| {
+            matches!(
+                f,
+                Fast::Regex {
+                    lhs: Operand::Str(StrField::Message),
+                    negated: false,
+                    ..
+                }
+            )
+        });
+        check_node("kind !~ \"o{2}\"", |f| {
+            matches!(f, Fast::Regex { negated: true, .. })
+        });
+        check_node(
+            "v > 1 and kind == \"oom\"",
+            |f| matches!(f, Fast::And(a, _) if matches!(**a, Fast::Cmp { lhs: Operand::Var(0), .. })),
+        );
+    }
+
+    /// A guard over the instance's variables reads them, not the event.
+    #[test]
+    fn variables_are_read_from_the_instance() {
+        let p = pattern("v > 1 and w == \"a\"");
+        let f = p.fast.clone().expect("specialised");
+        let e = ev0();
+        let j = JsonCell::new();
+        assert!(f.holds(&e.r(), &j, &test_vars()));
+        let mut vars = test_vars();
+        vars[0] = Value::Int(1);
+        assert!(!f.holds(&e.r(), &j, &vars));
+        // an instance without the variable reads null: no match
+        assert!(!f.holds(&e.r(), &j, &[]));
     }
 
     #[test]
@@ -465,7 +543,7 @@ pub(crate) mod tests {
     #[test]
     fn other_shapes_stay_generic() {
         for g in [
-            "message ~ \"x\"",
+            "message ~ \"(?P<x>[a-z]+)\"",
             "len(message) > 2",
             "kind == service",
             "data.x + 1 > 2",

@@ -369,7 +369,7 @@ impl<'a> Ctx<'a> {
         }
         // the specialised guard, unless the guard's values are being traced
         if let (Some(f), None) = (&p.fast, &self.trace) {
-            return f.holds(&ev, self.json);
+            return f.holds(&ev, self.json, self.vars);
         }
         if let Some(f) = &p.from {
             let want = self.eval(f);
@@ -431,9 +431,17 @@ fn convert(b: Builtin, a0: V<'_>) -> V<'_> {
     }
 }
 
-/// The generic evaluator's verdict on a pattern (its `fast` form not used when `None`).
+/// The generic evaluator's verdict on a pattern (its `fast` form not used when `None`) for an
+/// instance whose variables are `vars`.
 #[cfg(test)]
-pub(crate) fn matches_generic(p: &PatternC, ev: &EventRef<'_>, json: &JsonCell) -> bool {
+pub(crate) fn matches_generic(
+    p: &PatternC,
+    ev: &EventRef<'_>,
+    json: &JsonCell,
+    vars: &[Value],
+) -> bool {
     let key = Value::Null;
-    Ctx::bare(Some(*ev), json, &[], None, &key).matches(p)
+    let mut c = Ctx::bare(Some(*ev), json, &[], None, &key);
+    c.vars = vars;
+    c.matches(p)
 }

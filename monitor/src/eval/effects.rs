@@ -140,6 +140,39 @@ pub(super) fn effects<'a>(
     }
 }
 
+/// The effects of a handler that sets nothing and stays or goes to a state with a constant (or
+/// no) timeout, computed without a context; `None` for any other handler. Only for a handler
+/// whose pattern bound no capture (a specialised guard binds none).
+pub(super) fn plain_effects(m: &Machine, acts: &ActionsC) -> Option<Effects> {
+    if !acts.sets.is_empty() {
+        return None;
+    }
+    let konst = |x: &X| match &x.k {
+        crate::ir::Ex::Const(c) => dur(V::of(c)),
+        _ => None,
+    };
+    let term = match &acts.term {
+        TermC::Stay => Decision::Stay,
+        TermC::Goto(to, t) => {
+            let d = match t {
+                Some(t) => Some(konst(t)?),
+                None => match &m.states.get(*to as usize)?.timeout {
+                    Some(t) => Some(konst(t)?),
+                    None => None,
+                },
+            };
+            Decision::Goto(*to, d)
+        }
+        _ => return None,
+    };
+    Some(Effects {
+        sets: Sets::default(),
+        caps: Vec::new(),
+        term,
+        value: None,
+    })
+}
+
 fn dur(v: V<'_>) -> Option<i64> {
     match v {
         V::Int(d) => Some(d.max(0)),

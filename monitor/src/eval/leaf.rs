@@ -4,7 +4,7 @@
 //! with their bounded path, decisions with their explanations, and the end of the trace.
 
 use super::ctx::Ctx;
-use super::effects::{effects, Decision, Effects, Sets};
+use super::effects::{effects, plain_effects, Decision, Effects, Sets};
 use super::explain::{inconclusive, path_of, show_key, Outcome, PathEntry, Timer};
 use super::fx::{push_int, FxBuild};
 use super::window::WinState;
@@ -51,10 +51,21 @@ struct Inst {
     log_id: Option<usize>,
 }
 
+/// Where an event's key stands in a leaf: a known instance, none (a null key, another part's),
+/// or a new instance for this key.
+enum KeySlot {
+    Found(u32),
+    None,
+    New(Value),
+}
+
 pub(crate) struct Leaf {
     pub r: MonRef,
     insts: Vec<Inst>,
     keys: HashMap<Box<str>, u32, FxBuild>,
+    /// Integer keys seen before and what they came to (their instance, or `None` for another
+    /// part's key): an integer key is looked up without writing it out as text.
+    int_keys: HashMap<i64, Option<u32>, FxBuild>,
     heap: BinaryHeap<Reverse<(i64, u32, u32)>>,
     started: Option<i64>,
     keybuf: String,
@@ -73,6 +84,7 @@ impl Leaf {
             r,
             insts: Vec::new(),
             keys: HashMap::default(),
+            int_keys: HashMap::default(),
             heap: BinaryHeap::new(),
             started: None,
             keybuf: String::new(),
@@ -297,13 +309,20 @@ impl Leaf {
         for (hi, h) in st.handlers.iter().enumerate() {
             let hit_fast = match &h.pat.fast {
                 Some(f) => {
-                    if !source_kind_match(&h.pat, ev) || !f.holds(ev, json) {
+                    if !source_kind_match(&h.pat, ev) || !f.holds(ev, json, &inst.vars) {
                         continue;
                     }
                     true
                 }
                 None => false,
             };
+            if hit_fast {
+                // a handler that sets nothing and moves on needs no context
+                if let Some(eff) = plain_effects(m, &h.actions) {
+                    fired = Some((hi as u16, eff, String::new()));
+                    break;
+                }
+            }
             let c = ctx.get_or_insert_with(|| inst_ctx(&self.r, m, inst, Some(*ev), json, None));
             c.caps_now.iter_mut().for_each(|c| *c = None);
             if !hit_fast && !c.matches(&h.pat) {
@@ -394,9 +413,9 @@ impl Leaf {
     }
 
     /// The instance of the event's `per` key, created on first sight; `None` when the key is
-    /// null.
+    /// null (or, in a part of a split monitor, another part's).
     fn key_inst(&mut self, ev: &EventRef<'_>, json: &JsonCell) -> Option<u32> {
-        let key = {
+        let (slot, int_key) = {
             let Some(kx) = &self.r.machine.per else {
                 return Some(0);
             };
@@ -404,30 +423,33 @@ impl Leaf {
                 Some(fk) => fk.get(ev, json),
                 None => generic_key(&self.r, &self.no_key, kx, ev, json),
             };
-            self.keybuf.clear();
-            match &k {
-                V::Null => return None,
-                V::Str(s) => self.keybuf.push_str(s),
-                V::S(s) => self.keybuf.push_str(s),
-                V::Int(i) => push_int(&mut self.keybuf, *i),
-                other => self.keybuf.push_str(&other.to_value().to_string()),
-            }
-            if let Some((part, parts)) = self.shard {
-                // another part's key (multiply-shift: the hash's high bits pick the part)
-                let h = std::hash::BuildHasher::hash_one(&FxBuild, self.keybuf.as_bytes());
-                if ((u128::from(h) * u128::from(parts)) >> 64) as u32 != part {
-                    return None;
+            let int_key = match k {
+                V::Int(i) => {
+                    if let Some(slot) = self.int_keys.get(&i) {
+                        return *slot;
+                    }
+                    Some(i)
                 }
-            }
-            // one lookup for a known key; the owned key is built only for a new instance
-            if let Some(i) = self.keys.get(self.keybuf.as_str()) {
-                return Some(*i);
-            }
-            k.to_value()
+                _ => None,
+            };
+            (
+                slot_of_key(&mut self.keybuf, &self.keys, self.shard, &k),
+                int_key,
+            )
         };
-        let i = self.new_inst(key, ev.ts_ns, Some(ev.seq));
-        self.keys.insert(self.keybuf.clone().into_boxed_str(), i);
-        Some(i)
+        let slot = match slot {
+            KeySlot::Found(i) => Some(i),
+            KeySlot::None => None,
+            KeySlot::New(key) => {
+                let i = self.new_inst(key, ev.ts_ns, Some(ev.seq));
+                self.keys.insert(self.keybuf.clone().into_boxed_str(), i);
+                Some(i)
+            }
+        };
+        if let Some(i) = int_key {
+            self.int_keys.insert(i, slot);
+        }
+        slot
     }
 
     /// Applies what a handler (`handler`: its index, or `u16::MAX` for `on timeout` and `on
@@ -819,6 +841,36 @@ impl Leaf {
             Some(i) => self.pending_outcome(i as u32, at_ns, why.to_string()),
             None => inconclusive(&self.r.display, why, at_ns),
         }
+    }
+}
+
+/// Where key `k` stands among a leaf's `keys`, by its text (left in `keybuf`); `shard`: the
+/// leaf's part of a split monitor.
+fn slot_of_key(
+    keybuf: &mut String,
+    keys: &HashMap<Box<str>, u32, FxBuild>,
+    shard: Option<(u32, u32)>,
+    k: &V<'_>,
+) -> KeySlot {
+    keybuf.clear();
+    match k {
+        V::Null => return KeySlot::None,
+        V::Str(s) => keybuf.push_str(s),
+        V::S(s) => keybuf.push_str(s),
+        V::Int(i) => push_int(keybuf, *i),
+        other => keybuf.push_str(&other.to_value().to_string()),
+    }
+    if let Some((part, parts)) = shard {
+        // another part's key (multiply-shift: the hash's high bits pick the part)
+        let h = std::hash::BuildHasher::hash_one(&FxBuild, keybuf.as_bytes());
+        if ((u128::from(h) * u128::from(parts)) >> 64) as u32 != part {
+            return KeySlot::None;
+        }
+    }
+    // one lookup for a known key; the owned key is built only for a new instance
+    match keys.get(keybuf.as_str()) {
+        Some(i) => KeySlot::Found(*i),
+        None => KeySlot::New(k.to_value()),
     }
 }
 
