@@ -16,7 +16,7 @@ use futures_util::FutureExt;
 use sensor_protocols::capture::{CaptureSpec, CaptureTarget, RunningCapture};
 use sensor_protocols::pcap::{AddressMap, PcapSummariser};
 use serde_json::json;
-use trace::Event;
+use trace::{kinds, Event};
 
 use super::poll::{check_service, refresh, unknown_network};
 use super::{ConfigError, PacketSink, Sensor, SensorContext, Stop};
@@ -147,10 +147,8 @@ struct Live {
     running: Option<RunningCapture>,
 }
 
-fn event(kind: &str, target: &Target, message: String, data: serde_json::Value) -> Event {
-    let mut ev = Event::new(now_ns(), "recorder", kind)
-        .message(message)
-        .data(&data);
+fn event(name: kinds::Name, target: &Target, message: String, data: serde_json::Value) -> Event {
+    let mut ev = name.at(now_ns()).message(message).data(&data);
     if let Target::Container { name, service, .. } = target {
         ev.service = Some(service.clone());
         ev.container = Some(name.clone());
@@ -172,8 +170,7 @@ async fn start_one(
                 interface: "any".into(),
             },
             _ => {
-                sink.emit(event(
-                    "sensor_error",
+                sink.emit(event(kinds::recorder::SENSOR_ERROR,
                     t,
                     format!("pcap: cannot capture {name}: container not running"),
                     json!({"sensor": "pcap", "capture": t.stem(), "error": "container not running"}),
@@ -187,8 +184,7 @@ async fn start_one(
     let cmd = spec.command_line().join(" ");
     match RunningCapture::start(&spec).await {
         Ok(r) => {
-            sink.emit(event(
-                "capture",
+            sink.emit(event(kinds::recorder::CAPTURE,
                 t,
                 format!("pcap: capturing into {}", file.display()),
                 json!({"phase": "started", "capture": file.file_stem().map(|s| s.to_string_lossy().to_string()), "file": file.display().to_string(), "command": cmd}),
@@ -196,8 +192,7 @@ async fn start_one(
             Some(r)
         }
         Err(e) => {
-            sink.emit(event(
-                "sensor_error",
+            sink.emit(event(kinds::recorder::SENSOR_ERROR,
                 t,
                 format!("pcap: capture {} cannot start: {e}", t.stem()),
                 json!({"sensor": "pcap", "capture": t.stem(), "error": e.to_string(), "command": cmd}),
@@ -269,7 +264,7 @@ impl Sensor for PcapSensor {
                     }
                     if let Some(r) = l.running.take() {
                         let stats = r.stop(Duration::from_secs(1)).await.ok();
-                        sink.emit(event("capture", &l.target, format!("pcap: capture {} ended early", l.target.stem()),
+                        sink.emit(event(kinds::recorder::CAPTURE, &l.target, format!("pcap: capture {} ended early", l.target.stem()),
                             json!({"phase": "ended", "capture": l.target.stem(), "stats": stats})));
                     }
                     let file = ctx.pcap_dir.join(format!("{}-{}.pcap", l.target.stem(), l.files.len() + 1));
@@ -285,13 +280,12 @@ impl Sensor for PcapSensor {
             });
             for (t, res) in futures_util::future::join_all(stops).await {
                 match res {
-                    Ok(stats) => sink.emit(event(
-                        "capture",
+                    Ok(stats) => sink.emit(event(kinds::recorder::CAPTURE,
                         &t,
                         format!("pcap: capture {} stopped, {} packets dropped by kernel", t.stem(), stats.dropped_by_kernel.map_or("?".into(), |d| d.to_string())),
                         json!({"phase": "stopped", "capture": t.stem(), "stats": stats}),
                     )),
-                    Err(e) => sink.emit(event("sensor_error", &t, format!("pcap: stopping {}: {e}", t.stem()), json!({"sensor": "pcap", "capture": t.stem(), "error": e.to_string()}))),
+                    Err(e) => sink.emit(event(kinds::recorder::SENSOR_ERROR, &t, format!("pcap: stopping {}: {e}", t.stem()), json!({"sensor": "pcap", "capture": t.stem(), "error": e.to_string()}))),
                 };
             }
             let addrs = AddressMap::from_manifest(&ctx.manifest);
@@ -300,8 +294,7 @@ impl Sensor for PcapSensor {
                     let (f2, a, p) = (f.clone(), addrs.clone(), ctx.packets.clone());
                     let summary = tokio::task::spawn_blocking(move || summarise(f2, a, p)).await.unwrap_or_else(|e| json!({"error": e.to_string()}));
                     let truncated = summary.get("truncated").and_then(|v| v.as_bool()).unwrap_or(false);
-                    sink.emit(event(
-                        "capture",
+                    sink.emit(event(kinds::recorder::CAPTURE,
                         &l.target,
                         format!("pcap: {} summarised: {} packets{}", f.display(), summary.get("packets").and_then(|v| v.as_u64()).unwrap_or(0), if truncated { " (truncated file, read up to the last whole packet)" } else { "" }),
                         json!({"phase": "summarised", "capture": f.file_stem().map(|s| s.to_string_lossy().to_string()), "summary": summary}),

@@ -124,16 +124,16 @@ pub(crate) fn is_unreachable(error_type: &str) -> bool {
 /// What a container has no address for: the message of the `no_address` error.
 pub(crate) const NO_ADDRESS: &str = "container has no address on a compose network";
 
-/// An `error` event of a probe of one container.
+/// An `error` event (`name`: the probe's) of a probe of one container.
 pub(crate) fn error_event(
     ts: i64,
-    source: &str,
+    name: trace::kinds::Name,
     service: &str,
     container: &str,
     message: impl Into<String>,
     data: &serde_json::Value,
 ) -> Event {
-    Event::new(ts, source, "error")
+    name.at(ts)
         .service(service)
         .container(container)
         .message(message)

@@ -9,7 +9,6 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use trace::Event;
 
 use super::logs::FollowTarget;
 use crate::sink::{now_ns, EventSink};
@@ -128,7 +127,8 @@ pub async fn follow(
                     if due {
                         last_emit = Some(Instant::now());
                         sink.emit(
-                            Event::new(now_ns(), "stats", "stats")
+                            trace::kinds::stats::STATS
+                                .at(now_ns())
                                 .service(t.service.clone())
                                 .container(t.name.clone())
                                 .data(&summarize(&s)),

@@ -132,13 +132,13 @@ impl WebSensor {
     async fn probe_web(&self, c: &ContainerFacts) -> (Vec<Event>, bool) {
         let timeout = self.timeout;
         let ts = now_ns();
-        let source = if self.mode == Mode::Http {
-            "http"
+        let name = if self.mode == Mode::Http {
+            trace::kinds::http::ERROR
         } else {
-            "prom"
+            trace::kinds::prom::ERROR
         };
         let error = |message: String, data: serde_json::Value| {
-            error_event(ts, source, &self.service, &c.name, message, &data)
+            error_event(ts, name, &self.service, &c.name, message, &data)
         };
         let Some(addr) = address_of(c) else {
             let ev = error(NO_ADDRESS.into(), json!({"error_type": "no_address"}));
