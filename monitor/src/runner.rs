@@ -292,12 +292,24 @@ impl Runner {
         if self.threads <= 1 || self.recording {
             return 1;
         }
-        self.monitors.iter().map(|(_, n)| n.parts()).sum::<usize>() + self.experiments.len()
+        let monitors: usize = self
+            .monitors
+            .iter()
+            .map(|(_, n)| match first_match_leaf(n) {
+                // searched on every thread
+                Some(_) => self.threads,
+                None => n.parts(),
+            })
+            .sum();
+        monitors + self.experiments.len()
     }
 
+    /// The units of a run, but for the monitors that decide on their first match (searched
+    /// apart, see [`Runner::observe_batch`]).
     fn units(&mut self) -> Vec<Unit<'_>> {
         self.monitors
             .iter_mut()
+            .filter(|(_, n)| first_match_leaf(n).is_none())
             .flat_map(|(_, n)| n.parts_mut())
             .map(Unit::Monitor)
             .chain(self.experiments.iter_mut().map(Unit::Experiment))
@@ -320,6 +332,19 @@ impl Runner {
         }
         self.start(first.ts_ns);
         let last_ts = self.last_ts;
+        // a monitor that decides on its first match (`never`, `always`, `eventually` without
+        // `within` …) sees its events independently of each other until then: the run is
+        // searched for that event on every thread, and the leaf is offered only it (it has no
+        // timer for the events before to fire)
+        for (_, n) in &mut self.monitors {
+            if first_match_leaf(n).is_some() {
+                if let Node::Leaf(l) = n {
+                    if let Some(i) = first_match_on_threads(l, evs, threads) {
+                        l.observe(&evs[i], &JsonCell::new());
+                    }
+                }
+            }
+        }
         let mut shares: Vec<Vec<Unit<'_>>> = (0..threads).map(|_| Vec::new()).collect();
         for (i, u) in self.units().into_iter().enumerate() {
             shares[i % threads].push(u);
@@ -375,4 +400,37 @@ impl Runner {
             events: self.events,
         }
     }
+}
+
+/// The leaf of a top-level monitor that decides on its first match (see
+/// [`crate::eval::Leaf::decides_on_first_match`]).
+fn first_match_leaf(n: &Node) -> Option<&crate::eval::Leaf> {
+    match n {
+        Node::Leaf(l) if l.decides_on_first_match() => Some(l),
+        _ => None,
+    }
+}
+
+/// The first event of `evs` the leaf decides on, the run split into `threads` consecutive
+/// slices searched at once.
+fn first_match_on_threads(
+    l: &crate::eval::Leaf,
+    evs: &[EventRef<'_>],
+    threads: usize,
+) -> Option<usize> {
+    if threads <= 1 || evs.len() < 2 * threads {
+        return l.first_match(evs);
+    }
+    let size = evs.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let found: Vec<_> = evs
+            .chunks(size)
+            .enumerate()
+            .map(|(c, part)| s.spawn(move || l.first_match(part).map(|i| c * size + i)))
+            .collect();
+        found
+            .into_iter()
+            .filter_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .min()
+    })
 }

@@ -493,3 +493,75 @@ fn relevance_rules_out_groups_no_handler_can_match() {
     // with an experiment, its `fault` and `recorder` events matter too
     assert_eq!(skipped(&[]), [false, false, false, false]);
 }
+
+/// Monitors that decide on their first match (searched on every thread of a batch) beside one
+/// that counts (evaluated whole on one thread).
+const FIRST_MATCH: &str = r#"
+monitor err = never log where message ~ r"ERR(?P<code>[0-9])" and int(code) > 3
+monitor fine = always log where service != "x"
+monitor done = eventually event where kind == "done"
+monitor odd = never event where kind == "q" or message ~ "zz"
+monitor errS1 = err at s1
+monitor first {
+  state s {
+    on event where kind == "a" => accept "a came first"
+    on event where kind == "b" => fail "b came first"
+  }
+}
+monitor counter {
+  var n = 0
+  state s {
+    on log => set n = n + 1
+    on end => accept "counted " + str(n)
+  }
+}
+"#;
+
+fn first_match_trace(raw: &[(u32, usize, usize, usize)]) -> Vec<trace::Event> {
+    let kinds = ["stdout", "a", "b", "q", "done", "stdout", "stdout"];
+    let services = ["s0", "s1", "x", "s0"];
+    let messages = ["ok", "ERR5 bad", "ERR2 meh", "zz top", "fine", "ERR9"];
+    let mut t = 0u64;
+    raw.iter()
+        .enumerate()
+        .map(|(i, (dt, k, s, m))| {
+            t += u64::from(*dt);
+            let source = if k % 3 == 0 { "stats" } else { "log" };
+            ev(
+                i as u64 + 1,
+                t as f64 / 1000.0,
+                source,
+                kinds[k % kinds.len()],
+            )
+            .service(services[s % services.len()])
+            .message(messages[m % messages.len()])
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn monitors_deciding_on_their_first_match_searched_on_threads_report_what_one_thread_reports(
+        raw in prop::collection::vec((0u32..400, 0usize..7, 0usize..4, 0usize..6), 0..300),
+        threads in 2usize..5,
+        batch in prop::sample::select(vec![1usize, 5, 64, 1_000]),
+    ) {
+        let s = spec(FIRST_MATCH);
+        let evs = first_match_trace(&raw);
+        let end = evs.last().map_or(T0, |e| e.ts_ns) + S;
+        let want = run(&s, monitor::Selection::default(), &evs, Some(end));
+        let refs: Vec<trace::EventRef<'_>> = evs.iter().map(|e| e.as_ref()).collect();
+        let mut par = monitor::Runner::new(&s, &monitor::Selection::default()).expect("runner");
+        par.set_threads(threads);
+        prop_assert!(par.parallel_parts() > threads);
+        for chunk in refs.chunks(batch) {
+            par.observe_batch(chunk);
+        }
+        prop_assert_eq!(
+            serde_json::to_string(&par.finish(end)).expect("json"),
+            serde_json::to_string(&want).expect("json")
+        );
+    }
+}

@@ -264,20 +264,21 @@ impl Leaf {
         self.apply(idx, eff, now, None, u16::MAX, handler_text, timer);
     }
 
+    /// Does the machine look at `ev` at all (its `at` service, its sources)?
+    fn sees(&self, ev: &EventRef<'_>) -> bool {
+        self.r.at.as_deref().is_none_or(|at| ev.service == Some(at))
+            && self
+                .r
+                .machine
+                .sources
+                .as_ref()
+                .is_none_or(|srcs| srcs.iter().any(|s| **s == *ev.source))
+    }
+
     /// Offers one event. `json` is the event's shared lazily parsed `data`.
     pub fn observe(&mut self, ev: &EventRef<'_>, json: &JsonCell) {
-        if self.decided().is_some() {
+        if self.decided().is_some() || !self.sees(ev) {
             return;
-        }
-        if let Some(at) = &self.r.at {
-            if ev.service != Some(&**at) {
-                return;
-            }
-        }
-        if let Some(srcs) = &self.r.machine.sources {
-            if !srcs.iter().any(|s| **s == *ev.source) {
-                return;
-            }
         }
         let idx = if self.r.machine.per.is_some() {
             match self.key_inst(ev, json) {
@@ -349,6 +350,55 @@ impl Leaf {
             let timer = self.insts[idx as usize].timer;
             self.apply(idx, eff, ev.ts_ns, Some(ev), hi, text, timer);
         }
+    }
+
+    /// Whether the machine changes only by deciding on the first event a handler matches: one
+    /// instance (no `per`), no window, variable or timeout, one state whose every handler decides
+    /// (accept, fail, inconclusive) and sets nothing. Its events are independent until then, so
+    /// a run of events can be searched for that one on several threads ([`Leaf::first_match`]).
+    pub fn decides_on_first_match(&self) -> bool {
+        let m = self.m();
+        m.per.is_none()
+            && m.windows.is_empty()
+            && m.vars.is_empty()
+            && m.states.len() == 1
+            && m.states[0].timeout.is_none()
+            && m.states[0].on_timeout.is_none()
+            && m.states[0].handlers.iter().all(|h| {
+                h.actions.sets.is_empty()
+                    && matches!(
+                        h.actions.term,
+                        TermC::Accept(..) | TermC::Fail(_) | TermC::Inconclusive(_)
+                    )
+            })
+    }
+
+    /// The first event of `evs` that [`Leaf::observe`] would decide on, for a leaf that
+    /// [`Leaf::decides_on_first_match`] and has not decided: the same filters (`at`, sources,
+    /// the state's opening) and handlers, nothing changed.
+    pub fn first_match(&self, evs: &[EventRef<'_>]) -> Option<usize> {
+        if self.decided().is_some() {
+            return None;
+        }
+        let m: &Machine = &self.r.machine;
+        let inst = self.insts.first().filter(|i| i.done.is_none())?;
+        let st = &m.states[inst.state as usize];
+        evs.iter().position(|ev| {
+            if !self.sees(ev) || ev.ts_ns < inst.entered_ns {
+                return false;
+            }
+            let json = JsonCell::new();
+            let mut ctx: Option<Ctx<'_>> = None;
+            st.handlers.iter().any(|h| match &h.pat.fast {
+                Some(f) => source_kind_match(&h.pat, ev) && f.holds(ev, &json, &inst.vars),
+                None => {
+                    let c = ctx
+                        .get_or_insert_with(|| inst_ctx(&self.r, m, inst, Some(*ev), &json, None));
+                    c.caps_now.iter_mut().for_each(|c| *c = None);
+                    c.matches(&h.pat)
+                }
+            })
+        })
     }
 
     /// Evicts expired samples from instance `idx`'s windows and adds the event's samples.

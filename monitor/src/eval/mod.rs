@@ -21,6 +21,7 @@ mod window;
 #[cfg(test)]
 pub(crate) use ctx::matches_generic;
 pub(crate) use explain::Outcome;
+pub(crate) use leaf::Leaf;
 pub(crate) use node::{Node, NodePart};
 
 /// The most transitions an instance keeps for its explanation (the oldest are dropped).
