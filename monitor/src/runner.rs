@@ -292,24 +292,37 @@ impl Runner {
         if self.threads <= 1 || self.recording {
             return 1;
         }
+        let apart = self.searched_apart();
         let monitors: usize = self
             .monitors
             .iter()
             .map(|(_, n)| match first_match_leaf(n) {
                 // searched on every thread
-                Some(_) => self.threads,
-                None => n.parts(),
+                Some(_) if apart => self.threads,
+                _ => n.parts(),
             })
             .sum();
         monitors + self.experiments.len()
     }
 
-    /// The units of a run, but for the monitors that decide on their first match (searched
-    /// apart, see [`Runner::observe_batch`]).
+    /// Are the monitors that decide on their first match searched on every thread, each in
+    /// turn ([`Runner::observe_batch`])? Only when they are fewer than the threads: more of them
+    /// keep the threads busy as units of their own, without a search per monitor and batch.
+    fn searched_apart(&self) -> bool {
+        let n = self
+            .monitors
+            .iter()
+            .filter(|(_, n)| first_match_leaf(n).is_some())
+            .count();
+        n > 0 && n < self.threads
+    }
+
+    /// The units of a run, but for the monitors searched apart (see [`Runner::observe_batch`]).
     fn units(&mut self) -> Vec<Unit<'_>> {
+        let apart = self.searched_apart();
         self.monitors
             .iter_mut()
-            .filter(|(_, n)| first_match_leaf(n).is_none())
+            .filter(|(_, n)| !apart || first_match_leaf(n).is_none())
             .flat_map(|(_, n)| n.parts_mut())
             .map(Unit::Monitor)
             .chain(self.experiments.iter_mut().map(Unit::Experiment))
@@ -336,8 +349,9 @@ impl Runner {
         // `within` …) sees its events independently of each other until then: the run is
         // searched for that event on every thread, and the leaf is offered only it (it has no
         // timer for the events before to fire)
+        let apart = self.searched_apart();
         for (_, n) in &mut self.monitors {
-            if first_match_leaf(n).is_some() {
+            if apart && first_match_leaf(n).is_some() {
                 if let Node::Leaf(l) = n {
                     if let Some(i) = first_match_on_threads(l, evs, threads) {
                         l.observe(&evs[i], &JsonCell::new());

@@ -547,15 +547,22 @@ proptest! {
         raw in prop::collection::vec((0u32..400, 0usize..7, 0usize..4, 0usize..6), 0..300),
         threads in 2usize..5,
         batch in prop::sample::select(vec![1usize, 5, 64, 1_000]),
+        searched in prop::sample::subsequence(vec!["err", "fine", "done", "odd", "errS1", "first"], 1..4),
     ) {
         let s = spec(FIRST_MATCH);
         let evs = first_match_trace(&raw);
         let end = evs.last().map_or(T0, |e| e.ts_ns) + S;
-        let want = run(&s, monitor::Selection::default(), &evs, Some(end));
+        // fewer monitors deciding on their first match than threads: each searched on all of
+        // them; as many or more: each a unit of its own
+        let mut names = searched.clone();
+        names.push("counter");
+        let sel = monitors(&names);
+        let want = run(&s, sel.clone(), &evs, Some(end));
         let refs: Vec<trace::EventRef<'_>> = evs.iter().map(|e| e.as_ref()).collect();
-        let mut par = monitor::Runner::new(&s, &monitor::Selection::default()).expect("runner");
+        let mut par = monitor::Runner::new(&s, &sel).expect("runner");
         par.set_threads(threads);
-        prop_assert!(par.parallel_parts() > threads);
+        let apart = searched.len() < threads;
+        prop_assert_eq!(par.parallel_parts(), if apart { searched.len() * threads + 1 } else { searched.len() + 1 });
         for chunk in refs.chunks(batch) {
             par.observe_batch(chunk);
         }
