@@ -436,6 +436,22 @@ duration = "4s"
         "{at:?}: {stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // it says what the killed recorder's faults left (before removing the containers that held
+    // it): the pause of b, the partition's rules in a's namespace
+    if at == KillAt::DuringFault {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.contains(": unpaused ") && (l.contains("_b_") || l.contains("-b-"))),
+            "{at:?}: {stdout}"
+        );
+        assert!(
+            stdout.lines().any(|l| l.contains(": removed ")
+                && l.contains(" fault rules, ")
+                && !l.contains(": removed 0 fault rules, 0 chains, 0 qdiscs")),
+            "{at:?}: {stdout}"
+        );
+    }
     // a compose command of the recorder's that was still running (killed during `up` or
     // `down`) is gone: it would create or remove containers after this point
     let compose = out_of("pgrep", &["-af", &format!("compose .*-p {project} ")]);

@@ -56,14 +56,25 @@ pub async fn cleanup(project: Option<&str>, all: bool) -> Result<Vec<String>, Cl
         lines.extend(crate::sensors::stop_leftover_captures(&p).await);
         // a syscall fault's tracer that is still alive (not a killed recorder: the kernel
         // detached its tracees when it died)
-        match faults::traced_leftovers(&docker, &p).await {
-            Ok(traced) => lines.extend(traced.into_iter().map(|t| format!("{p}: {t}"))),
-            Err(e) => lines.push(format!("{p}: checking tracers: {e}")),
+        let traced = match faults::traced_leftovers(&docker, &p).await {
+            Ok(traced) => traced,
+            Err(e) => {
+                lines.push(format!("{p}: checking tracers: {e}"));
+                Vec::new()
+            }
+        };
+        lines.extend(traced.iter().map(|t| format!("{p}: {t}")));
+        // the fault injector's rules and pauses, while the containers whose namespaces hold
+        // them are still there to be looked into (and so that the lines say what was left)
+        match faults::cleanup_with(&docker, &p).await {
+            Ok(mut h) => {
+                // the traced threads it finds again are reported above
+                h.errors.retain(|e| !traced.contains(e));
+                lines.extend(host_lines(&p, &h));
+            }
+            Err(e) => lines.push(format!("{p}: host rules: {e}")),
         }
         let r = compose::remove_project(&docker, &p).await?;
-        if let Err(e) = faults::cleanup_host(&p).await {
-            lines.push(format!("{p}: host rules: {e}"));
-        }
         compose::unregister_project(&p);
         lines.push(format!(
             "{p}: removed {} containers, {} networks{}",
@@ -77,4 +88,20 @@ pub async fn cleanup(project: Option<&str>, all: bool) -> Result<Vec<String>, Cl
         ));
     }
     Ok(lines)
+}
+
+/// What [`faults::cleanup_with`] undid in project `p`, one line each (none when nothing was left).
+fn host_lines(p: &str, h: &faults::CleanupReport) -> Vec<String> {
+    let mut lines = Vec::new();
+    if !h.unpaused.is_empty() {
+        lines.push(format!("{p}: unpaused {}", h.unpaused.join(", ")));
+    }
+    if h.rules_removed + h.chains_removed + h.qdiscs_removed > 0 {
+        lines.push(format!(
+            "{p}: removed {} fault rules, {} chains, {} qdiscs left in {} containers",
+            h.rules_removed, h.chains_removed, h.qdiscs_removed, h.containers_checked
+        ));
+    }
+    lines.extend(h.errors.iter().map(|e| format!("{p}: host rules: {e}")));
+    lines
 }
