@@ -17,8 +17,9 @@
 #   RSS_EVENTS  events of the peak-RSS trace (default 20000000; 0 skips that part)
 # Environment: ANALYZER (a built binary; default: `cargo build --release -p analyzer` here),
 #   BENCH_DIR (default /var/tmp/bench-compare; generated traces are kept there and reused by the
-#   next run: remove it to regenerate; about 1.2 GB per million events of RSS_EVENTS and 0.4 GB
-#   per million of EVENTS), RTLOLA (a `rtlola-cli` binary; default: installed once with
+#   next run: remove it to regenerate; about 0.36 GB per million events of RSS_EVENTS (the
+#   log and the working copy finalize turns into a trace) and 0.4 GB per million of EVENTS:
+#   20 M and 5 M events need about 9 GB), RTLOLA (a `rtlola-cli` binary; default: installed once with
 #   `cargo install rtlola-cli --version 0.1.2` under RTLOLA_ROOT, default
 #   ~/.cache/chaos-trace/rtlola-0.1.2), RUNS (default 3).
 # Needs: cargo, python3, taskset (util-linux), /usr/bin/time.
