@@ -308,16 +308,11 @@ impl Leaf {
         let mut ctx: Option<Ctx<'_>> = None;
         let mut fired = None;
         for (hi, h) in st.handlers.iter().enumerate() {
-            let hit_fast = match &h.pat.fast {
-                Some(f) => {
-                    if !source_kind_match(&h.pat, ev) || !f.holds(ev, json, &inst.vars) {
-                        continue;
-                    }
-                    true
-                }
-                None => false,
-            };
-            if hit_fast {
+            if !handler_matches(&self.r, m, inst, h, ev, json, &mut ctx) {
+                continue;
+            }
+            let fast = h.pat.fast.is_some();
+            if fast {
                 // a handler that sets nothing and moves on needs no context
                 if let Some(eff) = plain_effects(m, &h.actions) {
                     fired = Some((hi as u16, eff, String::new()));
@@ -325,9 +320,9 @@ impl Leaf {
                 }
             }
             let c = ctx.get_or_insert_with(|| inst_ctx(&self.r, m, inst, Some(*ev), json, None));
-            c.caps_now.iter_mut().for_each(|c| *c = None);
-            if !hit_fast && !c.matches(&h.pat) {
-                continue;
+            if fast {
+                // an earlier handler's generic match may have set captures
+                c.caps_now.iter_mut().for_each(|c| *c = None);
             }
             let mut eff = effects(c, m, &h.actions, ev.ts_ns);
             if let Decision::Decide(_, _, gv) = &mut eff.term {
@@ -389,15 +384,9 @@ impl Leaf {
             }
             let json = JsonCell::new();
             let mut ctx: Option<Ctx<'_>> = None;
-            st.handlers.iter().any(|h| match &h.pat.fast {
-                Some(f) => source_kind_match(&h.pat, ev) && f.holds(ev, &json, &inst.vars),
-                None => {
-                    let c = ctx
-                        .get_or_insert_with(|| inst_ctx(&self.r, m, inst, Some(*ev), &json, None));
-                    c.caps_now.iter_mut().for_each(|c| *c = None);
-                    c.matches(&h.pat)
-                }
-            })
+            st.handlers
+                .iter()
+                .any(|h| handler_matches(&self.r, m, inst, h, ev, &json, &mut ctx))
         })
     }
 
@@ -959,6 +948,29 @@ fn inst_ctx<'a>(
         here: r.at.as_deref(),
         key: &inst.key,
         trace,
+    }
+}
+
+/// Does handler `h`'s pattern match `ev` for instance `inst`, as [`Leaf::observe`] offers the
+/// handlers of a state in turn? A specialised pattern is checked without a context; a generic
+/// one in `ctx` (built on first need and shared by the handlers of one event), its captures
+/// cleared first so that an earlier handler's do not leak into this one's.
+fn handler_matches<'a>(
+    r: &'a MonRef,
+    m: &'a Machine,
+    inst: &'a Inst,
+    h: &'a HandlerC,
+    ev: &EventRef<'a>,
+    json: &'a JsonCell,
+    ctx: &mut Option<Ctx<'a>>,
+) -> bool {
+    match &h.pat.fast {
+        Some(f) => source_kind_match(&h.pat, ev) && f.holds(ev, json, &inst.vars),
+        None => {
+            let c = ctx.get_or_insert_with(|| inst_ctx(r, m, inst, Some(*ev), json, None));
+            c.caps_now.iter_mut().for_each(|c| *c = None);
+            c.matches(&h.pat)
+        }
     }
 }
 
