@@ -224,19 +224,15 @@ pub fn run(a: &EventsArgs, out: &mut dyn Write) -> Result<i32, Error> {
         None
     } else {
         t.group_stats().map(|groups| {
-            let any = |want: &[String], c: &trace::StrStats, rows: u64, null_reads_empty: bool| {
-                want.is_empty()
-                    || want.iter().any(|w| {
-                        c.may_equal(w, rows)
-                            || (null_reads_empty && w.is_empty() && c.may_be_null())
-                    })
+            let any = |want: &[String], may: &dyn Fn(&str) -> bool| {
+                want.is_empty() || want.iter().any(|w| may(w))
             };
             groups
                 .iter()
                 .map(|g| {
-                    any(&a.source, &g.source, g.rows, true)
-                        && any(&a.kind, &g.kind, g.rows, true)
-                        && any(&a.service, &g.service, g.rows, false)
+                    any(&a.source, &|w| g.may_read_source(w))
+                        && any(&a.kind, &|w| g.may_read_kind(w))
+                        && any(&a.service, &|w| g.service.may_equal(w, g.rows))
                 })
                 .collect::<std::sync::Arc<[bool]>>()
         })

@@ -21,7 +21,7 @@ fn groups_holding(t: &Trace, source: &str, kind: &str) -> Option<std::sync::Arc<
     Some(
         groups
             .iter()
-            .map(|g| g.source.may_equal(source, g.rows) && g.kind.may_equal(kind, g.rows))
+            .map(|g| g.may_read_source(source) && g.may_read_kind(kind))
             .collect(),
     )
 }

@@ -313,58 +313,14 @@ fn chunked_trace(chunks: &[Chunk]) -> Vec<Vec<trace::Event>> {
     out
 }
 
-/// The statistics a Parquet footer records for `evs` (exact bounds, null counts) and, when
-/// `listed`, the distinct values finalize lists for the dictionary-encoded columns.
+/// The statistics a Parquet footer records for `evs`, with the distinct values finalize lists
+/// when `listed`.
 fn group_stats_as(evs: &[trace::Event], listed: bool) -> trace::GroupStats {
-    let strs = |vals: Vec<Option<&str>>, dict: bool| {
-        let mut s = strs(vals.iter().copied());
-        if dict && listed {
-            let mut d: Vec<&str> = vals.into_iter().flatten().collect();
-            d.sort_unstable();
-            d.dedup();
-            s.values = Some(d.into_iter().map(Box::from).collect());
-        }
-        s
-    };
-    let ts = evs.iter().map(|e| e.ts_ns);
-    let seq = evs.iter().map(|e| e.seq);
-    trace::GroupStats {
-        rows: evs.len() as u64,
-        ts: ts.clone().min().zip(ts.max()),
-        seq: seq.clone().min().zip(seq.max()),
-        source: strs(evs.iter().map(|e| Some(e.source.as_str())).collect(), true),
-        service: strs(evs.iter().map(|e| e.service.as_deref()).collect(), true),
-        container: strs(evs.iter().map(|e| e.container.as_deref()).collect(), true),
-        kind: strs(evs.iter().map(|e| Some(e.kind.as_str())).collect(), true),
-        message: strs(evs.iter().map(|e| e.message.as_deref()).collect(), false),
-    }
+    trace::testing::group_stats_of(evs.iter().map(|e| e.as_ref()), listed)
 }
 
 fn group_stats(evs: &[trace::Event]) -> trace::GroupStats {
     group_stats_as(evs, true)
-}
-
-fn strs<'a>(vals: impl Iterator<Item = Option<&'a str>>) -> trace::StrStats {
-    let mut s = trace::StrStats {
-        exact: true,
-        nulls: Some(0),
-        ..Default::default()
-    };
-    for v in vals {
-        match v {
-            None => *s.nulls.get_or_insert(0) += 1,
-            Some(v) => {
-                let b: Box<[u8]> = v.as_bytes().into();
-                if s.min.as_ref().is_none_or(|m| b < *m) {
-                    s.min = Some(b.clone());
-                }
-                if s.max.as_ref().is_none_or(|m| b > *m) {
-                    s.max = Some(b);
-                }
-            }
-        }
-    }
-    s
 }
 
 /// Runs `spec` over the groups of `groups` that its relevance does not rule out, as

@@ -77,6 +77,16 @@ pub struct GroupStats {
 }
 
 impl GroupStats {
+    /// Can some row's `source` read as `v`? The reader gives a null `source` as `""`.
+    pub fn may_read_source(&self, v: &str) -> bool {
+        may_read_non_null(&self.source, v, self.rows)
+    }
+
+    /// Can some row's `kind` read as `v`? The reader gives a null `kind` as `""`.
+    pub fn may_read_kind(&self, v: &str) -> bool {
+        may_read_non_null(&self.kind, v, self.rows)
+    }
+
     /// The statistics of row group `rg` as the footer records them; `names` are the file's leaf
     /// column names in order.
     pub(crate) fn of(rg: &RowGroupMetaData, names: &[String]) -> GroupStats {
@@ -158,6 +168,11 @@ pub(crate) fn apply_group_values(groups: &mut [GroupStats], json: &str) {
             c.values = vals;
         }
     }
+}
+
+/// Can some row of a column the reader never gives as null (it gives `""` instead) read as `v`?
+fn may_read_non_null(c: &StrStats, v: &str, rows: u64) -> bool {
+    (v.is_empty() && rows > 0 && c.may_be_null()) || c.may_equal(v, rows)
 }
 
 fn int_bounds(s: &Statistics) -> Option<(i64, i64)> {

@@ -3,7 +3,8 @@
 //! and crash input of a cargo-fuzz target under `fuzz/corpus/<target>/` and
 //! `fuzz/regressions/<target>/` to the target's body on the stable toolchain; [`mutate`] is a
 //! timed mutation run over those inputs for machines without nightly; [`framed_log`] builds the
-//! checksummed log the `event_log` target feeds. The bodies themselves stay
+//! checksummed log the `event_log` target feeds; [`group_stats_of`] gives the row-group
+//! statistics a footer would record for some events. The bodies themselves stay
 //! in each crate's test file, beside the fuzz target they copy.
 
 use std::path::{Path, PathBuf};
@@ -142,6 +143,42 @@ pub fn mutate(targets: &[Target]) {
         eprintln!("{target}: {runs} inputs in {secs} s, {panics} panics so far");
     }
     assert_eq!(panics, 0, "inputs that panic are under fuzz/artifacts/");
+}
+
+/// The statistics a finalized trace's footer records for a row group holding `evs`: exact bounds
+/// and null counts, and, when `listed`, the distinct values finalize lists for the
+/// dictionary-encoded columns (`source`, `service`, `container`, `kind`). Tests of row-group
+/// skipping feed these instead of writing a file.
+#[cfg(feature = "io")]
+pub fn group_stats_of<'a>(
+    evs: impl IntoIterator<Item = crate::EventRef<'a>>,
+    listed: bool,
+) -> crate::GroupStats {
+    let evs: Vec<crate::EventRef<'a>> = evs.into_iter().collect();
+    let col = |vals: Vec<Option<&str>>, dict: bool| {
+        let mut d: Vec<&str> = vals.iter().flatten().copied().collect();
+        d.sort_unstable();
+        d.dedup();
+        crate::StrStats {
+            min: d.first().map(|v| v.as_bytes().into()),
+            max: d.last().map(|v| v.as_bytes().into()),
+            exact: true,
+            nulls: Some(vals.iter().filter(|v| v.is_none()).count() as u64),
+            values: (dict && listed).then(|| d.iter().map(|v| Box::from(*v)).collect()),
+        }
+    };
+    let ts = evs.iter().map(|e| e.ts_ns);
+    let seq = evs.iter().map(|e| e.seq);
+    crate::GroupStats {
+        rows: evs.len() as u64,
+        ts: ts.clone().min().zip(ts.max()),
+        seq: seq.clone().min().zip(seq.max()),
+        source: col(evs.iter().map(|e| Some(e.source)).collect(), true),
+        service: col(evs.iter().map(|e| e.service).collect(), true),
+        container: col(evs.iter().map(|e| e.container).collect(), true),
+        kind: col(evs.iter().map(|e| Some(e.kind)).collect(), true),
+        message: col(evs.iter().map(|e| e.message).collect(), false),
+    }
 }
 
 #[cfg(test)]
