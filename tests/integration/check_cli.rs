@@ -601,10 +601,8 @@ fn row_groups_ruled_out_by_their_statistics_give_the_same_report() {
     let rel = monitor::Runner::new(&compiled, &monitor::Selection::default())
         .expect("runner")
         .relevance();
-    let groups = trace::Trace::open(&trace)
-        .expect("open")
-        .group_stats()
-        .expect("finalized");
+    let opened = trace::Trace::open(&trace).expect("open");
+    let groups = opened.group_stats().expect("finalized");
     let ruled_out = groups.iter().filter(|g| !rel.may_matter(g)).count();
     assert!(groups.len() >= 4, "{} row groups", groups.len());
     assert!(

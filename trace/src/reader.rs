@@ -148,6 +148,8 @@ pub struct Trace {
     remote: Option<RemoteFiles>,
     /// What opening found and tolerated (a cut log tail), one line each.
     warnings: Vec<String>,
+    /// [`Trace::group_stats`], read from the footer once.
+    group_stats: std::sync::OnceLock<Option<Vec<crate::GroupStats>>>,
 }
 
 /// The `events.parquet` and (when there is one) `packets.parquet` of a remote trace.
@@ -358,6 +360,7 @@ impl Trace {
             packets,
             remote: None,
             warnings,
+            group_stats: std::sync::OnceLock::new(),
         })
     }
 
@@ -422,6 +425,7 @@ impl Trace {
             packets,
             remote: Some((ev, pk)),
             warnings: Vec::new(),
+            group_stats: std::sync::OnceLock::new(),
         })
     }
 
@@ -490,8 +494,14 @@ impl Trace {
     }
 
     /// For a finalized trace: the footer's statistics of each row group of `events.parquet`,
-    /// in order.
-    pub fn group_stats(&self) -> Option<Vec<crate::GroupStats>> {
+    /// in order (read from the footer on the first call).
+    pub fn group_stats(&self) -> Option<&[crate::GroupStats]> {
+        self.group_stats
+            .get_or_init(|| self.read_group_stats())
+            .as_deref()
+    }
+
+    fn read_group_stats(&self) -> Option<Vec<crate::GroupStats>> {
         let md = self.events.as_ref()?.metadata();
         let descr = md.file_metadata().schema_descr();
         let names: Vec<String> = (0..descr.num_columns())
