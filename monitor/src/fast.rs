@@ -10,8 +10,8 @@
 
 use crate::ast::BinOp;
 use crate::ops::{binop, data_of, JsonCell};
+use crate::re::Re;
 use crate::value::{Value, V};
-use regex::Regex;
 use trace::EventRef;
 
 /// A guard's three outcomes as the generic evaluator combines them: `and`/`or`/`not` over
@@ -152,14 +152,8 @@ pub(crate) enum Fast {
 }
 
 /// A compiled regular expression, equal to another of the same pattern.
-#[derive(Debug, Clone)]
-pub(crate) struct FastRegex(pub(crate) Regex);
-
-impl PartialEq for FastRegex {
-    fn eq(&self, other: &FastRegex) -> bool {
-        self.0.as_str() == other.0.as_str()
-    }
-}
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct FastRegex(pub(crate) Re);
 
 /// Three-valued `not` (null stays null).
 pub(crate) fn not(t: Tri) -> Tri {

@@ -5,8 +5,8 @@
 use crate::ast::{Agg, BinOp, Quant};
 use crate::diag::{Location, Span};
 use crate::fast::{Fast, FastKey};
+use crate::re::Re;
 use crate::value::Value;
-use regex::Regex;
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -120,7 +120,7 @@ pub(crate) enum Ex {
     Match {
         negated: bool,
         lhs: Box<X>,
-        re: Regex,
+        re: Re,
         caps: Vec<(usize, u16)>,
     },
     Quant {

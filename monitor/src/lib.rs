@@ -20,6 +20,7 @@ mod lexer;
 mod needs;
 mod ops;
 mod parser;
+mod re;
 mod relevance;
 mod report;
 mod runner;

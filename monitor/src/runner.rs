@@ -425,26 +425,47 @@ fn first_match_leaf(n: &Node) -> Option<&crate::eval::Leaf> {
     }
 }
 
-/// The first event of `evs` the leaf decides on, the run split into `threads` consecutive
-/// slices searched at once.
+/// Most events in one slice of a run searched by [`first_match_on_threads`].
+const SEARCH_SLICE: usize = 2048;
+
+/// The first event of `evs` the leaf decides on, searched on `threads` threads (the calling
+/// one among them). The run is cut into consecutive slices that the threads take in order as
+/// they come free, so a thread the scheduler holds back (the reader's decoding threads share
+/// the cores) does not hold up the others; no slice after one with a match is started.
 fn first_match_on_threads(
     l: &crate::eval::Leaf,
     evs: &[EventRef<'_>],
     threads: usize,
 ) -> Option<usize> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     if threads <= 1 || evs.len() < 2 * threads {
         return l.first_match(evs);
     }
-    let size = evs.len().div_ceil(threads);
+    // slices of at most SEARCH_SLICE events, about 8 per thread in a shorter run
+    let size = evs.len().div_ceil(8 * threads).clamp(1, SEARCH_SLICE);
+    let slices = evs.len().div_ceil(size);
+    let next = AtomicUsize::new(0);
+    // the smallest index of a matching event found so far (usize::MAX: none)
+    let found = AtomicUsize::new(usize::MAX);
+    let search = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let from = i * size;
+        if i >= slices || from > found.load(Ordering::Relaxed) {
+            return;
+        }
+        let part = &evs[from..(from + size).min(evs.len())];
+        if let Some(j) = l.first_match(part) {
+            found.fetch_min(from + j, Ordering::Relaxed);
+        }
+    };
     std::thread::scope(|s| {
-        let found: Vec<_> = evs
-            .chunks(size)
-            .enumerate()
-            .map(|(c, part)| s.spawn(move || l.first_match(part).map(|i| c * size + i)))
-            .collect();
-        found
-            .into_iter()
-            .filter_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .min()
-    })
+        for _ in 1..threads {
+            s.spawn(search);
+        }
+        search();
+    });
+    match found.into_inner() {
+        usize::MAX => None,
+        i => Some(i),
+    }
 }

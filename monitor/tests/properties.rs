@@ -528,3 +528,61 @@ proptest! {
         );
     }
 }
+
+/// The assignments a handler may make, for [`plain_sets_give_what_the_generic_evaluator_gives`]:
+/// constants, variables and operators over them (overflow and division by zero included), and
+/// one the specialised path leaves to the generic evaluator (a call).
+const SETS: &[&str] = &[
+    "set n = n + 1",
+    "set n = n * 3",
+    "set n = m - n",
+    "set m = n / 2",
+    "set m = 7",
+    "set n = m % 0",
+    "set n = n + 4611686018427387904",
+    "set m = n == m",
+    "set n = m",
+    "set s = s + \"x\"",
+    "set m = len(s)",
+    "set n = n + 1, set m = n * 10",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A handler with a specialised guard applies plain `set`s without an evaluation context
+    /// (`eval::effects::plain_effects`); the same machine with a guard the generic evaluator
+    /// takes must end with the same variables and report.
+    #[test]
+    fn plain_sets_give_what_the_generic_evaluator_gives(
+        picks in prop::collection::vec(0usize..SETS.len(), 1..4),
+        kinds in prop::collection::vec(0usize..3, 0..40),
+    ) {
+        let handlers: String = picks
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("on log where kind == \"k{i}\" GUARD => {}\n", SETS[*p]))
+            .collect();
+        let machine = |name: &str, guard: &str| {
+            format!(
+                "monitor {name} {{ var n = 1 var m = 2 var s = \"\"\n state a {{\n{}\
+                 on end => accept \"n=\" + str(n) + \" m=\" + str(m) + \" s=\" + s }} }}\n",
+                handlers.replace("GUARD", guard)
+            )
+        };
+        let text = machine("plainM", "") + &machine("genericM", "and len(kind) > 0");
+        let s = spec(&text);
+        let evs: Vec<trace::Event> = kinds
+            .iter()
+            .enumerate()
+            .map(|(i, k)| ev(i as u64 + 1, i as f64, "log", &format!("k{k}")))
+            .collect();
+        let end = Some(T0 + 100 * S);
+        let plain = run(&s, monitors(&["plainM"]), &evs, end);
+        let generic = run(&s, monitors(&["genericM"]), &evs, end);
+        let json = |r: &monitor::Report, name: &str| {
+            serde_json::to_string(&r.monitors).expect("json").replace(name, "M")
+        };
+        prop_assert_eq!(json(&plain, "plainM"), json(&generic, "genericM"));
+    }
+}

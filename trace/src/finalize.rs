@@ -24,7 +24,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use crate::sort::{merge_sorted, LogReader, NearSorter, RunSorter};
+use crate::sort::{merge_sorted, sort_rows, LogReader, NearSorter, RunSorter};
 use crate::{files, schema, Manifest, TraceError};
 
 /// Rows per Parquet row group: the unit of skipping by time range and the bound of reader memory.
@@ -380,6 +380,15 @@ impl<'a> Sink<'a> {
     }
 }
 
+/// What finalization's reading thread found besides the rows: rows dropped for a null key (with
+/// `repair`), whether a Parquet input was out of order, and the log (how it ended).
+#[derive(Default)]
+struct ReadSide {
+    null_key_rows_dropped: u64,
+    reordered: bool,
+    log: Option<LogReader>,
+}
+
 /// Sorts a part into `.<out>.tmp` and returns what was written and its seqs. With `repair`,
 /// rows with a null key are dropped and exact duplicate rows are written once; without it,
 /// either is an error.
@@ -431,56 +440,98 @@ fn write_sorted_files(
         bytes_skipped: 0,
         max_seq: 0,
     };
-    let mut prev: Option<(i64, u64)> = None;
     // a log is unsorted by nature; only a Parquet file's order is a finding
     let from_parquet = matches!(input, Input::Parquet(..));
-    let mut feed = |b: RecordBatch, w: &mut Written, sink: &mut Sink| -> Result<(), TraceError> {
-        let b = if repair {
-            let (b, dropped) =
-                drop_null_keys(b, part.keys).map_err(|e| TraceError::corrupt(&origin, e))?;
-            w.null_key_rows_dropped += dropped;
-            b
-        } else {
-            b
-        };
-        let b = to_shape(&b, &part.log_schema).map_err(|e| TraceError::corrupt(&origin, e))?;
-        if from_parquet {
-            if let (Some(ts), Some(seq)) = (
-                b.column_by_name("ts_ns")
-                    .and_then(|c| c.as_any().downcast_ref::<arrow_array::Int64Array>()),
-                b.column_by_name("seq")
-                    .and_then(|c| c.as_any().downcast_ref::<arrow_array::UInt64Array>()),
-            ) {
-                for i in 0..b.num_rows() {
-                    let k = (ts.value(i), seq.value(i));
-                    if prev.is_some_and(|p| k < p) {
-                        w.reordered = true;
+    // The input is read, shaped and cut into sorted chunks on a thread of its own, ahead of
+    // the merge on this one (and of the encoding on the writer's): at most two chunks wait.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<RecordBatch>(1);
+    // the reader owns the sending end: the merge's loop ends when it returns
+    let read = |input: Input,
+                tx: std::sync::mpsc::SyncSender<RecordBatch>|
+     -> Result<ReadSide, TraceError> {
+        let mut side = ReadSide::default();
+        let mut prev: Option<(i64, u64)> = None;
+        let mut pending = Vec::new();
+        let mut rows = 0usize;
+        // false: the merge stopped (on an error of its own)
+        let mut each = |b: RecordBatch, side: &mut ReadSide| -> Result<bool, TraceError> {
+            let b = if repair {
+                let (b, dropped) =
+                    drop_null_keys(b, part.keys).map_err(|e| TraceError::corrupt(&origin, e))?;
+                side.null_key_rows_dropped += dropped;
+                b
+            } else {
+                b
+            };
+            let b = to_shape(&b, &part.log_schema).map_err(|e| TraceError::corrupt(&origin, e))?;
+            if from_parquet {
+                if let (Some(ts), Some(seq)) = (
+                    b.column_by_name("ts_ns")
+                        .and_then(|c| c.as_any().downcast_ref::<arrow_array::Int64Array>()),
+                    b.column_by_name("seq")
+                        .and_then(|c| c.as_any().downcast_ref::<arrow_array::UInt64Array>()),
+                ) {
+                    for i in 0..b.num_rows() {
+                        let k = (ts.value(i), seq.value(i));
+                        if prev.is_some_and(|p| k < p) {
+                            side.reordered = true;
+                        }
+                        prev = Some(k);
                     }
-                    prev = Some(k);
+                }
+            }
+            rows += b.num_rows();
+            pending.push(b);
+            if rows < crate::sort::CHUNK_ROWS {
+                return Ok(true);
+            }
+            rows = 0;
+            let chunk = sort_rows(&part.log_schema, std::mem::take(&mut pending), &origin)?;
+            Ok(tx.send(chunk).is_ok())
+        };
+        match input {
+            Input::Log(mut l) => {
+                for b in l.by_ref() {
+                    if !each(b?, &mut side)? {
+                        return Ok(side);
+                    }
+                }
+                side.log = Some(l);
+            }
+            Input::Parquet(it, _) => {
+                for b in it {
+                    if !each(b?, &mut side)? {
+                        return Ok(side);
+                    }
                 }
             }
         }
-        sorter.push(b)?;
-        while let Some(out) = sorter.pop()? {
-            sink.write(out, w)?;
+        if !pending.is_empty() {
+            let chunk = sort_rows(&part.log_schema, pending, &origin)?;
+            let _ = tx.send(chunk);
         }
-        Ok(())
+        Ok(side)
     };
-    let log = match input {
-        Input::Log(mut l) => {
-            for b in l.by_ref() {
-                feed(b?, &mut w, &mut sink)?;
+    let side = std::thread::scope(|s| -> Result<ReadSide, TraceError> {
+        let reader = s.spawn(move || read(input, tx));
+        let merged = (|| {
+            for chunk in rx {
+                sorter.push(chunk)?;
+                while let Some(out) = sorter.pop()? {
+                    sink.write(out, &mut w)?;
+                }
             }
-            Some(l)
-        }
-        Input::Parquet(it, _) => {
-            for b in it {
-                feed(b?, &mut w, &mut sink)?;
-            }
-            None
-        }
-    };
-    if let Some(l) = &log {
+            Ok::<(), TraceError>(())
+        })();
+        let side = reader
+            .join()
+            .unwrap_or_else(|_| Err(TraceError::Invalid("the log reader failed".into())));
+        merged?;
+        side
+    })?;
+    w.null_key_rows_dropped = side.null_key_rows_dropped;
+    w.reordered = side.reordered;
+    if let Some(l) = &side.log {
         w.truncated = l.truncated;
         w.warning = l.warning();
         w.records_skipped = l.skipped.len() as u64;

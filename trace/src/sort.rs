@@ -581,8 +581,12 @@ impl Iterator for Merged {
     }
 }
 
+/// Rows of one chunk in a row, at least, that [`NearSorter::pop`] emits as a slice of the chunk
+/// instead of copying them into a new batch.
+const MIN_SLICE_RUN: usize = 1024;
+
 /// Rows gathered from the input before [`NearSorter`] sorts them into a chunk.
-const CHUNK_ROWS: usize = 64 * 1024;
+pub(crate) const CHUNK_ROWS: usize = 64 * 1024;
 
 /// One sorted chunk held by [`NearSorter`], consumed from `pos`.
 struct Chunk {
@@ -701,33 +705,7 @@ impl NearSorter {
         let batches = std::mem::take(&mut self.pending);
         self.pending_rows = 0;
         let bytes: usize = batches.iter().map(logical_size).sum();
-        let mut keys: Vec<(i64, u64, u32, u32)> = Vec::new();
-        let mut sorted = true;
-        let mut last = (i64::MIN, 0u64);
-        for (bi, b) in batches.iter().enumerate() {
-            let (ts, seq) = key_cols(b, &self.origin)?;
-            for r in 0..b.num_rows() {
-                let k = (ts.value(r), seq.value(r));
-                sorted &= k >= last;
-                last = k;
-                keys.push((k.0, k.1, bi as u32, r as u32));
-            }
-        }
-        let err = |e: arrow_schema::ArrowError| TraceError::Invalid(format!("sort failed: {e}"));
-        let batch = if sorted && batches.len() == 1 {
-            batches
-                .into_iter()
-                .next()
-                .unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone()))
-        } else if sorted {
-            arrow::compute::concat_batches(&self.schema, &batches).map_err(err)?
-        } else {
-            keys.sort_unstable();
-            let order: Vec<(usize, usize)> =
-                keys.iter().map(|k| (k.2 as usize, k.3 as usize)).collect();
-            let refs: Vec<&RecordBatch> = batches.iter().collect();
-            interleave_record_batch(&refs, &order).map_err(err)?
-        };
+        let batch = sort_rows(&self.schema, batches, &self.origin)?;
         let n = batch.num_rows();
         if n == 0 {
             return Ok(());
@@ -802,6 +780,8 @@ impl NearSorter {
         }
         let mut idx: Vec<(usize, usize)> = Vec::with_capacity(OUT_BATCH);
         let mut last = None;
+        // a long run of one chunk leaves as a slice of it, not copied
+        let mut run: Option<(usize, usize, usize)> = None;
         while idx.len() < OUT_BATCH {
             let Some(Reverse((_, no, slot))) = self.heap.pop() else {
                 break;
@@ -825,6 +805,27 @@ impl NearSorter {
                 }
             }
             self.held -= c.row_bytes * (c.pos - before) as f64;
+            if idx.len() == c.pos - before && idx.len() >= MIN_SLICE_RUN {
+                run = Some((slot, before, idx.len()));
+                break;
+            }
+        }
+        if let Some((slot, from, len)) = run {
+            let out = self.chunks[slot]
+                .as_ref()
+                .map(|c| c.batch.slice(from, len))
+                .ok_or_else(|| TraceError::Invalid("merge lost a chunk".into()))?;
+            if self.chunks[slot]
+                .as_ref()
+                .is_some_and(|c| c.pos >= c.batch.num_rows())
+            {
+                self.chunks[slot] = None;
+            }
+            if self.heap.is_empty() {
+                self.held = 0.0;
+            }
+            self.last_out = last.or(self.last_out);
+            return Ok(Some(out));
         }
         let mut refs: Vec<&RecordBatch> = Vec::with_capacity(self.chunks.len());
         let empty = RecordBatch::new_empty(self.schema.clone());
@@ -844,6 +845,55 @@ impl NearSorter {
         self.last_out = last.or(self.last_out);
         Ok(Some(out))
     }
+}
+
+/// The rows of `batches` (one schema) in one batch sorted by `(ts_ns, seq)`: the batch itself
+/// when there is one already in order, their concatenation when they are in order, else a
+/// sorted copy. Finalization runs it on its reading thread, ahead of [`NearSorter`], which then
+/// finds each chunk in order.
+pub(crate) fn sort_rows(
+    schema: &SchemaRef,
+    batches: Vec<RecordBatch>,
+    origin: &Path,
+) -> Result<RecordBatch, TraceError> {
+    let mut keys: Vec<(i64, u64, u32, u32)> = Vec::new();
+    let mut sorted = true;
+    let mut last = (i64::MIN, 0u64);
+    for b in &batches {
+        let (ts, seq) = key_cols(b, origin)?;
+        for r in 0..b.num_rows() {
+            let k = (ts.value(r), seq.value(r));
+            sorted &= k >= last;
+            last = k;
+            if !sorted {
+                break;
+            }
+        }
+        if !sorted {
+            break;
+        }
+    }
+    let err = |e: arrow_schema::ArrowError| TraceError::Invalid(format!("sort failed: {e}"));
+    if sorted && batches.len() == 1 {
+        return Ok(batches
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| RecordBatch::new_empty(schema.clone())));
+    }
+    if sorted {
+        return arrow::compute::concat_batches(schema, &batches).map_err(err);
+    }
+    for (bi, b) in batches.iter().enumerate() {
+        let (ts, seq) = key_cols(b, origin)?;
+        for r in 0..b.num_rows() {
+            keys.push((ts.value(r), seq.value(r), bi as u32, r as u32));
+        }
+    }
+    // nearly in order already: the stable sort merges the runs it finds
+    keys.sort();
+    let order: Vec<(usize, usize)> = keys.iter().map(|k| (k.2 as usize, k.3 as usize)).collect();
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    interleave_record_batch(&refs, &order).map_err(err)
 }
 
 /// Merges sorted streams of record batches (each sorted by `(ts_ns, seq)`, one schema) into one
@@ -1021,6 +1071,22 @@ mod tests {
         let (got, late) = near_sort(&input, 777, 8 << 20);
         assert_eq!(late, 2);
         assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn near_sort_of_runs_in_order_leaves_them_as_slices_in_order() {
+        // sorted stretches longer than MIN_SLICE_RUN, and a few rows out of place between them
+        let mut input: Vec<(i64, u64)> = (0..200_000u64).map(|s| (s as i64, s)).collect();
+        for i in (5_000..200_000).step_by(70_001) {
+            input.swap(i, i + 3);
+        }
+        let mut expected = input.clone();
+        expected.sort();
+        for chunk in [64, 5_000, 100_000] {
+            let (got, late) = near_sort(&input, chunk, 8 << 20);
+            assert_eq!(late, 0);
+            assert_eq!(got, expected, "chunk {chunk}");
+        }
     }
 
     #[test]

@@ -343,9 +343,10 @@ impl Compiler<'_> {
                 "match `message` or a string field",
             );
         }
-        match regex::Regex::new(regex) {
+        match crate::re::Re::new(regex) {
             Ok(re) => {
                 let caps = re
+                    .regex()
                     .capture_names()
                     .enumerate()
                     .filter_map(|(i, n)| n.and_then(|n| Scope::lookup(&sc.caps, n).map(|s| (i, s))))

@@ -9,6 +9,7 @@ use super::TRACE_MAX;
 use crate::ast::{BinOp, Quant};
 use crate::ir::*;
 use crate::ops::{binop, data_of, JsonCell};
+use crate::re::Re;
 use crate::report::GuardValue;
 use crate::value::{fmt_dur, fmt_ts, Value, V};
 use serde_json::Value as J;
@@ -162,7 +163,7 @@ impl<'a> Ctx<'a> {
         &mut self,
         negated: bool,
         lhs: &'a X,
-        re: &'a regex::Regex,
+        re: &'a Re,
         caps: &'a [(usize, u16)],
     ) -> V<'a> {
         let l = self.eval(lhs);
@@ -171,30 +172,13 @@ impl<'a> Ctx<'a> {
                 if caps.is_empty() {
                     re.is_match(hay)
                 } else {
-                    match re.captures(hay) {
-                        Some(c) => {
-                            for (g, slot) in caps {
-                                if let Some(m) = c.get(*g) {
-                                    self.set_cap(*slot, V::Str(&hay[m.range()]));
-                                }
-                            }
-                            true
-                        }
-                        None => false,
-                    }
+                    let hay: &'a str = hay;
+                    re.captures(hay, caps, |slot, r| self.set_cap(slot, V::Str(&hay[r])))
                 }
             }
-            V::S(hay) => match re.captures(hay) {
-                Some(c) => {
-                    for (g, slot) in caps {
-                        if let Some(m) = c.get(*g) {
-                            self.set_cap(*slot, V::S(Rc::from(m.as_str())));
-                        }
-                    }
-                    true
-                }
-                None => false,
-            },
+            V::S(hay) => re.captures(hay, caps, |slot, r| {
+                self.set_cap(slot, V::S(Rc::from(&hay[r])))
+            }),
             _ => return V::Bool(negated),
         };
         V::Bool(r != negated)

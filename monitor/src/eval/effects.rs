@@ -3,7 +3,9 @@
 //! go to a state with a timeout, or decide), computed while the context borrows the instance.
 
 use super::ctx::Ctx;
-use crate::ir::{ActionsC, Machine, TermC, X};
+use crate::ast::BinOp;
+use crate::ir::{ActionsC, Ex, Machine, TermC, X};
+use crate::ops::binop;
 use crate::report::{GuardValue, Verdict};
 use crate::value::{Value, V};
 use serde_json::Value as J;
@@ -140,15 +142,15 @@ pub(super) fn effects<'a>(
     }
 }
 
-/// The effects of a handler that sets nothing and stays or goes to a state with a constant (or
-/// no) timeout, computed without a context; `None` for any other handler. Only for a handler
-/// whose pattern bound no capture (a specialised guard binds none).
-pub(super) fn plain_effects(m: &Machine, acts: &ActionsC) -> Option<Effects> {
-    if !acts.sets.is_empty() {
-        return None;
-    }
+/// The effects of a handler that stays or goes to a state with a constant (or no) timeout and
+/// whose `set`s (none, or any number without a key) each assign a constant, a variable, or a
+/// binary operator other than `and`/`or` over two of those (`set hits = hits + 1`), computed
+/// without a context from the instance's variables `vars`, by the same operators as the
+/// evaluator; `None` for any other handler. Only for a handler whose pattern bound no capture
+/// (a specialised guard binds none).
+pub(super) fn plain_effects(m: &Machine, acts: &ActionsC, vars: &[Value]) -> Option<Effects> {
     let konst = |x: &X| match &x.k {
-        crate::ir::Ex::Const(c) => dur(V::of(c)),
+        Ex::Const(c) => dur(V::of(c)),
         _ => None,
     };
     let term = match &acts.term {
@@ -165,12 +167,50 @@ pub(super) fn plain_effects(m: &Machine, acts: &ActionsC) -> Option<Effects> {
         }
         _ => return None,
     };
+    let mut sets = Sets::default();
+    for (i, key, e) in &acts.sets {
+        if key.is_some() {
+            return None;
+        }
+        // each right-hand side sees the assignments before it, as in `effects`
+        let v = match &e.k {
+            Ex::Bin(op, a, b) if !matches!(op, BinOp::And | BinOp::Or) => binop(
+                *op,
+                &plain_operand(a, &sets, vars)?,
+                &plain_operand(b, &sets, vars)?,
+            )
+            .to_value(),
+            _ => plain_operand(e, &sets, vars)?.to_value(),
+        };
+        sets.push((*i, v));
+    }
     Some(Effects {
-        sets: Sets::default(),
+        sets,
         caps: Vec::new(),
         term,
         value: None,
     })
+}
+
+/// A constant, or a variable as the assignments `sets` before it left it; `None` for any other
+/// expression.
+fn plain_operand<'a>(x: &'a X, sets: &'a Sets, vars: &'a [Value]) -> Option<V<'a>> {
+    match &x.k {
+        Ex::Const(c) => Some(V::of(c)),
+        Ex::Var(j) => {
+            let set = sets
+                .first
+                .iter()
+                .chain(&sets.rest)
+                .rev()
+                .find(|(k, _)| k == j);
+            Some(match set {
+                Some((_, v)) => V::of(v),
+                None => vars.get(*j as usize).map(V::of).unwrap_or(V::Null),
+            })
+        }
+        _ => None,
+    }
 }
 
 fn dur(v: V<'_>) -> Option<i64> {

@@ -313,8 +313,8 @@ impl Leaf {
             }
             let fast = h.pat.fast.is_some();
             if fast {
-                // a handler that sets nothing and moves on needs no context
-                if let Some(eff) = plain_effects(m, &h.actions) {
+                // a handler that sets plain values and moves on needs no context
+                if let Some(eff) = plain_effects(m, &h.actions, &inst.vars) {
                     fired = Some((hi as u16, eff, String::new()));
                     break;
                 }
