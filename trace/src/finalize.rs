@@ -4,14 +4,19 @@
 //! `events.parquet` (dictionary-encoded low-cardinality columns, ZSTD, statistics,
 //! [`ROW_GROUP_ROWS`] rows per row group, columns encoded in parallel: [`encode`]). The log is
 //! nearly in order already, so it is sorted in one pass by merging sorted chunks in memory
-//! ([`crate::sort::NearSorter`], [`SORT_RUN_BYTES`] held); rows that arrive too late for that
+//! ([`crate::sort::NearSorter`], [`SORT_RUN_BYTES`] held; the chunks are read and sorted on a
+//! thread of their own, ahead of the merge); rows that arrive too late for that
 //! are sorted apart (spilled to a temporary directory inside the trace) and merged with the
 //! written rows in a second pass. The Parquet file is written under a temporary name and renamed
 //! into place, and only then is the log removed, so a finalization that is itself interrupted
-//! can simply be rerun. The same happens for `packets.arrows` → `packets.parquet`.
+//! can simply be rerun. The same happens for `packets.arrows` → `packets.parquet`. Every `seq`
+//! written is checked unique across both tables ([`seqs`]).
 
 pub(crate) mod encode;
+mod seqs;
+
 pub use encode::{GROUP_VALUES_KEY, MAX_GROUP_VALUES};
+use seqs::SeqCheck;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -24,7 +29,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use crate::sort::{merge_sorted, sort_rows, LogReader, NearSorter, RunSorter};
+use crate::sort::{merge_sorted, sort_rows, LogReader, NearSorter};
 use crate::{files, schema, Manifest, TraceError};
 
 /// Rows per Parquet row group: the unit of skipping by time range and the bound of reader memory.
@@ -193,74 +198,6 @@ fn drop_null_keys(
     }
 }
 
-/// Collects `seq` values with bounded memory (an external sort of the seqs alone) and finds
-/// values that occur more than once.
-struct SeqCheck {
-    sorter: RunSorter,
-}
-
-/// What [`SeqCheck::finish`] found.
-struct SeqReport {
-    duplicates: u64,
-    first: Option<u64>,
-}
-
-impl SeqCheck {
-    fn new(dir: &Path) -> Result<SeqCheck, TraceError> {
-        let schema = std::sync::Arc::new(arrow_schema::Schema::new(vec![
-            arrow_schema::Field::new("ts_ns", arrow_schema::DataType::Int64, false),
-            arrow_schema::Field::new("seq", arrow_schema::DataType::UInt64, false),
-        ]));
-        Ok(SeqCheck {
-            sorter: RunSorter::new(schema, Some(dir), 16 << 20, dir)?,
-        })
-    }
-
-    fn push(&mut self, b: &RecordBatch) -> Result<(), TraceError> {
-        let Some(seq) = b.column_by_name("seq") else {
-            return Ok(());
-        };
-        let zeros: arrow_array::ArrayRef =
-            std::sync::Arc::new(arrow_array::Int64Array::from(vec![0i64; seq.len()]));
-        let seq = arrow::compute::cast(seq, &arrow_schema::DataType::UInt64)
-            .map_err(|e| TraceError::Invalid(format!("seq check: {e}")))?;
-        let kb = RecordBatch::try_new(self.sorter.schema(), vec![zeros, seq])
-            .map_err(|e| TraceError::Invalid(format!("seq check: {e}")))?;
-        self.sorter.push(kb)
-    }
-
-    /// Finds the seqs that occur more than once across every check (one per part).
-    fn finish_all(checks: Vec<SeqCheck>, dir: &Path) -> Result<SeqReport, TraceError> {
-        let mut streams: Vec<Box<dyn Iterator<Item = Result<RecordBatch, TraceError>> + Send>> =
-            Vec::new();
-        for c in checks {
-            streams.push(Box::new(c.sorter.finish()?));
-        }
-        let mut last: Option<u64> = None;
-        let mut r = SeqReport {
-            duplicates: 0,
-            first: None,
-        };
-        for b in merge_sorted(streams, dir)? {
-            let b = b?;
-            let Some(seq) = b
-                .column_by_name("seq")
-                .and_then(|c| c.as_any().downcast_ref::<arrow_array::UInt64Array>())
-            else {
-                continue;
-            };
-            for &v in seq.values().iter() {
-                if last == Some(v) {
-                    r.duplicates += 1;
-                    r.first = r.first.or(Some(v));
-                }
-                last = Some(v);
-            }
-        }
-        Ok(r)
-    }
-}
-
 /// Where the rows of a part come from: its log, or (for a repair of a finalized trace) its
 /// Parquet file.
 enum Input {
@@ -311,7 +248,7 @@ impl<'a> Sink<'a> {
             out_path: out_path.clone(),
             converter,
             last_row: None,
-            seqs: SeqCheck::new(dir)?,
+            seqs: SeqCheck::new(dir),
             writer,
             _part: part,
         })

@@ -304,10 +304,6 @@ impl RunSorter {
         })
     }
 
-    pub(crate) fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
     pub(crate) fn push(&mut self, batch: RecordBatch) -> Result<(), TraceError> {
         if batch.num_rows() == 0 {
             return Ok(());
