@@ -200,6 +200,26 @@ impl Fast {
                 val,
                 swapped,
             } => {
+                // a variable holding an integer against an integer: the comparison `binop`
+                // makes of two integers, without building values
+                if let (Operand::Var(i), Value::Int(c) | Value::Dur(c)) = (lhs, val) {
+                    if let Some(Value::Int(x) | Value::Dur(x)) = vars.get(*i as usize) {
+                        if matches!(
+                            op,
+                            BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge
+                        ) {
+                            let o = if *swapped { c.cmp(x) } else { x.cmp(c) };
+                            return Tri::of_bool(match op {
+                                BinOp::Eq => o == Equal,
+                                BinOp::Ne => o != Equal,
+                                BinOp::Lt => o == Less,
+                                BinOp::Le => o != Greater,
+                                BinOp::Gt => o == Greater,
+                                _ => o != Less,
+                            });
+                        }
+                    }
+                }
                 let x = lhs.get(ev, json, vars);
                 let c = V::of(val);
                 let r = if *swapped {

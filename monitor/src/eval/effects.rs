@@ -142,74 +142,160 @@ pub(super) fn effects<'a>(
     }
 }
 
-/// The effects of a handler that stays or goes to a state with a constant (or no) timeout and
-/// whose `set`s (none, or any number without a key) each assign a constant, a variable, or a
-/// binary operator other than `and`/`or` over two of those (`set hits = hits + 1`), computed
-/// without a context from the instance's variables `vars`, by the same operators as the
-/// evaluator; `None` for any other handler. Only for a handler whose pattern bound no capture
-/// (a specialised guard binds none).
-pub(super) fn plain_effects(m: &Machine, acts: &ActionsC, vars: &[Value]) -> Option<Effects> {
-    let konst = |x: &X| match &x.k {
-        Ex::Const(c) => dur(V::of(c)),
-        _ => None,
-    };
-    let term = match &acts.term {
-        TermC::Stay => Decision::Stay,
-        TermC::Goto(to, t) => {
-            let d = match t {
-                Some(t) => Some(konst(t)?),
-                None => match &m.states.get(*to as usize)?.timeout {
-                    Some(t) => Some(konst(t)?),
-                    None => None,
-                },
-            };
-            Decision::Goto(*to, d)
-        }
-        _ => return None,
-    };
-    let mut sets = Sets::default();
-    for (i, key, e) in &acts.sets {
-        if key.is_some() {
-            return None;
-        }
-        // each right-hand side sees the assignments before it, as in `effects`
-        let v = match &e.k {
-            Ex::Bin(op, a, b) if !matches!(op, BinOp::And | BinOp::Or) => binop(
-                *op,
-                &plain_operand(a, &sets, vars)?,
-                &plain_operand(b, &sets, vars)?,
-            )
-            .to_value(),
-            _ => plain_operand(e, &sets, vars)?.to_value(),
-        };
-        sets.push((*i, v));
-    }
-    Some(Effects {
-        sets,
-        caps: Vec::new(),
-        term,
-        value: None,
-    })
+/// A handler's `set`s and terminal action when they need no evaluation context, worked out
+/// once per machine: it stays or goes to a state with a constant (or no) timeout, and each of
+/// its `set`s (none, or any number without a key) assigns a constant, a variable, or a binary
+/// operator other than `and`/`or` over two of those (`set hits = hits + 1`). Evaluated from the
+/// instance's variables by the same operators and conversions as [`effects`]; only for a handler
+/// whose pattern bound no capture (a specialised guard binds none).
+#[derive(Debug)]
+pub(super) struct Plain {
+    sets: Vec<(u16, PlainX)>,
+    term: PlainTerm,
 }
 
-/// A constant, or a variable as the assignments `sets` before it left it; `None` for any other
-/// expression.
-fn plain_operand<'a>(x: &'a X, sets: &'a Sets, vars: &'a [Value]) -> Option<V<'a>> {
-    match &x.k {
-        Ex::Const(c) => Some(V::of(c)),
-        Ex::Var(j) => {
-            let set = sets
-                .first
-                .iter()
-                .chain(&sets.rest)
-                .rev()
-                .find(|(k, _)| k == j);
-            Some(match set {
-                Some((_, v)) => V::of(v),
-                None => vars.get(*j as usize).map(V::of).unwrap_or(V::Null),
-            })
+#[derive(Debug)]
+enum PlainX {
+    Leaf(PlainLeaf),
+    Bin(BinOp, PlainLeaf, PlainLeaf),
+}
+
+#[derive(Debug)]
+enum PlainLeaf {
+    Const(Value),
+    Var(u16),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum PlainTerm {
+    Stay,
+    Goto(u16, Option<i64>),
+}
+
+impl PlainLeaf {
+    fn of(x: &X) -> Option<PlainLeaf> {
+        match &x.k {
+            Ex::Const(c) => Some(PlainLeaf::Const(c.clone())),
+            Ex::Var(j) => Some(PlainLeaf::Var(*j)),
+            _ => None,
         }
-        _ => None,
+    }
+
+    fn get<'a>(&'a self, vars: &'a [Value]) -> V<'a> {
+        match self {
+            PlainLeaf::Const(c) => V::of(c),
+            PlainLeaf::Var(j) => vars.get(*j as usize).map(V::of).unwrap_or(V::Null),
+        }
+    }
+}
+
+impl Plain {
+    /// The plan of `acts` in machine `m`, when they have the shape above.
+    pub(super) fn of(m: &Machine, acts: &ActionsC) -> Option<Plain> {
+        let konst = |x: &X| match &x.k {
+            Ex::Const(c) => dur(V::of(c)),
+            _ => None,
+        };
+        let term = match &acts.term {
+            TermC::Stay => PlainTerm::Stay,
+            TermC::Goto(to, t) => {
+                let d = match t {
+                    Some(t) => Some(konst(t)?),
+                    None => match &m.states.get(*to as usize)?.timeout {
+                        Some(t) => Some(konst(t)?),
+                        None => None,
+                    },
+                };
+                PlainTerm::Goto(*to, d)
+            }
+            _ => return None,
+        };
+        let mut sets = Vec::with_capacity(acts.sets.len());
+        for (i, key, e) in &acts.sets {
+            if key.is_some() {
+                return None;
+            }
+            let x = match &e.k {
+                Ex::Bin(op, a, b) if !matches!(op, BinOp::And | BinOp::Or) => {
+                    PlainX::Bin(*op, PlainLeaf::of(a)?, PlainLeaf::of(b)?)
+                }
+                _ => PlainX::Leaf(PlainLeaf::of(e)?),
+            };
+            sets.push((*i, x));
+        }
+        Some(Plain { sets, term })
+    }
+
+    /// Does the handler stay in its state (only its `set`s change the instance)?
+    pub(super) fn stays(&self) -> bool {
+        matches!(self.term, PlainTerm::Stay)
+    }
+
+    /// The value the `set` of `x` assigns, the variables as the `set`s before it left them.
+    fn value(x: &PlainX, vars: &[Value]) -> Value {
+        match x {
+            PlainX::Leaf(l) => l.get(vars).to_value(),
+            PlainX::Bin(op, a, b) => {
+                let (l, r) = (a.get(vars), b.get(vars));
+                // integer arithmetic as `binop` does it (overflow gives null), without the
+                // detour through its generic dispatch
+                if let (V::Int(x), V::Int(y)) = (&l, &r) {
+                    let v = match op {
+                        BinOp::Add => Some(x.checked_add(*y)),
+                        BinOp::Sub => Some(x.checked_sub(*y)),
+                        BinOp::Mul => Some(x.checked_mul(*y)),
+                        _ => None,
+                    };
+                    if let Some(v) = v {
+                        return v.map(Value::Int).unwrap_or(Value::Null);
+                    }
+                }
+                binop(*op, &l, &r).to_value()
+            }
+        }
+    }
+
+    /// Applies the `set`s in place, in order (each sees the ones before it), for a handler
+    /// that [`Plain::stays`]: all it changes.
+    pub(super) fn apply_in_place(&self, vars: &mut [Value]) {
+        for (i, x) in &self.sets {
+            let v = Plain::value(x, vars);
+            if let Some(slot) = vars.get_mut(*i as usize) {
+                *slot = v;
+            }
+        }
+    }
+
+    /// The effects of the handler for an instance whose variables are `vars`.
+    pub(super) fn effects(&self, vars: &[Value]) -> Effects {
+        let mut now: Vec<Value> = Vec::new();
+        let mut sets = Sets::default();
+        for (i, x) in &self.sets {
+            let v = if now.is_empty() {
+                Plain::value(x, vars)
+            } else {
+                Plain::value(x, &now)
+            };
+            if self.sets.len() > 1 {
+                // later sets read this one
+                if now.is_empty() {
+                    now = vars.to_vec();
+                }
+                if let Some(slot) = now.get_mut(*i as usize) {
+                    *slot = v.clone();
+                }
+            }
+            sets.push((*i, v));
+        }
+        Effects {
+            sets,
+            caps: Vec::new(),
+            term: match self.term {
+                PlainTerm::Stay => Decision::Stay,
+                PlainTerm::Goto(to, d) => Decision::Goto(to, d),
+            },
+            value: None,
+        }
     }
 }
 

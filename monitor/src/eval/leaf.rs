@@ -4,7 +4,7 @@
 //! with their bounded path, decisions with their explanations, and the end of the trace.
 
 use super::ctx::Ctx;
-use super::effects::{effects, plain_effects, Decision, Effects, Sets};
+use super::effects::{effects, Decision, Effects, Plain, Sets};
 use super::explain::{inconclusive, path_of, show_key, Outcome, PathEntry, Timer};
 use super::fx::{push_int, FxBuild};
 use super::window::WinState;
@@ -76,11 +76,27 @@ pub(crate) struct Leaf {
     /// One part `(i, n)` of a keyed monitor split over threads ([`super::Shards`]): only the
     /// keys whose hash falls in part `i` of `n` get an instance here.
     shard: Option<(u32, u32)>,
+    /// For each state, for each handler: its [`Plain`] plan when its guard is specialised and
+    /// its actions need no evaluation context.
+    plains: std::sync::Arc<[Vec<Option<Plain>>]>,
 }
 
 impl Leaf {
     pub fn new(r: MonRef) -> Leaf {
+        let m = &r.machine;
+        let plains = m
+            .states
+            .iter()
+            .map(|st| {
+                st.handlers
+                    .iter()
+                    .map(|h| h.pat.fast.as_ref().and_then(|_| Plain::of(m, &h.actions)))
+                    .collect()
+            })
+            .collect::<Vec<_>>()
+            .into();
         Leaf {
+            plains,
             r,
             insts: Vec::new(),
             keys: HashMap::default(),
@@ -305,19 +321,24 @@ impl Leaf {
             return;
         }
         let st = &m.states[inst.state as usize];
+        let plains = &self.plains[inst.state as usize];
         let mut ctx: Option<Ctx<'_>> = None;
         let mut fired = None;
+        // a handler that only sets plain values and stays: changed in place below
+        let mut stays = None;
         for (hi, h) in st.handlers.iter().enumerate() {
             if !handler_matches(&self.r, m, inst, h, ev, json, &mut ctx) {
                 continue;
             }
             let fast = h.pat.fast.is_some();
-            if fast {
-                // a handler that sets plain values and moves on needs no context
-                if let Some(eff) = plain_effects(m, &h.actions, &inst.vars) {
-                    fired = Some((hi as u16, eff, String::new()));
-                    break;
+            // a handler that sets plain values and moves on needs no context
+            if let Some(p) = &plains[hi] {
+                if p.stays() {
+                    stays = Some(p);
+                } else {
+                    fired = Some((hi as u16, p.effects(&inst.vars), String::new()));
                 }
+                break;
             }
             let c = ctx.get_or_insert_with(|| inst_ctx(&self.r, m, inst, Some(*ev), json, None));
             if fast {
@@ -341,6 +362,10 @@ impl Leaf {
             break;
         }
         drop(ctx);
+        if let Some(p) = stays {
+            p.apply_in_place(&mut self.insts[idx as usize].vars);
+            return;
+        }
         if let Some((hi, eff, text)) = fired {
             let timer = self.insts[idx as usize].timer;
             self.apply(idx, eff, ev.ts_ns, Some(ev), hi, text, timer);

@@ -117,6 +117,10 @@ impl Node {
     }
 
     pub fn observe(&mut self, ev: &EventRef<'_>, json: &JsonCell) {
+        if let Node::Leaf(l) = self {
+            // a leaf ignores events once decided, and has nothing to update
+            return l.observe(ev, json);
+        }
         if self.decided().is_some() {
             return;
         }
@@ -133,6 +137,10 @@ impl Node {
     }
 
     pub fn advance_to(&mut self, ts: i64, inclusive: bool) {
+        if let Node::Leaf(l) = self {
+            // a decided leaf fires no timeout, and has nothing to update
+            return l.advance_to(ts, inclusive);
+        }
         if self.decided().is_some() {
             return;
         }
