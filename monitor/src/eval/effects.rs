@@ -1,6 +1,10 @@
 //! What a fired handler decides ([`Effects`]): its `set` assignments (sequential: each
 //! right-hand side sees the ones before it), the captures to keep, and its terminal action (stay,
 //! go to a state with a timeout, or decide), computed while the context borrows the instance.
+//!
+//! A handler whose guard is specialised and whose actions are plain (constants, variables and
+//! operators over two of those, a constant timeout) has a [`Plain`] plan instead, worked out
+//! once per machine and applied from the instance's variables without a context.
 
 use super::ctx::Ctx;
 use crate::ast::BinOp;
