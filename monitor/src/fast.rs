@@ -9,7 +9,7 @@
 //! `compile::specialise` check that both agree on random guards and events.
 
 use crate::ast::BinOp;
-use crate::ops::{binop, data_of, JsonCell};
+use crate::ops::{binop, data_of, order_holds, JsonCell};
 use crate::re::Re;
 use crate::value::{Value, V};
 use trace::EventRef;
@@ -173,7 +173,6 @@ impl Fast {
     }
 
     pub(crate) fn eval(&self, ev: &EventRef<'_>, json: &JsonCell, vars: &[Value]) -> Tri {
-        use std::cmp::Ordering::*;
         match self {
             Fast::Const(t) => *t,
             Fast::StrEq { f, val, ne } => {
@@ -184,15 +183,8 @@ impl Fast {
             }
             Fast::IntCmp { seq, op, val } => {
                 let x = if *seq { ev.seq as i64 } else { ev.ts_ns };
-                let o = x.cmp(val);
-                Tri::of_bool(match op {
-                    BinOp::Eq => o == Equal,
-                    BinOp::Ne => o != Equal,
-                    BinOp::Lt => o == Less,
-                    BinOp::Le => o != Greater,
-                    BinOp::Gt => o == Greater,
-                    _ => o != Less,
-                })
+                // the compiler builds it only for comparison operators
+                Tri::of_bool(order_holds(*op, x.cmp(val)) == Some(true))
             }
             Fast::Cmp {
                 lhs,
@@ -204,19 +196,9 @@ impl Fast {
                 // makes of two integers, without building values
                 if let (Operand::Var(i), Value::Int(c) | Value::Dur(c)) = (lhs, val) {
                     if let Some(Value::Int(x) | Value::Dur(x)) = vars.get(*i as usize) {
-                        if matches!(
-                            op,
-                            BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge
-                        ) {
-                            let o = if *swapped { c.cmp(x) } else { x.cmp(c) };
-                            return Tri::of_bool(match op {
-                                BinOp::Eq => o == Equal,
-                                BinOp::Ne => o != Equal,
-                                BinOp::Lt => o == Less,
-                                BinOp::Le => o != Greater,
-                                BinOp::Gt => o == Greater,
-                                _ => o != Less,
-                            });
+                        let o = if *swapped { c.cmp(x) } else { x.cmp(c) };
+                        if let Some(b) = order_holds(*op, o) {
+                            return Tri::of_bool(b);
                         }
                     }
                 }

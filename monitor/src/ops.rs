@@ -23,36 +23,52 @@ pub(crate) fn data_of<'a>(ev: &EventRef<'a>, json: &'a JsonCell) -> V<'a> {
     }
 }
 
+/// Whether `a op b` holds for a comparison operator (`==`, `!=`, `<`, `<=`, `>`, `>=`) given
+/// `a.cmp(b)`; `None` for any other operator.
+pub(crate) fn order_holds(op: BinOp, o: std::cmp::Ordering) -> Option<bool> {
+    use std::cmp::Ordering::*;
+    Some(match op {
+        BinOp::Eq => o == Equal,
+        BinOp::Ne => o != Equal,
+        BinOp::Lt => o == Less,
+        BinOp::Le => o != Greater,
+        BinOp::Gt => o == Greater,
+        BinOp::Ge => o != Less,
+        _ => return None,
+    })
+}
+
+/// `a op b` for two integers and an arithmetic operator (`+ - * / %`): overflow and division by
+/// zero give null, `/` a float; `None` for any other operator.
+pub(crate) fn int_arith(op: BinOp, a: i64, b: i64) -> Option<V<'static>> {
+    let int = |r: Option<i64>| r.map(V::Int).unwrap_or(V::Null);
+    Some(match op {
+        BinOp::Add => int(a.checked_add(b)),
+        BinOp::Sub => int(a.checked_sub(b)),
+        BinOp::Mul => int(a.checked_mul(b)),
+        BinOp::Div if b == 0 => V::Null,
+        BinOp::Div => V::Float(a as f64 / b as f64),
+        BinOp::Rem => int(a.checked_rem(b)),
+        _ => return None,
+    })
+}
+
 /// A binary operator other than `and` and `or` (which short-circuit in the evaluator): comparisons
 /// with the generic comparison rules, membership, arithmetic (overflow and division by zero give
 /// null), list difference and concatenation (bounded by [`MAX_CONCAT`]).
 pub(crate) fn binop<'a>(op: BinOp, l: &V<'a>, r: &V<'a>) -> V<'a> {
-    use std::cmp::Ordering::*;
     use BinOp::*;
     match op {
         Eq => V::Bool(l.eq(r)),
         Ne => V::Bool(!l.eq(r)),
-        Lt | Le | Gt | Ge => match l.cmp(r) {
-            Some(o) => V::Bool(match op {
-                Lt => o == Less,
-                Le => o != Greater,
-                Gt => o == Greater,
-                _ => o != Less,
-            }),
-            None => V::Bool(false),
-        },
+        Lt | Le | Gt | Ge => V::Bool(l.cmp(r).is_some_and(|o| order_holds(op, o) == Some(true))),
         In => V::Bool(r.contains(l)),
         NotIn => V::Bool(!r.contains(l)),
         Add | Sub | Mul | Div | Rem => {
             if let (V::Int(a), V::Int(b)) = (l, r) {
-                return match op {
-                    Add => a.checked_add(*b).map(V::Int).unwrap_or(V::Null),
-                    Sub => a.checked_sub(*b).map(V::Int).unwrap_or(V::Null),
-                    Mul => a.checked_mul(*b).map(V::Int).unwrap_or(V::Null),
-                    Div if *b == 0 => V::Null,
-                    Div => V::Float(*a as f64 / *b as f64),
-                    _ => a.checked_rem(*b).map(V::Int).unwrap_or(V::Null),
-                };
+                if let Some(v) = int_arith(op, *a, *b) {
+                    return v;
+                }
             }
             if let (Some(a), Some(b)) = (l.as_f64(), r.as_f64()) {
                 return match op {

@@ -9,7 +9,7 @@
 use super::ctx::Ctx;
 use crate::ast::BinOp;
 use crate::ir::{ActionsC, Ex, Machine, TermC, X};
-use crate::ops::binop;
+use crate::ops::{binop, int_arith};
 use crate::report::{GuardValue, Verdict};
 use crate::value::{Value, V};
 use serde_json::Value as J;
@@ -241,17 +241,10 @@ impl Plain {
             PlainX::Leaf(l) => l.get(vars).to_value(),
             PlainX::Bin(op, a, b) => {
                 let (l, r) = (a.get(vars), b.get(vars));
-                // integer arithmetic as `binop` does it (overflow gives null), without the
-                // detour through its generic dispatch
+                // integer arithmetic by `binop`'s own rules, without its dispatch
                 if let (V::Int(x), V::Int(y)) = (&l, &r) {
-                    let v = match op {
-                        BinOp::Add => Some(x.checked_add(*y)),
-                        BinOp::Sub => Some(x.checked_sub(*y)),
-                        BinOp::Mul => Some(x.checked_mul(*y)),
-                        _ => None,
-                    };
-                    if let Some(v) = v {
-                        return v.map(Value::Int).unwrap_or(Value::Null);
+                    if let Some(v) = int_arith(*op, *x, *y) {
+                        return v.to_value();
                     }
                 }
                 binop(*op, &l, &r).to_value()
