@@ -67,31 +67,49 @@ fn sort_batch(seqs: Vec<u64>) -> Result<RecordBatch, TraceError> {
     .map_err(|e| TraceError::Invalid(format!("seq check: {e}")))
 }
 
-/// The marked seqs of `pages`, ascending, in batches of the external sort's shape.
-fn marked(mut pages: Vec<(u64, Page)>) -> Vec<Result<RecordBatch, TraceError>> {
+/// The marked seqs of `pages`, ascending, in batches of the external sort's shape, made one
+/// batch at a time (a full bitmap marks 134 M seqs: 2 GB as batches at once).
+struct Marked {
+    pages: std::vec::IntoIter<(u64, Page)>,
+    /// The page being read, and the next word of it.
+    page: Option<(u64, Page)>,
+    word: usize,
+}
+
+fn marked(mut pages: Vec<(u64, Page)>) -> Marked {
     pages.sort_unstable_by_key(|(k, _)| *k);
-    let mut seqs = Vec::with_capacity(SORT_BATCH);
-    let mut out = Vec::new();
-    for (k, p) in pages {
-        for (w, word) in p.iter().enumerate() {
-            let mut bits = *word;
+    Marked {
+        pages: pages.into_iter(),
+        page: None,
+        word: 0,
+    }
+}
+
+impl Iterator for Marked {
+    type Item = Result<RecordBatch, TraceError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut seqs = Vec::with_capacity(SORT_BATCH);
+        // a batch ends on a word: at most SORT_BATCH + 63 seqs
+        while seqs.len() < SORT_BATCH {
+            if self.page.is_none() || self.word == PAGE_WORDS {
+                self.page = self.pages.next();
+                self.word = 0;
+                if self.page.is_none() {
+                    break;
+                }
+            }
+            let Some((k, p)) = &self.page else { break };
+            let mut bits = p[self.word];
             while bits != 0 {
                 let b = u64::from(bits.trailing_zeros());
                 bits &= bits - 1;
-                seqs.push(k * PAGE_BITS + w as u64 * 64 + b);
-                if seqs.len() == SORT_BATCH {
-                    out.push(sort_batch(std::mem::replace(
-                        &mut seqs,
-                        Vec::with_capacity(SORT_BATCH),
-                    )));
-                }
+                seqs.push(k * PAGE_BITS + self.word as u64 * 64 + b);
             }
+            self.word += 1;
         }
+        (!seqs.is_empty()).then(|| sort_batch(seqs))
     }
-    if !seqs.is_empty() {
-        out.push(sort_batch(seqs));
-    }
-    out
 }
 
 impl SeqCheck {
@@ -229,7 +247,7 @@ impl SeqCheck {
         for c in checks {
             match c.sorter {
                 Some(s) => streams.push(Box::new(s.finish()?)),
-                None => streams.push(Box::new(marked(c.pages).into_iter())),
+                None => streams.push(Box::new(marked(c.pages))),
             }
         }
         let mut last: Option<u64> = None;
@@ -326,5 +344,16 @@ mod tests {
         assert_eq!((got.0, got.1), want);
         // sparse[3], sparse[10], sparse[MAX_PAGES + 100], 12, sparse[1], 7 (= sparse[0])
         assert_eq!(want.0, 6);
+        // a dense table (several batches of marked seqs, across words and pages) merged with
+        // one that moved to the sort
+        let dense: Vec<Vec<u64>> = vec![(0..70_000).step_by(3).collect(), vec![69_999, 5]];
+        let sparse: Vec<Vec<u64>> =
+            vec![sparse.iter().copied().chain([9, 65_536, 69_999]).collect()];
+        let want = naive(&[dense.clone(), sparse.clone()]);
+        let got = check(&[dense, sparse]);
+        assert!(got.2);
+        assert_eq!((got.0, got.1), want);
+        // 69_999 (a multiple of 3) three times, 9 twice; 5, 7 and 65_536 are not multiples of 3
+        assert_eq!(want, (3, Some(9)));
     }
 }
