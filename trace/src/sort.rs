@@ -852,7 +852,6 @@ pub(crate) fn sort_rows(
     batches: Vec<RecordBatch>,
     origin: &Path,
 ) -> Result<RecordBatch, TraceError> {
-    let mut keys: Vec<(i64, u64, u32, u32)> = Vec::new();
     let mut sorted = true;
     let mut last = (i64::MIN, 0u64);
     for b in &batches {
@@ -879,6 +878,8 @@ pub(crate) fn sort_rows(
     if sorted {
         return arrow::compute::concat_batches(schema, &batches).map_err(err);
     }
+    let mut keys: Vec<(i64, u64, u32, u32)> =
+        Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
     for (bi, b) in batches.iter().enumerate() {
         let (ts, seq) = key_cols(b, origin)?;
         for r in 0..b.num_rows() {
