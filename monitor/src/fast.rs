@@ -143,17 +143,13 @@ pub(crate) enum Fast {
     /// a text operand is searched, anything else is no match.
     Regex {
         lhs: Operand,
-        re: FastRegex,
+        re: Re,
         negated: bool,
     },
     And(Box<Fast>, Box<Fast>),
     Or(Box<Fast>, Box<Fast>),
     Not(Box<Fast>),
 }
-
-/// A compiled regular expression, equal to another of the same pattern.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct FastRegex(pub(crate) Re);
 
 /// Three-valued `not` (null stays null).
 pub(crate) fn not(t: Tri) -> Tri {
@@ -215,8 +211,8 @@ impl Fast {
                 }
             }
             Fast::Regex { lhs, re, negated } => match lhs.get(ev, json, vars) {
-                V::Str(h) => Tri::of_bool(re.0.is_match(h) != *negated),
-                V::S(h) => Tri::of_bool(re.0.is_match(&h) != *negated),
+                V::Str(h) => Tri::of_bool(re.is_match(h) != *negated),
+                V::S(h) => Tri::of_bool(re.is_match(&h) != *negated),
                 _ => Tri::of_bool(*negated),
             },
             Fast::And(a, b) => match a.eval(ev, json, vars) {

@@ -5,7 +5,7 @@
 //! The tests check that both evaluators agree on random guards and events.
 
 use crate::ast::BinOp;
-use crate::fast::{not, Fast, FastKey, FastRegex, Operand, StrField, Tri};
+use crate::fast::{not, Fast, FastKey, Operand, StrField, Tri};
 use crate::ir::{Ex, X};
 use crate::ops::binop;
 use crate::value::{Value, V};
@@ -116,7 +116,7 @@ fn build(x: &X) -> Option<Fast> {
             caps,
         } if caps.is_empty() => Fast::Regex {
             lhs: guard_operand(lhs)?,
-            re: FastRegex(re.clone()),
+            re: re.clone(),
             negated: *negated,
         },
         _ => return None,
