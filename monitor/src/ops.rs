@@ -25,6 +25,7 @@ pub(crate) fn data_of<'a>(ev: &EventRef<'a>, json: &'a JsonCell) -> V<'a> {
 
 /// Whether `a op b` holds for a comparison operator (`==`, `!=`, `<`, `<=`, `>`, `>=`) given
 /// `a.cmp(b)`; `None` for any other operator.
+#[inline]
 pub(crate) fn order_holds(op: BinOp, o: std::cmp::Ordering) -> Option<bool> {
     use std::cmp::Ordering::*;
     Some(match op {
@@ -40,6 +41,7 @@ pub(crate) fn order_holds(op: BinOp, o: std::cmp::Ordering) -> Option<bool> {
 
 /// `a op b` for two integers and an arithmetic operator (`+ - * / %`): overflow and division by
 /// zero give null, `/` a float; `None` for any other operator.
+#[inline]
 pub(crate) fn int_arith(op: BinOp, a: i64, b: i64) -> Option<V<'static>> {
     let int = |r: Option<i64>| r.map(V::Int).unwrap_or(V::Null);
     Some(match op {

@@ -241,10 +241,13 @@ impl Plain {
             PlainX::Leaf(l) => l.get(vars).to_value(),
             PlainX::Bin(op, a, b) => {
                 let (l, r) = (a.get(vars), b.get(vars));
-                // integer arithmetic by `binop`'s own rules, without its dispatch
+                // integer results by `binop`'s own rules, without its dispatch or the general
+                // conversion
                 if let (V::Int(x), V::Int(y)) = (&l, &r) {
-                    if let Some(v) = int_arith(*op, *x, *y) {
-                        return v.to_value();
+                    match int_arith(*op, *x, *y) {
+                        Some(V::Int(i)) => return Value::Int(i),
+                        Some(V::Null) => return Value::Null,
+                        _ => {}
                     }
                 }
                 binop(*op, &l, &r).to_value()
