@@ -331,6 +331,8 @@ duration = "4s"
         .spawn()
         .expect("start recorder");
     let deadline = Instant::now() + Duration::from_secs(90);
+    // a's log as last seen while waiting (compose down may remove a before it is read below)
+    let seen_log = std::cell::RefCell::new(Vec::<(i64, String)>::new());
     let wait = |what: &str, cond: &dyn Fn() -> bool| {
         while !cond() {
             assert!(Instant::now() < deadline, "{at:?}: waiting for {what}");
@@ -361,8 +363,18 @@ duration = "4s"
         }
         KillAt::InTeardown => {
             wait("the faults", &|| paused() && partitioned());
-            // teardown stops the containers (`compose down`) after reverting the faults
-            wait("teardown", &|| !running("a"));
+            // teardown stops the containers (`compose down`) after reverting the faults, and
+            // removes them soon after: keep the last log a's container showed while it existed
+            wait("teardown", &|| match service_container(&project, "a") {
+                Some(id) => {
+                    let lines = docker_log_lines(&id);
+                    if lines.len() >= seen_log.borrow().len() {
+                        *seen_log.borrow_mut() = lines;
+                    }
+                    inspect(&id, "{{.State.Running}}") != "true"
+                }
+                None => true,
+            });
         }
     }
     let kill_ns = now_ns();
@@ -376,9 +388,12 @@ duration = "4s"
         assert!(partitioned(), "the partition is left in a's namespace");
     }
     // the ground truth of a's log before cleanup removes it
-    let truth = service_container(&project, "a")
+    let mut truth = service_container(&project, "a")
         .map(|id| docker_log_lines(&id))
         .unwrap_or_default();
+    if truth.len() < seen_log.borrow().len() {
+        truth = seen_log.take();
+    }
 
     // the trace is readable up to (at most) the last flush interval before the kill
     let t = trace::Trace::open(&trace).unwrap_or_else(|e| panic!("{at:?}: {e}"));
