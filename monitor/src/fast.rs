@@ -9,7 +9,7 @@
 //! `compile::specialise` check that both agree on random guards and events.
 
 use crate::ast::BinOp;
-use crate::ops::{binop, data_of, order_holds, JsonCell};
+use crate::ops::{binop, data_of, int_arith, order_holds, JsonCell};
 use crate::re::Re;
 use crate::value::{Value, V};
 use trace::EventRef;
@@ -103,7 +103,12 @@ impl FastKey {
     pub(crate) fn get<'a>(&self, ev: &EventRef<'a>, json: &'a JsonCell) -> V<'a> {
         match self {
             FastKey::Operand(o) => o.get(ev, json, &[]),
-            FastKey::Mod(o, n) => binop(BinOp::Rem, &o.get(ev, json, &[]), &V::Int(*n)),
+            FastKey::Mod(o, n) => match o.get(ev, json, &[]) {
+                // an integer by `binop`'s own rules, without its dispatch
+                V::Int(x) => int_arith(BinOp::Rem, x, *n)
+                    .unwrap_or_else(|| binop(BinOp::Rem, &V::Int(x), &V::Int(*n))),
+                other => binop(BinOp::Rem, &other, &V::Int(*n)),
+            },
         }
     }
 }

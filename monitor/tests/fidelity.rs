@@ -1,7 +1,7 @@
 //! What explanations tell must be what happened: sequential `set` assignments (each right-hand
 //! side and the message see the ones before), the children of an `or`/`and` decided early shown
-//! as they stood at the decision, and an accepted `and` (in an `expect` too) giving every part's
-//! reason.
+//! as they stood at the decision, an accepted `and` (in an `expect` too) giving every part's
+//! reason, and a long path's last transitions in order with their events.
 
 mod common;
 use common::*;
@@ -147,4 +147,64 @@ fn accepted_and_does_not_flatten_an_or_operand() {
     assert!(e.reason.starts_with("`one`: "), "{}", e.reason);
     assert!(e.reason.contains("; `(two or three)`: "), "{}", e.reason);
     assert!(!e.reason.contains("`three`"), "{}", e.reason);
+}
+
+/// A failing instance shows its last 32 transitions, oldest first, each with the event that
+/// caused it, however many it made before: the ring of path entries wraps without losing its
+/// order, and an instance's `set`s and moves on plain handlers are those of the generic
+/// evaluator.
+#[test]
+fn a_long_path_shows_its_last_transitions_in_order_with_their_events() {
+    let s = spec(
+        r#"
+monitor m per service {
+  var n = 0
+  state a {
+    on log where message == "go" => set n = n + 1, goto b
+    on log where message == "stop" => fail "n=" + str(n)
+  }
+  state b {
+    on log where message == "go" => set n = n + 1, goto a
+    on log where message == "stop" => fail "n=" + str(n)
+  }
+}
+"#,
+    );
+    for moves in [3u64, 31, 32, 33, 70] {
+        let mut events = Vec::new();
+        let mut seq = 0;
+        for i in 0..moves {
+            // another key's events between, in their own instance
+            seq += 1;
+            events.push(log(seq, i as f64, "x", "go"));
+            seq += 1;
+            events.push(log(seq, i as f64 + 0.5, "y", "go"));
+        }
+        seq += 1;
+        events.push(log(seq, moves as f64, "x", "stop"));
+        let r = run(&s, Default::default(), &events, None);
+        let m = &r.monitors[0];
+        assert_eq!(m.verdict, Verdict::Fail, "{moves} moves");
+        let x = m.explanation.as_ref().expect("explanation");
+        assert_eq!(x.reason, format!("n={moves}"), "{moves} moves");
+        let shown = moves.min(32);
+        assert_eq!(x.path.len() as u64, shown, "{moves} moves");
+        for (k, t) in x.path.iter().enumerate() {
+            // x's i-th move is caused by event 2i+1 (seq), at +i s
+            let i = moves - shown + k as u64;
+            let (from, to) = if i.is_multiple_of(2) { ("a", "b") } else { ("b", "a") };
+            assert_eq!(
+                (t.from.as_str(), t.to.as_str()),
+                (from, to),
+                "{moves} moves, {k}"
+            );
+            assert_eq!(t.seq, Some(2 * i + 1), "{moves} moves, {k}");
+            let e = t.event.as_ref().expect("the event of a move");
+            assert_eq!(
+                (e.seq, e.ts_ns, e.service.as_deref(), e.excerpt.as_str()),
+                (2 * i + 1, T0 + i as i64 * S, Some("x"), "go"),
+                "{moves} moves, {k}"
+            );
+        }
+    }
 }

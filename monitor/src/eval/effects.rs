@@ -230,11 +230,6 @@ impl Plain {
         Some(Plain { sets, term })
     }
 
-    /// Does the handler stay in its state (only its `set`s change the instance)?
-    pub(super) fn stays(&self) -> bool {
-        matches!(self.term, PlainTerm::Stay)
-    }
-
     /// The value the `set` of `x` assigns, the variables as the `set`s before it left them.
     fn value(x: &PlainX, vars: &[Value]) -> Value {
         match x {
@@ -255,46 +250,22 @@ impl Plain {
         }
     }
 
-    /// Applies the `set`s in place, in order (each sees the ones before it), for a handler
-    /// that [`Plain::stays`]: all it changes.
+    /// Where the handler goes, with the timeout it arms: `None` when it stays.
+    pub(super) fn goto(&self) -> Option<(u16, Option<i64>)> {
+        match self.term {
+            PlainTerm::Stay => None,
+            PlainTerm::Goto(to, d) => Some((to, d)),
+        }
+    }
+
+    /// Applies the `set`s in place, in order (each sees the ones before it): what the handler
+    /// changes before it stays or goes on ([`Plain::goto`]).
     pub(super) fn apply_in_place(&self, vars: &mut [Value]) {
         for (i, x) in &self.sets {
             let v = Plain::value(x, vars);
             if let Some(slot) = vars.get_mut(*i as usize) {
                 *slot = v;
             }
-        }
-    }
-
-    /// The effects of the handler for an instance whose variables are `vars`.
-    pub(super) fn effects(&self, vars: &[Value]) -> Effects {
-        let mut now: Vec<Value> = Vec::new();
-        let mut sets = Sets::default();
-        for (i, x) in &self.sets {
-            let v = if now.is_empty() {
-                Plain::value(x, vars)
-            } else {
-                Plain::value(x, &now)
-            };
-            if self.sets.len() > 1 {
-                // later sets read this one
-                if now.is_empty() {
-                    now = vars.to_vec();
-                }
-                if let Some(slot) = now.get_mut(*i as usize) {
-                    *slot = v.clone();
-                }
-            }
-            sets.push((*i, v));
-        }
-        Effects {
-            sets,
-            caps: Vec::new(),
-            term: match self.term {
-                PlainTerm::Stay => Decision::Stay,
-                PlainTerm::Goto(to, d) => Decision::Goto(to, d),
-            },
-            value: None,
         }
     }
 }

@@ -1,11 +1,12 @@
 //! What explanations are made of: the [`Outcome`] of an instance or a leaf, the armed
-//! [`Timer`] and the [`PathEntry`] ring of recent transitions an instance keeps, rendered into
+//! [`Timer`] and the [`Path`] ring of recent transitions an instance keeps, rendered into
 //! report [`Transition`]s, and the outcome of a leaf that never saw an instance.
 
+use super::PATH_MAX;
 use crate::ir::Machine;
 use crate::report::{EventInfo, Explanation, Transition, Verdict};
 use crate::value::Value;
-use std::collections::VecDeque;
+use trace::EventRef;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Outcome {
@@ -32,8 +33,60 @@ pub(super) struct PathEntry {
     /// handler index, or u16::MAX for `on timeout`
     pub(super) handler: u16,
     /// Compact copy of the event that caused it (`None` for a timeout). The ring of entries is
-    /// bounded (PATH_MAX) and its allocations are reused.
+    /// bounded ([`Path`]) and its allocations are reused.
     pub(super) event: Option<EventInfo>,
+}
+
+/// The last [`PATH_MAX`] transitions of an instance: a ring whose entries, once it is full, are
+/// overwritten in place (the oldest first), their event copies' allocations reused, so a
+/// transition moves no entry and, in steady state, allocates nothing.
+#[derive(Debug, Default)]
+pub(super) struct Path {
+    entries: Vec<PathEntry>,
+    /// Where the oldest entry is once the ring is full.
+    head: usize,
+}
+
+impl Path {
+    /// Adds the transition `from` → `to` at `ts` by `handler`, caused by `ev` (`None`: a timeout
+    /// or the end), dropping the oldest when full.
+    pub(super) fn push(
+        &mut self,
+        (from, to): (u16, u16),
+        ts: i64,
+        handler: u16,
+        ev: Option<&EventRef<'_>>,
+    ) {
+        if self.entries.len() < PATH_MAX {
+            self.entries.push(PathEntry {
+                from,
+                to,
+                ts,
+                handler,
+                event: ev.map(EventInfo::of),
+            });
+            return;
+        }
+        let Some(e) = self.entries.get_mut(self.head) else {
+            return;
+        };
+        self.head = (self.head + 1) % PATH_MAX;
+        e.from = from;
+        e.to = to;
+        e.ts = ts;
+        e.handler = handler;
+        match (ev, &mut e.event) {
+            (Some(ev), Some(info)) => info.refill(ev),
+            (Some(ev), slot) => *slot = Some(EventInfo::of(ev)),
+            (None, slot) => *slot = None,
+        }
+    }
+
+    /// The entries, oldest first.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &PathEntry> + '_ {
+        let (newer, older) = self.entries.split_at(self.head);
+        older.iter().chain(newer)
+    }
 }
 
 /// A `per` key as explanations show it (a string without quotes).
@@ -61,7 +114,7 @@ pub(super) fn inconclusive(display: &str, why: &str, end_ns: i64) -> Outcome {
 }
 
 /// The transitions an instance kept, as the report shows them.
-pub(super) fn path_of(m: &Machine, p: &VecDeque<PathEntry>) -> Vec<Transition> {
+pub(super) fn path_of(m: &Machine, p: &Path) -> Vec<Transition> {
     p.iter()
         .map(|e| {
             let from = &m.states[e.from as usize];

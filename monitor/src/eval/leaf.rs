@@ -5,10 +5,9 @@
 
 use super::ctx::Ctx;
 use super::effects::{effects, Decision, Effects, Plain, Sets};
-use super::explain::{inconclusive, path_of, show_key, Outcome, PathEntry, Timer};
-use super::fx::{push_int, FxBuild};
+use super::explain::{inconclusive, path_of, show_key, Outcome, Path, Timer};
+use super::fx::{push_int, DenseKeys, FxBuild};
 use super::window::WinState;
-use super::PATH_MAX;
 use crate::ir::*;
 use crate::ops::JsonCell;
 use crate::report::*;
@@ -16,7 +15,7 @@ use crate::states::LogScope;
 use crate::value::{fmt_ts, Value, V};
 use serde_json::Value as J;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap};
 use trace::EventRef;
 
 /// When the fault recorded by `ev` was done: `data.ended_ns` of a `fault` event (its `ts_ns` is
@@ -39,8 +38,9 @@ struct Inst {
     wins: Vec<WinState>,
     timer: Option<Timer>,
     gen: u32,
-    done: Option<Outcome>,
-    path: VecDeque<PathEntry>,
+    /// Its outcome once decided (boxed: the instance stays small for the per-event path).
+    done: Option<Box<Outcome>>,
+    path: Path,
     entered_ns: i64,
     entered_seq: Option<u64>,
     key: Value,
@@ -66,6 +66,8 @@ pub(crate) struct Leaf {
     /// Integer keys seen before and what they came to (their instance, or `None` for another
     /// part's key): an integer key is looked up without writing it out as text.
     int_keys: HashMap<i64, Option<u32>, FxBuild>,
+    /// The same for small non-negative integer keys, by index.
+    dense_keys: DenseKeys,
     heap: BinaryHeap<Reverse<(i64, u32, u32)>>,
     started: Option<i64>,
     keybuf: String,
@@ -101,6 +103,7 @@ impl Leaf {
             insts: Vec::new(),
             keys: HashMap::default(),
             int_keys: HashMap::default(),
+            dense_keys: DenseKeys::default(),
             heap: BinaryHeap::new(),
             started: None,
             keybuf: String::new(),
@@ -175,7 +178,7 @@ impl Leaf {
             timer: None,
             gen: 0,
             done: None,
-            path: VecDeque::new(),
+            path: Path::default(),
             entered_ns: ts,
             entered_seq: seq,
             born: (ts, seq.unwrap_or(u64::MAX)),
@@ -223,10 +226,10 @@ impl Leaf {
 
     pub fn decided(&self) -> Option<&Outcome> {
         if self.m().per.is_none() {
-            self.insts.first().and_then(|i| i.done.as_ref())
+            self.insts.first().and_then(|i| i.done.as_deref())
         } else {
             self.failed
-                .and_then(|i| self.insts[i as usize].done.as_ref())
+                .and_then(|i| self.insts[i as usize].done.as_deref())
         }
     }
 
@@ -324,20 +327,15 @@ impl Leaf {
         let plains = &self.plains[inst.state as usize];
         let mut ctx: Option<Ctx<'_>> = None;
         let mut fired = None;
-        // a handler that only sets plain values and stays: changed in place below
-        let mut stays = None;
+        // a handler that only sets plain values (and stays or moves on): changed in place below
+        let mut plain = None;
         for (hi, h) in st.handlers.iter().enumerate() {
             if !handler_matches(&self.r, m, inst, h, ev, json, &mut ctx) {
                 continue;
             }
             let fast = h.pat.fast.is_some();
-            // a handler that sets plain values and moves on needs no context
             if let Some(p) = &plains[hi] {
-                if p.stays() {
-                    stays = Some(p);
-                } else {
-                    fired = Some((hi as u16, p.effects(&inst.vars), String::new()));
-                }
+                plain = Some((hi as u16, p));
                 break;
             }
             let c = ctx.get_or_insert_with(|| inst_ctx(&self.r, m, inst, Some(*ev), json, None));
@@ -362,8 +360,13 @@ impl Leaf {
             break;
         }
         drop(ctx);
-        if let Some(p) = stays {
+        if let Some((hi, p)) = plain {
+            // what `apply` does with the plan's effects, without building them
+            let goto = p.goto();
             p.apply_in_place(&mut self.insts[idx as usize].vars);
+            if let Some((to, timeout)) = goto {
+                self.enter(idx, to, timeout, ev.ts_ns, Some(ev), hi);
+            }
             return;
         }
         if let Some((hi, eff, text)) = fired {
@@ -489,6 +492,9 @@ impl Leaf {
             };
             let int_key = match k {
                 V::Int(i) => {
+                    if let Some(slot) = self.dense_keys.get(i) {
+                        return slot;
+                    }
                     if let Some(slot) = self.int_keys.get(&i) {
                         return *slot;
                     }
@@ -511,7 +517,11 @@ impl Leaf {
             }
         };
         if let Some(i) = int_key {
-            self.int_keys.insert(i, slot);
+            if (0..DenseKeys::MAX).contains(&i) {
+                self.dense_keys.set(i, slot);
+            } else {
+                self.int_keys.insert(i, slot);
+            }
         }
         slot
     }
@@ -557,7 +567,7 @@ impl Leaf {
                 if let (Some(l), Some(id)) = (&self.log, inst.log_id) {
                     l.log.decide(id, verdict, now, ev.map(|e| e.seq));
                 }
-                inst.done = Some(Outcome {
+                inst.done = Some(Box::new(Outcome {
                     verdict,
                     at_ns: now,
                     at_seq: ev.map(|e| e.seq),
@@ -567,7 +577,7 @@ impl Leaf {
                     } else {
                         None
                     },
-                });
+                }));
                 if verdict == Verdict::Fail && self.r.machine.per.is_some() && self.failed.is_none()
                 {
                     self.failed = Some(idx);
@@ -589,24 +599,7 @@ impl Leaf {
     ) {
         let m: &Machine = &self.r.machine;
         let inst = &mut self.insts[idx as usize];
-        let mut reuse = None;
-        if inst.path.len() == PATH_MAX {
-            reuse = inst.path.pop_front().and_then(|p| p.event);
-        }
-        let event = ev.map(|e| match reuse {
-            Some(mut info) => {
-                info.refill(e);
-                info
-            }
-            None => EventInfo::of(e),
-        });
-        inst.path.push_back(PathEntry {
-            from: inst.state,
-            to,
-            ts: now,
-            handler,
-            event,
-        });
+        inst.path.push((inst.state, to), now, handler, ev);
         // a state that opens when the fault entering it is done starts then
         let opens = match ev {
             Some(e) if m.states[to as usize].opens_when_fault_done => fault_done_ns(e),
@@ -720,7 +713,8 @@ impl Leaf {
             self.end_inst(idx, end_ns);
             let mut o = self.insts[idx as usize]
                 .done
-                .clone()
+                .as_deref()
+                .cloned()
                 .unwrap_or_else(|| inconclusive(&self.r.display, "no event", end_ns));
             o.explanation.key = None;
             if o.verdict == Verdict::Inconclusive {
@@ -733,7 +727,7 @@ impl Leaf {
         }
         combine(
             &self.r,
-            self.insts.iter().filter_map(|i| i.done.as_ref()),
+            self.insts.iter().filter_map(|i| i.done.as_deref()),
             end_ns,
         )
     }
@@ -764,14 +758,14 @@ impl Leaf {
     pub fn outcomes(&self) -> impl Iterator<Item = ((i64, u64), &Outcome)> + '_ {
         self.insts
             .iter()
-            .filter_map(|i| i.done.as_ref().map(|o| (i.born, o)))
+            .filter_map(|i| i.done.as_deref().map(|o| (i.born, o)))
     }
 
     /// Where the failure that decided a keyed leaf stands in the order one leaf decides in:
     /// its time, its event (a timeout after every event of its time), then instance creation.
     pub fn fail_order(&self) -> Option<(i64, u64, (i64, u64))> {
         let inst = &self.insts[self.failed? as usize];
-        let o = inst.done.as_ref()?;
+        let o = inst.done.as_deref()?;
         Some((o.at_ns, o.at_seq.unwrap_or(u64::MAX), inst.born))
     }
 
@@ -828,7 +822,7 @@ impl Leaf {
                 if let (Some(l), Some(id)) = (&self.log, inst.log_id) {
                     l.log.decide(id, Verdict::Inconclusive, end_ns, None);
                 }
-                inst.done = Some(o);
+                inst.done = Some(Box::new(o));
             }
         }
     }
