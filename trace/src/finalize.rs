@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
@@ -61,6 +61,9 @@ pub struct FinalizeSummary {
     pub repairs: Option<crate::manifest::Repairs>,
 }
 
+/// The integer columns of both Parquet files written with `DELTA_BINARY_PACKED`.
+const DELTA_COLUMNS: [&str; 3] = ["ts_ns", "time", "seq"];
+
 /// Writer properties of the trace's Parquet files.
 pub fn writer_properties(dict_columns: &[&str], plain_columns: &[&str]) -> WriterProperties {
     let meta = vec![KeyValue::new(
@@ -83,6 +86,13 @@ pub fn writer_properties(dict_columns: &[&str], plain_columns: &[&str]) -> Write
     }
     for c in plain_columns {
         b = b.set_column_dictionary_enabled(ColumnPath::from(*c), false);
+    }
+    // times and seqs grow row by row: their deltas pack into a few bits each, which decodes
+    // faster than ZSTD unpacks plain 8-byte values (and leaves ZSTD less to do)
+    for c in DELTA_COLUMNS {
+        b = b
+            .set_column_dictionary_enabled(ColumnPath::from(c), false)
+            .set_column_encoding(ColumnPath::from(c), Encoding::DELTA_BINARY_PACKED);
     }
     b.build()
 }
