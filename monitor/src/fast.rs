@@ -103,12 +103,20 @@ impl FastKey {
     pub(crate) fn get<'a>(&self, ev: &EventRef<'a>, json: &'a JsonCell) -> V<'a> {
         match self {
             FastKey::Operand(o) => o.get(ev, json, &[]),
-            FastKey::Mod(o, n) => match o.get(ev, json, &[]) {
-                // an integer by `binop`'s own rules, without its dispatch
-                V::Int(x) => int_arith(BinOp::Rem, x, *n)
-                    .unwrap_or_else(|| binop(BinOp::Rem, &V::Int(x), &V::Int(*n))),
-                other => binop(BinOp::Rem, &other, &V::Int(*n)),
-            },
+            FastKey::Mod(o, n) => {
+                let k = match o {
+                    // the integer fields, read here: no call per event
+                    Operand::Seq => V::Int(ev.seq as i64),
+                    Operand::Ts => V::Int(ev.ts_ns),
+                    o => o.get(ev, json, &[]),
+                };
+                match k {
+                    // an integer by `binop`'s own rules, without its dispatch
+                    V::Int(x) => int_arith(BinOp::Rem, x, *n)
+                        .unwrap_or_else(|| binop(BinOp::Rem, &V::Int(x), &V::Int(*n))),
+                    other => binop(BinOp::Rem, &other, &V::Int(*n)),
+                }
+            }
         }
     }
 }
@@ -170,6 +178,10 @@ impl Fast {
     /// generic evaluator's `truthy`)?
     #[inline]
     pub(crate) fn holds(&self, ev: &EventRef<'_>, json: &JsonCell, vars: &[Value]) -> bool {
+        // a pattern without a guard (`on event`, `on log`) has a constant one: no call
+        if let Fast::Const(t) = self {
+            return *t == Tri::T;
+        }
         self.eval(ev, json, vars) == Tri::T
     }
 

@@ -192,7 +192,11 @@ monitor m per service {
         for (k, t) in x.path.iter().enumerate() {
             // x's i-th move is caused by event 2i+1 (seq), at +i s
             let i = moves - shown + k as u64;
-            let (from, to) = if i.is_multiple_of(2) { ("a", "b") } else { ("b", "a") };
+            let (from, to) = if i.is_multiple_of(2) {
+                ("a", "b")
+            } else {
+                ("b", "a")
+            };
             assert_eq!(
                 (t.from.as_str(), t.to.as_str()),
                 (from, to),

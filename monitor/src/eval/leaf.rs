@@ -51,6 +51,14 @@ struct Inst {
     log_id: Option<usize>,
 }
 
+/// What the first matching handler of an event does ([`Leaf::fire`]): nothing matched, the
+/// handler (state, index) has a [`Plain`] plan, or the generic evaluator's effects.
+enum Fired {
+    Nothing,
+    Plain(u16, u16),
+    Generic(u16, Effects, String),
+}
+
 /// Where an event's key stands in a leaf: a known instance, none (a null key, another part's),
 /// or a new instance for this key.
 enum KeySlot {
@@ -315,31 +323,51 @@ impl Leaf {
             return;
         }
         self.feed_windows(idx, ev, json);
+        match self.fire(idx, ev, json) {
+            Fired::Nothing => {}
+            Fired::Plain(state, hi) => {
+                // what `apply` does with the plan's effects, without building them
+                let Some(p) = self.plains[state as usize][hi as usize].as_ref() else {
+                    return;
+                };
+                let goto = p.goto();
+                p.apply_in_place(&mut self.insts[idx as usize].vars);
+                if let Some((to, timeout)) = goto {
+                    self.enter(idx, to, timeout, ev.ts_ns, Some(ev), hi);
+                }
+            }
+            Fired::Generic(hi, eff, text) => {
+                let timer = self.insts[idx as usize].timer;
+                self.apply(idx, eff, ev.ts_ns, Some(ev), hi, text, timer);
+            }
+        }
+    }
+
+    /// The first handler of instance `idx`'s state that matches `ev`, with what it does: a plain
+    /// plan, or the effects the generic evaluator computed (its evaluation context, built on
+    /// first need, is dropped here).
+    fn fire(&self, idx: u32, ev: &EventRef<'_>, json: &JsonCell) -> Fired {
         // the machine is borrowed field by field, not cloned, on the per-event path
         let m: &Machine = &self.r.machine;
         // handlers: a specialised pattern rejects the event without building a context
         let inst = &self.insts[idx as usize];
         if ev.ts_ns < inst.entered_ns {
             // the state has not opened yet (it opens when the fault that entered it is done)
-            return;
+            return Fired::Nothing;
         }
         let st = &m.states[inst.state as usize];
         let plains = &self.plains[inst.state as usize];
         let mut ctx: Option<Ctx<'_>> = None;
-        let mut fired = None;
-        // a handler that only sets plain values (and stays or moves on): changed in place below
-        let mut plain = None;
         for (hi, h) in st.handlers.iter().enumerate() {
             if !handler_matches(&self.r, m, inst, h, ev, json, &mut ctx) {
                 continue;
             }
-            let fast = h.pat.fast.is_some();
-            if let Some(p) = &plains[hi] {
-                plain = Some((hi as u16, p));
-                break;
+            // a handler that only sets plain values (and stays or moves on) needs no context
+            if plains[hi].is_some() {
+                return Fired::Plain(inst.state, hi as u16);
             }
             let c = ctx.get_or_insert_with(|| inst_ctx(&self.r, m, inst, Some(*ev), json, None));
-            if fast {
+            if h.pat.fast.is_some() {
                 // an earlier handler's generic match may have set captures
                 c.caps_now.iter_mut().for_each(|c| *c = None);
             }
@@ -356,23 +384,9 @@ impl Leaf {
                 Decision::Decide(..) => h.text.clone(),
                 _ => String::new(),
             };
-            fired = Some((hi as u16, eff, text));
-            break;
+            return Fired::Generic(hi as u16, eff, text);
         }
-        drop(ctx);
-        if let Some((hi, p)) = plain {
-            // what `apply` does with the plan's effects, without building them
-            let goto = p.goto();
-            p.apply_in_place(&mut self.insts[idx as usize].vars);
-            if let Some((to, timeout)) = goto {
-                self.enter(idx, to, timeout, ev.ts_ns, Some(ev), hi);
-            }
-            return;
-        }
-        if let Some((hi, eff, text)) = fired {
-            let timer = self.insts[idx as usize].timer;
-            self.apply(idx, eff, ev.ts_ns, Some(ev), hi, text, timer);
-        }
+        Fired::Nothing
     }
 
     /// Whether the machine changes only by deciding on the first event a handler matches: one
