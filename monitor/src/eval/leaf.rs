@@ -293,13 +293,16 @@ impl Leaf {
 
     /// Does the machine look at `ev` at all (its `at` service, its sources)?
     fn sees(&self, ev: &EventRef<'_>) -> bool {
-        self.r.at.as_deref().is_none_or(|at| ev.service == Some(at))
+        self.r
+            .at
+            .as_deref()
+            .is_none_or(|at| ev.service.is_some_and(|s| same(s, at)))
             && self
                 .r
                 .machine
                 .sources
                 .as_ref()
-                .is_none_or(|srcs| srcs.iter().any(|s| **s == *ev.source))
+                .is_none_or(|srcs| srcs.iter().any(|s| same(s, ev.source)))
     }
 
     /// Offers one event. `json` is the event's shared lazily parsed `data`.
@@ -1010,8 +1013,15 @@ fn handler_matches<'a>(
 /// The pattern's source and kind, checked before its guard.
 #[inline]
 fn source_kind_match(p: &PatternC, ev: &EventRef<'_>) -> bool {
-    p.source.as_deref().is_none_or(|s| s == ev.source)
-        && p.kind.as_deref().is_none_or(|k| k == ev.kind)
+    p.source.as_deref().is_none_or(|s| same(s, ev.source))
+        && p.kind.as_deref().is_none_or(|k| same(k, ev.kind))
+}
+
+/// `a == b` for the short names of sources, kinds and services, compared in line: a call to
+/// `memcmp` for each of an event's handlers was 2 % of a regex check's instructions.
+#[inline]
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| x == y)
 }
 
 /// The verdict of a keyed leaf's instances (`outcomes` in creation order) at the end: fail >
