@@ -69,7 +69,9 @@ pub(crate) enum Operand {
 }
 
 impl Operand {
-    #[inline]
+    // in line wherever a guard or key reads an operand: a call per event was more than reading
+    // `seq` or `ts_ns` costs
+    #[inline(always)]
     fn get<'a>(&self, ev: &EventRef<'a>, json: &'a JsonCell, vars: &'a [Value]) -> V<'a> {
         match self {
             Operand::Var(i) => vars.get(*i as usize).map(V::of).unwrap_or(V::Null),
@@ -104,13 +106,7 @@ impl FastKey {
         match self {
             FastKey::Operand(o) => o.get(ev, json, &[]),
             FastKey::Mod(o, n) => {
-                let k = match o {
-                    // the integer fields, read here: no call per event
-                    Operand::Seq => V::Int(ev.seq as i64),
-                    Operand::Ts => V::Int(ev.ts_ns),
-                    o => o.get(ev, json, &[]),
-                };
-                match k {
+                match o.get(ev, json, &[]) {
                     // an integer by `binop`'s own rules, without its dispatch
                     V::Int(x) => int_arith(BinOp::Rem, x, *n)
                         .unwrap_or_else(|| binop(BinOp::Rem, &V::Int(x), &V::Int(*n))),
