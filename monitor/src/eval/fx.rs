@@ -1,6 +1,6 @@
 //! Per-key instance lookup without the cost of the standard hasher on the per-event path:
-//! [`FxBuild`] (FxHash's multiply-rotate), [`DenseKeys`] (small non-negative integer keys by
-//! index, no hashing) and [`push_int`], which writes an integer key into the reused key buffer
+//! [`FxBuild`] (FxHash's multiply-rotate), [`IntKeys`] (integer keys, the small non-negative
+//! ones by index) and [`push_int`], which writes an integer key into the reused key buffer
 //! as `{i}` formats it.
 
 /// A small fast hasher for per-key instance lookup (keys are short strings; no untrusted-input
@@ -35,36 +35,44 @@ impl std::hash::Hasher for Fx {
     }
 }
 
-/// Where small non-negative integer keys (`per seq % 100`) stand, looked up by index: 0 for a
-/// key not seen yet, 1 for no instance (another part's key), `2 + i` for instance `i`. Grows to
-/// the largest key seen, at most [`DenseKeys::MAX`] slots; other keys go through the hash map.
+/// What integer keys seen before came to (their instance, or `None` for no instance: another
+/// part's key), found without writing the key out as text: small non-negative keys (`per seq %
+/// 100`) by index, in at most [`IntKeys::DENSE`] slots, others by hash.
 #[derive(Debug, Default)]
-pub(super) struct DenseKeys(Vec<u32>);
+pub(super) struct IntKeys {
+    /// By key: 0 for not seen yet, 1 for no instance, `2 + i` for instance `i`.
+    dense: Vec<u32>,
+    sparse: std::collections::HashMap<i64, Option<u32>, FxBuild>,
+}
 
-impl DenseKeys {
-    pub(super) const MAX: i64 = 1 << 16;
+impl IntKeys {
+    pub(super) const DENSE: i64 = 1 << 16;
 
     /// What key `k` came to, if it was seen: `Some(None)` for no instance.
     #[inline]
     pub(super) fn get(&self, k: i64) -> Option<Option<u32>> {
-        let slot = *self.0.get(usize::try_from(k).ok()?)?;
-        match slot {
-            0 => None,
-            1 => Some(None),
-            i => Some(Some(i - 2)),
+        match usize::try_from(k).ok().filter(|&i| i < self.dense.len()) {
+            Some(i) => match self.dense[i] {
+                0 => None,
+                1 => Some(None),
+                i => Some(Some(i - 2)),
+            },
+            None if (0..Self::DENSE).contains(&k) => None,
+            None => self.sparse.get(&k).copied(),
         }
     }
 
-    /// Records what key `k` came to (ignored outside `0..MAX`).
+    /// Records what key `k` came to.
     pub(super) fn set(&mut self, k: i64, inst: Option<u32>) {
-        if !(0..Self::MAX).contains(&k) {
+        if !(0..Self::DENSE).contains(&k) {
+            self.sparse.insert(k, inst);
             return;
         }
         let k = k as usize;
-        if self.0.len() <= k {
-            self.0.resize(k + 1, 0);
+        if self.dense.len() <= k {
+            self.dense.resize(k + 1, 0);
         }
-        self.0[k] = inst.map_or(1, |i| i.saturating_add(2));
+        self.dense[k] = inst.map_or(1, |i| i.saturating_add(2));
     }
 }
 
@@ -92,19 +100,24 @@ pub(super) fn push_int(buf: &mut String, i: i64) {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn dense_keys_tell_unseen_other_and_instances_apart() {
-        let mut d = super::DenseKeys::default();
+    fn int_keys_tell_unseen_other_and_instances_apart() {
+        use super::IntKeys;
+        let mut d = IntKeys::default();
         assert_eq!(d.get(5), None);
         d.set(5, Some(0));
         d.set(7, None);
         d.set(-1, Some(3));
-        d.set(super::DenseKeys::MAX, Some(3));
+        d.set(IntKeys::DENSE, None);
         assert_eq!(d.get(5), Some(Some(0)));
         assert_eq!(d.get(7), Some(None));
         assert_eq!(d.get(6), None);
-        assert_eq!(d.get(-1), None);
-        assert_eq!(d.get(super::DenseKeys::MAX), None);
-        assert_eq!(d.0.len(), 8);
+        assert_eq!(d.get(100), None);
+        assert_eq!(d.get(-1), Some(Some(3)));
+        assert_eq!(d.get(-2), None);
+        assert_eq!(d.get(IntKeys::DENSE), Some(None));
+        assert_eq!(d.get(IntKeys::DENSE + 1), None);
+        // the small keys by index, the others by hash
+        assert_eq!((d.dense.len(), d.sparse.len()), (8, 2));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use super::ctx::Ctx;
 use super::effects::{effects, Decision, Effects, Plain, Sets};
 use super::explain::{inconclusive, path_of, show_key, Outcome, Path, Timer};
-use super::fx::{push_int, DenseKeys, FxBuild};
+use super::fx::{push_int, FxBuild, IntKeys};
 use super::window::WinState;
 use crate::ir::*;
 use crate::ops::JsonCell;
@@ -73,9 +73,7 @@ pub(crate) struct Leaf {
     keys: HashMap<Box<str>, u32, FxBuild>,
     /// Integer keys seen before and what they came to (their instance, or `None` for another
     /// part's key): an integer key is looked up without writing it out as text.
-    int_keys: HashMap<i64, Option<u32>, FxBuild>,
-    /// The same for small non-negative integer keys, by index.
-    dense_keys: DenseKeys,
+    int_keys: IntKeys,
     heap: BinaryHeap<Reverse<(i64, u32, u32)>>,
     started: Option<i64>,
     keybuf: String,
@@ -110,8 +108,7 @@ impl Leaf {
             r,
             insts: Vec::new(),
             keys: HashMap::default(),
-            int_keys: HashMap::default(),
-            dense_keys: DenseKeys::default(),
+            int_keys: IntKeys::default(),
             heap: BinaryHeap::new(),
             started: None,
             keybuf: String::new(),
@@ -509,11 +506,8 @@ impl Leaf {
             };
             let int_key = match k {
                 V::Int(i) => {
-                    if let Some(slot) = self.dense_keys.get(i) {
+                    if let Some(slot) = self.int_keys.get(i) {
                         return slot;
-                    }
-                    if let Some(slot) = self.int_keys.get(&i) {
-                        return *slot;
                     }
                     Some(i)
                 }
@@ -534,11 +528,7 @@ impl Leaf {
             }
         };
         if let Some(i) = int_key {
-            if (0..DenseKeys::MAX).contains(&i) {
-                self.dense_keys.set(i, slot);
-            } else {
-                self.int_keys.insert(i, slot);
-            }
+            self.int_keys.set(i, slot);
         }
         slot
     }
