@@ -95,16 +95,23 @@ fn run(cli: Cli) -> Result<i32, analyzer::Error> {
 /// At most two glibc malloc arenas: the threads that decode row groups and encode Parquet
 /// columns would otherwise each get an arena of their own, and freed memory kept in them adds
 /// about 50 MB to `finalize`'s peak (docs/performance.md, "Side by side with DuckDB and RTLola").
-fn limit_malloc_arenas() {
+/// Blocks up to 32 MB come from the arenas, not from `mmap`, and an arena gives memory back to
+/// the system only when more than 64 MB is free at its top: every decoded row group allocates
+/// and frees column buffers of a few hundred kB to a few MB, which glibc's defaults returned to
+/// the system and faulted back in, page by page, for the next (10-20 % of `check`'s time on the
+/// regex and RTLola cases; docs/performance.md, "Fifth rerun").
+fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; called first thing, before any thread
+    // SAFETY: mallopt only sets allocator parameters; called first thing, before any thread
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
     }
 }
 
 fn main() {
-    limit_malloc_arenas();
+    tune_malloc();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -21,6 +21,7 @@ mod needs;
 mod ops;
 mod parser;
 mod re;
+mod re_plan;
 mod relevance;
 mod report;
 mod runner;

@@ -9,12 +9,17 @@
 //! thread keeps its own clone of the expression (a clone has a pool of its own, owned by the
 //! thread that first searches with it) and one reusable `CaptureLocations` for it, found by the
 //! expression's id in a short thread-local list. Results are the same as searching the shared
-//! expression; only where the cache lives changes.
+//! expression; only where the cache lives changes. An expression of the shape
+//! [`crate::re_plan::Plan`] takes (a literal, then literals and runs of a class) is searched by
+//! that plan instead, with the same results and no per-thread copy.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use regex::{CaptureLocations, Regex};
+
+use crate::re_plan::Plan;
+use std::sync::Arc;
 
 /// A guard's regular expression. Clones share the id (and so the per-thread copy): they are the
 /// same expression.
@@ -22,7 +27,13 @@ use regex::{CaptureLocations, Regex};
 pub(crate) struct Re {
     re: Regex,
     id: u64,
+    /// The direct matcher of an expression of the shape [`Plan`] takes (same results).
+    plan: Option<Arc<Plan>>,
 }
+
+/// Most capture groups (group 0 included) a [`Plan`] reports without allocating; an expression
+/// with more searches with the regex crate.
+const PLAN_GROUPS: usize = 8;
 
 /// Equal when the patterns are (both are compiled with the same default options).
 impl PartialEq for Re {
@@ -50,8 +61,12 @@ thread_local! {
 impl Re {
     /// Compiles `pattern` with the default options.
     pub(crate) fn new(pattern: &str) -> Result<Re, regex::Error> {
+        let re = Regex::new(pattern)?;
         Ok(Re {
-            re: Regex::new(pattern)?,
+            plan: Plan::of(pattern)
+                .filter(|p| p.groups() <= PLAN_GROUPS)
+                .map(Arc::new),
+            re,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         })
     }
@@ -91,6 +106,9 @@ impl Re {
 
     /// Does the expression match somewhere in `hay`?
     pub(crate) fn is_match(&self, hay: &str) -> bool {
+        if let Some(p) = &self.plan {
+            return p.find(hay, None);
+        }
         self.with_local(|re, _| re.is_match(hay))
     }
 
@@ -103,6 +121,18 @@ impl Re {
         groups: &[(usize, u16)],
         mut each: impl FnMut(u16, std::ops::Range<usize>),
     ) -> bool {
+        if let Some(p) = &self.plan {
+            let mut spans = [None; PLAN_GROUPS];
+            if !p.find(hay, Some(&mut spans)) {
+                return false;
+            }
+            for (g, slot) in groups {
+                if let Some(Some((s, e))) = spans.get(*g) {
+                    each(*slot, *s..*e);
+                }
+            }
+            return true;
+        }
         self.with_local(|re, locs| {
             if re.captures_read(locs, hay).is_none() {
                 return false;
