@@ -24,7 +24,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
-use arrow_ipc::reader::StreamReader;
+use arrow_ipc::reader::StreamDecoder;
 use arrow_ipc::writer::StreamWriter;
 use arrow_schema::SchemaRef;
 
@@ -358,7 +358,7 @@ impl FramedLog {
                 next: Some(end),
             }));
         }
-        match decode_payload(&payload, &self.schema) {
+        match decode_payload(payload, &self.schema) {
             Ok(b) => {
                 self.pos = end;
                 self.records += 1;
@@ -438,27 +438,43 @@ impl FramedLog {
 /// Arrow's IPC decoder panics on some malformed messages (slicing past a buffer); a payload that
 /// passed its checksum can still be malformed when the file was crafted or the writer was
 /// broken, so a panic is turned into an error naming the record.
-fn decode_payload(payload: &[u8], schema: &SchemaRef) -> Result<RecordBatch, String> {
+fn decode_payload(payload: Vec<u8>, schema: &SchemaRef) -> Result<RecordBatch, String> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         decode_unchecked(payload, schema)
     }))
     .unwrap_or_else(|_| Err("record payload is a malformed arrow ipc message".into()))
 }
 
-fn decode_unchecked(payload: &[u8], schema: &SchemaRef) -> Result<RecordBatch, String> {
-    let r = StreamReader::try_new(std::io::Cursor::new(payload), None)
-        .map_err(|e| format!("record payload is not an arrow stream: {e}"))?;
-    if r.schema().fields() != schema.fields() {
-        return Err("record schema differs from the log schema".into());
-    }
+/// The record's batches, their arrays slices of the payload itself (not copies: the payload
+/// is read once, into memory the batch then owns).
+fn decode_unchecked(payload: Vec<u8>, schema: &SchemaRef) -> Result<RecordBatch, String> {
+    let mut buf = arrow::buffer::Buffer::from_vec(payload);
+    let mut dec = StreamDecoder::new();
     let mut out: Option<RecordBatch> = None;
-    for b in r {
-        let b = b.map_err(|e| format!("record payload: {e}"))?;
+    let mut checked = false;
+    while !buf.is_empty() {
+        let b = dec
+            .decode(&mut buf)
+            .map_err(|e| format!("record payload is not an arrow stream: {e}"))?;
+        if !checked {
+            if let Some(s) = dec.schema() {
+                if s.fields() != schema.fields() {
+                    return Err("record schema differs from the log schema".into());
+                }
+                checked = true;
+            }
+        }
+        let Some(b) = b else { continue };
         out = Some(match out {
             None => b,
             Some(prev) => arrow::compute::concat_batches(&prev.schema(), [&prev, &b])
                 .map_err(|e| format!("record payload: {e}"))?,
         });
+    }
+    dec.finish()
+        .map_err(|e| format!("record payload is not an arrow stream: {e}"))?;
+    if !checked {
+        return Err("record payload is not an arrow stream: no schema".into());
     }
     let b = out.unwrap_or_else(|| RecordBatch::new_empty(schema.clone()));
     // the schema's metadata may differ; present the batch with the expected schema
