@@ -262,6 +262,24 @@ impl Plain {
     /// changes before it stays or goes on ([`Plain::goto`]).
     pub(super) fn apply_in_place(&self, vars: &mut [Value]) {
         for (i, x) in &self.sets {
+            // a counter (`set n = n + 1`): integer arithmetic on the variable where it is
+            if let PlainX::Bin(op, PlainLeaf::Var(a), PlainLeaf::Const(Value::Int(c))) = x {
+                if *a == *i {
+                    if let Some(Value::Int(cur)) = vars.get_mut(*i as usize) {
+                        match int_arith(*op, *cur, *c) {
+                            Some(V::Int(r)) => {
+                                *cur = r;
+                                continue;
+                            }
+                            Some(V::Null) => {
+                                vars[*i as usize] = Value::Null;
+                                continue;
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
             let v = Plain::value(x, vars);
             if let Some(slot) = vars.get_mut(*i as usize) {
                 *slot = v;
