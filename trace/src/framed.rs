@@ -20,7 +20,7 @@
 //! docs/trace-format.md).
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
@@ -38,6 +38,8 @@ pub const RECORD_MAGIC: &[u8; 4] = b"REC2";
 pub const HEADER_LEN: u64 = 16;
 /// The largest payload a record may declare (a writer batch is far smaller).
 pub const MAX_RECORD: u64 = 1 << 30;
+/// Bytes [`FramedLog`] reads ahead at a time.
+const READ_BUFFER: usize = 1 << 20;
 
 /// CRC-32C (Castagnoli) of `buf`.
 pub fn crc32c(buf: &[u8]) -> u32 {
@@ -187,7 +189,11 @@ pub struct BadRecord {
 /// Reads a v2 log record by record.
 pub struct FramedLog {
     path: PathBuf,
-    file: File,
+    /// Read through a buffer: records are read in order, a header and a payload each, and a
+    /// small record (a recorder flushes often) would otherwise cost two system calls.
+    file: BufReader<File>,
+    /// Where `file` reads next (a read elsewhere seeks first).
+    file_pos: u64,
     len: u64,
     pos: u64,
     /// The expected schema of every batch.
@@ -235,7 +241,8 @@ impl FramedLog {
         }
         Ok(FramedLog {
             path: path.to_path_buf(),
-            file,
+            file: BufReader::with_capacity(READ_BUFFER, file),
+            file_pos: HEADER_LEN,
             len,
             pos: HEADER_LEN,
             schema,
@@ -256,10 +263,25 @@ impl FramedLog {
     }
 
     fn read_at(&mut self, at: u64, buf: &mut [u8]) -> Result<(), TraceError> {
-        self.file
-            .seek(SeekFrom::Start(at))
-            .and_then(|_| self.file.read_exact(buf))
-            .map_err(|e| TraceError::io(&self.path, e))
+        let r = if at == self.file_pos {
+            self.file.read_exact(buf)
+        } else if self.file_pos != u64::MAX {
+            // within the buffer (the byte-by-byte search for a good record after a damaged
+            // one), the buffered bytes are kept
+            self.file
+                .seek_relative(at.wrapping_sub(self.file_pos) as i64)
+                .and_then(|_| self.file.read_exact(buf))
+        } else {
+            self.file
+                .seek(SeekFrom::Start(at))
+                .and_then(|_| self.file.read_exact(buf))
+        };
+        // after a failed read the position is unknown: the next read seeks
+        self.file_pos = match r {
+            Ok(()) => at + buf.len() as u64,
+            Err(_) => u64::MAX,
+        };
+        r.map_err(|e| TraceError::io(&self.path, e))
     }
 
     /// True when every byte from `from` to the end of the file is zero.
