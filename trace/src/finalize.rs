@@ -211,7 +211,7 @@ fn drop_null_keys(
 /// Where the rows of a part come from: its log, or (for a repair of a finalized trace) its
 /// Parquet file.
 enum Input {
-    Log(LogReader),
+    Log(Box<LogReader>),
     Parquet(
         Box<dyn Iterator<Item = Result<RecordBatch, TraceError>> + Send>,
         PathBuf,
@@ -443,7 +443,7 @@ fn write_sorted_files(
                         return Ok(side);
                     }
                 }
-                side.log = Some(l);
+                side.log = Some(*l);
             }
             Input::Parquet(it, _) => {
                 for b in it {
@@ -661,7 +661,7 @@ pub(crate) fn finalize_budget(
         let log_path = dir.join(part.log_name);
         let input = if log_path.exists() {
             let l = LogReader::open(&log_path, part.log_schema.clone())?;
-            Input::Log(if repair { l.skip_damaged() } else { l })
+            Input::Log(Box::new(if repair { l.skip_damaged() } else { l }))
         } else if let (Some(t), true) = (&finalized, dir.join(part.out_name).exists()) {
             Input::Parquet(t.raw_batches(is_packets)?, dir.join(part.out_name))
         } else {

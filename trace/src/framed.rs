@@ -24,7 +24,6 @@ use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
-use arrow_ipc::reader::StreamDecoder;
 use arrow_ipc::writer::StreamWriter;
 use arrow_schema::SchemaRef;
 
@@ -194,6 +193,8 @@ pub struct FramedLog {
     file: BufReader<File>,
     /// Where `file` reads next (a read elsewhere seeks first).
     file_pos: u64,
+    /// The bytes of the last record's schema message, found to be the log's schema.
+    known_schema: Vec<u8>,
     len: u64,
     pos: u64,
     /// The expected schema of every batch.
@@ -243,6 +244,7 @@ impl FramedLog {
             path: path.to_path_buf(),
             file: BufReader::with_capacity(READ_BUFFER, file),
             file_pos: HEADER_LEN,
+            known_schema: Vec::new(),
             len,
             pos: HEADER_LEN,
             schema,
@@ -380,7 +382,7 @@ impl FramedLog {
                 next: Some(end),
             }));
         }
-        match decode_payload(payload, &self.schema) {
+        match decode_payload(payload, &self.schema, &mut self.known_schema) {
             Ok(b) => {
                 self.pos = end;
                 self.records += 1;
@@ -460,48 +462,98 @@ impl FramedLog {
 /// Arrow's IPC decoder panics on some malformed messages (slicing past a buffer); a payload that
 /// passed its checksum can still be malformed when the file was crafted or the writer was
 /// broken, so a panic is turned into an error naming the record.
-fn decode_payload(payload: Vec<u8>, schema: &SchemaRef) -> Result<RecordBatch, String> {
+fn decode_payload(
+    payload: Vec<u8>,
+    schema: &SchemaRef,
+    known: &mut Vec<u8>,
+) -> Result<RecordBatch, String> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        decode_unchecked(payload, schema)
+        decode_unchecked(payload, schema, known)
     }))
     .unwrap_or_else(|_| Err("record payload is a malformed arrow ipc message".into()))
 }
 
 /// The record's batches, their arrays slices of the payload itself (not copies: the payload
-/// is read once, into memory the batch then owns).
-fn decode_unchecked(payload: Vec<u8>, schema: &SchemaRef) -> Result<RecordBatch, String> {
-    let mut buf = arrow::buffer::Buffer::from_vec(payload);
-    let mut dec = StreamDecoder::new();
+/// is read once, into memory the batch then owns). `known` holds the bytes of the last schema
+/// message found to be the log's: a record whose schema message has the same bytes (every
+/// record of one writer) is not parsed and compared again.
+fn decode_unchecked(
+    payload: Vec<u8>,
+    schema: &SchemaRef,
+    known: &mut Vec<u8>,
+) -> Result<RecordBatch, String> {
+    let bad = |e: &dyn std::fmt::Display| format!("record payload is not an arrow stream: {e}");
+    let buf = arrow::buffer::Buffer::from_vec(payload);
+    let mut at = 0usize;
     let mut out: Option<RecordBatch> = None;
-    let mut checked = false;
-    while !buf.is_empty() {
-        let b = dec
-            .decode(&mut buf)
-            .map_err(|e| format!("record payload is not an arrow stream: {e}"))?;
-        if !checked {
-            if let Some(s) = dec.schema() {
-                if s.fields() != schema.fields() {
-                    return Err("record schema differs from the log schema".into());
-                }
-                checked = true;
-            }
+    let mut first = true;
+    loop {
+        // a message: [0xFFFFFFFF] · i32 length · flatbuffer `Message` · body
+        let word = |i: usize| -> Result<u32, String> {
+            buf.get(i..i + 4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .ok_or_else(|| bad(&"cut in a message length"))
+        };
+        let mut len = word(at)?;
+        at += 4;
+        if len == 0xFFFF_FFFF {
+            len = word(at)?;
+            at += 4;
         }
-        let Some(b) = b else { continue };
+        if len == 0 {
+            // the end-of-stream marker
+            break;
+        }
+        let meta = buf
+            .get(at..at.saturating_add(len as usize))
+            .ok_or_else(|| bad(&"cut in a message"))?;
+        at += len as usize;
+        if first {
+            first = false;
+            if meta == known.as_slice() {
+                continue;
+            }
+            let m = arrow_ipc::root_as_message(meta).map_err(|e| bad(&e))?;
+            let fb = m
+                .header_as_schema()
+                .ok_or_else(|| bad(&"the first message is not a schema"))?;
+            let s = arrow_ipc::convert::try_fb_to_schema(fb).map_err(|e| bad(&e))?;
+            if s.fields() != schema.fields() {
+                return Err("record schema differs from the log schema".into());
+            }
+            *known = meta.to_vec();
+            continue;
+        }
+        let m = arrow_ipc::root_as_message(meta).map_err(|e| bad(&e))?;
+        let body_len = usize::try_from(m.bodyLength()).map_err(|e| bad(&e))?;
+        let end = at
+            .checked_add(body_len)
+            .filter(|e| *e <= buf.len())
+            .ok_or_else(|| bad(&"cut in a message body"))?;
+        let body = buf.slice_with_length(at, body_len);
+        at = end;
+        let fb = m
+            .header_as_record_batch()
+            .ok_or_else(|| bad(&"a message after the schema is not a record batch"))?;
+        let b = arrow_ipc::reader::read_record_batch(
+            &body,
+            fb,
+            schema.clone(),
+            &std::collections::HashMap::new(),
+            None,
+            &m.version(),
+        )
+        .map_err(|e| format!("record payload: {e}"))?;
         out = Some(match out {
             None => b,
             Some(prev) => arrow::compute::concat_batches(&prev.schema(), [&prev, &b])
                 .map_err(|e| format!("record payload: {e}"))?,
         });
     }
-    dec.finish()
-        .map_err(|e| format!("record payload is not an arrow stream: {e}"))?;
-    if !checked {
-        return Err("record payload is not an arrow stream: no schema".into());
+    if first {
+        return Err(bad(&"no schema"));
     }
-    let b = out.unwrap_or_else(|| RecordBatch::new_empty(schema.clone()));
-    // the schema's metadata may differ; present the batch with the expected schema
-    RecordBatch::try_new(schema.clone(), b.columns().to_vec())
-        .map_err(|e| format!("record payload: {e}"))
+    Ok(out.unwrap_or_else(|| RecordBatch::new_empty(schema.clone())))
 }
 
 #[cfg(test)]
@@ -540,6 +592,49 @@ mod tests {
                 Err(e) => return (Err(e), r.tail),
             }
         }
+    }
+
+    #[test]
+    fn records_are_decoded_with_their_schema_checked_once_per_distinct_schema_message() {
+        use arrow_array::cast::AsArray;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("log");
+        let mut w = FramedWriter::create(&p).unwrap();
+        w.write(&batch(3, 0)).unwrap();
+        w.write(&batch(2, 100)).unwrap();
+        // the same fields with schema metadata: other bytes, the same schema for the log
+        let b = batch(4, 200);
+        let meta: std::collections::HashMap<String, String> =
+            [("k".to_string(), "v".to_string())].into_iter().collect();
+        let with_meta = std::sync::Arc::new(b.schema().as_ref().clone().with_metadata(meta));
+        w.write(&RecordBatch::try_new(with_meta, b.columns().to_vec()).unwrap())
+            .unwrap();
+        w.write(&batch(1, 300)).unwrap();
+        // other fields after known ones
+        let other = RecordBatch::try_from_iter([(
+            "x",
+            std::sync::Arc::new(arrow_array::Int64Array::from(vec![1i64])) as _,
+        )])
+        .unwrap();
+        w.write(&other).unwrap();
+        let mut r = FramedLog::open(&p, schema::event_log_schema()).unwrap();
+        let mut messages = Vec::new();
+        for _ in 0..4 {
+            let b = r.next_batch().unwrap().unwrap();
+            assert_eq!(b.schema().fields(), schema::event_log_schema().fields());
+            let m = b.column_by_name("message").unwrap().as_string::<i32>();
+            messages.extend((0..b.num_rows()).map(|i| m.value(i).to_string()));
+        }
+        let want: Vec<String> = [3, 2, 4, 1]
+            .iter()
+            .flat_map(|&n| (0..n).map(|i| format!("m{i}")))
+            .collect();
+        assert_eq!(messages, want);
+        let e = r.next_batch().unwrap_err().to_string();
+        assert!(
+            e.contains("record schema differs from the log schema"),
+            "{e}"
+        );
     }
 
     #[test]
