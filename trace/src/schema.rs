@@ -139,11 +139,53 @@ pub fn log_to_table_batch(batch: &RecordBatch) -> Result<RecordBatch, arrow_sche
         })?;
         if c.data_type() == f.data_type() {
             cols.push(c.clone());
+        } else if let (Some(s), true) = (
+            c.as_any().downcast_ref::<arrow_array::StringArray>(),
+            f.data_type() == &dict_type(),
+        ) {
+            cols.push(Arc::new(to_dictionary(s)?));
         } else {
             cols.push(arrow::compute::cast(c, f.data_type())?);
         }
     }
     RecordBatch::try_new(schema, cols)
+}
+
+/// A string column as a dictionary column, what `arrow::compute::cast` to
+/// `Dictionary(Int32, Utf8)` gives (values in order of first appearance, nulls as null keys),
+/// for the few distinct values of a trace's low-cardinality columns: a value equal to the
+/// previous row's takes its key without hashing, others are looked up among the values seen
+/// (neighbouring rows often share a source, kind or service).
+fn to_dictionary(
+    s: &arrow_array::StringArray,
+) -> Result<arrow_array::DictionaryArray<arrow_array::types::Int32Type>, arrow_schema::ArrowError> {
+    let mut values = StringBuilder::new();
+    let mut seen: std::collections::HashMap<&str, i32> = std::collections::HashMap::new();
+    let mut keys = arrow_array::builder::Int32Builder::with_capacity(s.len());
+    let mut last: Option<(&str, i32)> = None;
+    for v in s.iter() {
+        let Some(v) = v else {
+            keys.append_null();
+            continue;
+        };
+        let k = match last {
+            Some((l, k)) if l == v => k,
+            _ => {
+                let n = seen.len();
+                let k = *seen.entry(v).or_insert_with(|| {
+                    values.append_value(v);
+                    n as i32
+                });
+                if n > i32::MAX as usize {
+                    return Err(arrow_schema::ArrowError::DictionaryKeyOverflowError);
+                }
+                last = Some((v, k));
+                k
+            }
+        };
+        keys.append_value(k);
+    }
+    arrow_array::DictionaryArray::try_new(keys.finish(), Arc::new(values.finish()))
 }
 
 /// The number of rows of `batch`, for generic code.
@@ -154,6 +196,41 @@ pub fn rows(batch: &RecordBatch) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn string_columns_become_the_dictionaries_arrows_cast_makes() {
+        use arrow_array::StringArray;
+        let mut x = 11u64;
+        for n in [0usize, 1, 7, 300, 5000] {
+            let vals: Vec<Option<String>> = (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    // runs of one value, a few distinct ones, nulls, an empty string
+                    match x % 9 {
+                        0 => None,
+                        1 => Some(String::new()),
+                        k => Some(format!("v{}", k % 4)),
+                    }
+                })
+                .collect();
+            let s = StringArray::from(vals);
+            let ours = to_dictionary(&s).unwrap();
+            let theirs = arrow::compute::cast(&s, &dict_type()).unwrap();
+            let theirs = theirs
+                .as_any()
+                .downcast_ref::<arrow_array::DictionaryArray<arrow_array::types::Int32Type>>()
+                .unwrap();
+            // the same keys and the same values in the same order, not only equal strings
+            assert_eq!(ours.keys(), theirs.keys(), "{n} rows");
+            assert_eq!(
+                ours.values().as_any().downcast_ref::<StringArray>(),
+                theirs.values().as_any().downcast_ref::<StringArray>(),
+                "{n} rows"
+            );
+        }
+    }
 
     #[test]
     fn log_batch_converts_to_table_shape() {
