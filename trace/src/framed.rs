@@ -40,6 +40,16 @@ pub const MAX_RECORD: u64 = 1 << 30;
 /// Bytes [`FramedLog`] reads ahead at a time.
 const READ_BUFFER: usize = 1 << 20;
 
+/// The little-endian `u32` at byte `i` of a 16-byte header (`i` at most 12).
+fn header_word(h: &[u8; 16], i: usize) -> u32 {
+    u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]])
+}
+
+/// Whether `h` is an intact record header: the magic, and the checksum of its first 12 bytes.
+fn record_header_ok(h: &[u8; 16]) -> bool {
+    &h[..4] == RECORD_MAGIC && crc32c(&h[..12]) == header_word(h, 12)
+}
+
 /// CRC-32C (Castagnoli) of `buf`.
 pub fn crc32c(buf: &[u8]) -> u32 {
     crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, buf) as u32
@@ -226,14 +236,14 @@ impl FramedLog {
         if &h[..8] != FILE_MAGIC {
             return Err(TraceError::corrupt(path, "not a framed trace log"));
         }
-        let stored = u32::from_le_bytes([h[12], h[13], h[14], h[15]]);
+        let stored = header_word(&h, 12);
         if crc32c(&h[..12]) != stored {
             return Err(TraceError::corrupt(
                 path,
                 "log file header checksum mismatch",
             ));
         }
-        let version = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
+        let version = header_word(&h, 8);
         if version != 2 {
             return Err(TraceError::corrupt(
                 path,
@@ -326,9 +336,7 @@ impl FramedLog {
         }
         let mut h = [0u8; 16];
         self.read_at(at, &mut h)?;
-        let word = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
-        let header_ok = &h[..4] == RECORD_MAGIC && crc32c(&h[..12]) == word(12);
-        if !header_ok {
+        if !record_header_ok(&h) {
             if h.iter().all(|&x| x == 0) && self.zeros_from(at)? {
                 self.tail = LogTail::ZeroFilled {
                     offset: at,
@@ -349,7 +357,7 @@ impl FramedLog {
                 next: None,
             }));
         }
-        let plen = word(4) as u64;
+        let plen = header_word(&h, 4) as u64;
         if plen > MAX_RECORD {
             return Ok(Step::Bad(BadRecord {
                 offset: at,
@@ -368,7 +376,7 @@ impl FramedLog {
         }
         let mut payload = vec![0u8; plen as usize];
         self.read_at(at + HEADER_LEN, &mut payload)?;
-        if crc32c(&payload) != word(8) {
+        if crc32c(&payload) != header_word(&h, 8) {
             if self.zeros_from(end)? {
                 self.tail = LogTail::Torn {
                     offset: at,
@@ -446,8 +454,7 @@ impl FramedLog {
         let mut h = [0u8; 16];
         while at + HEADER_LEN <= self.len {
             self.read_at(at, &mut h)?;
-            let word = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
-            if &h[..4] == RECORD_MAGIC && crc32c(&h[..12]) == word(12) {
+            if record_header_ok(&h) {
                 self.pos = at;
                 return Ok(Some(at - bad.offset));
             }
@@ -487,13 +494,14 @@ fn decode_unchecked(
     let mut at = 0usize;
     let mut out: Option<RecordBatch> = None;
     let mut first = true;
+    let word = |i: usize| -> Result<u32, String> {
+        buf.get(i..i.saturating_add(4))
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+            .ok_or_else(|| bad(&"cut in a message length"))
+    };
     loop {
         // a message: [0xFFFFFFFF] · i32 length · flatbuffer `Message` · body
-        let word = |i: usize| -> Result<u32, String> {
-            buf.get(i..i + 4)
-                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .ok_or_else(|| bad(&"cut in a message length"))
-        };
         let mut len = word(at)?;
         at += 4;
         if len == 0xFFFF_FFFF {
