@@ -171,14 +171,16 @@ fn to_dictionary(
         let k = match last {
             Some((l, k)) if l == v => k,
             _ => {
-                let n = seen.len();
-                let k = *seen.entry(v).or_insert_with(|| {
-                    values.append_value(v);
-                    n as i32
-                });
-                if n > i32::MAX as usize {
-                    return Err(arrow_schema::ArrowError::DictionaryKeyOverflowError);
-                }
+                let k = match seen.get(v) {
+                    Some(k) => *k,
+                    None => {
+                        let k = i32::try_from(seen.len())
+                            .map_err(|_| arrow_schema::ArrowError::DictionaryKeyOverflowError)?;
+                        values.append_value(v);
+                        seen.insert(v, k);
+                        k
+                    }
+                };
                 last = Some((v, k));
                 k
             }
