@@ -236,13 +236,9 @@ impl Plain {
             PlainX::Leaf(l) => l.get(vars).to_value(),
             PlainX::Bin(op, a, b) => {
                 let (l, r) = (a.get(vars), b.get(vars));
-                // integer results by `binop`'s own rules, without its dispatch or the general
-                // conversion
                 if let (V::Int(x), V::Int(y)) = (&l, &r) {
-                    match int_arith(*op, *x, *y) {
-                        Some(V::Int(i)) => return Value::Int(i),
-                        Some(V::Null) => return Value::Null,
-                        _ => {}
+                    if let Some(v) = int_value(*op, *x, *y) {
+                        return v;
                     }
                 }
                 binop(*op, &l, &r).to_value()
@@ -265,17 +261,12 @@ impl Plain {
             // a counter (`set n = n + 1`): integer arithmetic on the variable where it is
             if let PlainX::Bin(op, PlainLeaf::Var(a), PlainLeaf::Const(Value::Int(c))) = x {
                 if *a == *i {
-                    if let Some(Value::Int(cur)) = vars.get_mut(*i as usize) {
-                        match int_arith(*op, *cur, *c) {
-                            Some(V::Int(r)) => {
-                                *cur = r;
+                    if let Some(slot) = vars.get_mut(*i as usize) {
+                        if let Value::Int(cur) = slot {
+                            if let Some(v) = int_value(*op, *cur, *c) {
+                                *slot = v;
                                 continue;
                             }
-                            Some(V::Null) => {
-                                vars[*i as usize] = Value::Null;
-                                continue;
-                            }
-                            _ => {}
                         }
                     }
                 }
@@ -285,6 +276,17 @@ impl Plain {
                 *slot = v;
             }
         }
+    }
+}
+
+/// An integer operation's result by `binop`'s own rules (overflow and division by zero give
+/// null), without its dispatch or the general conversion; `None` when the result is not an
+/// integer or null (`/` divides as floats).
+fn int_value(op: BinOp, x: i64, y: i64) -> Option<Value> {
+    match int_arith(op, x, y) {
+        Some(V::Int(i)) => Some(Value::Int(i)),
+        Some(V::Null) => Some(Value::Null),
+        _ => None,
     }
 }
 
