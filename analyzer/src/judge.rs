@@ -310,13 +310,14 @@ fn judge_inner(
         until_ns: cutoff,
         read_ahead,
         row_groups: skipped.as_ref().map(|s| s.keep.clone()),
+        // a monitor fed columns copies its instances' recent events once per batch
+        batch_size: if runner.feeds_columns() { 65_536 } else { 0 },
         ..Default::default()
     };
     // the cores that decode row groups ahead also evaluate them: each batch's monitors and
     // experiments, and the parts of a keyed monitor split by key, spread over the threads
     // (the same report)
     runner.set_threads(read_ahead.max(1));
-    let batched = runner.parallel_parts() > 1;
     let mut last = None;
     let mut packets = 0u64;
     let mut started = bounds.is_none();
@@ -332,20 +333,15 @@ fn judge_inner(
             }
             started = true;
         }
-        if batched {
-            let evs: Vec<_> = batch.iter().collect();
-            runner.observe_batch(&evs);
-            for ev in &evs {
-                packets += u64::from(ev.source == "packet");
-                last = Some(last.map_or(ev.ts_ns, |l: i64| l.max(ev.ts_ns)));
-            }
-        } else {
-            for ev in batch.iter() {
-                packets += u64::from(ev.source == "packet");
-                runner.observe(&ev);
-                last = Some(ev.ts_ns);
-            }
-        }
+        // a monitor that reads only times, sequence numbers and sources is fed the columns
+        runner.observe_events(&batch);
+        packets += batch.count_source("packet") as u64;
+        // (in order: the reader refuses a trace that is not)
+        let batch_last = match batch.columns() {
+            Some(c) => c.ts.last().copied(),
+            None => batch.iter().last().map(|e| e.ts_ns),
+        };
+        last = last.max(batch_last);
     }
     if let Some((_, first, trace_last)) = &bounds {
         if !started {

@@ -18,6 +18,9 @@ pub struct Needs {
     pub kind: bool,
     pub message: bool,
     pub data: bool,
+    /// The event's `source` is read (by a machine's or pattern's source, or an expression);
+    /// the column itself is always read, for the source filter.
+    pub(crate) source: bool,
     /// The sources whose events can matter; `None`: every source (some handler or window
     /// names no source).
     pub sources: Option<BTreeSet<String>>,
@@ -32,6 +35,7 @@ impl Needs {
             kind: false,
             message: false,
             data: false,
+            source: false,
             sources: Some(BTreeSet::new()),
         }
     }
@@ -44,6 +48,7 @@ impl Needs {
             kind: true,
             message: true,
             data: true,
+            source: true,
             sources: None,
         }
     }
@@ -71,6 +76,7 @@ impl Needs {
         self.kind |= other.kind;
         self.message |= other.message;
         self.data |= other.data;
+        self.source |= other.source;
         self.add_sources(other.sources.as_ref());
     }
 
@@ -92,6 +98,7 @@ impl Needs {
             kind: true,
             message: false,
             data: true,
+            source: true,
             sources: Some(
                 ["fault", "recorder"]
                     .iter()
@@ -105,6 +112,13 @@ impl Needs {
     pub(crate) fn of_expr(e: &MonExpr) -> Needs {
         let mut n = Needs::nothing();
         n.add_expr(e);
+        n
+    }
+
+    /// What one machine reads (without its `at` restriction).
+    pub(crate) fn of_machine(m: &Machine) -> Needs {
+        let mut n = Needs::nothing();
+        n.add_machine(m);
         n
     }
 
@@ -131,6 +145,7 @@ impl Needs {
             .as_ref()
             .map(|v| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>());
         self.add_sources(srcs.as_ref());
+        self.source |= m.sources.is_some();
         for x in m.per.iter().chain(m.vars.iter().map(|(_, x)| x)) {
             self.add_x(x);
         }
@@ -166,6 +181,7 @@ impl Needs {
         if p.kind.is_some() {
             self.kind = true;
         }
+        self.source |= p.source.is_some();
         if let Some(f) = &p.from {
             // `from NAME` compares the event's service
             self.service = true;
@@ -201,7 +217,6 @@ impl Needs {
             Ex::Const(_)
             | Ex::Ts
             | Ex::Seq
-            | Ex::Source
             | Ex::Here
             | Ex::Key
             | Ex::Param(_)
@@ -209,6 +224,7 @@ impl Needs {
             | Ex::Win(_)
             | Ex::Cap(_)
             | Ex::Local(_) => {}
+            Ex::Source => self.source = true,
             Ex::Service => self.service = true,
             Ex::Container => self.container = true,
             Ex::Kind => self.kind = true,

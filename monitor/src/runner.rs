@@ -1,6 +1,8 @@
 //! The [`Runner`]: every selected monitor and experiment of a [`Spec`], fed one trace in order,
-//! one event at a time or a run of events at a time ([`Runner::observe_batch`]), the independent
-//! monitors and experiments of a run then evaluated on several threads.
+//! one event at a time, a run of events at a time ([`Runner::observe_batch`]) or a batch's
+//! columns ([`Runner::observe_events`]: the monitors that read only times, sequence numbers and
+//! sources take the columns), the independent monitors and experiments of a run then evaluated
+//! one after the other or on several threads.
 
 use crate::eval::{Node, NodePart};
 use crate::experiment::ExperimentJudge;
@@ -10,7 +12,7 @@ use crate::ops::JsonCell;
 use crate::relevance::Relevance;
 use crate::report::{Report, Verdict};
 use crate::states::{LogScope, StateLog};
-use trace::EventRef;
+use trace::{EventBatch, EventColumns, EventRef};
 
 /// What to judge. Empty lists and `all == false`: every experiment and every monitor without
 /// parameters.
@@ -61,6 +63,31 @@ enum Unit<'r> {
 }
 
 impl Unit<'_> {
+    /// Can this unit be fed a batch's columns ([`Unit::run_columns`])?
+    fn columnar(&mut self) -> bool {
+        match self {
+            Unit::Monitor(n) => n.columnar_leaf().is_some(),
+            Unit::Experiment(_) => false,
+        }
+    }
+
+    /// Feeds the rows of `batch` as [`Unit::run`] feeds events: a columnar leaf reads the
+    /// columns `cols`, any other unit the events `evs` built from them.
+    fn run_columns(
+        &mut self,
+        batch: &EventBatch,
+        cols: &EventColumns<'_>,
+        evs: &[EventRef<'_>],
+        last_ts: i64,
+    ) {
+        if let Unit::Monitor(n) = self {
+            if let Some(l) = n.columnar_leaf() {
+                return l.run_columns(batch, cols, last_ts);
+            }
+        }
+        self.run(evs, last_ts)
+    }
+
     /// Feeds `evs` as [`Runner::observe`] feeds each event: timeouts due before an event's time
     /// fire first (`last_ts`: the time the runner had advanced to before the run).
     fn run(&mut self, evs: &[EventRef<'_>], mut last_ts: i64) {
@@ -359,26 +386,61 @@ impl Runner {
                 }
             }
         }
-        let mut shares: Vec<Vec<Unit<'_>>> = (0..threads).map(|_| Vec::new()).collect();
-        for (i, u) in self.units().into_iter().enumerate() {
-            shares[i % threads].push(u);
-        }
-        let mut shares = shares.into_iter();
-        let mine = shares.next().unwrap_or_default();
-        std::thread::scope(|s| {
-            for mut share in shares {
-                s.spawn(move || share.iter_mut().for_each(|u| u.run(evs, last_ts)));
-            }
-            for mut u in mine {
-                u.run(evs, last_ts);
-            }
-        });
-        // a split keyed monitor takes the earliest failure of its parts
+        spread(self.units(), threads, |u| u.run(evs, last_ts));
+        self.ran(evs.iter().map(|e| e.ts_ns).max(), last_ts, evs.len());
+    }
+
+    /// After a run of `n` events whose latest time is `latest` (`last_ts`: the time before):
+    /// a split keyed monitor takes the earliest failure of its parts, and the run counts.
+    fn ran(&mut self, latest: Option<i64>, last_ts: i64, n: usize) {
         for (_, n) in &mut self.monitors {
             n.update();
         }
-        self.last_ts = evs.iter().fold(last_ts, |t, e| t.max(e.ts_ns));
-        self.events += evs.len() as u64;
+        self.last_ts = latest.map_or(last_ts, |t| t.max(last_ts));
+        self.events += n as u64;
+    }
+
+    /// Is some selected monitor fed a batch's columns by [`Runner::observe_events`] (its machine
+    /// reads nothing but `ts_ns`, `seq` and `source`, and its handlers are plain)? Such a
+    /// monitor copies each instance's recent events once per batch: larger batches copy fewer.
+    pub fn feeds_columns(&mut self) -> bool {
+        !self.recording
+            && self.monitors.iter_mut().any(|(_, n)| {
+                n.parts_mut()
+                    .iter_mut()
+                    .any(|p| p.columnar_leaf().is_some())
+            })
+    }
+
+    /// Offers a batch of events in `(ts_ns, seq)` order, after those offered before: the same
+    /// as [`Runner::observe_batch`] on its events. A monitor whose machine reads nothing but
+    /// `ts_ns`, `seq` and `source` and whose handlers are plain is fed the batch's columns
+    /// without building each event (see `Leaf::run_columns`); it and the other monitors and
+    /// experiments, each independent of the others, are then fed the batch one after the other
+    /// (on one thread) or spread over the threads of [`Runner::set_threads`]. Not in recording
+    /// mode, nor when a monitor is searched on every thread (as [`Runner::observe_batch`]).
+    pub fn observe_events(&mut self, batch: &EventBatch) {
+        let cols = match batch.columns() {
+            Some(c) if !c.is_empty() && !self.recording => c,
+            _ => return self.observe_batch(&batch.iter().collect::<Vec<_>>()),
+        };
+        let apart = self.threads > 1 && self.searched_apart();
+        if apart || !self.feeds_columns() {
+            return self.observe_batch(&batch.iter().collect::<Vec<_>>());
+        }
+        self.start(cols.ts[0]);
+        let last_ts = self.last_ts;
+        let threads = self.threads;
+        let mut units = self.units();
+        // the events, built once, for the units that are not fed columns
+        let evs: Vec<EventRef<'_>> = if units.iter_mut().all(Unit::columnar) {
+            Vec::new()
+        } else {
+            batch.iter().collect()
+        };
+        let (cols, evs) = (&cols, &evs[..]);
+        spread(units, threads, |u| u.run_columns(batch, cols, evs, last_ts));
+        self.ran(cols.ts.last().copied(), last_ts, cols.len());
     }
 
     /// True when every monitor and experiment step has decided (a live caller may stop early).
@@ -414,6 +476,25 @@ impl Runner {
             events: self.events,
         }
     }
+}
+
+/// Runs `f` on every unit, the units dealt over `threads` threads in turn (the calling thread
+/// is the first).
+fn spread<'u>(units: Vec<Unit<'u>>, threads: usize, f: impl Fn(&mut Unit<'u>) + Sync) {
+    let threads = threads.min(units.len()).max(1);
+    let mut shares: Vec<Vec<Unit<'u>>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, u) in units.into_iter().enumerate() {
+        shares[i % threads].push(u);
+    }
+    let mut shares = shares.into_iter();
+    let mine = shares.next().unwrap_or_default();
+    let f = &f;
+    std::thread::scope(|s| {
+        for mut share in shares {
+            s.spawn(move || share.iter_mut().for_each(f));
+        }
+        mine.into_iter().for_each(|mut u| f(&mut u));
+    });
 }
 
 /// The leaf of a top-level monitor that decides on its first match (see

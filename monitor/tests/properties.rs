@@ -597,3 +597,94 @@ proptest! {
         prop_assert_eq!(json(&plain, "plainM"), json(&generic, "genericM"));
     }
 }
+
+/// Machines fed a batch's columns (`Runner::observe_events`: they read only `ts_ns`, `seq` and
+/// `source`, their handlers are plain) beside ones that are not (`kind`): keys of every fast
+/// shape and the generic one, timeouts that fire (ties with events at one time included),
+/// decide and move, instances created late, variables, sources, and paths longer than the
+/// ring, whose events are copied only when the batch is over.
+const COLUMNAR: &str = r#"
+monitor pulse per seq % 5 {
+  state idle { on log => goto busy timeout 700ms on end => accept }
+  state busy {
+    on docker => goto idle
+    on log where seq > 40 => goto busy timeout 400ms
+    on timeout => fail "no docker in time"
+  }
+}
+monitor counter {
+  var n = 0
+  state s {
+    on log where ts > 1700000002000000000 => set n = n + 1, goto t timeout 300ms
+    on end => accept
+  }
+  state t {
+    on log => set n = n + 1, goto t timeout 300ms
+    on docker where source == "docker" => set n = 0
+    on timeout => goto s
+  }
+}
+monitor byTime per ts % 3 {
+  state a { on event => goto b timeout 2s }
+  state b { on event where seq < 100 => goto a on timeout => inconclusive "quiet" }
+}
+monitor bySeq per seq {
+  state a { on event => goto b }
+  state b { on end => accept }
+}
+monitor generic per (seq + 1) % 4 {
+  state a { on event => goto b timeout 1s }
+  state b { on event => goto a on timeout => fail "slow" }
+}
+monitor byKind per seq % 3 {
+  state a { on event where kind == "a" => goto b timeout 1s }
+  state b { on event where kind == "b" => goto a on timeout => fail "no b" }
+}
+"#;
+
+fn columnar_trace(raw: &[(u32, bool, bool)]) -> Vec<trace::Event> {
+    let mut evs: Vec<trace::Event> = raw
+        .iter()
+        .enumerate()
+        .map(|(i, (ms, docker, b))| {
+            // times on a coarse grid: many events share a time, timeouts tie with events
+            let secs = f64::from(ms / 100 * 100) / 1000.0;
+            let src = if *docker { "docker" } else { "log" };
+            ev(i as u64 + 1, secs, src, if *b { "b" } else { "a" })
+                .service(["s0", "s1"][i % 2])
+                .message(format!("line {i}"))
+        })
+        .collect();
+    evs.sort_by_key(|e| (e.ts_ns, e.seq));
+    evs
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn monitors_fed_columns_report_what_event_by_event_reports(
+        raw in prop::collection::vec((0u32..6_000, any::<bool>(), any::<bool>()), 0..300),
+        threads in 1usize..4,
+        batch in prop::sample::select(vec![1usize, 7, 64, 1_000]),
+        tail_ms in 0i64..3_000,
+    ) {
+        let s = spec(COLUMNAR);
+        let evs = columnar_trace(&raw);
+        let end = evs.last().map_or(T0, |e| e.ts_ns) + tail_ms * 1_000_000;
+        let want = run(&s, monitor::Selection::default(), &evs, Some(end));
+        let mut cols = monitor::Runner::new(&s, &monitor::Selection::default()).expect("runner");
+        cols.set_threads(threads);
+        prop_assert!(cols.feeds_columns());
+        for chunk in evs.chunks(batch) {
+            let b = trace::schema::events_to_log_batch(chunk.iter());
+            let b = trace::EventBatch::from_arrow(&b).expect("batch");
+            prop_assert!(b.columns().is_some());
+            cols.observe_events(&b);
+        }
+        prop_assert_eq!(
+            serde_json::to_string(&cols.finish(end)).expect("json"),
+            serde_json::to_string(&want).expect("json")
+        );
+    }
+}

@@ -1101,6 +1101,14 @@ impl EventBatch {
         }
     }
 
+    /// A batch over the columns of `b`, a record batch of either trace shape (the framed log's
+    /// or `events.parquet`'s), every column read, no row filtered out.
+    pub fn from_arrow(b: &RecordBatch) -> Result<EventBatch, TraceError> {
+        EventBatch::from_record_batch(b, &ReadOptions::default(), true)
+            .map(|(batch, _)| batch)
+            .map_err(|e| TraceError::Invalid(format!("record batch: {e}")))
+    }
+
     /// Builds a batch from a record batch of either trace shape, applying the source and time
     /// filters and the column projection of `opts`. Also returns the batch's last `ts_ns`.
     /// `sources_done`: the rows already passed the source filter (no per-row re-check).
@@ -1206,6 +1214,74 @@ impl EventBatch {
     pub fn iter(&self) -> impl Iterator<Item = EventRef<'_>> + '_ {
         (0..self.len()).map(move |i| self.get(i))
     }
+
+    /// The batch as columns, for an evaluator that reads `ts_ns`, `seq` and `source` without
+    /// building each event: `Some` when the batch holds its decoded columns whole (no row
+    /// filtered out, no null time or sequence number). Row `i` of the columns is
+    /// [`EventBatch::get`]`(i)`.
+    pub fn columns(&self) -> Option<EventColumns<'_>> {
+        match &self.rows {
+            Rows::Arrow { cols, sel: None }
+                if cols.ts.null_count() == 0 && cols.seq.null_count() == 0 =>
+            {
+                Some(EventColumns {
+                    ts: cols.ts.values(),
+                    seq: cols.seq.values(),
+                    source: &cols.source,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// How many events of the batch have `source == s` (a dictionary column is counted by its
+    /// key for `s`, without reading each row's text).
+    pub fn count_source(&self, s: &str) -> usize {
+        match &self.rows {
+            Rows::Arrow { cols, sel: None } if matches!(cols.source, StrCol::Dict(..)) => {
+                let StrCol::Dict(keys, values) = &cols.source else {
+                    return 0;
+                };
+                let wanted: Vec<i32> = (0..values.len())
+                    .filter(|&j| values.is_valid(j) && values.value(j) == s)
+                    .map(|j| j as i32)
+                    .collect();
+                if wanted.is_empty() {
+                    return 0;
+                }
+                (0..keys.len())
+                    .filter(|&i| keys.is_valid(i) && wanted.contains(&keys.value(i)))
+                    .count()
+            }
+            _ => self.iter().filter(|e| e.source == s).count(),
+        }
+    }
+}
+
+/// A batch's columns ([`EventBatch::columns`]): every row's time and sequence number as slices,
+/// its source by row.
+pub struct EventColumns<'a> {
+    pub ts: &'a [i64],
+    pub seq: &'a [u64],
+    source: &'a StrCol,
+}
+
+impl EventColumns<'_> {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.ts.len().min(self.seq.len())
+    }
+
+    /// True when there is no row.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The source of row `i` (as [`EventBatch::get`] gives it: empty when null).
+    #[inline]
+    pub fn source(&self, i: usize) -> &str {
+        self.source.get(i).unwrap_or("")
+    }
 }
 
 /// The rows `0..n` that pass `keep`, or `None` when all do.
@@ -1284,5 +1360,74 @@ impl Iterator for MergeWithPackets {
             out.extend(e);
         }
         (!out.is_empty()).then(|| Ok(EventBatch::from_events(out)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{events_to_log_batch, log_to_table_batch};
+
+    fn events() -> Vec<Event> {
+        (0..50u64)
+            .map(|i| {
+                let src = ["log", "docker", "packet"][(i % 7 % 3) as usize];
+                let mut e = Event::new(1_000 + i as i64 / 3, src, "k");
+                e.seq = i;
+                e
+            })
+            .collect()
+    }
+
+    #[test]
+    fn columns_and_source_counts_are_those_of_the_rows_in_both_shapes() {
+        let evs = events();
+        let log = events_to_log_batch(evs.iter());
+        let table = log_to_table_batch(&log).expect("table shape");
+        for b in [&log, &table] {
+            let batch = EventBatch::from_arrow(b).expect("batch");
+            let cols = batch.columns().expect("whole columns");
+            assert_eq!(cols.len(), evs.len());
+            for (i, ev) in batch.iter().enumerate() {
+                assert_eq!(
+                    (cols.ts[i], cols.seq[i], cols.source(i)),
+                    (ev.ts_ns, ev.seq, ev.source)
+                );
+            }
+            for s in ["log", "docker", "packet", "fault"] {
+                let want = evs.iter().filter(|e| e.source == s).count();
+                assert_eq!(batch.count_source(s), want, "{s}");
+            }
+        }
+        // the table shape's source is a dictionary column: counted by its key
+        assert!(matches!(
+            table
+                .column_by_name("source")
+                .map(|c| c.data_type().clone()),
+            Some(DataType::Dictionary(..))
+        ));
+    }
+
+    #[test]
+    fn a_batch_with_rows_filtered_out_or_owned_rows_has_no_columns() {
+        let evs = events();
+        let log = events_to_log_batch(evs.iter());
+        let opts = ReadOptions {
+            sources: Some(vec!["log".to_string()]),
+            ..Default::default()
+        };
+        let (filtered, _) = EventBatch::from_record_batch(&log, &opts, false).expect("batch");
+        assert!(filtered.columns().is_none());
+        assert_eq!(
+            filtered.count_source("log"),
+            evs.iter().filter(|e| e.source == "log").count()
+        );
+        assert_eq!(filtered.count_source("docker"), 0);
+        let owned = EventBatch::from_events(evs.clone());
+        assert!(owned.columns().is_none());
+        assert_eq!(
+            owned.count_source("packet"),
+            evs.iter().filter(|e| e.source == "packet").count()
+        );
     }
 }

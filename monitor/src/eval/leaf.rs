@@ -1,5 +1,5 @@
 //! One instantiated machine ([`Leaf`]): its instances (one, or one per `per` key, created on
-//! first sight of the key), the timer heap that fires timeouts in trace time, the handlers
+//! first sight of the key), the timers that fire timeouts in trace time, the handlers
 //! offered each event (specialised guards first, the generic evaluator otherwise), state changes
 //! with their bounded path, decisions with their explanations, and the end of the trace.
 
@@ -7,6 +7,7 @@ use super::ctx::Ctx;
 use super::effects::{effects, Decision, Effects, Plain, Sets};
 use super::explain::{inconclusive, path_of, show_key, Outcome, Path, Timer};
 use super::fx::{push_int, FxBuild, IntKeys};
+use super::timers::Timers;
 use super::window::WinState;
 use crate::ir::*;
 use crate::ops::JsonCell;
@@ -14,9 +15,10 @@ use crate::report::*;
 use crate::states::LogScope;
 use crate::value::{fmt_ts, Value, V};
 use serde_json::Value as J;
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use trace::EventRef;
+
+mod columns;
 
 /// When the fault recorded by `ev` was done: `data.ended_ns` of a `fault` event (its `ts_ns` is
 /// the apply's start), else the event's time.
@@ -74,7 +76,7 @@ pub(crate) struct Leaf {
     /// Integer keys seen before and what they came to (their instance, or `None` for another
     /// part's key): an integer key is looked up without writing it out as text.
     int_keys: IntKeys,
-    heap: BinaryHeap<Reverse<(i64, u32, u32)>>,
+    timers: Timers,
     started: Option<i64>,
     keybuf: String,
     failed: Option<u32>,
@@ -87,6 +89,10 @@ pub(crate) struct Leaf {
     /// For each state, for each handler: its [`Plain`] plan when its guard is specialised and
     /// its actions need no evaluation context.
     plains: std::sync::Arc<[Vec<Option<Plain>>]>,
+    /// How the leaf can be fed a batch's columns, if it can ([`Leaf::run_columns`]).
+    columns: Option<columns::ColumnPlan>,
+    /// The instances whose paths hold rows still to copy ([`Leaf::run_columns`]).
+    dirty: Vec<u32>,
 }
 
 impl Leaf {
@@ -101,15 +107,17 @@ impl Leaf {
                     .map(|h| h.pat.fast.as_ref().and_then(|_| Plain::of(m, &h.actions)))
                     .collect()
             })
-            .collect::<Vec<_>>()
-            .into();
+            .collect::<Vec<_>>();
+        let plains: std::sync::Arc<[Vec<Option<Plain>>]> = plains.into();
         Leaf {
+            columns: columns::plan(&r, &plains),
+            dirty: Vec::new(),
             plains,
             r,
             insts: Vec::new(),
             keys: HashMap::default(),
             int_keys: IntKeys::default(),
-            heap: BinaryHeap::new(),
+            timers: Timers::default(),
             started: None,
             keybuf: String::new(),
             failed: None,
@@ -209,7 +217,7 @@ impl Leaf {
                 armed_ns: ts,
                 armed_seq: seq,
             });
-            self.heap.push(Reverse((ts.saturating_add(d), idx, 0)));
+            self.timers.push((ts.saturating_add(d), idx, 0));
         }
         self.insts.push(inst);
         idx
@@ -219,9 +227,9 @@ impl Leaf {
     /// when they outnumber the instances (each has at most one live timer) they are dropped,
     /// so the heap stays bounded by live monitor state, not by how many timers were armed.
     fn compact_timers(&mut self) {
-        if self.heap.len() > 2 * self.insts.len() + 64 {
+        if self.timers.len() > 2 * self.insts.len() + 64 {
             let insts = &self.insts;
-            self.heap.retain(|Reverse((_, idx, gen))| {
+            self.timers.retain(|(_, idx, gen)| {
                 insts
                     .get(*idx as usize)
                     .is_some_and(|i| i.gen == *gen && i.timer.is_some() && i.done.is_none())
@@ -240,13 +248,13 @@ impl Leaf {
 
     /// Fires every timeout due strictly before `ts` (or at/before it when `inclusive`).
     pub fn advance_to(&mut self, ts: i64, inclusive: bool) {
-        while let Some(&Reverse((dl, idx, gen))) = self.heap.peek() {
+        while let Some((dl, idx, gen)) = self.timers.peek() {
             if dl > ts || (!inclusive && dl == ts) {
                 break;
             }
-            self.heap.pop();
+            self.timers.pop();
             if self.decided().is_some() {
-                self.heap.clear();
+                self.timers.clear();
                 return;
             }
             let inst = &self.insts[idx as usize];
@@ -612,21 +620,29 @@ impl Leaf {
             Some(e) if m.states[to as usize].opens_when_fault_done => fault_done_ns(e),
             _ => now,
         };
-        inst.state = to;
         if let (Some(l), Some(id)) = (&self.log, inst.log_id) {
             let name = &m.states[to as usize].name;
             l.log.enter(id, name, now, ev.map(|e| e.seq));
         }
+        self.arm(idx, to, timeout, opens, ev.map(|e| e.seq));
+    }
+
+    /// Instance `idx` is in state `to` from `opens` (entered by event `seq`, if any), its timer
+    /// armed for `timeout` from then.
+    #[inline]
+    fn arm(&mut self, idx: u32, to: u16, timeout: Option<i64>, opens: i64, seq: Option<u64>) {
+        let inst = &mut self.insts[idx as usize];
+        inst.state = to;
         inst.gen = inst.gen.wrapping_add(1);
         inst.entered_ns = opens;
-        inst.entered_seq = ev.map(|e| e.seq);
+        inst.entered_seq = seq;
         inst.timer = timeout.map(|d| Timer {
             deadline: opens.saturating_add(d),
             armed_ns: opens,
-            armed_seq: ev.map(|e| e.seq),
+            armed_seq: seq,
         });
         if let Some(tm) = inst.timer {
-            self.heap.push(Reverse((tm.deadline, idx, inst.gen)));
+            self.timers.push((tm.deadline, idx, inst.gen));
             self.compact_timers();
         }
     }

@@ -5,8 +5,9 @@
 //!
 //! Submodules, each used only by the ones after it: `window` (window state and aggregates),
 //! `ctx` (the generic expression evaluator), `effects` (what a fired handler decides), `fx` (the
-//! per-key hasher), `explain` (the outcomes and paths explanations show), `leaf` (the instances
-//! of one instantiated machine), `shards` (one keyed leaf split by key over threads), `node`
+//! per-key hasher), `explain` (the outcomes and paths explanations show), `timers` (a leaf's
+//! armed timeouts), `leaf` (the instances of one instantiated machine, and its `columns` pass
+//! over a batch's columns), `shards` (one keyed leaf split by key over threads), `node`
 //! (`and`/`or`/`not` compositions).
 
 mod ctx;
@@ -16,6 +17,7 @@ mod fx;
 mod leaf;
 mod node;
 mod shards;
+mod timers;
 mod window;
 
 #[cfg(test)]

@@ -42,6 +42,16 @@ impl NodePart<'_> {
             NodePart::Leaf(l) => l.observe(ev, json),
         }
     }
+
+    /// The leaf of this part when it can be fed columns ([`Leaf::run_columns`]).
+    pub fn columnar_leaf(&mut self) -> Option<&mut Leaf> {
+        let l = match self {
+            NodePart::Node(Node::Leaf(l)) => &mut **l,
+            NodePart::Leaf(l) => &mut **l,
+            NodePart::Node(_) => return None,
+        };
+        l.columnar().then_some(l)
+    }
 }
 
 fn earliest(a: &Outcome, b: &Outcome) -> bool {
