@@ -420,14 +420,12 @@ impl Runner {
     /// (on one thread) or spread over the threads of [`Runner::set_threads`]. Not in recording
     /// mode, nor when a monitor is searched on every thread (as [`Runner::observe_batch`]).
     pub fn observe_events(&mut self, batch: &EventBatch) {
+        let apart = self.threads > 1 && self.searched_apart();
         let cols = match batch.columns() {
-            Some(c) if !c.is_empty() && !self.recording => c,
+            // (`feeds_columns` is false in recording mode)
+            Some(c) if !c.is_empty() && !apart && self.feeds_columns() => c,
             _ => return self.observe_batch(&batch.iter().collect::<Vec<_>>()),
         };
-        let apart = self.threads > 1 && self.searched_apart();
-        if apart || !self.feeds_columns() {
-            return self.observe_batch(&batch.iter().collect::<Vec<_>>());
-        }
         self.start(cols.ts[0]);
         let last_ts = self.last_ts;
         let threads = self.threads;

@@ -1237,11 +1237,8 @@ impl EventBatch {
     /// How many events of the batch have `source == s` (a dictionary column is counted by its
     /// key for `s`, without reading each row's text).
     pub fn count_source(&self, s: &str) -> usize {
-        match &self.rows {
-            Rows::Arrow { cols, sel: None } if matches!(cols.source, StrCol::Dict(..)) => {
-                let StrCol::Dict(keys, values) = &cols.source else {
-                    return 0;
-                };
+        if let Rows::Arrow { cols, sel: None } = &self.rows {
+            if let StrCol::Dict(keys, values) = &cols.source {
                 let wanted: Vec<i32> = (0..values.len())
                     .filter(|&j| values.is_valid(j) && values.value(j) == s)
                     .map(|j| j as i32)
@@ -1249,12 +1246,12 @@ impl EventBatch {
                 if wanted.is_empty() {
                     return 0;
                 }
-                (0..keys.len())
+                return (0..keys.len())
                     .filter(|&i| keys.is_valid(i) && wanted.contains(&keys.value(i)))
-                    .count()
+                    .count();
             }
-            _ => self.iter().filter(|e| e.source == s).count(),
         }
+        self.iter().filter(|e| e.source == s).count()
     }
 }
 

@@ -223,9 +223,9 @@ impl Leaf {
         idx
     }
 
-    /// Timers superseded by a state change stay in the heap until popped (lazy deletion);
-    /// when they outnumber the instances (each has at most one live timer) they are dropped,
-    /// so the heap stays bounded by live monitor state, not by how many timers were armed.
+    /// Timers superseded by a state change stay armed until popped (lazy deletion); when they
+    /// outnumber the instances (each has at most one live timer) they are dropped, so the
+    /// timers stay bounded by live monitor state, not by how many were armed.
     fn compact_timers(&mut self) {
         if self.timers.len() > 2 * self.insts.len() + 64 {
             let insts = &self.insts;
