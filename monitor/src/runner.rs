@@ -302,7 +302,9 @@ impl Runner {
     /// Lets [`Runner::observe_batch`] evaluate independent monitors and experiments on up to
     /// `threads` threads (the default is 1). The report is the same for any number of threads.
     /// Called before the first event (and not in recording mode), it also splits each selected
-    /// keyed (`per`) monitor into `threads` parts by a hash of the key, evaluated in parallel.
+    /// keyed (`per`) monitor into `threads` parts by a hash of the key, evaluated in parallel,
+    /// but for one fed columns (see [`Runner::feeds_columns`]), whose work per row is mostly
+    /// finding the key that every part would repeat.
     pub fn set_threads(&mut self, threads: usize) {
         self.threads = threads.max(1);
         if self.threads > 1 && !self.recording && self.start.is_none() {

@@ -208,6 +208,73 @@ fn timeouts_fire_in_trace_time_not_at_event_time() {
     );
 }
 
+/// A timeout re-armed after an earlier one fires at its own deadline, not the earlier one, and
+/// a shorter one armed after a longer fires first; the same event by event and fed columns.
+#[test]
+fn re_armed_timeouts_fire_at_the_last_deadline_armed() {
+    let spec = spec(
+        r#"
+monitor later per seq % 1 {
+  state a { on log => goto b timeout 2s }
+  state b { on log => goto a  on timeout => fail "slow" }
+}
+monitor shorter {
+  state a { on docker => goto b timeout 5s  on log => goto c timeout 1s }
+  state b { on log => goto a  on timeout => fail "long" }
+  state c { on timeout => fail "short" }
+}
+"#,
+    );
+    let evs = [
+        ev(1, 0.0, "docker", "x"),
+        log(2, 0.5, "a", "x"),
+        log(3, 1.0, "a", "x"),
+        log(4, 1.5, "a", "x"),
+        log(5, 9.0, "a", "x"),
+    ];
+    let by_event = run(&spec, monitors(&[]), &evs, None);
+    let mut r = monitor::Runner::new(&spec, &monitors(&[])).expect("runner");
+    assert!(r.feeds_columns());
+    let b = trace::schema::events_to_log_batch(evs.iter());
+    r.observe_events(&trace::EventBatch::from_arrow(&b).expect("batch"));
+    let by_columns = r.finish(T0 + 9 * S);
+    for report in [&by_event, &by_columns] {
+        let got: Vec<_> = report
+            .monitors
+            .iter()
+            .map(|m| {
+                let e = m.explanation.as_ref().expect("explanation");
+                let t = e.timeout.as_ref().expect("a timeout decided");
+                (
+                    m.name.as_str(),
+                    m.verdict,
+                    e.reason.as_str(),
+                    e.decided_ns,
+                    t.armed_ns,
+                    t.armed_by_seq,
+                )
+            })
+            .collect();
+        // `later` (logs only): b entered at 0.5 (seq 2), left at 1.0, entered again at 1.5
+        // (seq 4): the timeout armed first (due at 2.5) is gone, the one of 1.5 fires at 3.5
+        // `shorter`: b's 5 s timeout (from 0.0) is gone at 0.5, c's 1 s one (from 1.0) fires
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "later",
+                    Fail,
+                    "slow",
+                    Some(T0 + 7 * S / 2),
+                    T0 + 3 * S / 2,
+                    Some(4)
+                ),
+                ("shorter", Fail, "short", Some(T0 + 2 * S), T0 + S, Some(3)),
+            ]
+        );
+    }
+}
+
 #[test]
 fn experiment_do_steps_are_exposed_as_data() {
     let spec = spec(

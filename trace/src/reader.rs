@@ -974,10 +974,22 @@ impl OrderCheck {
                 )));
             }
         }
-        for i in 0..b.num_rows() {
-            let k = (ts.value(i), seq.value(i));
-            if let Some(last) = self.last {
-                if k <= last {
+        let (tv, sv) = (ts.values(), seq.values());
+        // every row after the one before it: one pass without a branch per row (the rows are
+        // looked at one by one only to name the first that is not)
+        let in_order = |a: (i64, u64), b: (i64, u64)| (b.0 > a.0) | ((b.0 == a.0) & (b.1 > a.1));
+        let first_ok = match (self.last, tv.first().zip(sv.first())) {
+            (Some(last), Some((&t, &s))) => in_order(last, (t, s)),
+            _ => true,
+        };
+        let rest_ok = tv
+            .windows(2)
+            .zip(sv.windows(2))
+            .fold(true, |ok, (t, s)| ok & in_order((t[0], s[0]), (t[1], s[1])));
+        if !(first_ok && rest_ok) {
+            let mut last = self.last;
+            for (i, k) in tv.iter().copied().zip(sv.iter().copied()).enumerate() {
+                if let Some(last) = last.filter(|&l| !in_order(l, k)) {
                     let what = if k == last {
                         "repeats the (ts_ns, seq) of the row before"
                     } else {
@@ -992,8 +1004,11 @@ impl OrderCheck {
                         last.1
                     )));
                 }
+                last = Some(k);
             }
-            self.last = Some(k);
+        }
+        if let Some(k) = tv.last().zip(sv.last()) {
+            self.last = Some((*k.0, *k.1));
         }
         self.row += b.num_rows() as u64;
         Ok(())
@@ -1374,6 +1389,70 @@ mod tests {
                 e
             })
             .collect()
+    }
+
+    /// The order check over batches names the first row (counted across batches) that does
+    /// not come after the one before it, as a row-by-row comparison does, in every batching.
+    #[test]
+    fn the_order_check_names_the_first_row_out_of_order_across_batches() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for case in 0..400 {
+            let n = 1 + (next() % 40) as usize;
+            let mut rows: Vec<(i64, u64)> = (0..n).map(|i| (i as i64 / 2, i as u64)).collect();
+            // a repeat, a row out of order, or none
+            match case % 3 {
+                0 if n > 1 => {
+                    let i = 1 + (next() as usize) % (n - 1);
+                    rows[i] = rows[i - 1];
+                }
+                1 if n > 1 => {
+                    let i = 1 + (next() as usize) % (n - 1);
+                    rows[i].0 -= 1;
+                }
+                _ => {}
+            }
+            let want = (1..n).find(|&i| rows[i] <= rows[i - 1]);
+            // split into batches at random
+            let mut check = OrderCheck::new(Path::new("t"), &[]);
+            let mut at = 0;
+            let mut got = None;
+            while at < n && got.is_none() {
+                let len = (1 + (next() % 8) as usize).min(n - at);
+                let part = &rows[at..at + len];
+                let b = RecordBatch::try_from_iter([
+                    (
+                        "ts_ns",
+                        Arc::new(Int64Array::from_iter_values(part.iter().map(|r| r.0)))
+                            as ArrayRef,
+                    ),
+                    (
+                        "seq",
+                        Arc::new(UInt64Array::from_iter_values(part.iter().map(|r| r.1))),
+                    ),
+                ])
+                .expect("batch");
+                if let Err(e) = check.check(&b) {
+                    got = Some(e.to_string());
+                }
+                at += len;
+            }
+            match (want, got) {
+                (None, None) => {}
+                (Some(i), Some(e)) => {
+                    let (k, last) = (rows[i], rows[i - 1]);
+                    let what = if k == last { "repeats" } else { "is out of" };
+                    let head = format!("row {} (ts_ns {}, seq {}) {what}", i + 1, k.0, k.1);
+                    assert!(e.contains(&head), "case {case}: {e} lacks {head}");
+                }
+                (w, g) => panic!("case {case}: want {w:?}, got {g:?} for {rows:?}"),
+            }
+        }
     }
 
     #[test]

@@ -254,6 +254,12 @@ impl Plain {
         }
     }
 
+    /// Whether the handler `set`s anything ([`Plain::apply_in_place`]).
+    #[inline]
+    pub(super) fn has_sets(&self) -> bool {
+        !self.sets.is_empty()
+    }
+
     /// Applies the `set`s in place, in order (each sees the ones before it): what the handler
     /// changes before it stays or goes on ([`Plain::goto`]).
     pub(super) fn apply_in_place(&self, vars: &mut [Value]) {

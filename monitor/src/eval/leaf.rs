@@ -39,7 +39,12 @@ struct Inst {
     caps: Vec<Value>,
     wins: Vec<WinState>,
     timer: Option<Timer>,
+    /// The tag of the instance's last entry in the leaf's timers.
     gen: u32,
+    /// Its one live entry in the leaf's timers, `(deadline, tag)`: no later than its timer's
+    /// deadline; an entry popped before the timer is due is pushed again at the deadline, so
+    /// re-arming a later timeout pushes nothing while an earlier entry is pending.
+    queued: Option<(i64, u32)>,
     /// Its outcome once decided (boxed: the instance stays small for the per-event path).
     done: Option<Box<Outcome>>,
     path: Path,
@@ -190,6 +195,7 @@ impl Leaf {
             wins,
             timer: None,
             gen: 0,
+            queued: None,
             done: None,
             path: Path::default(),
             entered_ns: ts,
@@ -211,28 +217,43 @@ impl Leaf {
                 seq,
             ));
         }
-        if let Some(d) = timeout {
-            inst.timer = Some(Timer {
-                deadline: ts.saturating_add(d),
-                armed_ns: ts,
-                armed_seq: seq,
-            });
-            self.timers.push((ts.saturating_add(d), idx, 0));
-        }
+        inst.timer = timeout.map(|d| Timer {
+            deadline: ts.saturating_add(d),
+            armed_ns: ts,
+            armed_seq: seq,
+        });
         self.insts.push(inst);
+        self.schedule(idx);
         idx
     }
 
-    /// Timers superseded by a state change stay armed until popped (lazy deletion); when they
-    /// outnumber the instances (each has at most one live timer) they are dropped, so the
+    /// Makes sure instance `idx`'s timer, if it has one, is due in the timers: an entry no
+    /// later than its deadline is pending (popped early, it is pushed again at the deadline).
+    #[inline]
+    fn schedule(&mut self, idx: u32) {
+        let inst = &mut self.insts[idx as usize];
+        let Some(tm) = inst.timer else {
+            return;
+        };
+        if inst.queued.is_some_and(|(q, _)| q <= tm.deadline) {
+            return;
+        }
+        inst.gen = inst.gen.wrapping_add(1);
+        inst.queued = Some((tm.deadline, inst.gen));
+        self.timers.push((tm.deadline, idx, inst.gen));
+        self.compact_timers();
+    }
+
+    /// Entries superseded by an earlier deadline stay until popped (lazy deletion); when they
+    /// outnumber the instances (each has at most one live entry) they are dropped, so the
     /// timers stay bounded by live monitor state, not by how many were armed.
     fn compact_timers(&mut self) {
         if self.timers.len() > 2 * self.insts.len() + 64 {
             let insts = &self.insts;
-            self.timers.retain(|(_, idx, gen)| {
+            self.timers.retain(|&(dl, idx, tag)| {
                 insts
-                    .get(*idx as usize)
-                    .is_some_and(|i| i.gen == *gen && i.timer.is_some() && i.done.is_none())
+                    .get(idx as usize)
+                    .is_some_and(|i| i.queued == Some((dl, tag)) && i.done.is_none())
             });
         }
     }
@@ -248,20 +269,31 @@ impl Leaf {
 
     /// Fires every timeout due strictly before `ts` (or at/before it when `inclusive`).
     pub fn advance_to(&mut self, ts: i64, inclusive: bool) {
-        while let Some((dl, idx, gen)) = self.timers.peek() {
+        while let Some((dl, idx, tag)) = self.timers.peek() {
             if dl > ts || (!inclusive && dl == ts) {
                 break;
             }
             self.timers.pop();
             if self.decided().is_some() {
                 self.timers.clear();
+                for i in &mut self.insts {
+                    i.queued = None;
+                }
                 return;
             }
-            let inst = &self.insts[idx as usize];
-            if inst.gen != gen || inst.done.is_some() || inst.timer.is_none() {
+            let inst = &mut self.insts[idx as usize];
+            if inst.queued != Some((dl, tag)) {
                 continue;
             }
-            self.fire_timeout(idx, dl);
+            inst.queued = None;
+            let (timer, done) = (inst.timer, inst.done.is_some());
+            match timer {
+                _ if done => {}
+                // entered again since: due later
+                Some(tm) if tm.deadline > dl => self.schedule(idx),
+                Some(_) => self.fire_timeout(idx, dl),
+                None => {}
+            }
         }
     }
 
@@ -578,7 +610,6 @@ impl Leaf {
                 );
                 let inst = &mut self.insts[idx as usize];
                 inst.timer = None;
-                inst.gen = inst.gen.wrapping_add(1);
                 if let (Some(l), Some(id)) = (&self.log, inst.log_id) {
                     l.log.decide(id, verdict, now, ev.map(|e| e.seq));
                 }
@@ -633,7 +664,6 @@ impl Leaf {
     fn arm(&mut self, idx: u32, to: u16, timeout: Option<i64>, opens: i64, seq: Option<u64>) {
         let inst = &mut self.insts[idx as usize];
         inst.state = to;
-        inst.gen = inst.gen.wrapping_add(1);
         inst.entered_ns = opens;
         inst.entered_seq = seq;
         inst.timer = timeout.map(|d| Timer {
@@ -641,9 +671,8 @@ impl Leaf {
             armed_ns: opens,
             armed_seq: seq,
         });
-        if let Some(tm) = inst.timer {
-            self.timers.push((tm.deadline, idx, inst.gen));
-            self.compact_timers();
+        if inst.timer.is_some() {
+            self.schedule(idx);
         }
     }
 

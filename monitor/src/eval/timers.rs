@@ -1,4 +1,4 @@
-//! The armed timeouts of one leaf ([`Timers`]), popped in `(deadline, instance, generation)`
+//! The armed timeouts of one leaf ([`Timers`]), popped in `(deadline, instance, tag)`
 //! order. Timers armed in order (every timeout of a machine one duration, its states opening
 //! as events come) go to a queue: arming one is an append, not a heap insertion. Any other goes
 //! to a heap beside it; the earlier of the two fronts is next.
@@ -6,7 +6,8 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
-/// A timer: its deadline, its instance and the instance's generation when it was armed.
+/// A timer: its deadline, its instance and the tag the instance gave this entry (an instance
+/// keeps one live entry: see `Leaf::schedule`).
 pub(super) type Armed = (i64, u32, u32);
 
 #[derive(Debug, Default)]

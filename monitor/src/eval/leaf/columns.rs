@@ -9,20 +9,45 @@
 
 use super::{source_kind_match, Leaf};
 use crate::eval::effects::Plain;
-use crate::fast::{FastKey, Operand};
+use crate::fast::{Fast, FastKey, Operand, Tri};
 use crate::ir::MonRef;
 use crate::needs::Needs;
 use crate::ops::JsonCell;
 use trace::{EventBatch, EventColumns, EventRef};
 
 /// How a leaf that can be fed columns reads a row.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) struct ColumnPlan {
     /// The machine reads the event's source.
     source: bool,
     /// Its `per` key, when it is an integer read from a row without the generic key path.
     key: Option<RowKey>,
+    /// The machine looks at every event (no `at`, no sources): no check per row.
+    sees_all: bool,
+    /// Per state: its first handler when that one matches every event (`on event`, no guard),
+    /// so no handler is tried; [`NO_HANDLER`] for a state whose handlers are tried in turn.
+    first: Box<[u16]>,
 }
+
+impl ColumnPlan {
+    /// Row `i` (at `ts`, numbered `seq`) as the generic paths read it: built only for them.
+    #[inline]
+    fn event<'c>(&self, cols: &'c EventColumns<'_>, i: usize, ts: i64, seq: u64) -> EventRef<'c> {
+        EventRef {
+            ts_ns: ts,
+            seq,
+            source: if self.source { cols.source(i) } else { "" },
+            service: None,
+            container: None,
+            kind: "",
+            message: None,
+            data: None,
+        }
+    }
+}
+
+/// A state of [`ColumnPlan::first`] without a handler that matches every event.
+const NO_HANDLER: u16 = u16::MAX;
 
 /// A `per` key of `seq` or `ts_ns`, or one of them `% n`.
 #[derive(Debug, Clone, Copy)]
@@ -105,9 +130,26 @@ pub(super) fn plan(r: &MonRef, plains: &[Vec<Option<Plain>>]) -> Option<ColumnPl
         && m.windows.is_empty()
         && m.states.iter().all(|s| !s.opens_when_fault_done)
         && plains.iter().all(|st| st.iter().all(Option::is_some));
+    // a handler with no source, no kind and a guard folded to true matches every event
+    let first = m
+        .states
+        .iter()
+        .map(|st| match st.handlers.first() {
+            Some(h)
+                if h.pat.source.is_none()
+                    && h.pat.kind.is_none()
+                    && matches!(h.pat.fast, Some(Fast::Const(Tri::T))) =>
+            {
+                0
+            }
+            _ => NO_HANDLER,
+        })
+        .collect();
     can.then(|| ColumnPlan {
         source: n.source,
         key: m.per_fast.as_ref().and_then(RowKey::of),
+        sees_all: r.at.is_none() && m.sources.is_none(),
+        first,
     })
 }
 
@@ -121,13 +163,23 @@ impl Leaf {
     /// Feeds the rows of `batch` (whose columns are `cols`) as a run of [`Leaf::observe`] calls,
     /// each after the timeouts due before its time (`last_ts`: the time reached before the
     /// run). Only for a leaf that is [`Leaf::columnar`].
-    pub fn run_columns(&mut self, batch: &EventBatch, cols: &EventColumns<'_>, mut last_ts: i64) {
-        let Some(plan) = self.columns.filter(|_| self.log.is_none()) else {
+    pub fn run_columns(&mut self, batch: &EventBatch, cols: &EventColumns<'_>, last_ts: i64) {
+        let Some(plan) = self.columns.take() else {
             return;
         };
-        if self.decided().is_some() {
-            return;
+        if self.log.is_none() && self.decided().is_none() {
+            self.run_plan(&plan, batch, cols, last_ts);
         }
+        self.columns = Some(plan);
+    }
+
+    fn run_plan(
+        &mut self,
+        plan: &ColumnPlan,
+        batch: &EventBatch,
+        cols: &EventColumns<'_>,
+        mut last_ts: i64,
+    ) {
         let keyed = self.r.machine.per.is_some();
         // the machine reads no `data`: one empty cell serves every row
         let json = JsonCell::new();
@@ -143,17 +195,7 @@ impl Leaf {
                     }
                 }
             }
-            let ev = EventRef {
-                ts_ns: ts,
-                seq,
-                source: if plan.source { cols.source(i) } else { "" },
-                service: None,
-                container: None,
-                kind: "",
-                message: None,
-                data: None,
-            };
-            if !self.sees(&ev) {
+            if !plan.sees_all && !self.sees(&plan.event(cols, i, ts, seq)) {
                 continue;
             }
             let idx = if keyed {
@@ -162,22 +204,36 @@ impl Leaf {
                     .key
                     .and_then(|k| k.get(ts, seq))
                     .and_then(|k| self.int_keys.get(k));
-                match seen.or_else(|| Some(self.key_inst(&ev, &json))) {
+                match seen.or_else(|| Some(self.key_inst(&plan.event(cols, i, ts, seq), &json))) {
                     Some(Some(i)) => i,
                     _ => continue,
                 }
             } else {
                 0
             };
-            // every handler is plain: the first that matches stays or moves, never decides
-            let Some((state, hi)) = self.plain_handler(idx, &ev, &json) else {
+            let Some(inst) = self.insts.get(idx as usize) else {
                 continue;
+            };
+            // decided, or the state has not opened yet
+            if inst.done.is_some() || ts < inst.entered_ns {
+                continue;
+            }
+            let state = inst.state;
+            // every handler is plain: the first that matches stays or moves, never decides
+            let hi = match plan.first.get(state as usize) {
+                Some(&h) if h != NO_HANDLER => h,
+                _ => match self.plain_handler(idx, &plan.event(cols, i, ts, seq), &json) {
+                    Some((_, h)) => h,
+                    None => continue,
+                },
             };
             let Some(p) = self.plains[state as usize][hi as usize].as_ref() else {
                 continue;
             };
             let goto = p.goto();
-            p.apply_in_place(&mut self.insts[idx as usize].vars);
+            if p.has_sets() {
+                p.apply_in_place(&mut self.insts[idx as usize].vars);
+            }
             if let Some((to, timeout)) = goto {
                 let inst = &mut self.insts[idx as usize];
                 if inst.path.push_row((inst.state, to), ts, hi, i as u32) {
