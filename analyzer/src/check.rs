@@ -9,7 +9,7 @@ use monitor::{Runner, Selection};
 use std::io::Write;
 use std::path::PathBuf;
 
-use crate::judge::{judge_fleet_reading, load_spec};
+use crate::judge::{judge_fleet_reading, load_spec, Reading};
 pub use crate::report::CheckFormat;
 
 /// Arguments of `analyzer check`.
@@ -134,9 +134,12 @@ pub fn run(args: &CheckArgs) -> Result<i32, crate::Error> {
         &sel,
         &list,
         jobs,
-        args.context,
-        args.read_all_columns,
-        args.include_teardown,
+        Reading {
+            context: args.context,
+            read_all_columns: args.read_all_columns,
+            include_teardown: args.include_teardown,
+            read_ahead: 0,
+        },
     );
     let elapsed = started.elapsed();
     // every unreadable trace is named on stderr too, one line each

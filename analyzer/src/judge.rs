@@ -156,7 +156,28 @@ pub fn judge(
     dir: &Path,
     context: usize,
 ) -> Result<Judged, crate::Error> {
-    judge_reading(spec, sel, dir, context, false, false, 0)
+    judge_reading(
+        spec,
+        sel,
+        dir,
+        &Reading {
+            context,
+            ..Reading::default()
+        },
+    )
+}
+
+/// How a trace is read for judging ([`judge_reading`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Reading {
+    /// Events shown around each deciding event (`--context`).
+    pub context: usize,
+    /// Every column and row group, not only those the selection needs.
+    pub read_all_columns: bool,
+    /// Judge past where the recorder began its teardown.
+    pub include_teardown: bool,
+    /// Threads decoding row groups ahead of the evaluator (below 2: none).
+    pub read_ahead: usize,
 }
 
 /// When the recorder started tearing the project down (its `teardown` event with
@@ -188,7 +209,7 @@ pub(crate) fn teardown_start(t: &Trace) -> Result<Option<i64>, crate::Error> {
     Ok(None)
 }
 
-/// Replays one trace through the runner. Unless `read_all_columns`, a finalized trace is read
+/// Replays one trace through the runner. Unless `read_all_columns` ([`Reading`]), a finalized trace is read
 /// with the columns and sources the selection needs ([`Runner::needs`]), and without the row
 /// groups whose statistics rule out every event the selection may react to
 /// ([`Runner::relevance`], [`skipped_groups`]): the events not read only move trace time, which
@@ -201,22 +222,9 @@ pub fn judge_reading(
     spec: &Spec,
     sel: &Selection,
     dir: &Path,
-    context: usize,
-    read_all_columns: bool,
-    include_teardown: bool,
-    read_ahead: usize,
+    reading: &Reading,
 ) -> Result<Judged, crate::Error> {
-    judge_inner(
-        spec,
-        sel,
-        dir,
-        context,
-        read_all_columns,
-        include_teardown,
-        false,
-        read_ahead,
-    )
-    .map(|(j, _)| j)
+    judge_inner(spec, sel, dir, reading, false).map(|(j, _)| j)
 }
 
 /// [`judge_reading`] (columns projected, teardown cut off) in the runner's recording mode: also
@@ -227,7 +235,11 @@ pub fn judge_recording(
     dir: &Path,
     context: usize,
 ) -> Result<(Judged, Vec<InstanceHistory>), crate::Error> {
-    judge_inner(spec, sel, dir, context, false, false, true, 0)
+    let reading = Reading {
+        context,
+        ..Reading::default()
+    };
+    judge_inner(spec, sel, dir, &reading, true)
         .map(|(j, log)| (j, log.map(|l| l.histories()).unwrap_or_default()))
 }
 
@@ -260,17 +272,20 @@ pub(crate) fn open_judging(
     Ok((t, cutoff, runner))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// [`judge_reading`], in the runner's recording mode when `record`.
 fn judge_inner(
     spec: &Spec,
     sel: &Selection,
     dir: &Path,
-    context: usize,
-    read_all_columns: bool,
-    include_teardown: bool,
+    reading: &Reading,
     record: bool,
-    read_ahead: usize,
 ) -> Result<(Judged, Option<StateLog>), crate::Error> {
+    let Reading {
+        context,
+        read_all_columns,
+        include_teardown,
+        read_ahead,
+    } = *reading;
     let (t, cutoff, mut runner) = open_judging(spec, sel, dir, include_teardown)?;
     let log = record.then(|| runner.record_states());
     // an unfinalized trace is sorted on the fly from its log: projection would save little
@@ -483,32 +498,33 @@ pub fn judge_fleet(
 ) -> Result<Vec<crate::fleet::Outcome>, crate::Error> {
     Runner::new(spec, sel).map_err(|e| crate::Error::Usage(e.to_string()))?;
     Ok(judge_fleet_reading(
-        spec, sel, list, jobs, context, false, false,
+        spec,
+        sel,
+        list,
+        jobs,
+        Reading {
+            context,
+            ..Reading::default()
+        },
     ))
 }
 
+/// [`judge_fleet`] read as `reading` says (its `read_ahead` is set from the jobs the fleet
+/// leaves idle).
 pub(crate) fn judge_fleet_reading(
     spec: &Spec,
     sel: &Selection,
     list: &[PathBuf],
     jobs: usize,
-    context: usize,
-    read_all_columns: bool,
-    include_teardown: bool,
+    reading: Reading,
 ) -> Vec<crate::fleet::Outcome> {
     // cores the fleet leaves idle decode each trace's row groups ahead of its evaluator (one
     // trace on every core; a fleet of at least as many traces as jobs reads each sequentially)
-    let read_ahead = jobs / list.len().max(1);
+    let reading = Reading {
+        read_ahead: jobs / list.len().max(1),
+        ..reading
+    };
     crate::fleet::par_map(list, jobs, true, |t| {
-        let r = judge_reading(
-            spec,
-            sel,
-            t,
-            context,
-            read_all_columns,
-            include_teardown,
-            read_ahead,
-        );
-        (t.clone(), r)
+        (t.clone(), judge_reading(spec, sel, t, &reading))
     })
 }

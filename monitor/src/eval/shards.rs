@@ -4,7 +4,8 @@
 //! of different keys share nothing, so the only order that matters is the leaf's: the monitor
 //! fails with its earliest failing instance (by deciding time, event before timeout, then the
 //! order the instances were created in), and at the end the instances are combined in creation
-//! order. Built by the runner for top-level keyed monitors when it may use several threads.
+//! order. Built by the runner for top-level keyed monitors when it may use several threads,
+//! but for one fed columns (`Node::split_by_key`).
 
 use super::explain::{inconclusive, Outcome};
 use super::leaf::{combine, Leaf};
