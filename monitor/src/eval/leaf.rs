@@ -217,13 +217,9 @@ impl Leaf {
                 seq,
             ));
         }
-        inst.timer = timeout.map(|d| Timer {
-            deadline: ts.saturating_add(d),
-            armed_ns: ts,
-            armed_seq: seq,
-        });
         self.insts.push(inst);
-        self.schedule(idx);
+        // in the first state from its first event, that state's timeout armed
+        self.arm(idx, 0, timeout, ts, seq);
         idx
     }
 
@@ -671,6 +667,7 @@ impl Leaf {
             armed_ns: opens,
             armed_seq: seq,
         });
+        // (checked here too: the call is not made for a state without a timeout)
         if inst.timer.is_some() {
             self.schedule(idx);
         }
