@@ -154,40 +154,75 @@ pub fn log_to_table_batch(batch: &RecordBatch) -> Result<RecordBatch, arrow_sche
 /// A string column as a dictionary column, what `arrow::compute::cast` to
 /// `Dictionary(Int32, Utf8)` gives (values in order of first appearance, nulls as null keys),
 /// for the few distinct values of a trace's low-cardinality columns: a value equal to the
-/// previous row's takes its key without hashing, others are looked up among the values seen
-/// (neighbouring rows often share a source, kind or service).
+/// previous row's takes its key without a lookup (neighbouring rows often share a source, kind
+/// or service), others are looked for among the values seen, the first [`SCANNED`] of them one
+/// by one (cheaper than hashing for a handful), any later ones by hash.
 fn to_dictionary(
     s: &arrow_array::StringArray,
 ) -> Result<arrow_array::DictionaryArray<arrow_array::types::Int32Type>, arrow_schema::ArrowError> {
     let mut values = StringBuilder::new();
-    let mut seen: std::collections::HashMap<&str, i32> = std::collections::HashMap::new();
+    let mut first: Vec<&[u8]> = Vec::new();
+    let mut more: std::collections::HashMap<&[u8], i32> = std::collections::HashMap::new();
     let mut keys = arrow_array::builder::Int32Builder::with_capacity(s.len());
-    let mut last: Option<(&str, i32)> = None;
+    let mut last: Option<(&[u8], i32)> = None;
     for v in s.iter() {
         let Some(v) = v else {
             keys.append_null();
             continue;
         };
+        let b = v.as_bytes();
         let k = match last {
-            Some((l, k)) if l == v => k,
+            Some((l, k)) if same_bytes(l, b) => k,
             _ => {
-                let k = match seen.get(v) {
-                    Some(k) => *k,
+                let seen = match first.iter().position(|f| same_bytes(f, b)) {
+                    Some(i) => Some(i as i32),
+                    None => more.get(b).copied(),
+                };
+                let k = match seen {
+                    Some(k) => k,
                     None => {
-                        let k = i32::try_from(seen.len())
+                        let k = i32::try_from(first.len() + more.len())
                             .map_err(|_| arrow_schema::ArrowError::DictionaryKeyOverflowError)?;
                         values.append_value(v);
-                        seen.insert(v, k);
+                        if first.len() < SCANNED {
+                            first.push(b);
+                        } else {
+                            more.insert(b, k);
+                        }
                         k
                     }
                 };
-                last = Some((v, k));
+                last = Some((b, k));
                 k
             }
         };
         keys.append_value(k);
     }
     arrow_array::DictionaryArray::try_new(keys.finish(), Arc::new(values.finish()))
+}
+
+/// How many distinct values [`to_dictionary`] looks through one by one before it hashes.
+const SCANNED: usize = 16;
+
+/// `a == b` for the short strings of the low-cardinality columns: up to 16 bytes by two
+/// overlapping loads of each, without a call to `memcmp` per row.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    match a.len() {
+        8..=16 => {
+            a.first_chunk::<8>() == b.first_chunk::<8>()
+                && a.last_chunk::<8>() == b.last_chunk::<8>()
+        }
+        4..=7 => {
+            a.first_chunk::<4>() == b.first_chunk::<4>()
+                && a.last_chunk::<4>() == b.last_chunk::<4>()
+        }
+        0..=3 => a.iter().zip(b).all(|(x, y)| x == y),
+        _ => a == b,
+    }
 }
 
 /// The number of rows of `batch`, for generic code.
@@ -203,16 +238,21 @@ mod tests {
     fn string_columns_become_the_dictionaries_arrows_cast_makes() {
         use arrow_array::StringArray;
         let mut x = 11u64;
-        for n in [0usize, 1, 7, 300, 5000] {
+        for n in [0usize, 1, 7, 300, 5000, 20000] {
             let vals: Vec<Option<String>> = (0..n)
                 .map(|_| {
                     x ^= x << 13;
                     x ^= x >> 7;
                     x ^= x << 17;
-                    // runs of one value, a few distinct ones, nulls, an empty string
-                    match x % 9 {
+                    // runs of one value, a few distinct ones, nulls, an empty string, values
+                    // of every length up to 40 that differ in their first or last bytes, and
+                    // more distinct values than are looked through one by one
+                    match x % 13 {
                         0 => None,
                         1 => Some(String::new()),
+                        2 => Some(format!("{}{}", "x".repeat((x >> 8) as usize % 40), x % 3)),
+                        3 => Some(format!("{}{}", x % 3, "y".repeat((x >> 8) as usize % 40))),
+                        4 => Some(format!("w{}", (x >> 8) % 60)),
                         k => Some(format!("v{}", k % 4)),
                     }
                 })

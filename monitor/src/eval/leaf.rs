@@ -32,30 +32,78 @@ fn fault_done_ns(ev: &EventRef<'_>) -> i64 {
         .map_or(ev.ts_ns, |e| e.max(ev.ts_ns))
 }
 
+/// An instance of the machine. `repr(C)`, the fields a row of [`Leaf::run_columns`] reads and
+/// writes first: they share the instance's first cache lines (declared in the order Rust would
+/// pick, they spread over all of its lines).
 #[derive(Debug)]
+#[repr(C)]
 struct Inst {
     state: u16,
-    vars: Vec<Value>,
-    caps: Vec<Value>,
-    wins: Vec<WinState>,
-    timer: Option<Timer>,
     /// The tag of the instance's last entry in the leaf's timers.
     gen: u32,
+    entered_ns: i64,
+    /// Its outcome once decided (boxed: the instance stays small for the per-event path).
+    done: Option<Box<Outcome>>,
+    timer: Option<Timer>,
     /// Its one live entry in the leaf's timers, `(deadline, tag)`: no later than its timer's
     /// deadline; an entry popped before the timer is due is pushed again at the deadline, so
     /// re-arming a later timeout pushes nothing while an earlier entry is pending.
     queued: Option<(i64, u32)>,
-    /// Its outcome once decided (boxed: the instance stays small for the per-event path).
-    done: Option<Box<Outcome>>,
-    path: Path,
-    entered_ns: i64,
     entered_seq: Option<u64>,
+    path: Path,
+    vars: Vec<Value>,
+    caps: Vec<Value>,
+    wins: Vec<WinState>,
     key: Value,
     /// When it was created: `(ts_ns, seq)` of the event that first had its key (`u64::MAX` for
     /// no event): the order instances are created in, across the parts of [`super::Shards`].
     born: (i64, u64),
     /// Its id in the state log (recording mode, see [`crate::StateLog`]).
     log_id: Option<usize>,
+}
+
+impl Inst {
+    /// In state `to` from `opens` (entered by event `seq`, if any), the timer armed for
+    /// `timeout` from then. Returns the deadline of the entry the leaf's timers must be given
+    /// ([`Leaf::push_timer`]), if they need one.
+    #[inline]
+    fn enter_state(
+        &mut self,
+        to: u16,
+        timeout: Option<i64>,
+        opens: i64,
+        seq: Option<u64>,
+    ) -> Option<i64> {
+        self.state = to;
+        self.entered_ns = opens;
+        self.entered_seq = seq;
+        // without a branch on whether the state has a timeout: instances of a keyed machine
+        // take turns, so that would be mispredicted about as often as not
+        let timed = timeout.is_some();
+        let deadline = opens.saturating_add(timeout.unwrap_or(0));
+        self.timer = if timed {
+            Some(Timer {
+                deadline,
+                armed_ns: opens,
+                armed_seq: seq,
+            })
+        } else {
+            None
+        };
+        let covered = self.queued.is_some_and(|(q, _)| q <= deadline);
+        (timed & !covered).then_some(deadline)
+    }
+
+    /// The deadline of its timer when no entry of the leaf's timers is due by then: re-arming
+    /// a later timeout pushes nothing while an earlier entry is pending.
+    #[inline]
+    fn unscheduled(&self) -> Option<i64> {
+        let tm = self.timer?;
+        match self.queued {
+            Some((q, _)) if q <= tm.deadline => None,
+            _ => Some(tm.deadline),
+        }
+    }
 }
 
 /// What the first matching handler of an event does ([`Leaf::fire`]): nothing matched, the
@@ -98,6 +146,8 @@ pub(crate) struct Leaf {
     columns: Option<columns::ColumnPlan>,
     /// The instances whose paths hold rows still to copy ([`Leaf::run_columns`]).
     dirty: Vec<u32>,
+    /// Each row's instance in a batch fed columns (a buffer kept for the next batch).
+    row_insts: Vec<u32>,
 }
 
 impl Leaf {
@@ -117,6 +167,7 @@ impl Leaf {
         Leaf {
             columns: columns::plan(&r, &plains),
             dirty: Vec::new(),
+            row_insts: Vec::new(),
             plains,
             r,
             insts: Vec::new(),
@@ -227,17 +278,24 @@ impl Leaf {
     /// later than its deadline is pending (popped early, it is pushed again at the deadline).
     #[inline]
     fn schedule(&mut self, idx: u32) {
-        let inst = &mut self.insts[idx as usize];
-        let Some(tm) = inst.timer else {
-            return;
-        };
-        if inst.queued.is_some_and(|(q, _)| q <= tm.deadline) {
-            return;
+        if let Some(dl) = self.insts[idx as usize].unscheduled() {
+            self.push_timer(idx, dl);
         }
+    }
+
+    /// Pushes instance `idx`'s entry for `deadline` (see [`Leaf::schedule`]).
+    #[inline(never)]
+    fn push_timer(&mut self, idx: u32, deadline: i64) {
+        let inst = &mut self.insts[idx as usize];
         inst.gen = inst.gen.wrapping_add(1);
-        inst.queued = Some((tm.deadline, inst.gen));
-        self.timers.push((tm.deadline, idx, inst.gen));
+        inst.queued = Some((deadline, inst.gen));
+        self.timers.push((deadline, idx, inst.gen));
         self.compact_timers();
+    }
+
+    /// The earliest deadline in the timers (`i64::MAX` for none).
+    pub(super) fn next_deadline(&self) -> i64 {
+        self.timers.peek().map_or(i64::MAX, |(dl, _, _)| dl)
     }
 
     /// Entries superseded by an earlier deadline stay until popped (lazy deletion); when they
@@ -655,22 +713,20 @@ impl Leaf {
     }
 
     /// Instance `idx` is in state `to` from `opens` (entered by event `seq`, if any), its timer
-    /// armed for `timeout` from then.
+    /// armed for `timeout` from then. Returns the deadline of the entry it pushed to the
+    /// timers, if it pushed one.
     #[inline]
-    fn arm(&mut self, idx: u32, to: u16, timeout: Option<i64>, opens: i64, seq: Option<u64>) {
-        let inst = &mut self.insts[idx as usize];
-        inst.state = to;
-        inst.entered_ns = opens;
-        inst.entered_seq = seq;
-        inst.timer = timeout.map(|d| Timer {
-            deadline: opens.saturating_add(d),
-            armed_ns: opens,
-            armed_seq: seq,
-        });
-        // (checked here too: the call is not made for a state without a timeout)
-        if inst.timer.is_some() {
-            self.schedule(idx);
-        }
+    fn arm(
+        &mut self,
+        idx: u32,
+        to: u16,
+        timeout: Option<i64>,
+        opens: i64,
+        seq: Option<u64>,
+    ) -> Option<i64> {
+        let dl = self.insts[idx as usize].enter_state(to, timeout, opens, seq)?;
+        self.push_timer(idx, dl);
+        Some(dl)
     }
 
     /// The explanation of instance `idx` deciding `verdict` at `now` (on event `ev`, or at a

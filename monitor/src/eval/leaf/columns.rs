@@ -5,7 +5,11 @@
 //! names its row: the event is copied once the run is over, only for the entries still in
 //! the instance's ring (a ring overwritten many times in a run copies the rows it keeps once).
 //! Every decision (a timeout's) and explanation comes after those copies; the report is the
-//! one [`Leaf::observe`] gives, event by event.
+//! one [`Leaf::observe`] gives, event by event. A keyed machine's rows are first matched to
+//! the instances of keys seen before, in a pass of their own, so the loop asks for an
+//! instance a few rows ahead while it evaluates one; what a state's catch-all handler does is
+//! read once, when the plan is made, into a [`Step`], and the rare paths (a timeout due, a new key, handlers
+//! tried in turn, `set`s) are calls of their own.
 
 use super::{source_kind_match, Leaf};
 use crate::eval::effects::Plain;
@@ -24,9 +28,53 @@ pub(super) struct ColumnPlan {
     key: Option<RowKey>,
     /// The machine looks at every event (no `at`, no sources): no check per row.
     sees_all: bool,
-    /// Per state: its first handler when that one matches every event (`on event`, no guard),
-    /// so no handler is tried; [`NO_HANDLER`] for a state whose handlers are tried in turn.
-    first: Box<[u16]>,
+    /// Per state: what its first handler does when that one matches every event (`on event`,
+    /// no guard), so no handler is tried; [`Step::TRIED`] for a state whose handlers are tried
+    /// in turn.
+    steps: Box<[Step]>,
+}
+
+/// What a plain handler does to an instance, read once from its [`Plain`] plan: the loop over
+/// rows then follows a copy, not the plan.
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    /// The handler's index ([`Step::TRY`]: none matches every event, the handlers are tried).
+    handler: u16,
+    /// The state it goes to ([`Step::STAY`]: it stays).
+    to: u16,
+    /// It `set`s something ([`Plain::apply_in_place`]).
+    sets: bool,
+    /// The state it goes to has a timeout, of `timeout` ns.
+    timed: bool,
+    timeout: i64,
+}
+
+impl Step {
+    const TRY: u16 = u16::MAX;
+    const STAY: u16 = u16::MAX;
+    /// A state whose handlers are tried in turn.
+    const TRIED: Step = Step {
+        handler: Step::TRY,
+        to: Step::STAY,
+        sets: false,
+        timed: false,
+        timeout: 0,
+    };
+
+    fn of(handler: u16, p: &Plain) -> Step {
+        let (to, timeout) = p.goto().unwrap_or((Step::STAY, None));
+        Step {
+            handler,
+            to,
+            sets: p.has_sets(),
+            timed: timeout.is_some(),
+            timeout: timeout.unwrap_or(0),
+        }
+    }
+
+    fn timeout(self) -> Option<i64> {
+        self.timed.then_some(self.timeout)
+    }
 }
 
 impl ColumnPlan {
@@ -46,8 +94,26 @@ impl ColumnPlan {
     }
 }
 
-/// A state of [`ColumnPlan::first`] without a handler that matches every event.
-const NO_HANDLER: u16 = u16::MAX;
+/// A row whose key is another part's ([`super::Shards`]) or null: no instance.
+const SKIP: u32 = u32::MAX;
+/// A row whose key was not seen before the batch: found by the generic key path.
+const UNSEEN: u32 = u32::MAX - 1;
+/// How many rows ahead the loop loads an instance.
+const AHEAD: usize = 8;
+
+/// Asks the CPU to load the start of `inst` into its cache (a hint: nothing on other targets).
+#[inline(always)]
+fn prefetch<T>(inst: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: SSE is part of every x86_64 target, and a prefetch is a hint that reads
+        // nothing the program sees and never faults; the address is a live reference's.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>((inst as *const T).cast::<i8>()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = inst;
+}
 
 /// A `per` key of `seq` or `ts_ns`, or one of them `% n`.
 #[derive(Debug, Clone, Copy)]
@@ -131,25 +197,26 @@ pub(super) fn plan(r: &MonRef, plains: &[Vec<Option<Plain>>]) -> Option<ColumnPl
         && m.states.iter().all(|s| !s.opens_when_fault_done)
         && plains.iter().all(|st| st.iter().all(Option::is_some));
     // a handler with no source, no kind and a guard folded to true matches every event
-    let first = m
+    let steps = m
         .states
         .iter()
-        .map(|st| match st.handlers.first() {
-            Some(h)
+        .zip(plains)
+        .map(|(st, ps)| match (st.handlers.first(), ps.first()) {
+            (Some(h), Some(Some(p)))
                 if h.pat.source.is_none()
                     && h.pat.kind.is_none()
                     && matches!(h.pat.fast, Some(Fast::Const(Tri::T))) =>
             {
-                0
+                Step::of(0, p)
             }
-            _ => NO_HANDLER,
+            _ => Step::TRIED,
         })
         .collect();
     can.then(|| ColumnPlan {
         source: n.source,
         key: m.per_fast.as_ref().and_then(RowKey::of),
         sees_all: r.at.is_none() && m.sources.is_none(),
-        first,
+        steps,
     })
 }
 
@@ -181,36 +248,54 @@ impl Leaf {
         mut last_ts: i64,
     ) {
         let keyed = self.r.machine.per.is_some();
-        // the machine reads no `data`: one empty cell serves every row
-        let json = JsonCell::new();
+        // the earliest timer (kept here: a timer is only armed by `arm` and `advance_to`)
+        let mut next_dl = self.next_deadline();
+        // each row's instance when its key was seen before, found in a pass of its own: the
+        // loop below then loads the instances of the rows ahead while it evaluates one
+        let mut ids = std::mem::take(&mut self.row_insts);
+        ids.clear();
+        if let (true, Some(k)) = (keyed, plan.key) {
+            let keys = &self.int_keys;
+            ids.extend(cols.ts.iter().zip(cols.seq).map(|(&ts, &seq)| {
+                match k.get(ts, seq).and_then(|k| keys.get(k)) {
+                    Some(Some(i)) => i,
+                    Some(None) => SKIP,
+                    None => UNSEEN,
+                }
+            }));
+        }
+        // (the rare paths are calls of their own: the loop keeps its values in registers)
         for (i, (&ts, &seq)) in cols.ts.iter().zip(cols.seq).enumerate() {
             if ts > last_ts {
                 last_ts = ts;
-                if self.timers.peek().is_some_and(|(dl, _, _)| dl < ts) {
-                    // a timeout may decide and explain: the paths first
-                    self.fill_rows(batch);
-                    self.advance_to(ts, false);
-                    if self.decided().is_some() {
-                        return;
+                if next_dl < ts {
+                    if self.timeouts_before(ts, batch) {
+                        break;
                     }
+                    next_dl = self.next_deadline();
                 }
             }
             if !plan.sees_all && !self.sees(&plan.event(cols, i, ts, seq)) {
                 continue;
             }
-            let idx = if keyed {
-                // a key seen before, found without the generic key path
-                let seen = plan
-                    .key
-                    .and_then(|k| k.get(ts, seq))
-                    .and_then(|k| self.int_keys.get(k));
-                match seen.or_else(|| Some(self.key_inst(&plan.event(cols, i, ts, seq), &json))) {
-                    Some(Some(i)) => i,
-                    _ => continue,
+            let idx = match (keyed, ids.get(i)) {
+                (false, _) => 0,
+                (true, Some(&SKIP)) => continue,
+                (true, Some(&i)) if i != UNSEEN => i,
+                // a key not seen before the batch (a new instance arms its first timeout)
+                (true, _) => {
+                    let new = self.new_key(&plan.event(cols, i, ts, seq));
+                    next_dl = self.next_deadline();
+                    match new {
+                        Some(i) => i,
+                        None => continue,
+                    }
                 }
-            } else {
-                0
             };
+            // the instance of a row a little ahead, loaded while this one is evaluated
+            if let Some(ahead) = ids.get(i + AHEAD).and_then(|&a| self.insts.get(a as usize)) {
+                prefetch(ahead);
+            }
             let Some(inst) = self.insts.get(idx as usize) else {
                 continue;
             };
@@ -218,31 +303,80 @@ impl Leaf {
             if inst.done.is_some() || ts < inst.entered_ns {
                 continue;
             }
-            let state = inst.state;
+            let from = inst.state;
             // every handler is plain: the first that matches stays or moves, never decides
-            let hi = match plan.first.get(state as usize) {
-                Some(&h) if h != NO_HANDLER => h,
-                _ => match self.plain_handler(idx, &plan.event(cols, i, ts, seq), &json) {
-                    Some((_, h)) => h,
+            let mut step = plan
+                .steps
+                .get(from as usize)
+                .copied()
+                .unwrap_or(Step::TRIED);
+            if step.handler == Step::TRY {
+                match self.tried_step(idx, &plan.event(cols, i, ts, seq)) {
+                    Some(s) => step = s,
                     None => continue,
-                },
-            };
-            let Some(p) = self.plains[state as usize][hi as usize].as_ref() else {
-                continue;
-            };
-            let goto = p.goto();
-            if p.has_sets() {
-                p.apply_in_place(&mut self.insts[idx as usize].vars);
-            }
-            if let Some((to, timeout)) = goto {
-                let inst = &mut self.insts[idx as usize];
-                if inst.path.push_row((inst.state, to), ts, hi, i as u32) {
-                    self.dirty.push(idx);
                 }
-                self.arm(idx, to, timeout, ts, Some(seq));
+            }
+            if step.sets {
+                self.apply_sets(idx, from, step.handler);
+            }
+            if step.to == Step::STAY {
+                continue;
+            }
+            let inst = &mut self.insts[idx as usize];
+            if inst
+                .path
+                .push_row((from, step.to), ts, step.handler, i as u32)
+            {
+                self.dirty.push(idx);
+            }
+            if let Some(dl) = inst.enter_state(step.to, step.timeout(), ts, Some(seq)) {
+                self.push_timer(idx, dl);
+                next_dl = next_dl.min(dl);
             }
         }
+        self.row_insts = ids;
         self.fill_rows(batch);
+    }
+
+    /// Fires the timeouts due before `ts`, the paths' rows copied first (a timeout may decide
+    /// and explain). Returns whether the leaf has decided.
+    #[cold]
+    #[inline(never)]
+    fn timeouts_before(&mut self, ts: i64, batch: &EventBatch) -> bool {
+        self.fill_rows(batch);
+        self.advance_to(ts, false);
+        self.decided().is_some()
+    }
+
+    /// The instance of `ev`'s key, not seen before the batch, by the generic key path.
+    #[cold]
+    #[inline(never)]
+    fn new_key(&mut self, ev: &EventRef<'_>) -> Option<u32> {
+        // the machine reads no `data`: an empty cell
+        self.key_inst(ev, &JsonCell::new())
+    }
+
+    /// What the first handler of instance `idx`'s state that matches `ev` does, in a state
+    /// whose handlers are tried in turn.
+    #[cold]
+    #[inline(never)]
+    fn tried_step(&self, idx: u32, ev: &EventRef<'_>) -> Option<Step> {
+        let (state, h) = self.plain_handler(idx, ev, &JsonCell::new())?;
+        let p = self.plains.get(state as usize)?.get(h as usize)?.as_ref()?;
+        Some(Step::of(h, p))
+    }
+
+    /// Applies the `set`s of handler `handler` of state `state` to instance `idx`.
+    #[inline(never)]
+    fn apply_sets(&mut self, idx: u32, state: u16, handler: u16) {
+        let p = self
+            .plains
+            .get(state as usize)
+            .and_then(|hs| hs.get(handler as usize))
+            .and_then(Option::as_ref);
+        if let (Some(p), Some(inst)) = (p, self.insts.get_mut(idx as usize)) {
+            p.apply_in_place(&mut inst.vars);
+        }
     }
 
     /// The first handler (state, index) of undecided instance `idx`'s state that matches `ev`,
