@@ -8,8 +8,8 @@
 //! one [`Leaf::observe`] gives, event by event. A keyed machine's rows are first matched to
 //! the instances of keys seen before, in a pass of their own, so the loop asks for an
 //! instance a few rows ahead while it evaluates one; what a state's catch-all handler does is
-//! read once, when the plan is made, into a [`Step`], and the rare paths (a timeout due, a new key, handlers
-//! tried in turn, `set`s) are calls of their own.
+//! read once, when the plan is made, into a [`Step`]; and the rare paths (a timeout due, a
+//! new key, handlers tried in turn, `set`s) are calls of their own.
 
 use super::{source_kind_match, Leaf};
 use crate::eval::effects::Plain;
