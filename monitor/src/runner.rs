@@ -426,6 +426,10 @@ impl Runner {
         let cols = match batch.columns() {
             // (`feeds_columns` is false in recording mode)
             Some(c) if !c.is_empty() && !apart && self.feeds_columns() => c,
+            // on one thread the events are offered as they are built, not gathered first
+            _ if self.threads.min(self.parallel_parts()) <= 1 => {
+                return batch.iter().for_each(|ev| self.observe(&ev));
+            }
             _ => return self.observe_batch(&batch.iter().collect::<Vec<_>>()),
         };
         self.start(cols.ts[0]);
