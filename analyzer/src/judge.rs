@@ -325,8 +325,13 @@ fn judge_inner(
         until_ns: cutoff,
         read_ahead,
         row_groups: skipped.as_ref().map(|s| s.keep.clone()),
-        // a monitor fed columns copies its instances' recent events once per batch
-        batch_size: if runner.feeds_columns() { 65_536 } else { 0 },
+        // a monitor fed columns copies its instances' recent events once per batch (one
+        // whose guards read a row's text reads it in the cache in the default batches)
+        batch_size: if runner.feeds_light_columns() {
+            65_536
+        } else {
+            0
+        },
         ..Default::default()
     };
     // the cores that decode row groups ahead also evaluate them: each batch's monitors and
@@ -348,7 +353,7 @@ fn judge_inner(
             }
             started = true;
         }
-        // a monitor that reads only times, sequence numbers and sources is fed the columns
+        // a monitor whose guards are all specialised is fed the columns
         runner.observe_events(&batch);
         packets += batch.count_source("packet") as u64;
         // (in order: the reader refuses a trace that is not)

@@ -55,6 +55,19 @@ pub struct EventInfo {
 }
 
 impl EventInfo {
+    /// A copy of no event yet (nothing allocated), to be [`EventInfo::refill`]ed.
+    pub fn empty() -> EventInfo {
+        EventInfo {
+            ts_ns: 0,
+            seq: 0,
+            source: String::new(),
+            service: None,
+            container: None,
+            kind: String::new(),
+            excerpt: String::new(),
+        }
+    }
+
     pub fn of(ev: &EventRef<'_>) -> EventInfo {
         let mut e = EventInfo {
             ts_ns: 0,

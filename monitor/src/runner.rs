@@ -303,8 +303,9 @@ impl Runner {
     /// `threads` threads (the default is 1). The report is the same for any number of threads.
     /// Called before the first event (and not in recording mode), it also splits each selected
     /// keyed (`per`) monitor into `threads` parts by a hash of the key, evaluated in parallel,
-    /// but for one fed columns (see [`Runner::feeds_columns`]), whose work per row is mostly
-    /// finding the key that every part would repeat.
+    /// but for one fed columns whose guards read nothing but times, sequence numbers and
+    /// sources (see [`Runner::feeds_columns`]): its work per row is mostly finding the key,
+    /// which every part would repeat.
     pub fn set_threads(&mut self, threads: usize) {
         self.threads = threads.max(1);
         if self.threads > 1 && !self.recording && self.start.is_none() {
@@ -402,9 +403,9 @@ impl Runner {
         self.events += n as u64;
     }
 
-    /// Is some selected monitor fed a batch's columns by [`Runner::observe_events`] (its machine
-    /// reads nothing but `ts_ns`, `seq` and `source`, and its handlers are plain)? Such a
-    /// monitor copies each instance's recent events once per batch: larger batches copy fewer.
+    /// Is some selected monitor fed a batch's columns by [`Runner::observe_events`] (its guards
+    /// are all specialised; no `at`, no window)? Such a monitor copies each instance's recent
+    /// events once per batch: larger batches copy fewer.
     pub fn feeds_columns(&mut self) -> bool {
         !self.recording
             && self.monitors.iter_mut().any(|(_, n)| {
@@ -414,10 +415,30 @@ impl Runner {
             })
     }
 
+    /// Is every monitor fed columns ([`Runner::feeds_columns`]) one whose guards read nothing
+    /// but times, sequence numbers and sources (and is there one)? Those copy their instances'
+    /// recent events once per batch and read little else of a row, so they gain from large
+    /// batches; a monitor whose guards read a row's text reads it while it is still in the
+    /// cache only in batches of a few thousand rows.
+    pub fn feeds_light_columns(&mut self) -> bool {
+        let mut light = false;
+        for (_, n) in &mut self.monitors {
+            for p in n.parts_mut().iter_mut() {
+                if let Some(l) = p.columnar_leaf() {
+                    if !l.columnar_light() {
+                        return false;
+                    }
+                    light = true;
+                }
+            }
+        }
+        light && !self.recording
+    }
+
     /// Offers a batch of events in `(ts_ns, seq)` order, after those offered before: the same
-    /// as [`Runner::observe_batch`] on its events. A monitor whose machine reads nothing but
-    /// `ts_ns`, `seq` and `source` and whose handlers are plain is fed the batch's columns
-    /// without building each event (see `Leaf::run_columns`); it and the other monitors and
+    /// as [`Runner::observe_batch`] on its events. A monitor whose guards are all specialised
+    /// is fed the batch's columns, each event built only where a guard reads more than its
+    /// time, sequence number and source (see `Leaf::run_columns`); it and the other monitors and
     /// experiments, each independent of the others, are then fed the batch one after the other
     /// (on one thread) or spread over the threads of [`Runner::set_threads`]. Not in recording
     /// mode, nor when a monitor is searched on every thread (as [`Runner::observe_batch`]).

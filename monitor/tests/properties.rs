@@ -598,11 +598,12 @@ proptest! {
     }
 }
 
-/// Machines fed a batch's columns (`Runner::observe_events`: they read only `ts_ns`, `seq` and
-/// `source`, their handlers are plain) beside ones that are not (`kind`): keys of every fast
-/// shape and the generic one, timeouts that fire (ties with events at one time included),
-/// decide and move, instances created late, variables, sources, and paths longer than the
-/// ring, whose events are copied only when the batch is over.
+/// Machines fed a batch's columns (`Runner::observe_events`: every guard specialised, no `at`
+/// nor window) beside one that is not (a generic guard): keys of every fast shape and the
+/// generic one, timeouts that fire (ties with events at one time included), decide and move,
+/// instances created late, variables, sources, guards over `kind`, `message` and `data`,
+/// handlers that decide on an event (offered as one event), and paths longer than the ring,
+/// whose events are copied only when the batch is over.
 const COLUMNAR: &str = r#"
 monitor pulse per seq % 5 {
   state idle { on log => goto busy timeout 700ms on end => accept }
@@ -640,6 +641,30 @@ monitor byKind per seq % 3 {
   state a { on event where kind == "a" => goto b timeout 1s }
   state b { on event where kind == "b" => goto a on timeout => fail "no b" }
 }
+monitor decides per seq % 4 {
+  var n = 0
+  state a {
+    on log where message == "line 37" => fail "thirty-seven"
+    on log where kind == "b" => set n = n + 1
+    on docker => goto b timeout 500ms
+  }
+  state b {
+    on event where n > 3 => accept
+    on log where message == "line 5" => inconclusive "five"
+    on timeout => goto a
+  }
+}
+monitor byData per seq % 3 {
+  state a {
+    on log where data.n == 3 => goto b timeout 300ms
+    on docker where data.n == 5 => fail "five"
+  }
+  state b { on log where data.n == 4 => goto a on timeout => accept }
+}
+monitor notFed {
+  state a { on log where len(message) > 7 => goto b timeout 1s }
+  state b { on docker => goto a on timeout => fail "no docker" }
+}
 "#;
 
 fn columnar_trace(raw: &[(u32, bool, bool)]) -> Vec<trace::Event> {
@@ -650,9 +675,15 @@ fn columnar_trace(raw: &[(u32, bool, bool)]) -> Vec<trace::Event> {
             // times on a coarse grid: many events share a time, timeouts tie with events
             let secs = f64::from(ms / 100 * 100) / 1000.0;
             let src = if *docker { "docker" } else { "log" };
-            ev(i as u64 + 1, secs, src, if *b { "b" } else { "a" })
+            let e = ev(i as u64 + 1, secs, src, if *b { "b" } else { "a" })
                 .service(["s0", "s1"][i % 2])
-                .message(format!("line {i}"))
+                .message(format!("line {i}"));
+            // `data` on two events of three
+            if i % 3 == 2 {
+                e
+            } else {
+                e.data(&serde_json::json!({ "n": i % 7 }))
+            }
         })
         .collect();
     evs.sort_by_key(|e| (e.ts_ns, e.seq));

@@ -1231,7 +1231,8 @@ impl EventBatch {
     }
 
     /// The batch as columns, for an evaluator that reads `ts_ns`, `seq` and `source` without
-    /// building each event: `Some` when the batch holds its decoded columns whole (no row
+    /// building each event (and the rest of a row, where it needs it, by [`EventBatch::get`]):
+    /// `Some` when the batch holds its decoded columns whole (no row
     /// filtered out, no null time or sequence number). Row `i` of the columns is
     /// [`EventBatch::get`]`(i)`.
     pub fn columns(&self) -> Option<EventColumns<'_>> {

@@ -35,6 +35,9 @@ pub(super) struct PathEntry {
     /// The row of the columns being evaluated whose copy the entry's event is still to become
     /// ([`Path::push_row`], [`Path::fill_rows`]); [`NO_ROW`] when the copy is up to date.
     row: u32,
+    /// An event caused the transition (its copy is the entry's slot of [`Path`]'s events);
+    /// `false` for a timeout or the end, whose slot keeps an older copy's allocations.
+    caused: bool,
 }
 
 /// A [`PathEntry`] whose event copy is up to date.
@@ -43,16 +46,18 @@ const NO_ROW: u32 = u32::MAX;
 /// The last [`PATH_MAX`] transitions of an instance: a ring whose entries, once it is full, are
 /// overwritten in place (the oldest first), their event copies' allocations reused, so a
 /// transition moves no entry and, in steady state, allocates nothing. The entries and the
-/// copies of the events that caused them (`None` for a timeout) are kept apart: a transition
-/// writes a small entry, and a copy only when it is made.
+/// copies of the events that caused them are kept apart: a transition writes a small entry,
+/// and a copy only when it is made (a timeout's entry leaves its slot's copy as it was, so the
+/// slot's allocations serve the next event).
 #[derive(Debug, Default)]
 pub(super) struct Path {
     entries: Vec<PathEntry>,
-    events: Vec<Option<EventInfo>>,
+    events: Vec<EventInfo>,
     /// Where the oldest entry is once the ring is full.
     head: usize,
-    /// Some entry's event is still a row to copy ([`Path::push_row`]).
-    pending: bool,
+    /// How many of the newest entries may still name a row to copy ([`Path::push_row`]): those
+    /// added since the last [`Path::fill_rows`] once one of them named a row (0: none does).
+    unfilled: u8,
 }
 
 impl Path {
@@ -65,16 +70,15 @@ impl Path {
         handler: u16,
         ev: Option<&EventRef<'_>>,
     ) {
-        let Some(i) = self.next_entry((from, to), ts, handler, NO_ROW) else {
+        let Some(i) = self.next_entry((from, to), ts, handler, NO_ROW, ev.is_some()) else {
             return;
         };
-        let Some(slot) = self.events.get_mut(i) else {
-            return;
-        };
-        match (ev, slot) {
-            (Some(ev), Some(info)) => info.refill(ev),
-            (Some(ev), slot) => *slot = Some(EventInfo::of(ev)),
-            (None, slot) => *slot = None,
+        if self.unfilled > 0 {
+            // (an older entry still names a row: the range to look through grows)
+            self.unfilled = (self.unfilled + 1).min(PATH_MAX as u8);
+        }
+        if let (Some(ev), Some(info)) = (ev, self.events.get_mut(i)) {
+            info.refill(ev);
         }
     }
 
@@ -90,9 +94,9 @@ impl Path {
         handler: u16,
         row: u32,
     ) -> bool {
-        let clean = !self.pending;
-        self.pending = true;
-        self.next_entry((from, to), ts, handler, row);
+        let clean = self.unfilled == 0;
+        self.unfilled = (self.unfilled + 1).min(PATH_MAX as u8);
+        self.next_entry((from, to), ts, handler, row, true);
         clean
     }
 
@@ -105,6 +109,7 @@ impl Path {
         ts: i64,
         handler: u16,
         row: u32,
+        caused: bool,
     ) -> Option<usize> {
         let entry = PathEntry {
             from,
@@ -112,10 +117,11 @@ impl Path {
             handler,
             ts,
             row,
+            caused,
         };
         if self.entries.len() < PATH_MAX {
             self.entries.push(entry);
-            self.events.push(None);
+            self.events.push(EventInfo::empty());
             return Some(self.entries.len() - 1);
         }
         let i = self.head;
@@ -125,32 +131,38 @@ impl Path {
     }
 
     /// Copies the events of the entries [`Path::push_row`] added, `event(row)` giving the event
-    /// of a row.
+    /// of a row: only the newest entries, those added since the last copy (a run that fires
+    /// timeouts between rows copies a few entries each time, not the whole ring).
     pub(super) fn fill_rows<'a>(&mut self, event: impl Fn(usize) -> EventRef<'a>) {
-        if !self.pending {
-            return;
-        }
-        self.pending = false;
-        for (e, slot) in self.entries.iter_mut().zip(&mut self.events) {
+        let n = self.entries.len();
+        let k = (self.unfilled as usize).min(n);
+        self.unfilled = 0;
+        // the newest entry is the last one until the ring is full, then the one before `head`
+        let newest = if n < PATH_MAX { n } else { self.head + n };
+        for j in newest - k..newest {
+            let i = j % n;
+            let (Some(e), Some(info)) = (self.entries.get_mut(i), self.events.get_mut(i)) else {
+                continue;
+            };
             if e.row == NO_ROW {
                 continue;
             }
-            let ev = event(e.row as usize);
-            match slot {
-                Some(info) => info.refill(&ev),
-                slot => *slot = Some(EventInfo::of(&ev)),
-            }
+            info.refill(&event(e.row as usize));
             e.row = NO_ROW;
         }
     }
 
     /// The entries with their events, oldest first.
     pub(super) fn iter(&self) -> impl Iterator<Item = (&PathEntry, Option<&EventInfo>)> + '_ {
-        debug_assert!(!self.pending, "a path read before its rows were copied");
+        debug_assert!(
+            self.unfilled == 0,
+            "a path read before its rows were copied"
+        );
         let pairs = self
             .entries
             .iter()
-            .zip(self.events.iter().map(Option::as_ref));
+            .zip(&self.events)
+            .map(|(e, info)| (e, e.caused.then_some(info)));
         let (newer, older) = (pairs.clone().take(self.head), pairs.skip(self.head));
         older.chain(newer)
     }
@@ -205,4 +217,81 @@ pub(super) fn path_of(m: &Machine, p: &Path) -> Vec<Transition> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Path, NO_ROW, PATH_MAX};
+    use proptest::prelude::*;
+    use std::collections::VecDeque;
+    use trace::EventRef;
+
+    /// The event of row `r` in these tests: its `seq` is the row, and odd rows another source.
+    fn row_event(r: usize) -> EventRef<'static> {
+        EventRef {
+            ts_ns: r as i64 * 10,
+            seq: r as u64,
+            source: if r.is_multiple_of(2) { "log" } else { "docker" },
+            service: None,
+            container: None,
+            kind: "",
+            message: None,
+            data: None,
+        }
+    }
+
+    proptest! {
+        /// Rows, timeouts and events pushed in any order, copied at any points: after each
+        /// copy every entry holds what was pushed (the event of its row, or none), oldest first,
+        /// as a ring of the last `PATH_MAX` pushes keeps them.
+        #[test]
+        fn the_newest_rows_are_copied_and_the_ring_keeps_the_last_pushes(
+            ops in prop::collection::vec((0u8..5, 0usize..500), 0..300)
+        ) {
+            let mut p = Path::default();
+            // what each kept entry's event is: `Some(seq)`, or `None` for a timeout
+            let mut want: VecDeque<Option<u64>> = VecDeque::new();
+            let keep = |want: &mut VecDeque<Option<u64>>, e: Option<u64>| {
+                want.push_back(e);
+                if want.len() > PATH_MAX {
+                    want.pop_front();
+                }
+            };
+            for (op, r) in ops {
+                match op {
+                    0 | 1 => {
+                        p.push_row((0, 1), r as i64 * 10, 0, r as u32);
+                        keep(&mut want, Some(r as u64));
+                    }
+                    2 => {
+                        p.push((1, 0), 0, u16::MAX, None);
+                        keep(&mut want, None);
+                    }
+                    3 => {
+                        p.push((1, 0), 0, 0, Some(&row_event(r)));
+                        keep(&mut want, Some(r as u64));
+                    }
+                    _ => {
+                        p.fill_rows(row_event);
+                        let got: Vec<Option<u64>> = p
+                            .iter()
+                            .map(|(e, info)| {
+                                assert_eq!(e.row, NO_ROW);
+                                info.map(|i| i.seq)
+                            })
+                            .collect();
+                        prop_assert_eq!(got, want.iter().copied().collect::<Vec<_>>());
+                        for (e, info) in p.iter() {
+                            if let Some(i) = info {
+                                let r = i.seq as usize;
+                                prop_assert_eq!(i.ts_ns, r as i64 * 10);
+                                prop_assert_eq!(&i.source, row_event(r).source);
+                                prop_assert!(e.handler == 0 || e.handler == u16::MAX);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -388,12 +388,17 @@ impl Leaf {
             .at
             .as_deref()
             .is_none_or(|at| ev.service.is_some_and(|s| same(s, at)))
-            && self
-                .r
-                .machine
-                .sources
-                .as_ref()
-                .is_none_or(|srcs| srcs.iter().any(|s| same(s, ev.source)))
+            && self.sees_source(ev.source)
+    }
+
+    /// Does the machine look at events of `source` (its sources)?
+    #[inline]
+    fn sees_source(&self, source: &str) -> bool {
+        self.r
+            .machine
+            .sources
+            .as_ref()
+            .is_none_or(|srcs| srcs.iter().any(|s| same(s, source)))
     }
 
     /// Offers one event. `json` is the event's shared lazily parsed `data`.

@@ -1,15 +1,18 @@
-//! A leaf fed a batch's columns ([`Leaf::run_columns`]): for a machine that reads nothing of an
-//! event but its time, sequence number and source, and whose handlers are all plain (a
-//! specialised guard, plain `set`s, stay or go to a state, never a decision), each row is
-//! evaluated without building the event from every column, and a transition's path entry
-//! names its row: the event is copied once the run is over, only for the entries still in
-//! the instance's ring (a ring overwritten many times in a run copies the rows it keeps once).
-//! Every decision (a timeout's) and explanation comes after those copies; the report is the
-//! one [`Leaf::observe`] gives, event by event. A keyed machine's rows are first matched to
-//! the instances of keys seen before, in a pass of their own, so the loop asks for an
-//! instance a few rows ahead while it evaluates one; what a state's catch-all handler does is
-//! read once, when the plan is made, into a [`Step`]; and the rare paths (a timeout due, a
-//! new key, handlers tried in turn, `set`s) are calls of their own.
+//! A leaf fed a batch's columns ([`Leaf::run_columns`]): for a machine whose guards are all
+//! specialised (no `at`, no window, no state that opens when a fault is done), each row is
+//! evaluated from the batch's columns in a loop of the leaf's own, the event built only for
+//! the guards that read more than its time, sequence number and source; a handler whose plan
+//! is plain (plain `set`s, stay or go to a state) is applied there, and a transition's path
+//! entry names its row: the event is copied once the run is over, only for the entries still
+//! in the instance's ring (a ring overwritten many times in a run copies the rows it keeps
+//! once). A row whose first matching handler is not plain (it decides, or its actions need the
+//! generic evaluator) is offered as one event after those copies, and every timeout fires
+//! after them too; the report is the one [`Leaf::observe`] gives, event by event. A keyed
+//! machine's rows are first matched to the instances of keys seen before, in a pass of their
+//! own, so the loop asks for an instance a few rows ahead while it evaluates one; what a
+//! state's catch-all handler does is read once, when the plan is made, into a [`Step`]; and
+//! the rare paths (a timeout due, a new key, handlers tried in turn, `set`s, a row offered as
+//! one event) are calls of their own.
 
 use super::{source_kind_match, Leaf};
 use crate::eval::effects::Plain;
@@ -24,6 +27,9 @@ use trace::{EventBatch, EventColumns, EventRef};
 pub(super) struct ColumnPlan {
     /// The machine reads the event's source.
     source: bool,
+    /// It reads a column besides `ts_ns`, `seq` and `source`: the paths that read an event build
+    /// it from every column read ([`EventBatch::get`]).
+    full: bool,
     /// Its `per` key, when it is an integer read from a row without the generic key path.
     key: Option<RowKey>,
     /// The machine looks at every event (no `at`, no sources): no check per row.
@@ -80,7 +86,17 @@ impl Step {
 impl ColumnPlan {
     /// Row `i` (at `ts`, numbered `seq`) as the generic paths read it: built only for them.
     #[inline]
-    fn event<'c>(&self, cols: &'c EventColumns<'_>, i: usize, ts: i64, seq: u64) -> EventRef<'c> {
+    fn event<'c>(
+        &self,
+        batch: &'c EventBatch,
+        cols: &'c EventColumns<'_>,
+        i: usize,
+        ts: i64,
+        seq: u64,
+    ) -> EventRef<'c> {
+        if self.full {
+            return batch.get(i);
+        }
         EventRef {
             ts_ns: ts,
             seq,
@@ -92,6 +108,17 @@ impl ColumnPlan {
             data: None,
         }
     }
+}
+
+/// What the handlers of a state tried in turn do with a row ([`Leaf::tried_step`]).
+enum Tried {
+    /// None matches.
+    Nothing,
+    /// The first that matches is plain.
+    Plain(Step),
+    /// The first that matches needs the generic evaluator (it decides, or its actions are
+    /// not plain): the row is offered as [`Leaf::observe`] offers an event.
+    Generic,
 }
 
 /// A row whose key is another part's ([`super::Shards`]) or null: no instance.
@@ -185,17 +212,17 @@ impl RowKey {
 }
 
 /// How a leaf of `r`, whose handlers have the plans `plains`, can be fed columns, if it can:
-/// its machine (and `at`) reads no column but `ts_ns`, `seq` and `source`, it has no window,
-/// every handler of every state has a plain plan, and no state opens when a fault is done
-/// (that reads `data`).
+/// it has no `at` and no window, every guard of every state is specialised (tried without the
+/// generic evaluator), and no state opens when a fault is done.
 pub(super) fn plan(r: &MonRef, plains: &[Vec<Option<Plain>>]) -> Option<ColumnPlan> {
     let m = &r.machine;
     let n = Needs::of_machine(m);
     let can = r.at.is_none()
-        && !(n.service || n.container || n.kind || n.message || n.data)
         && m.windows.is_empty()
         && m.states.iter().all(|s| !s.opens_when_fault_done)
-        && plains.iter().all(|st| st.iter().all(Option::is_some));
+        && m.states
+            .iter()
+            .all(|st| st.handlers.iter().all(|h| h.pat.fast.is_some()));
     // a handler with no source, no kind and a guard folded to true matches every event
     let steps = m
         .states
@@ -214,6 +241,7 @@ pub(super) fn plan(r: &MonRef, plains: &[Vec<Option<Plain>>]) -> Option<ColumnPl
         .collect();
     can.then(|| ColumnPlan {
         source: n.source,
+        full: n.service || n.container || n.kind || n.message || n.data,
         key: m.per_fast.as_ref().and_then(RowKey::of),
         sees_all: r.at.is_none() && m.sources.is_none(),
         steps,
@@ -225,6 +253,12 @@ impl Leaf {
     /// each event's copy as it comes).
     pub fn columnar(&self) -> bool {
         self.columns.is_some() && self.log.is_none()
+    }
+
+    /// Whether a [`Leaf::columnar`] leaf's work per row is little more than finding the row's
+    /// key: its guards read nothing but times, sequence numbers and sources.
+    pub fn columnar_light(&self) -> bool {
+        self.columnar() && self.columns.as_ref().is_some_and(|p| !p.full)
     }
 
     /// Feeds the rows of `batch` (whose columns are `cols`) as a run of [`Leaf::observe`] calls,
@@ -275,7 +309,8 @@ impl Leaf {
                     next_dl = self.next_deadline();
                 }
             }
-            if !plan.sees_all && !self.sees(&plan.event(cols, i, ts, seq)) {
+            // (a machine fed columns has no `at`: its sources alone say what it sees)
+            if !plan.sees_all && !self.sees_source(cols.source(i)) {
                 continue;
             }
             let idx = match (keyed, ids.get(i)) {
@@ -284,7 +319,7 @@ impl Leaf {
                 (true, Some(&i)) if i != UNSEEN => i,
                 // a key not seen before the batch (a new instance arms its first timeout)
                 (true, _) => {
-                    let new = self.new_key(&plan.event(cols, i, ts, seq));
+                    let new = self.new_key(&plan.event(batch, cols, i, ts, seq));
                     next_dl = self.next_deadline();
                     match new {
                         Some(i) => i,
@@ -311,9 +346,16 @@ impl Leaf {
                 .copied()
                 .unwrap_or(Step::TRIED);
             if step.handler == Step::TRY {
-                match self.tried_step(idx, &plan.event(cols, i, ts, seq)) {
-                    Some(s) => step = s,
-                    None => continue,
+                match self.tried_step(idx, &plan.event(batch, cols, i, ts, seq)) {
+                    Tried::Nothing => continue,
+                    Tried::Plain(s) => step = s,
+                    Tried::Generic => {
+                        if self.observe_row(batch, i) {
+                            break;
+                        }
+                        next_dl = self.next_deadline();
+                        continue;
+                    }
                 }
             }
             if step.sets {
@@ -360,10 +402,29 @@ impl Leaf {
     /// whose handlers are tried in turn.
     #[cold]
     #[inline(never)]
-    fn tried_step(&self, idx: u32, ev: &EventRef<'_>) -> Option<Step> {
-        let (state, h) = self.plain_handler(idx, ev, &JsonCell::new())?;
-        let p = self.plains.get(state as usize)?.get(h as usize)?.as_ref()?;
-        Some(Step::of(h, p))
+    fn tried_step(&self, idx: u32, ev: &EventRef<'_>) -> Tried {
+        // (a cell of its own: a guard may read this event's `data`)
+        let Some((state, h)) = self.plain_handler(idx, ev, &JsonCell::new()) else {
+            return Tried::Nothing;
+        };
+        match self
+            .plains
+            .get(state as usize)
+            .and_then(|hs| hs.get(h as usize))
+        {
+            Some(Some(p)) => Tried::Plain(Step::of(h, p)),
+            _ => Tried::Generic,
+        }
+    }
+
+    /// Offers row `i` as [`Leaf::observe`] does, the paths' rows copied first (its handler may
+    /// decide and explain). Returns whether the leaf has decided.
+    #[cold]
+    #[inline(never)]
+    fn observe_row(&mut self, batch: &EventBatch, i: usize) -> bool {
+        self.fill_rows(batch);
+        self.observe(&batch.get(i), &JsonCell::new());
+        self.decided().is_some()
     }
 
     /// Applies the `set`s of handler `handler` of state `state` to instance `idx`.
