@@ -37,7 +37,7 @@ pub const ROW_GROUP_ROWS: usize = 64 * 1024;
 
 /// In-memory budget of the sort (bytes of Arrow data held before sorted rows are written, and
 /// of one spilled run of late rows).
-pub const SORT_RUN_BYTES: usize = 32 << 20;
+pub const SORT_RUN_BYTES: usize = 24 << 20;
 
 /// What finalization wrote.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
