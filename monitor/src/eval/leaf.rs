@@ -718,20 +718,12 @@ impl Leaf {
     }
 
     /// Instance `idx` is in state `to` from `opens` (entered by event `seq`, if any), its timer
-    /// armed for `timeout` from then. Returns the deadline of the entry it pushed to the
-    /// timers, if it pushed one.
+    /// armed for `timeout` from then.
     #[inline]
-    fn arm(
-        &mut self,
-        idx: u32,
-        to: u16,
-        timeout: Option<i64>,
-        opens: i64,
-        seq: Option<u64>,
-    ) -> Option<i64> {
-        let dl = self.insts[idx as usize].enter_state(to, timeout, opens, seq)?;
-        self.push_timer(idx, dl);
-        Some(dl)
+    fn arm(&mut self, idx: u32, to: u16, timeout: Option<i64>, opens: i64, seq: Option<u64>) {
+        if let Some(dl) = self.insts[idx as usize].enter_state(to, timeout, opens, seq) {
+            self.push_timer(idx, dl);
+        }
     }
 
     /// The explanation of instance `idx` deciding `verdict` at `now` (on event `ev`, or at a

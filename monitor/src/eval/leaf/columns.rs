@@ -394,13 +394,12 @@ impl Leaf {
     #[cold]
     #[inline(never)]
     fn new_key(&mut self, ev: &EventRef<'_>) -> Option<u32> {
-        // the machine reads no `data`: an empty cell
+        // (a cell of its own: the key may read this event's `data`)
         self.key_inst(ev, &JsonCell::new())
     }
 
     /// What the first handler of instance `idx`'s state that matches `ev` does, in a state
-    /// whose handlers are tried in turn.
-    #[cold]
+    /// whose handlers are tried in turn (every row of such a state: not marked cold).
     #[inline(never)]
     fn tried_step(&self, idx: u32, ev: &EventRef<'_>) -> Tried {
         // (a cell of its own: a guard may read this event's `data`)
