@@ -69,15 +69,7 @@ impl EventInfo {
     }
 
     pub fn of(ev: &EventRef<'_>) -> EventInfo {
-        let mut e = EventInfo {
-            ts_ns: 0,
-            seq: 0,
-            source: String::new(),
-            service: None,
-            container: None,
-            kind: String::new(),
-            excerpt: String::new(),
-        };
+        let mut e = EventInfo::empty();
         e.refill(ev);
         e
     }

@@ -77,21 +77,12 @@ impl Inst {
         self.state = to;
         self.entered_ns = opens;
         self.entered_seq = seq;
-        // without a branch on whether the state has a timeout: instances of a keyed machine
-        // take turns, so that would be mispredicted about as often as not
-        let timed = timeout.is_some();
-        let deadline = opens.saturating_add(timeout.unwrap_or(0));
-        self.timer = if timed {
-            Some(Timer {
-                deadline,
-                armed_ns: opens,
-                armed_seq: seq,
-            })
-        } else {
-            None
-        };
-        let covered = self.queued.is_some_and(|(q, _)| q <= deadline);
-        (timed & !covered).then_some(deadline)
+        self.timer = timeout.map(|d| Timer {
+            deadline: opens.saturating_add(d),
+            armed_ns: opens,
+            armed_seq: seq,
+        });
+        self.unscheduled()
     }
 
     /// The deadline of its timer when no entry of the leaf's timers is due by then: re-arming
@@ -389,6 +380,15 @@ impl Leaf {
             .as_deref()
             .is_none_or(|at| ev.service.is_some_and(|s| same(s, at)))
             && self.sees_source(ev.source)
+    }
+
+    /// The [`Plain`] plan of handler `handler` of state `state`, if it has one.
+    #[inline]
+    fn plain(&self, state: u16, handler: u16) -> Option<&Plain> {
+        self.plains
+            .get(state as usize)?
+            .get(handler as usize)?
+            .as_ref()
     }
 
     /// Does the machine look at events of `source` (its sources)?

@@ -339,7 +339,8 @@ impl Leaf {
                 continue;
             }
             let from = inst.state;
-            // every handler is plain: the first that matches stays or moves, never decides
+            // a catch-all first handler's step, or the first handler that matches: plain, it
+            // stays or moves here; otherwise the row is offered as one event
             let mut step = plan
                 .steps
                 .get(from as usize)
@@ -390,8 +391,8 @@ impl Leaf {
         self.decided().is_some()
     }
 
-    /// The instance of `ev`'s key, not seen before the batch, by the generic key path.
-    #[cold]
+    /// The instance of `ev`'s key, not seen before the batch, by the generic key path (every
+    /// row of a key not of the fast shape: not marked cold).
     #[inline(never)]
     fn new_key(&mut self, ev: &EventRef<'_>) -> Option<u32> {
         // (a cell of its own: the key may read this event's `data`)
@@ -406,13 +407,9 @@ impl Leaf {
         let Some((state, h)) = self.plain_handler(idx, ev, &JsonCell::new()) else {
             return Tried::Nothing;
         };
-        match self
-            .plains
-            .get(state as usize)
-            .and_then(|hs| hs.get(h as usize))
-        {
-            Some(Some(p)) => Tried::Plain(Step::of(h, p)),
-            _ => Tried::Generic,
+        match self.plain(state, h) {
+            Some(p) => Tried::Plain(Step::of(h, p)),
+            None => Tried::Generic,
         }
     }
 
@@ -429,12 +426,11 @@ impl Leaf {
     /// Applies the `set`s of handler `handler` of state `state` to instance `idx`.
     #[inline(never)]
     fn apply_sets(&mut self, idx: u32, state: u16, handler: u16) {
-        let p = self
-            .plains
+        let Leaf { plains, insts, .. } = self;
+        let p = plains
             .get(state as usize)
-            .and_then(|hs| hs.get(handler as usize))
-            .and_then(Option::as_ref);
-        if let (Some(p), Some(inst)) = (p, self.insts.get_mut(idx as usize)) {
+            .and_then(|hs| hs.get(handler as usize));
+        if let (Some(Some(p)), Some(inst)) = (p, insts.get_mut(idx as usize)) {
             p.apply_in_place(&mut inst.vars);
         }
     }
