@@ -9,9 +9,10 @@
 //! object storage ([`Trace::open_remote`]) is read the same way through range requests; it must be
 //! finalized.
 //!
-//! With [`ReadOptions::read_ahead`], the row groups of `events.parquet` are decoded on worker
-//! threads ahead of the consumer ([`ahead`]): the same events in the same order, at most
-//! `read_ahead + 1` row groups decoded ahead of the one being consumed.
+//! With [`ReadOptions::read_ahead`], the row groups of `events.parquet` are decoded on
+//! `read_ahead` threads, the consumer's one of them, ahead of the consumer ([`ahead`]): the same
+//! events in the same order, at most `read_ahead + 1` row groups decoded ahead of the one being
+//! consumed.
 
 mod ahead;
 
@@ -104,8 +105,9 @@ pub struct ReadOptions {
     pub include_packets: bool,
     /// Rows per batch (0: the default, 8192).
     pub batch_size: usize,
-    /// Decode the row groups of `events.parquet` on this many worker threads ahead of the
-    /// consumer (0 or 1: in the calling thread, one after the other). The events are the same
+    /// Decode the row groups of `events.parquet` on this many threads ahead of the consumer:
+    /// `read_ahead - 1` workers, and the calling thread whenever it would wait for them (0 or
+    /// 1: in the calling thread, one after the other). The events are the same
     /// either way (and, for a format v2 file, the batches); memory grows to at most
     /// `read_ahead + 2` decoded row groups (one being consumed, `read_ahead + 1` ready or
     /// decoding).
@@ -801,9 +803,11 @@ impl Trace {
             };
         if threads >= 2 && groups.len() > 1 {
             let jobs = groups.len();
+            // (the consumer decodes too when it would wait: `threads` decoders in all when
+            // the evaluation is light, the workers alone when it is busy)
             let it = ahead::ReadAhead::new(
                 jobs,
-                threads,
+                threads - 1,
                 threads + 1,
                 move |j| group(groups[j]).collect(),
                 move || {

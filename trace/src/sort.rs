@@ -886,8 +886,8 @@ pub(crate) fn sort_rows(
             keys.push((ts.value(r), seq.value(r), bi as u32, r as u32));
         }
     }
-    // nearly in order already: the stable sort merges the runs it finds
-    keys.sort();
+    // (batch, row) makes every key distinct: an unstable sort gives the stable order
+    keys.sort_unstable();
     let order: Vec<(usize, usize)> = keys.iter().map(|k| (k.2 as usize, k.3 as usize)).collect();
     let refs: Vec<&RecordBatch> = batches.iter().collect();
     interleave_record_batch(&refs, &order).map_err(err)

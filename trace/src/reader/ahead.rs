@@ -4,8 +4,11 @@
 //! yields each job's items in job order. A worker starts job `j` only while `j` is fewer than
 //! `window` jobs ahead of the one the consumer last took, so at most `window` jobs are decoded or
 //! decoding at a time besides the one being consumed: memory is bounded by `window + 1` jobs'
-//! output whatever the number of jobs. Dropping the iterator stops the workers (each finishes the
-//! job it is running) and joins them.
+//! output whatever the number of jobs. A consumer that would wait for its next job runs the next
+//! job not started yet itself, within the same window: with `n` workers, a consumer busy with
+//! each job's items leaves the decoding to them, and one that is not decodes beside them (`n + 1`
+//! decoders, no thread idle while a job could start). Dropping the iterator stops the workers
+//! (each finishes the job it is running) and joins them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -38,18 +41,32 @@ impl<T> Shared<T> {
     }
 }
 
-/// The items of jobs `0..jobs` in job order, computed ahead on worker threads.
+/// A job: its index in, its items out.
+type Job<T> = Arc<dyn Fn(usize) -> Vec<T> + Send + Sync>;
+
+/// The items of jobs `0..jobs` in job order, computed ahead on worker threads (and on the
+/// consumer's, while it would wait).
 pub(crate) struct ReadAhead<T> {
     shared: Arc<Shared<T>>,
     jobs: usize,
+    window: usize,
     taken: usize,
     current: std::vec::IntoIter<T>,
     workers: Vec<JoinHandle<()>>,
+    /// The job, run by the consumer as the workers run it.
+    job: Job<T>,
+}
+
+/// Runs job `j`, a panic turned into `on_panic()` as its only item.
+fn run_job<T>(job: &Job<T>, on_panic: &(dyn Fn() -> T + Send + Sync), j: usize) -> Vec<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(j)))
+        .unwrap_or_else(|_| vec![on_panic()])
 }
 
 impl<T: Send + 'static> ReadAhead<T> {
-    /// Runs `job(j)` for every `j` in `0..jobs` on `threads` workers, at most `window` jobs
-    /// ahead of the consumer. A job that panics yields `on_panic()` as its only item.
+    /// Runs `job(j)` for every `j` in `0..jobs` on `threads` workers (and the consumer, while
+    /// it would wait), at most `window` jobs ahead of the consumer. A job that panics yields
+    /// `on_panic()` as its only item.
     pub(crate) fn new<F, P>(
         jobs: usize,
         threads: usize,
@@ -71,8 +88,8 @@ impl<T: Send + 'static> ReadAhead<T> {
             changed: Condvar::new(),
         });
         let window = window.max(1);
-        let job = Arc::new(job);
-        let on_panic = Arc::new(on_panic);
+        let job: Job<T> = Arc::new(job);
+        let on_panic: Arc<dyn Fn() -> T + Send + Sync> = Arc::new(on_panic);
         let workers = (0..threads.clamp(1, jobs.max(1)))
             .map(|_| {
                 let shared = shared.clone();
@@ -93,20 +110,27 @@ impl<T: Send + 'static> ReadAhead<T> {
                         s.next += 1;
                         s.next - 1
                     };
-                    let items = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(j)))
-                        .unwrap_or_else(|_| vec![on_panic()]);
+                    let items = run_job(&job, &*on_panic, j);
                     let mut s = shared.lock();
                     s.done.insert(j, items);
                     shared.changed.notify_all();
                 })
             })
             .collect();
+        // the consumer's panics are the job's too
+        let job = {
+            let (job, on_panic) = (job.clone(), on_panic.clone());
+            let wrapped: Job<T> = Arc::new(move |j| run_job(&job, &*on_panic, j));
+            wrapped
+        };
         ReadAhead {
             shared,
             jobs,
+            window,
             taken: 0,
             current: Vec::new().into_iter(),
             workers,
+            job,
         }
     }
 }
@@ -126,6 +150,20 @@ impl<T> Iterator for ReadAhead<T> {
             let items = loop {
                 if let Some(v) = s.done.remove(&self.taken) {
                     break v;
+                }
+                // rather than wait, run the next job no worker has started (the one wanted, or
+                // one after it within the window)
+                if s.next < self.jobs && s.next < self.taken + self.window {
+                    let j = s.next;
+                    s.next += 1;
+                    drop(s);
+                    let items = (self.job)(j);
+                    s = self.shared.lock();
+                    if j == self.taken {
+                        break items;
+                    }
+                    s.done.insert(j, items);
+                    continue;
                 }
                 s = self.shared.wait(s);
             };
@@ -190,6 +228,45 @@ mod tests {
         assert_eq!(started.load(Ordering::SeqCst), 5);
         drop(it);
         assert_eq!(started.load(Ordering::SeqCst), 5);
+    }
+
+    #[test]
+    fn a_consumer_that_would_wait_runs_jobs_itself() {
+        // the one worker's jobs wait (up to 5 s) until the consumer has run a job: either the
+        // worker took job 0 and the consumer, waiting for it, runs job 1, or the consumer ran
+        // job 0 itself
+        let consumer = std::thread::current().id();
+        let on_consumer = Arc::new(AtomicUsize::new(0));
+        let stuck = Arc::new(AtomicUsize::new(0));
+        let (c, k) = (on_consumer.clone(), stuck.clone());
+        let it = ReadAhead::new(
+            10,
+            1,
+            3,
+            move |j| {
+                if std::thread::current().id() == consumer {
+                    c.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    let t0 = std::time::Instant::now();
+                    while c.load(Ordering::SeqCst) == 0 {
+                        if t0.elapsed() > std::time::Duration::from_secs(5) {
+                            k.fetch_add(1, Ordering::SeqCst);
+                            break;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                }
+                vec![j]
+            },
+            || usize::MAX,
+        );
+        assert_eq!(it.collect::<Vec<_>>(), (0..10).collect::<Vec<_>>());
+        assert!(on_consumer.load(Ordering::SeqCst) >= 1);
+        assert_eq!(
+            stuck.load(Ordering::SeqCst),
+            0,
+            "the worker waited for the consumer"
+        );
     }
 
     #[test]
