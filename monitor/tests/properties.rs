@@ -602,8 +602,10 @@ proptest! {
 /// nor window) beside one that is not (a generic guard): keys of every fast shape and the
 /// generic one, timeouts that fire (ties with events at one time included), decide and move,
 /// instances created late, variables, sources, guards over `kind`, `message` and `data`,
-/// handlers that decide on an event (offered as one event), and paths longer than the ring,
-/// whose events are copied only when the batch is over.
+/// handlers that decide on an event (offered as one event), paths longer than the ring, whose
+/// events are copied only when the batch is over, and keyed machines whose batches are
+/// evaluated instance by instance (`grouped`, `byTime`, `byKind`: every handler plain), some of
+/// whose instances accept on a timeout between batches.
 const COLUMNAR: &str = r#"
 monitor pulse per seq % 5 {
   state idle { on log => goto busy timeout 700ms on end => accept }
@@ -661,6 +663,18 @@ monitor byData per seq % 3 {
   }
   state b { on log where data.n == 4 => goto a on timeout => accept }
 }
+monitor grouped per seq % 6 {
+  var n = 0
+  state a {
+    on event where seq > 50 => set n = n + 1, goto b timeout 1500ms
+    on event => set n = n + 2
+  }
+  state b {
+    on event where n > 6 => goto a
+    on event => goto b timeout 900ms
+    on timeout => accept
+  }
+}
 monitor notFed {
   state a { on log where len(message) > 7 => goto b timeout 1s }
   state b { on docker => goto a on timeout => fail "no docker" }
@@ -717,5 +731,100 @@ proptest! {
             serde_json::to_string(&cols.finish(end)).expect("json"),
             serde_json::to_string(&want).expect("json")
         );
+    }
+}
+
+/// A keyed machine whose batches are evaluated instance by instance, a block of rows at a time,
+/// over batches long enough for several blocks: keys first seen in the middle of a batch (the
+/// blocks before the first holding one are evaluated by instance, the loop over rows takes the
+/// rest), variables, handlers tried in turn, paths that wrap their ring many times, and a
+/// timeout that fires once the run ends. Every split of the rows into batches, on one thread
+/// or two, reports what event-by-event evaluation reports.
+#[test]
+fn keyed_batches_by_instance_report_what_event_by_event_reports() {
+    let s = spec(
+        r#"
+monitor big per seq % 1000 {
+  var n = 0
+  state idle { on event => set n = n + 1, goto waiting timeout 20s }
+  state waiting {
+    on event where n > 30 => goto idle
+    on event => set n = n + 1
+    on timeout => fail "slow"
+  }
+}
+monitor quiet per seq % 1000 {
+  state a { on event => goto b timeout 1h }
+  state b { on event => goto a timeout 2h on timeout => inconclusive "quiet" }
+}
+monitor late per seq % 1000 {
+  state a { on event => goto b timeout 15s }
+  state b { on event => goto b timeout 15s on timeout => fail "late" }
+}
+monitor gaps per seq % 1000 {
+  state a { on event where seq > 55999 => goto b timeout 500ms }
+  state b { on event => goto b timeout 500ms on timeout => fail "gap" }
+}
+"#,
+    );
+    // rows 0..10000 have keys 0..99 (`seq % 1000`), rows 10000.. keys 100..199, one event a
+    // millisecond: key 0 is last seen at 9.9 s, and `late` fails on its timeout at 24.9 s; key
+    // 5 is quiet from 5.905 s to 7.005 s, so `gaps` (whose instances arm no timer before 5.6 s)
+    // fails on its timeout at 6.405 s, within batches that begin with no timer armed and whose
+    // rows would otherwise be evaluated by instance
+    let evs: Vec<trace::Event> = (0..15_000u64)
+        .filter(|i| !(i % 100 == 5 && (6_000..7_000).contains(i)))
+        .map(|i| {
+            let key = if i < 10_000 { i % 100 } else { 100 + i % 100 };
+            ev(1_000 * (i / 100) + key, i as f64 / 1000.0, "log", "a")
+        })
+        .collect();
+    let end = T0 + 40 * common::S;
+    let want = run(&s, monitor::Selection::default(), &evs, Some(end));
+    let late = want
+        .monitors
+        .iter()
+        .find(|m| m.name == "late")
+        .expect("late");
+    assert_eq!(late.verdict, monitor::Verdict::Fail);
+    let x = late.explanation.as_ref().expect("explained");
+    assert_eq!(
+        (x.key.as_deref(), x.decided_ns),
+        (Some("0"), Some(T0 + 24_900 * 1_000_000))
+    );
+    let gaps = want
+        .monitors
+        .iter()
+        .find(|m| m.name == "gaps")
+        .expect("gaps");
+    let x = gaps.explanation.as_ref().expect("explained");
+    assert_eq!(
+        (x.key.as_deref(), x.decided_ns),
+        (Some("5"), Some(T0 + 6_405 * 1_000_000))
+    );
+    assert_eq!(evs.len(), 14_990);
+    for sizes in [
+        &[5_000, 9_990][..],
+        &[14_990],
+        &[4_096, 4_096, 6_798],
+        &[9_989, 1, 5_000],
+    ] {
+        for threads in [1, 2] {
+            let mut cols =
+                monitor::Runner::new(&s, &monitor::Selection::default()).expect("runner");
+            cols.set_threads(threads);
+            assert!(cols.feeds_columns());
+            let mut at = 0;
+            for &n in sizes {
+                let b = trace::schema::events_to_log_batch(evs[at..at + n].iter());
+                cols.observe_events(&trace::EventBatch::from_arrow(&b).expect("batch"));
+                at += n;
+            }
+            assert_eq!(
+                serde_json::to_string(&cols.finish(end)).expect("json"),
+                serde_json::to_string(&want).expect("json"),
+                "batches {sizes:?}, {threads} threads"
+            );
+        }
     }
 }

@@ -62,6 +62,27 @@ impl IntKeys {
         }
     }
 
+    /// What key `k` came to as one number: its instance, `u32::MAX` for no instance and
+    /// `u32::MAX - 1` for a key not seen (the dense slots hold `2 + i`, 1 and 0: subtracting 2
+    /// wraps the last two to those).
+    #[inline(always)]
+    pub(super) fn id(&self, k: i64) -> u32 {
+        match usize::try_from(k).ok().and_then(|i| self.dense.get(i)) {
+            Some(&d) => d.wrapping_sub(2),
+            None => self.id_past_dense(k),
+        }
+    }
+
+    /// [`IntKeys::id`] of a key past the dense slots.
+    #[inline(never)]
+    fn id_past_dense(&self, k: i64) -> u32 {
+        match self.get(k) {
+            Some(Some(i)) => i,
+            Some(None) => u32::MAX,
+            None => u32::MAX - 1,
+        }
+    }
+
     /// Records what key `k` came to.
     pub(super) fn set(&mut self, k: i64, inst: Option<u32>) {
         if !(0..Self::DENSE).contains(&k) {
@@ -116,6 +137,16 @@ mod tests {
         assert_eq!(d.get(-2), None);
         assert_eq!(d.get(IntKeys::DENSE), Some(None));
         assert_eq!(d.get(IntKeys::DENSE + 1), None);
+        // the same as one number, dense or sparse, seen or not
+        for k in [5, 7, 6, 100, -1, -2, IntKeys::DENSE, IntKeys::DENSE + 1] {
+            let want = match d.get(k) {
+                Some(Some(i)) => i,
+                Some(None) => u32::MAX,
+                None => u32::MAX - 1,
+            };
+            assert_eq!(d.id(k), want, "key {k}");
+        }
+        assert_eq!((d.id(5), d.id(7), d.id(6)), (0, u32::MAX, u32::MAX - 1));
         // the small keys by index, the others by hash
         assert_eq!((d.dense.len(), d.sparse.len()), (8, 2));
     }

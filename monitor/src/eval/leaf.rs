@@ -139,6 +139,8 @@ pub(crate) struct Leaf {
     dirty: Vec<u32>,
     /// Each row's instance in a batch fed columns (a buffer kept for the next batch).
     row_insts: Vec<u32>,
+    /// A batch's rows grouped by instance ([`Leaf::run_columns`]; buffers kept for the next).
+    groups: columns::Groups,
 }
 
 impl Leaf {
@@ -159,6 +161,7 @@ impl Leaf {
             columns: columns::plan(&r, &plains),
             dirty: Vec::new(),
             row_insts: Vec::new(),
+            groups: columns::Groups::default(),
             plains,
             r,
             insts: Vec::new(),

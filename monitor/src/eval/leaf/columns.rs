@@ -12,12 +12,18 @@
 //! own, so the loop asks for an instance a few rows ahead while it evaluates one; what a
 //! state's catch-all handler does is read once, when the plan is made, into a [`Step`]; and
 //! the rare paths (a timeout due, a new key, handlers tried in turn, `set`s, a row offered as
-//! one event) are calls of their own.
+//! one event) are calls of their own. A keyed machine whose handlers are all plain and which
+//! sees every event has its batch evaluated instance by instance instead, where that gives the
+//! same ([`Leaf::run_grouped`]: no timeout can fire within the batch, every key was seen
+//! before): a block of rows is grouped by instance, and each instance's rows run in a loop
+//! that keeps its state in registers and its path in the cache.
 
-use super::{source_kind_match, Leaf};
+use super::{source_kind_match, Inst, Leaf};
 use crate::eval::effects::Plain;
+use crate::eval::timers::Armed;
 use crate::fast::{Fast, FastKey, Operand, Tri};
 use crate::ir::MonRef;
+use crate::ir::StateC;
 use crate::needs::Needs;
 use crate::ops::JsonCell;
 use trace::{EventBatch, EventColumns, EventRef};
@@ -38,6 +44,27 @@ pub(super) struct ColumnPlan {
     /// no guard), so no handler is tried; [`Step::TRIED`] for a state whose handlers are tried
     /// in turn.
     steps: Box<[Step]>,
+    /// Every handler's plan is plain, so no row decides: a keyed machine's batch may be
+    /// evaluated instance by instance when no timeout can fire within it
+    /// ([`Leaf::run_grouped`]).
+    all_plain: bool,
+    /// The shortest timeout a handler arms (`i64::MAX`: none does).
+    min_timeout: i64,
+}
+
+/// A batch's rows grouped by instance for [`Leaf::run_grouped`] (buffers kept for the next
+/// batch).
+#[derive(Debug, Default)]
+pub(in crate::eval) struct Groups {
+    /// Where each instance's rows start in `rows`, and where the last one's end.
+    starts: Vec<u32>,
+    /// Each row's instance.
+    ids: Vec<u32>,
+    /// The rows of the batch (`ts_ns`, `seq`, row), instance after instance, each instance's
+    /// in order: its loop reads them one after the other, not a row here and there.
+    rows: Vec<(i64, u64, u32)>,
+    /// The timer entries the instances were given, pushed in order once the batch is done.
+    timers: Vec<Armed>,
 }
 
 /// What a plain handler does to an instance, read once from its [`Plain`] plan: the loop over
@@ -121,12 +148,124 @@ enum Tried {
     Generic,
 }
 
-/// A row whose key is another part's ([`super::Shards`]) or null: no instance.
+/// A row whose key is another part's ([`super::Shards`]) or null: no instance (what
+/// [`IntKeys::id`](super::super::fx::IntKeys::id) gives for it).
 const SKIP: u32 = u32::MAX;
 /// A row whose key was not seen before the batch: found by the generic key path.
 const UNSEEN: u32 = u32::MAX - 1;
 /// How many rows ahead the loop loads an instance.
 const AHEAD: usize = 8;
+
+/// How many rows [`Leaf::run_grouped`] groups at a time.
+const GROUP_BLOCK: usize = 4096;
+
+/// What [`GroupCx::run_inst`] reads besides the instance.
+struct GroupCx<'a, 'c> {
+    plan: &'a ColumnPlan,
+    states: &'a [StateC],
+    plains: &'a [Vec<Option<Plain>>],
+    batch: &'c EventBatch,
+    cols: &'c EventColumns<'c>,
+}
+
+impl GroupCx<'_, '_> {
+    /// Evaluates `rows` (`ts_ns`, `seq`, row), all of instance `inst` (number `idx`) and in
+    /// order, as the loop over every row would, with the instance's state, timer and timer
+    /// entry kept in locals and written back once; a timer entry the instance is given goes
+    /// to `timers`. Returns whether its path had no row still to copy before.
+    #[inline(never)]
+    fn run_inst(
+        &self,
+        inst: &mut Inst,
+        idx: u32,
+        rows: &[(i64, u64, u32)],
+        timers: &mut Vec<Armed>,
+    ) -> bool {
+        let mut state = inst.state;
+        let mut entered = inst.entered_ns;
+        // the last transition's (ts, seq, timeout), written back at the end
+        let mut moved: Option<(i64, u64, Option<i64>)> = None;
+        let mut queued = inst.queued;
+        let mut gen = inst.gen;
+        let mut dirty = false;
+        for &(ts, seq, row) in rows {
+            // the state has not opened yet
+            if ts < entered {
+                continue;
+            }
+            let from = state;
+            let mut step = self
+                .plan
+                .steps
+                .get(from as usize)
+                .copied()
+                .unwrap_or(Step::TRIED);
+            if step.handler == Step::TRY {
+                inst.state = state;
+                let i = row as usize;
+                let ev = self.plan.event(self.batch, self.cols, i, ts, seq);
+                match tried_plain(self.states, self.plains, inst, &ev) {
+                    Some(s) => step = s,
+                    None => continue,
+                }
+            }
+            if step.sets {
+                if let Some(Some(p)) = self
+                    .plains
+                    .get(from as usize)
+                    .and_then(|hs| hs.get(step.handler as usize))
+                {
+                    p.apply_in_place(&mut inst.vars);
+                }
+            }
+            if step.to == Step::STAY {
+                continue;
+            }
+            dirty |= inst.path.push_row((from, step.to), ts, step.handler, row);
+            state = step.to;
+            entered = ts;
+            let timeout = step.timeout();
+            moved = Some((ts, seq, timeout));
+            // what `Inst::enter_state` and `Leaf::push_timer` do
+            if let Some(dl) = timeout.map(|d| ts.saturating_add(d)) {
+                if !matches!(queued, Some((q, _)) if q <= dl) {
+                    gen = gen.wrapping_add(1);
+                    queued = Some((dl, gen));
+                    timers.push((dl, idx, gen));
+                }
+            }
+        }
+        inst.state = state;
+        inst.gen = gen;
+        inst.queued = queued;
+        if let Some((ts, seq, timeout)) = moved {
+            inst.enter_state(state, timeout, ts, Some(seq));
+        }
+        dirty
+    }
+}
+
+/// The step of the first handler of `inst`'s state that matches `ev`, in a machine whose
+/// handlers are all plain ([`Leaf::run_grouped`]): what [`Leaf::tried_step`] finds.
+#[inline(never)]
+fn tried_plain(
+    states: &[StateC],
+    plains: &[Vec<Option<Plain>>],
+    inst: &Inst,
+    ev: &EventRef<'_>,
+) -> Option<Step> {
+    let st = states.get(inst.state as usize)?;
+    // (a cell of its own: a guard may read this event's `data`)
+    let json = JsonCell::new();
+    let h = st.handlers.iter().position(|h| {
+        h.pat
+            .fast
+            .as_ref()
+            .is_some_and(|f| source_kind_match(&h.pat, ev) && f.holds(ev, &json, &inst.vars))
+    })?;
+    let p = plains.get(inst.state as usize)?.get(h)?.as_ref()?;
+    Some(Step::of(h as u16, p))
+}
 
 /// Asks the CPU to load the start of `inst` into its cache (a hint: nothing on other targets).
 #[inline(always)]
@@ -239,7 +378,17 @@ pub(super) fn plan(r: &MonRef, plains: &[Vec<Option<Plain>>]) -> Option<ColumnPl
             _ => Step::TRIED,
         })
         .collect();
+    let all_plain = plains.iter().all(|hs| hs.iter().all(Option::is_some));
+    let min_timeout = plains
+        .iter()
+        .flatten()
+        .flatten()
+        .filter_map(|p| p.goto().and_then(|(_, d)| d))
+        .min()
+        .unwrap_or(i64::MAX);
     can.then(|| ColumnPlan {
+        all_plain,
+        min_timeout,
         source: n.source,
         full: n.service || n.container || n.kind || n.message || n.data,
         key: m.per_fast.as_ref().and_then(RowKey::of),
@@ -284,22 +433,34 @@ impl Leaf {
         let keyed = self.r.machine.per.is_some();
         // the earliest timer (kept here: a timer is only armed by `arm` and `advance_to`)
         let mut next_dl = self.next_deadline();
+        // a keyed machine's rows instance by instance, as far as that can go
+        let mut from = 0;
+        if let (true, Some(k), true, true) = (keyed, plan.key, plan.all_plain, plan.sees_all) {
+            from = self.run_grouped(plan, k, batch, cols, next_dl);
+            if from == cols.ts.len() {
+                self.fill_rows(batch);
+                return;
+            }
+            if from > 0 {
+                last_ts = last_ts.max(cols.ts[from - 1]);
+                next_dl = self.next_deadline();
+            }
+        }
         // each row's instance when its key was seen before, found in a pass of its own: the
         // loop below then loads the instances of the rows ahead while it evaluates one
         let mut ids = std::mem::take(&mut self.row_insts);
         ids.clear();
         if let (true, Some(k)) = (keyed, plan.key) {
             let keys = &self.int_keys;
-            ids.extend(cols.ts.iter().zip(cols.seq).map(|(&ts, &seq)| {
-                match k.get(ts, seq).and_then(|k| keys.get(k)) {
-                    Some(Some(i)) => i,
-                    Some(None) => SKIP,
-                    None => UNSEEN,
-                }
-            }));
+            ids.extend(
+                cols.ts
+                    .iter()
+                    .zip(cols.seq)
+                    .map(|(&ts, &seq)| k.get(ts, seq).map_or(UNSEEN, |k| keys.id(k))),
+            );
         }
         // (the rare paths are calls of their own: the loop keeps its values in registers)
-        for (i, (&ts, &seq)) in cols.ts.iter().zip(cols.seq).enumerate() {
+        for (i, (&ts, &seq)) in cols.ts.iter().zip(cols.seq).enumerate().skip(from) {
             if ts > last_ts {
                 last_ts = ts;
                 if next_dl < ts {
@@ -379,6 +540,121 @@ impl Leaf {
         }
         self.row_insts = ids;
         self.fill_rows(batch);
+    }
+
+    /// Evaluates the rows of a keyed machine's batch instance by instance, a block of
+    /// [`GROUP_BLOCK`] rows at a time, as far as that gives what the rows one after the other
+    /// give: every handler is plain (no row decides), no timeout can fire within the batch
+    /// (none is due before its last row, `next_dl` the earliest, and none a row arms can be),
+    /// and every row's key, found by `k`, was seen before. Instances of different keys share
+    /// nothing then: each one's rows, in order, change only it, and the timer entries they are
+    /// given are pushed in deadline order at the end (the timers pop in `(deadline, instance,
+    /// tag)` order whatever order they were pushed in). A block's rows are grouped by a
+    /// counting sort into a copy that stays in the cache, and an instance's state, path and
+    /// variables stay in it while its rows are evaluated. Returns how many rows it evaluated:
+    /// the blocks before the first with a key not seen before (every row for none; the loop
+    /// over rows takes the rest).
+    fn run_grouped(
+        &mut self,
+        plan: &ColumnPlan,
+        k: RowKey,
+        batch: &EventBatch,
+        cols: &EventColumns<'_>,
+        next_dl: i64,
+    ) -> usize {
+        let (Some(&first), Some(&last)) = (cols.ts.first(), cols.ts.last()) else {
+            return 0;
+        };
+        let n = self.insts.len();
+        // (grouping costs a pass over the instances per block: not for many more of them
+        // than a block's rows)
+        if next_dl < last
+            || first.saturating_add(plan.min_timeout) < last
+            || n > GROUP_BLOCK / 4
+            || cols.seq.len() != cols.ts.len()
+        {
+            return 0;
+        }
+        let Leaf {
+            r,
+            insts,
+            plains,
+            groups,
+            dirty,
+            int_keys,
+            ..
+        } = self;
+        let cx = GroupCx {
+            plan,
+            states: &r.machine.states,
+            plains,
+            batch,
+            cols,
+        };
+        groups.timers.clear();
+        let Groups {
+            starts,
+            ids,
+            rows,
+            timers,
+        } = groups;
+        let mut at = 0;
+        while at < cols.ts.len() {
+            let end = (at + GROUP_BLOCK).min(cols.ts.len());
+            let (ts, seq) = (&cols.ts[at..end], &cols.seq[at..end]);
+            // each row's instance (`SKIP` for another part's key or none)
+            ids.clear();
+            ids.extend(
+                ts.iter()
+                    .zip(seq)
+                    .map(|(&ts, &seq)| k.get(ts, seq).map_or(UNSEEN, |k| int_keys.id(k))),
+            );
+            if ids.iter().any(|&i| i != SKIP && i as usize >= n) {
+                // a key not seen before (a new instance): the loop over rows goes on from here
+                break;
+            }
+            // a counting sort of the block's rows by instance: `starts[i + 2]` counts instance
+            // i's rows, then (summed) `starts[i + 1]` is where they go, moved on as they are
+            // placed, so that `starts[i]..starts[i + 1]` ends up holding instance i's rows
+            starts.clear();
+            starts.resize(n + 2, 0);
+            for &id in ids.iter() {
+                if let Some(c) = starts.get_mut((id as usize).wrapping_add(2)) {
+                    *c += 1;
+                }
+            }
+            for i in 2..starts.len() {
+                starts[i] += starts[i - 1];
+            }
+            let len = starts[n + 1] as usize;
+            if rows.len() < len {
+                // (every place up to `len` is written below: what is there is never read)
+                rows.resize(len, (0, 0, 0));
+            }
+            for (((row, &id), &ts), &seq) in (at..end).zip(ids.iter()).zip(ts).zip(seq) {
+                if let Some(to) = starts.get_mut((id as usize).wrapping_add(1)) {
+                    rows[*to as usize] = (ts, seq, row as u32);
+                    *to += 1;
+                }
+            }
+            for (idx, inst) in insts.iter_mut().enumerate() {
+                let (a, b) = (starts[idx] as usize, starts[idx + 1] as usize);
+                // (a decided instance stays decided: no row of the batch can change that)
+                if a == b || inst.done.is_some() {
+                    continue;
+                }
+                if cx.run_inst(inst, idx as u32, &rows[a..b], timers) {
+                    dirty.push(idx as u32);
+                }
+            }
+            at = end;
+        }
+        timers.sort_unstable();
+        for &t in timers.iter() {
+            self.timers.push(t);
+        }
+        self.compact_timers();
+        at
     }
 
     /// Fires the timeouts due before `ts`, the paths' rows copied first (a timeout may decide
