@@ -1044,6 +1044,7 @@ impl Iterator for PacketStream {
 }
 
 /// A string column as stored: plain, dictionary-encoded, or not read.
+#[derive(Clone)]
 enum StrCol {
     Absent,
     Plain(StringArray),
@@ -1088,6 +1089,7 @@ impl StrCol {
     }
 }
 
+#[derive(Clone)]
 struct ArrowCols {
     ts: Int64Array,
     seq: UInt64Array,
@@ -1232,6 +1234,21 @@ impl EventBatch {
     /// The events in order.
     pub fn iter(&self) -> impl Iterator<Item = EventRef<'_>> + '_ {
         (0..self.len()).map(move |i| self.get(i))
+    }
+
+    /// Another handle on the batch's decoded columns, sharing their buffers (no copy), for a
+    /// caller that reads rows of it after the batch is dropped; `None` for a batch of owned
+    /// events (a copy of those would not be cheap).
+    pub fn share(&self) -> Option<EventBatch> {
+        match &self.rows {
+            Rows::Arrow { cols, sel } => Some(EventBatch {
+                rows: Rows::Arrow {
+                    cols: cols.clone(),
+                    sel: sel.clone(),
+                },
+            }),
+            Rows::Owned(_) => None,
+        }
     }
 
     /// The batch as columns, for an evaluator that reads `ts_ns`, `seq` and `source` without
@@ -1467,6 +1484,13 @@ mod tests {
         let table = log_to_table_batch(&log).expect("table shape");
         for b in [&log, &table] {
             let batch = EventBatch::from_arrow(b).expect("batch");
+            // a shared handle reads the same rows once the batch is gone
+            let shared = batch.share().expect("columns shared");
+            let seen: Vec<String> = batch.iter().map(|e| format!("{e:?}")).collect();
+            drop(batch);
+            let again: Vec<String> = shared.iter().map(|e| format!("{e:?}")).collect();
+            assert_eq!(again, seen);
+            let batch = shared;
             let cols = batch.columns().expect("whole columns");
             assert_eq!(cols.len(), evs.len());
             for (i, ev) in batch.iter().enumerate() {
@@ -1506,6 +1530,7 @@ mod tests {
         assert_eq!(filtered.count_source("docker"), 0);
         let owned = EventBatch::from_events(evs.clone());
         assert!(owned.columns().is_none());
+        assert!(owned.share().is_none());
         assert_eq!(
             owned.count_source("packet"),
             evs.iter().filter(|e| e.source == "packet").count()

@@ -33,7 +33,7 @@ pub(super) struct PathEntry {
     pub(super) handler: u16,
     pub(super) ts: i64,
     /// The row of the columns being evaluated whose copy the entry's event is still to become
-    /// ([`Path::push_row`], [`Path::fill_rows`]); [`NO_ROW`] when the copy is up to date.
+    /// ([`Path::push_row`], [`Path::fill_tagged`]); [`NO_ROW`] when the copy is up to date.
     row: u32,
     /// An event caused the transition (its copy is the entry's slot of [`Path`]'s events);
     /// `false` for a timeout or the end, whose slot keeps an older copy's allocations.
@@ -56,9 +56,16 @@ pub(super) struct Path {
     /// Where the oldest entry is once the ring is full.
     head: usize,
     /// How many of the newest entries may still name a row to copy ([`Path::push_row`]): those
-    /// added since the last [`Path::fill_rows`] once one of them named a row (0: none does).
+    /// added since the last [`Path::fill_tagged`] once one of them named a row (0: none does).
     unfilled: u8,
+    /// `1 + tag` when the leaf lists this path as naming rows of the batch tagged `tag` (see
+    /// [`Path::push_row`]); 0 when it does not.
+    listed: u8,
 }
+
+/// The bit of a row number [`Path::push_row`] is given that tells the batch it is a row of
+/// (the leaf alternates two tags; see `Leaf::run_columns`).
+pub(super) const ROW_TAG: u32 = 1 << 31;
 
 impl Path {
     /// Adds the transition `from` → `to` at `ts` by `handler`, caused by `ev` (`None`: a timeout
@@ -82,10 +89,10 @@ impl Path {
         }
     }
 
-    /// Adds the transition `from` → `to` at `ts` by `handler`, caused by row `row` of the
-    /// columns being evaluated: its event is copied by [`Path::fill_rows`], once the run is
-    /// over, only if the entry is still in the ring then (a ring overwritten many times in a
-    /// run copies each row it keeps once). Returns whether the path had no such entry before.
+    /// Adds the transition `from` → `to` at `ts` by `handler`, caused by row `row` of a batch
+    /// (its [`ROW_TAG`] bit telling which of two): its event is copied by [`Path::fill_tagged`], later, only if the entry is still in the ring then (a ring
+    /// overwritten many times copies each row it keeps once). Returns whether the path was not
+    /// listed as naming rows of that batch before (the leaf lists it then).
     #[inline]
     pub(super) fn push_row(
         &mut self,
@@ -94,10 +101,12 @@ impl Path {
         handler: u16,
         row: u32,
     ) -> bool {
-        let clean = self.unfilled == 0;
+        let listed = 1 + (row >= ROW_TAG) as u8;
+        let new = self.listed != listed;
+        self.listed = listed;
         self.unfilled = (self.unfilled + 1).min(PATH_MAX as u8);
         self.next_entry((from, to), ts, handler, row, true);
-        clean
+        new
     }
 
     /// The index of the entry a new transition takes (a new one, or the oldest once the ring
@@ -130,13 +139,19 @@ impl Path {
         Some(i)
     }
 
-    /// Copies the events of the entries [`Path::push_row`] added, `event(row)` giving the event
-    /// of a row: only the newest entries, those added since the last copy (a run that fires
-    /// timeouts between rows copies a few entries each time, not the whole ring).
-    pub(super) fn fill_rows<'a>(&mut self, event: impl Fn(usize) -> EventRef<'a>) {
+    /// Copies the events of the entries [`Path::push_row`] added naming rows of the batch
+    /// tagged `tag` (the [`ROW_TAG`] bit of their rows: 0 or 1), `event(row)` giving the event
+    /// of a row (without the bit): only the newest entries, those added since the last copy (a
+    /// run that fires timeouts between rows copies a few entries each time, not the whole
+    /// ring); the other batch's stay to copy.
+    pub(super) fn fill_tagged<'a>(&mut self, tag: u32, event: impl Fn(usize) -> EventRef<'a>) {
         let n = self.entries.len();
         let k = (self.unfilled as usize).min(n);
-        self.unfilled = 0;
+        if u32::from(self.listed) == tag + 1 {
+            self.listed = 0;
+        }
+        // (entries of the other batch stay to copy: the newest `k` are looked at again then)
+        let mut left = false;
         // the newest entry is the last one until the ring is full, then the one before `head`
         let newest = if n < PATH_MAX { n } else { self.head + n };
         for j in newest - k..newest {
@@ -147,8 +162,15 @@ impl Path {
             if e.row == NO_ROW {
                 continue;
             }
-            info.refill(&event(e.row as usize));
+            if (e.row >= ROW_TAG) != (tag == 1) {
+                left = true;
+                continue;
+            }
+            info.refill(&event((e.row & !ROW_TAG) as usize));
             e.row = NO_ROW;
+        }
+        if !left {
+            self.unfilled = 0;
         }
     }
 
@@ -272,7 +294,7 @@ mod tests {
                         keep(&mut want, Some(r as u64));
                     }
                     _ => {
-                        p.fill_rows(row_event);
+                        p.fill_tagged(0, row_event);
                         let got: Vec<Option<u64>> = p
                             .iter()
                             .map(|(e, info)| {

@@ -141,6 +141,13 @@ pub(crate) struct Leaf {
     row_insts: Vec<u32>,
     /// A batch's rows grouped by instance ([`Leaf::run_columns`]; buffers kept for the next).
     groups: columns::Groups,
+    /// The last batch fed columns, while paths may name rows of it: its rows are copied when
+    /// the next batch is over, for the entries it did not overwrite, or before a path is read.
+    held: Option<trace::EventBatch>,
+    /// The instances whose paths may name rows of `held`.
+    held_dirty: Vec<u32>,
+    /// The tag of the rows of the batch being fed (0 or 1; `held`'s is the other).
+    tag: u32,
 }
 
 impl Leaf {
@@ -162,6 +169,9 @@ impl Leaf {
             dirty: Vec::new(),
             row_insts: Vec::new(),
             groups: columns::Groups::default(),
+            held: None,
+            held_dirty: Vec::new(),
+            tag: 0,
             plains,
             r,
             insts: Vec::new(),
@@ -317,6 +327,8 @@ impl Leaf {
 
     /// Fires every timeout due strictly before `ts` (or at/before it when `inclusive`).
     pub fn advance_to(&mut self, ts: i64, inclusive: bool) {
+        // (the paths may still name rows of the last batch fed columns)
+        self.fill_held();
         while let Some((dl, idx, tag)) = self.timers.peek() {
             if dl > ts || (!inclusive && dl == ts) {
                 break;
@@ -406,6 +418,8 @@ impl Leaf {
 
     /// Offers one event. `json` is the event's shared lazily parsed `data`.
     pub fn observe(&mut self, ev: &EventRef<'_>, json: &JsonCell) {
+        // (the paths may still name rows of the last batch fed columns)
+        self.fill_held();
         if self.decided().is_some() || !self.sees(ev) {
             return;
         }
@@ -806,6 +820,8 @@ impl Leaf {
     /// Ends the run: due timeouts fire, undecided instances take their `on end` verdict or are
     /// inconclusive. Returns the leaf's outcome.
     pub fn finish(&mut self, end_ns: i64) -> Outcome {
+        // (the paths may still name rows of the last batch fed columns)
+        self.fill_held();
         self.settle(end_ns);
         if let Some(o) = self.decided() {
             return o.clone();
@@ -839,6 +855,8 @@ impl Leaf {
 
     /// Starts the leaf if no event did and fires every timeout due by `end_ns` (inclusive).
     pub fn settle(&mut self, end_ns: i64) {
+        // (the paths may still name rows of the last batch fed columns)
+        self.fill_held();
         if self.started.is_none() {
             self.start(end_ns);
         }
@@ -847,6 +865,8 @@ impl Leaf {
 
     /// Ends every undecided instance at `end_ns` (its `on end` handler, or inconclusive).
     pub fn end_all(&mut self, end_ns: i64) {
+        // (the paths may still name rows of the last batch fed columns)
+        self.fill_held();
         for idx in 0..self.insts.len() {
             if self.insts[idx].done.is_none() {
                 self.end_inst(idx as u32, end_ns);
@@ -997,6 +1017,8 @@ impl Leaf {
     /// it (`why` says so): no end handlers run and no later timeout fires. Its verdict if it had
     /// decided by then, otherwise inconclusive with the state it was in.
     pub fn frozen(&mut self, at_ns: i64, why: &str) -> Outcome {
+        // (the paths may still name rows of the last batch fed columns)
+        self.fill_held();
         if let Some(o) = self.decided() {
             return o.clone();
         }

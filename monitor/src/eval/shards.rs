@@ -94,6 +94,8 @@ impl Shards {
     /// What [`Leaf::frozen`] gives for the whole monitor: its instance created first that had
     /// not decided at `at_ns`.
     pub fn frozen(&mut self, at_ns: i64, why: &str) -> Outcome {
+        // (a part's paths may still name rows of the last batch it was fed)
+        self.parts.iter_mut().for_each(Leaf::fill_held);
         if let Some(o) = self.decided() {
             return o.clone();
         }

@@ -1,25 +1,26 @@
 //! A leaf fed a batch's columns ([`Leaf::run_columns`]): for a machine whose guards are all
 //! specialised (no `at`, no window, no state that opens when a fault is done), each row is
-//! evaluated from the batch's columns in a loop of the leaf's own, the event built only for
-//! the guards that read more than its time, sequence number and source; a handler whose plan
-//! is plain (plain `set`s, stay or go to a state) is applied there, and a transition's path
-//! entry names its row: the event is copied once the run is over, only for the entries still
-//! in the instance's ring (a ring overwritten many times in a run copies the rows it keeps
-//! once). A row whose first matching handler is not plain (it decides, or its actions need the
-//! generic evaluator) is offered as one event after those copies, and every timeout fires
-//! after them too; the report is the one [`Leaf::observe`] gives, event by event. A keyed
-//! machine's rows are first matched to the instances of keys seen before, in a pass of their
-//! own, so the loop asks for an instance a few rows ahead while it evaluates one; what a
-//! state's catch-all handler does is read once, when the plan is made, into a [`Step`]; and
-//! the rare paths (a timeout due, a new key, handlers tried in turn, `set`s, a row offered as
-//! one event) are calls of their own. A keyed machine whose handlers are all plain and which
-//! sees every event has its batch evaluated instance by instance instead, where that gives the
-//! same ([`Leaf::run_grouped`]: no timeout can fire within the batch, every key was seen
-//! before): a block of rows is grouped by instance, and each instance's rows run in a loop
-//! that keeps its state in registers and its path in the cache.
+//! evaluated from the batch's columns in a loop of the leaf's own, the event built only for the
+//! guards that read more than its time, sequence number and source; a handler whose plan is plain
+//! (plain `set`s, stay or go to a state) is applied there, and a transition's path entry names its
+//! row: the event is copied once the next batch is over (the leaf holds the batch's columns until
+//! then) or before a path is read, only for the entries still in the instance's ring (a ring
+//! overwritten in every batch copies nothing until the end). A row whose first matching handler is
+//! not plain (it decides, or its actions need the generic evaluator) is offered as one event after
+//! those copies, and every timeout fires after them too; the report is the one [`Leaf::observe`]
+//! gives, event by event. A keyed machine's rows are first matched to the instances of keys seen
+//! before, in a pass of their own, so the loop asks for an instance a few rows ahead while it
+//! evaluates one; what a state's catch-all handler does is read once, when the plan is made, into a
+//! [`Step`]; and the rare paths (a timeout due, a new key, handlers tried in turn, `set`s, a row
+//! offered as one event) are calls of their own. A keyed machine whose handlers are all plain and
+//! which sees every event has its batch evaluated instance by instance instead, where that gives
+//! the same ([`Leaf::run_grouped`]: no timeout can fire within the batch, every key was seen
+//! before): a block of rows is grouped by instance, and each instance's rows run in a loop that
+//! keeps its state in registers and its path in the cache.
 
 use super::{source_kind_match, Inst, Leaf};
 use crate::eval::effects::Plain;
+use crate::eval::explain::ROW_TAG;
 use crate::eval::timers::Armed;
 use crate::fast::{Fast, FastKey, Operand, Tri};
 use crate::ir::MonRef;
@@ -162,6 +163,8 @@ const GROUP_BLOCK: usize = 4096;
 /// What [`GroupCx::run_inst`] reads besides the instance.
 struct GroupCx<'a, 'c> {
     plan: &'a ColumnPlan,
+    /// The [`ROW_TAG`] bit of this batch's rows.
+    tag: u32,
     states: &'a [StateC],
     plains: &'a [Vec<Option<Plain>>],
     batch: &'c EventBatch,
@@ -221,7 +224,9 @@ impl GroupCx<'_, '_> {
             if step.to == Step::STAY {
                 continue;
             }
-            dirty |= inst.path.push_row((from, step.to), ts, step.handler, row);
+            dirty |= inst
+                .path
+                .push_row((from, step.to), ts, step.handler, row | self.tag);
             state = step.to;
             entered = ts;
             let timeout = step.timeout();
@@ -414,6 +419,18 @@ impl Leaf {
     /// each after the timeouts due before its time (`last_ts`: the time reached before the
     /// run). Only for a leaf that is [`Leaf::columnar`].
     pub fn run_columns(&mut self, batch: &EventBatch, cols: &EventColumns<'_>, last_ts: i64) {
+        if cols.ts.len() >= (ROW_TAG - 1) as usize {
+            // (the paths number rows in 31 bits: a batch this long is fed event by event)
+            let mut last = last_ts;
+            for ev in batch.iter() {
+                if ev.ts_ns > last {
+                    last = ev.ts_ns;
+                    self.advance_to(ev.ts_ns, false);
+                }
+                self.observe(&ev, &JsonCell::new());
+            }
+            return;
+        }
         let Some(plan) = self.columns.take() else {
             return;
         };
@@ -431,6 +448,8 @@ impl Leaf {
         mut last_ts: i64,
     ) {
         let keyed = self.r.machine.per.is_some();
+        // this batch's rows in the paths (the held batch's have the other tag)
+        let tag = if self.tag == 1 { ROW_TAG } else { 0 };
         // the earliest timer (kept here: a timer is only armed by `arm` and `advance_to`)
         let mut next_dl = self.next_deadline();
         // a keyed machine's rows instance by instance, as far as that can go
@@ -438,7 +457,7 @@ impl Leaf {
         if let (true, Some(k), true, true) = (keyed, plan.key, plan.all_plain, plan.sees_all) {
             from = self.run_grouped(plan, k, batch, cols, next_dl);
             if from == cols.ts.len() {
-                self.fill_rows(batch);
+                self.hold(batch);
                 return;
             }
             if from > 0 {
@@ -529,7 +548,7 @@ impl Leaf {
             let inst = &mut self.insts[idx as usize];
             if inst
                 .path
-                .push_row((from, step.to), ts, step.handler, i as u32)
+                .push_row((from, step.to), ts, step.handler, i as u32 | tag)
             {
                 self.dirty.push(idx);
             }
@@ -539,7 +558,7 @@ impl Leaf {
             }
         }
         self.row_insts = ids;
-        self.fill_rows(batch);
+        self.hold(batch);
     }
 
     /// Evaluates the rows of a keyed machine's batch instance by instance, a block of
@@ -582,10 +601,12 @@ impl Leaf {
             groups,
             dirty,
             int_keys,
+            tag,
             ..
         } = self;
         let cx = GroupCx {
             plan,
+            tag: if *tag == 1 { ROW_TAG } else { 0 },
             states: &r.machine.states,
             plains,
             batch,
@@ -730,13 +751,55 @@ impl Leaf {
         Some((inst.state, hi as u16))
     }
 
-    /// Copies the events of the rows the instances' paths name (see [`Leaf::run_columns`]).
+    /// Copies the events of the rows the instances' paths name, of the held batch and of
+    /// `batch`, the one being fed (see [`Leaf::run_columns`]).
     fn fill_rows(&mut self, batch: &EventBatch) {
-        let Leaf { dirty, insts, .. } = self;
+        self.fill_held();
+        let Leaf {
+            dirty, insts, tag, ..
+        } = self;
         for idx in dirty.drain(..) {
             if let Some(inst) = insts.get_mut(idx as usize) {
-                inst.path.fill_rows(|r| batch.get(r));
+                inst.path.fill_tagged(*tag, |r| batch.get(r));
             }
+        }
+    }
+
+    /// Copies the events of the rows of the held batch the instances' paths still name, and
+    /// lets the batch go: before a path is read, and once the next batch is over (in steady
+    /// state it overwrote most of those entries, whose rows are then never copied).
+    pub(crate) fn fill_held(&mut self) {
+        let Some(held) = self.held.take() else {
+            return;
+        };
+        let Leaf {
+            held_dirty,
+            insts,
+            tag,
+            ..
+        } = self;
+        for idx in held_dirty.drain(..) {
+            if let Some(inst) = insts.get_mut(idx as usize) {
+                inst.path.fill_tagged(*tag ^ 1, |r| held.get(r));
+            }
+        }
+    }
+
+    /// Ends the feeding of `batch`: the rows of the held batch the paths still name are copied,
+    /// and `batch` is held in its place, its rows copied later (or now, for a batch that
+    /// cannot be held).
+    fn hold(&mut self, batch: &EventBatch) {
+        self.fill_held();
+        if self.dirty.is_empty() {
+            return;
+        }
+        match batch.share() {
+            Some(b) => {
+                self.held = Some(b);
+                std::mem::swap(&mut self.dirty, &mut self.held_dirty);
+                self.tag ^= 1;
+            }
+            None => self.fill_rows(batch),
         }
     }
 }
