@@ -61,9 +61,10 @@ pub(in crate::eval) struct Groups {
     starts: Vec<u32>,
     /// Each row's instance.
     ids: Vec<u32>,
-    /// The rows of the batch (`ts_ns`, `seq`, row), instance after instance, each instance's
-    /// in order: its loop reads them one after the other, not a row here and there.
-    rows: Vec<(i64, u64, u32)>,
+    /// The rows of a block (`ts_ns`, row), instance after instance, each instance's in order:
+    /// its loop reads them one after the other, not a row here and there (`seq` is read from
+    /// the batch for the few rows that need it).
+    rows: Vec<(i64, u32)>,
     /// The timer entries the instances were given, pushed in order once the batch is done.
     timers: Vec<Armed>,
 }
@@ -172,8 +173,7 @@ struct GroupCx<'a, 'c> {
 }
 
 impl GroupCx<'_, '_> {
-    /// Evaluates `rows` (`ts_ns`, `seq`, row), all of instance `inst` (number `idx`) and in
-    /// order, as the loop over every row would, with the instance's state, timer and timer
+    /// Evaluates `rows` (`ts_ns`, row), all of instance `inst` (number `idx`) and in order, as the loop over every row would, with the instance's state, timer and timer
     /// entry kept in locals and written back once; a timer entry the instance is given goes
     /// to `timers`. Returns whether its path had no row still to copy before.
     #[inline(never)]
@@ -181,17 +181,17 @@ impl GroupCx<'_, '_> {
         &self,
         inst: &mut Inst,
         idx: u32,
-        rows: &[(i64, u64, u32)],
+        rows: &[(i64, u32)],
         timers: &mut Vec<Armed>,
     ) -> bool {
         let mut state = inst.state;
         let mut entered = inst.entered_ns;
-        // the last transition's (ts, seq, timeout), written back at the end
-        let mut moved: Option<(i64, u64, Option<i64>)> = None;
+        // the last transition's (ts, row, timeout), written back at the end
+        let mut moved: Option<(i64, usize, Option<i64>)> = None;
         let mut queued = inst.queued;
         let mut gen = inst.gen;
         let mut dirty = false;
-        for &(ts, seq, row) in rows {
+        for &(ts, row) in rows {
             // the state has not opened yet
             if ts < entered {
                 continue;
@@ -206,6 +206,7 @@ impl GroupCx<'_, '_> {
             if step.handler == Step::TRY {
                 inst.state = state;
                 let i = row as usize;
+                let seq = self.cols.seq.get(i).copied().unwrap_or(0);
                 let ev = self.plan.event(self.batch, self.cols, i, ts, seq);
                 match tried_plain(self.states, self.plains, inst, &ev) {
                     Some(s) => step = s,
@@ -230,7 +231,7 @@ impl GroupCx<'_, '_> {
             state = step.to;
             entered = ts;
             let timeout = step.timeout();
-            moved = Some((ts, seq, timeout));
+            moved = Some((ts, row as usize, timeout));
             // what `Inst::enter_state` and `Leaf::push_timer` do
             if let Some(dl) = timeout.map(|d| ts.saturating_add(d)) {
                 if !matches!(queued, Some((q, _)) if q <= dl) {
@@ -243,8 +244,9 @@ impl GroupCx<'_, '_> {
         inst.state = state;
         inst.gen = gen;
         inst.queued = queued;
-        if let Some((ts, seq, timeout)) = moved {
-            inst.enter_state(state, timeout, ts, Some(seq));
+        if let Some((ts, row, timeout)) = moved {
+            let seq = self.cols.seq.get(row).copied();
+            inst.enter_state(state, timeout, ts, seq);
         }
         dirty
     }
@@ -623,26 +625,26 @@ impl Leaf {
         while at < cols.ts.len() {
             let end = (at + GROUP_BLOCK).min(cols.ts.len());
             let (ts, seq) = (&cols.ts[at..end], &cols.seq[at..end]);
-            // each row's instance (`SKIP` for another part's key or none)
-            ids.clear();
-            ids.extend(
-                ts.iter()
-                    .zip(seq)
-                    .map(|(&ts, &seq)| k.get(ts, seq).map_or(UNSEEN, |k| int_keys.id(k))),
-            );
-            if ids.iter().any(|&i| i != SKIP && i as usize >= n) {
-                // a key not seen before (a new instance): the loop over rows goes on from here
-                break;
-            }
-            // a counting sort of the block's rows by instance: `starts[i + 2]` counts instance
-            // i's rows, then (summed) `starts[i + 1]` is where they go, moved on as they are
-            // placed, so that `starts[i]..starts[i + 1]` ends up holding instance i's rows
+            // each row's instance (`SKIP` for another part's key or none), counted in
+            // `starts[i + 2]` for instance i: a counting sort of the block's rows by instance,
+            // where (summed) `starts[i + 1]` is where they go, moved on as they are placed, so
+            // that `starts[i]..starts[i + 1]` ends up holding instance i's rows
             starts.clear();
             starts.resize(n + 2, 0);
-            for &id in ids.iter() {
+            ids.clear();
+            ids.reserve(end - at);
+            let mut unseen = false;
+            for (&ts, &seq) in ts.iter().zip(seq) {
+                let id = k.get(ts, seq).map_or(UNSEEN, |k| int_keys.id(k));
+                unseen |= id != SKIP && id as usize >= n;
                 if let Some(c) = starts.get_mut((id as usize).wrapping_add(2)) {
                     *c += 1;
                 }
+                ids.push(id);
+            }
+            if unseen {
+                // a key not seen before (a new instance): the loop over rows goes on from here
+                break;
             }
             for i in 2..starts.len() {
                 starts[i] += starts[i - 1];
@@ -650,11 +652,11 @@ impl Leaf {
             let len = starts[n + 1] as usize;
             if rows.len() < len {
                 // (every place up to `len` is written below: what is there is never read)
-                rows.resize(len, (0, 0, 0));
+                rows.resize(len, (0, 0));
             }
-            for (((row, &id), &ts), &seq) in (at..end).zip(ids.iter()).zip(ts).zip(seq) {
+            for ((row, &id), &ts) in (at..end).zip(ids.iter()).zip(ts) {
                 if let Some(to) = starts.get_mut((id as usize).wrapping_add(1)) {
-                    rows[*to as usize] = (ts, seq, row as u32);
+                    rows[*to as usize] = (ts, row as u32);
                     *to += 1;
                 }
             }
