@@ -325,7 +325,7 @@ fn judge_inner(
         until_ns: cutoff,
         read_ahead,
         row_groups: skipped.as_ref().map(|s| s.keep.clone()),
-        // a monitor fed columns copies its instances' recent events once per batch (one
+        // a monitor fed columns copies its instances' recent events at most once per batch (one
         // whose guards read a row's text reads it in the cache in the default batches)
         batch_size: if runner.feeds_light_columns() {
             65_536

@@ -405,7 +405,8 @@ impl Runner {
 
     /// Is some selected monitor fed a batch's columns by [`Runner::observe_events`] (its guards
     /// are all specialised; no `at`, no window)? Such a monitor copies each instance's recent
-    /// events once per batch: larger batches copy fewer.
+    /// events at most once per batch (those the next batch did not overwrite): larger batches
+    /// copy fewer.
     pub fn feeds_columns(&mut self) -> bool {
         !self.recording
             && self.monitors.iter_mut().any(|(_, n)| {
@@ -417,7 +418,7 @@ impl Runner {
 
     /// Is every monitor fed columns ([`Runner::feeds_columns`]) one whose guards read nothing
     /// but times, sequence numbers and sources (and is there one)? Those copy their instances'
-    /// recent events once per batch and read little else of a row, so they gain from large
+    /// recent events at most once per batch and read little else of a row, so they gain from large
     /// batches; a monitor whose guards read a row's text reads it while it is still in the
     /// cache only in batches of a few thousand rows.
     pub fn feeds_light_columns(&mut self) -> bool {
