@@ -90,7 +90,8 @@ impl Path {
     }
 
     /// Adds the transition `from` → `to` at `ts` by `handler`, caused by row `row` of a batch
-    /// (its [`ROW_TAG`] bit telling which of two): its event is copied by [`Path::fill_tagged`], later, only if the entry is still in the ring then (a ring
+    /// (its [`ROW_TAG`] bit telling which of two): its event is copied by
+    /// [`Path::fill_tagged`], later, only if the entry is still in the ring then (a ring
     /// overwritten many times copies each row it keeps once). Returns whether the path was not
     /// listed as naming rows of that batch before (the leaf lists it then).
     #[inline]

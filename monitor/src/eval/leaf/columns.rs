@@ -173,9 +173,11 @@ struct GroupCx<'a, 'c> {
 }
 
 impl GroupCx<'_, '_> {
-    /// Evaluates `rows` (`ts_ns`, row), all of instance `inst` (number `idx`) and in order, as the loop over every row would, with the instance's state, timer and timer
-    /// entry kept in locals and written back once; a timer entry the instance is given goes
-    /// to `timers`. Returns whether its path had no row still to copy before.
+    /// Evaluates `rows` (`ts_ns`, row), all of instance `inst` (number `idx`) and in order, as
+    /// the loop over every row would, with the instance's state, timer and timer entry kept in
+    /// locals and written back once; a timer entry the instance is given goes to `timers`.
+    /// Returns whether its path was not listed as naming rows of this batch before (the leaf
+    /// lists it then).
     #[inline(never)]
     fn run_inst(
         &self,
