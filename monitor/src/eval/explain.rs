@@ -58,8 +58,8 @@ pub(super) struct Path {
     /// How many of the newest entries may still name a row to copy ([`Path::push_row`]): those
     /// added since the last [`Path::fill_tagged`] once one of them named a row (0: none does).
     unfilled: u8,
-    /// `1 + tag` when the leaf lists this path as naming rows of the batch tagged `tag` (see
-    /// [`Path::push_row`]); 0 when it does not.
+    /// The leaf lists this path as naming rows of a batch (see [`Path::push_row`]): 0 for
+    /// none, 1 for the batch whose rows have no [`ROW_TAG`] bit, 2 for the other.
     listed: u8,
 }
 
@@ -102,7 +102,7 @@ impl Path {
         handler: u16,
         row: u32,
     ) -> bool {
-        let listed = 1 + (row >= ROW_TAG) as u8;
+        let listed = listed_as(row & ROW_TAG);
         let new = self.listed != listed;
         self.listed = listed;
         self.unfilled = (self.unfilled + 1).min(PATH_MAX as u8);
@@ -141,14 +141,14 @@ impl Path {
     }
 
     /// Copies the events of the entries [`Path::push_row`] added naming rows of the batch
-    /// tagged `tag` (the [`ROW_TAG`] bit of their rows: 0 or 1), `event(row)` giving the event
-    /// of a row (without the bit): only the newest entries, those added since the last copy (a
-    /// run that fires timeouts between rows copies a few entries each time, not the whole
-    /// ring); the other batch's stay to copy.
+    /// tagged `tag` (the [`ROW_TAG`] bit of their rows: 0 or `ROW_TAG`), `event(row)` giving
+    /// the event of a row (without the bit): only the newest entries, those added since the
+    /// last copy (a run that fires timeouts between rows copies a few entries each time, not
+    /// the whole ring); the other batch's stay to copy.
     pub(super) fn fill_tagged<'a>(&mut self, tag: u32, event: impl Fn(usize) -> EventRef<'a>) {
         let n = self.entries.len();
         let k = (self.unfilled as usize).min(n);
-        if u32::from(self.listed) == tag + 1 {
+        if self.listed == listed_as(tag) {
             self.listed = 0;
         }
         // (entries of the other batch stay to copy: the newest `k` are looked at again then)
@@ -163,7 +163,7 @@ impl Path {
             if e.row == NO_ROW {
                 continue;
             }
-            if (e.row >= ROW_TAG) != (tag == 1) {
+            if e.row & ROW_TAG != tag {
                 left = true;
                 continue;
             }
@@ -188,6 +188,15 @@ impl Path {
             .map(|(e, info)| (e, e.caused.then_some(info)));
         let (newer, older) = (pairs.clone().take(self.head), pairs.skip(self.head));
         older.chain(newer)
+    }
+}
+
+/// [`Path`]'s `listed` for rows whose [`ROW_TAG`] bit is `tag`.
+fn listed_as(tag: u32) -> u8 {
+    if tag == 0 {
+        1
+    } else {
+        2
     }
 }
 

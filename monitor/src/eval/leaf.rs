@@ -146,7 +146,8 @@ pub(crate) struct Leaf {
     held: Option<trace::EventBatch>,
     /// The instances whose paths may name rows of `held`.
     held_dirty: Vec<u32>,
-    /// The tag of the rows of the batch being fed (0 or 1; `held`'s is the other).
+    /// The tag of the rows of the batch being fed in the paths: 0 or
+    /// [`ROW_TAG`](super::explain::ROW_TAG) (`held`'s is the other).
     tag: u32,
 }
 

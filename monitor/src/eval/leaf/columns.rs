@@ -21,6 +21,7 @@
 use super::{source_kind_match, Inst, Leaf};
 use crate::eval::effects::Plain;
 use crate::eval::explain::ROW_TAG;
+use crate::eval::fx::IntKeys;
 use crate::eval::timers::Armed;
 use crate::fast::{Fast, FastKey, Operand, Tri};
 use crate::ir::MonRef;
@@ -59,8 +60,6 @@ pub(super) struct ColumnPlan {
 pub(in crate::eval) struct Groups {
     /// Where each instance's rows start in `rows`, and where the last one's end.
     starts: Vec<u32>,
-    /// Each row's instance.
-    ids: Vec<u32>,
     /// The rows of a block (`ts_ns`, row), instance after instance, each instance's in order:
     /// its loop reads them one after the other, not a row here and there (`seq` is read from
     /// the batch for the few rows that need it).
@@ -151,7 +150,7 @@ enum Tried {
 }
 
 /// A row whose key is another part's ([`super::Shards`]) or null: no instance (what
-/// [`IntKeys::id`](super::super::fx::IntKeys::id) gives for it).
+/// [`IntKeys::id`] gives for it).
 const SKIP: u32 = u32::MAX;
 /// A row whose key was not seen before the batch: found by the generic key path.
 const UNSEEN: u32 = u32::MAX - 1;
@@ -265,15 +264,26 @@ fn tried_plain(
 ) -> Option<Step> {
     let st = states.get(inst.state as usize)?;
     // (a cell of its own: a guard may read this event's `data`)
-    let json = JsonCell::new();
-    let h = st.handlers.iter().position(|h| {
+    let h = first_fast_match(st, ev, &JsonCell::new(), &inst.vars)?;
+    let p = plains.get(inst.state as usize)?.get(h)?.as_ref()?;
+    Some(Step::of(h as u16, p))
+}
+
+/// The index of the first handler of `st` whose source, kind and specialised guard match `ev`
+/// (over an instance's variables `vars`).
+#[inline]
+fn first_fast_match(
+    st: &StateC,
+    ev: &EventRef<'_>,
+    json: &JsonCell,
+    vars: &[crate::value::Value],
+) -> Option<usize> {
+    st.handlers.iter().position(|h| {
         h.pat
             .fast
             .as_ref()
-            .is_some_and(|f| source_kind_match(&h.pat, ev) && f.holds(ev, &json, &inst.vars))
-    })?;
-    let p = plains.get(inst.state as usize)?.get(h)?.as_ref()?;
-    Some(Step::of(h as u16, p))
+            .is_some_and(|f| source_kind_match(&h.pat, ev) && f.holds(ev, json, vars))
+    })
 }
 
 /// Asks the CPU to load the start of `inst` into its cache (a hint: nothing on other targets).
@@ -344,6 +354,13 @@ impl RowKey {
                 rem: Some(FastRem::new(*n)?),
             }),
         }
+    }
+
+    /// The instance of a row's key among `keys` as [`IntKeys::id`] gives it, [`UNSEEN`] for a
+    /// key the fast way does not give.
+    #[inline]
+    fn id(self, ts: i64, seq: u64, keys: &IntKeys) -> u32 {
+        self.get(ts, seq).map_or(UNSEEN, |k| keys.id(k))
     }
 
     /// The key of a row, when the fast way gives it (a non-negative value for `% n`; the
@@ -453,7 +470,7 @@ impl Leaf {
     ) {
         let keyed = self.r.machine.per.is_some();
         // this batch's rows in the paths (the held batch's have the other tag)
-        let tag = if self.tag == 1 { ROW_TAG } else { 0 };
+        let tag = self.tag;
         // the earliest timer (kept here: a timer is only armed by `arm` and `advance_to`)
         let mut next_dl = self.next_deadline();
         // a keyed machine's rows instance by instance, as far as that can go
@@ -475,11 +492,14 @@ impl Leaf {
         ids.clear();
         if let (true, Some(k)) = (keyed, plan.key) {
             let keys = &self.int_keys;
+            // (the rows evaluated instance by instance are not looked at again)
+            ids.resize(from, SKIP);
             ids.extend(
                 cols.ts
                     .iter()
                     .zip(cols.seq)
-                    .map(|(&ts, &seq)| k.get(ts, seq).map_or(UNSEEN, |k| keys.id(k))),
+                    .skip(from)
+                    .map(|(&ts, &seq)| k.id(ts, seq, keys)),
             );
         }
         // (the rare paths are calls of their own: the loop keeps its values in registers)
@@ -605,12 +625,13 @@ impl Leaf {
             groups,
             dirty,
             int_keys,
+            row_insts: ids,
             tag,
             ..
         } = self;
         let cx = GroupCx {
             plan,
-            tag: if *tag == 1 { ROW_TAG } else { 0 },
+            tag: *tag,
             states: &r.machine.states,
             plains,
             batch,
@@ -619,7 +640,6 @@ impl Leaf {
         groups.timers.clear();
         let Groups {
             starts,
-            ids,
             rows,
             timers,
         } = groups;
@@ -637,7 +657,7 @@ impl Leaf {
             ids.reserve(end - at);
             let mut unseen = false;
             for (&ts, &seq) in ts.iter().zip(seq) {
-                let id = k.get(ts, seq).map_or(UNSEEN, |k| int_keys.id(k));
+                let id = k.id(ts, seq, int_keys);
                 unseen |= id != SKIP && id as usize >= n;
                 if let Some(c) = starts.get_mut((id as usize).wrapping_add(2)) {
                     *c += 1;
@@ -746,12 +766,7 @@ impl Leaf {
             return None;
         }
         let st = self.r.machine.states.get(inst.state as usize)?;
-        let hi = st.handlers.iter().position(|h| {
-            h.pat
-                .fast
-                .as_ref()
-                .is_some_and(|f| source_kind_match(&h.pat, ev) && f.holds(ev, json, &inst.vars))
-        })?;
+        let hi = first_fast_match(st, ev, json, &inst.vars)?;
         Some((inst.state, hi as u16))
     }
 
@@ -784,7 +799,7 @@ impl Leaf {
         } = self;
         for idx in held_dirty.drain(..) {
             if let Some(inst) = insts.get_mut(idx as usize) {
-                inst.path.fill_tagged(*tag ^ 1, |r| held.get(r));
+                inst.path.fill_tagged(*tag ^ ROW_TAG, |r| held.get(r));
             }
         }
     }
@@ -801,7 +816,7 @@ impl Leaf {
             Some(b) => {
                 self.held = Some(b);
                 std::mem::swap(&mut self.dirty, &mut self.held_dirty);
-                self.tag ^= 1;
+                self.tag ^= ROW_TAG;
             }
             None => self.fill_rows(batch),
         }
