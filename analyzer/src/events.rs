@@ -246,6 +246,7 @@ pub fn run(a: &EventsArgs, out: &mut dyn Write) -> Result<i32, Error> {
         batch_size: 0,
         read_ahead: 0,
         row_groups,
+        prepare: None,
     };
     if a.format == Format::Csv && !a.count {
         writeln!(

@@ -332,6 +332,9 @@ fn judge_inner(
         } else {
             0
         },
+        // a keyed monitor evaluated instance by instance gets each batch's rows grouped by
+        // its key on the decoding threads, ahead of the evaluation
+        prepare: runner.prepare(),
         ..Default::default()
     };
     // the cores that decode row groups ahead also evaluate them: each batch's monitors and

@@ -436,6 +436,24 @@ impl Runner {
         light && !self.recording
     }
 
+    /// Work for the trace reader on each batch where it is decoded
+    /// ([`trace::ReadOptions::prepare`]), if some selected monitor gains from it: a keyed
+    /// monitor fed columns that evaluates a batch instance by instance gets the batch's rows
+    /// grouped by its key (by the reader's threads, ahead of the evaluation) instead of grouping
+    /// them itself. Only the first such monitor's key is grouped for; the report is the same
+    /// with or without it.
+    pub fn prepare(&mut self) -> Option<trace::Prepare> {
+        if self.recording {
+            return None;
+        }
+        let key = self.monitors.iter_mut().find_map(|(_, n)| {
+            n.parts_mut()
+                .iter_mut()
+                .find_map(|p| p.columnar_leaf().and_then(|l| l.group_key()))
+        })?;
+        Some(crate::eval::prepare_groups(key))
+    }
+
     /// Offers a batch of events in `(ts_ns, seq)` order, after those offered before: the same
     /// as [`Runner::observe_batch`] on its events. A monitor whose guards are all specialised
     /// is fed the batch's columns, each event built only where a guard reads more than its

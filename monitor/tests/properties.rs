@@ -713,6 +713,7 @@ proptest! {
         threads in 1usize..4,
         batch in prop::sample::select(vec![1usize, 7, 64, 1_000]),
         tail_ms in 0i64..3_000,
+        grouped in any::<bool>(),
     ) {
         let s = spec(COLUMNAR);
         let evs = columnar_trace(&raw);
@@ -721,10 +722,16 @@ proptest! {
         let mut cols = monitor::Runner::new(&s, &monitor::Selection::default()).expect("runner");
         cols.set_threads(threads);
         prop_assert!(cols.feeds_columns());
+        // (the rows grouped beforehand by the first keyed monitor's key, as the reader's
+        // threads group them: the others' keys differ)
+        let prepare = cols.prepare().filter(|_| grouped);
         for chunk in evs.chunks(batch) {
             let b = trace::schema::events_to_log_batch(chunk.iter());
-            let b = trace::EventBatch::from_arrow(&b).expect("batch");
+            let mut b = trace::EventBatch::from_arrow(&b).expect("batch");
             prop_assert!(b.columns().is_some());
+            if let Some(p) = &prepare {
+                b.prepare_with(p);
+            }
             cols.observe_events(&b);
         }
         prop_assert_eq!(
@@ -734,12 +741,12 @@ proptest! {
     }
 }
 
-/// A keyed machine whose batches are evaluated instance by instance, a block of rows at a time,
-/// over batches long enough for several blocks: keys first seen in the middle of a batch (the
-/// blocks before the first holding one are evaluated by instance, the loop over rows takes the
-/// rest), variables, handlers tried in turn, paths that wrap their ring many times, and a
+/// Keyed machines whose batches are evaluated instance by instance, the rows grouped by key
+/// where they are evaluated or beforehand (as the reader's threads group them,
+/// `Runner::prepare`): keys first seen in the middle of a batch (the loop over rows takes that
+/// batch), variables, handlers tried in turn, paths that wrap their ring many times, and a
 /// timeout that fires once the run ends. Every split of the rows into batches, on one thread
-/// or two, reports what event-by-event evaluation reports.
+/// or two, grouped beforehand or not, reports what event-by-event evaluation reports.
 #[test]
 fn keyed_batches_by_instance_report_what_event_by_event_reports() {
     let s = spec(
@@ -809,21 +816,28 @@ monitor gaps per seq % 1000 {
         &[4_096, 4_096, 6_798],
         &[9_989, 1, 5_000],
     ] {
-        for threads in [1, 2] {
+        for (threads, grouped) in [(1, false), (2, false), (1, true), (2, true)] {
             let mut cols =
                 monitor::Runner::new(&s, &monitor::Selection::default()).expect("runner");
             cols.set_threads(threads);
             assert!(cols.feeds_columns());
+            let prepare = cols.prepare().filter(|_| grouped);
+            assert_eq!(prepare.is_some(), grouped);
             let mut at = 0;
             for &n in sizes {
                 let b = trace::schema::events_to_log_batch(evs[at..at + n].iter());
-                cols.observe_events(&trace::EventBatch::from_arrow(&b).expect("batch"));
+                let mut b = trace::EventBatch::from_arrow(&b).expect("batch");
+                if let Some(p) = &prepare {
+                    b.prepare_with(p);
+                    assert!(b.prepared().is_some());
+                }
+                cols.observe_events(&b);
                 at += n;
             }
             assert_eq!(
                 serde_json::to_string(&cols.finish(end)).expect("json"),
                 serde_json::to_string(&want).expect("json"),
-                "batches {sizes:?}, {threads} threads"
+                "batches {sizes:?}, {threads} threads, grouped beforehand: {grouped}"
             );
         }
     }

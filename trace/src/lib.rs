@@ -57,7 +57,9 @@ pub use manifest::Manifest;
 #[cfg(feature = "io")]
 pub use packets::PacketRecord;
 #[cfg(feature = "io")]
-pub use reader::{Columns, EventBatch, EventColumns, EventStream, ReadOptions, Trace};
+pub use reader::{
+    Columns, EventBatch, EventColumns, EventStream, Prepare, Prepared, ReadOptions, Trace,
+};
 #[cfg(feature = "io")]
 pub use remote::{RemoteFile, RemoteTrace};
 #[cfg(feature = "io")]

@@ -12,7 +12,9 @@
 //! With [`ReadOptions::read_ahead`], the row groups of `events.parquet` are decoded on
 //! `read_ahead` threads, the consumer's one of them, ahead of the consumer ([`ahead`]): the same
 //! events in the same order, at most `read_ahead + 1` row groups decoded ahead of the one being
-//! consumed.
+//! consumed. A caller's [`ReadOptions::prepare`] runs on each batch where it is decoded (on
+//! those threads, ahead of the consumer) and its result rides with the batch
+//! ([`EventBatch::prepared`]).
 
 mod ahead;
 
@@ -117,6 +119,38 @@ pub struct ReadOptions {
     /// event of a group matters to it skips the group without fetching or decoding it. Ignored
     /// for a trace that is not finalized.
     pub row_groups: Option<Arc<[bool]>>,
+    /// Work on each batch of `events.parquet` done where the batch is decoded: with
+    /// `read_ahead`, on the decoding threads ahead of the consumer. What it returns rides with
+    /// the batch ([`EventBatch::prepared`]); it sees the batch the consumer gets (the same rows
+    /// and columns). Not run on the batches of an unfinalized log nor on those that merge packets.
+    pub prepare: Option<Prepare>,
+}
+
+/// A record batch of `events.parquet` as [`Trace::events`] gets it from where it was decoded:
+/// what [`ReadOptions::prepare`] made of it, and whether its rows are in order among themselves.
+type Decoded = (RecordBatch, Option<Prepared>, Option<bool>);
+
+/// What [`ReadOptions::prepare`] made of a batch.
+pub type Prepared = Arc<dyn std::any::Any + Send + Sync>;
+
+/// Work on each decoded batch ([`ReadOptions::prepare`]): a caller's function of the batch.
+#[derive(Clone)]
+pub struct Prepare(Arc<PrepareFn>);
+
+/// The function a [`Prepare`] holds.
+type PrepareFn = dyn Fn(&EventBatch) -> Option<Prepared> + Send + Sync;
+
+impl Prepare {
+    /// Wraps `f`, run on each batch.
+    pub fn new(f: impl Fn(&EventBatch) -> Option<Prepared> + Send + Sync + 'static) -> Prepare {
+        Prepare(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for Prepare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Prepare(..)")
+    }
 }
 
 impl ReadOptions {
@@ -525,48 +559,70 @@ impl Trace {
 
     /// Streams events in `(ts_ns, seq)` order.
     pub fn events(&self, opts: &ReadOptions) -> Result<EventStream, TraceError> {
-        let raw: Box<dyn Iterator<Item = Result<RecordBatch, TraceError>> + Send> =
-            match &self.events {
-                Some(meta) => Box::new(self.parquet_batches(
-                    meta,
-                    self.chunk(false)?,
-                    &self.dir.join(files::EVENTS_PARQUET),
-                    &opts.columns.names(),
-                    opts,
-                    self.manifest.checksums.get(files::EVENTS_PARQUET),
-                )?),
-                None => {
-                    let mut log = LogReader::open(
-                        &self.dir.join(files::EVENTS_LOG),
-                        schema::event_log_schema(),
-                    )?;
-                    Box::new(sort_log(&mut log, None, crate::finalize::SORT_RUN_BYTES)?)
-                }
+        // the Parquet row filter has already kept only the wanted sources (see parquet_batches)
+        let sources_done = self
+            .events
+            .as_ref()
+            .is_some_and(|m| opts.sources.is_some() && m.schema().index_of("source").is_ok());
+        let merges_packets =
+            opts.include_packets && opts.keeps_source("packet") && self.has_packets();
+        // the caller's work on each batch, done where it is decoded, on the batch the consumer
+        // gets (built here the same way as below, to be built again there: a few handles)
+        let prepare = opts.prepare.clone().filter(|_| !merges_packets).map(|p| {
+            let o = ReadOptions {
+                prepare: None,
+                ..opts.clone()
             };
+            move |b: &RecordBatch| {
+                let (batch, _) = EventBatch::from_record_batch(b, &o, sources_done).ok()?;
+                (p.0)(&batch)
+            }
+        });
+        // each batch, what `prepare` made of it, and whether its rows are in order among
+        // themselves (told where it was decoded)
+        let raw: Box<dyn Iterator<Item = Result<Decoded, TraceError>> + Send> = match &self.events {
+            Some(meta) => self.parquet_batches(
+                meta,
+                self.chunk(false)?,
+                &self.dir.join(files::EVENTS_PARQUET),
+                &opts.columns.names(),
+                opts,
+                self.manifest.checksums.get(files::EVENTS_PARQUET),
+                move |b| {
+                    let p = prepare.as_ref().and_then(|f| f(&b));
+                    let ordered = rows_in_order(&b);
+                    (b, p, ordered)
+                },
+            )?,
+            None => {
+                let mut log = LogReader::open(
+                    &self.dir.join(files::EVENTS_LOG),
+                    schema::event_log_schema(),
+                )?;
+                let sorted = sort_log(&mut log, None, crate::finalize::SORT_RUN_BYTES)?;
+                Box::new(sorted.map(|b| b.map(|b| (b, None, None))))
+            }
+        };
         let path = self.dir.join(if self.events.is_some() {
             files::EVENTS_PARQUET
         } else {
             files::EVENTS_LOG
         });
         let mut order = OrderCheck::new(&path, &["source", "kind"]);
-        let raw = raw.map(move |b| b.and_then(|b| order.check(&b).map(|_| b)));
+        let raw = raw.map(move |b| b.and_then(|b| order.check(&b.0, b.2).map(|_| b)));
         let o = opts.clone();
-        // the Parquet row filter has already kept only the wanted sources (see parquet_batches)
-        let sources_done = self
-            .events
-            .as_ref()
-            .is_some_and(|m| opts.sources.is_some() && m.schema().index_of("source").is_ok());
         let mut past_end = false;
         let events = raw.filter_map(move |b| {
             if past_end {
                 return None;
             }
-            let b = match b {
+            let (b, prepared, _) = match b {
                 Ok(b) => b,
                 Err(e) => return Some(Err(e)),
             };
             match EventBatch::from_record_batch(&b, &o, sources_done) {
-                Ok((batch, last_ts)) => {
+                Ok((mut batch, last_ts)) => {
+                    batch.prepared = prepared;
                     if o.until_ns.is_some_and(|u| last_ts.is_some_and(|t| t >= u)) {
                         past_end = true;
                     }
@@ -575,7 +631,7 @@ impl Trace {
                 Err(m) => Some(Err(TraceError::corrupt(&path, m))),
             }
         });
-        if !(opts.include_packets && opts.keeps_source("packet") && self.has_packets()) {
+        if !merges_packets {
             return Ok(EventStream {
                 inner: Box::new(events),
             });
@@ -610,15 +666,15 @@ impl Trace {
             (true, _, Some(m)) => (m, files::PACKETS_PARQUET),
             _ => return Ok(Box::new(std::iter::empty())),
         };
-        let it = self.parquet_batches(
+        self.parquet_batches(
             meta,
             self.chunk(packets)?,
             &self.dir.join(name),
             &[],
             &ReadOptions::default(),
             self.manifest.checksums.get(name),
-        )?;
-        Ok(Box::new(it))
+            |b| b,
+        )
     }
 
     /// Streams the packet records in `(ts_ns, seq)` order (empty when the trace has none).
@@ -630,14 +686,15 @@ impl Trace {
             Some(meta) => {
                 let p = self.dir.join(files::PACKETS_PARQUET);
                 (
-                    Box::new(self.parquet_batches(
+                    self.parquet_batches(
                         meta,
                         self.chunk(true)?,
                         &p,
                         &[],
                         &ReadOptions::default(),
                         self.manifest.checksums.get(files::PACKETS_PARQUET),
-                    )?),
+                        |b| b,
+                    )?,
                     p,
                 )
             }
@@ -659,7 +716,7 @@ impl Trace {
         Ok(PacketStream {
             inner: Box::new(raw.map(move |b| {
                 b.and_then(|b| {
-                    order.check(&b)?;
+                    order.check(&b, None)?;
                     crate::packets::packets_from_batch(&b)
                         .map_err(|m| TraceError::corrupt(&path, m))
                 })
@@ -669,8 +726,10 @@ impl Trace {
 
     /// Record batches of a Parquet file: only row groups overlapping the time range, only the
     /// named columns (all when empty). With checksums, each row group's column chunks are
-    /// fetched and verified before they are decoded.
-    fn parquet_batches(
+    /// fetched and verified before they are decoded. Each batch is handed to `post` where it is
+    /// decoded (with `read_ahead`, on a decoding thread), and the stream yields what `post` gives.
+    #[allow(clippy::too_many_arguments)]
+    fn parquet_batches<T: Send + 'static>(
         &self,
         meta: &ArrowReaderMetadata,
         f: Chunk,
@@ -678,8 +737,8 @@ impl Trace {
         columns: &[&str],
         opts: &ReadOptions,
         sums: Option<&FileChecksums>,
-    ) -> Result<impl Iterator<Item = Result<RecordBatch, TraceError>> + Send + 'static, TraceError>
-    {
+        post: impl Fn(RecordBatch) -> T + Send + Sync + 'static,
+    ) -> Result<Box<dyn Iterator<Item = Result<T, TraceError>> + Send>, TraceError> {
         let n = meta.metadata().num_row_groups();
         let groups: Vec<usize> = (0..n)
             .filter(|&rg| {
@@ -738,13 +797,12 @@ impl Trace {
                     .with_row_groups(groups),
             );
             let reader = guard(&path, || b.build())?.map_err(|e| TraceError::corrupt(&path, e))?;
-            let it: Box<dyn Iterator<Item = Result<RecordBatch, TraceError>> + Send> =
-                Box::new(Guarded {
-                    inner: reader,
-                    path,
-                    done: false,
-                });
-            return Ok(it);
+            let it = Guarded {
+                inner: reader,
+                path,
+                done: false,
+            };
+            return Ok(Box::new(it.map(move |r| r.map(&post))));
         }
         // the leaf columns each row group read decodes: projected ones and the filter's
         // (and `time`, never decoded here but small, so that no column a SQL engine reads can
@@ -809,7 +867,7 @@ impl Trace {
                 jobs,
                 threads - 1,
                 threads + 1,
-                move |j| group(groups[j]).collect(),
+                move |j| group(groups[j]).map(|r| r.map(&post)).collect(),
                 move || {
                     Err(TraceError::corrupt(
                         &path,
@@ -819,9 +877,11 @@ impl Trace {
             );
             return Ok(Box::new(it));
         }
-        let it = groups.into_iter().flat_map(group);
-        let it: Box<dyn Iterator<Item = Result<RecordBatch, TraceError>> + Send> = Box::new(it);
-        Ok(it)
+        let it = groups
+            .into_iter()
+            .flat_map(group)
+            .map(move |r| r.map(&post));
+        Ok(Box::new(it))
     }
 }
 
@@ -953,7 +1013,9 @@ impl OrderCheck {
         }
     }
 
-    fn check(&mut self, b: &RecordBatch) -> Result<(), TraceError> {
+    /// Checks `b`, the batch after the last one checked. `rows_ok`: whether its rows are in
+    /// order among themselves, when [`rows_in_order`] already told (on a decoding thread).
+    fn check(&mut self, b: &RecordBatch, rows_ok: Option<bool>) -> Result<(), TraceError> {
         let err = |m: String| TraceError::corrupt(&self.path, m);
         let ts = b
             .column_by_name("ts_ns")
@@ -979,17 +1041,11 @@ impl OrderCheck {
             }
         }
         let (tv, sv) = (ts.values(), seq.values());
-        // every row after the one before it: one pass without a branch per row (the rows are
-        // looked at one by one only to name the first that is not)
-        let in_order = |a: (i64, u64), b: (i64, u64)| (b.0 > a.0) | ((b.0 == a.0) & (b.1 > a.1));
         let first_ok = match (self.last, tv.first().zip(sv.first())) {
             (Some(last), Some((&t, &s))) => in_order(last, (t, s)),
             _ => true,
         };
-        let rest_ok = tv
-            .windows(2)
-            .zip(sv.windows(2))
-            .fold(true, |ok, (t, s)| ok & in_order((t[0], s[0]), (t[1], s[1])));
+        let rest_ok = rows_ok.unwrap_or_else(|| values_in_order(tv, sv));
         if !(first_ok && rest_ok) {
             let mut last = self.last;
             for (i, k) in tv.iter().copied().zip(sv.iter().copied()).enumerate() {
@@ -1017,6 +1073,28 @@ impl OrderCheck {
         self.row += b.num_rows() as u64;
         Ok(())
     }
+}
+
+/// Whether row `b` comes after row `a` in `(ts_ns, seq)` order.
+#[inline]
+fn in_order(a: (i64, u64), b: (i64, u64)) -> bool {
+    (b.0 > a.0) | ((b.0 == a.0) & (b.1 > a.1))
+}
+
+/// Whether every row of these columns comes after the one before it: one pass without a branch
+/// per row (the rows are looked at one by one only to name the first that is not).
+fn values_in_order(tv: &[i64], sv: &[u64]) -> bool {
+    tv.windows(2)
+        .zip(sv.windows(2))
+        .fold(true, |ok, (t, s)| ok & in_order((t[0], s[0]), (t[1], s[1])))
+}
+
+/// [`OrderCheck`]'s pass over the rows of `b` among themselves, done where the batch is decoded
+/// (`None` for a batch without its `ts_ns` and `seq` columns: the check tells what is wrong).
+fn rows_in_order(b: &RecordBatch) -> Option<bool> {
+    let ts = b.column_by_name("ts_ns")?.as_primitive_opt::<Int64Type>()?;
+    let seq = b.column_by_name("seq")?.as_primitive_opt::<UInt64Type>()?;
+    Some(values_in_order(ts.values(), seq.values()))
 }
 
 /// Batches of events in `(ts_ns, seq)` order.
@@ -1112,6 +1190,8 @@ enum Rows {
 /// A batch of events, in order. Borrow events with [`EventBatch::get`] or [`EventBatch::iter`].
 pub struct EventBatch {
     rows: Rows,
+    /// What [`ReadOptions::prepare`] made of it.
+    prepared: Option<Prepared>,
 }
 
 impl EventBatch {
@@ -1119,6 +1199,7 @@ impl EventBatch {
     pub fn from_events(events: Vec<Event>) -> EventBatch {
         EventBatch {
             rows: Rows::Owned(events),
+            prepared: None,
         }
     }
 
@@ -1192,6 +1273,7 @@ impl EventBatch {
                     cols: Box::new(cols),
                     sel,
                 },
+                prepared: None,
             },
             last,
         ))
@@ -1237,8 +1319,9 @@ impl EventBatch {
     }
 
     /// Another handle on the batch's decoded columns, sharing their buffers (no copy), for a
-    /// caller that reads rows of it after the batch is dropped; `None` for a batch of owned
-    /// events (a copy of those would not be cheap).
+    /// caller that reads rows of it after the batch is dropped (without what
+    /// [`ReadOptions::prepare`] made of it); `None` for a batch of owned events (a copy of
+    /// those would not be cheap).
     pub fn share(&self) -> Option<EventBatch> {
         match &self.rows {
             Rows::Arrow { cols, sel } => Some(EventBatch {
@@ -1246,9 +1329,21 @@ impl EventBatch {
                     cols: cols.clone(),
                     sel: sel.clone(),
                 },
+                prepared: None,
             }),
             Rows::Owned(_) => None,
         }
+    }
+
+    /// What [`ReadOptions::prepare`] made of the batch, if it ran and gave something.
+    pub fn prepared(&self) -> Option<&(dyn std::any::Any + Send + Sync)> {
+        self.prepared.as_deref()
+    }
+
+    /// Runs `p` on the batch and keeps what it made, as a read with [`ReadOptions::prepare`]
+    /// does (for a batch built, not read).
+    pub fn prepare_with(&mut self, p: &Prepare) {
+        self.prepared = (p.0)(self);
     }
 
     /// The batch as columns, for an evaluator that reads `ts_ns`, `seq` and `source` without
@@ -1459,7 +1554,7 @@ mod tests {
                     ),
                 ])
                 .expect("batch");
-                if let Err(e) = check.check(&b) {
+                if let Err(e) = check.check(&b, None) {
                     got = Some(e.to_string());
                 }
                 at += len;

@@ -590,3 +590,68 @@ fn finalize_still_refuses_shared_seqs_across_late_rows_and_parts() {
         assert!(!d.path().join(files::EVENTS_PARQUET).exists());
     }
 }
+
+#[test]
+fn prepare_runs_on_each_batch_where_it_is_decoded_and_rides_with_it() {
+    use std::sync::Arc;
+    let d = tempfile::tempdir().unwrap();
+    let c = GenConfig {
+        duration: Duration::from_secs(260),
+        log_rate: 400.0,
+        packet_rate: 20.0,
+        ..cfg()
+    };
+    let s = gen::write_trace(d.path(), &c).unwrap();
+    assert!(s.row_groups >= 6, "{} row groups", s.row_groups);
+    let t = Trace::open(d.path()).unwrap();
+    // what it made of a batch: its length, first and last seq, and the thread it ran on
+    type Made = (usize, u64, u64, std::thread::ThreadId);
+    let prepare = crate::Prepare::new(|b| {
+        let first = b.iter().next()?.seq;
+        let last = b.iter().last()?.seq;
+        let made: Made = (b.len(), first, last, std::thread::current().id());
+        Some(Arc::new(made))
+    });
+    let me = std::thread::current().id();
+    for read_ahead in [0, 3] {
+        let o = ReadOptions {
+            read_ahead,
+            prepare: Some(prepare.clone()),
+            ..Default::default()
+        };
+        let mut elsewhere = 0;
+        let mut n = 0;
+        for b in t.events(&o).unwrap() {
+            let b = b.unwrap();
+            let made = b
+                .prepared()
+                .and_then(|p| p.downcast_ref::<Made>())
+                .expect("prepared");
+            let seqs = (b.iter().next().unwrap().seq, b.iter().last().unwrap().seq);
+            assert_eq!((made.0, made.1, made.2), (b.len(), seqs.0, seqs.1));
+            elsewhere += usize::from(made.3 != me);
+            n += 1;
+            // a slow consumer: the workers decode (and prepare) ahead of it
+            if read_ahead > 0 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        assert!(n >= 6, "{n} batches");
+        if read_ahead == 0 {
+            assert_eq!(elsewhere, 0);
+        } else {
+            assert!(elsewhere > 0, "no batch was prepared on a worker");
+        }
+    }
+    // batches that merge packets are new batches: nothing made rides with them
+    let o = ReadOptions {
+        include_packets: true,
+        read_ahead: 2,
+        prepare: Some(prepare.clone()),
+        ..Default::default()
+    };
+    assert!(t
+        .events(&o)
+        .unwrap()
+        .all(|b| b.unwrap().prepared().is_none()));
+}

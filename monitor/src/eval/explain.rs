@@ -3,6 +3,8 @@
 //! report [`Transition`]s, and the outcome of a leaf that never saw an instance.
 
 use super::PATH_MAX;
+
+const _: () = assert!(PATH_MAX.is_power_of_two());
 use crate::ir::Machine;
 use crate::report::{EventInfo, Explanation, Transition, Verdict};
 use crate::value::Value;
@@ -63,6 +65,71 @@ pub(super) struct Path {
     listed: u8,
 }
 
+/// [`Path::push_row`]s of a run of one batch's rows on one path ([`Path::rows`]): the ring's
+/// head and its count of entries to copy are kept here, not read from the path and written back
+/// at each push (for the compiler, a store into the ring may change them: each transition
+/// waited for the last one's write), and written back when the ring is dropped; a full ring is
+/// held as a slice (its place and length in locals too).
+pub(super) struct RowRing<'a> {
+    head: usize,
+    unfilled: u8,
+    slots: Slots<'a>,
+    head_at: &'a mut usize,
+    unfilled_at: &'a mut u8,
+}
+
+/// A path's entries as [`RowRing`] holds them.
+enum Slots<'a> {
+    /// [`PATH_MAX`] of them.
+    Full(&'a mut [PathEntry]),
+    /// Fewer (when the run starts): entries and their event copies.
+    Filling(&'a mut Vec<PathEntry>, &'a mut Vec<EventInfo>),
+}
+
+impl RowRing<'_> {
+    /// [`Path::push_row`] but for the listing ([`Path::list`], once the run is over) and the
+    /// entry's time, which [`Path::fill_tagged`] takes from the row's event when it copies it
+    /// (the loop that pushes rows then reads no row's time).
+    #[inline]
+    pub(super) fn push(&mut self, (from, to): (u16, u16), handler: u16, row: u32) {
+        let entry = PathEntry {
+            from,
+            to,
+            handler,
+            ts: i64::MIN,
+            row,
+            caused: true,
+        };
+        // (`PATH_MAX` is a power of two: the head moves on by a mask)
+        match &mut self.slots {
+            Slots::Full(ring) => {
+                if let Some(e) = ring.get_mut(self.head) {
+                    *e = entry;
+                }
+                self.head = (self.head + 1) & (PATH_MAX - 1);
+            }
+            Slots::Filling(entries, events) if entries.len() < PATH_MAX => {
+                entries.push(entry);
+                events.push(EventInfo::empty());
+            }
+            Slots::Filling(entries, _) => {
+                if let Some(e) = entries.get_mut(self.head) {
+                    *e = entry;
+                }
+                self.head = (self.head + 1) & (PATH_MAX - 1);
+            }
+        }
+        self.unfilled = (self.unfilled + 1).min(PATH_MAX as u8);
+    }
+}
+
+impl Drop for RowRing<'_> {
+    fn drop(&mut self) {
+        *self.head_at = self.head;
+        *self.unfilled_at = self.unfilled;
+    }
+}
+
 /// The bit of a row number [`Path::push_row`] is given that tells the batch it is a row of
 /// (the leaf alternates two tags; see `Leaf::run_columns`).
 pub(super) const ROW_TAG: u32 = 1 << 31;
@@ -107,6 +174,40 @@ impl Path {
         self.listed = listed;
         self.unfilled = (self.unfilled + 1).min(PATH_MAX as u8);
         self.next_entry((from, to), ts, handler, row, true);
+        new
+    }
+
+    /// [`Path::push_row`] for a run of rows of one batch: see [`RowRing`]. Once the run is
+    /// over (the ring dropped), [`Path::list`] the path if a row was pushed.
+    #[inline]
+    pub(super) fn rows(&mut self) -> RowRing<'_> {
+        let Path {
+            entries,
+            events,
+            head,
+            unfilled,
+            ..
+        } = self;
+        let slots = if entries.len() < PATH_MAX {
+            Slots::Filling(entries, events)
+        } else {
+            Slots::Full(entries)
+        };
+        RowRing {
+            head: *head,
+            unfilled: *unfilled,
+            slots,
+            head_at: head,
+            unfilled_at: unfilled,
+        }
+    }
+
+    /// Marks the path as naming rows of the batch tagged `tag` (what [`Path::push_row`] does
+    /// with each row's tag). Returns whether it was not before (the leaf lists it then).
+    pub(super) fn list(&mut self, tag: u32) -> bool {
+        let listed = listed_as(tag & ROW_TAG);
+        let new = self.listed != listed;
+        self.listed = listed;
         new
     }
 
@@ -167,7 +268,10 @@ impl Path {
                 left = true;
                 continue;
             }
-            info.refill(&event((e.row & !ROW_TAG) as usize));
+            let ev = event((e.row & !ROW_TAG) as usize);
+            // (an entry a [`RowRing`] wrote has its time from the event)
+            e.ts = ev.ts_ns;
+            info.refill(&ev);
             e.row = NO_ROW;
         }
         if !left {

@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use trace::EventRef;
 
 mod columns;
+pub(super) mod keys;
 
 /// When the fault recorded by `ev` was done: `data.ended_ns` of a `fault` event (its `ts_ns` is
 /// the apply's start), else the event's time.

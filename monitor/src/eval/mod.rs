@@ -23,6 +23,7 @@ mod window;
 #[cfg(test)]
 pub(crate) use ctx::matches_generic;
 pub(crate) use explain::Outcome;
+pub(crate) use leaf::keys::prepare as prepare_groups;
 pub(crate) use leaf::Leaf;
 pub(crate) use node::{Node, NodePart};
 

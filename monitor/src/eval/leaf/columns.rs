@@ -15,15 +15,18 @@
 //! offered as one event) are calls of their own. A keyed machine whose handlers are all plain and
 //! which sees every event has its batch evaluated instance by instance instead, where that gives
 //! the same ([`Leaf::run_grouped`]: no timeout can fire within the batch, every key was seen
-//! before): a block of rows is grouped by instance, and each instance's rows run in a loop that
-//! keeps its state in registers and its path in the cache.
+//! before): the batch's rows grouped by key (by the reader's decoding threads, ahead of the
+//! evaluator, or here: [`super::keys`]), each instance's rows run in a loop that keeps its
+//! state, timer entry and path ring's head in locals and reads a row's time only where it
+//! matters (a guard, a timer entry to push; the path entries take theirs when their events are
+//! copied).
 
+use super::keys::{KeyGroups, RowKey, SKIP, UNSEEN};
 use super::{source_kind_match, Inst, Leaf};
 use crate::eval::effects::Plain;
 use crate::eval::explain::ROW_TAG;
-use crate::eval::fx::IntKeys;
 use crate::eval::timers::Armed;
-use crate::fast::{Fast, FastKey, Operand, Tri};
+use crate::fast::{Fast, Tri};
 use crate::ir::MonRef;
 use crate::ir::StateC;
 use crate::needs::Needs;
@@ -54,16 +57,13 @@ pub(super) struct ColumnPlan {
     min_timeout: i64,
 }
 
-/// A batch's rows grouped by instance for [`Leaf::run_grouped`] (buffers kept for the next
-/// batch).
+/// Buffers of [`Leaf::run_grouped`], kept for the next batch.
 #[derive(Debug, Default)]
 pub(in crate::eval) struct Groups {
-    /// Where each instance's rows start in `rows`, and where the last one's end.
-    starts: Vec<u32>,
-    /// The rows of a block (`ts_ns`, row), instance after instance, each instance's in order:
-    /// its loop reads them one after the other, not a row here and there (`seq` is read from
-    /// the batch for the few rows that need it).
-    rows: Vec<(i64, u32)>,
+    /// A batch's rows grouped by key, for a batch that comes without them.
+    own: KeyGroups,
+    /// Each group's instance.
+    insts: Vec<u32>,
     /// The timer entries the instances were given, pushed in order once the batch is done.
     timers: Vec<Armed>,
 }
@@ -149,16 +149,8 @@ enum Tried {
     Generic,
 }
 
-/// A row whose key is another part's ([`super::Shards`]) or null: no instance (what
-/// [`IntKeys::id`] gives for it).
-const SKIP: u32 = u32::MAX;
-/// A row whose key was not seen before the batch: found by the generic key path.
-const UNSEEN: u32 = u32::MAX - 1;
 /// How many rows ahead the loop loads an instance.
 const AHEAD: usize = 8;
-
-/// How many rows [`Leaf::run_grouped`] groups at a time.
-const GROUP_BLOCK: usize = 4096;
 
 /// What [`GroupCx::run_inst`] reads besides the instance.
 struct GroupCx<'a, 'c> {
@@ -169,72 +161,79 @@ struct GroupCx<'a, 'c> {
     plains: &'a [Vec<Option<Plain>>],
     batch: &'c EventBatch,
     cols: &'c EventColumns<'c>,
+    /// The time of the batch's first row.
+    first_ts: i64,
 }
 
 impl GroupCx<'_, '_> {
-    /// Evaluates `rows` (`ts_ns`, row), all of instance `inst` (number `idx`) and in order, as
-    /// the loop over every row would, with the instance's state, timer and timer entry kept in
-    /// locals and written back once; a timer entry the instance is given goes to `timers`.
-    /// Returns whether its path was not listed as naming rows of this batch before (the leaf
-    /// lists it then).
+    /// Evaluates `rows`, all of instance `inst` (number `idx`) and in order, as the loop over
+    /// every row would, with the instance's state, timer and timer entry kept in locals and
+    /// written back once; a timer entry the instance is given goes to `timers`. Returns whether
+    /// its path was not listed as naming rows of this batch before (the leaf lists it then).
     #[inline(never)]
-    fn run_inst(
-        &self,
-        inst: &mut Inst,
-        idx: u32,
-        rows: &[(i64, u32)],
-        timers: &mut Vec<Armed>,
-    ) -> bool {
+    fn run_inst(&self, inst: &mut Inst, idx: u32, rows: &[u32], timers: &mut Vec<Armed>) -> bool {
+        let ts_col = self.cols.ts;
+        let steps = &*self.plan.steps;
+        // a step as scalars (the state it goes to, the handler, whether the row takes the slow
+        // way, whether it arms a timeout and of how long): what the loop chooses among
+        let parts = |s: Step| {
+            let slow = s.handler == Step::TRY || s.sets;
+            (s.to, s.handler, slow, s.timed, s.timeout)
+        };
+        let p0 = parts(steps.first().copied().unwrap_or(Step::TRIED));
+        let p1 = parts(steps.get(1).copied().unwrap_or(Step::TRIED));
+        let tag = self.tag;
         let mut state = inst.state;
-        let mut entered = inst.entered_ns;
-        // the last transition's (ts, row, timeout), written back at the end
-        let mut moved: Option<(i64, usize, Option<i64>)> = None;
         let mut queued = inst.queued;
         let mut gen = inst.gen;
-        let mut dirty = false;
-        for &(ts, row) in rows {
-            // the state has not opened yet
-            if ts < entered {
-                continue;
-            }
+        // the rows before its state opens are passed over: the rows come in time order, and
+        // a transition opens the next state at its own row's time, so every row after the
+        // first that is not before the opening is not either
+        let opens = inst.entered_ns;
+        let first = rows
+            .iter()
+            .position(|&r| ts_col.get(r as usize).is_some_and(|&t| t >= opens))
+            .unwrap_or(rows.len());
+        // where in `rows` the last transition was, and the timeout it armed
+        let mut last: Option<usize> = None;
+        let mut last_timeout = None;
+        let Inst { path, vars, .. } = inst;
+        let mut ring = path.rows();
+        // (a row's time is read only where it matters: a guard, a timer entry to push; the
+        // path entries take theirs when their events are copied)
+        for (j, &row) in rows.iter().enumerate().skip(first) {
             let from = state;
-            let mut step = self
-                .plan
-                .steps
-                .get(from as usize)
-                .copied()
-                .unwrap_or(Step::TRIED);
-            if step.handler == Step::TRY {
-                inst.state = state;
-                let i = row as usize;
-                let seq = self.cols.seq.get(i).copied().unwrap_or(0);
-                let ev = self.plan.event(self.batch, self.cols, i, ts, seq);
-                match tried_plain(self.states, self.plains, inst, &ev) {
-                    Some(s) => step = s,
-                    None => continue,
-                }
+            // a catch-all first handler's step, or the first handler that matches (the first
+            // two states' steps are in locals: each row's state depends on the row before,
+            // and a step chosen among locals is not waited for as one loaded is)
+            let (mut to, mut handler, slow, mut timed, mut timeout) = match from {
+                0 => p0,
+                1 => p1,
+                _ => parts(steps.get(from as usize).copied().unwrap_or(Step::TRIED)),
+            };
+            if slow {
+                let step = steps.get(from as usize).copied().unwrap_or(Step::TRIED);
+                let ts = ts_col.get(row as usize).copied().unwrap_or(opens);
+                let Some(s) = self.slow_step(step, from, vars, row, ts) else {
+                    continue;
+                };
+                (to, handler, timed, timeout) = (s.to, s.handler, s.timed, s.timeout);
             }
-            if step.sets {
-                if let Some(Some(p)) = self
-                    .plains
-                    .get(from as usize)
-                    .and_then(|hs| hs.get(step.handler as usize))
-                {
-                    p.apply_in_place(&mut inst.vars);
-                }
-            }
-            if step.to == Step::STAY {
+            if to == Step::STAY {
                 continue;
             }
-            dirty |= inst
-                .path
-                .push_row((from, step.to), ts, step.handler, row | self.tag);
-            state = step.to;
-            entered = ts;
-            let timeout = step.timeout();
-            moved = Some((ts, row as usize, timeout));
-            // what `Inst::enter_state` and `Leaf::push_timer` do
-            if let Some(dl) = timeout.map(|d| ts.saturating_add(d)) {
+            ring.push((from, to), handler, row | tag);
+            state = to;
+            last = Some(j);
+            last_timeout = timed.then_some(timeout);
+            // what `Inst::enter_state` and `Leaf::push_timer` do: a new entry when the one
+            // there is due after this row's deadline (not when it is due by the deadline of
+            // the batch's first row: every row's is no earlier)
+            if timed
+                && !matches!(queued, Some((q, _)) if q <= self.first_ts.saturating_add(timeout))
+            {
+                let ts = ts_col.get(row as usize).copied().unwrap_or(opens);
+                let dl = ts.saturating_add(timeout);
                 if !matches!(queued, Some((q, _)) if q <= dl) {
                     gen = gen.wrapping_add(1);
                     queued = Some((dl, gen));
@@ -242,30 +241,67 @@ impl GroupCx<'_, '_> {
                 }
             }
         }
+        drop(ring);
         inst.state = state;
         inst.gen = gen;
         inst.queued = queued;
-        if let Some((ts, row, timeout)) = moved {
-            let seq = self.cols.seq.get(row).copied();
-            inst.enter_state(state, timeout, ts, seq);
+        let Some(&row) = last.and_then(|j| rows.get(j)) else {
+            return false;
+        };
+        let row = row as usize;
+        let ts = ts_col.get(row).copied().unwrap_or(opens);
+        let seq = self.cols.seq.get(row).copied();
+        inst.enter_state(state, last_timeout, ts, seq);
+        inst.path.list(tag)
+    }
+
+    /// What a row does in state `from` when the state's handlers are tried in turn (`step` is
+    /// [`Step::TRIED`]) or its catch-all handler `set`s something (applied to `vars` here):
+    /// the matching handler's step, `None` for none.
+    #[cold]
+    #[inline(never)]
+    fn slow_step(
+        &self,
+        mut step: Step,
+        from: u16,
+        vars: &mut [crate::value::Value],
+        row: u32,
+        ts: i64,
+    ) -> Option<Step> {
+        if step.handler == Step::TRY {
+            let i = row as usize;
+            let seq = self.cols.seq.get(i).copied().unwrap_or(0);
+            let ev = self.plan.event(self.batch, self.cols, i, ts, seq);
+            step = tried_plain(self.states, self.plains, from, vars, &ev)?;
         }
-        dirty
+        if step.sets {
+            if let Some(Some(p)) = self
+                .plains
+                .get(from as usize)
+                .and_then(|hs| hs.get(step.handler as usize))
+            {
+                p.apply_in_place(vars);
+            }
+        }
+        Some(step)
     }
 }
 
-/// The step of the first handler of `inst`'s state that matches `ev`, in a machine whose
-/// handlers are all plain ([`Leaf::run_grouped`]): what [`Leaf::tried_step`] finds.
+/// The step of the first handler of state `state` that matches `ev` (over an instance's
+/// variables `vars`), in a machine whose handlers are all plain ([`Leaf::run_grouped`]): what
+/// [`Leaf::tried_step`] finds.
 #[inline(never)]
 fn tried_plain(
     states: &[StateC],
     plains: &[Vec<Option<Plain>>],
-    inst: &Inst,
+    state: u16,
+    vars: &[crate::value::Value],
     ev: &EventRef<'_>,
 ) -> Option<Step> {
-    let st = states.get(inst.state as usize)?;
+    let st = states.get(state as usize)?;
     // (a cell of its own: a guard may read this event's `data`)
-    let h = first_fast_match(st, ev, &JsonCell::new(), &inst.vars)?;
-    let p = plains.get(inst.state as usize)?.get(h)?.as_ref()?;
+    let h = first_fast_match(st, ev, &JsonCell::new(), vars)?;
+    let p = plains.get(state as usize)?.get(h)?.as_ref()?;
     Some(Step::of(h as u16, p))
 }
 
@@ -298,82 +334,6 @@ fn prefetch<T>(inst: &T) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = inst;
-}
-
-/// A `per` key of `seq` or `ts_ns`, or one of them `% n`.
-#[derive(Debug, Clone, Copy)]
-struct RowKey {
-    seq: bool,
-    rem: Option<FastRem>,
-}
-
-/// `x % n` for a constant `n > 0`: for `x` and `n` below 2^32 by a multiplication (Lemire,
-/// Kaser and Kurz, "Faster remainder by direct computation", 2019), not a division.
-#[derive(Debug, Clone, Copy)]
-struct FastRem {
-    n: u64,
-    /// `⌊(2^64 - 1) / n⌋ + 1` (wrapping: 0 for `n = 1`, whose remainders are all 0).
-    m: u64,
-}
-
-impl FastRem {
-    fn new(n: i64) -> Option<FastRem> {
-        let n = u64::try_from(n).ok().filter(|&n| n > 0)?;
-        Some(FastRem {
-            n,
-            m: (u64::MAX / n).wrapping_add(1),
-        })
-    }
-
-    /// `x % n` for `x >= 0` (the generic rules' remainder for a non-negative `x`).
-    #[inline]
-    fn rem(self, x: u64) -> u64 {
-        if x <= u64::from(u32::MAX) && self.n <= u64::from(u32::MAX) {
-            let low = self.m.wrapping_mul(x);
-            ((u128::from(low) * u128::from(self.n)) >> 64) as u64
-        } else {
-            x % self.n
-        }
-    }
-}
-
-impl RowKey {
-    fn of(k: &FastKey) -> Option<RowKey> {
-        let field = |o: &Operand| match o {
-            Operand::Seq => Some(true),
-            Operand::Ts => Some(false),
-            _ => None,
-        };
-        match k {
-            FastKey::Operand(o) => Some(RowKey {
-                seq: field(o)?,
-                rem: None,
-            }),
-            FastKey::Mod(o, n) => Some(RowKey {
-                seq: field(o)?,
-                rem: Some(FastRem::new(*n)?),
-            }),
-        }
-    }
-
-    /// The instance of a row's key among `keys` as [`IntKeys::id`] gives it, [`UNSEEN`] for a
-    /// key the fast way does not give.
-    #[inline]
-    fn id(self, ts: i64, seq: u64, keys: &IntKeys) -> u32 {
-        self.get(ts, seq).map_or(UNSEEN, |k| keys.id(k))
-    }
-
-    /// The key of a row, when the fast way gives it (a non-negative value for `% n`; the
-    /// generic key path decides the others).
-    #[inline]
-    fn get(self, ts: i64, seq: u64) -> Option<i64> {
-        let x = if self.seq { seq as i64 } else { ts };
-        match self.rem {
-            None => Some(x),
-            Some(r) if x >= 0 => Some(r.rem(x as u64) as i64),
-            Some(_) => None,
-        }
-    }
 }
 
 /// How a leaf of `r`, whose handlers have the plans `plains`, can be fed columns, if it can:
@@ -430,6 +390,15 @@ impl Leaf {
         self.columns.is_some() && self.log.is_none()
     }
 
+    /// The key a keyed [`Leaf::columnar`] leaf groups a batch's rows by to evaluate them
+    /// instance by instance ([`Leaf::run_grouped`]), if it may: its handlers are all plain and
+    /// it sees every event.
+    pub(crate) fn group_key(&self) -> Option<RowKey> {
+        let p = self.columns.as_ref().filter(|_| self.columnar())?;
+        let grouped = self.r.machine.per.is_some() && p.all_plain && p.sees_all;
+        p.key.filter(|_| grouped)
+    }
+
     /// Whether a [`Leaf::columnar`] leaf's work per row is little more than finding the row's
     /// key: its guards read nothing but times, sequence numbers and sources.
     pub fn columnar_light(&self) -> bool {
@@ -466,24 +435,19 @@ impl Leaf {
         plan: &ColumnPlan,
         batch: &EventBatch,
         cols: &EventColumns<'_>,
-        mut last_ts: i64,
+        last_ts: i64,
     ) {
+        let mut last_ts = last_ts;
         let keyed = self.r.machine.per.is_some();
         // this batch's rows in the paths (the held batch's have the other tag)
         let tag = self.tag;
         // the earliest timer (kept here: a timer is only armed by `arm` and `advance_to`)
         let mut next_dl = self.next_deadline();
-        // a keyed machine's rows instance by instance, as far as that can go
-        let mut from = 0;
+        // a keyed machine's rows instance by instance, where that gives the same
         if let (true, Some(k), true, true) = (keyed, plan.key, plan.all_plain, plan.sees_all) {
-            from = self.run_grouped(plan, k, batch, cols, next_dl);
-            if from == cols.ts.len() {
+            if self.run_grouped(plan, k, batch, cols, next_dl) {
                 self.hold(batch);
                 return;
-            }
-            if from > 0 {
-                last_ts = last_ts.max(cols.ts[from - 1]);
-                next_dl = self.next_deadline();
             }
         }
         // each row's instance when its key was seen before, found in a pass of its own: the
@@ -492,18 +456,15 @@ impl Leaf {
         ids.clear();
         if let (true, Some(k)) = (keyed, plan.key) {
             let keys = &self.int_keys;
-            // (the rows evaluated instance by instance are not looked at again)
-            ids.resize(from, SKIP);
             ids.extend(
                 cols.ts
                     .iter()
                     .zip(cols.seq)
-                    .skip(from)
                     .map(|(&ts, &seq)| k.id(ts, seq, keys)),
             );
         }
         // (the rare paths are calls of their own: the loop keeps its values in registers)
-        for (i, (&ts, &seq)) in cols.ts.iter().zip(cols.seq).enumerate().skip(from) {
+        for (i, (&ts, &seq)) in cols.ts.iter().zip(cols.seq).enumerate() {
             if ts > last_ts {
                 last_ts = ts;
                 if next_dl < ts {
@@ -585,18 +546,17 @@ impl Leaf {
         self.hold(batch);
     }
 
-    /// Evaluates the rows of a keyed machine's batch instance by instance, a block of
-    /// [`GROUP_BLOCK`] rows at a time, as far as that gives what the rows one after the other
-    /// give: every handler is plain (no row decides), no timeout can fire within the batch
-    /// (none is due before its last row, `next_dl` the earliest, and none a row arms can be),
-    /// and every row's key, found by `k`, was seen before. Instances of different keys share
-    /// nothing then: each one's rows, in order, change only it, and the timer entries they are
-    /// given are pushed in deadline order at the end (the timers pop in `(deadline, instance,
-    /// tag)` order whatever order they were pushed in). A block's rows are grouped by a
-    /// counting sort into a copy that stays in the cache, and an instance's state, path and
-    /// variables stay in it while its rows are evaluated. Returns how many rows it evaluated:
-    /// the blocks before the first with a key not seen before (every row for none; the loop
-    /// over rows takes the rest).
+    /// Evaluates the rows of a keyed machine's batch instance by instance, when that gives
+    /// what the rows one after the other give: every handler is plain (no row decides), no
+    /// timeout can fire within the batch (none is due before its last row, `next_dl` the
+    /// earliest, and none a row arms can be), and every row's key, found by `k`, was seen
+    /// before. Instances of different keys share nothing then: each one's rows, in order,
+    /// change only it, and the timer entries they are given are pushed in deadline order at the
+    /// end (the timers pop in `(deadline, instance, tag)` order whatever order they were pushed
+    /// in). The rows grouped by key come with the batch when the reader's threads grouped them
+    /// ([`crate::Runner::prepare`]), or are grouped here; an instance's state, path and
+    /// variables stay in the cache while its rows, one after the other, are evaluated. Returns
+    /// whether it evaluated the batch (the loop over rows does otherwise).
     fn run_grouped(
         &mut self,
         plan: &ColumnPlan,
@@ -604,19 +564,12 @@ impl Leaf {
         batch: &EventBatch,
         cols: &EventColumns<'_>,
         next_dl: i64,
-    ) -> usize {
+    ) -> bool {
         let (Some(&first), Some(&last)) = (cols.ts.first(), cols.ts.last()) else {
-            return 0;
+            return false;
         };
-        let n = self.insts.len();
-        // (grouping costs a pass over the instances per block: not for many more of them
-        // than a block's rows)
-        if next_dl < last
-            || first.saturating_add(plan.min_timeout) < last
-            || n > GROUP_BLOCK / 4
-            || cols.seq.len() != cols.ts.len()
-        {
-            return 0;
+        if next_dl < last || first.saturating_add(plan.min_timeout) < last {
+            return false;
         }
         let Leaf {
             r,
@@ -625,10 +578,33 @@ impl Leaf {
             groups,
             dirty,
             int_keys,
-            row_insts: ids,
             tag,
             ..
         } = self;
+        let Groups {
+            own,
+            insts: of_group,
+            timers,
+        } = groups;
+        let made = batch
+            .prepared()
+            .and_then(|p| p.downcast_ref::<KeyGroups>())
+            .filter(|g| g.key == Some(k));
+        let g = match made {
+            Some(g) => g,
+            None if own.fill(k, cols) => &*own,
+            None => return false,
+        };
+        // each group's instance; a key not seen before (a new instance) leaves the batch to
+        // the loop over rows
+        of_group.clear();
+        for (&key, &size) in g.keys.iter().zip(&g.sizes) {
+            let id = if size == 0 { SKIP } else { int_keys.id(key) };
+            if id != SKIP && id as usize >= insts.len() {
+                return false;
+            }
+            of_group.push(id);
+        }
         let cx = GroupCx {
             plan,
             tag: *tag,
@@ -636,70 +612,27 @@ impl Leaf {
             plains,
             batch,
             cols,
+            first_ts: first,
         };
-        groups.timers.clear();
-        let Groups {
-            starts,
-            rows,
-            timers,
-        } = groups;
-        let mut at = 0;
-        while at < cols.ts.len() {
-            let end = (at + GROUP_BLOCK).min(cols.ts.len());
-            let (ts, seq) = (&cols.ts[at..end], &cols.seq[at..end]);
-            // each row's instance (`SKIP` for another part's key or none), counted in
-            // `starts[i + 2]` for instance i: a counting sort of the block's rows by instance,
-            // where (summed) `starts[i + 1]` is where they go, moved on as they are placed, so
-            // that `starts[i]..starts[i + 1]` ends up holding instance i's rows
-            starts.clear();
-            starts.resize(n + 2, 0);
-            ids.clear();
-            ids.reserve(end - at);
-            let mut unseen = false;
-            for (&ts, &seq) in ts.iter().zip(seq) {
-                let id = k.id(ts, seq, int_keys);
-                unseen |= id != SKIP && id as usize >= n;
-                if let Some(c) = starts.get_mut((id as usize).wrapping_add(2)) {
-                    *c += 1;
-                }
-                ids.push(id);
+        timers.clear();
+        for (gi, &id) in of_group.iter().enumerate() {
+            let Some(inst) = insts.get_mut(id as usize) else {
+                continue;
+            };
+            // (a decided instance stays decided: no row of the batch can change that)
+            if inst.done.is_some() {
+                continue;
             }
-            if unseen {
-                // a key not seen before (a new instance): the loop over rows goes on from here
-                break;
+            if cx.run_inst(inst, id, g.rows(gi), timers) {
+                dirty.push(id);
             }
-            for i in 2..starts.len() {
-                starts[i] += starts[i - 1];
-            }
-            let len = starts[n + 1] as usize;
-            if rows.len() < len {
-                // (every place up to `len` is written below: what is there is never read)
-                rows.resize(len, (0, 0));
-            }
-            for ((row, &id), &ts) in (at..end).zip(ids.iter()).zip(ts) {
-                if let Some(to) = starts.get_mut((id as usize).wrapping_add(1)) {
-                    rows[*to as usize] = (ts, row as u32);
-                    *to += 1;
-                }
-            }
-            for (idx, inst) in insts.iter_mut().enumerate() {
-                let (a, b) = (starts[idx] as usize, starts[idx + 1] as usize);
-                // (a decided instance stays decided: no row of the batch can change that)
-                if a == b || inst.done.is_some() {
-                    continue;
-                }
-                if cx.run_inst(inst, idx as u32, &rows[a..b], timers) {
-                    dirty.push(idx as u32);
-                }
-            }
-            at = end;
         }
         timers.sort_unstable();
         for &t in timers.iter() {
             self.timers.push(t);
         }
         self.compact_timers();
-        at
+        true
     }
 
     /// Fires the timeouts due before `ts`, the paths' rows copied first (a timeout may decide
@@ -820,51 +753,5 @@ impl Leaf {
             }
             None => self.fill_rows(batch),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::FastRem;
-    use proptest::prelude::*;
-
-    proptest! {
-        #[test]
-        fn the_remainder_by_multiplication_is_the_remainder(
-            x in prop_oneof![0u64..1000, 0u64..=u64::from(u32::MAX), any::<u64>()],
-            n in prop_oneof![1i64..200, 1i64..=i64::from(u32::MAX), 1i64..=i64::MAX],
-        ) {
-            let r = FastRem::new(n).expect("n > 0");
-            prop_assert_eq!(r.rem(x), x % n as u64);
-        }
-    }
-
-    #[test]
-    fn edges_of_the_remainder_by_multiplication() {
-        for n in [
-            1i64,
-            2,
-            3,
-            7,
-            100,
-            1 << 16,
-            u32::MAX as i64 - 1,
-            u32::MAX as i64,
-        ] {
-            let r = FastRem::new(n).expect("n > 0");
-            for x in [
-                0u64,
-                1,
-                n as u64 - 1,
-                n as u64,
-                n as u64 + 1,
-                u32::MAX as u64 - 1,
-                u32::MAX as u64,
-            ] {
-                assert_eq!(r.rem(x), x % n as u64, "{x} % {n}");
-            }
-        }
-        assert!(FastRem::new(0).is_none());
-        assert!(FastRem::new(-3).is_none());
     }
 }
