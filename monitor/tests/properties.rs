@@ -842,3 +842,41 @@ monitor gaps per seq % 1000 {
         }
     }
 }
+
+/// A keyed machine with more keys in a batch than are grouped: the reader's threads give up on
+/// its batches (and the evaluator does not try again), another machine's rows are grouped where
+/// they are evaluated; both report what event-by-event evaluation reports.
+#[test]
+fn batches_with_too_many_keys_to_group_report_what_event_by_event_reports() {
+    let s = spec(
+        r#"
+monitor many per seq % 3000 {
+  state a { on event => goto b timeout 1h }
+  state b { on event => goto a on timeout => fail "slow" }
+}
+monitor few per seq % 10 {
+  state a { on event => goto b timeout 1h }
+  state b { on event => goto a on timeout => fail "slow" }
+}
+"#,
+    );
+    let evs: Vec<trace::Event> = (0..9_000u64)
+        .map(|i| ev(i, i as f64 / 1000.0, "log", "a"))
+        .collect();
+    let end = T0 + 20 * common::S;
+    let want = run(&s, monitor::Selection::default(), &evs, Some(end));
+    let mut cols = monitor::Runner::new(&s, &monitor::Selection::default()).expect("runner");
+    assert!(cols.feeds_columns());
+    let prepare = cols.prepare().expect("a keyed monitor to group for");
+    for chunk in evs.chunks(3_000) {
+        let b = trace::schema::events_to_log_batch(chunk.iter());
+        let mut b = trace::EventBatch::from_arrow(&b).expect("batch");
+        b.prepare_with(&prepare);
+        assert!(b.prepared().is_some());
+        cols.observe_events(&b);
+    }
+    assert_eq!(
+        serde_json::to_string(&cols.finish(end)).expect("json"),
+        serde_json::to_string(&want).expect("json")
+    );
+}

@@ -21,7 +21,7 @@
 //! matters (a guard, a timer entry to push; the path entries take theirs when their events are
 //! copied).
 
-use super::keys::{KeyGroups, RowKey, SKIP, UNSEEN};
+use super::keys::{KeyGroups, RowKey, Ungrouped, SKIP, UNSEEN};
 use super::{source_kind_match, Inst, Leaf};
 use crate::eval::effects::Plain;
 use crate::eval::explain::ROW_TAG;
@@ -435,9 +435,8 @@ impl Leaf {
         plan: &ColumnPlan,
         batch: &EventBatch,
         cols: &EventColumns<'_>,
-        last_ts: i64,
+        mut last_ts: i64,
     ) {
-        let mut last_ts = last_ts;
         let keyed = self.r.machine.per.is_some();
         // this batch's rows in the paths (the held batch's have the other tag)
         let tag = self.tag;
@@ -586,14 +585,20 @@ impl Leaf {
             insts: of_group,
             timers,
         } = groups;
-        let made = batch
-            .prepared()
-            .and_then(|p| p.downcast_ref::<KeyGroups>())
-            .filter(|g| g.key == Some(k));
-        let g = match made {
-            Some(g) => g,
-            None if own.fill(k, cols) => &*own,
-            None => return false,
+        let made = batch.prepared();
+        let g = match made.and_then(|p| p.downcast_ref::<KeyGroups>()) {
+            Some(g) if g.key == Some(k) => g,
+            // (the reader's threads found too many keys: not looked for again)
+            _ if made
+                .and_then(|p| p.downcast_ref::<Ungrouped>())
+                .is_some_and(|u| u.0 == k) =>
+            {
+                return false
+            }
+            // (grouping here is tried for as many instances as one batch may have keys: a
+            // machine with many more is left to the loop over rows at once)
+            _ if insts.len() <= KeyGroups::MAX && own.fill(k, cols) => &*own,
+            _ => return false,
         };
         // each group's instance; a key not seen before (a new instance) leaves the batch to
         // the loop over rows

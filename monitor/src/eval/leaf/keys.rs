@@ -312,13 +312,22 @@ fn count_rem(
 }
 
 /// The work on each decoded batch that groups its rows by `key` for the keyed machines that
-/// evaluate a batch instance by instance ([`trace::ReadOptions::prepare`]).
+/// evaluate a batch instance by instance ([`trace::ReadOptions::prepare`]): [`KeyGroups`], or
+/// [`Ungrouped`] for a batch it could not group.
 pub(crate) fn prepare(key: RowKey) -> trace::Prepare {
     trace::Prepare::new(move |b| {
-        let g = KeyGroups::of(key, &b.columns()?)?;
-        Some(std::sync::Arc::new(g))
+        let cols = b.columns()?;
+        Some(match KeyGroups::of(key, &cols) {
+            Some(g) => std::sync::Arc::new(g),
+            None => std::sync::Arc::new(Ungrouped(key)),
+        })
     })
 }
+
+/// What [`prepare`] gives for a batch whose rows it could not group by this key (too many keys,
+/// or a key the fast way does not give): the evaluator does not try again.
+#[derive(Debug)]
+pub(crate) struct Ungrouped(pub(super) RowKey);
 
 #[cfg(test)]
 mod tests {
