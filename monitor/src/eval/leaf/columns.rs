@@ -31,6 +31,7 @@ use crate::ir::MonRef;
 use crate::ir::StateC;
 use crate::needs::Needs;
 use crate::ops::JsonCell;
+use crate::value::Value;
 use trace::{EventBatch, EventColumns, EventRef};
 
 /// How a leaf that can be fed columns reads a row.
@@ -264,7 +265,7 @@ impl GroupCx<'_, '_> {
         &self,
         mut step: Step,
         from: u16,
-        vars: &mut [crate::value::Value],
+        vars: &mut [Value],
         row: u32,
         ts: i64,
     ) -> Option<Step> {
@@ -275,13 +276,7 @@ impl GroupCx<'_, '_> {
             step = tried_plain(self.states, self.plains, from, vars, &ev)?;
         }
         if step.sets {
-            if let Some(Some(p)) = self
-                .plains
-                .get(from as usize)
-                .and_then(|hs| hs.get(step.handler as usize))
-            {
-                p.apply_in_place(vars);
-            }
+            apply_sets(self.plains, from, step.handler, vars);
         }
         Some(step)
     }
@@ -295,7 +290,7 @@ fn tried_plain(
     states: &[StateC],
     plains: &[Vec<Option<Plain>>],
     state: u16,
-    vars: &[crate::value::Value],
+    vars: &[Value],
     ev: &EventRef<'_>,
 ) -> Option<Step> {
     let st = states.get(state as usize)?;
@@ -305,6 +300,17 @@ fn tried_plain(
     Some(Step::of(h as u16, p))
 }
 
+/// Applies the `set`s of plain handler `handler` of state `state` (its plan among `plains`) to
+/// an instance's variables `vars`.
+fn apply_sets(plains: &[Vec<Option<Plain>>], state: u16, handler: u16, vars: &mut [Value]) {
+    if let Some(Some(p)) = plains
+        .get(state as usize)
+        .and_then(|hs| hs.get(handler as usize))
+    {
+        p.apply_in_place(vars);
+    }
+}
+
 /// The index of the first handler of `st` whose source, kind and specialised guard match `ev`
 /// (over an instance's variables `vars`).
 #[inline]
@@ -312,7 +318,7 @@ fn first_fast_match(
     st: &StateC,
     ev: &EventRef<'_>,
     json: &JsonCell,
-    vars: &[crate::value::Value],
+    vars: &[Value],
 ) -> Option<usize> {
     st.handlers.iter().position(|h| {
         h.pat
@@ -686,11 +692,8 @@ impl Leaf {
     #[inline(never)]
     fn apply_sets(&mut self, idx: u32, state: u16, handler: u16) {
         let Leaf { plains, insts, .. } = self;
-        let p = plains
-            .get(state as usize)
-            .and_then(|hs| hs.get(handler as usize));
-        if let (Some(Some(p)), Some(inst)) = (p, insts.get_mut(idx as usize)) {
-            p.apply_in_place(&mut inst.vars);
+        if let Some(inst) = insts.get_mut(idx as usize) {
+            apply_sets(plains, state, handler, &mut inst.vars);
         }
     }
 
