@@ -318,8 +318,9 @@ fn judge_inner(
         _ => None,
     };
     // packet summaries are merged into the stream only when some monitor can match them
+    let include_packets = runner.may_observe("packet");
     let opts = ReadOptions {
-        include_packets: runner.may_observe("packet"),
+        include_packets,
         columns: needs.columns(),
         sources,
         until_ns: cutoff,
@@ -358,7 +359,9 @@ fn judge_inner(
         }
         // a monitor whose guards are all specialised is fed the columns
         runner.observe_events(&batch);
-        packets += batch.count_source("packet") as u64;
+        if include_packets {
+            packets += batch.count_source("packet") as u64;
+        }
         // (in order: the reader refuses a trace that is not)
         let batch_last = match batch.columns() {
             Some(c) => c.ts.last().copied(),
@@ -478,7 +481,8 @@ pub fn refill_shown_events(t: &Trace, report: &mut Report) -> Result<(), trace::
         let opts = ReadOptions {
             since_ns: Some(lo),
             until_ns: Some(hi.saturating_add(1)),
-            sources: Some(sources),
+            // (an event shown without its source, read without that column, may be of any)
+            sources: (!sources.iter().any(String::is_empty)).then_some(sources),
             ..Default::default()
         };
         for b in t.events(&opts)? {

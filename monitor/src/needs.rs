@@ -10,7 +10,7 @@
 use crate::ir::{ActionsC, Ex, Machine, MonExpr, PatternC, TermC, WinSize, X};
 use std::collections::BTreeSet;
 
-/// Columns and sources a selection needs. `ts_ns`, `seq` and `source` are always needed.
+/// Columns and sources a selection needs. `ts_ns` and `seq` are always needed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Needs {
     pub service: bool,
@@ -18,9 +18,10 @@ pub struct Needs {
     pub kind: bool,
     pub message: bool,
     pub data: bool,
-    /// The event's `source` is read (by a machine's or pattern's source, or an expression);
-    /// the column itself is always read, for the source filter.
-    pub(crate) source: bool,
+    /// The event's `source` is read: by a machine's or pattern's source, an expression, or a
+    /// state that opens when the fault that led to it is done. (A source filter reads the
+    /// column too, to filter, without handing it on.)
+    pub source: bool,
     /// The sources whose events can matter; `None`: every source (some handler or window
     /// names no source).
     pub sources: Option<BTreeSet<String>>,
@@ -56,6 +57,7 @@ impl Needs {
     /// The column projection for the trace reader.
     pub fn columns(&self) -> trace::Columns {
         trace::Columns {
+            source: self.source,
             service: self.service,
             container: self.container,
             kind: self.kind,
@@ -164,6 +166,12 @@ impl Needs {
             }
         }
         for s in &m.states {
+            if s.opens_when_fault_done {
+                // the state opens when the fault event that led to it is done: whether the event
+                // is a `fault` one, and its `data.ended_ns`
+                self.source = true;
+                self.data = true;
+            }
             if let Some(x) = &s.timeout {
                 self.add_x(x);
             }
@@ -274,8 +282,8 @@ mod tests {
         Some(v.iter().map(|s| s.to_string()).collect())
     }
 
-    fn cols(n: &Needs) -> [bool; 5] {
-        [n.service, n.container, n.kind, n.message, n.data]
+    fn cols(n: &Needs) -> [bool; 6] {
+        [n.source, n.service, n.container, n.kind, n.message, n.data]
     }
 
     #[test]
@@ -285,7 +293,7 @@ mod tests {
             &[],
             &[],
         );
-        assert_eq!(cols(&n), [true, false, true, false, false]);
+        assert_eq!(cols(&n), [false, true, false, true, false, false]);
         assert_eq!(n.sources, None);
     }
 
@@ -296,14 +304,14 @@ mod tests {
             &[],
             &[],
         );
-        assert_eq!(cols(&n), [false, false, false, true, false]);
+        assert_eq!(cols(&n), [true, false, false, false, true, false]);
         assert_eq!(n.sources, set(&["log"]));
     }
 
     #[test]
     fn nothing_but_the_source() {
         let n = needs("monitor b = never no_such_source", &[], &[]);
-        assert_eq!(cols(&n), [false, false, false, false, false]);
+        assert_eq!(cols(&n), [true, false, false, false, false, false]);
         assert_eq!(n.sources, set(&["no_such_source"]));
     }
 
@@ -314,7 +322,7 @@ mod tests {
             &[],
             &[],
         );
-        assert_eq!(cols(&n), [false, false, false, false, false]);
+        assert_eq!(cols(&n), [false; 6]);
         assert_eq!(n.sources, None);
     }
 
@@ -322,14 +330,14 @@ mod tests {
     fn data_fields_kind_patterns_and_sources_of_every_selected_monitor() {
         let text = "monitor a {\n  state s {\n    on jmx \"akka:type=Cluster\" where len(data.members) > 3 => fail \"big\"\n    on docker where container == \"c1\" => accept\n  }\n}\nmonitor b = never log where message ~ r\"x\"\n";
         let a = needs(text, &["a"], &[]);
-        assert_eq!(cols(&a), [false, true, true, false, true]);
+        assert_eq!(cols(&a), [true, false, true, true, false, true]);
         assert_eq!(a.sources, set(&["docker", "jmx"]));
         let both = needs(text, &[], &[]);
-        assert_eq!(cols(&both), [false, true, true, true, true]);
+        assert_eq!(cols(&both), [true, false, true, true, true, true]);
         assert_eq!(both.sources, set(&["docker", "jmx", "log"]));
         // only the selected monitor counts
         let b = needs(text, &["b"], &[]);
-        assert_eq!(cols(&b), [false, false, false, true, false]);
+        assert_eq!(cols(&b), [true, false, false, false, true, false]);
         assert_eq!(b.sources, set(&["log"]));
     }
 
@@ -348,11 +356,27 @@ mod tests {
     fn experiments_add_faults_and_recorder_steps() {
         let text = "monitor quiet = never log where message == \"boom\"\nexperiment e {\n  do pause on a\n  expect quiet within 5s\n}\n";
         let n = needs(text, &[], &["e"]);
-        assert_eq!(cols(&n), [true, true, true, true, true]);
+        assert_eq!(cols(&n), [true; 6]);
         assert_eq!(n.sources, set(&["fault", "log", "recorder"]));
         let m = needs(text, &["quiet"], &[]);
-        assert_eq!(cols(&m), [false, false, false, true, false]);
+        assert_eq!(cols(&m), [true, false, false, false, true, false]);
         assert_eq!(m.sources, set(&["log"]));
+    }
+
+    #[test]
+    fn a_response_window_opening_when_its_fault_is_done_reads_source_and_data() {
+        // `after P expect Q`: when P matched a `fault` event, the window opens at its
+        // `data.ended_ns`, whatever P itself reads
+        let n = needs(
+            "monitor m = after event where seq > 3 expect event where seq < 0 within 1s",
+            &[],
+            &[],
+        );
+        assert_eq!(cols(&n), [true, false, false, false, false, true]);
+        assert_eq!(n.sources, None);
+        // a response window of `stable for` opens at its event: nothing more
+        let s = needs("monitor s = stable for 1s of event where seq > 3", &[], &[]);
+        assert_eq!(cols(&s), [false; 6]);
     }
 
     #[test]
@@ -364,6 +388,7 @@ mod tests {
         assert_eq!(
             n.columns(),
             trace::Columns {
+                source: true,
                 service: true,
                 container: true,
                 kind: true,

@@ -495,6 +495,19 @@ fn reading_only_needed_columns_gives_the_same_report() {
         let s = root().join(format!("monitor/benches/specs/{c}.spec"));
         cases.push((gen.clone(), s));
     }
+    // a response window that opens when the fault that led to it is done (`data.ended_ns`),
+    // though its patterns read neither source nor data; a keyed monitor reading no source
+    let extra = dir.path().join("extra.spec");
+    std::fs::write(
+        &extra,
+        "monitor afterPause = after fault \"pause\" expect event where seq < 0 within 1ms\n\
+         monitor afterAny = after event where kind == \"partition\" expect event where seq < 0 within 1ms\n\
+         monitor perKind per kind = never event where seq < 0\n",
+    )
+    .expect("spec");
+    for f in fixtures.iter().chain([&gen]) {
+        cases.push((f.clone(), extra.clone()));
+    }
     let mut judged = 0;
     for (trace, spec) in &cases {
         let (t, s) = (trace.to_string_lossy(), spec.to_string_lossy());

@@ -40,10 +40,13 @@ use crate::remote::{Chunk, RemoteParquet, RemoteTrace, TAIL_BYTES};
 use crate::sort::{sort_log, LogReader};
 use crate::{files, schema, Event, EventRef, Manifest, PacketRecord, TraceError};
 
-/// Which optional columns to read. `ts_ns`, `seq` and `source` are always read; a column not
-/// read shows as `None` (or `""` for `kind`) in the [`EventRef`]s.
+/// Which optional columns to read. `ts_ns` and `seq` are always read; a column not read shows
+/// as `None` (or `""` for `source` and `kind`) in the [`EventRef`]s. `source` is also read, and
+/// shown, whenever packets are merged into the stream; a source filter
+/// ([`ReadOptions::sources`]) reads it to filter without showing it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Columns {
+    pub source: bool,
     pub service: bool,
     pub container: bool,
     pub kind: bool,
@@ -54,6 +57,7 @@ pub struct Columns {
 impl Columns {
     /// Every column.
     pub const ALL: Columns = Columns {
+        source: true,
         service: true,
         container: true,
         kind: true,
@@ -62,6 +66,7 @@ impl Columns {
     };
     /// Only `ts_ns`, `seq` and `source`.
     pub const NONE: Columns = Columns {
+        source: true,
         service: false,
         container: false,
         kind: false,
@@ -70,8 +75,9 @@ impl Columns {
     };
 
     fn names(&self) -> Vec<&'static str> {
-        let mut v = vec!["ts_ns", "seq", "source"];
+        let mut v = vec!["ts_ns", "seq"];
         for (on, name) in [
+            (self.source, "source"),
             (self.service, "service"),
             (self.container, "container"),
             (self.kind, "kind"),
@@ -566,6 +572,20 @@ impl Trace {
             .is_some_and(|m| opts.sources.is_some() && m.schema().index_of("source").is_ok());
         let merges_packets =
             opts.include_packets && opts.keeps_source("packet") && self.has_packets();
+        // merged packets are told from events by their source: every row shows it
+        let with_source;
+        let opts = if merges_packets && !opts.columns.source {
+            with_source = ReadOptions {
+                columns: Columns {
+                    source: true,
+                    ..opts.columns
+                },
+                ..opts.clone()
+            };
+            &with_source
+        } else {
+            opts
+        };
         // the caller's work on each batch, done where it is decoded, on the batch the consumer
         // gets (built here the same way as below, to be built again there: a few handles)
         let prepare = opts.prepare.clone().filter(|_| !merges_packets).map(|p| {
@@ -1239,8 +1259,14 @@ impl EventBatch {
                 Ok(StrCol::Absent)
             }
         };
+        // (a source filter not yet applied reads the column too)
+        let check_source = opts.sources.is_some() && !sources_done;
         let cols = ArrowCols {
-            source: StrCol::from(Some(prim("source")?), "source")?,
+            source: if c.source || check_source {
+                StrCol::from(Some(prim("source")?), "source")?
+            } else {
+                StrCol::Absent
+            },
             service: opt(c.service, "service")?,
             container: opt(c.container, "container")?,
             kind: opt(c.kind, "kind")?,
@@ -1251,7 +1277,6 @@ impl EventBatch {
         };
         let n = cols.ts.len();
         let last = (n > 0).then(|| cols.ts.value(n - 1));
-        let check_source = opts.sources.is_some() && !sources_done;
         // rows come in ts order: when the first and last are in the range, all are
         let check_time = (opts.since_ns.is_some() || opts.until_ns.is_some())
             && n > 0
@@ -1367,8 +1392,14 @@ impl EventBatch {
     }
 
     /// How many events of the batch have `source == s` (a dictionary column is counted by its
-    /// key for `s`, without reading each row's text).
+    /// key for `s`, without reading each row's text; a batch read without its source shows
+    /// every row's as `""`).
     pub fn count_source(&self, s: &str) -> usize {
+        if let Rows::Arrow { cols, .. } = &self.rows {
+            if let StrCol::Absent = &cols.source {
+                return if s.is_empty() { self.len() } else { 0 };
+            }
+        }
         if let Rows::Arrow { cols, sel: None } = &self.rows {
             if let StrCol::Dict(keys, values) = &cols.source {
                 let wanted: Vec<i32> = (0..values.len())

@@ -117,6 +117,92 @@ fn filters_and_projection() {
     );
 }
 
+/// A read without the `source` column shows every event's source as `""` (and counts none of a
+/// named source), while a source filter still keeps only its sources and merged packets still
+/// come with their source, as do the events beside them.
+#[test]
+fn reading_without_the_source_column() {
+    let d = tempfile::tempdir().unwrap();
+    let c = GenConfig {
+        duration: Duration::from_secs(200),
+        log_rate: 400.0,
+        packet_rate: 20.0,
+        ..cfg()
+    };
+    let s = gen::write_trace(d.path(), &c).unwrap();
+    assert!(s.row_groups > 1 && s.packets > 0, "{s:?}");
+    let t = Trace::open(d.path()).unwrap();
+    let all = read_all(&t, &ReadOptions::default());
+    let no_source = Columns {
+        source: false,
+        ..Columns::ALL
+    };
+    for read_ahead in [0, 2] {
+        let o = ReadOptions {
+            columns: no_source,
+            read_ahead,
+            ..Default::default()
+        };
+        let got = read_all(&t, &o);
+        assert!(got.iter().all(|e| e.source.is_empty()));
+        let blank = |e: &Event| Event {
+            source: String::new(),
+            ..e.clone()
+        };
+        assert_eq!(got, all.iter().map(blank).collect::<Vec<_>>());
+        for b in t.events(&o).unwrap() {
+            let b = b.unwrap();
+            assert_eq!((b.count_source("log"), b.count_source("")), (0, b.len()));
+        }
+        // the filter reads the column to filter: the same rows as with it, shown without it
+        let logs = read_all(
+            &t,
+            &ReadOptions {
+                sources: Some(vec!["log".into()]),
+                ..o.clone()
+            },
+        );
+        let want: Vec<Event> = all
+            .iter()
+            .filter(|e| e.source == "log")
+            .map(blank)
+            .collect();
+        assert!(!want.is_empty());
+        assert_eq!(logs, want);
+        // packets merged: every row shows its source
+        let merged = read_all(
+            &t,
+            &ReadOptions {
+                include_packets: true,
+                ..o.clone()
+            },
+        );
+        assert_eq!(merged.len() as u64, all.len() as u64 + s.packets);
+        assert!(merged.iter().all(|e| !e.source.is_empty()));
+        assert!(merged.iter().any(|e| e.source == "packet"));
+    }
+    // an unfinalized trace's log rows are filtered one by one, by the source read for that
+    let u = tempfile::tempdir().unwrap();
+    let (mut w, evs) = write_unfinished(u.path(), &cfg());
+    w.flush().unwrap();
+    let t = Trace::open(u.path()).unwrap();
+    assert!(!t.is_finalized());
+    let logs = read_all(
+        &t,
+        &ReadOptions {
+            columns: no_source,
+            sources: Some(vec!["log".into()]),
+            ..Default::default()
+        },
+    );
+    let want = sorted(evs)
+        .into_iter()
+        .filter(|e| e.source == "log")
+        .count();
+    assert!(want > 0);
+    assert_eq!(logs.len(), want);
+}
+
 /// The footer's statistics of each row group (bounds, null counts, the listed distinct values)
 /// hold for the events read from it, and `row_groups` reads exactly the groups marked.
 #[test]
