@@ -1603,6 +1603,45 @@ mod tests {
         }
     }
 
+    /// The pass over a batch's rows among themselves says what comparing each row with the one
+    /// before says, for batches long enough to be vectorised and their ends: rows in order, a
+    /// repeat, a time going back, a sequence number going back at the same time, anywhere.
+    #[test]
+    fn the_pass_over_a_batch_agrees_with_row_by_row_comparison() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for case in 0..2000 {
+            let n = (next() % 300) as usize;
+            // times that repeat, sequence numbers across the whole u64 range
+            let mut rows: Vec<(i64, u64)> = Vec::with_capacity(n);
+            let (mut t, mut s) = (next() as i64 >> 2, next() >> 1);
+            for _ in 0..n {
+                rows.push((t, s));
+                if next() % 3 == 0 {
+                    t += 1 + (next() % 5) as i64;
+                }
+                s = s.wrapping_add(1 + next() % 3);
+            }
+            if n > 1 {
+                let i = 1 + (next() as usize) % (n - 1);
+                match case % 4 {
+                    0 => rows[i] = rows[i - 1],
+                    1 => rows[i].0 = rows[i - 1].0 - 1,
+                    2 => rows[i] = (rows[i - 1].0, rows[i - 1].1.wrapping_sub(1)),
+                    _ => {}
+                }
+            }
+            let want = rows.windows(2).all(|w| w[0] < w[1]);
+            let (tv, sv): (Vec<i64>, Vec<u64>) = rows.iter().copied().unzip();
+            assert_eq!(values_in_order(&tv, &sv), want, "case {case}: {rows:?}");
+        }
+    }
+
     #[test]
     fn columns_and_source_counts_are_those_of_the_rows_in_both_shapes() {
         let evs = events();

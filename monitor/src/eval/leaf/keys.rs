@@ -38,12 +38,17 @@ impl FastRem {
         })
     }
 
+    /// `x % n` for `x` and `n` below 2^32 (else a wrong value: the caller checks).
+    #[inline]
+    pub(super) fn rem_narrow(self, x: u64) -> u64 {
+        ((u128::from(self.m.wrapping_mul(x)) * u128::from(self.n)) >> 64) as u64
+    }
+
     /// `x % n` for `x >= 0` (the generic rules' remainder for a non-negative `x`).
     #[inline]
     pub(super) fn rem(self, x: u64) -> u64 {
         if x <= u64::from(u32::MAX) && self.n <= u64::from(u32::MAX) {
-            let low = self.m.wrapping_mul(x);
-            ((u128::from(low) * u128::from(self.n)) >> 64) as u64
+            self.rem_narrow(x)
         } else {
             x % self.n
         }
@@ -216,6 +221,12 @@ impl KeyGroups {
         if let (Some(n), Some(r)) = (small, key.rem) {
             sizes.resize(n as usize, 0);
             self.keys.extend(0..n as i64);
+            // sequence numbers below 2^32 (a trace of fewer events): each row's remainder by
+            // multiplication alone, computed again where the row is placed rather than kept
+            if key.seq && cols.seq.iter().fold(0, |a, &x| a | x) <= u64::from(u32::MAX) {
+                place_narrow(cols.seq, r, sizes, &mut self.starts, &mut self.rows);
+                return true;
+            }
             // (a loop over the one column the key reads)
             let ok = if key.seq {
                 count_rem(cols.seq.iter().map(|&x| x as i64), r, sizes, of_row)
@@ -289,6 +300,40 @@ impl KeyGroups {
     }
 }
 
+/// [`KeyGroups::group`] for a key `x % r` where every `x` is below 2^32: the rows counted by
+/// group (`sizes`), then placed (`starts`, `rows`), each row's group computed in both passes.
+fn place_narrow(
+    xs: &[u64],
+    r: FastRem,
+    sizes: &mut [u32],
+    starts: &mut Vec<u32>,
+    rows: &mut Vec<u32>,
+) {
+    for &x in xs {
+        if let Some(c) = sizes.get_mut(r.rem_narrow(x) as usize) {
+            *c += 1;
+        }
+    }
+    // `starts[g + 1]` is where group g's next row goes (see KeyGroups::group)
+    starts.clear();
+    starts.push(0);
+    let mut sum = 0;
+    for &n in sizes.iter() {
+        starts.push(sum);
+        sum += n;
+    }
+    // (every place is written below: what is there is never read)
+    rows.resize(xs.len(), 0);
+    for (row, &x) in (0..).zip(xs) {
+        if let Some(to) = starts.get_mut(r.rem_narrow(x) as usize + 1) {
+            if let Some(slot) = rows.get_mut(*to as usize) {
+                *slot = row;
+            }
+            *to += 1;
+        }
+    }
+}
+
 /// Each of `xs % r` (`None` for a negative `x`: returns false) pushed to `of_row` and counted
 /// in `counts[k]`.
 #[inline(always)]
@@ -339,8 +384,14 @@ mod tests {
         /// not grouped when a row's key is not the fast way's or it has too many keys.
         #[test]
         fn groups_hold_every_row_once_under_its_key(
-            seqs in prop::collection::vec(
-                prop_oneof![0u64..50, 0u64..5_000, any::<u64>()], 0..1_200),
+            seqs in prop_oneof![
+                prop::collection::vec(
+                    prop_oneof![0u64..50, 0u64..5_000, any::<u64>()], 0..1_200),
+                // every value below 2^32 (the remainder by multiplication alone), up to it
+                prop::collection::vec(
+                    prop_oneof![0u64..5_000, u64::from(u32::MAX) - 50..=u64::from(u32::MAX)],
+                    0..1_200),
+            ],
             modulo in prop_oneof![
                 Just(None), (1i64..40).prop_map(Some), (1i64..3_000).prop_map(Some)],
             by_seq in any::<bool>(),
