@@ -781,6 +781,13 @@ impl Trace {
                 .collect()
         });
         let source_idx = schema.index_of("source").ok();
+        // `time` (which no read decodes: `ts_ns` holds the same instant) is fetched and
+        // verified by a read of every other column, so that such a read covers every byte of
+        // the file; a projected read fetches only what it decodes
+        let time_idx = schema.index_of("time").ok();
+        let full = projection.as_ref().is_none_or(|p| {
+            (0..schema.fields().len()).all(|i| p.contains(&i) || Some(i) == time_idx)
+        });
         // a remote file: plan the spans of the column chunks this read needs (the projected
         // columns, the one the row filter reads and, with checksums, `time`, of the row groups
         // in range), so that they are fetched in a few coalesced requests
@@ -791,8 +798,8 @@ impl Trace {
                     if opts.sources.is_some() {
                         v.extend(source_idx);
                     }
-                    if sums.is_some() {
-                        v.extend(schema.index_of("time").ok());
+                    if sums.is_some() && full {
+                        v.extend(time_idx);
                     }
                     v
                 });
@@ -824,9 +831,8 @@ impl Trace {
             };
             return Ok(Box::new(it.map(move |r| r.map(&post))));
         }
-        // the leaf columns each row group read decodes: projected ones and the filter's
-        // (and `time`, never decoded here but small, so that no column a SQL engine reads can
-        // differ unnoticed from `ts_ns`)
+        // the leaf columns each row group read fetches and verifies: the projected ones and the
+        // filter's (and `time` for a read of every other column, see above)
         let wanted: Vec<usize> = match &projection {
             None => (0..meta.parquet_schema().num_columns()).collect(),
             Some(p) => {
@@ -834,7 +840,9 @@ impl Trace {
                 if opts.sources.is_some() {
                     v.extend(source_idx);
                 }
-                v.extend(schema.index_of("time").ok());
+                if full {
+                    v.extend(time_idx);
+                }
                 v.sort_unstable();
                 v.dedup();
                 v.into_iter()

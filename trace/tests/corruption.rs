@@ -143,6 +143,58 @@ fn a_flipped_column_chunk_names_the_row_group_and_column() {
     );
 }
 
+/// A read verifies the column chunks it fetches: a read of every column all of them, `time`
+/// included though no read decodes it; a projected read only those it decodes, so a damaged
+/// `time` or `message` chunk goes unseen by a read that takes neither and refused by one that
+/// takes everything.
+#[test]
+fn a_read_verifies_the_chunks_it_fetches() {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let d = tempfile::tempdir().unwrap();
+    let t = d.path().join("t");
+    small_trace(&t);
+    let pq = t.join(files::EVENTS_PARQUET);
+    let bytes = std::fs::read(&pq).unwrap();
+    let meta = SerializedFileReader::new(std::fs::File::open(&pq).unwrap())
+        .unwrap()
+        .metadata()
+        .clone();
+    let projected = ReadOptions {
+        columns: trace::Columns {
+            source: false,
+            ..trace::Columns::NONE
+        },
+        ..Default::default()
+    };
+    let read = |o: &ReadOptions| -> Result<Vec<(i64, u64)>, TraceError> {
+        let tr = Trace::open(&t)?;
+        let mut v = Vec::new();
+        for b in tr.events(o)? {
+            v.extend(b?.iter().map(|e| (e.ts_ns, e.seq)));
+        }
+        Ok(v)
+    };
+    let good = read(&projected).unwrap();
+    for column in ["time", "message"] {
+        let rg = meta.row_group(0);
+        let c = (0..rg.num_columns())
+            .map(|i| rg.column(i))
+            .find(|c| c.column_path().string() == column)
+            .expect("column");
+        let (start, len) = c.byte_range();
+        let mut b = bytes.clone();
+        b[(start + len / 2) as usize] ^= 0x10;
+        std::fs::write(&pq, &b).unwrap();
+        let e = read_all(&t).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("row group 0, column {column}: checksum mismatch")),
+            "{e}"
+        );
+        assert_eq!(read(&projected).unwrap(), good, "{column}");
+    }
+    std::fs::write(&pq, &bytes).unwrap();
+}
+
 #[test]
 fn a_truncated_or_extended_parquet_file_and_missing_checksums_are_refused() {
     let d = tempfile::tempdir().unwrap();
