@@ -9,6 +9,13 @@
 //! while one is encoded: at most three row groups are held (one gathering, one queued, one
 //! encoding).
 //!
+//! Optionally ([`ParallelWriter::try_new`]'s `plain_when_incompressible`), a column chunk that
+//! its codec does not shrink to [`KEEP_COMPRESSED`] of its size is encoded again uncompressed
+//! and stored so (the codec is a property of each column chunk): times and sequence numbers whose
+//! deltas are noise cost a reader a codec and a copy for nothing. The column's next chunks are
+//! then encoded uncompressed straight away, but in every [`RECHECK`]-th row group, where the
+//! codec is tried again.
+//!
 //! The footer also lists, for each row group, the distinct values of each dictionary-encoded
 //! text column (the union of its batches' dictionaries; [`GROUP_VALUES_KEY`], read back by
 //! [`crate::Trace::group_stats`]), so that a reader can rule a group out by a value it lacks.
@@ -19,7 +26,7 @@ use std::thread::JoinHandle;
 
 use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, SchemaRef};
-use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk};
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowColumnWriter};
 use parquet::arrow::ArrowWriter;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{KeyValue, ParquetMetaData};
@@ -33,6 +40,21 @@ pub const GROUP_VALUES_KEY: &str = "chaos_trace.group_values";
 
 /// The most distinct values listed for one column of one row group.
 pub const MAX_GROUP_VALUES: usize = 256;
+
+/// A compressed column chunk is kept when its compressed size is at most this fraction of its
+/// uncompressed size (numerator, denominator); otherwise, with `plain_when_incompressible`, the
+/// chunk is stored uncompressed.
+pub const KEEP_COMPRESSED: (u64, u64) = (7, 8);
+
+/// How often a column stored uncompressed is tried compressed again (every this many row
+/// groups, the first included).
+pub const RECHECK: usize = 16;
+
+/// Whether a chunk compressed from `uncompressed` to `compressed` bytes is stored so.
+fn worth_compressing(compressed: i64, uncompressed: i64) -> bool {
+    let (c, u) = (compressed.max(0) as u64, uncompressed.max(0) as u64);
+    c.saturating_mul(KEEP_COMPRESSED.1) <= u.saturating_mul(KEEP_COMPRESSED.0)
+}
 
 /// The distinct values of each dictionary-encoded text column of one row group (`None`: too
 /// many to list), in schema order of those columns.
@@ -105,19 +127,41 @@ pub(crate) struct ParallelWriter {
 
 impl ParallelWriter {
     /// A writer of `schema` (the table's shape) into `file`; batches given to
-    /// [`ParallelWriter::write`] are in the log's shape and pass through `convert`.
+    /// [`ParallelWriter::write`] are in the log's shape and pass through `convert`. With
+    /// `plain_when_incompressible`, a column chunk its codec does not shrink enough
+    /// ([`KEEP_COMPRESSED`]) is stored uncompressed.
     pub(crate) fn try_new(
         file: File,
         schema: SchemaRef,
         props: WriterProperties,
         convert: Convert,
+        plain_when_incompressible: bool,
     ) -> Result<ParallelWriter, ParquetError> {
         let rows_per_group = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
+        // the column writers of an uncompressed chunk: the same properties but the codec (from
+        // a writer into nothing: only its column writers are used)
+        let plain = if plain_when_incompressible {
+            let p = props
+                .clone()
+                .into_builder()
+                .set_compression(parquet::basic::Compression::UNCOMPRESSED)
+                .build();
+            Some(
+                ArrowWriter::try_new(std::io::sink(), schema.clone(), Some(p))?
+                    .into_serialized_writer()?
+                    .1,
+            )
+        } else {
+            None
+        };
         let (mut fw, factory) =
             ArrowWriter::try_new(file, schema.clone(), Some(props))?.into_serialized_writer()?;
         let (tx, rx) = sync_channel::<Vec<RecordBatch>>(1);
         let encoder = std::thread::spawn(move || {
             let mut values = Vec::new();
+            // the columns whose last chunk tried compressed was not worth it: encoded
+            // uncompressed straight away but in every RECHECK-th row group
+            let mut plain_cols = vec![false; schema.fields().len()];
             for (rg, group) in rx.into_iter().enumerate() {
                 let table = group
                     .iter()
@@ -127,40 +171,73 @@ impl ParallelWriter {
                 drop(group);
                 values.push(group_values(&schema, &table));
                 let writers = factory.create_column_writers(rg)?;
-                if writers.len() != schema.fields().len() {
+                let mut plain_writers: Vec<Option<ArrowColumnWriter>> = match &plain {
+                    Some(f) => f.create_column_writers(rg)?.into_iter().map(Some).collect(),
+                    None => Vec::new(),
+                };
+                if writers.len() != schema.fields().len()
+                    || (plain.is_some() && plain_writers.len() != writers.len())
+                {
                     return Err(ParquetError::General(
                         "nested columns are not supported by the parallel writer".into(),
                     ));
                 }
-                let chunks: Vec<Result<ArrowColumnChunk, ParquetError>> = std::thread::scope(|s| {
-                    let handles: Vec<_> = writers
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, mut w)| {
-                            let table = &table;
-                            let field = schema.field(i);
-                            s.spawn(move || {
-                                for b in table {
-                                    for leaf in compute_leaves(field, b.column(i))? {
-                                        w.write(&leaf)?;
+                let recheck = rg % RECHECK == 0;
+                let chunks: Vec<Result<(ArrowColumnChunk, bool), ParquetError>> =
+                    std::thread::scope(|s| {
+                        let handles: Vec<_> = writers
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, w)| {
+                                let table = &table;
+                                let field = schema.field(i);
+                                let plain = plain_writers.get_mut(i).and_then(Option::take);
+                                let straight =
+                                    !recheck && plain_cols.get(i).copied().unwrap_or(false);
+                                s.spawn(move || {
+                                    let encode = |mut w: ArrowColumnWriter| {
+                                        for b in table {
+                                            for leaf in compute_leaves(field, b.column(i))? {
+                                                w.write(&leaf)?;
+                                            }
+                                        }
+                                        w.close()
+                                    };
+                                    let Some(p) = plain else {
+                                        return Ok((encode(w)?, false));
+                                    };
+                                    if straight {
+                                        return Ok((encode(p)?, true));
                                     }
-                                }
-                                w.close()
+                                    let chunk = encode(w)?;
+                                    let m = &chunk.close().metadata;
+                                    if m.compression() != parquet::basic::Compression::UNCOMPRESSED
+                                        && !worth_compressing(
+                                            m.compressed_size(),
+                                            m.uncompressed_size(),
+                                        )
+                                    {
+                                        drop(chunk);
+                                        return Ok((encode(p)?, true));
+                                    }
+                                    Ok((chunk, false))
+                                })
                             })
-                        })
-                        .collect();
-                    handles
-                        .into_iter()
-                        .map(|h| {
-                            h.join().unwrap_or_else(|_| {
-                                Err(ParquetError::General("a column encoder failed".into()))
+                            .collect();
+                        handles
+                            .into_iter()
+                            .map(|h| {
+                                h.join().unwrap_or_else(|_| {
+                                    Err(ParquetError::General("a column encoder failed".into()))
+                                })
                             })
-                        })
-                        .collect()
-                });
+                            .collect()
+                    });
                 let mut rgw = fw.next_row_group()?;
-                for c in chunks {
-                    c?.append_to_row_group(&mut rgw)?;
+                for (c, was_plain) in chunks.into_iter().zip(plain_cols.iter_mut()) {
+                    let (c, plain) = c?;
+                    *was_plain = plain;
+                    c.append_to_row_group(&mut rgw)?;
                 }
                 rgw.close()?;
             }
@@ -269,6 +346,7 @@ mod tests {
             crate::schema::event_table_schema(),
             props(),
             crate::schema::log_to_table_batch,
+            false,
         )
         .unwrap();
         for b in &batches {
@@ -296,5 +374,110 @@ mod tests {
         w.append_key_value_metadata(kv);
         w.close().unwrap();
         assert!(std::fs::read(&a).unwrap() == std::fs::read(&p).unwrap());
+    }
+
+    /// With `plain_when_incompressible`, each column chunk is the compressed one where the codec
+    /// shrinks it to 7/8 or less and an uncompressed one elsewhere (a column once stored
+    /// uncompressed is tried compressed again every RECHECK-th row group); the file reads back
+    /// the same.
+    #[test]
+    fn chunks_the_codec_does_not_shrink_are_stored_uncompressed() {
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        use parquet::basic::Compression;
+        // noisy sequence numbers (incompressible deltas), repetitive text, times noisy in the
+        // first three row groups and regular after them
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let noisy_rows = 3 * crate::finalize::ROW_GROUP_ROWS as u64;
+        let events: Vec<crate::Event> = (0..(RECHECK as u64 + 2)
+            * crate::finalize::ROW_GROUP_ROWS as u64)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let jitter = if i < noisy_rows {
+                    x % 999_983
+                } else {
+                    i % 7 * 13_000
+                };
+                let mut e =
+                    crate::Event::new(i as i64 * 1_000_000 + jitter as i64, "log", "stdout")
+                        .service("a")
+                        .message(format!("line {}", i % 10));
+                e.seq = i * 4 + x % 3;
+                e
+            })
+            .collect();
+        let batches: Vec<RecordBatch> = events
+            .chunks(8192)
+            .map(|c| crate::schema::events_to_log_batch(c.iter()))
+            .collect();
+        let props = || {
+            crate::finalize::writer_properties(
+                &crate::schema::DICT_COLUMNS,
+                &["ts_ns", "time", "seq", "data"],
+            )
+        };
+        let d = tempfile::tempdir().unwrap();
+        let write = |name: &str, plain: bool| {
+            let p = d.path().join(name);
+            let mut w = ParallelWriter::try_new(
+                File::create(&p).unwrap(),
+                crate::schema::event_table_schema(),
+                props(),
+                crate::schema::log_to_table_batch,
+                plain,
+            )
+            .unwrap();
+            for b in &batches {
+                w.write(b).unwrap();
+            }
+            (p, w.close().unwrap())
+        };
+        let (zp, zstd) = write("zstd.parquet", false);
+        let (pp, mixed) = write("mixed.parquet", true);
+        assert_eq!(zstd.num_row_groups(), mixed.num_row_groups());
+        let (mut kept, mut plain, mut held) = (0, 0, 0);
+        let mut was_plain = vec![false; zstd.row_group(0).num_columns()];
+        for (rg, (z, m)) in zstd.row_groups().iter().zip(mixed.row_groups()).enumerate() {
+            for (i, (z, m)) in z.columns().iter().zip(m.columns()).enumerate() {
+                let name = z.column_path().string();
+                // compressed where worth it, but a column stored uncompressed stays so until
+                // the next row group where it is tried again
+                let keep = if rg % RECHECK != 0 && was_plain[i] {
+                    false
+                } else {
+                    worth_compressing(z.compressed_size(), z.uncompressed_size())
+                };
+                if !keep && worth_compressing(z.compressed_size(), z.uncompressed_size()) {
+                    held += 1;
+                }
+                was_plain[i] = !keep;
+                if keep {
+                    assert!(matches!(m.compression(), Compression::ZSTD(_)), "{name}");
+                    assert_eq!(m.compressed_size(), z.compressed_size(), "{name}");
+                    kept += 1;
+                } else {
+                    assert_eq!(m.compression(), Compression::UNCOMPRESSED, "{name}");
+                    assert_eq!(m.compressed_size(), m.uncompressed_size(), "{name}");
+                    plain += 1;
+                }
+            }
+        }
+        assert!(kept > 0 && plain > 0, "{kept} kept, {plain} plain");
+        // the times, compressible from the fourth row group on, stayed uncompressed until the
+        // codec was tried again
+        assert!(held > 0, "no chunk held uncompressed");
+        let ts = |m: &ParquetMetaData, rg: usize| m.row_group(rg).column(0).compression();
+        assert_eq!(ts(&mixed, 4), Compression::UNCOMPRESSED);
+        assert!(matches!(ts(&mixed, RECHECK), Compression::ZSTD(_)));
+        let read = |p: &std::path::Path| -> Vec<RecordBatch> {
+            ParquetRecordBatchReaderBuilder::try_new(File::open(p).unwrap())
+                .unwrap()
+                .build()
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        assert_eq!(read(&zp), read(&pp));
     }
 }
