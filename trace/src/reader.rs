@@ -789,8 +789,9 @@ impl Trace {
             (0..schema.fields().len()).all(|i| p.contains(&i) || Some(i) == time_idx)
         });
         // a remote file: plan the spans of the column chunks this read needs (the projected
-        // columns, the one the row filter reads and, with checksums, `time`, of the row groups
-        // in range), so that they are fetched in a few coalesced requests
+        // columns, the one the row filter reads and, with checksums and every other column,
+        // `time`, of the row groups in range), so that they are fetched in a few coalesced
+        // requests
         let f = match f {
             Chunk::Remote(r, _) => {
                 let roots: Option<Vec<usize>> = projection.as_ref().map(|p| {
