@@ -279,6 +279,8 @@ impl KeyGroups {
         let rows = &mut self.rows;
         // (every place is written below: what is there is never read)
         rows.resize(of_row.len(), 0);
+        // (as slices: see place_narrow)
+        let (starts, rows) = (starts.as_mut_slice(), rows.as_mut_slice());
         for (row, &g) in (0..).zip(of_row.iter()) {
             if let Some(to) = starts.get_mut(g as usize + 1) {
                 if let Some(r) = rows.get_mut(*to as usize) {
@@ -324,6 +326,9 @@ fn place_narrow(
     }
     // (every place is written below: what is there is never read)
     rows.resize(xs.len(), 0);
+    // (as slices: through the vectors, their pointers and lengths were read again at each row,
+    // the stores into them being free to change them as far as the compiler knew)
+    let (starts, rows) = (starts.as_mut_slice(), rows.as_mut_slice());
     for (row, &x) in (0..).zip(xs) {
         if let Some(to) = starts.get_mut(r.rem_narrow(x) as usize + 1) {
             if let Some(slot) = rows.get_mut(*to as usize) {
