@@ -265,30 +265,13 @@ impl KeyGroups {
                 of_row.push(g);
             }
         }
-        // a counting sort: `starts[g + 1]` is where group g's rows go (the sizes of those before
-        // it summed), moved on as they are placed: it ends at where group g + 1's start, and
-        // `starts[g]..starts[g + 1]` holds group g's rows
-        let starts = &mut self.starts;
-        starts.clear();
-        starts.push(0);
-        let mut sum = 0;
-        for &n in sizes.iter() {
-            starts.push(sum);
-            sum += n;
-        }
-        let rows = &mut self.rows;
-        // (every place is written below: what is there is never read)
-        rows.resize(of_row.len(), 0);
-        // (as slices: see place_narrow)
-        let (starts, rows) = (starts.as_mut_slice(), rows.as_mut_slice());
-        for (row, &g) in (0..).zip(of_row.iter()) {
-            if let Some(to) = starts.get_mut(g as usize + 1) {
-                if let Some(r) = rows.get_mut(*to as usize) {
-                    *r = row;
-                }
-                *to += 1;
-            }
-        }
+        place(
+            of_row.len(),
+            of_row.iter().copied(),
+            sizes,
+            &mut self.starts,
+            &mut self.rows,
+        );
         true
     }
 
@@ -303,7 +286,7 @@ impl KeyGroups {
 }
 
 /// [`KeyGroups::group`] for a key `x % r` where every `x` is below 2^32: the rows counted by
-/// group (`sizes`), then placed (`starts`, `rows`), each row's group computed in both passes.
+/// group (`sizes`), then placed ([`place`]), each row's group computed in both passes.
 fn place_narrow(
     xs: &[u64],
     r: FastRem,
@@ -316,21 +299,37 @@ fn place_narrow(
             *c += 1;
         }
     }
-    // `starts[g + 1]` is where group g's next row goes (see KeyGroups::group)
+    let groups = xs.iter().map(|&x| r.rem_narrow(x) as u32);
+    place(xs.len(), groups, sizes, starts, rows);
+}
+
+/// The second pass of [`KeyGroups::group`]'s counting sort: given each group's size, the `n`
+/// rows placed by their groups (`groups`, in row order) so that `rows[starts[g]..starts[g + 1]]`
+/// holds group g's rows in row order.
+#[inline(always)]
+fn place(
+    n: usize,
+    groups: impl Iterator<Item = u32>,
+    sizes: &[u32],
+    starts: &mut Vec<u32>,
+    rows: &mut Vec<u32>,
+) {
+    // `starts[g + 1]` is where group g's rows go (the sizes of those before it summed), moved
+    // on as they are placed: it ends at where group g + 1's start
     starts.clear();
     starts.push(0);
     let mut sum = 0;
-    for &n in sizes.iter() {
+    for &size in sizes {
         starts.push(sum);
-        sum += n;
+        sum += size;
     }
     // (every place is written below: what is there is never read)
-    rows.resize(xs.len(), 0);
+    rows.resize(n, 0);
     // (as slices: through the vectors, their pointers and lengths were read again at each row,
     // the stores into them being free to change them as far as the compiler knew)
     let (starts, rows) = (starts.as_mut_slice(), rows.as_mut_slice());
-    for (row, &x) in (0..).zip(xs) {
-        if let Some(to) = starts.get_mut(r.rem_narrow(x) as usize + 1) {
+    for (row, g) in (0..).zip(groups) {
+        if let Some(to) = starts.get_mut(g as usize + 1) {
             if let Some(slot) = rows.get_mut(*to as usize) {
                 *slot = row;
             }
