@@ -232,12 +232,12 @@ pub fn akka_address(service: &str) -> String {
     format!("akka.tcp://Sys@{service}:2552")
 }
 
-/// SplitMix64: small, fast, deterministic.
+/// SplitMix64: small, fast, deterministic (also the crate's tests' source of noise).
 #[derive(Debug, Clone)]
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

@@ -1552,13 +1552,8 @@ mod tests {
     /// not come after the one before it, as a row-by-row comparison does, in every batching.
     #[test]
     fn the_order_check_names_the_first_row_out_of_order_across_batches() {
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = crate::gen::Rng(0x2545_f491_4f6c_dd1du64);
+        let mut next = move || rng.next();
         for case in 0..400 {
             let n = 1 + (next() % 40) as usize;
             let mut rows: Vec<(i64, u64)> = (0..n).map(|i| (i as i64 / 2, i as u64)).collect();
@@ -1617,13 +1612,8 @@ mod tests {
     /// repeat, a time going back, a sequence number going back at the same time, anywhere.
     #[test]
     fn the_pass_over_a_batch_agrees_with_row_by_row_comparison() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = crate::gen::Rng(0x9e37_79b9_7f4a_7c15u64);
+        let mut next = move || rng.next();
         for case in 0..2000 {
             let n = (next() % 300) as usize;
             // times that repeat, sequence numbers across the whole u64 range

@@ -320,6 +320,42 @@ mod tests {
     use super::*;
     use crate::gen::{self, GenConfig};
 
+    /// The log-shaped batches (8,192 events each) of `events`.
+    fn log_batches(events: &[crate::Event]) -> Vec<RecordBatch> {
+        events
+            .chunks(8192)
+            .map(|c| crate::schema::events_to_log_batch(c.iter()))
+            .collect()
+    }
+
+    /// The events table's writer properties, as finalize gives them.
+    fn props() -> WriterProperties {
+        crate::finalize::writer_properties(
+            &crate::schema::DICT_COLUMNS,
+            &["ts_ns", "time", "seq", "data"],
+        )
+    }
+
+    /// `batches` written to `path` by a [`ParallelWriter`].
+    fn write_parallel(
+        path: &std::path::Path,
+        batches: &[RecordBatch],
+        plain_when_incompressible: bool,
+    ) -> ParquetMetaData {
+        let mut w = ParallelWriter::try_new(
+            File::create(path).unwrap(),
+            crate::schema::event_table_schema(),
+            props(),
+            crate::schema::log_to_table_batch,
+            plain_when_incompressible,
+        )
+        .unwrap();
+        for b in batches {
+            w.write(b).unwrap();
+        }
+        w.close().unwrap()
+    }
+
     #[test]
     fn the_file_is_the_one_arrow_writer_writes() {
         let cfg = GenConfig {
@@ -328,31 +364,11 @@ mod tests {
             ..Default::default()
         };
         let events: Vec<crate::Event> = gen::events(&cfg).collect();
-        let batches: Vec<RecordBatch> = events
-            .chunks(8192)
-            .map(|c| crate::schema::events_to_log_batch(c.iter()))
-            .collect();
+        let batches = log_batches(&events);
         assert!(events.len() > 2 * crate::finalize::ROW_GROUP_ROWS);
-        let props = || {
-            crate::finalize::writer_properties(
-                &crate::schema::DICT_COLUMNS,
-                &["ts_ns", "time", "seq", "data"],
-            )
-        };
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("parallel.parquet");
-        let mut w = ParallelWriter::try_new(
-            File::create(&p).unwrap(),
-            crate::schema::event_table_schema(),
-            props(),
-            crate::schema::log_to_table_batch,
-            false,
-        )
-        .unwrap();
-        for b in &batches {
-            w.write(b).unwrap();
-        }
-        let meta = w.close().unwrap();
+        let meta = write_parallel(&p, &batches, false);
         assert!(meta.num_row_groups() >= 3);
         // the same file, the row groups' distinct values appended to the footer
         let kv = meta
@@ -386,14 +402,12 @@ mod tests {
         use parquet::basic::Compression;
         // noisy sequence numbers (incompressible deltas), repetitive text, times noisy in the
         // first three row groups and regular after them
-        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rng = crate::gen::Rng(0x2545_f491_4f6c_dd1d);
         let noisy_rows = 3 * crate::finalize::ROW_GROUP_ROWS as u64;
         let events: Vec<crate::Event> = (0..(RECHECK as u64 + 2)
             * crate::finalize::ROW_GROUP_ROWS as u64)
             .map(|i| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+                let x = rng.next();
                 let jitter = if i < noisy_rows {
                     x % 999_983
                 } else {
@@ -407,34 +421,14 @@ mod tests {
                 e
             })
             .collect();
-        let batches: Vec<RecordBatch> = events
-            .chunks(8192)
-            .map(|c| crate::schema::events_to_log_batch(c.iter()))
-            .collect();
-        let props = || {
-            crate::finalize::writer_properties(
-                &crate::schema::DICT_COLUMNS,
-                &["ts_ns", "time", "seq", "data"],
-            )
-        };
+        let batches = log_batches(&events);
         let d = tempfile::tempdir().unwrap();
-        let write = |name: &str, plain: bool| {
-            let p = d.path().join(name);
-            let mut w = ParallelWriter::try_new(
-                File::create(&p).unwrap(),
-                crate::schema::event_table_schema(),
-                props(),
-                crate::schema::log_to_table_batch,
-                plain,
-            )
-            .unwrap();
-            for b in &batches {
-                w.write(b).unwrap();
-            }
-            (p, w.close().unwrap())
-        };
-        let (zp, zstd) = write("zstd.parquet", false);
-        let (pp, mixed) = write("mixed.parquet", true);
+        let (zp, pp) = (
+            d.path().join("zstd.parquet"),
+            d.path().join("mixed.parquet"),
+        );
+        let zstd = write_parallel(&zp, &batches, false);
+        let mixed = write_parallel(&pp, &batches, true);
         assert_eq!(zstd.num_row_groups(), mixed.num_row_groups());
         let (mut kept, mut plain, mut held) = (0, 0, 0);
         let mut was_plain = vec![false; zstd.row_group(0).num_columns()];
