@@ -195,6 +195,7 @@ pub(crate) fn verify_layout(
 
 /// A [`ChunkReader`] over the verified column chunks of one row group: reads inside them are
 /// served from memory; anything else goes to the file.
+#[derive(Clone)]
 pub(crate) struct VerifiedChunk {
     base: Arc<Chunk>,
     /// (start, bytes), sorted by start.

@@ -1,7 +1,8 @@
 //! The streaming reader: [`Trace::open`] and [`Trace::events`].
 //!
 //! A finalized trace is read from `events.parquet` row group by row group, with column
-//! projection, row groups outside `since/until` skipped by their `ts_ns` statistics, so memory is
+//! projection, row groups outside `since/until` skipped by their `ts_ns` statistics (and, in a
+//! row group a bound cuts, the other columns decoded only for the rows in range), so memory is
 //! bounded by a row group whatever the trace size. An unfinalized trace (a recorder still running
 //! or killed) is read from its `events.arrows` log, sorted on the fly with the bounded-memory
 //! external sort (runs spilled to the system temporary directory). With `include_packets`, the
@@ -30,7 +31,7 @@ use arrow_array::{
 use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::{
     ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
-    RowFilter,
+    RowFilter, RowSelection, RowSelector,
 };
 use parquet::arrow::ProjectionMask;
 use parquet::file::statistics::Statistics;
@@ -819,11 +820,35 @@ impl Trace {
         let path = path.to_path_buf();
         let sums = sums.cloned();
         let threads = opts.read_ahead;
+        // a row group holding a bound of the time range is read in two steps when the read
+        // decodes more than the keys: its `ts_ns` alone, then the other columns of the rows in
+        // range only (pages wholly outside are skipped undecoded)
+        let bounds = Bounds::of(meta, opts, projection.as_deref());
+        let base = Arc::new(f);
         if sums.is_none() && threads < 2 {
-            let b = configure.apply(
-                ParquetRecordBatchReaderBuilder::new_with_metadata(f, meta.clone())
-                    .with_row_groups(groups),
+            let mut selectors = Vec::new();
+            for &rg in &groups {
+                let rows = meta.metadata().row_group(rg).num_rows().max(0) as usize;
+                match bounds.as_ref().filter(|b| b.cuts(rg)) {
+                    Some(b) => {
+                        let sel = b
+                            .select(VerifiedChunk::unverified(base.clone()), rg, &path)?
+                            .unwrap_or_else(|| vec![RowSelector::select(rows)]);
+                        selectors.extend(sel);
+                    }
+                    None => selectors.push(RowSelector::select(rows)),
+                }
+            }
+            let mut b = configure.apply(
+                ParquetRecordBatchReaderBuilder::new_with_metadata(
+                    VerifiedChunk::unverified(base),
+                    meta.clone(),
+                )
+                .with_row_groups(groups),
             );
+            if bounds.is_some() {
+                b = b.with_row_selection(RowSelection::from(selectors));
+            }
             let reader = guard(&path, || b.build())?.map_err(|e| TraceError::corrupt(&path, e))?;
             let it = Guarded {
                 inner: reader,
@@ -851,7 +876,6 @@ impl Trace {
                     .collect()
             }
         };
-        let base = Arc::new(f);
         let meta = meta.clone();
         let group_path = path.clone();
         // one row group: its column chunks fetched (and verified, with checksums), then decoded
@@ -874,10 +898,20 @@ impl Trace {
                     }
                     None => VerifiedChunk::unverified(base.clone()),
                 };
-                let b = configure.apply(
+                let selection = match bounds.as_ref().filter(|b| b.cuts(rg)) {
+                    Some(b) => match b.select(chunk.clone(), rg, path) {
+                        Ok(s) => s,
+                        Err(e) => return Box::new(std::iter::once(Err(e))),
+                    },
+                    None => None,
+                };
+                let mut b = configure.apply(
                     ParquetRecordBatchReaderBuilder::new_with_metadata(chunk, meta.clone())
                         .with_row_groups(vec![rg]),
                 );
+                if let Some(s) = selection {
+                    b = b.with_row_selection(RowSelection::from(s));
+                }
                 match guard(path, || b.build()) {
                     Ok(Ok(r)) => Box::new(Guarded {
                         inner: r,
@@ -911,6 +945,104 @@ impl Trace {
             .flat_map(group)
             .map(move |r| r.map(&post));
         Ok(Box::new(it))
+    }
+}
+
+/// The time range of a read that decodes more than the keys, for the row groups it cuts: their
+/// rows in range are found from `ts_ns` alone so that the other columns are decoded for those
+/// rows only.
+struct Bounds {
+    meta: ArrowReaderMetadata,
+    /// Root index of `ts_ns`.
+    ts: usize,
+    since: Option<i64>,
+    until: Option<i64>,
+}
+
+impl Bounds {
+    /// `None` when the read has no time bound, or reads nothing but `ts_ns` and `seq` (the two
+    /// steps would decode `ts_ns` twice to save nothing).
+    fn of(
+        meta: &ArrowReaderMetadata,
+        opts: &ReadOptions,
+        projection: Option<&[usize]>,
+    ) -> Option<Bounds> {
+        if opts.since_ns.is_none() && opts.until_ns.is_none() {
+            return None;
+        }
+        let schema = meta.schema();
+        let ts = schema.index_of("ts_ns").ok()?;
+        if !matches!(schema.field(ts).data_type(), DataType::Int64) {
+            return None;
+        }
+        let seq = schema.index_of("seq").ok();
+        if projection.is_some_and(|p| p.iter().all(|&i| i == ts || Some(i) == seq)) {
+            return None;
+        }
+        Some(Bounds {
+            meta: meta.clone(),
+            ts,
+            since: opts.since_ns,
+            until: opts.until_ns,
+        })
+    }
+
+    /// Whether row group `rg` may hold rows on both sides of a bound (by its statistics; a
+    /// group without them may).
+    fn cuts(&self, rg: usize) -> bool {
+        match ts_stats(&self.meta, rg) {
+            Some((lo, hi)) => {
+                self.since.is_some_and(|s| lo < s) || self.until.is_some_and(|u| hi >= u)
+            }
+            None => true,
+        }
+    }
+
+    /// The rows of row group `rg` to decode: those whose `ts_ns` is in range, and any null one
+    /// (for the read to refuse it as it would otherwise); `None` when that is every row.
+    fn select<T: parquet::file::reader::ChunkReader + 'static>(
+        &self,
+        chunk: T,
+        rg: usize,
+        path: &Path,
+    ) -> Result<Option<Vec<RowSelector>>, TraceError> {
+        let rows = self.meta.metadata().row_group(rg).num_rows().max(0) as usize;
+        let b = ParquetRecordBatchReaderBuilder::new_with_metadata(chunk, self.meta.clone())
+            .with_row_groups(vec![rg])
+            .with_projection(ProjectionMask::roots(self.meta.parquet_schema(), [self.ts]))
+            .with_batch_size(rows.clamp(1, 1 << 20));
+        let reader = guard(path, || b.build())?.map_err(|e| TraceError::corrupt(path, e))?;
+        let mut selectors: Vec<RowSelector> = Vec::new();
+        let mut push = |keep: bool, n: usize| match selectors.last_mut() {
+            Some(last) if last.skip != keep => last.row_count += n,
+            _ => selectors.push(if keep {
+                RowSelector::select(n)
+            } else {
+                RowSelector::skip(n)
+            }),
+        };
+        let mut seen = 0;
+        for b in (Guarded {
+            inner: reader,
+            path: path.to_path_buf(),
+            done: false,
+        }) {
+            let b = b?;
+            let Some(ts) = b.column(0).as_primitive_opt::<Int64Type>() else {
+                return Ok(None);
+            };
+            seen += ts.len();
+            for t in ts.iter() {
+                let keep = t.is_none_or(|t| {
+                    self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t < u)
+                });
+                push(keep, 1);
+            }
+        }
+        if seen != rows || selectors.iter().all(|s| !s.skip) {
+            return Ok(None);
+        }
+        Ok(Some(selectors))
     }
 }
 
