@@ -11,7 +11,7 @@
 //! finalized.
 //!
 //! With [`ReadOptions::read_ahead`], the row groups of `events.parquet` are decoded on
-//! `read_ahead` threads, the consumer's one of them, ahead of the consumer ([`ahead`]): the same
+//! `read_ahead` threads, the consumer's one of them, ahead of the consumer (`ahead`): the same
 //! events in the same order, at most `read_ahead + 1` row groups decoded ahead of the one being
 //! consumed. A caller's [`ReadOptions::prepare`] runs on each batch where it is decoded (on
 //! those threads, ahead of the consumer) and its result rides with the batch
@@ -826,18 +826,20 @@ impl Trace {
         let bounds = Bounds::of(meta, opts, projection.as_deref());
         let base = Arc::new(f);
         if sums.is_none() && threads < 2 {
-            let mut selectors = Vec::new();
-            for &rg in &groups {
-                let rows = meta.metadata().row_group(rg).num_rows().max(0) as usize;
-                match bounds.as_ref().filter(|b| b.cuts(rg)) {
-                    Some(b) => {
-                        let sel = b
-                            .select(VerifiedChunk::unverified(base.clone()), rg, &path)?
-                            .unwrap_or_else(|| vec![RowSelector::select(rows)]);
-                        selectors.extend(sel);
-                    }
-                    None => selectors.push(RowSelector::select(rows)),
+            // one reader over every row group: one selection across them
+            let mut selection = None;
+            if let Some(b) = &bounds {
+                let mut selectors = Vec::new();
+                for &rg in &groups {
+                    let rows = meta.metadata().row_group(rg).num_rows().max(0) as usize;
+                    let cut = if b.cuts(rg) {
+                        b.select(VerifiedChunk::unverified(base.clone()), rg, &path)?
+                    } else {
+                        None
+                    };
+                    selectors.extend(cut.unwrap_or_else(|| vec![RowSelector::select(rows)]));
                 }
+                selection = Some(RowSelection::from(selectors));
             }
             let mut b = configure.apply(
                 ParquetRecordBatchReaderBuilder::new_with_metadata(
@@ -846,8 +848,8 @@ impl Trace {
                 )
                 .with_row_groups(groups),
             );
-            if bounds.is_some() {
-                b = b.with_row_selection(RowSelection::from(selectors));
+            if let Some(s) = selection {
+                b = b.with_row_selection(s);
             }
             let reader = guard(&path, || b.build())?.map_err(|e| TraceError::corrupt(&path, e))?;
             let it = Guarded {
