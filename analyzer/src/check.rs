@@ -66,7 +66,7 @@ pub struct CheckArgs {
     #[arg(long)]
     pub include_teardown: bool,
     /// Also write an HTML report (docs/report.md): one trace writes PATH, several write
-    /// PATH/<trace name>.html each.
+    /// `PATH/<trace name>.html` each.
     #[arg(long, value_name = "PATH")]
     pub html: Option<PathBuf>,
 }

@@ -1,6 +1,6 @@
 //! What `diff` and its state-path comparison share about a run: log lines masked to templates
-//! ([`template`]), the phases an experiment's steps cut a run into ([`Bounds`], [`phase_of`]),
-//! and the events shown around a moment ([`around`]).
+//! ([`template`]), the phases an experiment's steps cut a run into (`Bounds`, `phase_of`),
+//! and the events shown around a moment (`around`).
 
 use std::sync::OnceLock;
 

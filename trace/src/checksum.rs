@@ -4,8 +4,8 @@
 //! The parquet crate verifies page CRCs when they are present but does not write them, so a
 //! trace keeps checksums of its own in `manifest.json` ([`FileChecksums`]): a CRC-32C of every
 //! column chunk (per row group, per column) and one of the file's *tail* (everything after the
-//! last column chunk: page indexes and the footer), plus the file size. [`verify_tail`] runs at
-//! open, before the footer is parsed, so a damaged footer is never decoded; [`VerifiedChunk`]
+//! last column chunk: page indexes and the footer), plus the file size. `verify_tail` runs at
+//! open, before the footer is parsed, so a damaged footer is never decoded; `VerifiedChunk`
 //! fetches the column chunks a read needs, verifies each and serves the reader from the verified
 //! bytes, so no damaged byte is ever decoded.
 

@@ -2,15 +2,15 @@
 //!
 //! `events.arrows` is sorted by `(ts_ns, seq)` with bounded memory and written to
 //! `events.parquet` (dictionary-encoded low-cardinality columns, ZSTD on the chunks it shrinks,
-//! statistics, [`ROW_GROUP_ROWS`] rows per row group, columns encoded in parallel: [`encode`]).
+//! statistics, [`ROW_GROUP_ROWS`] rows per row group, columns encoded in parallel: `encode`).
 //! The log is nearly in order already, so it is sorted in one pass by merging sorted chunks in
-//! memory ([`crate::sort::NearSorter`], [`SORT_RUN_BYTES`] held; the chunks are read and sorted
+//! memory (`sort::NearSorter`, [`SORT_RUN_BYTES`] held; the chunks are read and sorted
 //! on a thread of their own, ahead of the merge); rows that arrive too late for that are sorted
 //! apart (spilled to a temporary directory inside the trace) and merged with the
 //! written rows in a second pass. The Parquet file is written under a temporary name and renamed
 //! into place, and only then is the log removed, so a finalization that is itself interrupted
 //! can simply be rerun. The same happens for `packets.arrows` → `packets.parquet`. Every `seq`
-//! written is checked unique across both tables ([`seqs`]).
+//! written is checked unique across both tables (`seqs`).
 
 pub(crate) mod encode;
 mod seqs;

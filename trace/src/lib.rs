@@ -9,7 +9,7 @@
 //!
 //! It also owns [`time`], the one time dialect of the workspace (trace clock, durations, RFC
 //! 3339), which is all that is left without the default `io` feature, and, behind the `testing`
-//! feature, [`testing`], the fuzz-corpus runner of the crates' `tests/fuzz_regressions.rs`.
+//! feature, `testing`, the fuzz-corpus runner of the crates' `tests/fuzz_regressions.rs`.
 
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -14,7 +14,7 @@
 //!   without another request when they fall in what was fetched.
 //!
 //! Every reader handed to the Parquet decoder (local or remote) turns a run of reads at the end of
-//! the file into an error ([`EofGuard`]): parquet's page-header decoder skips unknown Thrift fields
+//! the file into an error (`EofGuard`): parquet's page-header decoder skips unknown Thrift fields
 //! without checking that bytes came, so a damaged header declaring a list of billions of elements
 //! would otherwise read nothing billions of times (a v1 file, minutes; fuzz finding
 //! `timeout-f1a8b446`).

@@ -2,7 +2,7 @@
 //! its row count and, for the columns a monitor's guard can compare (`ts_ns`, `seq`, `source`,
 //! `service`, `container`, `kind`, `message`), the bounds and null count its footer records.
 //! Traces finalized by this version also list each group's distinct values of `source`,
-//! `service`, `container` and `kind` in the footer (see [`crate::finalize`]), which rule out a
+//! `service`, `container` and `kind` in the footer (see [`mod@crate::finalize`]), which rule out a
 //! value inside the bounds. A caller that can prove from these that no event of a group matters
 //! to it reads the other groups only ([`crate::ReadOptions::row_groups`]); `analyzer check`
 //! does so with the relevance its compiled spec computes. Everything here is what the footer

@@ -4,7 +4,7 @@
 //! conditions, and ALWAYS tears down ([`session`]): faults reverted, sensors drained,
 //! `compose down`, leftovers removed, trace finalized — on success, on a failed step, on an
 //! error, on Ctrl-C/SIGTERM, and when a task panics. [`outcome`] says how it ended,
-//! [`progress`] draws the progress line, [`cleanup`] is `recorder cleanup`.
+//! [`progress`] draws the progress line, [`mod@cleanup`] is `recorder cleanup`.
 
 pub mod cleanup;
 pub mod outcome;

@@ -1,6 +1,6 @@
 //! What a started run holds, and its teardown: the compose project, the Docker sensors, the
 //! protocol sensors' tasks (started here from the scenario's `[sensors]`), the fault injector and
-//! the OTLP receiver. [`Session::teardown`] reverts the faults, drains the sensors, takes the
+//! the OTLP receiver. `Session::teardown` reverts the faults, drains the sensors, takes the
 //! project down, removes what `compose down` left and the host rules, and stops the receiver,
 //! going on past every problem.
 

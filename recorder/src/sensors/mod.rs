@@ -4,8 +4,8 @@
 //! section into sensors, and the sensors themselves.
 //!
 //! Module map: [`poll`] (the polling loop every probe shares and the checks their factories
-//! use), [`jmx`] (Jolokia, attaching an agent with [`attach`]), [`web`] (`http` and `prom`),
-//! [`exec`], [`pcap`]; the Docker sensors [`docker`] (their supervisor), [`events`], [`logs`] and
+//! use), `jmx` (Jolokia, attaching an agent with [`attach`]), `web` (`http` and `prom`),
+//! `exec`, `pcap`; the Docker sensors [`docker`] (their supervisor), [`events`], [`logs`] and
 //! [`stats`]. The protocols themselves (Jolokia, HTTP, Prometheus, pcap) are in the
 //! `sensor-protocols` crate, which knows no Docker.
 //!

@@ -1,6 +1,6 @@
 //! The polling loop the probes (jmx, http, prom, exec) share, and the checks their factories
-//! make: a probe implements [`ContainerProbe`] (one poll of one container) and is run as a
-//! [`Sensor`] by [`Polling`], which polls every container of its service at its interval until
+//! make: a probe implements `ContainerProbe` (one poll of one container) and is run as a
+//! [`Sensor`] by `Polling`, which polls every container of its service at its interval until
 //! the run stops and then lets the probe finish (the jmx probe stops the agents it attached).
 
 use std::time::Duration;
