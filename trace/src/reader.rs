@@ -176,8 +176,13 @@ impl ReadOptions {
     }
 
     fn in_range(&self, ts: i64) -> bool {
-        self.since_ns.is_none_or(|s| ts >= s) && self.until_ns.is_none_or(|u| ts < u)
+        in_range(self.since_ns, self.until_ns, ts)
     }
+}
+
+/// Whether `ts` is in `[since, until)` (an absent bound: no bound).
+fn in_range(since: Option<i64>, until: Option<i64>, ts: i64) -> bool {
+    since.is_none_or(|s| ts >= s) && until.is_none_or(|u| ts < u)
 }
 
 /// An open trace: a local directory, or a remote trace ([`Trace::open_remote`]).
@@ -831,13 +836,12 @@ impl Trace {
             if let Some(b) = &bounds {
                 let mut selectors = Vec::new();
                 for &rg in &groups {
-                    let rows = meta.metadata().row_group(rg).num_rows().max(0) as usize;
-                    let cut = if b.cuts(rg) {
-                        b.select(VerifiedChunk::unverified(base.clone()), rg, &path)?
-                    } else {
-                        None
-                    };
-                    selectors.extend(cut.unwrap_or_else(|| vec![RowSelector::select(rows)]));
+                    match b.select(&VerifiedChunk::unverified(base.clone()), rg, &path)? {
+                        Some(cut) => selectors.extend(Vec::<RowSelector>::from(cut)),
+                        None => selectors.push(RowSelector::select(
+                            meta.metadata().row_group(rg).num_rows().max(0) as usize,
+                        )),
+                    }
                 }
                 selection = Some(RowSelection::from(selectors));
             }
@@ -900,11 +904,9 @@ impl Trace {
                     }
                     None => VerifiedChunk::unverified(base.clone()),
                 };
-                let selection = match bounds.as_ref().filter(|b| b.cuts(rg)) {
-                    Some(b) => match b.select(chunk.clone(), rg, path) {
-                        Ok(s) => s,
-                        Err(e) => return Box::new(std::iter::once(Err(e))),
-                    },
+                let selection = match bounds.as_ref().map(|b| b.select(&chunk, rg, path)) {
+                    Some(Err(e)) => return Box::new(std::iter::once(Err(e))),
+                    Some(Ok(s)) => s,
                     None => None,
                 };
                 let mut b = configure.apply(
@@ -912,7 +914,7 @@ impl Trace {
                         .with_row_groups(vec![rg]),
                 );
                 if let Some(s) = selection {
-                    b = b.with_row_selection(RowSelection::from(s));
+                    b = b.with_row_selection(s);
                 }
                 match guard(path, || b.build()) {
                     Ok(Ok(r)) => Box::new(Guarded {
@@ -1000,30 +1002,26 @@ impl Bounds {
         }
     }
 
-    /// The rows of row group `rg` to decode: those whose `ts_ns` is in range, and any null one
-    /// (for the read to refuse it as it would otherwise); `None` when that is every row.
-    fn select<T: parquet::file::reader::ChunkReader + 'static>(
+    /// The rows of row group `rg` to decode, where a bound cuts it: those whose `ts_ns` is in
+    /// range, and any null one (for the read to refuse it as it would otherwise); `None` when
+    /// that is every row.
+    fn select(
         &self,
-        chunk: T,
+        chunk: &VerifiedChunk,
         rg: usize,
         path: &Path,
-    ) -> Result<Option<Vec<RowSelector>>, TraceError> {
+    ) -> Result<Option<RowSelection>, TraceError> {
+        if !self.cuts(rg) {
+            return Ok(None);
+        }
         let rows = self.meta.metadata().row_group(rg).num_rows().max(0) as usize;
-        let b = ParquetRecordBatchReaderBuilder::new_with_metadata(chunk, self.meta.clone())
-            .with_row_groups(vec![rg])
-            .with_projection(ProjectionMask::roots(self.meta.parquet_schema(), [self.ts]))
-            .with_batch_size(rows.clamp(1, 1 << 20));
+        let b =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(chunk.clone(), self.meta.clone())
+                .with_row_groups(vec![rg])
+                .with_projection(ProjectionMask::roots(self.meta.parquet_schema(), [self.ts]))
+                .with_batch_size(rows.clamp(1, 1 << 20));
         let reader = guard(path, || b.build())?.map_err(|e| TraceError::corrupt(path, e))?;
-        let mut selectors: Vec<RowSelector> = Vec::new();
-        let mut push = |keep: bool, n: usize| match selectors.last_mut() {
-            Some(last) if last.skip != keep => last.row_count += n,
-            _ => selectors.push(if keep {
-                RowSelector::select(n)
-            } else {
-                RowSelector::skip(n)
-            }),
-        };
-        let mut seen = 0;
+        let mut keep: Vec<BooleanArray> = Vec::new();
         for b in (Guarded {
             inner: reader,
             path: path.to_path_buf(),
@@ -1033,18 +1031,19 @@ impl Bounds {
             let Some(ts) = b.column(0).as_primitive_opt::<Int64Type>() else {
                 return Ok(None);
             };
-            seen += ts.len();
-            for t in ts.iter() {
-                let keep = t.is_none_or(|t| {
-                    self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t < u)
-                });
-                push(keep, 1);
-            }
+            keep.push(
+                ts.iter()
+                    .map(|t| Some(t.is_none_or(|t| in_range(self.since, self.until, t))))
+                    .collect(),
+            );
         }
-        if seen != rows || selectors.iter().all(|s| !s.skip) {
+        let selection = RowSelection::from_filters(&keep);
+        if selection.row_count() + selection.skipped_row_count() != rows
+            || selection.skipped_row_count() == 0
+        {
             return Ok(None);
         }
-        Ok(Some(selectors))
+        Ok(Some(selection))
     }
 }
 

@@ -33,6 +33,15 @@ fn cfg() -> GenConfig {
     }
 }
 
+/// 200 s at 400 log lines a second: a trace of several row groups.
+fn several_groups() -> GenConfig {
+    GenConfig {
+        duration: Duration::from_secs(200),
+        log_rate: 400.0,
+        ..cfg()
+    }
+}
+
 /// Writes the generated events and returns them with their assigned seqs.
 fn write_unfinished(dir: &Path, c: &GenConfig) -> (TraceWriter, Vec<Event>) {
     let mut w = TraceWriter::create(dir, gen::manifest(c)).unwrap();
@@ -70,11 +79,7 @@ fn written_events_come_back_sorted_and_intact() {
 #[test]
 fn filters_and_projection() {
     let d = tempfile::tempdir().unwrap();
-    let c = GenConfig {
-        duration: Duration::from_secs(200),
-        log_rate: 400.0,
-        ..cfg()
-    };
+    let c = several_groups();
     let s = gen::write_trace(d.path(), &c).unwrap();
     assert!(
         s.row_groups > 1,
@@ -208,11 +213,7 @@ fn reading_without_the_source_column() {
 #[test]
 fn group_statistics_describe_their_events_and_a_mask_reads_only_its_groups() {
     let d = tempfile::tempdir().unwrap();
-    let c = GenConfig {
-        duration: Duration::from_secs(200),
-        log_rate: 400.0,
-        ..cfg()
-    };
+    let c = several_groups();
     let s = gen::write_trace(d.path(), &c).unwrap();
     assert!(s.row_groups > 2, "{s:?}");
     let t = Trace::open(d.path()).unwrap();
@@ -488,11 +489,7 @@ fn v1_copy(dir: &Path) -> std::path::PathBuf {
 #[test]
 fn a_read_bounded_inside_row_groups_decodes_only_its_rows() {
     let d = tempfile::tempdir().unwrap();
-    let c = GenConfig {
-        duration: Duration::from_secs(200),
-        log_rate: 400.0,
-        ..cfg()
-    };
+    let c = several_groups();
     let s = gen::write_trace(d.path(), &c).unwrap();
     assert!(s.row_groups >= 4, "{} row groups", s.row_groups);
     let v1 = v1_copy(d.path());
@@ -691,11 +688,7 @@ fn reading_ahead_on_threads_gives_the_sequential_stream() {
 #[test]
 fn reading_ahead_reports_a_damaged_row_group_in_order() {
     let d = tempfile::tempdir().unwrap();
-    let c = GenConfig {
-        duration: Duration::from_secs(200),
-        log_rate: 400.0,
-        ..cfg()
-    };
+    let c = several_groups();
     gen::write_trace(d.path(), &c).unwrap();
     let seq = read_all(&Trace::open(d.path()).unwrap(), &ReadOptions::default());
     // damage a byte in the middle of the file: a later row group fails its checksum

@@ -330,10 +330,7 @@ mod tests {
 
     /// The events table's writer properties, as finalize gives them.
     fn props() -> WriterProperties {
-        crate::finalize::writer_properties(
-            &crate::schema::DICT_COLUMNS,
-            &["ts_ns", "time", "seq", "data"],
-        )
+        (crate::finalize::events_part().props)()
     }
 
     /// `batches` written to `path` by a [`ParallelWriter`].
