@@ -4,6 +4,7 @@
 //! the append-only `events.arrows` while recording, and the *table* shape (dictionary-encoded
 //! low-cardinality columns plus a `time` column) stored in `events.parquet`. Readers accept
 //! either, and tolerate extra columns and other string encodings written by other tools.
+//! Finalization sorts rows in a third, internal shape between the two (`sort_shape`).
 
 use std::sync::{Arc, OnceLock};
 
@@ -151,58 +152,130 @@ pub fn log_to_table_batch(batch: &RecordBatch) -> Result<RecordBatch, arrow_sche
     RecordBatch::try_new(schema, cols)
 }
 
+/// The shape finalization sorts and merges rows in: the log's columns, each plain string
+/// column that the table stores as `Dictionary(Int32, Utf8)` already dictionary-encoded (so
+/// that the sort moves 4-byte keys, not strings, and the table conversion passes them through).
+pub(crate) fn sort_shape(log: &SchemaRef, table: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = log
+        .fields()
+        .iter()
+        .map(|f| match table.field_with_name(f.name()) {
+            Ok(t) if f.data_type() == &DataType::Utf8 && t.data_type() == &dict_type() => {
+                Field::new(f.name(), dict_type(), f.is_nullable())
+            }
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, log.metadata().clone()))
+}
+
 /// A string column as a dictionary column, what `arrow::compute::cast` to
-/// `Dictionary(Int32, Utf8)` gives (values in order of first appearance, nulls as null keys),
-/// for the few distinct values of a trace's low-cardinality columns: a value equal to the
-/// previous row's takes its key without a lookup (neighbouring rows often share a source, kind
-/// or service), others are looked for among the values seen, the first [`SCANNED`] of them one
-/// by one (cheaper than hashing for a handful), any later ones by hash.
+/// `Dictionary(Int32, Utf8)` gives (values in order of first appearance, nulls as null keys):
+/// [`to_dictionaries`] of one array.
 fn to_dictionary(
     s: &arrow_array::StringArray,
 ) -> Result<arrow_array::DictionaryArray<arrow_array::types::Int32Type>, arrow_schema::ArrowError> {
-    let mut values = StringBuilder::new();
-    let mut first: Vec<&[u8]> = Vec::new();
-    let mut more: std::collections::HashMap<&[u8], i32> = std::collections::HashMap::new();
-    let mut keys = arrow_array::builder::Int32Builder::with_capacity(s.len());
-    let mut last: Option<(&[u8], i32)> = None;
-    for v in s.iter() {
-        let Some(v) = v else {
-            keys.append_null();
-            continue;
-        };
-        let b = v.as_bytes();
-        let k = match last {
-            Some((l, k)) if same_bytes(l, b) => k,
-            _ => {
-                let seen = match first.iter().position(|f| same_bytes(f, b)) {
-                    Some(i) => Some(i as i32),
-                    None => more.get(b).copied(),
-                };
-                let k = match seen {
-                    Some(k) => k,
-                    None => {
-                        let k = i32::try_from(first.len() + more.len())
-                            .map_err(|_| arrow_schema::ArrowError::DictionaryKeyOverflowError)?;
-                        values.append_value(v);
-                        if first.len() < SCANNED {
-                            first.push(b);
-                        } else {
-                            more.insert(b, k);
-                        }
-                        k
-                    }
-                };
-                last = Some((b, k));
-                k
-            }
-        };
-        keys.append_value(k);
-    }
-    arrow_array::DictionaryArray::try_new(keys.finish(), Arc::new(values.finish()))
+    let (mut keys, values) = to_dictionaries(&[s])?;
+    let keys = keys
+        .pop()
+        .unwrap_or_else(|| arrow_array::Int32Array::from(Vec::<i32>::new()));
+    arrow_array::DictionaryArray::try_new(keys, values)
 }
 
-/// How many distinct values [`to_dictionary`] looks through one by one before it hashes.
-const SCANNED: usize = 16;
+/// String arrays as the keys of one dictionary they share: one key array per input (nulls as
+/// null keys) and the distinct values in order of first appearance, for the few distinct
+/// values of a trace's low-cardinality columns. A value equal to the previous row's takes its
+/// key without a lookup (neighbouring rows often share a source, kind or service); others are
+/// looked for first in a small direct-mapped cache indexed by a hash of the value's length and
+/// bytes at its ends ([`short_hash`], checked with [`same_bytes`]), then by a full hash.
+pub(crate) fn to_dictionaries(
+    arrays: &[&arrow_array::StringArray],
+) -> Result<(Vec<arrow_array::Int32Array>, ArrayRef), arrow_schema::ArrowError> {
+    let mut values = StringBuilder::new();
+    // every distinct value by key, and by value
+    let mut seen: Vec<&[u8]> = Vec::new();
+    let mut all: std::collections::HashMap<&[u8], i32> = std::collections::HashMap::new();
+    // key + 1 of the value last found in each slot (0: none)
+    let mut cache = [0u32; CACHE_SLOTS];
+    let mut out = Vec::with_capacity(arrays.len());
+    let mut last: Option<(&[u8], i32)> = None;
+    for s in arrays {
+        let mut keys = arrow_array::builder::Int32Builder::with_capacity(s.len());
+        for v in s.iter() {
+            let Some(v) = v else {
+                keys.append_null();
+                continue;
+            };
+            let b = v.as_bytes();
+            let k = match last {
+                Some((l, k)) if same_bytes(l, b) => k,
+                _ => {
+                    let slot = short_hash(b);
+                    let cached = cache[slot]
+                        .checked_sub(1)
+                        .filter(|&k| seen.get(k as usize).is_some_and(|s| same_bytes(s, b)));
+                    let k = match cached {
+                        Some(k) => k as i32,
+                        None => {
+                            let k = match all.get(b) {
+                                Some(&k) => k,
+                                None => {
+                                    let k = i32::try_from(seen.len()).map_err(|_| {
+                                        arrow_schema::ArrowError::DictionaryKeyOverflowError
+                                    })?;
+                                    values.append_value(v);
+                                    seen.push(b);
+                                    all.insert(b, k);
+                                    k
+                                }
+                            };
+                            cache[slot] = k as u32 + 1;
+                            k
+                        }
+                    };
+                    last = Some((b, k));
+                    k
+                }
+            };
+            keys.append_value(k);
+        }
+        out.push(keys.finish());
+    }
+    Ok((out, Arc::new(values.finish())))
+}
+
+/// Slots of [`to_dictionaries`]'s cache.
+const CACHE_SLOTS: usize = 256;
+
+/// A slot of [`to_dictionaries`]'s cache for a value: a hash of its length, its first and last
+/// eight bytes and, for values longer than 16 bytes, eight from the middle (equal values, equal
+/// slots; a collision only costs a full lookup).
+#[inline]
+fn short_hash(b: &[u8]) -> usize {
+    let n = b.len();
+    let word = |c: &[u8; 8]| u64::from_le_bytes(*c);
+    let (x, y) = match (b.first_chunk::<8>(), b.last_chunk::<8>()) {
+        (Some(f), Some(l)) => {
+            let mid = if n > 16 {
+                b.get(n / 2 - 4..)
+                    .and_then(|m| m.first_chunk::<8>())
+                    .map_or(0, word)
+            } else {
+                0
+            };
+            (word(f) ^ mid.rotate_left(17), word(l))
+        }
+        _ => match (b.first_chunk::<4>(), b.last_chunk::<4>()) {
+            (Some(f), Some(l)) => (
+                u64::from(u32::from_le_bytes(*f)),
+                u64::from(u32::from_le_bytes(*l)),
+            ),
+            _ => (b.iter().fold(0u64, |a, &c| a << 8 | u64::from(c)), 0),
+        },
+    };
+    let h = (x ^ y.rotate_left(29) ^ n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (h >> 56) as usize % CACHE_SLOTS
+}
 
 /// `a == b` for the short strings of the low-cardinality columns: up to 16 bytes by two
 /// overlapping loads of each, without a call to `memcmp` per row.
@@ -272,6 +345,53 @@ mod tests {
                 "{n} rows"
             );
         }
+    }
+
+    /// Several arrays share one dictionary: each one's keys point at its own values, values
+    /// in order of first appearance across them, each distinct value once; many more distinct
+    /// values than the cache has slots, values alike but in their middle bytes.
+    #[test]
+    fn arrays_encoded_together_share_one_dictionary_of_their_values() {
+        use arrow_array::StringArray;
+        let mut x = 3u64;
+        let arrays: Vec<StringArray> = [0usize, 1, 900, 5000, 2]
+            .iter()
+            .map(|&n| {
+                (0..n)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        match x % 7 {
+                            0 => None,
+                            1 => Some(format!("container-{}-node-replica", (x >> 8) % 700)),
+                            2 => Some(format!("s{}", (x >> 8) % 3)),
+                            3 => Some(String::new()),
+                            _ => Some(format!("kind-{}", (x >> 8) % 40)),
+                        }
+                    })
+                    .collect::<StringArray>()
+            })
+            .collect();
+        let refs: Vec<&StringArray> = arrays.iter().collect();
+        let (keys, values) = to_dictionaries(&refs).unwrap();
+        let values = values.as_any().downcast_ref::<StringArray>().unwrap();
+        let mut order: Vec<&str> = Vec::new();
+        for (a, k) in arrays.iter().zip(&keys) {
+            assert_eq!(a.len(), k.len());
+            for (v, k) in a.iter().zip(k.iter()) {
+                assert_eq!(v.is_none(), k.is_none());
+                if let (Some(v), Some(k)) = (v, k) {
+                    assert_eq!(values.value(k as usize), v);
+                    if !order.contains(&v) {
+                        order.push(v);
+                    }
+                }
+            }
+        }
+        let listed: Vec<&str> = values.iter().flatten().collect();
+        assert!(order.len() > CACHE_SLOTS, "{} distinct", order.len());
+        assert_eq!(listed, order);
     }
 
     #[test]

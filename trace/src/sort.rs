@@ -18,6 +18,7 @@ use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use arrow::compute::interleave_record_batch;
 use arrow_array::cast::AsArray;
@@ -25,7 +26,7 @@ use arrow_array::types::{Int64Type, UInt64Type};
 use arrow_array::{Int64Array, RecordBatch, UInt64Array};
 use arrow_ipc::reader::StreamReader;
 use arrow_ipc::writer::StreamWriter;
-use arrow_schema::SchemaRef;
+use arrow_schema::{DataType, SchemaRef};
 
 use crate::framed::{self, FramedLog, LogTail};
 use crate::TraceError;
@@ -56,7 +57,7 @@ pub(crate) struct LogReader {
 
 enum LogInner {
     V1(Box<StreamReader<BufReader<File>>>),
-    V2(FramedLog),
+    V2(Box<FramedLog>),
 }
 
 impl LogReader {
@@ -81,7 +82,7 @@ impl LogReader {
             let log = FramedLog::open(path, default_schema.clone())?;
             return Ok(LogReader {
                 path: path.to_path_buf(),
-                inner: Some(LogInner::V2(log)),
+                inner: Some(LogInner::V2(Box::new(log))),
                 schema: default_schema,
                 truncated: false,
                 tail: LogTail::Clean,
@@ -128,6 +129,16 @@ impl LogReader {
     /// Skips records damaged in the middle of a v2 log instead of failing (for repair).
     pub(crate) fn skip_damaged(mut self) -> LogReader {
         self.skip_damaged = true;
+        self
+    }
+
+    /// Lets the pages of a v2 log leave the page cache as they are read
+    /// ([`FramedLog::drop_behind`]): for a log read once and then removed.
+    pub(crate) fn drop_behind(mut self) -> LogReader {
+        self.inner = match self.inner.take() {
+            Some(LogInner::V2(log)) => Some(LogInner::V2(Box::new(log.drop_behind()))),
+            other => other,
+        };
         self
     }
 
@@ -846,7 +857,9 @@ impl NearSorter {
 /// The rows of `batches` (one schema) in one batch sorted by `(ts_ns, seq)`: the batch itself
 /// when there is one already in order, their concatenation when they are in order, else a
 /// sorted copy. Finalization runs it on its reading thread, ahead of [`NearSorter`], which then
-/// finds each chunk in order.
+/// finds each chunk in order. A plain string column that `schema` has as `Dictionary(Int32,
+/// Utf8)` (finalization's sort shape, `schema::sort_shape`) is encoded on the way, all the
+/// batches' rows with one dictionary, so that only its keys are copied into order.
 pub(crate) fn sort_rows(
     schema: &SchemaRef,
     batches: Vec<RecordBatch>,
@@ -855,6 +868,12 @@ pub(crate) fn sort_rows(
     let mut sorted = true;
     let mut last = (i64::MIN, 0u64);
     for b in &batches {
+        if b.num_columns() != schema.fields().len() {
+            return Err(TraceError::corrupt(
+                origin,
+                "batch schema differs from the log schema",
+            ));
+        }
         let (ts, seq) = key_cols(b, origin)?;
         for r in 0..b.num_rows() {
             let k = (ts.value(r), seq.value(r));
@@ -869,28 +888,142 @@ pub(crate) fn sort_rows(
         }
     }
     let err = |e: arrow_schema::ArrowError| TraceError::Invalid(format!("sort failed: {e}"));
-    if sorted && batches.len() == 1 {
+    let shaped = batches
+        .first()
+        .is_none_or(|b| b.schema().fields() == schema.fields());
+    if sorted && shaped && batches.len() <= 1 {
         return Ok(batches
             .into_iter()
             .next()
             .unwrap_or_else(|| RecordBatch::new_empty(schema.clone())));
     }
-    if sorted {
-        return arrow::compute::concat_batches(schema, &batches).map_err(err);
+    let order: Option<Vec<(usize, usize)>> = if sorted {
+        None
+    } else {
+        Some(sorted_order(&batches, origin)?)
+    };
+    // the rows of one column's arrays in order
+    let gather = |parts: &[&dyn arrow_array::Array]| match &order {
+        Some(order) => arrow::compute::interleave(parts, order),
+        None if parts.len() == 1 => Ok(parts[0].slice(0, parts[0].len())),
+        None => arrow::compute::concat(parts),
+    };
+    let mut cols = Vec::with_capacity(schema.fields().len());
+    for (i, f) in schema.fields().iter().enumerate() {
+        let strings: Option<Vec<&arrow_array::StringArray>> = if matches!(f.data_type(), DataType::Dictionary(k, v) if **k == DataType::Int32 && **v == DataType::Utf8)
+        {
+            batches
+                .iter()
+                .map(|b| b.column(i).as_string_opt::<i32>())
+                .collect()
+        } else {
+            None
+        };
+        let col = match strings {
+            Some(strings) => {
+                let (keys, values) = crate::schema::to_dictionaries(&strings).map_err(err)?;
+                let keys: Vec<&dyn arrow_array::Array> =
+                    keys.iter().map(|k| k as &dyn arrow_array::Array).collect();
+                let keys = gather(&keys).map_err(err)?;
+                let keys = keys
+                    .as_primitive_opt::<arrow_array::types::Int32Type>()
+                    .cloned()
+                    .ok_or_else(|| TraceError::Invalid("sort failed: keys not int32".into()))?;
+                Arc::new(
+                    arrow_array::DictionaryArray::<arrow_array::types::Int32Type>::try_new(
+                        keys, values,
+                    )
+                    .map_err(err)?,
+                ) as arrow_array::ArrayRef
+            }
+            None => {
+                let parts: Vec<&dyn arrow_array::Array> =
+                    batches.iter().map(|b| b.column(i).as_ref()).collect();
+                gather(&parts).map_err(err)?
+            }
+        };
+        cols.push(col);
     }
-    let mut keys: Vec<(i64, u64, u32, u32)> =
-        Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
-    for (bi, b) in batches.iter().enumerate() {
-        let (ts, seq) = key_cols(b, origin)?;
-        for r in 0..b.num_rows() {
+    let rows = batches.iter().map(RecordBatch::num_rows).sum();
+    RecordBatch::try_new_with_options(
+        schema.clone(),
+        cols,
+        &arrow_array::RecordBatchOptions::new().with_row_count(Some(rows)),
+    )
+    .map_err(|e| TraceError::corrupt(origin, e))
+}
+
+/// The `(batch, row)` order of `batches`' rows by `(ts_ns, seq)`, ties in input order. When the
+/// sequence numbers rise row by row through the batches (a log: the writer numbers events as
+/// they are appended) the order by `(ts_ns, seq)` is the order by time and then position,
+/// which is sorted as one integer per row (the time from the earliest, then the position);
+/// otherwise the rows are sorted by their whole keys.
+fn sorted_order(batches: &[RecordBatch], origin: &Path) -> Result<Vec<(usize, usize)>, TraceError> {
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let mut cols = Vec::with_capacity(batches.len());
+    for b in batches {
+        cols.push(key_cols(b, origin)?);
+    }
+    let mut rising = rows <= u32::MAX as usize;
+    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+    let mut prev: Option<u64> = None;
+    for (ts, seq) in &cols {
+        for &q in seq.values().iter() {
+            rising &= prev.is_none_or(|p| q > p);
+            prev = Some(q);
+        }
+        for &t in ts.values().iter() {
+            lo = lo.min(t);
+            hi = hi.max(t);
+        }
+    }
+    let span = (hi as i128 - lo as i128).max(0);
+    if rising && span < 1 << 32 {
+        return Ok(by_time_then_position(batches, &cols, |t, i| {
+            ((t.wrapping_sub(lo) as u64) << 32) | i
+        }));
+    }
+    if rising {
+        return Ok(by_time_then_position(batches, &cols, |t, i| {
+            (u128::from(t.wrapping_sub(lo) as u64) << 32) | u128::from(i)
+        }));
+    }
+    let mut keys: Vec<(i64, u64, u32, u32)> = Vec::with_capacity(rows);
+    for (bi, (ts, seq)) in cols.iter().enumerate() {
+        for r in 0..ts.len() {
             keys.push((ts.value(r), seq.value(r), bi as u32, r as u32));
         }
     }
     // (batch, row) makes every key distinct: an unstable sort gives the stable order
     keys.sort_unstable();
-    let order: Vec<(usize, usize)> = keys.iter().map(|k| (k.2 as usize, k.3 as usize)).collect();
-    let refs: Vec<&RecordBatch> = batches.iter().collect();
-    interleave_record_batch(&refs, &order).map_err(err)
+    Ok(keys.iter().map(|k| (k.2 as usize, k.3 as usize)).collect())
+}
+
+/// [`sorted_order`] by one integer per row, `key(ts_ns, position)` with the position in its
+/// low 32 bits.
+fn by_time_then_position<K: Ord + Copy + Into<u128>>(
+    batches: &[RecordBatch],
+    cols: &[(Int64Array, UInt64Array)],
+    key: impl Fn(i64, u64) -> K,
+) -> Vec<(usize, usize)> {
+    let mut keys: Vec<K> = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
+    for (ts, _) in cols {
+        let base = keys.len() as u64;
+        keys.extend(
+            ts.values()
+                .iter()
+                .enumerate()
+                .map(|(i, &t)| key(t, base + i as u64)),
+        );
+    }
+    keys.sort_unstable();
+    let mut at = Vec::with_capacity(keys.len());
+    for (bi, b) in batches.iter().enumerate() {
+        at.extend((0..b.num_rows()).map(|r| (bi, r)));
+    }
+    keys.iter()
+        .map(|&k| at[(k.into() & 0xffff_ffff) as usize])
+        .collect()
 }
 
 /// Merges sorted streams of record batches (each sorted by `(ts_ns, seq)`, one schema) into one
@@ -1114,6 +1247,80 @@ mod tests {
             let msg = b.column_by_name("message").unwrap().as_string::<i32>();
             for i in 0..b.num_rows() {
                 assert_eq!(msg.value(i), format!("{}/{}", ts.value(i), seq.value(i)));
+            }
+        }
+    }
+
+    /// `sorted_order`'s three ways (sequence numbers rising with times spanning less than 2^32
+    /// ns, rising with a wider span, not rising) give the order of a plain sort by `(ts_ns,
+    /// seq)` with ties in input order; and `sort_rows` into finalization's sort shape carries
+    /// every row's strings along, dictionary-encoded.
+    #[test]
+    fn rows_sort_by_time_and_seq_each_way_and_strings_follow_as_dictionaries() {
+        let mut x = 5u64;
+        let mut noise = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let spans: [(i64, i64); 3] = [(0, 3_000_000), (i64::MIN / 2, 1 << 40), (-5, 9)];
+        for (base, width) in spans {
+            for rising in [true, false] {
+                let n = 20_000u64;
+                let keys: Vec<(i64, u64)> = (0..n)
+                    .map(|i| {
+                        let t = base + (noise() % width as u64) as i64;
+                        let q = if rising {
+                            10 + i * 3
+                        } else {
+                            noise() % (4 * n)
+                        };
+                        (t, q)
+                    })
+                    .collect();
+                // kinds that vary row by row, so that a key out of place shows
+                let batches: Vec<RecordBatch> = keys
+                    .chunks(777)
+                    .map(|c| {
+                        let evs: Vec<Event> = c
+                            .iter()
+                            .map(|&(t, q)| {
+                                let kind = format!("k{}", t.rem_euclid(5));
+                                let mut e = Event::new(t, "log", &kind).message(format!("{t}/{q}"));
+                                e.seq = q;
+                                e
+                            })
+                            .collect();
+                        schema::events_to_log_batch(evs.iter())
+                    })
+                    .collect();
+                let got = sorted_order(&batches, Path::new("x")).unwrap();
+                let mut want: Vec<(i64, u64, usize, usize)> = Vec::new();
+                for (bi, c) in keys.chunks(777).enumerate() {
+                    want.extend(c.iter().enumerate().map(|(r, k)| (k.0, k.1, bi, r)));
+                }
+                want.sort();
+                let want: Vec<(usize, usize)> = want.iter().map(|w| (w.2, w.3)).collect();
+                assert_eq!(got, want, "base {base}, width {width}, rising {rising}");
+                let shape =
+                    schema::sort_shape(&schema::event_log_schema(), &schema::event_table_schema());
+                let sorted = sort_rows(&shape, batches, Path::new("x")).unwrap();
+                assert_eq!(sorted.schema().fields(), shape.fields());
+                let (ts, seq) = key_cols(&sorted, Path::new("x")).unwrap();
+                let msg = sorted.column_by_name("message").unwrap().as_string::<i32>();
+                let kind = sorted
+                    .column_by_name("kind")
+                    .unwrap()
+                    .as_dictionary::<arrow_array::types::Int32Type>();
+                let kind = kind.downcast_dict::<arrow_array::StringArray>().unwrap();
+                for (i, &(bi, r)) in want.iter().enumerate() {
+                    let k = keys[bi * 777 + r];
+                    assert_eq!((ts.value(i), seq.value(i)), k);
+                    assert_eq!(msg.value(i), format!("{}/{}", k.0, k.1));
+                    let want_kind = format!("k{}", k.0.rem_euclid(5));
+                    assert_eq!(arrow_array::ArrayAccessor::value(&kind, i), want_kind);
+                }
             }
         }
     }

@@ -1,6 +1,7 @@
 //! Writing finalization's Parquet files with their columns encoded in parallel.
 //!
-//! [`ParallelWriter`] takes sorted batches in the log's shape and gathers them into row groups
+//! [`ParallelWriter`] takes sorted batches in finalization's sort shape (the log's columns, the
+//! table's dictionary ones possibly encoded already) and gathers them into row groups
 //! of the writer properties' row count; a background thread converts each row group to the
 //! table's shape and encodes its columns on one thread per column (page encoding, dictionaries,
 //! statistics and ZSTD are per column), then appends the column chunks in schema order. The file
@@ -17,7 +18,7 @@
 //! codec is tried again.
 //!
 //! The footer also lists, for each row group, the distinct values of each dictionary-encoded
-//! text column (the union of its batches' dictionaries; [`GROUP_VALUES_KEY`], read back by
+//! text column (the values its rows' dictionary keys point at; [`GROUP_VALUES_KEY`], read back by
 //! [`crate::Trace::group_stats`]), so that a reader can rule a group out by a value it lacks.
 
 use std::fs::File;
@@ -62,6 +63,7 @@ type GroupValues = Vec<(String, Option<Vec<String>>)>;
 
 fn group_values(schema: &SchemaRef, table: &[RecordBatch]) -> GroupValues {
     use arrow_array::cast::AsArray;
+    use arrow_array::Array;
     use arrow_schema::DataType;
     let mut out = Vec::new();
     for (i, f) in schema.fields().iter().enumerate() {
@@ -79,7 +81,33 @@ fn group_values(schema: &SchemaRef, table: &[RecordBatch]) -> GroupValues {
                 listed = false;
                 break;
             };
-            for v in vals.iter().flatten() {
+            // a batch's dictionary may hold values none of its rows use (a slice of a sorted
+            // chunk keeps the chunk's dictionary): only the values its keys point at count
+            let mut used = vec![false; vals.len()];
+            match b
+                .column(i)
+                .as_dictionary_opt::<arrow_array::types::Int32Type>()
+            {
+                Some(d) if d.keys().null_count() == 0 => {
+                    for &k in d.keys().values() {
+                        if let Some(u) = used.get_mut(k as usize) {
+                            *u = true;
+                        }
+                    }
+                }
+                Some(d) => {
+                    for k in d.keys().iter().flatten() {
+                        if let Some(u) = used.get_mut(k as usize) {
+                            *u = true;
+                        }
+                    }
+                }
+                None => used.fill(true),
+            }
+            for (j, v) in vals.iter().enumerate() {
+                let Some(v) = v.filter(|_| used[j]) else {
+                    continue;
+                };
                 if !set.contains(v) {
                     set.insert(v.to_string());
                 }
@@ -113,7 +141,7 @@ fn group_values_kv(groups: &[GroupValues]) -> KeyValue {
     )
 }
 
-/// Converts a batch of the log's shape to the table's.
+/// Converts a batch of the sort shape to the table's.
 pub(crate) type Convert = fn(&RecordBatch) -> Result<RecordBatch, ArrowError>;
 
 /// A Parquet file writer encoding the columns of each row group in parallel.
@@ -127,7 +155,7 @@ pub(crate) struct ParallelWriter {
 
 impl ParallelWriter {
     /// A writer of `schema` (the table's shape) into `file`; batches given to
-    /// [`ParallelWriter::write`] are in the log's shape and pass through `convert`. With
+    /// [`ParallelWriter::write`] are in the sort shape and pass through `convert`. With
     /// `plain_when_incompressible`, a column chunk its codec does not shrink enough
     /// ([`KEEP_COMPRESSED`]) is stored uncompressed.
     pub(crate) fn try_new(
@@ -255,7 +283,7 @@ impl ParallelWriter {
         })
     }
 
-    /// Appends a batch (log shape); a full row group goes to the encoder.
+    /// Appends a batch (sort shape); a full row group goes to the encoder.
     pub(crate) fn write(&mut self, batch: &RecordBatch) -> Result<(), ParquetError> {
         let mut rest = batch.clone();
         while rest.num_rows() > 0 {
