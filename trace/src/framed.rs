@@ -325,22 +325,20 @@ impl FramedLog {
         &self.path
     }
 
-    /// Moves the file to `at` for the next read.
-    fn seek_to(&mut self, at: u64) -> std::io::Result<()> {
-        if at == self.file_pos {
-            Ok(())
+    fn read_at(&mut self, at: u64, buf: &mut [u8]) -> Result<(), TraceError> {
+        let r = if at == self.file_pos {
+            self.file.read_exact(buf)
         } else if self.file_pos != u64::MAX {
             // within the buffer (the byte-by-byte search for a good record after a damaged
             // one), the buffered bytes are kept
             self.file
                 .seek_relative(at.wrapping_sub(self.file_pos) as i64)
+                .and_then(|_| self.file.read_exact(buf))
         } else {
-            self.file.seek(SeekFrom::Start(at)).map(|_| ())
-        }
-    }
-
-    fn read_at(&mut self, at: u64, buf: &mut [u8]) -> Result<(), TraceError> {
-        let r = self.seek_to(at).and_then(|_| self.file.read_exact(buf));
+            self.file
+                .seek(SeekFrom::Start(at))
+                .and_then(|_| self.file.read_exact(buf))
+        };
         // after a failed read the position is unknown: the next read seeks
         self.file_pos = match r {
             Ok(()) => at + buf.len() as u64,

@@ -310,16 +310,14 @@ mod tests {
     #[test]
     fn string_columns_become_the_dictionaries_arrows_cast_makes() {
         use arrow_array::StringArray;
-        let mut x = 11u64;
+        let mut rng = crate::gen::Rng(11);
         for n in [0usize, 1, 7, 300, 5000, 20000] {
             let vals: Vec<Option<String>> = (0..n)
                 .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
+                    let x = rng.next();
                     // runs of one value, a few distinct ones, nulls, an empty string, values
                     // of every length up to 40 that differ in their first or last bytes, and
-                    // more distinct values than are looked through one by one
+                    // dozens of distinct values
                     match x % 13 {
                         0 => None,
                         1 => Some(String::new()),
@@ -353,15 +351,13 @@ mod tests {
     #[test]
     fn arrays_encoded_together_share_one_dictionary_of_their_values() {
         use arrow_array::StringArray;
-        let mut x = 3u64;
+        let mut rng = crate::gen::Rng(3);
         let arrays: Vec<StringArray> = [0usize, 1, 900, 5000, 2]
             .iter()
             .map(|&n| {
                 (0..n)
                     .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
+                        let x = rng.next();
                         match x % 7 {
                             0 => None,
                             1 => Some(format!("container-{}-node-replica", (x >> 8) % 700)),

@@ -1257,13 +1257,8 @@ mod tests {
     /// every row's strings along, dictionary-encoded.
     #[test]
     fn rows_sort_by_time_and_seq_each_way_and_strings_follow_as_dictionaries() {
-        let mut x = 5u64;
-        let mut noise = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = crate::gen::Rng(5);
+        let mut noise = move || rng.next();
         let spans: [(i64, i64); 3] = [(0, 3_000_000), (i64::MIN / 2, 1 << 40), (-5, 9)];
         for (base, width) in spans {
             for rising in [true, false] {

@@ -88,13 +88,6 @@ fn group_values(schema: &SchemaRef, table: &[RecordBatch]) -> GroupValues {
                 .column(i)
                 .as_dictionary_opt::<arrow_array::types::Int32Type>()
             {
-                Some(d) if d.keys().null_count() == 0 => {
-                    for &k in d.keys().values() {
-                        if let Some(u) = used.get_mut(k as usize) {
-                            *u = true;
-                        }
-                    }
-                }
                 Some(d) => {
                     for k in d.keys().iter().flatten() {
                         if let Some(u) = used.get_mut(k as usize) {
